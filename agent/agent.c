@@ -1,0 +1,910 @@
+#include "agent.h"
+
+#include <math.h>
+#include <signal.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+
+#include "effects.h"
+#include "log.h"
+
+/* A fixed id so journalctl MESSAGE_ID=… finds every transition. */
+#define MESSAGE_ID_TRANSITION "MESSAGE_ID=6d6f6e6b6579640a8c1e3f0b2a7d4e51"
+
+#define RETRY_BASE_USEC (5 * USEC_PER_SEC)
+#define RETRY_MAX_USEC (5 * USEC_PER_MINUTE)
+#define HOLD_REMINDER_USEC (15 * USEC_PER_MINUTE)
+
+static usec_t now_clock(sd_event *e, clockid_t clock) {
+        uint64_t t = 0;
+        if (e && sd_event_now(e, clock, &t) >= 0)
+                return t;
+        struct timespec ts;
+        clock_gettime(clock, &ts);
+        return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000;
+}
+
+usec_t agent_now_wall(Agent *a) {
+        return now_clock(a ? a->event : NULL, CLOCK_REALTIME);
+}
+
+const char *format_iso8601(char *buf, size_t size, usec_t wall) {
+        time_t t = (time_t) (wall / USEC_PER_SEC);
+        struct tm tm;
+        if (!gmtime_r(&t, &tm) || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+                snprintf(buf, size, "?");
+        return buf;
+}
+
+static uint64_t random_u64(void) {
+        uint64_t v = 0;
+        if (getrandom(&v, sizeof v, GRND_NONBLOCK) != sizeof v)
+                v = (uint64_t) now_clock(NULL, CLOCK_MONOTONIC) * 6364136223846793005ULL;
+        return v;
+}
+
+/* Capped exponential backoff with full jitter in the upper half, so a fleet
+ * that failed together does not retry together. */
+static usec_t backoff_delay(unsigned attempt) {
+        usec_t d = RETRY_BASE_USEC;
+        for (unsigned i = 0; i < attempt && d < RETRY_MAX_USEC; i++)
+                d *= 2;
+        d = MIN(d, RETRY_MAX_USEC);
+        return d / 2 + random_u64() % (d / 2 + 1);
+}
+
+static json_object *json_iso_or_null(usec_t wall) {
+        char buf[32];
+        return wall ? json_object_new_string(format_iso8601(buf, sizeof buf, wall)) : NULL;
+}
+
+static json_object *json_pct_or_null(bool have, double v) {
+        if (!have || isnan(v))
+                return NULL;
+        return json_object_new_double(round(v * 10.0) / 10.0);
+}
+
+static void sd_notify_status(Agent *a) {
+        char buf[256];
+        snprintf(buf, sizeof buf, "STATUS=%s: %s", state_to_string(a->state), strna(a->state_reason));
+        sd_notify(0, buf);
+}
+
+/* ---- history and transitions ---- */
+
+static json_object *transition_json(Agent *a, const Transition *t, const char *reason) {
+        char buf[32];
+        usec_t wall = agent_now_wall(a);
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "at", json_object_new_string(format_iso8601(buf, sizeof buf, wall)));
+        json_object_object_add(o, "at_unix", json_object_new_double((double) wall / USEC_PER_SEC));
+        json_object_object_add(o, "from", json_object_new_string(state_to_string(t->from)));
+        json_object_object_add(o, "to", json_object_new_string(state_to_string(t->to)));
+        json_object_object_add(o, "event", json_object_new_string(event_to_string(t->event)));
+        json_object_object_add(o, "action", json_object_new_string(action_to_string(t->action)));
+        json_object_object_add(o, "reason", reason ? json_object_new_string(reason) : NULL);
+        return o;
+}
+
+static void history_add(Agent *a, json_object *o) {
+        size_t slot = (a->history_head + a->history_len) % AGENT_HISTORY_MAX;
+        if (a->history_len == AGENT_HISTORY_MAX) {
+                json_object_put(a->history[a->history_head]);
+                slot = a->history_head;
+                a->history_head = (a->history_head + 1) % AGENT_HISTORY_MAX;
+        } else
+                a->history_len++;
+        a->history[slot] = json_object_get(o);
+}
+
+static void persist_save(Agent *a) {
+        int r;
+
+        memcpy(a->persist.boot_id, a->boot_id, sizeof a->persist.boot_id);
+        a->persist.state = a->state;
+        a->persist.since = a->state_since_wall;
+        free(a->persist.reason);
+        a->persist.reason = a->state_reason ? strdup(a->state_reason) : NULL;
+        r = state_save(a->config->agent.state_dir, &a->persist);
+        if (r < 0)
+                log_warning_errno(r, "Cannot save %s/state.json: %m, ignoring", a->config->agent.state_dir);
+}
+
+static void incident_open(Agent *a, const char *reason) {
+        Incident *i = &a->persist.incident;
+        char stamp[32];
+        time_t t;
+        struct tm tm;
+
+        if (i->id && i->ended == 0)
+                return; /* one incident per overload, even across HOLDING re-asks */
+        free(i->id);
+        free(i->reason);
+        free(i->slack_thread);
+        free(i->outcome);
+        *i = (Incident) {};
+
+        i->started = agent_now_wall(a);
+        t = (time_t) (i->started / USEC_PER_SEC);
+        if (!gmtime_r(&t, &tm) || strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm) == 0)
+                snprintf(stamp, sizeof stamp, "%llu", (unsigned long long) t);
+        if (asprintf(&i->id, "%s-%s", stamp, a->config->agent.host) < 0)
+                i->id = NULL;
+        i->reason = reason ? strdup(reason) : NULL;
+}
+
+static void incident_close(Agent *a, const char *outcome) {
+        Incident *i = &a->persist.incident;
+        if (!i->id || i->ended != 0)
+                return;
+        i->ended = agent_now_wall(a);
+        free(i->outcome);
+        i->outcome = strdup(outcome);
+}
+
+static void retry_schedule(Agent *a, usec_t delay);
+static void drain_schedule(Agent *a, usec_t delay);
+
+static void timers_cancel(Agent *a) {
+        a->retry_timer = sd_event_source_disable_unref(a->retry_timer);
+        a->drain_timer = sd_event_source_disable_unref(a->drain_timer);
+}
+
+static void action_run(Agent *a, const Transition *t, const char *reason) {
+        _cleanup_(freep) char *text = NULL;
+        usec_t now_mono = now_clock(a->event, CLOCK_MONOTONIC);
+
+        switch (t->action) {
+        case ACTION_NONE:
+                break;
+
+        case ACTION_RUN_CHECKS:
+                a->retry_timer = sd_event_source_disable_unref(a->retry_timer);
+                (void) effect_checks_run(a);
+                break;
+
+        case ACTION_POOL_JOIN:
+                timers_cancel(a);
+                a->retry_attempt = 0;
+                /* A fresh start in the pool: an overload that outlived the
+                 * remediation must be sustained for a whole new window. */
+                detector_reset(&a->detector);
+                if (a->persist.incident.id && a->persist.incident.ended == 0) {
+                        incident_close(a, "rejoined");
+                        if (asprintf(&text, "%s is back: checks passed, rejoined the pool (incident %s)",
+                                     a->config->agent.host, a->persist.incident.id) >= 0)
+                                effect_notify(a, NOTICE_BACK, text);
+                }
+                (void) effect_pool_join(a);
+                break;
+
+        case ACTION_REQUEST_LEAVE:
+                incident_open(a, reason);
+                if (t->from == STATE_SERVING && asprintf(&text, "%s overloaded: %s; asking to leave the pool",
+                                                         a->config->agent.host, strna(reason)) >= 0)
+                        effect_notify(a, NOTICE_BREACH, text);
+                (void) effect_pool_request_leave(a);
+                break;
+
+        case ACTION_ALERT_BREACH:
+                incident_open(a, reason);
+                if (asprintf(&text, "%s overloaded: %s; observe only ([remedy] not configured), staying in the pool",
+                             a->config->agent.host, strna(reason)) >= 0)
+                        effect_notify(a, NOTICE_BREACH, text);
+                break;
+
+        case ACTION_HOLD:
+                if (a->hold_alerted_at == 0 || now_mono - a->hold_alerted_at >= HOLD_REMINDER_USEC) {
+                        a->hold_alerted_at = now_mono;
+                        if (asprintf(&text, "%s holding in the pool: %s", a->config->agent.host, strna(reason)) >= 0)
+                                effect_notify(a, NOTICE_HOLDING, text);
+                }
+                retry_schedule(a, backoff_delay(MIN(a->retry_attempt++, 3u)));
+                break;
+
+        case ACTION_NOTE_CLEARED:
+                timers_cancel(a);
+                a->retry_attempt = 0;
+                a->hold_alerted_at = 0;
+                incident_close(a, "cleared");
+                if (asprintf(&text, "%s: overload cleared (%s)", a->config->agent.host, strna(reason)) >= 0)
+                        effect_notify(a, NOTICE_CLEARED, text);
+                break;
+
+        case ACTION_START_DRAIN:
+                a->retry_timer = sd_event_source_disable_unref(a->retry_timer);
+                a->retry_attempt = 0;
+                a->hold_alerted_at = 0;
+                a->pool_serving = false;
+                a->persist.incident.left_pool = agent_now_wall(a);
+                drain_schedule(a, a->config->pool.enabled ? a->config->pool.drain : 0);
+                break;
+
+        case ACTION_REMEDIATE:
+                /* Counted and saved before acting: a reboot must find it. */
+                persistent_state_add_remediation(&a->persist, agent_now_wall(a));
+                persist_save(a);
+                if (asprintf(&text, "%s: remediating (%s%s)", a->config->agent.host,
+                             remedy_step_to_string(a->config->remedy.ladder[0]),
+                             a->config->remedy.dry_run ? ", dry run" : "") >= 0)
+                        effect_notify(a, NOTICE_REMEDIATING, text);
+                (void) effect_remediate(a);
+                break;
+
+        case ACTION_QUARANTINE:
+                if (a->pool_serving)
+                        (void) effect_pool_leave(a, "quarantined");
+                a->pool_serving = false;
+                if (t->from != STATE_QUARANTINED &&
+                    asprintf(&text, "%s quarantined: %s", a->config->agent.host, strna(reason)) >= 0)
+                        effect_notify(a, NOTICE_QUARANTINED, text);
+                retry_schedule(a, backoff_delay(a->retry_attempt++));
+                break;
+
+        case ACTION_GIVE_UP:
+                timers_cancel(a);
+                incident_close(a, "gave up");
+                if (asprintf(&text, "%s: %s; staying out of the pool until `monkeyctl resume`",
+                             a->config->agent.host, strna(reason)) >= 0)
+                        effect_notify(a, NOTICE_GAVE_UP, text);
+                break;
+
+        case ACTION_ENTER_MAINTENANCE:
+                timers_cancel(a);
+                a->persist.maintenance = true;
+                (void) effect_pool_leave(a, "maintenance");
+                a->pool_serving = false;
+                if (asprintf(&text, "%s in maintenance: %s", a->config->agent.host, strna(reason)) >= 0)
+                        effect_notify(a, NOTICE_MAINTENANCE, text);
+                break;
+
+        default:
+                log_warning("Unknown action %d, ignoring", (int) t->action);
+        }
+}
+
+static void agent_step(Agent *a, Event ev, const char *reason) {
+        Transition t;
+        FsmInputs in = {
+                .remedy_enabled = a->config->remedy.enabled,
+                .remedy_allowed = remedy_count_in_window(a->persist.remediations, a->persist.n_remediations,
+                                                         agent_now_wall(a), a->config->remedy.window) <
+                                  a->config->remedy.max_per_window,
+        };
+        _cleanup_(freep) char *limit_reason = NULL;
+        int r;
+
+        r = fsm_step(a->state, ev, &in, &t);
+        if (r < 0) {
+                log_debug("Event %s means nothing in state %s, ignoring", event_to_string(ev),
+                          state_to_string(a->state));
+                return;
+        }
+        if (t.action == ACTION_GIVE_UP &&
+            asprintf(&limit_reason, "remediation limit reached: %u in the last %s", a->config->remedy.max_per_window,
+                     format_duration((char[32]) {}, 32, a->config->remedy.window)) >= 0)
+                reason = limit_reason;
+
+        if (t.to == STATE_CHECKING && t.from == STATE_MAINTENANCE)
+                a->persist.maintenance = false;
+        if (ev == EVENT_RESUME) {
+                a->persist.maintenance = false;
+                free(a->persist.maintenance_reason);
+                a->persist.maintenance_reason = NULL;
+        }
+
+        if (t.to != t.from || t.action != ACTION_NONE) {
+                _cleanup_(json_object_putp) json_object *o = transition_json(a, &t, reason);
+                char state_field[64], event_field[64], from_field[64];
+
+                snprintf(state_field, sizeof state_field, "MONKEY_STATE=%s", state_to_string(t.to));
+                snprintf(from_field, sizeof from_field, "MONKEY_FROM=%s", state_to_string(t.from));
+                snprintf(event_field, sizeof event_field, "MONKEY_EVENT=%s", event_to_string(ev));
+                const char *fields[] = { MESSAGE_ID_TRANSITION, state_field, from_field, event_field, NULL };
+                if (t.to != t.from)
+                        log_struct_internal(LOG_NOTICE, fields, "%s -> %s on %s: %s", state_to_string(t.from),
+                                            state_to_string(t.to), event_to_string(ev), strna(reason));
+                else
+                        log_struct_internal(LOG_INFO, fields, "%s stays on %s: %s", state_to_string(t.from),
+                                            event_to_string(ev), strna(reason));
+
+                if (t.to != t.from) {
+                        a->state = t.to;
+                        a->state_since_mono = now_clock(a->event, CLOCK_MONOTONIC);
+                        a->state_since_wall = agent_now_wall(a);
+                        free(a->state_reason);
+                        a->state_reason = reason ? strdup(reason) : NULL;
+                        history_add(a, o);
+                        control_server_broadcast(a->control, o);
+                        sd_notify_status(a);
+                }
+        }
+
+        action_run(a, &t, reason);
+        persist_save(a);
+}
+
+static int queue_dispatch(sd_event_source *s, void *userdata) {
+        Agent *a = userdata;
+
+        /* Events posted by actions land at the end and run in this same
+         * dispatch, in order. */
+        for (size_t i = 0; i < a->queue_len; i++) {
+                QueuedEvent q = a->queue[i];
+                a->queue[i].reason = NULL;
+                agent_step(a, q.event, q.reason);
+                free(q.reason);
+        }
+        a->queue_len = 0;
+        return sd_event_source_set_enabled(s, SD_EVENT_OFF);
+}
+
+int agent_post_event(Agent *a, Event e, const char *reason) {
+        if (a->queue_len >= AGENT_EVENT_QUEUE_MAX)
+                return log_error_errno(ENOBUFS, "Event queue full, dropping %s", event_to_string(e));
+        a->queue[a->queue_len++] = (QueuedEvent) { e, reason ? strdup(reason) : NULL };
+        return sd_event_source_set_enabled(a->queue_defer, SD_EVENT_ONESHOT);
+}
+
+/* ---- timers owned by actions ---- */
+
+static int on_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        Agent *a = userdata;
+        a->retry_timer = sd_event_source_disable_unref(a->retry_timer);
+        return agent_post_event(a, EVENT_RETRY, a->state == STATE_HOLDING ? "asking the budget again" : "re-checking");
+}
+
+static void retry_schedule(Agent *a, usec_t delay) {
+        int r;
+        a->retry_timer = sd_event_source_disable_unref(a->retry_timer);
+        r = sd_event_add_time_relative(a->event, &a->retry_timer, CLOCK_BOOTTIME, delay, USEC_PER_MSEC, on_retry, a);
+        if (r < 0)
+                log_warning_errno(r, "Cannot schedule a retry: %m, ignoring");
+}
+
+static int on_drained(sd_event_source *s, uint64_t usec, void *userdata) {
+        Agent *a = userdata;
+        a->drain_timer = sd_event_source_disable_unref(a->drain_timer);
+        return agent_post_event(a, EVENT_DRAINED, "drain grace over");
+}
+
+static void drain_schedule(Agent *a, usec_t delay) {
+        int r;
+        a->drain_timer = sd_event_source_disable_unref(a->drain_timer);
+        r = sd_event_add_time_relative(a->event, &a->drain_timer, CLOCK_BOOTTIME, delay, USEC_PER_MSEC, on_drained, a);
+        if (r < 0) {
+                log_warning_errno(r, "Cannot schedule the drain timer: %m; proceeding now");
+                (void) agent_post_event(a, EVENT_DRAINED, "drain timer unavailable");
+        }
+}
+
+/* ---- CPU sampling ---- */
+
+static void cpu_sample_failed(Agent *a, const char *what) {
+        a->cpu_skipped++;
+        if (!streq_ptr(a->cpu_last_error, what)) {
+                free(a->cpu_last_error);
+                a->cpu_last_error = strdup(what);
+                a->cpu_error_logged = false;
+        }
+        if (!a->cpu_error_logged) {
+                log_warning("%s: %s; skipping the sample, ignoring", a->config->agent.proc_stat, what);
+                a->cpu_error_logged = true;
+        }
+}
+
+static void format_breach_reason(Agent *a, char *buf, size_t size) {
+        char w[32];
+        snprintf(buf, size, "cpu %.1f%% >= %.0f%% for %s (window average %.1f%%)", a->detector.last_busy,
+                 a->config->cpu.threshold, format_duration(w, sizeof w, a->config->cpu.window),
+                 detector_window_pct(&a->detector));
+}
+
+static void cpu_sample(Agent *a) {
+        usec_t now = now_clock(a->event, CLOCK_BOOTTIME);
+        _cleanup_(freep) char *err = NULL;
+        CpuSample cur;
+        CpuUsage u;
+        int r;
+
+        if (!a->cpu) {
+                r = cpu_reader_new(a->config->agent.proc_stat, &a->cpu);
+                if (r < 0) {
+                        char msg[128];
+                        snprintf(msg, sizeof msg, "cannot open: %s", strerror(-r));
+                        cpu_sample_failed(a, msg);
+                        return;
+                }
+        }
+
+        r = cpu_reader_read(a->cpu, &cur, &err);
+        if (r < 0) {
+                char msg[256];
+                if (r == -EBADMSG)
+                        snprintf(msg, sizeof msg, "garbage: %s", strna(err));
+                else
+                        snprintf(msg, sizeof msg, "cannot read: %s", strerror(-r));
+                cpu_sample_failed(a, msg);
+                return;
+        }
+
+        if (a->cpu_prev_at == 0) {
+                a->cpu_prev = cur;
+                a->cpu_prev_at = now;
+                return;
+        }
+
+        r = cpu_usage_between(&a->cpu_prev, &cur, &u);
+        usec_t start = a->cpu_prev_at;
+        a->cpu_prev = cur;
+        a->cpu_prev_at = now;
+        if (r < 0) {
+                cpu_sample_failed(a, r == -ERANGE   ? "counters went backwards; new baseline"
+                                     : r == -ESTALE ? "number of CPUs changed; new baseline"
+                                                    : "no time passed between samples");
+                return;
+        }
+
+        if (a->cpu_error_logged)
+                log_info("%s: samples are good again", a->config->agent.proc_stat);
+        a->cpu_error_logged = false;
+        free(a->cpu_last_error);
+        a->cpu_last_error = NULL;
+
+        a->cpu_last = u;
+        a->cpu_have_usage = true;
+        a->cpu_samples++;
+
+        DetectorVerdict v = detector_feed(&a->detector, start, now, u.busy);
+        if (v == DETECTOR_BREACH || v == DETECTOR_CLEARED)
+                log_debug("Detector: %s at %.1f%%", detector_verdict_to_string(v), u.busy);
+
+        /* Level-triggered: the machine hears the detector's current view
+         * each sample in the states where it matters. */
+        if (a->detector.breached && a->state == STATE_SERVING) {
+                char reason[160];
+                format_breach_reason(a, reason, sizeof reason);
+                (void) agent_post_event(a, EVENT_BREACH, reason);
+        } else if (!a->detector.breached && (a->state == STATE_OVERLOADED || a->state == STATE_HOLDING)) {
+                char reason[96];
+                snprintf(reason, sizeof reason, "cpu %.1f%% < %.0f%%", u.busy, a->config->cpu.clear_below);
+                (void) agent_post_event(a, EVENT_CLEARED, reason);
+        }
+}
+
+static void sample_timer_arm(Agent *a) {
+        int r = sd_event_source_set_time(a->sample_timer, a->sample_next);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(a->sample_timer, SD_EVENT_ONESHOT);
+        if (r < 0)
+                log_error_errno(r, "Cannot arm the sampling timer: %m");
+}
+
+static int on_sample(sd_event_source *s, uint64_t usec, void *userdata) {
+        Agent *a = userdata;
+        usec_t now = now_clock(a->event, CLOCK_BOOTTIME);
+
+        cpu_sample(a);
+
+        /* Fixed period so intervals stay even; after a stall (suspend,
+         * SIGSTOP) skip the missed ticks instead of firing a burst. */
+        a->sample_next += a->config->cpu.interval;
+        if (a->sample_next <= now)
+                a->sample_next = now + a->config->cpu.interval;
+        sample_timer_arm(a);
+        return 0;
+}
+
+static int sampling_start(Agent *a) {
+        usec_t now = now_clock(a->event, CLOCK_BOOTTIME);
+        usec_t phase = a->config->cpu.jitter ? random_u64() % (a->config->cpu.jitter + 1) : 0;
+        int r;
+
+        /* A baseline now, so the first interval ends one interval later. */
+        cpu_sample(a);
+        a->sample_next = now + a->config->cpu.interval + phase;
+        r = sd_event_add_time(a->event, &a->sample_timer, CLOCK_BOOTTIME, a->sample_next, 1, on_sample, a);
+        if (r < 0)
+                return log_error_errno(r, "Cannot add the sampling timer: %m");
+        return 0;
+}
+
+/* ---- status ---- */
+
+json_object *agent_status_json(Agent *a) {
+        const Config *c = a->config;
+        json_object *o = json_object_new_object();
+        json_object *cpu = json_object_new_object();
+        json_object *pool = json_object_new_object();
+        json_object *remedy = json_object_new_object();
+        json_object *integ = json_object_new_object();
+        usec_t now_mono = now_clock(a->event, CLOCK_MONOTONIC);
+        bool have = a->cpu_have_usage;
+        double window_pct = detector_window_pct(&a->detector);
+
+        json_object_object_add(o, "host", json_object_new_string(c->agent.host));
+        json_object_object_add(o, "version", json_object_new_string(MONKEY_VERSION));
+        json_object_object_add(o, "pid", json_object_new_int((int) getpid()));
+        json_object_object_add(o, "config", json_object_new_string(a->config_path));
+        json_object_object_add(o, "state", json_object_new_string(state_to_string(a->state)));
+        json_object_object_add(o, "since", json_iso_or_null(a->state_since_wall));
+        json_object_object_add(o, "since_unix", json_object_new_double((double) a->state_since_wall / USEC_PER_SEC));
+        json_object_object_add(o, "for_sec",
+                               json_object_new_double((double) (now_mono - a->state_since_mono) / USEC_PER_SEC));
+        json_object_object_add(o, "reason", a->state_reason ? json_object_new_string(a->state_reason) : NULL);
+        json_object_object_add(o, "maintenance", json_object_new_boolean(a->persist.maintenance));
+        json_object_object_add(o, "maintenance_reason", a->persist.maintenance_reason
+                                                                ? json_object_new_string(a->persist.maintenance_reason)
+                                                                : NULL);
+        json_object_object_add(o, "boot_id", json_object_new_string(a->boot_id));
+
+        json_object_object_add(cpu, "busy_pct", json_pct_or_null(have, a->cpu_last.busy));
+        json_object_object_add(cpu, "window_pct", json_pct_or_null(true, window_pct));
+        json_object_object_add(cpu, "threshold_pct", json_object_new_double(c->cpu.threshold));
+        json_object_object_add(cpu, "clear_below_pct", json_object_new_double(c->cpu.clear_below));
+        json_object_object_add(cpu, "window_sec", json_object_new_double((double) c->cpu.window / USEC_PER_SEC));
+        json_object_object_add(cpu, "interval_sec", json_object_new_double((double) c->cpu.interval / USEC_PER_SEC));
+        json_object_object_add(cpu, "user_pct", json_pct_or_null(have, a->cpu_last.user));
+        json_object_object_add(cpu, "system_pct", json_pct_or_null(have, a->cpu_last.system));
+        json_object_object_add(cpu, "iowait_pct", json_pct_or_null(have, a->cpu_last.iowait));
+        json_object_object_add(cpu, "steal_pct", json_pct_or_null(have, a->cpu_last.steal));
+        json_object_object_add(cpu, "run_sec",
+                               json_object_new_double((double) detector_run_length(&a->detector) / USEC_PER_SEC));
+        json_object_object_add(cpu, "breached", json_object_new_boolean(a->detector.breached));
+        json_object_object_add(cpu, "samples", json_object_new_int64((int64_t) a->cpu_samples));
+        json_object_object_add(cpu, "skipped", json_object_new_int64((int64_t) a->cpu_skipped));
+        json_object_object_add(cpu, "source", json_object_new_string(c->agent.proc_stat));
+        json_object_object_add(cpu, "last_error", a->cpu_last_error ? json_object_new_string(a->cpu_last_error) : NULL);
+        json_object_object_add(o, "cpu", cpu);
+
+        json_object_object_add(pool, "configured", json_object_new_boolean(c->pool.enabled));
+        json_object_object_add(pool, "name", c->pool.enabled ? json_object_new_string(c->pool.name) : NULL);
+        json_object_object_add(pool, "address", c->pool.enabled ? json_object_new_string(c->pool.address) : NULL);
+        json_object_object_add(pool, "serving", json_object_new_boolean(a->pool_serving));
+        json_object_object_add(pool, "serving_count", NULL);
+        json_object_object_add(pool, "status", json_object_new_string(c->pool.enabled ? "configured" : "not configured"));
+        json_object_object_add(o, "pool", pool);
+
+        if (a->last_checks)
+                json_object_object_add(o, "last_checks", json_object_get(a->last_checks));
+        else {
+                json_object *lc = json_object_new_object();
+                json_object_object_add(lc, "content", json_object_new_string("not run"));
+                json_object_object_add(lc, "status", json_object_new_string("not run"));
+                json_object_object_add(lc, "binding", json_object_new_string("not run"));
+                json_object_object_add(lc, "ok", NULL);
+                json_object_object_add(lc, "at", NULL);
+                json_object_object_add(lc, "detail", NULL);
+                json_object_object_add(o, "last_checks", lc);
+        }
+
+        const Incident *i = &a->persist.incident;
+        if (i->id) {
+                json_object *inc = json_object_new_object();
+                json_object_object_add(inc, "id", json_object_new_string(i->id));
+                json_object_object_add(inc, "started", json_iso_or_null(i->started));
+                json_object_object_add(inc, "reason", i->reason ? json_object_new_string(i->reason) : NULL);
+                json_object_object_add(inc, "outcome", i->outcome ? json_object_new_string(i->outcome) : NULL);
+                json_object_object_add(inc, "left_pool", json_iso_or_null(i->left_pool));
+                json_object_object_add(inc, "ended", json_iso_or_null(i->ended));
+                json_object_object_add(o, "last_incident", inc);
+        } else
+                json_object_object_add(o, "last_incident", NULL);
+
+        json_object_object_add(remedy, "mode", json_object_new_string(!c->remedy.enabled ? "observe only"
+                                                                      : c->remedy.dry_run ? "dry run"
+                                                                                          : "enabled"));
+        json_object_object_add(remedy, "count_in_window",
+                               json_object_new_int((int) remedy_count_in_window(a->persist.remediations,
+                                                                                a->persist.n_remediations,
+                                                                                agent_now_wall(a), c->remedy.window)));
+        json_object_object_add(remedy, "max_per_window", json_object_new_int((int) c->remedy.max_per_window));
+        json_object_object_add(remedy, "window_sec", json_object_new_double((double) c->remedy.window / USEC_PER_SEC));
+        json_object_object_add(o, "remedy", remedy);
+
+#define INTEG(name, on) json_object_object_add(integ, name, json_object_new_string((on) ? "configured" : "not configured"))
+        INTEG("pool", c->pool.enabled);
+        INTEG("slack", c->slack.enabled);
+        INTEG("aws", c->aws.enabled);
+        INTEG("checks", c->checks.enabled);
+        INTEG("remedy", c->remedy.enabled);
+        INTEG("proxy", c->proxy.enabled);
+#undef INTEG
+        json_object_object_add(o, "integrations", integ);
+        return o;
+}
+
+/* ---- control handlers ---- */
+
+static json_object *control_status(void *userdata) {
+        return agent_status_json(userdata);
+}
+
+static json_object *control_history(void *userdata, unsigned limit) {
+        Agent *a = userdata;
+        json_object *arr = json_object_new_array();
+        size_t n = MIN((size_t) (limit ? limit : 20), a->history_len);
+
+        for (size_t k = a->history_len - n; k < a->history_len; k++)
+                json_object_array_add(arr, json_object_get(a->history[(a->history_head + k) % AGENT_HISTORY_MAX]));
+        return arr;
+}
+
+static int control_drain(void *userdata, const char *reason, char **ret_message) {
+        Agent *a = userdata;
+        char *m = NULL;
+
+        if (a->state == STATE_MAINTENANCE) {
+                if (asprintf(&m, "already in maintenance since %s", a->state_reason ? a->state_reason : "?") < 0)
+                        return -ENOMEM;
+                *ret_message = m;
+                return 0;
+        }
+        if (a->state == STATE_BOOT) {
+                *ret_message = strdup("the agent is still starting; try again");
+                return -EBUSY;
+        }
+        free(a->persist.maintenance_reason);
+        a->persist.maintenance_reason = strdup(isempty(reason) ? "operator drain" : reason);
+        (void) agent_post_event(a, EVENT_MAINTENANCE, a->persist.maintenance_reason);
+        if (asprintf(&m, "draining %s: leaving the pool and staying out until `monkeyctl resume`",
+                     a->config->agent.host) < 0)
+                return -ENOMEM;
+        *ret_message = m;
+        return 0;
+}
+
+static int control_resume(void *userdata, char **ret_message) {
+        Agent *a = userdata;
+        char *m = NULL;
+
+        if (a->state != STATE_MAINTENANCE && a->state != STATE_QUARANTINED) {
+                if (asprintf(&m, "nothing to resume: state is %s", state_to_string(a->state)) < 0)
+                        return -ENOMEM;
+                *ret_message = m;
+                return -EALREADY;
+        }
+        (void) agent_post_event(a, EVENT_RESUME, "operator resume");
+        if (asprintf(&m, "resuming %s: checking, then rejoining the pool", a->config->agent.host) < 0)
+                return -ENOMEM;
+        *ret_message = m;
+        return 0;
+}
+
+static const ControlHandlers control_handlers = {
+        .status = control_status,
+        .history = control_history,
+        .drain = control_drain,
+        .resume = control_resume,
+};
+
+/* ---- signals and reload ---- */
+
+static int agent_reload(Agent *a) {
+        _cleanup_(config_freep) Config *nc = NULL;
+        _cleanup_(freep) char *err = NULL;
+        Config *oc = a->config;
+        int r;
+
+        sd_notifyf(0, "RELOADING=1\nSTATUS=Reloading %s\nMONOTONIC_USEC=%llu", a->config_path,
+                   (unsigned long long) now_clock(NULL, CLOCK_MONOTONIC));
+        r = config_load(a->config_path, &nc, &err);
+        if (r < 0) {
+                log_warning("reload failed, keeping the running config: %s", strna(err));
+                sd_notify(0, "READY=1");
+                sd_notify_status(a);
+                return 0;
+        }
+
+        /* These are bound at start; changing them live would orphan the
+         * socket or split the state between two directories. */
+        if (!streq(nc->agent.state_dir, oc->agent.state_dir) ||
+            !streq(nc->agent.control_socket, oc->agent.control_socket) || !streq(nc->agent.boot_id, oc->agent.boot_id))
+                log_warning("reload: state_dir, control_socket and boot_id take effect at the next restart, ignoring "
+                            "their new values");
+        free(nc->agent.state_dir);
+        nc->agent.state_dir = strdup(oc->agent.state_dir);
+        free(nc->agent.control_socket);
+        nc->agent.control_socket = strdup(oc->agent.control_socket);
+        free(nc->agent.boot_id);
+        nc->agent.boot_id = strdup(oc->agent.boot_id);
+        if (!nc->agent.state_dir || !nc->agent.control_socket || !nc->agent.boot_id) {
+                sd_notify(0, "READY=1");
+                return log_oom();
+        }
+
+        r = detector_reconfigure(&a->detector, nc->cpu.threshold, nc->cpu.clear_below, nc->cpu.window,
+                                 nc->cpu.interval);
+        if (r < 0) {
+                log_warning_errno(r, "reload failed, keeping the running config: detector: %m");
+                sd_notify(0, "READY=1");
+                return 0;
+        }
+        if (!streq(nc->agent.proc_stat, oc->agent.proc_stat)) {
+                a->cpu = cpu_reader_free(a->cpu);
+                a->cpu_prev_at = 0;
+        }
+        if (nc->cpu.interval != oc->cpu.interval) {
+                a->sample_next = now_clock(a->event, CLOCK_BOOTTIME) + nc->cpu.interval;
+                sample_timer_arm(a);
+        }
+        log_max_level = nc->agent.log_level;
+        a->config = TAKE_PTR(nc);
+        config_free(oc);
+
+        log_info("Reloaded %s", a->config_path);
+        sd_notify(0, "READY=1");
+        sd_notify_status(a);
+        return 0;
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Agent *a = userdata;
+
+        if (si->ssi_signo == SIGHUP)
+                return agent_reload(a);
+
+        log_info("Received %s, stopping", strsignal((int) si->ssi_signo));
+        a->stopping = true;
+        sd_notify(0, "STOPPING=1\nSTATUS=Stopping");
+        return sd_event_exit(a->event, 0);
+}
+
+/* ---- life cycle ---- */
+
+static int state_dir_prepare(const char *dir) {
+        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+                return log_error_errno(errno, "Cannot create state directory %s: %m", dir);
+        return 0;
+}
+
+static void agent_start_machine(Agent *a) {
+        char reason[192];
+        const char *prev = a->persist.boot_id;
+
+        if (isempty(prev))
+                snprintf(reason, sizeof reason, "first start (boot id %s)", a->boot_id);
+        else if (a->new_boot)
+                snprintf(reason, sizeof reason, "new boot (boot id %s, was %s)", a->boot_id, prev);
+        else
+                snprintf(reason, sizeof reason, "agent restart in the same boot (was %s)",
+                         state_to_string(a->persist.state));
+
+        log_info("Starting: %s", reason);
+        a->state = STATE_BOOT;
+        a->state_since_mono = now_clock(a->event, CLOCK_MONOTONIC);
+        a->state_since_wall = agent_now_wall(a);
+        a->state_reason = strdup(reason);
+
+        if (a->persist.maintenance) {
+                char m[256];
+                snprintf(m, sizeof m, "%s; operator drain still in force: %s", reason,
+                         strna(a->persist.maintenance_reason));
+                (void) agent_post_event(a, EVENT_RESTORE_MAINTENANCE, m);
+        } else
+                (void) agent_post_event(a, EVENT_START, reason);
+}
+
+int agent_new(const char *config_path, Agent **ret, char **ret_error) {
+        _cleanup_(agent_freep) Agent *a = NULL;
+        _cleanup_(freep) char *moved = NULL;
+        sigset_t mask;
+        int r;
+
+        a = calloc(1, sizeof *a);
+        if (!a)
+                return -ENOMEM;
+        persistent_state_init(&a->persist);
+        a->state = STATE_BOOT;
+
+        a->config_path = strdup(config_path);
+        if (!a->config_path)
+                return -ENOMEM;
+        r = config_load(config_path, &a->config, ret_error);
+        if (r < 0)
+                return r;
+        log_max_level = a->config->agent.log_level;
+
+        r = detector_init(&a->detector, a->config->cpu.threshold, a->config->cpu.clear_below, a->config->cpu.window,
+                          a->config->cpu.interval);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the detector: %m");
+
+        r = state_dir_prepare(a->config->agent.state_dir);
+        if (r < 0)
+                return r;
+        r = state_load(a->config->agent.state_dir, &a->persist, &moved);
+        if (r < 0)
+                return log_error_errno(r, "Cannot read %s/state.json: %m", a->config->agent.state_dir);
+        if (moved)
+                log_warning("%s/state.json was corrupt; moved aside to %s, starting fresh",
+                            a->config->agent.state_dir, moved);
+
+        r = boot_id_read(a->config->agent.boot_id, a->boot_id);
+        if (r < 0)
+                return log_error_errno(r, "Cannot read the boot id from %s: %m", a->config->agent.boot_id);
+        a->new_boot = !streq(a->persist.boot_id, a->boot_id);
+
+        r = sd_event_new(&a->event);
+        if (r < 0)
+                return log_error_errno(r, "Cannot create the event loop: %m");
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return log_error_errno(errno, "Cannot block signals: %m");
+        r = sd_event_add_signal(a->event, &a->sig_term, SIGTERM, on_signal, a);
+        if (r >= 0)
+                r = sd_event_add_signal(a->event, &a->sig_int, SIGINT, on_signal, a);
+        if (r >= 0)
+                r = sd_event_add_signal(a->event, &a->sig_hup, SIGHUP, on_signal, a);
+        if (r < 0)
+                return log_error_errno(r, "Cannot watch signals: %m");
+
+        r = sd_event_add_defer(a->event, &a->queue_defer, queue_dispatch, a);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(a->queue_defer, SD_EVENT_OFF);
+        if (r < 0)
+                return log_error_errno(r, "Cannot add the event queue: %m");
+
+        /* Sends WATCHDOG=1 by itself when WATCHDOG_USEC is set. */
+        r = sd_event_set_watchdog(a->event, true);
+        if (r < 0)
+                log_warning_errno(r, "Cannot enable the watchdog: %m, ignoring");
+
+        r = control_server_new(a->event, a->config->agent.control_socket, &control_handlers, a, &a->control);
+        if (r < 0)
+                return log_error_errno(r, "Cannot listen on %s: %m", a->config->agent.control_socket);
+
+        *ret = TAKE_PTR(a);
+        return 0;
+}
+
+int agent_run(Agent *a) {
+        int r;
+
+        r = sampling_start(a);
+        if (r < 0)
+                return r;
+        agent_start_machine(a);
+
+        sd_notifyf(0, "READY=1\nSTATUS=%s: %s", state_to_string(a->state), strna(a->state_reason));
+        log_info("monkeyd %s running as %s, control socket %s", MONKEY_VERSION, a->config->agent.host,
+                 a->config->agent.control_socket);
+
+        r = sd_event_loop(a->event);
+        if (r < 0)
+                return log_error_errno(r, "Event loop failed: %m");
+        return 0;
+}
+
+Agent *agent_free(Agent *a) {
+        if (!a)
+                return NULL;
+        a->control = control_server_free(a->control);
+        timers_cancel(a);
+        sd_event_source_disable_unref(a->sample_timer);
+        sd_event_source_disable_unref(a->queue_defer);
+        sd_event_source_disable_unref(a->sig_term);
+        sd_event_source_disable_unref(a->sig_int);
+        sd_event_source_disable_unref(a->sig_hup);
+        for (size_t i = 0; i < a->queue_len; i++)
+                free(a->queue[i].reason);
+        for (size_t k = 0; k < a->history_len; k++)
+                json_object_put(a->history[(a->history_head + k) % AGENT_HISTORY_MAX]);
+        json_object_put(a->last_checks);
+        cpu_reader_free(a->cpu);
+        detector_done(&a->detector);
+        persistent_state_done(&a->persist);
+        free(a->cpu_last_error);
+        free(a->state_reason);
+        config_free(a->config);
+        free(a->config_path);
+        sd_event_unref(a->event);
+        free(a);
+        return NULL;
+}

@@ -1,0 +1,103 @@
+/* The Agent: one context that owns the sd-event loop, the config and every
+ * sub-object (CPU reader, detector, persistent state, control server).
+ * It turns samples and integration answers into Events, steps the pure
+ * state machine, records and persists each transition, and runs the
+ * transition's action through effects.h. */
+#pragma once
+
+#include <json-c/json.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "control.h"
+#include "cpu.h"
+#include "detector.h"
+#include "machine.h"
+#include "state.h"
+
+static inline void json_object_putp(json_object **o) {
+        if (*o)
+                json_object_put(*o);
+}
+
+#define AGENT_HISTORY_MAX 200
+#define AGENT_EVENT_QUEUE_MAX 32
+
+typedef struct QueuedEvent {
+        Event event;
+        char *reason;
+} QueuedEvent;
+
+typedef struct Agent {
+        sd_event *event;
+        Config *config;
+        char *config_path;
+
+        /* CPU sampling */
+        CpuReader *cpu;
+        sd_event_source *sample_timer;
+        usec_t sample_next;         /* CLOCK_BOOTTIME target of the next tick */
+        CpuSample cpu_prev;
+        usec_t cpu_prev_at;         /* CLOCK_BOOTTIME, 0 when no baseline */
+        CpuUsage cpu_last;
+        bool cpu_have_usage;
+        uint64_t cpu_samples, cpu_skipped;
+        char *cpu_last_error;       /* shown in status; logged once per streak */
+        bool cpu_error_logged;
+        Detector detector;
+
+        /* The machine */
+        State state;
+        usec_t state_since_mono;    /* CLOCK_MONOTONIC */
+        usec_t state_since_wall;    /* CLOCK_REALTIME */
+        char *state_reason;
+        QueuedEvent queue[AGENT_EVENT_QUEUE_MAX];
+        size_t queue_len;
+        sd_event_source *queue_defer;
+
+        /* Timers owned by actions */
+        sd_event_source *retry_timer;   /* budget re-ask, quarantine re-check */
+        sd_event_source *drain_timer;
+        unsigned retry_attempt;         /* for backoff */
+        usec_t hold_alerted_at;         /* CLOCK_MONOTONIC of the last hold alert */
+
+        /* Persistence */
+        PersistentState persist;
+        char boot_id[BOOT_ID_LEN + 1];
+        bool new_boot;
+
+        /* Results shown in status */
+        json_object *last_checks;   /* NULL until checks ran */
+        bool pool_serving;          /* our own view of membership */
+
+        /* History ring of transition objects (json) */
+        json_object *history[AGENT_HISTORY_MAX];
+        size_t history_len, history_head;
+
+        ControlServer *control;
+        sd_event_source *sig_term, *sig_int, *sig_hup;
+        bool stopping;
+} Agent;
+
+/* Load the config (a bad one is an error: the caller exits 2), open the
+ * state, wire the loop. Nothing has happened to the pool yet. */
+int agent_new(const char *config_path, Agent **ret, char **ret_error);
+Agent *agent_free(Agent *a);
+static inline void agent_freep(Agent **a) {
+        agent_free(*a);
+}
+
+/* Run until SIGTERM/SIGINT. Returns 0 on a clean stop. */
+int agent_run(Agent *a);
+
+/* Queue an event for the machine; processed from a defer source, never
+ * re-entrantly. `reason` is copied. */
+int agent_post_event(Agent *a, Event e, const char *reason);
+
+/* Status object (STATUS schema in README). New reference. */
+json_object *agent_status_json(Agent *a);
+
+/* Realtime now, for humans and AWS. */
+usec_t agent_now_wall(Agent *a);
+/* ISO 8601 UTC "2026-11-22T17:00:00Z"; buf >= 32 bytes. */
+const char *format_iso8601(char *buf, size_t size, usec_t wall);

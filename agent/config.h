@@ -1,0 +1,161 @@
+/* Config: the INI file (libinih) turned into a validated Config through one
+ * table of {section, key, parser, offset, min, max}. Parsing is pure: it
+ * takes the text and the file name and does no other I/O, so a SIGHUP
+ * reload can parse into a new Config and swap only when it is valid.
+ *
+ * A missing section means that integration is off (`enabled == false`),
+ * and status reports it as "not configured". */
+#pragma once
+
+#include <netinet/in.h>
+
+#include "macro.h"
+
+typedef enum RemedyStep {
+        REMEDY_RESTART_UNIT,     /* restart the app's systemd unit */
+        REMEDY_REBOOT_INSTANCE,  /* EC2 RebootInstances */
+        REMEDY_LOCAL_REBOOT,     /* logind reboot of this machine */
+        _REMEDY_STEP_MAX,
+        _REMEDY_STEP_INVALID = -EINVAL,
+} RemedyStep;
+
+const char *remedy_step_to_string(RemedyStep s);
+RemedyStep remedy_step_from_string(const char *s);
+
+typedef enum PoolOnUnreachable {
+        POOL_ON_UNREACHABLE_HOLD,      /* default: never reboot while maybe routed */
+        POOL_ON_UNREACHABLE_REMEDIATE, /* explicit opt-in */
+        _POOL_ON_UNREACHABLE_MAX,
+        _POOL_ON_UNREACHABLE_INVALID = -EINVAL,
+} PoolOnUnreachable;
+
+/* A set of HTTP status codes: "200", "200-299,301". */
+typedef struct StatusRange {
+        unsigned lo, hi;
+} StatusRange;
+
+#define STATUS_SET_MAX 16
+typedef struct StatusSet {
+        StatusRange ranges[STATUS_SET_MAX];
+        size_t n;
+} StatusSet;
+
+bool status_set_contains(const StatusSet *s, unsigned code);
+
+#define REMEDY_LADDER_MAX 8
+
+typedef struct Config {
+        char *path; /* the file this was read from, for messages */
+
+        struct {
+                char *host;           /* default: gethostname() at load time */
+                char *state_dir;      /* default /var/lib/monkeyd */
+                char *control_socket; /* default /run/monkeyd/control.sock */
+                char *proc_stat;      /* default /proc/stat */
+                char *boot_id;        /* default /proc/sys/kernel/random/boot_id */
+                int log_level;        /* LOG_INFO by default */
+        } agent;
+
+        struct {
+                double threshold;   /* percent busy, (0, 100] */
+                usec_t window;      /* how long busy must stay >= threshold */
+                usec_t interval;    /* sampling interval */
+                double clear_below; /* percent; < threshold */
+                usec_t jitter;      /* random spread added to each interval's start */
+        } cpu;
+
+        struct {
+                bool enabled;
+                char *redis;          /* redis://[user:pass@]host:port/db | unix:///path */
+                char *password_file;  /* secret, refused if group/world readable */
+                char *name;           /* pool name P, used as monkey:{P}:... */
+                char *address;        /* advertised ip:port */
+                unsigned min_serving;
+                unsigned max_unavailable;
+                char *list_key;       /* optional LIST mirror for list-based proxies */
+                usec_t drain;         /* grace for in-flight requests, default 10s */
+                usec_t lease;         /* lease TTL, default 15s */
+                usec_t heartbeat;     /* lease renewal, default 5s */
+                PoolOnUnreachable on_unreachable;
+        } pool;
+
+        struct {
+                bool enabled;
+                char *webhook_url;
+                char *token;          /* inline token: the config file must then be 0600 */
+                char *token_file;
+                char *channel;
+                char *api_url;        /* default https://slack.com/api */
+        } slack;
+
+        struct {
+                bool enabled;
+                char *region;
+                char *instance_id;
+                char *endpoint_url;
+                char *imds_url;       /* default http://169.254.169.254 */
+                char *profile;
+                char *credentials_file;
+        } aws;
+
+        struct {
+                bool enabled;
+                char *url;
+                StatusSet expect_status; /* default 200-299 */
+                char *expect_content;    /* substring, or "re:" + POSIX ERE */
+                char *public_address;    /* default: pool address */
+                unsigned attempts;       /* default 30 */
+                usec_t timeout;          /* per attempt, default 2s */
+                usec_t every;            /* periodic readiness while serving, 0 = off */
+                unsigned rise, fall;
+        } checks;
+
+        struct {
+                bool enabled;
+                RemedyStep ladder[REMEDY_LADDER_MAX];
+                size_t ladder_len;
+                unsigned max_per_window; /* default 2 */
+                usec_t window;           /* default 1h */
+                bool dry_run;
+                char *unit;              /* unit for restart-unit */
+        } remedy;
+
+        struct {
+                bool enabled;
+                uint16_t agent_check_port;
+                char *agent_check_address; /* default 127.0.0.1 */
+        } proxy;
+} Config;
+
+/* Parse INI text. `path` names the file in messages. On failure returns a
+ * negative errno (-EINVAL for bad content) and *ret_error holds one line
+ * "PATH:LINE: message" (LINE is 0 for whole-file problems such as a
+ * missing required key, where the section's line is used when known).
+ * ret_config is only written on success. */
+int config_parse_string(const char *text, const char *path, Config **ret_config, char **ret_error);
+
+/* Read the file and parse it. Refuses files that hold an inline secret
+ * (slack token, pool password in the URL) while group/world readable. */
+int config_load(const char *path, Config **ret_config, char **ret_error);
+
+Config *config_free(Config *c);
+static inline void config_freep(Config **c) {
+        config_free(*c);
+}
+
+/* Typed parsers, exported for tests and for other modules' own inputs. */
+int parse_duration(const char *s, usec_t *ret);        /* "500ms", "30s", "5m", "1h", "1m30s"; bare number = seconds */
+int parse_percent(const char *s, double *ret);         /* "90", "90%", "87.5%" in [0,100] */
+int parse_bool(const char *s, bool *ret);              /* yes/no, true/false, on/off, 1/0 */
+int parse_status_set(const char *s, StatusSet *ret);   /* "200", "200-299,301" */
+/* Formats a duration the way it would be written in the config: "1m30s", "500ms". */
+char *format_duration(char *buf, size_t size, usec_t u);
+
+/* Check a secret file: regular, not group/world readable. Returns 0, or
+ * -EPERM with *ret_error saying why. */
+int secret_file_check(const char *path, char **ret_error);
+/* Read the first line of a secret file, stripped. Checks it first. */
+int secret_file_read(const char *path, char **ret_secret, char **ret_error);
+
+/* Levenshtein distance, for "did you mean" suggestions. */
+size_t string_distance(const char *a, const char *b);

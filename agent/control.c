@@ -1,0 +1,960 @@
+/* The control socket: the versioned line protocol (pure) and its server on
+ * sd-event. Clients are never freed from inside a callback that might be
+ * running on their behalf: a dead client is disconnected at once (fd closed,
+ * sources dropped) and its struct reaped later from a defer source, so a
+ * handler that broadcasts while we are still processing a request cannot pull
+ * the client out from under us. */
+#include "control.h"
+
+#include <inttypes.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include "log.h"
+
+#define CONTROL_REASON_MAX 200
+#define CONTROL_LIMIT_DEFAULT 20
+#define CONTROL_LIMIT_MAX 1000
+#define CONTROL_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+static const char *const command_table[_CONTROL_COMMAND_MAX] = {
+        [CONTROL_STATUS] = "status",
+        [CONTROL_HISTORY] = "history",
+        [CONTROL_WATCH] = "watch",
+        [CONTROL_DRAIN] = "drain",
+        [CONTROL_RESUME] = "resume",
+};
+
+const char *control_command_to_string(ControlCommand c) {
+        if (c < 0 || c >= _CONTROL_COMMAND_MAX)
+                return NULL;
+        return command_table[c];
+}
+
+ControlCommand control_command_from_string(const char *s) {
+        if (!s)
+                return _CONTROL_COMMAND_INVALID;
+        for (size_t i = 0; i < ELEMENTSOF(command_table); i++)
+                if (streq(command_table[i], s))
+                        return (ControlCommand) i;
+        return _CONTROL_COMMAND_INVALID;
+}
+
+bool control_command_is_mutating(ControlCommand c) {
+        return c == CONTROL_DRAIN || c == CONTROL_RESUME;
+}
+
+void control_request_done(ControlRequest *r) {
+        if (!r)
+                return;
+        free(r->reason);
+        r->reason = NULL;
+}
+
+static void json_object_putp(json_object **o) {
+        if (*o)
+                json_object_put(*o);
+}
+
+static void json_tokener_freep(json_tokener **t) {
+        if (*t)
+                json_tokener_free(*t);
+}
+
+/* Error text for the request parser; only -ENOMEM if even that fails. */
+static int parse_fail(char **ret_error, const char *format, ...) _printf_(2, 3);
+static int parse_fail(char **ret_error, const char *format, ...) {
+        va_list ap;
+        char *m = NULL;
+        int r;
+
+        if (!ret_error)
+                return -EBADMSG;
+        va_start(ap, format);
+        r = vasprintf(&m, format, ap);
+        va_end(ap);
+        if (r < 0)
+                return -ENOMEM;
+        *ret_error = m;
+        return -EBADMSG;
+}
+
+/* Shown inside error texts: short, and no control characters, so a hostile
+ * command name cannot forge extra lines in a log. */
+static void sanitize_for_message(const char *s, size_t len, char *buf, size_t size) {
+        size_t n = 0;
+
+        for (size_t i = 0; i < len && n + 4 < size; i++) {
+                unsigned char c = (unsigned char) s[i];
+                buf[n++] = (c < 0x20 || c == 0x7f) ? '?' : (char) c;
+        }
+        if (len > 0 && n + 4 >= size && n < len) {
+                memcpy(buf + n, "...", 3);
+                n += 3;
+        }
+        buf[n] = '\0';
+}
+
+int control_request_parse(const char *line, size_t len, ControlRequest *ret, char **ret_error) {
+        _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
+        _cleanup_(json_object_putp) json_object *root = NULL;
+        _cleanup_(freep) char *reason = NULL;
+        json_object *v;
+        enum json_tokener_error jerr;
+        unsigned limit = 0;
+        ControlCommand command;
+        int64_t version;
+
+        if (!line || !ret)
+                return -EINVAL;
+        if (len > CONTROL_REQUEST_MAX)
+                return parse_fail(ret_error, "request too large (max %d bytes)", CONTROL_REQUEST_MAX);
+        if (memchr(line, '\0', len))
+                return parse_fail(ret_error, "request contains a NUL byte");
+
+        tok = json_tokener_new();
+        if (!tok)
+                return -ENOMEM;
+        json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+        /* json-c wants an int length; CONTROL_REQUEST_MAX keeps us far from it */
+        root = json_tokener_parse_ex(tok, line, (int) len);
+        jerr = json_tokener_get_error(tok);
+        if (!root || jerr != json_tokener_success) {
+                if (jerr == json_tokener_continue)
+                        return parse_fail(ret_error, "not JSON (incomplete)");
+                return parse_fail(ret_error, "not JSON (%s)", json_tokener_error_desc(jerr));
+        }
+        for (size_t i = json_tokener_get_parse_end(tok); i < len; i++)
+                if (!strchr(" \t\r\n", line[i]))
+                        return parse_fail(ret_error, "trailing garbage after the JSON object");
+
+        if (!json_object_is_type(root, json_type_object))
+                return parse_fail(ret_error, "request is not a JSON object");
+
+        if (!json_object_object_get_ex(root, "version", &v))
+                return parse_fail(ret_error, "missing \"version\"");
+        if (!json_object_is_type(v, json_type_int))
+                return parse_fail(ret_error, "\"version\" is not an integer");
+        version = json_object_get_int64(v);
+        if (version != CONTROL_PROTOCOL_VERSION)
+                return parse_fail(ret_error, "unsupported version %" PRId64 " (this agent speaks %d)",
+                                  version, CONTROL_PROTOCOL_VERSION);
+
+        if (!json_object_object_get_ex(root, "command", &v))
+                return parse_fail(ret_error, "missing \"command\"");
+        if (!json_object_is_type(v, json_type_string))
+                return parse_fail(ret_error, "\"command\" is not a string");
+        {
+                const char *s = json_object_get_string(v);
+                size_t n = (size_t) json_object_get_string_len(v);
+                char shown[68];
+
+                /* a "\u0000" inside the string must not shorten it into a valid name */
+                command = memchr(s, '\0', n) ? _CONTROL_COMMAND_INVALID : control_command_from_string(s);
+                if (command < 0) {
+                        sanitize_for_message(s, n, shown, sizeof shown);
+                        return parse_fail(ret_error, "unknown command \"%s\"", shown);
+                }
+        }
+
+        if (json_object_object_get_ex(root, "reason", &v) && !json_object_is_type(v, json_type_null)) {
+                size_t n;
+
+                if (!json_object_is_type(v, json_type_string))
+                        return parse_fail(ret_error, "\"reason\" is not a string");
+                n = (size_t) json_object_get_string_len(v);
+                if (n > CONTROL_REASON_MAX)
+                        return parse_fail(ret_error, "\"reason\" too long (max %d bytes)", CONTROL_REASON_MAX);
+                if (memchr(json_object_get_string(v), '\0', n))
+                        return parse_fail(ret_error, "\"reason\" contains a NUL byte");
+                if (n > 0) {
+                        reason = strdup(json_object_get_string(v));
+                        if (!reason)
+                                return -ENOMEM;
+                }
+        }
+
+        if (json_object_object_get_ex(root, "limit", &v) && !json_object_is_type(v, json_type_null)) {
+                int64_t l;
+
+                if (!json_object_is_type(v, json_type_int))
+                        return parse_fail(ret_error, "\"limit\" is not an integer");
+                l = json_object_get_int64(v);
+                /* get_int64 clamps huge unsigned values to INT64_MAX: still out of range */
+                if (l < 0 || l > CONTROL_LIMIT_MAX)
+                        return parse_fail(ret_error, "\"limit\" out of range (0..%d)", CONTROL_LIMIT_MAX);
+                limit = (unsigned) l;
+        }
+
+        *ret = (ControlRequest) {
+                .version = (int) version,
+                .command = command,
+                .reason = TAKE_PTR(reason),
+                .limit = limit,
+        };
+        return 0;
+}
+
+static int json_to_line(json_object *o, char **ret) {
+        const char *s = json_object_to_json_string_ext(o, CONTROL_JSON_FLAGS);
+        char *c;
+
+        if (!s)
+                return -ENOMEM;
+        c = strdup(s);
+        if (!c)
+                return -ENOMEM;
+        *ret = c;
+        return 0;
+}
+
+/* json_object_object_add takes the value even when it fails; the caller
+ * keeps nothing. NULL values (allocation failures) are reported too. */
+static int object_add(json_object *o, const char *key, json_object *value) {
+        if (!value)
+                return -ENOMEM;
+        if (json_object_object_add(o, key, value) < 0) {
+                json_object_put(value);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+int control_request_format(const ControlRequest *r, char **ret) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        const char *name;
+
+        if (!r || !ret)
+                return -EINVAL;
+        name = control_command_to_string(r->command);
+        if (!name)
+                return -EINVAL;
+        if (r->limit > CONTROL_LIMIT_MAX)
+                return -ERANGE;
+        if (r->reason && (strlen(r->reason) > CONTROL_REASON_MAX))
+                return -E2BIG;
+
+        o = json_object_new_object();
+        if (!o)
+                return -ENOMEM;
+        if (object_add(o, "version", json_object_new_int(r->version > 0 ? r->version : CONTROL_PROTOCOL_VERSION)) < 0 ||
+            object_add(o, "command", json_object_new_string(name)) < 0)
+                return -ENOMEM;
+        if (r->limit > 0 && object_add(o, "limit", json_object_new_int((int) r->limit)) < 0)
+                return -ENOMEM;
+        if (r->reason && object_add(o, "reason", json_object_new_string(r->reason)) < 0)
+                return -ENOMEM;
+        return json_to_line(o, ret);
+}
+
+/* {"version":1,"ok":OK,KEY:VALUE}; VALUE is consumed. NULL on OOM. */
+static char *reply_build(bool ok, const char *key, json_object *value) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        char *line = NULL;
+
+        if (!o) {
+                json_object_put(value);
+                return NULL;
+        }
+        if (object_add(o, "version", json_object_new_int(CONTROL_PROTOCOL_VERSION)) < 0 ||
+            object_add(o, "ok", json_object_new_boolean(ok)) < 0) {
+                json_object_put(value);
+                return NULL;
+        }
+        /* json-c stores a NULL value as JSON null, which is what a caller asking for null means */
+        if (json_object_object_add(o, key, value) < 0) {
+                json_object_put(value);
+                return NULL;
+        }
+        if (json_to_line(o, &line) < 0)
+                return NULL;
+        return line;
+}
+
+char *control_reply_error(const char *message) {
+        json_object *m = json_object_new_string(message ? message : "unknown error");
+        return m ? reply_build(false, "error", m) : NULL;
+}
+
+char *control_reply_message(const char *message) {
+        json_object *m = json_object_new_string(message ? message : "");
+        return m ? reply_build(true, "message", m) : NULL;
+}
+
+char *control_reply_object(const char *key, json_object *value) {
+        if (!key)
+                return NULL;
+        return reply_build(true, key, json_object_get(value));
+}
+
+/* --- the server ------------------------------------------------------- */
+
+typedef struct ControlClient ControlClient;
+
+struct ControlClient {
+        ControlServer *server;
+        ControlClient *prev, *next;
+
+        int fd;
+        sd_event_source *io;
+        sd_event_source *idle;
+
+        bool have_cred;
+        struct ucred cred;
+
+        char in[CONTROL_REQUEST_MAX + 1]; /* a full line plus its newline */
+        size_t in_len;
+        bool read_eof;
+
+        char *out;
+        size_t out_start, out_end, out_alloc;
+
+        bool watching;
+        bool close_when_flushed; /* after an oversize request, or the peer's EOF */
+        bool dead;               /* disconnected, waiting for the reaper */
+};
+
+struct ControlServer {
+        sd_event *event;
+        int fd;
+        char *path;
+        sd_event_source *accept_source;
+        sd_event_source *reaper;
+        ControlHandlers handlers;
+        void *userdata;
+        uid_t euid;
+
+        ControlClient *clients;
+        unsigned n_clients; /* live ones; dead ones wait for the reaper */
+        bool accept_paused; /* out of fds: resume when a client goes */
+};
+
+static size_t client_pending(const ControlClient *c) {
+        return c->out_end - c->out_start;
+}
+
+static void client_disconnect(ControlClient *c) {
+        ControlServer *s = c->server;
+
+        if (c->dead)
+                return;
+        c->dead = true;
+        c->io = sd_event_source_disable_unref(c->io);
+        c->idle = sd_event_source_disable_unref(c->idle);
+        c->fd = TAKE_FD(c->fd) >= 0 ? (close(c->fd >= 0 ? c->fd : -1), -1) : -1;
+        free(c->out);
+        c->out = NULL;
+        c->out_start = c->out_end = c->out_alloc = 0;
+
+        s->n_clients--;
+        if (s->accept_paused) {
+                s->accept_paused = false;
+                (void) sd_event_source_set_enabled(s->accept_source, SD_EVENT_ON);
+        }
+        if (s->reaper)
+                (void) sd_event_source_set_enabled(s->reaper, SD_EVENT_ONESHOT);
+}
+
+static void client_free(ControlClient *c) {
+        if (!c)
+                return;
+        if (!c->dead)
+                client_disconnect(c);
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                c->server->clients = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        free(c);
+}
+
+static int reaper_handler(sd_event_source *src, void *userdata) {
+        ControlServer *s = userdata;
+        ControlClient *next;
+
+        for (ControlClient *c = s->clients; c; c = next) {
+                next = c->next;
+                if (c->dead)
+                        client_free(c);
+        }
+        return 0;
+}
+
+/* What we want to hear about now: input only while we could act on it
+ * (backpressure when a client does not read its replies), output only
+ * while some is queued. */
+static void client_update_events(ControlClient *c) {
+        uint32_t events = 0;
+
+        if (c->dead)
+                return;
+        if (!c->read_eof && !c->close_when_flushed && client_pending(c) <= CONTROL_CLIENT_OUTPUT_MAX &&
+            c->in_len < sizeof c->in)
+                events |= EPOLLIN;
+        if (client_pending(c) > 0)
+                events |= EPOLLOUT;
+        (void) sd_event_source_set_io_events(c->io, events);
+}
+
+/* Writes what the socket takes now. Returns -errno when the peer is gone. */
+static int client_flush(ControlClient *c) {
+        while (client_pending(c) > 0) {
+                ssize_t n = send(c->fd, c->out + c->out_start, client_pending(c), MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN || errno == EWOULDBLOCK)
+                                break;
+                        return -errno;
+                }
+                c->out_start += (size_t) n;
+        }
+        if (c->out_start == c->out_end)
+                c->out_start = c->out_end = 0;
+        return 0;
+}
+
+static int client_queue(ControlClient *c, const char *line) {
+        size_t len, need;
+
+        if (c->dead)
+                return -ENOTCONN;
+        if (!line)
+                return -ENOMEM;
+        len = strlen(line);
+        if (c->out_start > 0 && c->out_end + len + 1 > c->out_alloc) {
+                memmove(c->out, c->out + c->out_start, client_pending(c));
+                c->out_end -= c->out_start;
+                c->out_start = 0;
+        }
+        need = c->out_end + len + 1;
+        if (need > c->out_alloc) {
+                size_t a = MAX(need, MAX(c->out_alloc * 2, (size_t) 4096));
+                char *p = realloc(c->out, a);
+                if (!p)
+                        return -ENOMEM;
+                c->out = p;
+                c->out_alloc = a;
+        }
+        memcpy(c->out + c->out_end, line, len);
+        c->out[c->out_end + len] = '\n';
+        c->out_end += len + 1;
+        return 0;
+}
+
+/* Queue, try to send, and decide the client's fate. Never frees. */
+static void client_reply(ControlClient *c, char *line) {
+        int r;
+
+        r = client_queue(c, line);
+        free(line);
+        if (r < 0) {
+                log_warning_errno(r, "Control client: cannot queue reply, disconnecting: %m");
+                client_disconnect(c);
+                return;
+        }
+        r = client_flush(c);
+        if (r < 0) {
+                log_debug_errno(r, "Control client: write failed, disconnecting: %m");
+                client_disconnect(c);
+                return;
+        }
+        if (c->watching && client_pending(c) > CONTROL_CLIENT_OUTPUT_MAX) {
+                log_warning("Control client (uid %u) is %zu bytes behind on watch events, dropping it.",
+                            c->have_cred ? (unsigned) c->cred.uid : 0u, client_pending(c));
+                client_disconnect(c);
+                return;
+        }
+        client_update_events(c);
+}
+
+static bool client_privileged(const ControlClient *c) {
+        return c->have_cred && (c->cred.uid == 0 || c->cred.uid == c->server->euid);
+}
+
+static void client_rearm_idle(ControlClient *c) {
+        uint64_t now;
+
+        if (c->dead || !c->idle)
+                return;
+        if (c->watching) {
+                (void) sd_event_source_set_enabled(c->idle, SD_EVENT_OFF);
+                return;
+        }
+        if (sd_event_now(c->server->event, CLOCK_MONOTONIC, &now) < 0)
+                return;
+        (void) sd_event_source_set_time(c->idle, now + CONTROL_CLIENT_IDLE_USEC);
+        (void) sd_event_source_set_enabled(c->idle, SD_EVENT_ONESHOT);
+}
+
+static char *handle_mutating(ControlClient *c, const ControlRequest *req) {
+        const ControlHandlers *h = &c->server->handlers;
+        _cleanup_(freep) char *message = NULL;
+        const char *name = control_command_to_string(req->command);
+        char buf[160];
+        int r;
+
+        if (!client_privileged(c)) {
+                if (c->have_cred)
+                        snprintf(buf, sizeof buf, "permission denied: '%s' needs root (peer uid %u)", name,
+                                 (unsigned) c->cred.uid);
+                else
+                        snprintf(buf, sizeof buf, "permission denied: '%s' needs root (peer unknown)", name);
+                log_notice("Control: refused '%s' from uid %s.", name, c->have_cred ? "non-root" : "unknown");
+                return control_reply_error(buf);
+        }
+
+        if (req->command == CONTROL_DRAIN) {
+                if (!h->drain)
+                        return control_reply_error("'drain' is not supported by this agent");
+                r = h->drain(c->server->userdata, req->reason, &message);
+        } else {
+                if (!h->resume)
+                        return control_reply_error("'resume' is not supported by this agent");
+                r = h->resume(c->server->userdata, &message);
+        }
+        if (r < 0) {
+                if (message)
+                        return control_reply_error(message);
+                snprintf(buf, sizeof buf, "%s failed: %s", name, strerror(-r));
+                return control_reply_error(buf);
+        }
+        return control_reply_message(message ? message : "ok");
+}
+
+static char *handle_request(ControlClient *c, const ControlRequest *req) {
+        const ControlHandlers *h = &c->server->handlers;
+        _cleanup_(json_object_putp) json_object *o = NULL;
+
+        switch (req->command) {
+        case CONTROL_STATUS:
+                if (!h->status)
+                        return control_reply_error("'status' is not supported by this agent");
+                o = h->status(c->server->userdata);
+                if (!o)
+                        return control_reply_error("status unavailable");
+                return control_reply_object("status", o);
+
+        case CONTROL_HISTORY:
+                if (!h->history)
+                        return control_reply_error("'history' is not supported by this agent");
+                o = h->history(c->server->userdata, req->limit > 0 ? req->limit : CONTROL_LIMIT_DEFAULT);
+                if (!o)
+                        return control_reply_error("history unavailable");
+                return control_reply_object("history", o);
+
+        case CONTROL_WATCH:
+                c->watching = true;
+                client_rearm_idle(c);
+                o = json_object_new_boolean(true);
+                if (!o)
+                        return NULL;
+                return control_reply_object("watching", o);
+
+        case CONTROL_DRAIN:
+        case CONTROL_RESUME:
+                return handle_mutating(c, req);
+
+        default:
+                return control_reply_error("unknown command");
+        }
+}
+
+static void client_handle_line(ControlClient *c, const char *line, size_t len) {
+        ControlRequest req = {};
+        _cleanup_(freep) char *error = NULL;
+        int r;
+
+        if (len > 0 && line[len - 1] == '\r') /* tolerate CRLF from socat/nc users */
+                len--;
+        if (len == 0)
+                return;
+
+        r = control_request_parse(line, len, &req, &error);
+        if (r < 0) {
+                log_debug("Control: bad request: %s", error ? error : strerror(-r));
+                client_reply(c, control_reply_error(error ? error : "cannot parse request"));
+                return;
+        }
+        client_reply(c, handle_request(c, &req));
+        control_request_done(&req);
+}
+
+/* Runs every complete line in the buffer, in order, while the client keeps
+ * up with its replies. */
+static void client_process_input(ControlClient *c) {
+        size_t start = 0;
+
+        while (!c->dead && !c->close_when_flushed && client_pending(c) <= CONTROL_CLIENT_OUTPUT_MAX) {
+                char *nl = memchr(c->in + start, '\n', c->in_len - start);
+                size_t len;
+
+                if (!nl)
+                        break;
+                len = (size_t) (nl - (c->in + start));
+                client_handle_line(c, c->in + start, len);
+                start += len + 1;
+        }
+        if (c->dead)
+                return;
+        if (start > 0) {
+                memmove(c->in, c->in + start, c->in_len - start);
+                c->in_len -= start;
+        }
+
+        if (c->close_when_flushed || client_pending(c) > CONTROL_CLIENT_OUTPUT_MAX)
+                return;
+        if (c->in_len == sizeof c->in && !memchr(c->in, '\n', c->in_len)) {
+                c->in_len = 0;
+                c->close_when_flushed = true;
+                client_reply(c, control_reply_error("request too large (max 4096 bytes)"));
+                return;
+        }
+        if (c->read_eof && c->in_len > 0 && !memchr(c->in, '\n', c->in_len)) {
+                /* `printf '{...}' | nc -U`: the last request may lack its newline */
+                size_t len = c->in_len;
+                c->in_len = 0;
+                client_handle_line(c, c->in, len);
+        }
+}
+
+static void client_finish_if_done(ControlClient *c) {
+        if (c->dead)
+                return;
+        if (client_pending(c) > 0)
+                return;
+        if (c->close_when_flushed) {
+                client_disconnect(c);
+                return;
+        }
+        /* The peer will send nothing more: close once it has everything,
+         * unless it watches (a watcher may half-close its sending side). */
+        if (c->read_eof && !c->watching && c->in_len == 0)
+                client_disconnect(c);
+}
+
+static void client_read(ControlClient *c) {
+        while (!c->dead && !c->read_eof && c->in_len < sizeof c->in) {
+                ssize_t n = recv(c->fd, c->in + c->in_len, sizeof c->in - c->in_len, MSG_DONTWAIT);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN || errno == EWOULDBLOCK)
+                                break;
+                        log_debug_errno(errno, "Control client: read failed, disconnecting: %m");
+                        client_disconnect(c);
+                        return;
+                }
+                if (n == 0) {
+                        c->read_eof = true;
+                        break;
+                }
+                c->in_len += (size_t) n;
+                client_rearm_idle(c);
+                /* handle lines as they complete so an oversize one is judged alone */
+                client_process_input(c);
+        }
+        if (!c->dead)
+                client_process_input(c);
+}
+
+static int client_io_handler(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        ControlClient *c = userdata;
+
+        if (c->dead)
+                return 0;
+
+        if (revents & EPOLLOUT) {
+                int r = client_flush(c);
+                if (r < 0) {
+                        log_debug_errno(r, "Control client: write failed, disconnecting: %m");
+                        client_disconnect(c);
+                        return 0;
+                }
+                /* Room again: lines held back for backpressure may run now. */
+                client_process_input(c);
+        }
+        if (!c->dead && (revents & EPOLLIN))
+                client_read(c);
+        if (!c->dead && (revents & (EPOLLHUP | EPOLLERR))) {
+                /* both directions are gone: nobody will read what is queued */
+                if (!(revents & EPOLLIN) || c->read_eof) {
+                        client_disconnect(c);
+                        return 0;
+                }
+        }
+        if (c->dead)
+                return 0;
+        client_finish_if_done(c);
+        client_update_events(c);
+        return 0;
+}
+
+static int client_idle_handler(sd_event_source *src, uint64_t usec, void *userdata) {
+        ControlClient *c = userdata;
+
+        if (c->dead || c->watching)
+                return 0;
+        log_debug("Control client idle for %llus, closing.",
+                  (unsigned long long) (CONTROL_CLIENT_IDLE_USEC / USEC_PER_SEC));
+        client_disconnect(c);
+        return 0;
+}
+
+/* Best effort: the socket is fresh, its buffer empty, so one small line fits. */
+static void reject_client(int fd, const char *message) {
+        _cleanup_(freep) char *line = control_reply_error(message);
+        _cleanup_(freep) char *framed = NULL;
+
+        if (line && asprintf(&framed, "%s\n", line) >= 0)
+                (void) send(fd, framed, strlen(framed), MSG_NOSIGNAL | MSG_DONTWAIT);
+        close(fd);
+}
+
+static int client_new(ControlServer *s, int fd) {
+        ControlClient *c;
+        socklen_t sl = sizeof(struct ucred);
+        uint64_t now;
+        int r;
+
+        c = calloc(1, sizeof *c);
+        if (!c) {
+                close(fd);
+                return -ENOMEM;
+        }
+        c->server = s;
+        c->fd = fd;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->cred, &sl) == 0 && sl == sizeof(struct ucred))
+                c->have_cred = true;
+        else
+                log_debug_errno(errno, "Control client: no peer credentials, treating as unprivileged: %m");
+
+        /* linked first so every failure below goes through client_free */
+        c->next = s->clients;
+        if (s->clients)
+                s->clients->prev = c;
+        s->clients = c;
+        s->n_clients++;
+
+        r = sd_event_add_io(s->event, &c->io, fd, EPOLLIN, client_io_handler, c);
+        if (r < 0)
+                goto fail;
+        r = sd_event_now(s->event, CLOCK_MONOTONIC, &now);
+        if (r < 0)
+                goto fail;
+        r = sd_event_add_time(s->event, &c->idle, CLOCK_MONOTONIC, now + CONTROL_CLIENT_IDLE_USEC,
+                              USEC_PER_SEC / 10, client_idle_handler, c);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_description(c->io, "control-client");
+        return 0;
+
+fail:
+        client_free(c);
+        return r;
+}
+
+static int accept_handler(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        ControlServer *s = userdata;
+
+        /* bounded, so a flood of connections cannot starve the rest of the loop */
+        for (unsigned i = 0; i < 2 * CONTROL_CLIENTS_MAX; i++) {
+                int cfd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                int r;
+
+                if (cfd < 0) {
+                        switch (errno) {
+                        case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+                        case EWOULDBLOCK:
+#endif
+                                return 0;
+                        case EINTR:
+                        case ECONNABORTED:
+                        case EPROTO:
+                        case EPERM:
+                                continue;
+                        case EMFILE:
+                        case ENFILE:
+                        case ENOBUFS:
+                        case ENOMEM:
+                                /* level-triggered: without a pause we would spin */
+                                log_warning_errno(errno, "Control: cannot accept, pausing until a client leaves: %m");
+                                if (s->n_clients > 0) {
+                                        s->accept_paused = true;
+                                        (void) sd_event_source_set_enabled(s->accept_source, SD_EVENT_OFF);
+                                }
+                                return 0;
+                        default:
+                                log_warning_errno(errno, "Control: accept failed, ignoring: %m");
+                                return 0;
+                        }
+                }
+
+                if (s->n_clients >= CONTROL_CLIENTS_MAX) {
+                        log_warning("Control: more than %d clients, refusing one.", CONTROL_CLIENTS_MAX);
+                        reject_client(cfd, "too many clients");
+                        continue;
+                }
+                r = client_new(s, cfd);
+                if (r < 0)
+                        log_warning_errno(r, "Control: cannot set up client, ignoring: %m");
+        }
+        return 0;
+}
+
+/* A leftover socket file from a dead agent answers ECONNREFUSED; a live
+ * agent accepts (or its backlog is full: EAGAIN). */
+static int socket_path_is_stale(const struct sockaddr_un *sa, socklen_t salen) {
+        _cleanup_(closep) int fd = -1;
+        struct stat st;
+
+        if (lstat(sa->sun_path, &st) < 0)
+                return errno == ENOENT ? 1 : -errno;
+        if (!S_ISSOCK(st.st_mode))
+                return -EEXIST;
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (const struct sockaddr *) sa, salen) == 0)
+                return 0;
+        if (errno == ECONNREFUSED || errno == ENOENT)
+                return 1;
+        if (errno == EAGAIN || errno == EINPROGRESS)
+                return 0;
+        return -errno;
+}
+
+static int bind_socket(int fd, const char *path) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        size_t len = strlen(path);
+        socklen_t salen;
+        int r;
+
+        if (len >= sizeof sa.sun_path)
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, path, len + 1);
+        salen = (socklen_t) (offsetof(struct sockaddr_un, sun_path) + len + 1);
+
+        for (unsigned attempt = 0;; attempt++) {
+                if (bind(fd, (struct sockaddr *) &sa, salen) == 0)
+                        return 0;
+                if (errno != EADDRINUSE || attempt > 0)
+                        return -errno;
+
+                r = socket_path_is_stale(&sa, salen);
+                if (r < 0)
+                        return r == -EEXIST ? log_error_errno(r, "Control socket %s exists and is not a socket.", path) : r;
+                if (r == 0)
+                        return log_error_errno(EADDRINUSE, "Control socket %s is in use by a live process.", path);
+                log_info("Control socket %s is stale, replacing it.", path);
+                if (unlink(path) < 0 && errno != ENOENT)
+                        return -errno;
+        }
+}
+
+int control_server_new(sd_event *e, const char *path, const ControlHandlers *h, void *userdata,
+                       ControlServer **ret) {
+        ControlServer *s;
+        int r;
+
+        if (!e || isempty(path) || !h || !ret)
+                return -EINVAL;
+        if (strlen(path) >= sizeof(((struct sockaddr_un *) NULL)->sun_path))
+                return -ENAMETOOLONG;
+
+        s = calloc(1, sizeof *s);
+        if (!s)
+                return -ENOMEM;
+        s->fd = -1;
+        s->event = sd_event_ref(e);
+        s->handlers = *h;
+        s->userdata = userdata;
+        s->euid = geteuid();
+
+        s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (s->fd < 0) {
+                r = -errno;
+                goto fail;
+        }
+        r = bind_socket(s->fd, path);
+        if (r < 0)
+                goto fail;
+        /* from here on, free() unlinks the path: it is ours */
+        s->path = strdup(path);
+        if (!s->path) {
+                (void) unlink(path);
+                r = -ENOMEM;
+                goto fail;
+        }
+        /* the umask must not narrow it: status is for everyone, SO_PEERCRED guards the rest */
+        if (chmod(path, 0666) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        if (listen(s->fd, SOMAXCONN) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        r = sd_event_add_io(e, &s->accept_source, s->fd, EPOLLIN, accept_handler, s);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_description(s->accept_source, "control-accept");
+        r = sd_event_add_defer(e, &s->reaper, reaper_handler, s);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_enabled(s->reaper, SD_EVENT_OFF);
+        (void) sd_event_source_set_description(s->reaper, "control-reaper");
+
+        *ret = s;
+        return 0;
+
+fail:
+        control_server_free(s);
+        return r;
+}
+
+ControlServer *control_server_free(ControlServer *s) {
+        if (!s)
+                return NULL;
+        while (s->clients)
+                client_free(s->clients);
+        s->accept_source = sd_event_source_disable_unref(s->accept_source);
+        s->reaper = sd_event_source_disable_unref(s->reaper);
+        if (s->fd >= 0)
+                close(s->fd);
+        if (s->path) {
+                (void) unlink(s->path);
+                free(s->path);
+        }
+        sd_event_unref(s->event);
+        free(s);
+        return NULL;
+}
+
+void control_server_broadcast(ControlServer *s, json_object *event) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_(freep) char *line = NULL;
+
+        if (!s || !event)
+                return;
+        o = json_object_new_object();
+        if (!o || object_add(o, "version", json_object_new_int(CONTROL_PROTOCOL_VERSION)) < 0 ||
+            object_add(o, "event", json_object_get(event)) < 0 || json_to_line(o, &line) < 0) {
+                log_oom();
+                return;
+        }
+        for (ControlClient *c = s->clients; c; c = c->next)
+                if (c->watching && !c->dead)
+                        client_reply(c, strdup(line));
+}
+
+unsigned control_server_n_clients(const ControlServer *s) {
+        return s ? s->n_clients : 0;
+}

@@ -1,0 +1,90 @@
+/* The control socket: a Unix stream socket speaking newline-delimited JSON
+ * with a version field. Requests are one line each, at most
+ * CONTROL_REQUEST_MAX bytes; at most CONTROL_CLIENTS_MAX clients at once.
+ * Mutating commands (drain, resume) need a privileged peer (SO_PEERCRED
+ * uid 0 or the agent's own uid). `watch` turns the connection into a
+ * stream of transition events.
+ *
+ * Wire format (version 1):
+ *   request:  {"version":1,"command":"status"}
+ *             {"version":1,"command":"history","limit":20}
+ *             {"version":1,"command":"drain","reason":"kernel upgrade"}
+ *   reply:    {"version":1,"ok":true,"status":{...}}
+ *             {"version":1,"ok":true,"history":[...]}
+ *             {"version":1,"ok":true,"message":"..."}
+ *             {"version":1,"ok":false,"error":"..."}
+ *   watch:    {"version":1,"ok":true,"watching":true} then one
+ *             {"version":1,"event":{...}} per transition. */
+#pragma once
+
+#include <json-c/json.h>
+#include <systemd/sd-event.h>
+
+#include "macro.h"
+
+#define CONTROL_PROTOCOL_VERSION 1
+#define CONTROL_REQUEST_MAX 4096
+#define CONTROL_CLIENTS_MAX 32
+#define CONTROL_CLIENT_OUTPUT_MAX (256 * 1024) /* a watcher this far behind is dropped */
+#define CONTROL_CLIENT_IDLE_USEC (10 * USEC_PER_SEC) /* non-watch clients */
+
+typedef enum ControlCommand {
+        CONTROL_STATUS,
+        CONTROL_HISTORY,
+        CONTROL_WATCH,
+        CONTROL_DRAIN,
+        CONTROL_RESUME,
+        _CONTROL_COMMAND_MAX,
+        _CONTROL_COMMAND_INVALID = -EINVAL,
+} ControlCommand;
+
+const char *control_command_to_string(ControlCommand c);
+ControlCommand control_command_from_string(const char *s);
+bool control_command_is_mutating(ControlCommand c);
+
+typedef struct ControlRequest {
+        int version;
+        ControlCommand command;
+        char *reason;     /* drain: optional, free text, at most 200 bytes */
+        unsigned limit;   /* history: 0 = default (20), at most 1000 */
+} ControlRequest;
+
+void control_request_done(ControlRequest *r);
+
+/* Pure decoder of one request line (without the newline). Returns 0, or
+ * -EBADMSG with *ret_error saying what is wrong ("not JSON", "missing
+ * \"command\"", "unknown command \"x\"", "unsupported version 2", ...).
+ * ret is only written on success. */
+int control_request_parse(const char *line, size_t len, ControlRequest *ret, char **ret_error);
+/* Pure encoder, for monkeyctl: one line without the newline. */
+int control_request_format(const ControlRequest *r, char **ret);
+
+/* Replies, as lines without the newline. */
+char *control_reply_error(const char *message);
+char *control_reply_message(const char *message);
+char *control_reply_object(const char *key, json_object *value); /* takes a ref of nothing: value is borrowed */
+
+/* What the agent answers with. Each returns a new json_object reference,
+ * or, for mutating calls, 0 / negative errno and a message for the reply. */
+typedef struct ControlHandlers {
+        json_object *(*status)(void *userdata);
+        json_object *(*history)(void *userdata, unsigned limit);
+        int (*drain)(void *userdata, const char *reason, char **ret_message);
+        int (*resume)(void *userdata, char **ret_message);
+} ControlHandlers;
+
+typedef struct ControlServer ControlServer;
+
+/* Binds `path` (an existing stale socket is replaced, a live one is
+ * -EADDRINUSE), mode 0666: anyone may read status, only privileged peers
+ * may change anything. */
+int control_server_new(sd_event *e, const char *path, const ControlHandlers *h, void *userdata,
+                       ControlServer **ret);
+/* Closes every client and unlinks the socket. Takes NULL, returns NULL. */
+ControlServer *control_server_free(ControlServer *s);
+static inline void control_server_freep(ControlServer **s) {
+        control_server_free(*s);
+}
+/* Send {"version":1,"event":EVENT} to every watcher; event is borrowed. */
+void control_server_broadcast(ControlServer *s, json_object *event);
+unsigned control_server_n_clients(const ControlServer *s);

@@ -1,0 +1,102 @@
+/* The agent's state machine as data: State and Event enums with string
+ * tables, one static transition table {from, event, guard, to, action},
+ * and a pure fsm_step(). Actions are names here; agent.c runs them. */
+#pragma once
+
+#include "macro.h"
+
+typedef enum State {
+        STATE_BOOT,
+        STATE_CHECKING,
+        STATE_SERVING,
+        STATE_OVERLOADED,
+        STATE_HOLDING,
+        STATE_DRAINING,
+        STATE_REMEDIATING,
+        STATE_QUARANTINED,
+        STATE_MAINTENANCE,   /* operator drain: out of the pool until resumed */
+        _STATE_MAX,
+        _STATE_INVALID = -EINVAL,
+} State;
+
+typedef enum Event {
+        EVENT_START,           /* agent started (new boot or restart) */
+        EVENT_RESTORE_MAINTENANCE, /* started, and state.json says an operator drained us */
+        EVENT_CHECKS_PASSED,
+        EVENT_CHECKS_FAILED,
+        EVENT_BREACH,          /* detector: sustained overload */
+        EVENT_CLEARED,         /* detector: below clear_below */
+        EVENT_BUDGET_GRANTED,  /* pool: we left serving (or no pool configured) */
+        EVENT_BUDGET_DENIED,   /* pool: budget says no, or pool unreachable */
+        EVENT_RETRY,           /* a retry timer fired (budget re-ask, quarantine re-check) */
+        EVENT_DRAINED,         /* drain grace over, evidence saved */
+        EVENT_REMEDY_DONE,     /* a step that does not reboot finished (restart-unit, dry run) */
+        EVENT_REMEDY_FAILED,   /* every step of the ladder failed */
+        EVENT_MAINTENANCE,     /* monkeyctl drain */
+        EVENT_RESUME,          /* monkeyctl resume */
+        _EVENT_MAX,
+        _EVENT_INVALID = -EINVAL,
+} Event;
+
+typedef enum Action {
+        ACTION_NONE,
+        ACTION_RUN_CHECKS,      /* run content/status/binding checks, report */
+        ACTION_POOL_JOIN,       /* register and join serving (budget does not apply) */
+        ACTION_REQUEST_LEAVE,   /* budget-checked leave; answers GRANTED/DENIED */
+        ACTION_ALERT_BREACH,    /* observe-only mode: alert, stay in the pool */
+        ACTION_HOLD,            /* alert (damped), schedule a budget re-ask */
+        ACTION_NOTE_CLEARED,    /* the overload cleared before we left */
+        ACTION_START_DRAIN,     /* capture evidence, start the drain grace timer */
+        ACTION_REMEDIATE,       /* run the ladder's next step */
+        ACTION_QUARANTINE,      /* stay out of the pool, alert, schedule a re-check */
+        ACTION_GIVE_UP,         /* remediation limit reached: stay out, alert, no retry */
+        ACTION_ENTER_MAINTENANCE, /* leave the pool unconditionally, stay out */
+        _ACTION_MAX,
+        _ACTION_INVALID = -EINVAL,
+} Action;
+
+typedef enum Guard {
+        GUARD_NONE,
+        GUARD_REMEDY_ENABLED,   /* [remedy] configured: act on a breach */
+        GUARD_REMEDY_DISABLED,  /* no [remedy]: observe and alert only */
+        GUARD_REMEDY_ALLOWED,   /* under max_per_window */
+        GUARD_REMEDY_EXHAUSTED, /* max_per_window reached */
+        _GUARD_MAX,
+        _GUARD_INVALID = -EINVAL,
+} Guard;
+
+/* What the guards look at: facts, computed by the caller before stepping. */
+typedef struct FsmInputs {
+        bool remedy_enabled;
+        bool remedy_allowed;
+} FsmInputs;
+
+typedef struct Transition {
+        State from;
+        Event event;
+        Guard guard;
+        State to;
+        Action action;
+} Transition;
+
+/* Returns 0 and fills *ret with the first matching row whose guard holds;
+ * -ENOENT when the event means nothing in that state (the caller logs it
+ * and ignores it); -EINVAL for out-of-range arguments. */
+int fsm_step(State from, Event event, const FsmInputs *in, Transition *ret);
+
+/* The whole table, for tests and `monkeyctl` documentation. */
+const Transition *fsm_table(size_t *ret_n);
+
+/* True when the host is (or is about to be) routed: SERVING, OVERLOADED, HOLDING. */
+bool state_is_in_pool(State s);
+
+const char *state_to_string(State s);   /* "SERVING" */
+State state_from_string(const char *s);
+const char *event_to_string(Event e);   /* "breach" */
+Event event_from_string(const char *s);
+const char *action_to_string(Action a);
+const char *guard_to_string(Guard g);
+
+/* Remediation guard: how many of the remediation times in `times` (wall
+ * clock, usec) fall within (now - window, now]. Pure. */
+unsigned remedy_count_in_window(const usec_t *times, size_t n, usec_t now, usec_t window);

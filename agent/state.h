@@ -1,0 +1,61 @@
+/* What must survive a reboot: state_dir/state.json, written atomically
+ * (temp file, fsync, rename, fsync dir), and the boot id that tells a new
+ * boot from an agent restart. Parsing and formatting are pure (json-c);
+ * a corrupt or truncated file is moved aside, never fatal. */
+#pragma once
+
+#include "machine.h"
+#include "macro.h"
+
+#define BOOT_ID_LEN 36 /* 8-4-4-4-12 hex with dashes */
+#define STATE_REMEDIATIONS_MAX 32
+#define STATE_FILE_VERSION 1
+
+typedef struct Incident {
+        char *id;             /* "20261122T170012Z-web-1", NULL when none */
+        usec_t started;       /* wall clock */
+        usec_t left_pool;     /* wall clock, 0 when we never left */
+        usec_t ended;         /* 0 while open */
+        char *reason;         /* "cpu 97.2% over 60s >= 90%" */
+        char *slack_thread;   /* Slack parent ts, kept across the reboot */
+        char *outcome;        /* "rejoined", "quarantined", ... NULL while open */
+} Incident;
+
+typedef struct PersistentState {
+        char boot_id[BOOT_ID_LEN + 1]; /* boot id seen when last written, "" when unknown */
+        State state;                   /* last state, for restart in the same boot */
+        usec_t since;                  /* wall clock of entering `state` */
+        char *reason;                  /* why we are in `state` */
+        bool maintenance;              /* operator drain in force */
+        char *maintenance_reason;
+        usec_t remediations[STATE_REMEDIATIONS_MAX]; /* wall clock, oldest first */
+        size_t n_remediations;
+        Incident incident;             /* the last incident, open or closed */
+} PersistentState;
+
+void persistent_state_init(PersistentState *s);  /* zero + state BOOT */
+void persistent_state_done(PersistentState *s);  /* frees members, leaves an init'ed struct */
+
+/* Record a remediation at `now`, dropping the oldest when full. */
+void persistent_state_add_remediation(PersistentState *s, usec_t now);
+
+/* Pure. Returns 0, or -EBADMSG with *ret_error naming the field. Unknown
+ * fields are ignored (forward compatible); a newer "version" is refused.
+ * ret is only written on success. */
+int state_parse(const char *buf, size_t len, PersistentState *ret, char **ret_error);
+/* Pure. Returns a malloc'ed JSON text ending in "\n". */
+int state_format(const PersistentState *s, char **ret);
+
+/* Load state_dir/state.json. Missing file: 0 with a fresh state and
+ * *ret_moved_aside NULL. Corrupt file: renamed to
+ * state.json.corrupt-<unix-seconds>, 0 with a fresh state and
+ * *ret_moved_aside set to the new path (the caller warns). I/O errors
+ * other than ENOENT are returned. */
+int state_load(const char *state_dir, PersistentState *ret, char **ret_moved_aside);
+/* Atomic write: state.json.tmp-XXXXXX, fsync, rename, fsync dir. On any
+ * error the old file stays intact and the temp file is removed. */
+int state_save(const char *state_dir, const PersistentState *s);
+
+/* Read a boot id file (/proc/sys/kernel/random/boot_id or a test's file):
+ * 36 chars of hex and dashes, trailing newline allowed. -EBADMSG otherwise. */
+int boot_id_read(const char *path, char ret[BOOT_ID_LEN + 1]);
