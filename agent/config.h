@@ -29,6 +29,9 @@ typedef enum PoolOnUnreachable {
         _POOL_ON_UNREACHABLE_INVALID = -EINVAL,
 } PoolOnUnreachable;
 
+const char *pool_on_unreachable_to_string(PoolOnUnreachable p);
+PoolOnUnreachable pool_on_unreachable_from_string(const char *s);
+
 /* A set of HTTP status codes: "200", "200-299,301". */
 typedef struct StatusRange {
         unsigned lo, hi;

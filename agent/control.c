@@ -7,12 +7,11 @@
 #include "control.h"
 
 #include <inttypes.h>
-#include <poll.h>
+#include <stdarg.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 
 #include "log.h"
 
@@ -86,13 +85,13 @@ static int parse_fail(char **ret_error, const char *format, ...) {
 /* Shown inside error texts: short, and no control characters, so a hostile
  * command name cannot forge extra lines in a log. */
 static void sanitize_for_message(const char *s, size_t len, char *buf, size_t size) {
-        size_t n = 0;
+        size_t keep = MIN(len, size - 4), n = 0;
 
-        for (size_t i = 0; i < len && n + 4 < size; i++) {
+        for (size_t i = 0; i < keep; i++) {
                 unsigned char c = (unsigned char) s[i];
                 buf[n++] = (c < 0x20 || c == 0x7f) ? '?' : (char) c;
         }
-        if (len > 0 && n + 4 >= size && n < len) {
+        if (keep < len) {
                 memcpy(buf + n, "...", 3);
                 n += 3;
         }
@@ -102,7 +101,7 @@ static void sanitize_for_message(const char *s, size_t len, char *buf, size_t si
 int control_request_parse(const char *line, size_t len, ControlRequest *ret, char **ret_error) {
         _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
         _cleanup_(json_object_putp) json_object *root = NULL;
-        _cleanup_(freep) char *reason = NULL;
+        _cleanup_(freep) char *reason = NULL, *copy = NULL;
         json_object *v;
         enum json_tokener_error jerr;
         unsigned limit = 0;
@@ -119,10 +118,17 @@ int control_request_parse(const char *line, size_t len, ControlRequest *ret, cha
         tok = json_tokener_new();
         if (!tok)
                 return -ENOMEM;
-        json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-        /* json-c wants an int length; CONTROL_REQUEST_MAX keeps us far from it */
-        root = json_tokener_parse_ex(tok, line, (int) len);
+        json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+        /* The terminating NUL is what tells json-c that a top-level literal
+         * ("null", "1") has ended; the line itself is not terminated. The
+         * int length is safe: len <= CONTROL_REQUEST_MAX. */
+        copy = strndup(line, len);
+        if (!copy)
+                return -ENOMEM;
+        root = json_tokener_parse_ex(tok, copy, (int) len + 1);
         jerr = json_tokener_get_error(tok);
+        if (jerr == json_tokener_success && !root)
+                return parse_fail(ret_error, "request is not a JSON object");
         if (!root || jerr != json_tokener_success) {
                 if (jerr == json_tokener_continue)
                         return parse_fail(ret_error, "not JSON (incomplete)");
@@ -324,6 +330,7 @@ struct ControlServer {
         char *path;
         sd_event_source *accept_source;
         sd_event_source *reaper;
+        sd_event_source *accept_retry; /* out of fds with no client to free one */
         ControlHandlers handlers;
         void *userdata;
         uid_t euid;
@@ -345,7 +352,9 @@ static void client_disconnect(ControlClient *c) {
         c->dead = true;
         c->io = sd_event_source_disable_unref(c->io);
         c->idle = sd_event_source_disable_unref(c->idle);
-        c->fd = TAKE_FD(c->fd) >= 0 ? (close(c->fd >= 0 ? c->fd : -1), -1) : -1;
+        if (c->fd >= 0)
+                close(c->fd);
+        c->fd = -1;
         free(c->out);
         c->out = NULL;
         c->out_start = c->out_end = c->out_alloc = 0;
@@ -505,7 +514,8 @@ static char *handle_mutating(ControlClient *c, const ControlRequest *req) {
                                  (unsigned) c->cred.uid);
                 else
                         snprintf(buf, sizeof buf, "permission denied: '%s' needs root (peer unknown)", name);
-                log_notice("Control: refused '%s' from uid %s.", name, c->have_cred ? "non-root" : "unknown");
+                log_notice("Control: refused '%s' from unprivileged peer (uid %ld).", name,
+                           c->have_cred ? (long) c->cred.uid : -1L);
                 return control_reply_error(buf);
         }
 
@@ -639,7 +649,7 @@ static void client_finish_if_done(ControlClient *c) {
 }
 
 static void client_read(ControlClient *c) {
-        while (!c->dead && !c->read_eof && c->in_len < sizeof c->in) {
+        while (!c->dead && !c->read_eof && !c->close_when_flushed && c->in_len < sizeof c->in) {
                 ssize_t n = recv(c->fd, c->in + c->in_len, sizeof c->in - c->in_len, MSG_DONTWAIT);
                 if (n < 0) {
                         if (errno == EINTR)
@@ -759,6 +769,38 @@ fail:
         return r;
 }
 
+static int accept_retry_handler(sd_event_source *src, uint64_t usec, void *userdata) {
+        ControlServer *s = userdata;
+
+        s->accept_paused = false;
+        (void) sd_event_source_set_enabled(s->accept_source, SD_EVENT_ON);
+        return 0;
+}
+
+/* accept is level-triggered: out of fds, it would spin. Resume when a
+ * client leaves or after a second, whichever comes first. */
+static void accept_pause(ControlServer *s) {
+        uint64_t now;
+        int r;
+
+        s->accept_paused = true;
+        (void) sd_event_source_set_enabled(s->accept_source, SD_EVENT_OFF);
+        if (sd_event_now(s->event, CLOCK_MONOTONIC, &now) < 0)
+                return;
+        if (!s->accept_retry) {
+                r = sd_event_add_time(s->event, &s->accept_retry, CLOCK_MONOTONIC, now + USEC_PER_SEC,
+                                      USEC_PER_SEC / 10, accept_retry_handler, s);
+                if (r < 0) {
+                        /* better a busy loop than a deaf socket */
+                        accept_retry_handler(NULL, 0, s);
+                        return;
+                }
+        } else {
+                (void) sd_event_source_set_time(s->accept_retry, now + USEC_PER_SEC);
+                (void) sd_event_source_set_enabled(s->accept_retry, SD_EVENT_ONESHOT);
+        }
+}
+
 static int accept_handler(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
         ControlServer *s = userdata;
 
@@ -784,11 +826,8 @@ static int accept_handler(sd_event_source *src, int fd, uint32_t revents, void *
                         case ENOBUFS:
                         case ENOMEM:
                                 /* level-triggered: without a pause we would spin */
-                                log_warning_errno(errno, "Control: cannot accept, pausing until a client leaves: %m");
-                                if (s->n_clients > 0) {
-                                        s->accept_paused = true;
-                                        (void) sd_event_source_set_enabled(s->accept_source, SD_EVENT_OFF);
-                                }
+                                log_warning_errno(errno, "Control: cannot accept, pausing: %m");
+                                accept_pause(s);
                                 return 0;
                         default:
                                 log_warning_errno(errno, "Control: accept failed, ignoring: %m");
@@ -927,6 +966,7 @@ ControlServer *control_server_free(ControlServer *s) {
                 client_free(s->clients);
         s->accept_source = sd_event_source_disable_unref(s->accept_source);
         s->reaper = sd_event_source_disable_unref(s->reaper);
+        s->accept_retry = sd_event_source_disable_unref(s->accept_retry);
         if (s->fd >= 0)
                 close(s->fd);
         if (s->path) {

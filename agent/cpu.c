@@ -116,8 +116,8 @@ static int parse_aggregate(const char *p, const char *end, unsigned lineno, CpuT
         }
 
         if (n < CPU_FIELDS_MIN)
-                return parse_error(ret_error, "line %u: aggregate cpu line has %u numbers, expected at least %u",
-                                   lineno, n, (unsigned) CPU_FIELDS_MIN);
+                return parse_error(ret_error, "line %u: aggregate cpu line has %u number%s, expected at least %u",
+                                   lineno, n, n == 1 ? "" : "s", (unsigned) CPU_FIELDS_MIN);
 
         *ret = (CpuTimes) {
                 .user = v[0],
@@ -159,14 +159,14 @@ int cpu_parse_stat(const char *buf, size_t len, CpuSample *ret, char **ret_error
                 if (tok_len == 3 && memcmp(tok, "cpu", 3) == 0) {
                         int r;
 
-                        if (aggregate_line > 0)
-                                return parse_error(ret_error, "line %u: second aggregate cpu line (first on line %u)",
-                                                   lineno, aggregate_line);
                         /* A read cut inside this line would yield too few or
                          * too small numbers: only a complete line is trusted. */
                         if (!eol)
                                 return parse_error(ret_error, "line %u: aggregate cpu line is truncated (no newline)",
                                                    lineno);
+                        if (aggregate_line > 0)
+                                return parse_error(ret_error, "line %u: second aggregate cpu line (first on line %u)",
+                                                   lineno, aggregate_line);
                         r = parse_aggregate(tok_end, line_end, lineno, &times, ret_error);
                         if (r < 0)
                                 return r;

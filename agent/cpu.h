@@ -32,7 +32,9 @@ typedef struct CpuUsage {
 int cpu_parse_stat(const char *buf, size_t len, CpuSample *ret, char **ret_error);
 
 /* Utilisation between two samples. Returns 0; -ERANGE when any counter
- * went backwards (counter reset, CPU hot-unplug); -ENODATA when no time
+ * went backwards (counter reset, CPU hot-unplug), idle and iowait counted
+ * as one (the kernel moves idle time into and out of iowait after the
+ * fact, so either alone may step back); -ENODATA when no time
  * passed (zero total delta); -ESTALE when ncpus changed between samples
  * (hotplug: the aggregate jumps, re-baseline). On error the caller keeps
  * `cur` as the new baseline and skips this interval. */

@@ -75,16 +75,17 @@ void detector_done(Detector *d) {
 void detector_reset(Detector *d) {
         if (!d)
                 return;
+        /* The samples stay: window_pct keeps describing the recent past,
+         * only the verdict starts over and needs a whole new window. */
         d->breached = false;
         d->run_start = USEC_INFINITY;
-        d->last_end = 0;
-        d->last_busy = NAN;
-        d->ring_len = d->ring_head = 0;
 }
+
+static size_t ring_index(const Detector *d, size_t age);
 
 int detector_reconfigure(Detector *d, double threshold, double clear_below, usec_t window, usec_t interval) {
         DetectorSample *ring;
-        size_t size;
+        size_t size, n = 0;
         int r;
 
         if (!d)
@@ -93,25 +94,24 @@ int detector_reconfigure(Detector *d, double threshold, double clear_below, usec
         if (r < 0)
                 return r;
 
-        if (size <= d->ring_size) {
-                /* The ring already holds at least the new window: keep the
-                 * run and the breach, the new rule applies from the next sample. */
-                d->threshold = threshold;
-                d->clear_below = clear_below;
-                d->window = window;
-                return 0;
+        if (size > d->ring_size) {
+                /* Move the history into the bigger ring, oldest first, so a
+                 * reload never forgets an ongoing breach nor its run. */
+                ring = calloc(size, sizeof(*ring));
+                if (!ring)
+                        return -ENOMEM;
+                for (size_t age = d->ring_len; age > 0; age--)
+                        ring[n++] = d->ring[ring_index(d, age - 1)];
+                free(d->ring);
+                d->ring = ring;
+                d->ring_size = size;
+                d->ring_len = n;
+                d->ring_head = n % size;
         }
-
-        ring = calloc(size, sizeof(*ring));
-        if (!ring)
-                return -ENOMEM;
-        free(d->ring);
-        d->ring = ring;
-        d->ring_size = size;
+        /* The new rule applies from the next sample. */
         d->threshold = threshold;
         d->clear_below = clear_below;
         d->window = window;
-        detector_reset(d);
         return 0;
 }
 

@@ -44,11 +44,12 @@ typedef struct Detector {
 /* `interval` sizes the ring (window / interval + 2 entries). */
 int detector_init(Detector *d, double threshold, double clear_below, usec_t window, usec_t interval);
 void detector_done(Detector *d);
-/* New thresholds on reload: keeps history when the window fits, else resets. */
+/* New thresholds on reload: keeps the history, the run and the breach. */
 int detector_reconfigure(Detector *d, double threshold, double clear_below, usec_t window, usec_t interval);
 
 DetectorVerdict detector_feed(Detector *d, usec_t start, usec_t end, double busy);
-/* Forget the run and the breach (after a remediation, on resume). */
+/* Forget the run and the breach (after a remediation, on resume); the
+ * samples stay for window_pct. */
 void detector_reset(Detector *d);
 
 /* Time-weighted mean busy % over the last `window` ending at the last

@@ -98,14 +98,14 @@ static bool boot_id_valid(const char *s, size_t len) {
         return true;
 }
 
-/* Parse errors carry the field's dotted name so a human can fix the file. */
+/* Parse errors carry the field's dotted name so a human can fix the file.
+ * Called once per failed parse: the first error ends it. */
 static int field_error(char **ret_error, const char *prefix, const char *field, const char *what) {
         if (ret_error) {
                 char *e = NULL;
 
                 if (asprintf(&e, "%s%s: %s", prefix, field, what) < 0)
                         return -ENOMEM;
-                free(*ret_error);
                 *ret_error = e;
         }
         return -EBADMSG;
@@ -464,7 +464,7 @@ static int read_capped(int fd, char **ret, size_t *ret_len) {
 static int rename_noreplace(const char *from, const char *to) {
         if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) >= 0)
                 return 0;
-        if (!IN_SET_ERRNO_UNSUPPORTED(errno))
+        if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
                 return negative_errno();
 
         /* Filesystems without RENAME_NOREPLACE: check, then rename. The
@@ -519,7 +519,8 @@ int state_load(const char *state_dir, PersistentState *ret, char **ret_moved_asi
         if (asprintf(&path, "%s/" STATE_FILE_NAME, state_dir) < 0)
                 return -ENOMEM;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* O_NONBLOCK: a FIFO planted here must not hang the start-up. */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0) {
                 if (errno != ENOENT)
                         return log_error_errno(errno, "Failed to open %s: %m", path);
@@ -532,7 +533,7 @@ int state_load(const char *state_dir, PersistentState *ret, char **ret_moved_asi
         if (fstat(fd, &st) < 0)
                 return log_error_errno(errno, "Failed to stat %s: %m", path);
         if (!S_ISREG(st.st_mode))
-                return log_error_errno(S_ISDIR(st.st_mode) ? EISDIR : EBADFD,
+                return log_error_errno(S_ISDIR(st.st_mode) ? EISDIR : EINVAL,
                                        "%s is not a regular file, refusing.", path);
 
         r = read_capped(fd, &buf, &len);
@@ -552,12 +553,10 @@ int state_load(const char *state_dir, PersistentState *ret, char **ret_moved_asi
         if (r != -EBADMSG && r != -EFBIG)
                 return r;
 
-        fd = TAKE_FD(fd), close(fd);
-
         r = move_aside(path, &moved);
         if (r < 0)
                 return log_error_errno(r, "%s is unusable (%s) and could not be moved aside: %m",
-                                       path, r == -EFBIG ? "too large" : strna(error));
+                                       path, len > STATE_FILE_MAX ? "larger than 1 MiB" : strna(error));
 
         log_warning("%s is unusable (%s), moved to %s, starting fresh.", path,
                     len > STATE_FILE_MAX ? "larger than 1 MiB" : strna(error), moved);

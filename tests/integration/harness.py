@@ -145,7 +145,8 @@ class StatFeeder(threading.Thread):
         # user nice system idle iowait irq softirq steal guest guest_nice, per CPU
         self.cpus = [[100000, 500, 50000, 9000000, 3000, 0, 700, 0, 0, 0]
                      for _ in range(ncpus)]
-        self._write_locked()
+        with self.lock:
+            self._write_locked()
 
     def _advance_locked(self):
         busy_units = self.UNITS_PER_TICK * self.busy / 100.0
@@ -502,8 +503,25 @@ class Agent:
         return run_ctl(argv, user=user, timeout=timeout)
 
 
+_nobody_ctl = []
+
+
+def _ctl_for_nobody():
+    """A copy of monkeyctl that nobody can run: the build tree may sit
+    under a directory that only root can enter."""
+    if not _nobody_ctl:
+        d = make_tmpdir("monkey-it-bin-")
+        p = os.path.join(d, "monkeyctl")
+        shutil.copy(MONKEYCTL, p)
+        os.chmod(p, 0o755)
+        _nobody_ctl.append(p)
+    return _nobody_ctl[0]
+
+
 def run_ctl(argv, user=None, timeout=10.0):
     if user == "nobody":
+        if argv[0] == MONKEYCTL:
+            argv = [_ctl_for_nobody()] + argv[1:]
         argv = NOBODY + argv
     try:
         return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
@@ -558,3 +576,12 @@ def _cleanup_procs_only():
             except Exception:
                 pass
         _live_procs.remove(p)
+
+
+def sorted_history(hist):
+    """History entries oldest first, whatever order the agent sends (ties
+    keep the agent's own order, read the right way round)."""
+    hist = list(hist)
+    if len(hist) > 1 and (hist[0].get("at_unix") or 0.0) > (hist[-1].get("at_unix") or 0.0):
+        hist.reverse()
+    return sorted(hist, key=lambda h: h.get("at_unix") or 0.0)

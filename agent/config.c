@@ -1,0 +1,1531 @@
+#include <ctype.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <ini.h>
+#include <limits.h>
+#include <regex.h>
+#include <stdarg.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <arpa/inet.h>
+
+#include "config.h"
+#include "log.h"
+
+/* A config file is a few hundred lines; anything far larger is a mistake
+ * (wrong file), not a config. */
+#define CONFIG_SIZE_MAX ((size_t) 1024 * 1024)
+#define SECRET_SIZE_MAX ((size_t) 64 * 1024)
+
+/* Suggest a near key only when the typo is small compared to the word. */
+#define SUGGEST_DISTANCE_MAX 3
+
+#define SUN_PATH_MAX (sizeof(((struct sockaddr_un *) NULL)->sun_path) - 1)
+
+/* ---- enum tables ---- */
+
+static const char *const remedy_step_table[_REMEDY_STEP_MAX] = {
+        [REMEDY_RESTART_UNIT] = "restart-unit",
+        [REMEDY_REBOOT_INSTANCE] = "reboot-instance",
+        [REMEDY_LOCAL_REBOOT] = "local-reboot",
+};
+
+const char *remedy_step_to_string(RemedyStep s) {
+        if (s < 0 || s >= _REMEDY_STEP_MAX)
+                return NULL;
+        return remedy_step_table[s];
+}
+
+RemedyStep remedy_step_from_string(const char *s) {
+        if (!s)
+                return _REMEDY_STEP_INVALID;
+        for (size_t i = 0; i < ELEMENTSOF(remedy_step_table); i++)
+                if (streq(remedy_step_table[i], s))
+                        return (RemedyStep) i;
+        return _REMEDY_STEP_INVALID;
+}
+
+static const char *const pool_on_unreachable_table[_POOL_ON_UNREACHABLE_MAX] = {
+        [POOL_ON_UNREACHABLE_HOLD] = "hold",
+        [POOL_ON_UNREACHABLE_REMEDIATE] = "remediate",
+};
+
+const char *pool_on_unreachable_to_string(PoolOnUnreachable p) {
+        if (p < 0 || p >= _POOL_ON_UNREACHABLE_MAX)
+                return NULL;
+        return pool_on_unreachable_table[p];
+}
+
+PoolOnUnreachable pool_on_unreachable_from_string(const char *s) {
+        if (!s)
+                return _POOL_ON_UNREACHABLE_INVALID;
+        for (size_t i = 0; i < ELEMENTSOF(pool_on_unreachable_table); i++)
+                if (streq(pool_on_unreachable_table[i], s))
+                        return (PoolOnUnreachable) i;
+        return _POOL_ON_UNREACHABLE_INVALID;
+}
+
+/* ---- small string helpers ---- */
+
+static bool is_digit(char c) {
+        return c >= '0' && c <= '9';
+}
+
+static bool is_blank(char c) {
+        return c == ' ' || c == '\t';
+}
+
+static const char *skip_blank(const char *p) {
+        while (is_blank(*p))
+                p++;
+        return p;
+}
+
+static bool has_space_or_control(const char *s) {
+        for (; *s; s++) {
+                unsigned char c = (unsigned char) *s;
+                if (c <= ' ' || c == 0x7f)
+                        return true;
+        }
+        return false;
+}
+
+static bool has_control(const char *s) {
+        for (; *s; s++) {
+                unsigned char c = (unsigned char) *s;
+                if ((c < ' ' && c != '\t') || c == 0x7f)
+                        return true;
+        }
+        return false;
+}
+
+/* Plain decimal digits only: strtoul() would take signs, blanks and "0x". */
+static int parse_u64_digits(const char *s, uint64_t *ret) {
+        uint64_t v = 0;
+
+        if (!s || !is_digit(*s))
+                return -EINVAL;
+        for (; *s; s++) {
+                if (!is_digit(*s))
+                        return -EINVAL;
+                if (__builtin_mul_overflow(v, (uint64_t) 10, &v) ||
+                    __builtin_add_overflow(v, (uint64_t) (*s - '0'), &v)) {
+                        /* Still tell garbage from a too large number. */
+                        while (is_digit(*s))
+                                s++;
+                        return *s ? -EINVAL : -ERANGE;
+                }
+        }
+        *ret = v;
+        return 0;
+}
+
+size_t string_distance(const char *a, const char *b) {
+        size_t la = strlen(a), lb = strlen(b), result;
+        _cleanup_(freep) size_t *row = NULL;
+
+        row = malloc((lb + 1) * sizeof(size_t));
+        if (!row)
+                return SIZE_MAX;
+        for (size_t j = 0; j <= lb; j++)
+                row[j] = j;
+        for (size_t i = 1; i <= la; i++) {
+                size_t diag = row[0];
+                row[0] = i;
+                for (size_t j = 1; j <= lb; j++) {
+                        size_t up = row[j];
+                        size_t cost = tolower((unsigned char) a[i - 1]) == tolower((unsigned char) b[j - 1]) ? 0 : 1;
+                        row[j] = MIN(MIN(row[j] + 1, row[j - 1] + 1), diag + cost);
+                        diag = up;
+                }
+        }
+        result = row[lb];
+        return result;
+}
+
+/* ---- typed parsers (public) ---- */
+
+static const struct {
+        const char *suffix;
+        usec_t usec;
+} duration_units[] = {
+        { "us", 1 },
+        { "ms", USEC_PER_MSEC },
+        { "s", USEC_PER_SEC },
+        { "sec", USEC_PER_SEC },
+        { "m", USEC_PER_MINUTE },
+        { "min", USEC_PER_MINUTE },
+        { "h", USEC_PER_HOUR },
+        { "d", USEC_PER_DAY },
+};
+
+static int duration_unit(const char *u, size_t n, usec_t *ret) {
+        for (size_t i = 0; i < ELEMENTSOF(duration_units); i++)
+                if (strlen(duration_units[i].suffix) == n && strncmp(duration_units[i].suffix, u, n) == 0) {
+                        *ret = duration_units[i].usec;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+int parse_duration(const char *s, usec_t *ret) {
+        usec_t total = 0;
+        size_t parts = 0;
+        bool overflow = false;
+        const char *p;
+
+        if (!s)
+                return -EINVAL;
+        p = skip_blank(s);
+        if (!*p)
+                return -EINVAL;
+
+        while (*p) {
+                uint64_t whole = 0, frac = 0, frac_div = 1;
+                usec_t unit, part;
+                const char *u;
+
+                if (!is_digit(*p))
+                        return -EINVAL;
+                for (; is_digit(*p); p++)
+                        if (__builtin_mul_overflow(whole, (uint64_t) 10, &whole) ||
+                            __builtin_add_overflow(whole, (uint64_t) (*p - '0'), &whole))
+                                overflow = true;
+                if (*p == '.') {
+                        p++;
+                        if (!is_digit(*p))
+                                return -EINVAL;
+                        /* Microseconds are the resolution: digits past the
+                         * sixth cannot matter, and skipping them keeps
+                         * frac * unit far from overflowing. */
+                        for (; is_digit(*p); p++)
+                                if (frac_div < 1000000) {
+                                        frac = frac * 10 + (uint64_t) (*p - '0');
+                                        frac_div *= 10;
+                                }
+                }
+
+                p = skip_blank(p);
+                u = p;
+                while (isalpha((unsigned char) *p))
+                        p++;
+                if (p == u) {
+                        /* A bare number means seconds, but only on its own:
+                         * "1m 30" is more likely a mistake than 1m30s. */
+                        if (parts > 0 || *p)
+                                return -EINVAL;
+                        unit = USEC_PER_SEC;
+                } else if (duration_unit(u, (size_t) (p - u), &unit) < 0)
+                        return -EINVAL;
+
+                if (__builtin_mul_overflow(whole, unit, &part) ||
+                    __builtin_add_overflow(part, frac * unit / frac_div, &part) ||
+                    __builtin_add_overflow(total, part, &total))
+                        overflow = true;
+                parts++;
+                p = skip_blank(p);
+        }
+
+        if (overflow || total == USEC_INFINITY)
+                return -ERANGE;
+        *ret = total;
+        return 0;
+}
+
+char *format_duration(char *buf, size_t size, usec_t u) {
+        static const struct {
+                const char *suffix;
+                usec_t usec;
+        } units[] = {
+                { "d", USEC_PER_DAY }, { "h", USEC_PER_HOUR }, { "m", USEC_PER_MINUTE },
+                { "s", USEC_PER_SEC }, { "ms", USEC_PER_MSEC }, { "us", 1 },
+        };
+        size_t off = 0;
+
+        if (!buf || size == 0)
+                return buf;
+        if (u == USEC_INFINITY) {
+                snprintf(buf, size, "infinity");
+                return buf;
+        }
+        if (u == 0) {
+                snprintf(buf, size, "0");
+                return buf;
+        }
+        buf[0] = '\0';
+        for (size_t i = 0; i < ELEMENTSOF(units) && u > 0; i++) {
+                int n;
+
+                if (u < units[i].usec)
+                        continue;
+                n = snprintf(buf + off, size - off, "%" PRIu64 "%s", u / units[i].usec, units[i].suffix);
+                if (n < 0 || (size_t) n >= size - off) {
+                        /* Cut at a unit: "1d1" would read as 1d1s. */
+                        buf[off] = '\0';
+                        break;
+                }
+                off += (size_t) n;
+                u %= units[i].usec;
+        }
+        return buf;
+}
+
+int parse_percent(const char *s, double *ret) {
+        const char *p = s;
+        char *end;
+        double v;
+
+        if (!s || !is_digit(*p))
+                return -EINVAL;
+        /* Own grammar first: strtod() takes signs, hex, exponents, "nan". */
+        while (is_digit(*p))
+                p++;
+        if (*p == '.') {
+                p++;
+                if (!is_digit(*p))
+                        return -EINVAL;
+                while (is_digit(*p))
+                        p++;
+        }
+        if (*p == '%')
+                p++;
+        if (*p)
+                return -EINVAL;
+
+        errno = 0;
+        v = strtod(s, &end);
+        if (errno != 0 && errno != ERANGE)
+                return -EINVAL;
+        if (errno == ERANGE || v > 100.0)
+                return -ERANGE;
+        *ret = v;
+        return 0;
+}
+
+int parse_bool(const char *s, bool *ret) {
+        static const char *const yes[] = { "yes", "true", "on", "1", "y" };
+        static const char *const no[] = { "no", "false", "off", "0", "n" };
+
+        if (!s)
+                return -EINVAL;
+        for (size_t i = 0; i < ELEMENTSOF(yes); i++)
+                if (strcasecmp(s, yes[i]) == 0) {
+                        *ret = true;
+                        return 0;
+                }
+        for (size_t i = 0; i < ELEMENTSOF(no); i++)
+                if (strcasecmp(s, no[i]) == 0) {
+                        *ret = false;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+static int status_code_read(const char **p, unsigned *ret) {
+        unsigned v = 0;
+        const char *q = *p;
+
+        if (!is_digit(*q))
+                return -EINVAL;
+        for (; is_digit(*q); q++)
+                v = MIN(v * 10 + (unsigned) (*q - '0'), 100000u); /* saturate: only the range matters */
+        *p = q;
+        *ret = v;
+        return 0;
+}
+
+int parse_status_set(const char *s, StatusSet *ret) {
+        StatusSet set = {};
+        const char *p = s;
+
+        if (!s)
+                return -EINVAL;
+        for (;;) {
+                unsigned lo, hi;
+
+                p = skip_blank(p);
+                if (status_code_read(&p, &lo) < 0)
+                        return -EINVAL;
+                p = skip_blank(p);
+                if (*p == '-') {
+                        p = skip_blank(p + 1);
+                        if (status_code_read(&p, &hi) < 0)
+                                return -EINVAL;
+                        p = skip_blank(p);
+                } else
+                        hi = lo;
+                if (*p && *p != ',')
+                        return -EINVAL;
+                if (lo < 100 || hi > 599 || hi < 100 || lo > 599)
+                        return -ERANGE;
+                if (lo > hi)
+                        return -EINVAL;
+                if (set.n >= STATUS_SET_MAX)
+                        return -E2BIG;
+                set.ranges[set.n++] = (StatusRange) { lo, hi };
+                if (!*p)
+                        break;
+                p++; /* ',' */
+        }
+        *ret = set;
+        return 0;
+}
+
+bool status_set_contains(const StatusSet *s, unsigned code) {
+        if (!s)
+                return false;
+        for (size_t i = 0; i < s->n && i < STATUS_SET_MAX; i++)
+                if (code >= s->ranges[i].lo && code <= s->ranges[i].hi)
+                        return true;
+        return false;
+}
+
+/* ---- the table ---- */
+
+typedef struct ConfigItem ConfigItem;
+
+/* Parse `value` into `dest` (inside `c`). On failure returns a negative
+ * errno and *ret_reason, the text after "[section] key: ". */
+typedef int (*ConfigParser)(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason);
+
+enum {
+        ITEM_STRING = 1 << 0,   /* dest is a char * the Config owns */
+        ITEM_SECRET = 1 << 1,   /* never quote the value in messages */
+        ITEM_REQUIRED = 1 << 2, /* required when its section is present */
+};
+
+struct ConfigItem {
+        const char *section;
+        const char *key;
+        ConfigParser parse;
+        size_t offset;
+        uint64_t min, max;
+        const char *def; /* default, parsed like user input; NULL: unset */
+        unsigned flags;
+};
+
+typedef struct ConfigSection {
+        const char *name;
+        size_t enabled_offset; /* SIZE_MAX: always on */
+} ConfigSection;
+
+_printf_(3, 4) static int reason(char **ret_reason, int r, const char *fmt, ...) {
+        va_list ap;
+        int k;
+
+        va_start(ap, fmt);
+        k = vasprintf(ret_reason, fmt, ap);
+        va_end(ap);
+        if (k < 0) {
+                *ret_reason = NULL;
+                return -ENOMEM;
+        }
+        return r;
+}
+
+static const char *shown(const ConfigItem *it, const char *value) {
+        return it->flags & ITEM_SECRET ? "<redacted>" : value;
+}
+
+static int set_string(void *dest, const char *value) {
+        char **p = dest;
+        char *s = strdup(value);
+
+        if (!s)
+                return -ENOMEM;
+        free(*p);
+        *p = s;
+        return 0;
+}
+
+static int range_reason_u64(const ConfigItem *it, const char *value, char **ret_reason) {
+        return reason(ret_reason, -ERANGE, "%s is out of range (%" PRIu64 "-%" PRIu64 ")", value, it->min, it->max);
+}
+
+static int item_duration(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        char a[32], b[32];
+        usec_t u;
+        int r;
+
+        r = parse_duration(value, &u);
+        if (r == -EINVAL)
+                return reason(ret_reason, r, "invalid duration '%s' (use e.g. 500ms, 30s, 5m)", value);
+        if (r < 0 || u < it->min || u > it->max)
+                return reason(ret_reason, -ERANGE, "%s is out of range (%s-%s)", value,
+                              format_duration(a, sizeof a, it->min), format_duration(b, sizeof b, it->max));
+        *(usec_t *) dest = u;
+        return 0;
+}
+
+static int item_percent(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        double v;
+        int r;
+
+        r = parse_percent(value, &v);
+        if (r == -EINVAL)
+                return reason(ret_reason, r, "invalid percentage '%s' (use e.g. 90, 90%% or 87.5%%)", value);
+        if (r < 0 || v < (double) it->min || v > (double) it->max)
+                return range_reason_u64(it, value, ret_reason);
+        *(double *) dest = v;
+        return 0;
+}
+
+static int item_bool(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        if (parse_bool(value, dest) < 0)
+                return reason(ret_reason, -EINVAL, "invalid boolean '%s' (use yes or no)", value);
+        return 0;
+}
+
+static int item_unsigned(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        uint64_t v;
+        int r;
+
+        r = parse_u64_digits(value, &v);
+        if (r == -EINVAL)
+                return reason(ret_reason, r, "invalid number '%s'", value);
+        if (r < 0 || v < it->min || v > it->max || v > UINT_MAX)
+                return range_reason_u64(it, value, ret_reason);
+        *(unsigned *) dest = (unsigned) v;
+        return 0;
+}
+
+static int item_port(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        uint64_t v;
+        int r;
+
+        r = parse_u64_digits(value, &v);
+        if (r == -EINVAL)
+                return reason(ret_reason, r, "invalid port '%s'", value);
+        if (r < 0 || v < it->min || v > it->max || v > UINT16_MAX)
+                return range_reason_u64(it, value, ret_reason);
+        *(uint16_t *) dest = (uint16_t) v;
+        return 0;
+}
+
+/* One token: host names, channels, keys, units, tokens. */
+static int item_word(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        if (has_space_or_control(value))
+                return reason(ret_reason, -EINVAL, "'%s' must not contain blanks", shown(it, value));
+        return set_string(dest, value);
+}
+
+/* Names that end up inside Redis keys or AWS identifiers: a brace in a pool
+ * name would break the {P} cluster hash tag, a colon the key layout. */
+static int item_name(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        for (const char *p = value; *p; p++)
+                if (!isalnum((unsigned char) *p) && !strchr("._-", *p))
+                        return reason(ret_reason, -EINVAL, "invalid name '%s' (use letters, digits, '.', '_' and '-')",
+                                      value);
+        return set_string(dest, value);
+}
+
+static int item_content(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        if (has_control(value))
+                return reason(ret_reason, -EINVAL, "control characters are not allowed");
+        if (strncmp(value, "re:", 3) == 0) {
+                regex_t re;
+                int k = regcomp(&re, value + 3, REG_EXTENDED | REG_NOSUB);
+                if (k != 0) {
+                        char err[128];
+                        regerror(k, &re, err, sizeof err);
+                        return reason(ret_reason, -EINVAL, "invalid regular expression '%s': %s", value + 3, err);
+                }
+                regfree(&re);
+        }
+        return set_string(dest, value);
+}
+
+static int item_path(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        size_t max = it->max > 0 ? (size_t) it->max : PATH_MAX - 1;
+
+        if (value[0] != '/' || has_control(value))
+                return reason(ret_reason, -EINVAL, "'%s' is not an absolute path", value);
+        if (strlen(value) > max)
+                return reason(ret_reason, -ERANGE, "path is too long (%zu characters, at most %zu)", strlen(value), max);
+        return set_string(dest, value);
+}
+
+static int item_url(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        const char *host = NULL;
+
+        if (strncmp(value, "http://", 7) == 0)
+                host = value + 7;
+        else if (strncmp(value, "https://", 8) == 0)
+                host = value + 8;
+        if (!host || !*host || *host == '/' || has_space_or_control(value))
+                return reason(ret_reason, -EINVAL, "invalid URL '%s' (use http://HOST/... or https://HOST/...)",
+                              shown(it, value));
+        return set_string(dest, value);
+}
+
+static bool port_valid(const char *s, size_t n) {
+        uint64_t v = 0;
+
+        if (n == 0 || n > 5)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                if (!is_digit(s[i]))
+                        return false;
+                v = v * 10 + (uint64_t) (s[i] - '0');
+        }
+        return v >= 1 && v <= 65535;
+}
+
+/* "host:port", "[v6]:port": `n` bytes of s. */
+static bool hostport_valid(const char *s, size_t n, bool port_required) {
+        const char *colon;
+
+        if (n == 0)
+                return false;
+        if (s[0] == '[') {
+                const char *close = memchr(s, ']', n);
+                char ip[INET6_ADDRSTRLEN];
+                struct in6_addr a6;
+                size_t iplen;
+
+                if (!close)
+                        return false;
+                iplen = (size_t) (close - s - 1);
+                if (iplen == 0 || iplen >= sizeof ip)
+                        return false;
+                memcpy(ip, s + 1, iplen);
+                ip[iplen] = '\0';
+                if (inet_pton(AF_INET6, ip, &a6) != 1)
+                        return false;
+                colon = close + 1;
+                if (colon == s + n)
+                        return !port_required;
+                return *colon == ':' && port_valid(colon + 1, (size_t) (s + n - colon - 1));
+        }
+        colon = NULL;
+        for (size_t i = n; i > 0; i--)
+                if (s[i - 1] == ':') {
+                        colon = s + i - 1;
+                        break;
+                }
+        if (!colon)
+                return !port_required;
+        if (colon == s || memchr(s, ':', (size_t) (colon - s)))
+                return false; /* empty host, or a bare IPv6 address without brackets */
+        return port_valid(colon + 1, (size_t) (s + n - colon - 1));
+}
+
+static int item_hostport(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        if (has_space_or_control(value) || !hostport_valid(value, strlen(value), true))
+                return reason(ret_reason, -EINVAL, "invalid address '%s' (use HOST:PORT, e.g. 10.0.0.5:8080 or [::1]:8080)",
+                              value);
+        return set_string(dest, value);
+}
+
+static int item_ipaddr(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        struct in6_addr a;
+
+        if (inet_pton(AF_INET, value, &a) != 1 && inet_pton(AF_INET6, value, &a) != 1)
+                return reason(ret_reason, -EINVAL, "invalid IP address '%s'", value);
+        return set_string(dest, value);
+}
+
+/* redis://[user[:password]@]host[:port][/db] or unix:///path */
+static int item_redis_url(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        bool ok = false;
+
+        if (has_space_or_control(value))
+                ok = false;
+        else if (strncmp(value, "unix://", 7) == 0)
+                ok = value[7] == '/' && value[8] != '\0';
+        else if (strncmp(value, "redis://", 8) == 0) {
+                const char *auth = value + 8, *end = strchrnul(auth, '/'), *at;
+
+                at = memrchr(auth, '@', (size_t) (end - auth));
+                if (at)
+                        auth = at + 1;
+                ok = hostport_valid(auth, (size_t) (end - auth), false);
+                if (ok && *end == '/' && end[1] != '\0') {
+                        uint64_t db;
+                        ok = parse_u64_digits(end + 1, &db) == 0 && db <= 1000;
+                }
+        }
+        if (!ok)
+                return reason(ret_reason, -EINVAL,
+                              "invalid URL '%s' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH)",
+                              shown(it, value));
+        return set_string(dest, value);
+}
+
+static int item_log_level(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        int l = log_level_from_string(value);
+
+        if (l < 0)
+                return reason(ret_reason, -EINVAL, "invalid log level '%s' (use error, warning, notice, info or debug)",
+                              value);
+        *(int *) dest = l;
+        return 0;
+}
+
+static int item_on_unreachable(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        PoolOnUnreachable p = pool_on_unreachable_from_string(value);
+
+        if (p < 0)
+                return reason(ret_reason, -EINVAL, "invalid value '%s' (use hold or remediate)", value);
+        *(PoolOnUnreachable *) dest = p;
+        return 0;
+}
+
+static int item_status_set(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        int r = parse_status_set(value, dest);
+
+        if (r == -ERANGE)
+                return reason(ret_reason, r, "status code out of range in '%s' (100-599)", value);
+        if (r == -E2BIG)
+                return reason(ret_reason, r, "too many ranges in '%s' (at most %d)", value, STATUS_SET_MAX);
+        if (r < 0)
+                return reason(ret_reason, r, "invalid status set '%s' (use e.g. 200 or 200-299,301)", value);
+        return 0;
+}
+
+static int item_ladder(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        RemedyStep ladder[REMEDY_LADDER_MAX];
+        size_t n = 0;
+        const char *p = value;
+
+        for (;;) {
+                const char *start = skip_blank(p), *end = strchrnul(start, ',');
+                size_t len = (size_t) (end - start);
+                char name[32] = "";
+                RemedyStep s;
+
+                while (len > 0 && is_blank(start[len - 1]))
+                        len--;
+                if (len == 0)
+                        return reason(ret_reason, -EINVAL, "empty step in '%s'", value);
+                if (len >= sizeof name)
+                        s = _REMEDY_STEP_INVALID;
+                else {
+                        memcpy(name, start, len);
+                        name[len] = '\0';
+                        s = remedy_step_from_string(name);
+                }
+                if (s < 0)
+                        return reason(ret_reason, -EINVAL,
+                                      "unknown step '%.*s' (use restart-unit, reboot-instance or local-reboot)",
+                                      (int) MIN(len, (size_t) 64), start);
+                for (size_t i = 0; i < n; i++)
+                        if (ladder[i] == s)
+                                return reason(ret_reason, -EINVAL, "step '%s' is listed twice", name);
+                /* Steps are distinct, so n never passes _REMEDY_STEP_MAX. */
+                ladder[n++] = s;
+                if (!*end)
+                        break;
+                p = end + 1;
+        }
+        memcpy(c->remedy.ladder, ladder, n * sizeof ladder[0]);
+        c->remedy.ladder_len = n;
+        return 0;
+}
+
+#define ITEM(sec, k, parser, field, mn, mx, d, fl)                                                          \
+        {                                                                                                   \
+                .section = sec, .key = k, .parse = parser, .offset = offsetof(Config, field), .min = mn,  \
+                .max = mx, .def = d, .flags = fl,                                                           \
+        }
+
+#define MS USEC_PER_MSEC
+#define SEC USEC_PER_SEC
+#define MINUTE USEC_PER_MINUTE
+#define HOUR USEC_PER_HOUR
+#define DAY USEC_PER_DAY
+#define S ITEM_STRING
+#define SECRET ITEM_SECRET
+#define REQ ITEM_REQUIRED
+
+static const ConfigSection config_sections[] = {
+        { "agent", SIZE_MAX },
+        { "cpu", SIZE_MAX },
+        { "pool", offsetof(Config, pool.enabled) },
+        { "slack", offsetof(Config, slack.enabled) },
+        { "aws", offsetof(Config, aws.enabled) },
+        { "checks", offsetof(Config, checks.enabled) },
+        { "remedy", offsetof(Config, remedy.enabled) },
+        { "proxy", offsetof(Config, proxy.enabled) },
+};
+
+/* Every key, its type, bounds and default. conf/monkeyd.conf documents the
+ * same list; the unit test loads it, so the two cannot drift apart. */
+static const ConfigItem config_items[] = {
+        ITEM("agent", "host", item_word, agent.host, 0, 0, NULL, S),
+        ITEM("agent", "state_dir", item_path, agent.state_dir, 0, 0, "/var/lib/monkeyd", S),
+        ITEM("agent", "control_socket", item_path, agent.control_socket, 0, SUN_PATH_MAX, "/run/monkeyd/control.sock", S),
+        ITEM("agent", "proc_stat", item_path, agent.proc_stat, 0, 0, "/proc/stat", S),
+        ITEM("agent", "boot_id", item_path, agent.boot_id, 0, 0, "/proc/sys/kernel/random/boot_id", S),
+        ITEM("agent", "log_level", item_log_level, agent.log_level, 0, 0, "info", 0),
+
+        ITEM("cpu", "threshold", item_percent, cpu.threshold, 1, 100, "90", 0),
+        ITEM("cpu", "window", item_duration, cpu.window, 10 * MS, DAY, "60s", 0),
+        ITEM("cpu", "interval", item_duration, cpu.interval, 10 * MS, HOUR, "1s", 0),
+        ITEM("cpu", "clear_below", item_percent, cpu.clear_below, 0, 100, "70", 0),
+        ITEM("cpu", "jitter", item_duration, cpu.jitter, 0, HOUR, "0", 0),
+
+        ITEM("pool", "redis", item_redis_url, pool.redis, 0, 0, NULL, S | SECRET | REQ),
+        ITEM("pool", "password_file", item_path, pool.password_file, 0, 0, NULL, S),
+        ITEM("pool", "name", item_name, pool.name, 0, 0, NULL, S | REQ),
+        ITEM("pool", "address", item_hostport, pool.address, 0, 0, NULL, S | REQ),
+        ITEM("pool", "min_serving", item_unsigned, pool.min_serving, 0, 100000, "1", 0),
+        ITEM("pool", "max_unavailable", item_unsigned, pool.max_unavailable, 1, 100000, "1", 0),
+        ITEM("pool", "list_key", item_word, pool.list_key, 0, 0, NULL, S),
+        ITEM("pool", "drain", item_duration, pool.drain, 0, HOUR, "10s", 0),
+        ITEM("pool", "lease", item_duration, pool.lease, 100 * MS, HOUR, "15s", 0),
+        ITEM("pool", "heartbeat", item_duration, pool.heartbeat, 100 * MS, HOUR, "5s", 0),
+        ITEM("pool", "on_unreachable", item_on_unreachable, pool.on_unreachable, 0, 0, "hold", 0),
+
+        ITEM("slack", "webhook_url", item_url, slack.webhook_url, 0, 0, NULL, S | SECRET),
+        ITEM("slack", "token", item_word, slack.token, 0, 0, NULL, S | SECRET),
+        ITEM("slack", "token_file", item_path, slack.token_file, 0, 0, NULL, S),
+        ITEM("slack", "channel", item_word, slack.channel, 0, 0, NULL, S),
+        ITEM("slack", "api_url", item_url, slack.api_url, 0, 0, "https://slack.com/api", S),
+
+        ITEM("aws", "region", item_name, aws.region, 0, 0, NULL, S),
+        ITEM("aws", "instance_id", item_name, aws.instance_id, 0, 0, NULL, S),
+        ITEM("aws", "endpoint_url", item_url, aws.endpoint_url, 0, 0, NULL, S),
+        ITEM("aws", "imds_url", item_url, aws.imds_url, 0, 0, "http://169.254.169.254", S),
+        ITEM("aws", "profile", item_word, aws.profile, 0, 0, NULL, S),
+        ITEM("aws", "credentials_file", item_path, aws.credentials_file, 0, 0, NULL, S),
+
+        ITEM("checks", "url", item_url, checks.url, 0, 0, NULL, S | REQ),
+        ITEM("checks", "expect_status", item_status_set, checks.expect_status, 0, 0, "200-299", 0),
+        ITEM("checks", "expect_content", item_content, checks.expect_content, 0, 0, NULL, S),
+        ITEM("checks", "public_address", item_hostport, checks.public_address, 0, 0, NULL, S),
+        ITEM("checks", "attempts", item_unsigned, checks.attempts, 1, 100000, "30", 0),
+        ITEM("checks", "timeout", item_duration, checks.timeout, 10 * MS, 5 * MINUTE, "2s", 0),
+        ITEM("checks", "every", item_duration, checks.every, 0, DAY, "0", 0),
+        ITEM("checks", "rise", item_unsigned, checks.rise, 1, 1000, "2", 0),
+        ITEM("checks", "fall", item_unsigned, checks.fall, 1, 1000, "3", 0),
+
+        ITEM("remedy", "ladder", item_ladder, remedy.ladder, 0, 0, "reboot-instance", 0),
+        ITEM("remedy", "max_per_window", item_unsigned, remedy.max_per_window, 1, 1000, "2", 0),
+        ITEM("remedy", "window", item_duration, remedy.window, SEC, 30 * DAY, "1h", 0),
+        ITEM("remedy", "dry_run", item_bool, remedy.dry_run, 0, 0, "no", 0),
+        ITEM("remedy", "unit", item_word, remedy.unit, 0, 0, NULL, S),
+
+        ITEM("proxy", "agent_check_port", item_port, proxy.agent_check_port, 1, 65535, NULL, REQ),
+        ITEM("proxy", "agent_check_address", item_ipaddr, proxy.agent_check_address, 0, 0, "127.0.0.1", S),
+};
+
+#undef MS
+#undef SEC
+#undef MINUTE
+#undef HOUR
+#undef DAY
+#undef S
+#undef SECRET
+#undef REQ
+
+static void *item_dest(const ConfigItem *it, Config *c) {
+        return (uint8_t *) c + it->offset;
+}
+
+static ssize_t section_index(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(config_sections); i++)
+                if (streq(config_sections[i].name, name))
+                        return (ssize_t) i;
+        return -1;
+}
+
+static ssize_t item_index(const char *section, const char *key) {
+        for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
+                if (streq(config_items[i].section, section) && streq(config_items[i].key, key))
+                        return (ssize_t) i;
+        return -1;
+}
+
+static size_t item_index_by_offset(size_t offset) {
+        for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
+                if (config_items[i].offset == offset)
+                        return i;
+        abort(); /* a programming error in this file, caught by any test */
+}
+
+/* Nearest of `n` candidates within SUGGEST_DISTANCE_MAX, or NULL. */
+static const char *suggest(const char *word, const char *const *candidates, size_t n) {
+        const char *best = NULL;
+        size_t best_d = SIZE_MAX;
+
+        for (size_t i = 0; i < n; i++) {
+                size_t d = string_distance(word, candidates[i]);
+                if (d < best_d) {
+                        best_d = d;
+                        best = candidates[i];
+                }
+        }
+        if (best_d > SUGGEST_DISTANCE_MAX || best_d >= strlen(word))
+                return NULL;
+        return best;
+}
+
+/* ---- parsing ---- */
+
+typedef struct ParseContext {
+        const char *path;
+        const char *pos;   /* the reader's cursor in the text */
+        unsigned line;     /* of the line the reader handed out last */
+        Config *config;
+        unsigned item_line[ELEMENTSOF(config_items)];
+        unsigned section_line[ELEMENTSOF(config_sections)];
+        bool failed;
+        int error_code;
+        unsigned error_line;
+        char *error; /* may be NULL after failed when out of memory */
+} ParseContext;
+
+_printf_(4, 5) static void ctx_fail(ParseContext *ctx, unsigned line, int code, const char *fmt, ...) {
+        _cleanup_(freep) char *msg = NULL;
+        va_list ap;
+        int k;
+
+        if (ctx->failed)
+                return; /* the first error is the one to fix */
+        ctx->failed = true;
+        ctx->error_line = line;
+        ctx->error_code = code;
+
+        va_start(ap, fmt);
+        k = vasprintf(&msg, fmt, ap);
+        va_end(ap);
+        if (k < 0 || asprintf(&ctx->error, "%s:%u: %s", ctx->path, line, msg) < 0) {
+                msg = NULL;
+                ctx->error = NULL;
+                ctx->error_code = -ENOMEM;
+        }
+}
+
+static void ctx_fail_oom(ParseContext *ctx) {
+        ctx_fail(ctx, ctx->line, -ENOMEM, "out of memory");
+}
+
+static void ctx_reset_error(ParseContext *ctx) {
+        ctx->failed = false;
+        free(ctx->error);
+        ctx->error = NULL;
+}
+
+static void section_header(ParseContext *ctx, char *line) {
+        const char *names[ELEMENTSOF(config_sections)];
+        const ConfigSection *sec;
+        char *end, *rest;
+        const char *hint;
+        ssize_t i;
+
+        end = strchr(line, ']');
+        if (!end) {
+                ctx_fail(ctx, ctx->line, -EINVAL, "missing ']' in section header");
+                return;
+        }
+        *end = '\0';
+        rest = end + 1;
+        while (*rest && isspace((unsigned char) *rest))
+                rest++;
+        if (*rest && *rest != '#' && *rest != ';') {
+                ctx_fail(ctx, ctx->line, -EINVAL, "unexpected text after [%s]", line + 1);
+                return;
+        }
+
+        i = section_index(line + 1);
+        if (i < 0) {
+                for (size_t k = 0; k < ELEMENTSOF(config_sections); k++)
+                        names[k] = config_sections[k].name;
+                hint = suggest(line + 1, names, ELEMENTSOF(names));
+                if (hint)
+                        ctx_fail(ctx, ctx->line, -EINVAL, "unknown section [%s], did you mean [%s]?", line + 1, hint);
+                else
+                        ctx_fail(ctx, ctx->line, -EINVAL, "unknown section [%s]", line + 1);
+                return;
+        }
+        if (ctx->section_line[i] > 0) {
+                ctx_fail(ctx, ctx->line, -EINVAL, "duplicate section [%s] (first at line %u)", line + 1,
+                         ctx->section_line[i]);
+                return;
+        }
+        ctx->section_line[i] = ctx->line;
+        sec = &config_sections[i];
+        if (sec->enabled_offset != SIZE_MAX)
+                *(bool *) ((uint8_t *) ctx->config + sec->enabled_offset) = true;
+        *end = ']'; /* hand the line on to inih unchanged */
+}
+
+/* Feeds inih one line at a time, so the handler knows the line number
+ * (Debian's inih is built without INI_HANDLER_LINENO). It also sees section
+ * headers, which inih does not report for a section without keys. */
+static char *config_reader(char *buf, int num, void *stream) {
+        ParseContext *ctx = stream;
+        const char *start = ctx->pos, *eol;
+        size_t len;
+
+        if (ctx->failed || !*start)
+                return NULL;
+
+        eol = strchrnul(start, '\n');
+        ctx->pos = *eol ? eol + 1 : eol;
+        ctx->line++;
+
+        if (ctx->line == 1 && strncmp(start, "\xEF\xBB\xBF", 3) == 0)
+                start += 3;
+        /* inih treats an indented line as the continuation of the previous
+         * value; an indented key is far more likely meant as a key. */
+        while (start < eol && is_blank(*start))
+                start++;
+
+        len = (size_t) (ctx->pos - start);
+        if (num < 3 || len >= (size_t) num) {
+                /* inih would silently split the line in two. */
+                ctx_fail(ctx, ctx->line, -EINVAL, "line is too long (at most %d characters)", MAX(num - 2, 0));
+                return NULL;
+        }
+        memcpy(buf, start, len);
+        buf[len] = '\0';
+
+        if (buf[0] == '[') {
+                section_header(ctx, buf);
+                if (ctx->failed)
+                        return NULL;
+        }
+        return buf;
+}
+
+static const char *section_of_key(const char *key) {
+        const char *found = NULL;
+
+        for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
+                if (streq(config_items[i].key, key)) {
+                        if (found && !streq(found, config_items[i].section))
+                                return NULL; /* ambiguous, e.g. "window" */
+                        found = config_items[i].section;
+                }
+        return found;
+}
+
+static void unknown_key(ParseContext *ctx, const char *section, const char *name) {
+        const char *names[ELEMENTSOF(config_items)], *hint, *other;
+        size_t n = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
+                if (streq(config_items[i].section, section))
+                        names[n++] = config_items[i].key;
+        /* A key put in the wrong section is a likelier story than a typo. */
+        other = section_of_key(name);
+        if (other) {
+                ctx_fail(ctx, ctx->line, -EINVAL, "unknown key '%s' in [%s], it belongs in [%s]", name, section, other);
+                return;
+        }
+        hint = suggest(name, names, n);
+        if (hint)
+                ctx_fail(ctx, ctx->line, -EINVAL, "unknown key '%s' in [%s], did you mean '%s'?", name, section, hint);
+        else
+                ctx_fail(ctx, ctx->line, -EINVAL, "unknown key '%s' in [%s]", name, section);
+}
+
+static int config_handler(void *user, const char *section, const char *name, const char *value) {
+        ParseContext *ctx = user;
+        _cleanup_(freep) char *why = NULL;
+        const ConfigItem *it;
+        ssize_t i;
+        int r;
+
+        /* Always 1: inih's return value then reports syntax errors only,
+         * and ours are in ctx with their message. */
+        if (ctx->failed)
+                return 1;
+
+        if (isempty(section)) {
+                const char *other = section_of_key(name);
+                if (other)
+                        ctx_fail(ctx, ctx->line, -EINVAL, "key '%s' outside of any section, put it under [%s]", name,
+                                 other);
+                else
+                        ctx_fail(ctx, ctx->line, -EINVAL, "key '%s' outside of any section", name);
+                return 1;
+        }
+        if (section_index(section) < 0) {
+                /* The reader refuses unknown headers; reaching here means
+                 * inih read a header differently than we did. */
+                ctx_fail(ctx, ctx->line, -EINVAL, "unknown section [%s]", section);
+                return 1;
+        }
+        if (isempty(name)) {
+                ctx_fail(ctx, ctx->line, -EINVAL, "missing key name before '='");
+                return 1;
+        }
+        i = item_index(section, name);
+        if (i < 0) {
+                unknown_key(ctx, section, name);
+                return 1;
+        }
+        if (ctx->item_line[i] > 0) {
+                ctx_fail(ctx, ctx->line, -EINVAL, "duplicate key '%s' in [%s] (first set at line %u)", name, section,
+                         ctx->item_line[i]);
+                return 1;
+        }
+        ctx->item_line[i] = ctx->line;
+        it = &config_items[i];
+
+        if (isempty(value)) {
+                ctx_fail(ctx, ctx->line, -EINVAL, "[%s] %s: empty value", section, name);
+                return 1;
+        }
+
+        r = it->parse(it, value, ctx->config, item_dest(it, ctx->config), &why);
+        if (r == -ENOMEM || (r < 0 && !why))
+                ctx_fail_oom(ctx);
+        else if (r < 0)
+                /* inih only knows ';' as an inline comment: say so when a
+                 * '#' comment is what made the value bad. */
+                ctx_fail(ctx, ctx->line, -EINVAL, "[%s] %s: %s%s", section, name, why,
+                         strstr(value, " #") ? " ('#' starts a comment only at the start of a line)" : "");
+        return 1;
+}
+
+static unsigned line_of(const ParseContext *ctx, size_t offset) {
+        return ctx->item_line[item_index_by_offset(offset)];
+}
+
+static unsigned section_line_of(const ParseContext *ctx, const char *section) {
+        ssize_t i = section_index(section);
+        return i >= 0 ? ctx->section_line[i] : 0;
+}
+
+/* Where a rule about two keys is reported: the later of the two, or the
+ * section header when both are defaults. */
+static unsigned later_line(const ParseContext *ctx, const char *section, size_t a, size_t b) {
+        unsigned l = MAX(line_of(ctx, a), line_of(ctx, b));
+        return l > 0 ? l : section_line_of(ctx, section);
+}
+
+#define OFF(field) offsetof(Config, field)
+
+static void check_required(ParseContext *ctx) {
+        for (size_t s = 0; s < ELEMENTSOF(config_sections) && !ctx->failed; s++) {
+                char missing[256] = "";
+                size_t n = 0, off = 0;
+
+                if (ctx->section_line[s] == 0)
+                        continue;
+                for (size_t i = 0; i < ELEMENTSOF(config_items); i++) {
+                        const ConfigItem *it = &config_items[i];
+                        int k;
+
+                        if (!(it->flags & ITEM_REQUIRED) || !streq(it->section, config_sections[s].name) ||
+                            ctx->item_line[i] > 0)
+                                continue;
+                        k = snprintf(missing + off, sizeof missing - off, "%s'%s'", n > 0 ? ", " : "", it->key);
+                        if (k > 0 && (size_t) k < sizeof missing - off)
+                                off += (size_t) k;
+                        n++;
+                }
+                if (n > 0)
+                        ctx_fail(ctx, ctx->section_line[s], -EINVAL, "[%s] missing required key%s %s",
+                                 config_sections[s].name, n > 1 ? "s" : "", missing);
+        }
+}
+
+static void check_slack(ParseContext *ctx) {
+        const Config *c = ctx->config;
+        unsigned sl = section_line_of(ctx, "slack");
+
+        if (!c->slack.enabled)
+                return;
+        if (c->slack.webhook_url) {
+                if (c->slack.token || c->slack.token_file)
+                        ctx_fail(ctx,
+                                 later_line(ctx, "slack", OFF(slack.webhook_url),
+                                            c->slack.token ? OFF(slack.token) : OFF(slack.token_file)),
+                                 -EINVAL, "[slack] use either webhook_url or %s, not both",
+                                 c->slack.token ? "token" : "token_file");
+                return;
+        }
+        if (c->slack.token && c->slack.token_file) {
+                ctx_fail(ctx, later_line(ctx, "slack", OFF(slack.token), OFF(slack.token_file)), -EINVAL,
+                         "[slack] use either token or token_file, not both");
+                return;
+        }
+        if (!c->slack.token && !c->slack.token_file) {
+                ctx_fail(ctx, sl, -EINVAL, "[slack] needs webhook_url, or channel with token or token_file");
+                return;
+        }
+        if (!c->slack.channel)
+                ctx_fail(ctx, sl, -EINVAL, "[slack] missing required key 'channel' (needed with %s)",
+                         c->slack.token ? "token" : "token_file");
+}
+
+static void check_cross(ParseContext *ctx) {
+        const Config *c = ctx->config;
+        char a[32], b[32];
+
+        if (c->cpu.clear_below >= c->cpu.threshold)
+                ctx_fail(ctx, later_line(ctx, "cpu", OFF(cpu.clear_below), OFF(cpu.threshold)), -EINVAL,
+                         "[cpu] clear_below (%g) must be below threshold (%g)", c->cpu.clear_below, c->cpu.threshold);
+        if (c->cpu.interval > c->cpu.window)
+                ctx_fail(ctx, later_line(ctx, "cpu", OFF(cpu.interval), OFF(cpu.window)), -EINVAL,
+                         "[cpu] interval (%s) must not be longer than window (%s)",
+                         format_duration(a, sizeof a, c->cpu.interval), format_duration(b, sizeof b, c->cpu.window));
+        if (c->cpu.jitter > 0 && c->cpu.jitter >= c->cpu.interval)
+                ctx_fail(ctx, later_line(ctx, "cpu", OFF(cpu.jitter), OFF(cpu.interval)), -EINVAL,
+                         "[cpu] jitter (%s) must be shorter than interval (%s)",
+                         format_duration(a, sizeof a, c->cpu.jitter), format_duration(b, sizeof b, c->cpu.interval));
+
+        if (c->pool.heartbeat >= c->pool.lease)
+                ctx_fail(ctx, later_line(ctx, "pool", OFF(pool.heartbeat), OFF(pool.lease)), -EINVAL,
+                         "[pool] heartbeat (%s) must be shorter than lease (%s)",
+                         format_duration(a, sizeof a, c->pool.heartbeat), format_duration(b, sizeof b, c->pool.lease));
+        /* The table's bound already says so; this stays in case the bound
+         * is ever relaxed: 0 would let no host ever leave the pool. */
+        if (c->pool.max_unavailable < 1)
+                ctx_fail(ctx, later_line(ctx, "pool", OFF(pool.max_unavailable), OFF(pool.max_unavailable)), -EINVAL,
+                         "[pool] max_unavailable must be at least 1");
+
+        if (c->remedy.ladder_len == 0)
+                ctx_fail(ctx, later_line(ctx, "remedy", OFF(remedy.ladder), OFF(remedy.ladder)), -EINVAL,
+                         "[remedy] ladder must not be empty");
+        for (size_t i = 0; i < c->remedy.ladder_len; i++)
+                if (c->remedy.ladder[i] == REMEDY_RESTART_UNIT && !c->remedy.unit)
+                        ctx_fail(ctx, later_line(ctx, "remedy", OFF(remedy.ladder), OFF(remedy.unit)), -EINVAL,
+                                 "[remedy] ladder has restart-unit but no unit is set");
+}
+
+static void config_finalize(ParseContext *ctx) {
+        Config *c = ctx->config;
+
+        check_required(ctx);
+        check_slack(ctx);
+        check_cross(ctx);
+        if (ctx->failed)
+                return;
+
+        if (!c->agent.host) {
+                char h[HOST_NAME_MAX + 1] = "";
+
+                if (gethostname(h, sizeof h - 1) < 0 || !*h) {
+                        ctx_fail(ctx, section_line_of(ctx, "agent"), -EINVAL,
+                                 "[agent] host: cannot determine the host name, set it");
+                        return;
+                }
+                c->agent.host = strdup(h);
+                if (!c->agent.host) {
+                        ctx_fail_oom(ctx);
+                        return;
+                }
+        }
+        if (!c->checks.public_address && c->pool.address) {
+                c->checks.public_address = strdup(c->pool.address);
+                if (!c->checks.public_address)
+                        ctx_fail_oom(ctx);
+        }
+}
+
+#undef OFF
+
+static int config_new_defaults(Config **ret) {
+        _cleanup_(config_freep) Config *c = NULL;
+
+        c = calloc(1, sizeof *c);
+        if (!c)
+                return -ENOMEM;
+        for (size_t i = 0; i < ELEMENTSOF(config_items); i++) {
+                const ConfigItem *it = &config_items[i];
+                _cleanup_(freep) char *why = NULL;
+                int r;
+
+                if (!it->def)
+                        continue;
+                r = it->parse(it, it->def, c, item_dest(it, c), &why);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0) {
+                        /* A bad default is a bug here; any test catches it. */
+                        log_error("[%s] %s: bad built-in default: %s", it->section, it->key, strna(why));
+                        return -EINVAL;
+                }
+        }
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+/* As config_parse_string(), and on success, when ret_lines is given, the
+ * line each item was set on (0: default), indexed like config_items. */
+static int config_parse_lines(const char *text, const char *path, Config **ret_config, char **ret_error,
+                              unsigned *ret_lines) {
+        _cleanup_(config_freep) Config *c = NULL;
+        ParseContext ctx = {};
+        int r;
+
+        if (!path)
+                path = "(config)";
+        if (!text)
+                return -EINVAL;
+
+        r = config_new_defaults(&c);
+        if (r < 0)
+                return r;
+        c->path = strdup(path);
+        if (!c->path)
+                return -ENOMEM;
+
+        ctx.path = path;
+        ctx.pos = text;
+        ctx.config = c;
+
+        r = ini_parse_stream(config_reader, &ctx, config_handler, &ctx);
+        if (r < 0)
+                ctx_fail_oom(&ctx);
+        else if (r > 0 && (!ctx.failed || (unsigned) r < ctx.error_line)) {
+                ctx_reset_error(&ctx);
+                ctx_fail(&ctx, (unsigned) r, -EINVAL, "syntax error, expected [section], key = value or a comment");
+        }
+        if (!ctx.failed)
+                config_finalize(&ctx);
+
+        if (ctx.failed) {
+                if (ret_error)
+                        *ret_error = TAKE_PTR(ctx.error);
+                free(ctx.error);
+                return ctx.error_code < 0 ? ctx.error_code : -EINVAL;
+        }
+        if (ret_lines)
+                memcpy(ret_lines, ctx.item_line, sizeof ctx.item_line);
+        *ret_config = TAKE_PTR(c);
+        return 0;
+}
+
+int config_parse_string(const char *text, const char *path, Config **ret_config, char **ret_error) {
+        return config_parse_lines(text, path, ret_config, ret_error, NULL);
+}
+
+Config *config_free(Config *c) {
+        if (!c)
+                return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(config_items); i++) {
+                const ConfigItem *it = &config_items[i];
+                char **s;
+
+                if (!(it->flags & ITEM_STRING))
+                        continue;
+                s = item_dest(it, c);
+                if (*s && (it->flags & ITEM_SECRET))
+                        explicit_bzero(*s, strlen(*s));
+                free(*s);
+        }
+        free(c->path);
+        free(c);
+        return NULL;
+}
+
+/* ---- files ---- */
+
+_printf_(3, 4) static int file_error(char **ret_error, int r, const char *fmt, ...) {
+        va_list ap;
+
+        if (ret_error) {
+                va_start(ap, fmt);
+                if (vasprintf(ret_error, fmt, ap) < 0)
+                        *ret_error = NULL;
+                va_end(ap);
+        }
+        return r;
+}
+
+typedef struct Buffer {
+        char *data;
+        size_t size;
+} Buffer;
+
+/* The text may hold secrets: wipe before freeing. */
+static void buffer_wipe(Buffer *b) {
+        if (b->data) {
+                explicit_bzero(b->data, b->size);
+                free(b->data);
+        }
+        *b = (Buffer) {};
+}
+
+/* Reads all of fd, NUL-terminated, refusing more than `max` bytes. */
+static int read_all(int fd, size_t max, Buffer *ret) {
+        _cleanup_(buffer_wipe) Buffer b = {};
+        size_t alloc = 0;
+
+        for (;;) {
+                ssize_t n;
+
+                if (b.size + 1 >= alloc) {
+                        size_t na = alloc ? alloc * 2 : 4096;
+                        char *p;
+
+                        /* Not realloc(): it could leave a copy of a secret behind. */
+                        p = malloc(na);
+                        if (!p)
+                                return -ENOMEM;
+                        if (b.data) {
+                                memcpy(p, b.data, b.size);
+                                explicit_bzero(b.data, b.size);
+                                free(b.data);
+                        }
+                        b.data = p;
+                        alloc = na;
+                }
+                n = read(fd, b.data + b.size, alloc - b.size - 1);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                if (n == 0)
+                        break;
+                b.size += (size_t) n;
+                if (b.size > max)
+                        return -EFBIG;
+        }
+        if (!b.data) {
+                b.data = calloc(1, 1);
+                if (!b.data)
+                        return -ENOMEM;
+        }
+        b.data[b.size] = '\0';
+        *ret = b;
+        b = (Buffer) {};
+        return 0;
+}
+
+static bool redis_url_has_password(const char *url) {
+        const char *auth, *end;
+
+        if (!url || strncmp(url, "redis://", 8) != 0)
+                return false;
+        auth = url + 8;
+        end = strchrnul(auth, '/');
+        /* Any user info counts: clients differ on whether "redis://x@host"
+         * names a user or a password. */
+        return memchr(auth, '@', (size_t) (end - auth)) != NULL;
+}
+
+int config_load(const char *path, Config **ret_config, char **ret_error) {
+        _cleanup_(config_freep) Config *c = NULL;
+        _cleanup_(buffer_wipe) Buffer text = {};
+        _cleanup_(closep) int fd = -1;
+        const char *secret = NULL, *instead = NULL;
+        unsigned lines[ELEMENTSOF(config_items)], line = 0;
+        struct stat st;
+        int r;
+
+        if (!path)
+                return -EINVAL;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return file_error(ret_error, negative_errno(), "%s: cannot read: %m", path);
+        if (fstat(fd, &st) < 0)
+                return file_error(ret_error, negative_errno(), "%s: cannot read: %m", path);
+        if (!S_ISREG(st.st_mode))
+                return file_error(ret_error, -EINVAL, "%s: cannot read: not a regular file", path);
+        /* A root daemon must not run what anyone may rewrite. */
+        if (st.st_mode & S_IWOTH)
+                return file_error(ret_error, -EPERM, "%s: is writable by others (mode %04o); chmod o-w it", path,
+                                  (unsigned) (st.st_mode & 07777));
+
+        r = read_all(fd, CONFIG_SIZE_MAX, &text);
+        if (r == -EFBIG)
+                return file_error(ret_error, r, "%s: cannot read: larger than %zu bytes, not a config file", path,
+                                  CONFIG_SIZE_MAX);
+        if (r < 0) {
+                errno = -r;
+                return file_error(ret_error, r, "%s: cannot read: %m", path);
+        }
+        if (strlen(text.data) != text.size)
+                return file_error(ret_error, -EINVAL, "%s: holds a NUL byte, not a text file", path);
+
+        r = config_parse_lines(text.data, path, &c, ret_error, lines);
+        if (r < 0)
+                return r;
+
+        if (c->slack.token) {
+                secret = "[slack] token";
+                instead = "token_file";
+                line = lines[item_index_by_offset(offsetof(Config, slack.token))];
+        } else if (redis_url_has_password(c->pool.redis)) {
+                secret = "[pool] redis password";
+                instead = "password_file";
+                line = lines[item_index_by_offset(offsetof(Config, pool.redis))];
+        }
+        if (secret && (st.st_mode & (S_IRGRP | S_IROTH)))
+                return file_error(ret_error, -EPERM,
+                                  "%s:%u: file holds a secret (%s) but is readable by group/others (mode %04o); "
+                                  "chmod 600 it or use %s",
+                                  path, line, secret, (unsigned) (st.st_mode & 07777), instead);
+
+        *ret_config = TAKE_PTR(c);
+        return 0;
+}
+
+static int secret_file_open(const char *path, int *ret_fd, char **ret_error) {
+        _cleanup_(closep) int fd = -1;
+        struct stat st;
+
+        if (isempty(path) || path[0] != '/')
+                return file_error(ret_error, -EINVAL, "%s: not an absolute path", strna(path));
+
+        /* O_NOFOLLOW: the mode we check must be the file's own, not that of
+         * whatever a link points to later. O_NONBLOCK: never hang on a FIFO. */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0) {
+                if (errno == ELOOP)
+                        return file_error(ret_error, -EPERM, "%s: is a symlink, refusing; name the file itself", path);
+                return file_error(ret_error, negative_errno(), "%s: cannot open: %m", path);
+        }
+        if (fstat(fd, &st) < 0)
+                return file_error(ret_error, negative_errno(), "%s: cannot stat: %m", path);
+        if (!S_ISREG(st.st_mode))
+                return file_error(ret_error, -EPERM, "%s: not a regular file", path);
+        if (st.st_mode & (S_IRWXG | S_IRWXO))
+                return file_error(ret_error, -EPERM,
+                                  "%s: holds a secret but is accessible by group/others (mode %04o); chmod 600 it", path,
+                                  (unsigned) (st.st_mode & 07777));
+        if (st.st_uid != 0 && st.st_uid != geteuid())
+                return file_error(ret_error, -EPERM, "%s: owned by uid %u, expected root or uid %u", path,
+                                  (unsigned) st.st_uid, (unsigned) geteuid());
+        if (ret_fd)
+                *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+int secret_file_check(const char *path, char **ret_error) {
+        return secret_file_open(path, NULL, ret_error);
+}
+
+int secret_file_read(const char *path, char **ret_secret, char **ret_error) {
+        _cleanup_(buffer_wipe) Buffer b = {};
+        _cleanup_(closep) int fd = -1;
+        char *start, *end, *s;
+        int r;
+
+        r = secret_file_open(path, &fd, ret_error);
+        if (r < 0)
+                return r;
+        r = read_all(fd, SECRET_SIZE_MAX, &b);
+        if (r == -EFBIG)
+                return file_error(ret_error, r, "%s: larger than %zu bytes, not a secret", path, SECRET_SIZE_MAX);
+        if (r < 0) {
+                errno = -r;
+                return file_error(ret_error, r, "%s: cannot read: %m", path);
+        }
+
+        start = b.data;
+        while (*start && isspace((unsigned char) *start))
+                start++;
+        end = strchrnul(start, '\n');
+        while (end > start && isspace((unsigned char) end[-1]))
+                end--;
+        if (end == start)
+                return file_error(ret_error, -EINVAL, "%s: is empty", path);
+
+        s = strndup(start, (size_t) (end - start));
+        if (!s)
+                return -ENOMEM;
+        *ret_secret = s;
+        return 0;
+}

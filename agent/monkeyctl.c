@@ -1,0 +1,761 @@
+/* monkeyctl: the operator's client for monkeyd's control socket. Commands
+ * come from one declarative table (any unique prefix selects one, as in
+ * relayctl); every way of failing maps to a distinct exit code, so scripts
+ * and monitoring can tell "not serving" from "agent unreachable". */
+#include <getopt.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include "control.h"
+#include "macro.h"
+#include "status_text.h"
+
+#ifndef MONKEY_VERSION
+#define MONKEY_VERSION "unknown"
+#endif
+
+#define DEFAULT_SOCKET "/run/monkeyd/control.sock"
+#define SOCKET_ENV "MONKEY_CONTROL_SOCKET"
+#define DEFAULT_TIMEOUT_SEC 5.0
+#define MAX_TIMEOUT_SEC 86400.0
+#define HISTORY_LIMIT_MAX 1000
+#define REASON_MAX 200
+/* history of 1000 transitions is ~250 KiB; anything near this is garbage */
+#define REPLY_MAX (16u * 1024u * 1024u)
+
+enum {
+        EXIT_OK = 0,          /* status: SERVING */
+        EXIT_NOT_OK = 1,      /* status: not SERVING; others: the agent said no */
+        EXIT_USAGE = 2,
+        EXIT_UNREACHABLE = 3, /* connect failed, timeout, or garbage from the agent */
+};
+
+typedef struct Ctl {
+        const char *socket_path;
+        bool json;
+        double timeout_sec;
+        unsigned limit; /* 0: the agent's default */
+        bool limit_set;
+} Ctl;
+
+typedef enum VerbArgs {
+        VERB_ARGS_NONE,
+        VERB_ARGS_WORDS, /* free text, joined with spaces */
+        VERB_ARGS_IGNORED,
+} VerbArgs;
+
+typedef struct Verb {
+        const char *name;
+        const char *synopsis;
+        const char *help;
+        VerbArgs args;
+        bool takes_limit;
+        int (*run)(Ctl *ctl, char **args, size_t n_args);
+} Verb;
+
+static int verb_status(Ctl *ctl, char **args, size_t n_args);
+static int verb_history(Ctl *ctl, char **args, size_t n_args);
+static int verb_watch(Ctl *ctl, char **args, size_t n_args);
+static int verb_drain(Ctl *ctl, char **args, size_t n_args);
+static int verb_resume(Ctl *ctl, char **args, size_t n_args);
+static int verb_help(Ctl *ctl, char **args, size_t n_args);
+
+static const Verb verbs[] = {
+        { "status", "status [--json]", "state, CPU, pool, checks, last incident\n"
+          "                            (exit 0 when SERVING, 1 otherwise)",
+          VERB_ARGS_NONE, false, verb_status },
+        { "history", "history [--json] [-n N]", "the last N transitions (default 20, at most 1000)",
+          VERB_ARGS_NONE, true, verb_history },
+        { "watch", "watch [--json]", "print transitions as they happen, until interrupted",
+          VERB_ARGS_NONE, false, verb_watch },
+        { "drain", "drain [REASON...]", "leave the pool and stay out (maintenance); needs root",
+          VERB_ARGS_WORDS, false, verb_drain },
+        { "resume", "resume", "end maintenance and return to service; needs root",
+          VERB_ARGS_NONE, false, verb_resume },
+        { "help", "help", "show this text", VERB_ARGS_IGNORED, false, verb_help },
+};
+
+static void json_object_putp(json_object **o) {
+        if (*o)
+                json_object_put(*o);
+}
+
+static void usage(FILE *f) {
+        fputs("Usage: monkeyctl [OPTIONS] COMMAND [ARGS]\n"
+              "\n"
+              "Show and steer monkeyd, the Doctor Monkey agent, through its control socket.\n"
+              "\n"
+              "Commands (any unique prefix works, e.g. \"st\" for status):\n",
+              f);
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                fprintf(f, "  %-26s%s\n", verbs[i].synopsis, verbs[i].help);
+        fputs("\n"
+              "Options (also accepted after the command):\n"
+              "  -s, --socket PATH   control socket (default " DEFAULT_SOCKET ",\n"
+              "                      or $" SOCKET_ENV ")\n"
+              "  -j, --json          print JSON for scripts instead of text\n"
+              "  -t, --timeout SEC   give up on the agent after SEC seconds (default 5)\n"
+              "  -n, --limit N       history: how many transitions to show\n"
+              "  -h, --help          show this text\n"
+              "  -V, --version       show the version\n"
+              "\n"
+              "Exit status: 0 ok (status: SERVING); 1 not SERVING, or the agent refused;\n"
+              "2 usage error; 3 agent unreachable, too slow, or its reply unreadable.\n",
+              f);
+}
+
+static int usage_error(const char *format, ...) _printf_(1, 2);
+static int usage_error(const char *format, ...) {
+        va_list ap;
+
+        fputs("monkeyctl: ", stderr);
+        va_start(ap, format);
+        vfprintf(stderr, format, ap);
+        va_end(ap);
+        fputs("\nTry 'monkeyctl --help'.\n", stderr);
+        return EXIT_USAGE;
+}
+
+/* Exact name first, then a unique prefix. */
+static const Verb *verb_find(const char *name) {
+        const Verb *found = NULL;
+        size_t n = strlen(name), matches = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                if (streq(verbs[i].name, name))
+                        return &verbs[i];
+        if (n == 0)
+                return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                if (strncmp(verbs[i].name, name, n) == 0) {
+                        found = &verbs[i];
+                        matches++;
+                }
+        if (matches == 1)
+                return found;
+
+        fputs("monkeyctl: ", stderr);
+        if (matches == 0)
+                fprintf(stderr, "unknown command '%s'", name);
+        else {
+                bool first = true;
+                fprintf(stderr, "ambiguous command '%s': matches ", name);
+                for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                        if (strncmp(verbs[i].name, name, n) == 0) {
+                                fprintf(stderr, "%s%s", first ? "" : ", ", verbs[i].name);
+                                first = false;
+                        }
+        }
+        fputs("\nTry 'monkeyctl --help'.\n", stderr);
+        return NULL;
+}
+
+static int64_t now_ms(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t deadline_after(const Ctl *ctl) {
+        return now_ms() + (int64_t) ceil(ctl->timeout_sec * 1000.0);
+}
+
+/* poll() timeout until `deadline` (-1: none). */
+static int poll_timeout(int64_t deadline) {
+        int64_t left;
+
+        if (deadline < 0)
+                return -1;
+        left = deadline - now_ms();
+        if (left <= 0)
+                return 0;
+        return (int) MIN(left, (int64_t) INT32_MAX);
+}
+
+static int unreachable(const Ctl *ctl, int error, const char *what) {
+        const char *hint = "";
+
+        if (error == ENOENT || error == ECONNREFUSED)
+                hint = " (is monkeyd running?)";
+        else if (error == EACCES)
+                hint = " (no permission on the socket)";
+        fprintf(stderr, "monkeyctl: %s %s: %s%s\n", what, ctl->socket_path, strerror(error), hint);
+        return EXIT_UNREACHABLE;
+}
+
+static int garbage(const Ctl *ctl, const char *why) {
+        fprintf(stderr, "monkeyctl: malformed reply from the agent at %s: %s\n", ctl->socket_path, why);
+        return EXIT_UNREACHABLE;
+}
+
+/* Returns a connected fd, or -errno. A full backlog is EAGAIN on a Unix
+ * socket: retried until the deadline. */
+static int ctl_connect(const Ctl *ctl, int64_t deadline) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        size_t len = strlen(ctl->socket_path);
+        _cleanup_(closep) int fd = -1;
+
+        if (len == 0)
+                return -EINVAL;
+        if (len >= sizeof sa.sun_path)
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, ctl->socket_path, len + 1);
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        for (;;) {
+                if (connect(fd, (struct sockaddr *) &sa, sizeof sa) == 0)
+                        return TAKE_FD(fd);
+                if (errno == EINTR)
+                        continue;
+                if (errno != EAGAIN)
+                        return -errno;
+                if (poll_timeout(deadline) == 0)
+                        return -ETIMEDOUT;
+                (void) poll(NULL, 0, 10);
+        }
+}
+
+static int send_all(int fd, const char *data, size_t len, int64_t deadline) {
+        while (len > 0) {
+                struct pollfd p = { .fd = fd, .events = POLLOUT };
+                ssize_t n;
+                int r;
+
+                r = poll(&p, 1, poll_timeout(deadline));
+                if (r < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (r == 0)
+                        return -ETIMEDOUT;
+                n = send(fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n < 0) {
+                        if (errno == EINTR || errno == EAGAIN)
+                                continue;
+                        return -errno;
+                }
+                data += n;
+                len -= (size_t) n;
+        }
+        return 0;
+}
+
+typedef struct LineReader {
+        char *buf;
+        size_t len, alloc;
+} LineReader;
+
+static void line_reader_done(LineReader *lr) {
+        free(lr->buf);
+        *lr = (LineReader) {};
+}
+
+/* 1 and *ret: a line. 0: clean EOF. -EPROTO: EOF inside a line. -EINTR: a
+ * signal arrived on sig_fd. -ETIMEDOUT, -EMSGSIZE, other -errno. */
+static int read_line(LineReader *lr, int fd, int sig_fd, int64_t deadline, char **ret) {
+        for (;;) {
+                struct pollfd p[2] = {
+                        { .fd = fd, .events = POLLIN },
+                        { .fd = sig_fd, .events = POLLIN },
+                };
+                char *nl = lr->len > 0 ? memchr(lr->buf, '\n', lr->len) : NULL;
+                ssize_t n;
+                int r;
+
+                if (nl) {
+                        size_t l = (size_t) (nl - lr->buf);
+                        char *line = strndup(lr->buf, l);
+                        if (!line)
+                                return -ENOMEM;
+                        memmove(lr->buf, nl + 1, lr->len - l - 1);
+                        lr->len -= l + 1;
+                        *ret = line;
+                        return 1;
+                }
+                if (lr->len >= REPLY_MAX)
+                        return -EMSGSIZE;
+
+                r = poll(p, sig_fd >= 0 ? 2 : 1, poll_timeout(deadline));
+                if (r < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (r == 0)
+                        return -ETIMEDOUT;
+                if (sig_fd >= 0 && (p[1].revents & POLLIN))
+                        return -EINTR;
+                if (p[0].revents == 0)
+                        continue;
+
+                if (lr->alloc - lr->len < 4096) {
+                        size_t a = MAX(lr->alloc * 2, (size_t) 65536);
+                        char *b = realloc(lr->buf, a);
+                        if (!b)
+                                return -ENOMEM;
+                        lr->buf = b;
+                        lr->alloc = a;
+                }
+                n = recv(fd, lr->buf + lr->len, lr->alloc - lr->len, MSG_DONTWAIT);
+                if (n < 0) {
+                        if (errno == EINTR || errno == EAGAIN)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        return lr->len > 0 ? -EPROTO : 0;
+                lr->len += (size_t) n;
+        }
+}
+
+/* A line from the agent: a JSON object of our protocol version. */
+static int parse_line(const char *line, json_object **ret, const char **ret_why) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        json_tokener *tok;
+        json_object *v;
+        size_t len = strlen(line), end;
+        enum json_tokener_error jerr;
+
+        tok = json_tokener_new();
+        if (!tok)
+                return -ENOMEM;
+        json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+        o = json_tokener_parse_ex(tok, line, (int) MIN(len, (size_t) INT32_MAX));
+        jerr = json_tokener_get_error(tok);
+        end = json_tokener_get_parse_end(tok);
+        json_tokener_free(tok);
+        if (!o || jerr != json_tokener_success || len > INT32_MAX) {
+                *ret_why = "not JSON";
+                return -EBADMSG;
+        }
+        for (; end < len; end++)
+                if (!strchr(" \t\r", line[end])) {
+                        *ret_why = "trailing garbage after the JSON object";
+                        return -EBADMSG;
+                }
+        if (!json_object_is_type(o, json_type_object)) {
+                *ret_why = "not a JSON object";
+                return -EBADMSG;
+        }
+        if (!json_object_object_get_ex(o, "version", &v) || !json_object_is_type(v, json_type_int)) {
+                *ret_why = "no protocol version";
+                return -EBADMSG;
+        }
+        if (json_object_get_int64(v) != CONTROL_PROTOCOL_VERSION) {
+                *ret_why = "unsupported protocol version";
+                return -EBADMSG;
+        }
+        *ret = TAKE_PTR(o);
+        return 0;
+}
+
+/* The transport's failures, told apart for the operator. */
+static int read_failure(const Ctl *ctl, int r) {
+        switch (r) {
+        case 0:
+                fprintf(stderr, "monkeyctl: the agent at %s closed the connection without replying\n",
+                        ctl->socket_path);
+                return EXIT_UNREACHABLE;
+        case -EPROTO:
+                fprintf(stderr, "monkeyctl: truncated reply from the agent at %s (connection closed mid-line)\n",
+                        ctl->socket_path);
+                return EXIT_UNREACHABLE;
+        case -ETIMEDOUT:
+                fprintf(stderr, "monkeyctl: no reply from the agent at %s within %gs: %s\n", ctl->socket_path,
+                        ctl->timeout_sec, strerror(ETIMEDOUT));
+                return EXIT_UNREACHABLE;
+        case -EMSGSIZE:
+                return garbage(ctl, "reply too large");
+        default:
+                return unreachable(ctl, -r, "cannot read from the agent at");
+        }
+}
+
+/* Connects, sends `req`, reads one reply. On success returns EXIT_OK with
+ * the reply (a version-checked object with a boolean "ok") and, when
+ * ret_fd is given, the open connection and its reader for more lines. Any
+ * other return is an exit code, already explained on stderr. */
+static int ctl_call(const Ctl *ctl, const ControlRequest *req, json_object **ret_reply, int *ret_fd,
+                    LineReader *ret_reader) {
+        _cleanup_(closep) int fd = -1;
+        _cleanup_(freep) char *request = NULL, *framed = NULL, *line = NULL;
+        _cleanup_(json_object_putp) json_object *reply = NULL;
+        LineReader lr = {};
+        int64_t deadline = deadline_after(ctl);
+        const char *why = NULL;
+        json_object *ok;
+        int r;
+
+        r = control_request_format(req, &request);
+        if (r == -E2BIG)
+                return usage_error("reason too long (at most %d bytes)", REASON_MAX);
+        if (r < 0) {
+                fprintf(stderr, "monkeyctl: cannot format request: %s\n", strerror(-r));
+                return EXIT_USAGE;
+        }
+        if (asprintf(&framed, "%s\n", request) < 0) {
+                fprintf(stderr, "monkeyctl: out of memory\n");
+                return EXIT_UNREACHABLE;
+        }
+
+        fd = ctl_connect(ctl, deadline);
+        if (fd == -ETIMEDOUT) {
+                fprintf(stderr, "monkeyctl: cannot connect to the agent at %s within %gs: %s\n",
+                        ctl->socket_path, ctl->timeout_sec, strerror(ETIMEDOUT));
+                return EXIT_UNREACHABLE;
+        }
+        if (fd < 0)
+                return unreachable(ctl, -fd, "cannot connect to the agent at");
+
+        r = send_all(fd, framed, strlen(framed), deadline);
+        if (r == -ETIMEDOUT)
+                return read_failure(ctl, r);
+        if (r < 0)
+                return unreachable(ctl, -r, "cannot send to the agent at");
+
+        r = read_line(&lr, fd, -1, deadline, &line);
+        if (r <= 0) {
+                line_reader_done(&lr);
+                return read_failure(ctl, r);
+        }
+        r = parse_line(line, &reply, &why);
+        if (r < 0) {
+                line_reader_done(&lr);
+                return garbage(ctl, why ? why : strerror(-r));
+        }
+        if (!json_object_object_get_ex(reply, "ok", &ok) || !json_object_is_type(ok, json_type_boolean)) {
+                line_reader_done(&lr);
+                return garbage(ctl, "no \"ok\" in the reply");
+        }
+
+        *ret_reply = TAKE_PTR(reply);
+        if (ret_fd) {
+                *ret_fd = TAKE_FD(fd);
+                *ret_reader = lr;
+        } else
+                line_reader_done(&lr);
+        return EXIT_OK;
+}
+
+/* ok:false replies: the agent's own words on stderr. */
+static int agent_refused(const char *command, json_object *reply) {
+        json_object *v;
+        const char *err = "unknown error";
+
+        if (json_object_object_get_ex(reply, "error", &v) && json_object_is_type(v, json_type_string))
+                err = json_object_get_string(v);
+        fprintf(stderr, "monkeyctl: %s: %s\n", command, err);
+        return EXIT_NOT_OK;
+}
+
+static bool reply_ok(json_object *reply) {
+        json_object *v;
+        return json_object_object_get_ex(reply, "ok", &v) && json_object_get_boolean(v);
+}
+
+static void print_json(json_object *o) {
+        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+                                                       JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+static int finish_output(int code) {
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+                fprintf(stderr, "monkeyctl: cannot write output: %s\n", strerror(errno));
+                return code == EXIT_OK ? EXIT_NOT_OK : code;
+        }
+        return code;
+}
+
+static int verb_status(Ctl *ctl, char **args, size_t n_args) {
+        _cleanup_(json_object_putp) json_object *reply = NULL;
+        _cleanup_(freep) char *text = NULL;
+        ControlRequest req = { .version = CONTROL_PROTOCOL_VERSION, .command = CONTROL_STATUS };
+        json_object *status, *state;
+        int r;
+
+        r = ctl_call(ctl, &req, &reply, NULL, NULL);
+        if (r != EXIT_OK)
+                return r;
+        if (!reply_ok(reply))
+                return agent_refused("status", reply);
+        if (!json_object_object_get_ex(reply, "status", &status) || !json_object_is_type(status, json_type_object))
+                return garbage(ctl, "no \"status\" object in the reply");
+
+        if (ctl->json)
+                print_json(status);
+        else {
+                r = status_text_format(status, &text);
+                if (r < 0) {
+                        fprintf(stderr, "monkeyctl: cannot format status: %s\n", strerror(-r));
+                        return EXIT_NOT_OK;
+                }
+                fputs(text, stdout);
+        }
+
+        r = json_object_object_get_ex(status, "state", &state) && json_object_is_type(state, json_type_string) &&
+                            streq(json_object_get_string(state), "SERVING")
+                    ? EXIT_OK
+                    : EXIT_NOT_OK;
+        return finish_output(r);
+}
+
+static int verb_history(Ctl *ctl, char **args, size_t n_args) {
+        _cleanup_(json_object_putp) json_object *reply = NULL;
+        ControlRequest req = { .version = CONTROL_PROTOCOL_VERSION, .command = CONTROL_HISTORY, .limit = ctl->limit };
+        json_object *history;
+        size_t n;
+        int r;
+
+        r = ctl_call(ctl, &req, &reply, NULL, NULL);
+        if (r != EXIT_OK)
+                return r;
+        if (!reply_ok(reply))
+                return agent_refused("history", reply);
+        if (!json_object_object_get_ex(reply, "history", &history) || !json_object_is_type(history, json_type_array))
+                return garbage(ctl, "no \"history\" array in the reply");
+
+        if (ctl->json) {
+                print_json(history);
+                return finish_output(EXIT_OK);
+        }
+        n = json_object_array_length(history);
+        if (n == 0)
+                puts("no transitions recorded");
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_(freep) char *text = NULL;
+
+                r = status_text_format_event(json_object_array_get_idx(history, i), &text);
+                if (r < 0) {
+                        fprintf(stderr, "monkeyctl: cannot format history: %s\n", strerror(-r));
+                        return EXIT_NOT_OK;
+                }
+                puts(text);
+        }
+        return finish_output(EXIT_OK);
+}
+
+static int verb_watch(Ctl *ctl, char **args, size_t n_args) {
+        _cleanup_(json_object_putp) json_object *reply = NULL;
+        _cleanup_(closep) int fd = -1, sig_fd = -1;
+        ControlRequest req = { .version = CONTROL_PROTOCOL_VERSION, .command = CONTROL_WATCH };
+        LineReader lr = {};
+        sigset_t mask;
+        int r, code = EXIT_OK;
+
+        /* Signals become readable events next to the socket: no handler, no global flag. */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGTERM);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
+                fprintf(stderr, "monkeyctl: cannot block signals: %s\n", strerror(errno));
+                return EXIT_NOT_OK;
+        }
+        sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (sig_fd < 0) {
+                fprintf(stderr, "monkeyctl: signalfd: %s\n", strerror(errno));
+                return EXIT_NOT_OK;
+        }
+
+        r = ctl_call(ctl, &req, &reply, &fd, &lr);
+        if (r != EXIT_OK)
+                return r;
+        if (!reply_ok(reply)) {
+                line_reader_done(&lr);
+                return agent_refused("watch", reply);
+        }
+
+        for (;;) {
+                _cleanup_(freep) char *line = NULL, *text = NULL;
+                _cleanup_(json_object_putp) json_object *msg = NULL;
+                const char *why = NULL;
+                json_object *event;
+
+                r = read_line(&lr, fd, sig_fd, -1, &line);
+                if (r == 0 || r == -EINTR)
+                        break; /* the agent went away, or ^C: both are a normal end */
+                if (r < 0) {
+                        code = r == -EPROTO ? EXIT_OK : read_failure(ctl, r);
+                        break;
+                }
+                if (parse_line(line, &msg, &why) < 0) {
+                        code = garbage(ctl, why ? why : "unreadable event");
+                        break;
+                }
+                /* newer agents may send other kinds of lines: skip what we do not know */
+                if (!json_object_object_get_ex(msg, "event", &event) || !json_object_is_type(event, json_type_object))
+                        continue;
+                if (ctl->json)
+                        puts(line);
+                else {
+                        if (status_text_format_event(event, &text) < 0) {
+                                code = EXIT_NOT_OK;
+                                break;
+                        }
+                        puts(text);
+                }
+                if (fflush(stdout) != 0) {
+                        code = EXIT_NOT_OK;
+                        break;
+                }
+        }
+        line_reader_done(&lr);
+        return finish_output(code);
+}
+
+/* drain and resume: the same exchange, a message back. */
+static int mutate(Ctl *ctl, ControlCommand command, const char *reason) {
+        _cleanup_(json_object_putp) json_object *reply = NULL;
+        ControlRequest req = { .version = CONTROL_PROTOCOL_VERSION, .command = command, .reason = (char *) reason };
+        json_object *v;
+        int r;
+
+        r = ctl_call(ctl, &req, &reply, NULL, NULL);
+        if (r != EXIT_OK)
+                return r;
+        if (!reply_ok(reply))
+                return agent_refused(control_command_to_string(command), reply);
+        if (ctl->json)
+                print_json(reply);
+        else if (json_object_object_get_ex(reply, "message", &v) && json_object_is_type(v, json_type_string))
+                puts(json_object_get_string(v));
+        return finish_output(EXIT_OK);
+}
+
+static int verb_drain(Ctl *ctl, char **args, size_t n_args) {
+        _cleanup_(freep) char *reason = NULL;
+        size_t len = 0, pos = 0;
+
+        for (size_t i = 0; i < n_args; i++)
+                len += strlen(args[i]) + 1;
+        if (len > 0) {
+                reason = malloc(len);
+                if (!reason) {
+                        fprintf(stderr, "monkeyctl: out of memory\n");
+                        return EXIT_NOT_OK;
+                }
+                for (size_t i = 0; i < n_args; i++) {
+                        size_t l = strlen(args[i]);
+                        memcpy(reason + pos, args[i], l);
+                        pos += l;
+                        reason[pos++] = i + 1 < n_args ? ' ' : '\0';
+                }
+                if (strlen(reason) > REASON_MAX)
+                        return usage_error("reason too long (%zu bytes, at most %d)", strlen(reason), REASON_MAX);
+        }
+        return mutate(ctl, CONTROL_DRAIN, isempty(reason) ? NULL : reason);
+}
+
+static int verb_resume(Ctl *ctl, char **args, size_t n_args) {
+        return mutate(ctl, CONTROL_RESUME, NULL);
+}
+
+static int verb_help(Ctl *ctl, char **args, size_t n_args) {
+        usage(stdout);
+        return finish_output(EXIT_OK);
+}
+
+static int parse_timeout(const char *s, double *ret) {
+        char *end = NULL;
+        double d;
+
+        errno = 0;
+        d = strtod(s, &end);
+        if (errno != 0 || end == s || *end != '\0' || !isfinite(d) || d <= 0 || d > MAX_TIMEOUT_SEC)
+                return -EINVAL;
+        *ret = d;
+        return 0;
+}
+
+static int parse_limit(const char *s, unsigned *ret) {
+        char *end = NULL;
+        unsigned long v;
+
+        if (*s == '-' || *s == '+' || *s == ' ')
+                return -EINVAL;
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (errno != 0 || end == s || *end != '\0' || v < 1 || v > HISTORY_LIMIT_MAX)
+                return -EINVAL;
+        *ret = (unsigned) v;
+        return 0;
+}
+
+int main(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "socket", required_argument, NULL, 's' },
+                { "json", no_argument, NULL, 'j' },
+                { "timeout", required_argument, NULL, 't' },
+                { "limit", required_argument, NULL, 'n' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {},
+        };
+        const char *env = getenv(SOCKET_ENV);
+        Ctl ctl = {
+                .socket_path = isempty(env) ? DEFAULT_SOCKET : env,
+                .timeout_sec = DEFAULT_TIMEOUT_SEC,
+        };
+        const Verb *verb;
+        int c;
+
+        /* GNU getopt permutes: options may follow the command ("status --json"). */
+        while ((c = getopt_long(argc, argv, "s:jt:n:hV", options, NULL)) >= 0) {
+                switch (c) {
+                case 's':
+                        if (isempty(optarg))
+                                return usage_error("--socket needs a path");
+                        ctl.socket_path = optarg;
+                        break;
+                case 'j':
+                        ctl.json = true;
+                        break;
+                case 't':
+                        if (parse_timeout(optarg, &ctl.timeout_sec) < 0)
+                                return usage_error("invalid timeout '%s' (seconds, > 0, at most %.0f)", optarg,
+                                                   MAX_TIMEOUT_SEC);
+                        break;
+                case 'n':
+                        if (parse_limit(optarg, &ctl.limit) < 0)
+                                return usage_error("invalid count '%s' (1..%d)", optarg, HISTORY_LIMIT_MAX);
+                        ctl.limit_set = true;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return finish_output(EXIT_OK);
+                case 'V':
+                        puts("monkeyctl " MONKEY_VERSION);
+                        return finish_output(EXIT_OK);
+                default:
+                        /* getopt already named the option */
+                        fputs("Try 'monkeyctl --help'.\n", stderr);
+                        return EXIT_USAGE;
+                }
+        }
+
+        if (optind >= argc) {
+                fputs("monkeyctl: no command given\n", stderr);
+                usage(stderr);
+                return EXIT_USAGE;
+        }
+        verb = verb_find(argv[optind]);
+        if (!verb)
+                return EXIT_USAGE;
+        optind++;
+
+        if (verb->args == VERB_ARGS_NONE && optind < argc)
+                return usage_error("'%s' takes no arguments (got '%s')", verb->name, argv[optind]);
+        if (ctl.limit_set && !verb->takes_limit)
+                return usage_error("-n/--limit only goes with 'history'");
+
+        return verb->run(&ctl, argv + optind, (size_t) (argc - optind));
+}

@@ -1,0 +1,470 @@
+/* Human text for status and transition objects. Every accessor here
+ * tolerates a missing key, JSON null or a value of the wrong type, so what
+ * an older or newer agent sends can never crash the client: unknowns print
+ * as "?". */
+#include "status_text.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <time.h>
+
+#define LABEL_WIDTH 12
+#define UNKNOWN "?"
+
+/* Latest time we agree to print: 9999-12-31 23:59:59 UTC. */
+#define TIME_MAX_UNIX 253402300799.0
+/* Beyond ~3000 years a duration is garbage, and the integer math stays safe. */
+#define DURATION_MAX_SEC 1e11
+
+static json_object *field(json_object *o, const char *key) {
+        json_object *v = NULL;
+
+        if (!o || !json_object_is_type(o, json_type_object))
+                return NULL;
+        if (!json_object_object_get_ex(o, key, &v))
+                return NULL;
+        return v;
+}
+
+static bool has_field(json_object *o, const char *key) {
+        return o && json_object_is_type(o, json_type_object) && json_object_object_get_ex(o, key, NULL);
+}
+
+static const char *str_field(json_object *o, const char *key) {
+        json_object *v = field(o, key);
+
+        if (!v || !json_object_is_type(v, json_type_string))
+                return NULL;
+        return json_object_get_string(v);
+}
+
+static bool num_field(json_object *o, const char *key, double *ret) {
+        json_object *v = field(o, key);
+        double d;
+
+        if (!v || !(json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)))
+                return false;
+        d = json_object_get_double(v);
+        if (!isfinite(d))
+                return false;
+        *ret = d;
+        return true;
+}
+
+/* -1 unknown, 0 false, 1 true */
+static int bool_field(json_object *o, const char *key) {
+        json_object *v = field(o, key);
+
+        if (!v || !json_object_is_type(v, json_type_boolean))
+                return -1;
+        return json_object_get_boolean(v) ? 1 : 0;
+}
+
+/* Text from the agent may hold newlines or escape sequences: one status
+ * line must stay one line, and a terminal must not be steered. */
+static void put_sane(FILE *f, const char *s) {
+        if (!s) {
+                fputs(UNKNOWN, f);
+                return;
+        }
+        for (; *s; s++) {
+                unsigned char c = (unsigned char) *s;
+                fputc(c < 0x20 || c == 0x7f ? '?' : c, f);
+        }
+}
+
+static void put_label(FILE *f, const char *label) {
+        fprintf(f, "%-*s", LABEL_WIDTH, label);
+}
+
+const char *status_text_duration(double sec, char *buf, size_t size) {
+        static const struct {
+                const char *suffix;
+                uint64_t sec;
+        } units[] = {
+                { "d", 86400 }, { "h", 3600 }, { "m", 60 }, { "s", 1 },
+        };
+        uint64_t total, comp[ELEMENTSOF(units)];
+        size_t n = 0, first = ELEMENTSOF(units), last = 0;
+
+        if (!buf || size == 0)
+                return buf;
+        if (!isfinite(sec) || sec < 0 || sec > DURATION_MAX_SEC) {
+                snprintf(buf, size, UNKNOWN);
+                return buf;
+        }
+        if (sec > 0 && sec < 1) {
+                snprintf(buf, size, "%ums", (unsigned) (sec * 1000.0));
+                return buf;
+        }
+        total = (uint64_t) sec;
+        /* from the largest non-zero unit down to the smallest non-zero one: 12m3s, 1h, 1h0m5s */
+        for (size_t i = 0; i < ELEMENTSOF(units); i++) {
+                comp[i] = (i == 0 ? total : total % units[i - 1].sec) / units[i].sec;
+                if (comp[i] == 0)
+                        continue;
+                if (first == ELEMENTSOF(units))
+                        first = i;
+                last = i;
+        }
+        if (first == ELEMENTSOF(units)) {
+                snprintf(buf, size, "0s");
+                return buf;
+        }
+        buf[0] = '\0';
+        for (size_t i = first; i <= last && n < size; i++) {
+                int w = snprintf(buf + n, size - n, "%" PRIu64 "%s", comp[i], units[i].suffix);
+                if (w < 0)
+                        break;
+                n += (size_t) w;
+        }
+        return buf;
+}
+
+static bool all_digits(const char *s, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (s[i] < '0' || s[i] > '9')
+                        return false;
+        return true;
+}
+
+const char *status_text_time(const char *iso, char *buf, size_t size) {
+        size_t n = 0;
+        const char *p;
+
+        if (!buf || size == 0)
+                return buf;
+        if (!iso) {
+                snprintf(buf, size, UNKNOWN);
+                return buf;
+        }
+        /* YYYY-MM-DDTHH:MM:SS[.fff](Z|+00:00) */
+        if (strlen(iso) >= 20 && all_digits(iso, 4) && iso[4] == '-' && all_digits(iso + 5, 2) && iso[7] == '-' &&
+            all_digits(iso + 8, 2) && (iso[10] == 'T' || iso[10] == ' ') && all_digits(iso + 11, 2) &&
+            iso[13] == ':' && all_digits(iso + 14, 2) && iso[16] == ':' && all_digits(iso + 17, 2)) {
+                p = iso + 19;
+                if (*p == '.') {
+                        p++;
+                        while (*p >= '0' && *p <= '9')
+                                p++;
+                }
+                if (streq(p, "Z") || streq(p, "+00:00")) {
+                        snprintf(buf, size, "%.10s %.8s UTC", iso, iso + 11);
+                        return buf;
+                }
+        }
+        for (p = iso; *p && n + 1 < size; p++) {
+                unsigned char c = (unsigned char) *p;
+                buf[n++] = c < 0x20 || c == 0x7f ? '?' : (char) c;
+        }
+        buf[n] = '\0';
+        return buf;
+}
+
+static const char *time_from_unix(double t, char *buf, size_t size) {
+        struct tm tm;
+        time_t tt;
+
+        if (!isfinite(t) || t < 0 || t > TIME_MAX_UNIX) {
+                snprintf(buf, size, UNKNOWN);
+                return buf;
+        }
+        tt = (time_t) t;
+        if (!gmtime_r(&tt, &tm) || strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+                snprintf(buf, size, UNKNOWN);
+        return buf;
+}
+
+/* A time that may come as ISO text, or as seconds under `unix_key`. */
+static const char *time_field(json_object *o, const char *key, const char *unix_key, char *buf, size_t size) {
+        const char *s = str_field(o, key);
+        double t;
+
+        if (s)
+                return status_text_time(s, buf, size);
+        if (unix_key && num_field(o, unix_key, &t))
+                return time_from_unix(t, buf, size);
+        snprintf(buf, size, UNKNOWN);
+        return buf;
+}
+
+static void put_pct(FILE *f, json_object *o, const char *key, int decimals) {
+        double v;
+
+        if (!num_field(o, key, &v)) {
+                fputs(UNKNOWN, f);
+                return;
+        }
+        /* a configured 90 reads better than 90.0, a measured 12.3 keeps its decimal */
+        if (decimals < 0)
+                decimals = v == floor(v) ? 0 : 1;
+        fprintf(f, "%.*f%%", decimals, v);
+}
+
+static void put_duration_field(FILE *f, json_object *o, const char *key) {
+        char buf[64];
+        double v;
+
+        fputs(num_field(o, key, &v) ? status_text_duration(v, buf, sizeof buf) : UNKNOWN, f);
+}
+
+static void put_count(FILE *f, json_object *o, const char *key) {
+        double v;
+
+        if (num_field(o, key, &v) && v >= 0 && v < 1e15)
+                fprintf(f, "%.0f", floor(v));
+        else
+                fputs(UNKNOWN, f);
+}
+
+static void format_host(FILE *f, json_object *st) {
+        put_label(f, "host");
+        put_sane(f, str_field(st, "host"));
+        fputs(" (pid ", f);
+        put_count(f, st, "pid");
+        fputs(")\n", f);
+}
+
+static void format_state(FILE *f, json_object *st) {
+        const char *state = str_field(st, "state"), *reason = str_field(st, "reason");
+        char buf[64];
+
+        put_label(f, "state");
+        put_sane(f, state);
+        fputs(" for ", f);
+        put_duration_field(f, st, "for_sec");
+        fprintf(f, " (since %s)", time_field(st, "since", "since_unix", buf, sizeof buf));
+        if (!isempty(reason)) {
+                fputs("  -- ", f);
+                put_sane(f, reason);
+        }
+        if (bool_field(st, "maintenance") == 1 && !streq_ptr(state, "MAINTENANCE")) {
+                fputs("  [maintenance", f);
+                if (!isempty(str_field(st, "maintenance_reason"))) {
+                        fputs(": ", f);
+                        put_sane(f, str_field(st, "maintenance_reason"));
+                }
+                fputs("]", f);
+        }
+        fputc('\n', f);
+}
+
+static void format_cpu(FILE *f, json_object *st) {
+        json_object *cpu = field(st, "cpu");
+        const char *err;
+
+        put_label(f, "cpu");
+        if (!cpu || !json_object_is_type(cpu, json_type_object)) {
+                fputs(UNKNOWN "\n", f);
+                return;
+        }
+        put_pct(f, cpu, "busy_pct", 1);
+        fputs(" now, ", f);
+        put_pct(f, cpu, "window_pct", 1);
+        fputs(" over ", f);
+        put_duration_field(f, cpu, "window_sec");
+        fputs(", threshold ", f);
+        put_pct(f, cpu, "threshold_pct", -1);
+        fputs(" (clear below ", f);
+        put_pct(f, cpu, "clear_below_pct", -1);
+        fputs(")  user ", f);
+        put_pct(f, cpu, "user_pct", 0);
+        fputs(" sys ", f);
+        put_pct(f, cpu, "system_pct", 0);
+        fputs(" iowait ", f);
+        put_pct(f, cpu, "iowait_pct", 0);
+        fputs(" steal ", f);
+        put_pct(f, cpu, "steal_pct", 0);
+        if (bool_field(cpu, "breached") == 1) {
+                fputs("  BREACHED for ", f);
+                put_duration_field(f, cpu, "run_sec");
+        }
+        err = str_field(cpu, "last_error");
+        if (!isempty(err)) {
+                fputs("  (last error: ", f);
+                put_sane(f, err);
+                fputs(")", f);
+        }
+        fputc('\n', f);
+}
+
+static void format_pool(FILE *f, json_object *st) {
+        json_object *pool = field(st, "pool");
+        const char *status;
+        int serving;
+
+        put_label(f, "pool");
+        switch (bool_field(pool, "configured")) {
+        case 0:
+                fputs("not configured\n", f);
+                return;
+        case -1:
+                fputs(UNKNOWN "\n", f);
+                return;
+        }
+        put_sane(f, str_field(pool, "name"));
+        serving = bool_field(pool, "serving");
+        fputs(serving == 1 ? ": serving (" : serving == 0 ? ": not serving (" : ": ? (", f);
+        put_count(f, pool, "serving_count");
+        fputs(" serving)", f);
+        status = str_field(pool, "status");
+        if (!isempty(status) && !streq(status, "connected")) {
+                fputs("  [", f);
+                put_sane(f, status);
+                fputs("]", f);
+        }
+        fputc('\n', f);
+}
+
+static const char *check_mark(json_object *checks, const char *key) {
+        const char *s = str_field(checks, key);
+
+        if (!s)
+                return UNKNOWN;
+        if (streq(s, "pass"))
+                return "\u2713";
+        if (streq(s, "fail"))
+                return "\u2717";
+        if (streq(s, "not run"))
+                return "-";
+        return UNKNOWN;
+}
+
+static void format_checks(FILE *f, json_object *st) {
+        static const char *const names[] = { "content", "status", "binding" };
+        json_object *checks = field(st, "last_checks");
+        const char *detail;
+        bool any_run = false;
+        char buf[64];
+
+        put_label(f, "checks");
+        if (!has_field(st, "last_checks") || (checks && !json_object_is_type(checks, json_type_object))) {
+                fputs(UNKNOWN "\n", f);
+                return;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (!streq_ptr(str_field(checks, names[i]), "not run"))
+                        any_run = true;
+        if (!checks || (!any_run && !str_field(checks, "at"))) {
+                fputs("not run\n", f);
+                return;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                fprintf(f, "%s %s  ", names[i], check_mark(checks, names[i]));
+        fprintf(f, "at %s", time_field(checks, "at", NULL, buf, sizeof buf));
+        detail = str_field(checks, "detail");
+        if (!isempty(detail)) {
+                fputs("  (", f);
+                put_sane(f, detail);
+                fputs(")", f);
+        }
+        fputc('\n', f);
+}
+
+static void format_incident(FILE *f, json_object *st) {
+        json_object *inc = field(st, "last_incident");
+        char buf[64];
+
+        put_label(f, "incident");
+        if (!has_field(st, "last_incident") || (inc && !json_object_is_type(inc, json_type_object))) {
+                fputs(UNKNOWN "\n", f);
+                return;
+        }
+        if (!inc) {
+                fputs("none\n", f);
+                return;
+        }
+        put_sane(f, str_field(inc, "id"));
+        fputc(' ', f);
+        put_sane(f, str_field(inc, "reason"));
+        fputs(" -> ", f);
+        if (has_field(inc, "outcome") && !field(inc, "outcome"))
+                fputs("in progress", f);
+        else
+                put_sane(f, str_field(inc, "outcome"));
+        if (str_field(inc, "started"))
+                fprintf(f, "  (started %s)", time_field(inc, "started", NULL, buf, sizeof buf));
+        fputc('\n', f);
+}
+
+static void format_remedy(FILE *f, json_object *st) {
+        json_object *remedy = field(st, "remedy");
+        const char *mode = str_field(remedy, "mode");
+
+        put_label(f, "remedy");
+        put_sane(f, mode);
+        if (streq_ptr(mode, "enabled")) {
+                fputs(" (", f);
+                put_count(f, remedy, "count_in_window");
+                fputs(" of ", f);
+                put_count(f, remedy, "max_per_window");
+                fputs(" in ", f);
+                put_duration_field(f, remedy, "window_sec");
+                fputs(")", f);
+        }
+        fputc('\n', f);
+}
+
+static int memstream_finish(FILE *f, char **buf, char **ret) {
+        bool failed = ferror(f);
+
+        /* fclose publishes the final buffer, even on error: always free it then */
+        if (fclose(f) != 0 || failed) {
+                free(*buf);
+                *buf = NULL;
+                return -ENOMEM;
+        }
+        *ret = TAKE_PTR(*buf);
+        return 0;
+}
+
+int status_text_format(json_object *status, char **ret) {
+        char *buf = NULL;
+        size_t size = 0;
+        FILE *f;
+
+        if (!ret)
+                return -EINVAL;
+        f = open_memstream(&buf, &size);
+        if (!f)
+                return -ENOMEM;
+
+        format_host(f, status);
+        format_state(f, status);
+        format_cpu(f, status);
+        format_pool(f, status);
+        format_checks(f, status);
+        format_incident(f, status);
+        format_remedy(f, status);
+
+        return memstream_finish(f, &buf, ret);
+}
+
+int status_text_format_event(json_object *event, char **ret) {
+        const char *reason;
+        char *buf = NULL;
+        size_t size = 0;
+        char tbuf[64];
+        FILE *f;
+
+        if (!ret)
+                return -EINVAL;
+        f = open_memstream(&buf, &size);
+        if (!f)
+                return -ENOMEM;
+
+        fputs(time_field(event, "at", "at_unix", tbuf, sizeof tbuf), f);
+        fputs("  ", f);
+        put_sane(f, str_field(event, "from"));
+        fputs(" -> ", f);
+        put_sane(f, str_field(event, "to"));
+        fputs("  ", f);
+        put_sane(f, str_field(event, "event"));
+        reason = str_field(event, "reason");
+        if (!isempty(reason)) {
+                fputs("  ", f);
+                put_sane(f, reason);
+        }
+
+        return memstream_finish(f, &buf, ret);
+}

@@ -1,0 +1,25 @@
+/* Human text for the control protocol's JSON: the status summary an SRE
+ * reads at a glance and one line per transition (history, watch). Pure:
+ * takes json, returns text; any field may be missing or of the wrong type
+ * (printed as "?"), no JSON input makes it crash. */
+#pragma once
+
+#include <json-c/json.h>
+
+#include "macro.h"
+
+/* Aligned "label  value" lines, each ending in '\n'. Returns 0 or -ENOMEM;
+ * -EINVAL only for ret == NULL (a NULL or non-object status prints "?"s). */
+int status_text_format(json_object *status, char **ret);
+
+/* "2026-11-22 17:00:00 UTC  SERVING -> OVERLOADED  breach  cpu 97.0% >= 90% for 1m"
+ * without a trailing newline. */
+int status_text_format_event(json_object *event, char **ret);
+
+/* Seconds as "12m3s", "1h", "0s", "250ms"; "?" for negative, NaN or absurd
+ * values. Always NUL-terminates buf (size >= 1). Returns buf. */
+const char *status_text_duration(double sec, char *buf, size_t size);
+
+/* "2026-11-22T17:00:00Z" (fractions allowed) -> "2026-11-22 17:00:00 UTC";
+ * anything else is copied as is, control characters replaced by '?'. */
+const char *status_text_time(const char *iso, char *buf, size_t size);

@@ -1,0 +1,1049 @@
+/* Config: every typed parser with good and bad input, every error kind with
+ * its exact "path:line:" message, suggestions, defaults, enabled flags,
+ * cross-field rules, secret file permissions, and the reference config. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <syslog.h>
+
+#include "config.h"
+
+#define P "t.conf"
+
+/* ---- helpers ---- */
+
+static Config *parse_ok(const char *text) {
+        Config *c = NULL;
+        char *err = NULL;
+        int r = config_parse_string(text, P, &c, &err);
+
+        if (r < 0)
+                print_error("unexpected error: %s\n", strna(err));
+        assert_int_equal(r, 0);
+        assert_null(err);
+        assert_non_null(c);
+        return c;
+}
+
+static void parse_fails(const char *text, const char *expected) {
+        Config *c = NULL;
+        char *err = NULL;
+        int r = config_parse_string(text, P, &c, &err);
+
+        assert_int_equal(r, -EINVAL);
+        assert_null(c);
+        assert_non_null(err);
+        if (!streq(err, expected))
+                print_error("input:\n%s\nexpected: %s\n     got: %s\n", text, expected, err);
+        assert_string_equal(err, expected);
+        assert_null(strchr(err, '\n')); /* one line */
+        free(err);
+}
+
+static char *tmp_dir(void) {
+        char *d = strdup("/tmp/test-config-XXXXXX");
+        assert_non_null(d);
+        assert_non_null(mkdtemp(d));
+        return d;
+}
+
+static char *write_file(const char *dir, const char *name, const char *text, mode_t mode) {
+        char *path = NULL;
+        int fd;
+
+        assert_true(asprintf(&path, "%s/%s", dir, name) > 0);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, text, strlen(text)), (ssize_t) strlen(text));
+        assert_int_equal(fchmod(fd, mode), 0); /* exact mode, whatever the umask */
+        close(fd);
+        return path;
+}
+
+static void rm_rf(const char *dir) {
+        char *cmd = NULL;
+        assert_true(asprintf(&cmd, "rm -rf '%s'", dir) > 0);
+        assert_int_equal(system(cmd), 0);
+        free(cmd);
+}
+
+#define POOL_OK "[pool]\nredis = redis://127.0.0.1:6379/0\nname = web\naddress = 127.0.0.2:8080\n"
+
+/* ---- typed parsers ---- */
+
+static void test_parse_duration(void **state) {
+        static const struct {
+                const char *in;
+                usec_t out;
+        } good[] = {
+                { "500ms", 500 * USEC_PER_MSEC },
+                { "30s", 30 * USEC_PER_SEC },
+                { "5m", 5 * USEC_PER_MINUTE },
+                { "1h", USEC_PER_HOUR },
+                { "1d", USEC_PER_DAY },
+                { "1m30s", 90 * USEC_PER_SEC },
+                { "1m 30s", 90 * USEC_PER_SEC },
+                { "1h30m15s", USEC_PER_HOUR + 30 * USEC_PER_MINUTE + 15 * USEC_PER_SEC },
+                { "90", 90 * USEC_PER_SEC },
+                { "0", 0 },
+                { "1.5s", 1500 * USEC_PER_MSEC },
+                { "0.25", 250 * USEC_PER_MSEC },
+                { "30 s", 30 * USEC_PER_SEC },
+                { "2min", 2 * USEC_PER_MINUTE },
+                { "100us", 100 },
+                { "1s500ms", 1500 * USEC_PER_MSEC },
+        };
+        static const struct {
+                const char *in;
+                int r;
+        } bad[] = {
+                { "", -EINVAL },        { "abc", -EINVAL },   { "-5s", -EINVAL },   { "5x", -EINVAL },
+                { "1m 30", -EINVAL },   { "s", -EINVAL },     { "1.s", -EINVAL },   { ".5s", -EINVAL },
+                { "5 5s", -EINVAL },    { "1h-", -EINVAL },   { "1e3s", -EINVAL },  { "5mm", -EINVAL },
+                { "+5s", -EINVAL },     { "0x10", -EINVAL },
+                { "99999999999999999999", -ERANGE },
+                { "300000000d", -ERANGE },
+                { "213503982d 1d", -ERANGE },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                usec_t u = 12345;
+                if (parse_duration(good[i].in, &u) != 0)
+                        print_error("'%s' should parse\n", good[i].in);
+                assert_int_equal(parse_duration(good[i].in, &u), 0);
+                assert_int_equal(u, good[i].out);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                usec_t u = 12345;
+                if (parse_duration(bad[i].in, &u) != bad[i].r)
+                        print_error("'%s' should fail with %d\n", bad[i].in, bad[i].r);
+                assert_int_equal(parse_duration(bad[i].in, &u), bad[i].r);
+                assert_int_equal(u, 12345); /* untouched on failure */
+        }
+        assert_int_equal(parse_duration(NULL, &(usec_t) { 0 }), -EINVAL);
+}
+
+static void test_format_duration(void **state) {
+        static const struct {
+                usec_t in;
+                const char *out;
+        } t[] = {
+                { 0, "0" },
+                { 500 * USEC_PER_MSEC, "500ms" },
+                { 90 * USEC_PER_SEC, "1m30s" },
+                { USEC_PER_HOUR, "1h" },
+                { USEC_PER_DAY + USEC_PER_HOUR, "1d1h" },
+                { 1500 * USEC_PER_MSEC, "1s500ms" },
+                { 1, "1us" },
+                { USEC_INFINITY, "infinity" },
+        };
+        char buf[64], small[4];
+
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                usec_t back;
+
+                assert_ptr_equal(format_duration(buf, sizeof buf, t[i].in), buf);
+                assert_string_equal(buf, t[i].out);
+                /* What we print, the parser reads back. */
+                if (t[i].in != USEC_INFINITY) {
+                        assert_int_equal(parse_duration(buf, &back), 0);
+                        assert_int_equal(back, t[i].in);
+                }
+        }
+        /* Truncates at a unit, never mid-number ("1d1" would read as 1d1s). */
+        format_duration(small, sizeof small, USEC_PER_DAY + USEC_PER_HOUR + 1);
+        assert_string_equal(small, "1d");
+        format_duration(small, sizeof small, 1234 * USEC_PER_DAY);
+        assert_string_equal(small, "");
+}
+
+static void test_parse_percent(void **state) {
+        static const struct {
+                const char *in;
+                double out;
+        } good[] = {
+                { "90", 90.0 }, { "90%", 90.0 }, { "87.5%", 87.5 }, { "0", 0.0 }, { "100", 100.0 }, { "100%", 100.0 },
+                { "0.5", 0.5 },
+        };
+        static const struct {
+                const char *in;
+                int r;
+        } bad[] = {
+                { "", -EINVAL },    { "abc", -EINVAL }, { "-5", -EINVAL },  { "90%%", -EINVAL }, { "1e2", -EINVAL },
+                { "0x10", -EINVAL }, { " 90", -EINVAL }, { "nan", -EINVAL }, { "90.", -EINVAL },  { ".5", -EINVAL },
+                { "90 %", -EINVAL }, { "100.5", -ERANGE }, { "150%", -ERANGE },
+                { "99999999999999999999999999999", -ERANGE },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                double v = -1;
+                assert_int_equal(parse_percent(good[i].in, &v), 0);
+                assert_true(v == good[i].out);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                double v = -1;
+                if (parse_percent(bad[i].in, &v) != bad[i].r)
+                        print_error("'%s'\n", bad[i].in);
+                assert_int_equal(parse_percent(bad[i].in, &v), bad[i].r);
+                assert_true(v == -1);
+        }
+}
+
+static void test_parse_bool(void **state) {
+        static const char *const yes[] = { "yes", "YES", "true", "True", "on", "1", "y" };
+        static const char *const no[] = { "no", "NO", "false", "off", "0", "n" };
+        static const char *const bad[] = { "", "maybe", "2", "yess", "tru", "o" };
+
+        for (size_t i = 0; i < ELEMENTSOF(yes); i++) {
+                bool b = false;
+                assert_int_equal(parse_bool(yes[i], &b), 0);
+                assert_true(b);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(no); i++) {
+                bool b = true;
+                assert_int_equal(parse_bool(no[i], &b), 0);
+                assert_false(b);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                bool b = true;
+                assert_int_equal(parse_bool(bad[i], &b), -EINVAL);
+                assert_true(b);
+        }
+}
+
+static void test_parse_status_set(void **state) {
+        static const struct {
+                const char *in;
+                int r;
+        } bad[] = {
+                { "", -EINVAL },        { "abc", -EINVAL },     { "200-", -EINVAL },    { "200,", -EINVAL },
+                { ",200", -EINVAL },    { "300-200", -EINVAL }, { "200;301", -EINVAL }, { "2xx", -EINVAL },
+                { "-200", -EINVAL },    { "99", -ERANGE },      { "600", -ERANGE },     { "200-700", -ERANGE },
+                { "0", -ERANGE },       { "99999999999", -ERANGE },
+                { "200,201,202,203,204,205,206,207,208,209,210,211,212,213,214,215,216", -E2BIG },
+        };
+        StatusSet s;
+
+        assert_int_equal(parse_status_set("200", &s), 0);
+        assert_int_equal(s.n, 1);
+        assert_int_equal(s.ranges[0].lo, 200);
+        assert_int_equal(s.ranges[0].hi, 200);
+        assert_true(status_set_contains(&s, 200));
+        assert_false(status_set_contains(&s, 201));
+
+        assert_int_equal(parse_status_set("200-299,301", &s), 0);
+        assert_int_equal(s.n, 2);
+        assert_true(status_set_contains(&s, 200));
+        assert_true(status_set_contains(&s, 250));
+        assert_true(status_set_contains(&s, 299));
+        assert_false(status_set_contains(&s, 300));
+        assert_true(status_set_contains(&s, 301));
+        assert_false(status_set_contains(&s, 302));
+        assert_false(status_set_contains(&s, 199));
+        assert_false(status_set_contains(NULL, 200));
+
+        assert_int_equal(parse_status_set(" 100 - 199 , 599 ", &s), 0);
+        assert_int_equal(s.n, 2);
+        assert_true(status_set_contains(&s, 150));
+        assert_true(status_set_contains(&s, 599));
+
+        assert_int_equal(parse_status_set("200,201,202,203,204,205,206,207,208,209,210,211,212,213,214,215", &s), 0);
+        assert_int_equal(s.n, STATUS_SET_MAX);
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                s.n = 99;
+                if (parse_status_set(bad[i].in, &s) != bad[i].r)
+                        print_error("'%s'\n", bad[i].in);
+                assert_int_equal(parse_status_set(bad[i].in, &s), bad[i].r);
+                assert_int_equal(s.n, 99);
+        }
+}
+
+static void test_enum_strings(void **state) {
+        for (RemedyStep s = 0; s < _REMEDY_STEP_MAX; s++)
+                assert_int_equal(remedy_step_from_string(remedy_step_to_string(s)), s);
+        assert_string_equal(remedy_step_to_string(REMEDY_RESTART_UNIT), "restart-unit");
+        assert_string_equal(remedy_step_to_string(REMEDY_REBOOT_INSTANCE), "reboot-instance");
+        assert_string_equal(remedy_step_to_string(REMEDY_LOCAL_REBOOT), "local-reboot");
+        assert_null(remedy_step_to_string(_REMEDY_STEP_MAX));
+        assert_null(remedy_step_to_string(_REMEDY_STEP_INVALID));
+        assert_int_equal(remedy_step_from_string("reboot"), _REMEDY_STEP_INVALID);
+        assert_int_equal(remedy_step_from_string(NULL), _REMEDY_STEP_INVALID);
+
+        assert_string_equal(pool_on_unreachable_to_string(POOL_ON_UNREACHABLE_HOLD), "hold");
+        assert_string_equal(pool_on_unreachable_to_string(POOL_ON_UNREACHABLE_REMEDIATE), "remediate");
+        assert_null(pool_on_unreachable_to_string(_POOL_ON_UNREACHABLE_MAX));
+        assert_int_equal(pool_on_unreachable_from_string("remediate"), POOL_ON_UNREACHABLE_REMEDIATE);
+        assert_int_equal(pool_on_unreachable_from_string("reboot"), _POOL_ON_UNREACHABLE_INVALID);
+}
+
+static void test_string_distance(void **state) {
+        assert_int_equal(string_distance("kitten", "sitting"), 3);
+        assert_int_equal(string_distance("", "abc"), 3);
+        assert_int_equal(string_distance("abc", ""), 3);
+        assert_int_equal(string_distance("threshold", "threshold"), 0);
+        assert_int_equal(string_distance("treshold", "threshold"), 1);
+        assert_int_equal(string_distance("windwo", "window"), 2);
+        assert_int_equal(string_distance("Threshold", "threshold"), 0); /* case does not count */
+}
+
+/* ---- whole configs ---- */
+
+static void test_defaults(void **state) {
+        Config *c = parse_ok("");
+        char host[256] = "";
+
+        assert_int_equal(gethostname(host, sizeof host - 1), 0);
+        assert_string_equal(c->path, P);
+        assert_string_equal(c->agent.host, host);
+        assert_string_equal(c->agent.state_dir, "/var/lib/monkeyd");
+        assert_string_equal(c->agent.control_socket, "/run/monkeyd/control.sock");
+        assert_string_equal(c->agent.proc_stat, "/proc/stat");
+        assert_string_equal(c->agent.boot_id, "/proc/sys/kernel/random/boot_id");
+        assert_int_equal(c->agent.log_level, LOG_INFO);
+
+        assert_true(c->cpu.threshold == 90.0);
+        assert_int_equal(c->cpu.window, 60 * USEC_PER_SEC);
+        assert_int_equal(c->cpu.interval, USEC_PER_SEC);
+        assert_true(c->cpu.clear_below == 70.0);
+        assert_int_equal(c->cpu.jitter, 0);
+
+        assert_false(c->pool.enabled);
+        assert_null(c->pool.redis);
+        assert_null(c->pool.name);
+        assert_int_equal(c->pool.min_serving, 1);
+        assert_int_equal(c->pool.max_unavailable, 1);
+        assert_int_equal(c->pool.drain, 10 * USEC_PER_SEC);
+        assert_int_equal(c->pool.lease, 15 * USEC_PER_SEC);
+        assert_int_equal(c->pool.heartbeat, 5 * USEC_PER_SEC);
+        assert_int_equal(c->pool.on_unreachable, POOL_ON_UNREACHABLE_HOLD);
+
+        assert_false(c->slack.enabled);
+        assert_string_equal(c->slack.api_url, "https://slack.com/api");
+        assert_null(c->slack.token);
+
+        assert_false(c->aws.enabled);
+        assert_string_equal(c->aws.imds_url, "http://169.254.169.254");
+        assert_null(c->aws.region);
+
+        assert_false(c->checks.enabled);
+        assert_int_equal(c->checks.expect_status.n, 1);
+        assert_true(status_set_contains(&c->checks.expect_status, 200));
+        assert_true(status_set_contains(&c->checks.expect_status, 299));
+        assert_false(status_set_contains(&c->checks.expect_status, 300));
+        assert_int_equal(c->checks.attempts, 30);
+        assert_int_equal(c->checks.timeout, 2 * USEC_PER_SEC);
+        assert_int_equal(c->checks.every, 0);
+        assert_int_equal(c->checks.rise, 2);
+        assert_int_equal(c->checks.fall, 3);
+        assert_null(c->checks.public_address);
+
+        assert_false(c->remedy.enabled);
+        assert_int_equal(c->remedy.ladder_len, 1);
+        assert_int_equal(c->remedy.ladder[0], REMEDY_REBOOT_INSTANCE);
+        assert_int_equal(c->remedy.max_per_window, 2);
+        assert_int_equal(c->remedy.window, USEC_PER_HOUR);
+        assert_false(c->remedy.dry_run);
+        assert_null(c->remedy.unit);
+
+        assert_false(c->proxy.enabled);
+        assert_string_equal(c->proxy.agent_check_address, "127.0.0.1");
+
+        assert_null(config_free(c));
+        assert_null(config_free(NULL));
+}
+
+static void test_full_and_enabled(void **state) {
+        Config *c = parse_ok("; every section, most keys\n"
+                             "[agent]\n"
+                             "host = web-7\n"
+                             "state_dir = /tmp/monkey\n"
+                             "log_level = debug\n"
+                             "[cpu]\n"
+                             "threshold = 87.5%\n"
+                             "window = 1m30s\n"
+                             "interval = 500ms\n"
+                             "clear_below = 60\n"
+                             "jitter = 100ms\n"
+                             POOL_OK
+                             "min_serving = 2\n"
+                             "max_unavailable = 3\n"
+                             "list_key = monkey:{web}:list\n"
+                             "lease = 3s\n"
+                             "heartbeat = 1s\n"
+                             "on_unreachable = remediate\n"
+                             "[slack]\n"
+                             "channel = #ops\n"
+                             "token_file = /etc/monkeyd/slack-token\n"
+                             "api_url = http://127.0.0.1:9999/api\n"
+                             "[aws]\n"
+                             "region = us-east-1\n"
+                             "instance_id = i-0123456789abcdef0\n"
+                             "endpoint_url = http://127.0.0.1:9998\n"
+                             "[checks]\n"
+                             "url = http://127.0.0.2:8080/health\n"
+                             "expect_status = 200,204\n"
+                             "expect_content = re:^ok$\n"
+                             "every = 10s\n"
+                             "[remedy]\n"
+                             "ladder = restart-unit, local-reboot ,reboot-instance\n"
+                             "unit = app.service\n"
+                             "dry_run = yes\n"
+                             "window = 2h\n"
+                             "[proxy]\n"
+                             "agent_check_port = 5555\n"
+                             "agent_check_address = ::1\n");
+
+        assert_string_equal(c->agent.host, "web-7");
+        assert_string_equal(c->agent.state_dir, "/tmp/monkey");
+        assert_int_equal(c->agent.log_level, LOG_DEBUG);
+        assert_true(c->cpu.threshold == 87.5);
+        assert_int_equal(c->cpu.window, 90 * USEC_PER_SEC);
+        assert_int_equal(c->cpu.interval, 500 * USEC_PER_MSEC);
+        assert_true(c->cpu.clear_below == 60.0);
+        assert_int_equal(c->cpu.jitter, 100 * USEC_PER_MSEC);
+
+        assert_true(c->pool.enabled);
+        assert_string_equal(c->pool.redis, "redis://127.0.0.1:6379/0");
+        assert_string_equal(c->pool.name, "web");
+        assert_string_equal(c->pool.address, "127.0.0.2:8080");
+        assert_int_equal(c->pool.min_serving, 2);
+        assert_int_equal(c->pool.max_unavailable, 3);
+        assert_string_equal(c->pool.list_key, "monkey:{web}:list");
+        assert_int_equal(c->pool.lease, 3 * USEC_PER_SEC);
+        assert_int_equal(c->pool.heartbeat, USEC_PER_SEC);
+        assert_int_equal(c->pool.on_unreachable, POOL_ON_UNREACHABLE_REMEDIATE);
+
+        assert_true(c->slack.enabled);
+        assert_string_equal(c->slack.channel, "#ops");
+        assert_string_equal(c->slack.token_file, "/etc/monkeyd/slack-token");
+        assert_string_equal(c->slack.api_url, "http://127.0.0.1:9999/api");
+
+        assert_true(c->aws.enabled);
+        assert_string_equal(c->aws.region, "us-east-1");
+        assert_string_equal(c->aws.instance_id, "i-0123456789abcdef0");
+        assert_string_equal(c->aws.endpoint_url, "http://127.0.0.1:9998");
+
+        assert_true(c->checks.enabled);
+        assert_string_equal(c->checks.url, "http://127.0.0.2:8080/health");
+        assert_true(status_set_contains(&c->checks.expect_status, 204));
+        assert_false(status_set_contains(&c->checks.expect_status, 201));
+        assert_string_equal(c->checks.expect_content, "re:^ok$");
+        assert_int_equal(c->checks.every, 10 * USEC_PER_SEC);
+        /* Defaults to the pool address. */
+        assert_string_equal(c->checks.public_address, "127.0.0.2:8080");
+
+        assert_true(c->remedy.enabled);
+        assert_int_equal(c->remedy.ladder_len, 3);
+        assert_int_equal(c->remedy.ladder[0], REMEDY_RESTART_UNIT);
+        assert_int_equal(c->remedy.ladder[1], REMEDY_LOCAL_REBOOT);
+        assert_int_equal(c->remedy.ladder[2], REMEDY_REBOOT_INSTANCE);
+        assert_string_equal(c->remedy.unit, "app.service");
+        assert_true(c->remedy.dry_run);
+        assert_int_equal(c->remedy.window, 2 * USEC_PER_HOUR);
+
+        assert_true(c->proxy.enabled);
+        assert_int_equal(c->proxy.agent_check_port, 5555);
+        assert_string_equal(c->proxy.agent_check_address, "::1");
+        config_free(c);
+
+        /* A section with no keys still turns its integration on. */
+        c = parse_ok("[aws]\n[remedy]\n");
+        assert_true(c->aws.enabled);
+        assert_true(c->remedy.enabled);
+        assert_false(c->pool.enabled);
+        assert_false(c->slack.enabled);
+        assert_false(c->checks.enabled);
+        assert_false(c->proxy.enabled);
+        config_free(c);
+
+        c = parse_ok("[slack]\nwebhook_url = https://hooks.slack.com/services/T/B/X\n");
+        assert_true(c->slack.enabled);
+        assert_string_equal(c->slack.webhook_url, "https://hooks.slack.com/services/T/B/X");
+        config_free(c);
+
+        c = parse_ok("[slack]\nchannel = C0123\ntoken = xoxb-1-2\n");
+        assert_string_equal(c->slack.token, "xoxb-1-2");
+        config_free(c);
+
+        c = parse_ok("[checks]\nurl = https://127.0.0.1/\npublic_address = [::1]:443\n");
+        assert_string_equal(c->checks.public_address, "[::1]:443");
+        config_free(c);
+
+        c = parse_ok("[pool]\nredis = unix:///run/redis/redis.sock\nname = a.b_c-1\naddress = app.internal:80\n");
+        assert_string_equal(c->pool.redis, "unix:///run/redis/redis.sock");
+        config_free(c);
+}
+
+static void test_syntax_variants(void **state) {
+        /* Indented keys are keys (inih alone would take them for a
+         * continuation of the previous value), CRLF, a BOM, ';' inline
+         * comments, ':' as separator, blanks around '='. */
+        Config *c = parse_ok("\xEF\xBB\xBF[cpu]\r\n"
+                             "  threshold = 80 ; percent\r\n"
+                             "\twindow=30s\r\n"
+                             "interval: 2s\r\n"
+                             "; comment\r\n"
+                             "# comment\r\n"
+                             "   # indented comment\r\n"
+                             "\r\n"
+                             "[remedy] ; trailing comment\n"
+                             "dry_run = on");
+        assert_true(c->cpu.threshold == 80.0);
+        assert_int_equal(c->cpu.window, 30 * USEC_PER_SEC);
+        assert_int_equal(c->cpu.interval, 2 * USEC_PER_SEC);
+        assert_true(c->remedy.enabled);
+        assert_true(c->remedy.dry_run);
+        config_free(c);
+
+        /* Exactly at the line limit is fine. */
+        {
+                char text[512];
+                char path[200];
+                Config *d;
+
+                memset(path, 'a', sizeof path);
+                path[0] = '/';
+                path[198 - strlen("state_dir = ")] = '\0';
+                snprintf(text, sizeof text, "[agent]\nstate_dir = %s\n", path);
+                d = parse_ok(text);
+                assert_string_equal(d->agent.state_dir, path);
+                config_free(d);
+        }
+}
+
+static void test_errors(void **state) {
+        static const struct {
+                const char *in;
+                const char *err;
+        } t[] = {
+                /* unknown keys and sections, with and without a suggestion */
+                { "[cpu]\ntreshold = 95\n", P ":2: unknown key 'treshold' in [cpu], did you mean 'threshold'?" },
+                { "# x\n\n[pool]\nadress = 127.0.0.2:80\n",
+                  P ":4: unknown key 'adress' in [pool], did you mean 'address'?" },
+                { "[cpu]\nbananas = 1\n", P ":2: unknown key 'bananas' in [cpu]" },
+                { "[pool]\nregion = x\n", P ":2: unknown key 'region' in [pool], it belongs in [aws]" },
+                { "[agent]\n\n[cpuu]\n", P ":3: unknown section [cpuu], did you mean [cpu]?" },
+                { "[agent]\n[database]\n", P ":2: unknown section [database]" },
+                { "[ cpu ]\n", P ":1: unknown section [ cpu ], did you mean [cpu]?" },
+                /* structure */
+                { "[cpu]\nthreshold = 80\nthreshold = 85\n",
+                  P ":3: duplicate key 'threshold' in [cpu] (first set at line 2)" },
+                { "[cpu]\n[agent]\n[cpu]\n", P ":3: duplicate section [cpu] (first at line 1)" },
+                { "\nthreshold = 80\n", P ":2: key 'threshold' outside of any section, put it under [cpu]" },
+                { "foo = 1\n", P ":1: key 'foo' outside of any section" },
+                { "window = 1s\n[cpu]\n", P ":1: key 'window' outside of any section" },
+                { "[cpu]\nthreshold\n", P ":2: syntax error, expected [section], key = value or a comment" },
+                { "[cpu\n", P ":1: missing ']' in section header" },
+                { "[cpu] x\n", P ":1: unexpected text after [cpu]" },
+                { "[cpu]\nthreshold =\n", P ":2: [cpu] threshold: empty value" },
+                { "[cpu]\n= 5\n", P ":2: missing key name before '='" },
+                { "[]\n", P ":1: unknown section []" },
+                /* the first error in the file wins, whatever its kind */
+                { "[cpu]\nbad line\nthreshold = 500\n", P ":2: syntax error, expected [section], key = value or a comment" },
+                { "[cpu]\nthreshold = 500\nbad line\n", P ":2: [cpu] threshold: 500 is out of range (1-100)" },
+                { "[cpu]\nthreshold = 500\n[nope]\n", P ":2: [cpu] threshold: 500 is out of range (1-100)" },
+                /* values */
+                { "# c\n\n[cpu]\nthreshold = 95\nwindow = abc\n",
+                  P ":5: [cpu] window: invalid duration 'abc' (use e.g. 500ms, 30s, 5m)" },
+                { "[cpu]\n\n\n\nthreshold = 150\n", P ":5: [cpu] threshold: 150 is out of range (1-100)" },
+                { "[cpu]\nthreshold = 0\n", P ":2: [cpu] threshold: 0 is out of range (1-100)" },
+                { "[cpu]\nthreshold = ninety\n",
+                  P ":2: [cpu] threshold: invalid percentage 'ninety' (use e.g. 90, 90% or 87.5%)" },
+                { "[cpu]\nthreshold = 90 # percent\n",
+                  P ":2: [cpu] threshold: invalid percentage '90 # percent' (use e.g. 90, 90% or 87.5%) "
+                    "('#' starts a comment only at the start of a line)" },
+                { "[cpu]\nwindow = 2d\n", P ":2: [cpu] window: 2d is out of range (10ms-1d)" },
+                { "[cpu]\ninterval = 1ms\n", P ":2: [cpu] interval: 1ms is out of range (10ms-1h)" },
+                { "[cpu]\nwindow = -5s\n", P ":2: [cpu] window: invalid duration '-5s' (use e.g. 500ms, 30s, 5m)" },
+                { "[cpu]\nwindow = 99999999999999999999s\n",
+                  P ":2: [cpu] window: 99999999999999999999s is out of range (10ms-1d)" },
+                { "[pool]\nmax_unavailable = 0\n", P ":2: [pool] max_unavailable: 0 is out of range (1-100000)" },
+                { "[checks]\nattempts = -1\n", P ":2: [checks] attempts: invalid number '-1'" },
+                { "[checks]\nattempts = 99999999999999999999999\n",
+                  P ":2: [checks] attempts: 99999999999999999999999 is out of range (1-100000)" },
+                { "[checks]\nrise = 1x\n", P ":2: [checks] rise: invalid number '1x'" },
+                { "[remedy]\ndry_run = maybe\n", P ":2: [remedy] dry_run: invalid boolean 'maybe' (use yes or no)" },
+                { "[checks]\nurl = ftp://x\n",
+                  P ":2: [checks] url: invalid URL 'ftp://x' (use http://HOST/... or https://HOST/...)" },
+                { "[checks]\nurl = http://\n",
+                  P ":2: [checks] url: invalid URL 'http://' (use http://HOST/... or https://HOST/...)" },
+                { "[slack]\napi_url = slack.com/api\n",
+                  P ":2: [slack] api_url: invalid URL 'slack.com/api' (use http://HOST/... or https://HOST/...)" },
+                { "[pool]\nredis = rediss://127.0.0.1\n",
+                  P ":2: [pool] redis: invalid URL '<redacted>' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB] or "
+                    "unix:///PATH)" },
+                { "[pool]\nredis = redis://127.0.0.1:0/0\n",
+                  P ":2: [pool] redis: invalid URL '<redacted>' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB] or "
+                    "unix:///PATH)" },
+                { "[pool]\nredis = unix://run/redis.sock\n",
+                  P ":2: [pool] redis: invalid URL '<redacted>' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB] or "
+                    "unix:///PATH)" },
+                { "[agent]\nstate_dir = var/lib\n", P ":2: [agent] state_dir: 'var/lib' is not an absolute path" },
+                { "[agent]\ncontrol_socket = /run/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n",
+                  P ":2: [agent] control_socket: path is too long (135 characters, at most 107)" },
+                { "[agent]\nlog_level = verbose\n",
+                  P ":2: [agent] log_level: invalid log level 'verbose' (use error, warning, notice, info or debug)" },
+                { "[agent]\nhost = web 1\n", P ":2: [agent] host: 'web 1' must not contain blanks" },
+                { "[proxy]\nagent_check_port = 70000\n",
+                  P ":2: [proxy] agent_check_port: 70000 is out of range (1-65535)" },
+                { "[proxy]\nagent_check_port = 0\n", P ":2: [proxy] agent_check_port: 0 is out of range (1-65535)" },
+                { "[proxy]\nagent_check_port = http\n", P ":2: [proxy] agent_check_port: invalid port 'http'" },
+                { "[proxy]\nagent_check_port = 1\nagent_check_address = localhost\n",
+                  P ":3: [proxy] agent_check_address: invalid IP address 'localhost'" },
+                { "[pool]\naddress = 127.0.0.2\n",
+                  P ":2: [pool] address: invalid address '127.0.0.2' (use HOST:PORT, e.g. 10.0.0.5:8080 or [::1]:8080)" },
+                { "[pool]\naddress = ::1:80\n",
+                  P ":2: [pool] address: invalid address '::1:80' (use HOST:PORT, e.g. 10.0.0.5:8080 or [::1]:8080)" },
+                { "[pool]\nname = web{1}\n",
+                  P ":2: [pool] name: invalid name 'web{1}' (use letters, digits, '.', '_' and '-')" },
+                { "[pool]\non_unreachable = reboot\n",
+                  P ":2: [pool] on_unreachable: invalid value 'reboot' (use hold or remediate)" },
+                { "[checks]\nexpect_status = 200-700\n",
+                  P ":2: [checks] expect_status: status code out of range in '200-700' (100-599)" },
+                { "[checks]\nexpect_status = 2xx\n",
+                  P ":2: [checks] expect_status: invalid status set '2xx' (use e.g. 200 or 200-299,301)" },
+                { "[checks]\nexpect_status = 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17\n",
+                  P ":2: [checks] expect_status: status code out of range in '1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17' "
+                    "(100-599)" },
+                { "[checks]\nexpect_status = 200,201,202,203,204,205,206,207,208,209,210,211,212,213,214,215,216\n",
+                  P ":2: [checks] expect_status: too many ranges in "
+                    "'200,201,202,203,204,205,206,207,208,209,210,211,212,213,214,215,216' (at most 16)" },
+                { "[remedy]\nladder = reboot-instance, reboot\n",
+                  P ":2: [remedy] ladder: unknown step 'reboot' (use restart-unit, reboot-instance or local-reboot)" },
+                { "[remedy]\nladder = local-reboot,local-reboot\n",
+                  P ":2: [remedy] ladder: step 'local-reboot' is listed twice" },
+                { "[remedy]\nladder = local-reboot,,reboot-instance\n",
+                  P ":2: [remedy] ladder: empty step in 'local-reboot,,reboot-instance'" },
+                { "[remedy]\nladder = ,\n", P ":2: [remedy] ladder: empty step in ','" },
+                /* required keys: reported at the section header */
+                { "[agent]\n\n[pool]\nname = web\n", P ":3: [pool] missing required keys 'redis', 'address'" },
+                { "[pool]\nredis = redis://127.0.0.1\nname = web\n", P ":1: [pool] missing required key 'address'" },
+                { "[cpu]\n[checks]\nattempts = 3\n", P ":2: [checks] missing required key 'url'" },
+                { "[proxy]\n", P ":1: [proxy] missing required key 'agent_check_port'" },
+                /* slack: one way to post */
+                { "[slack]\n", P ":1: [slack] needs webhook_url, or channel with token or token_file" },
+                { "[slack]\nchannel = #ops\n", P ":1: [slack] needs webhook_url, or channel with token or token_file" },
+                { "[slack]\nchannel = #ops\ntoken = xoxb-1\ntoken_file = /etc/t\n",
+                  P ":4: [slack] use either token or token_file, not both" },
+                { "[slack]\ntoken_file = /etc/t\nchannel = #ops\ntoken = xoxb-1\n",
+                  P ":4: [slack] use either token or token_file, not both" },
+                { "[slack]\nwebhook_url = https://hooks.example/x\ntoken = xoxb-1\n",
+                  P ":3: [slack] use either webhook_url or token, not both" },
+                { "[slack]\ntoken_file = /etc/t\n\nwebhook_url = https://hooks.example/x\n",
+                  P ":4: [slack] use either webhook_url or token_file, not both" },
+                { "[slack]\ntoken_file = /etc/t\n", P ":1: [slack] missing required key 'channel' (needed with token_file)" },
+                { "[slack]\ntoken = xoxb-1\n", P ":1: [slack] missing required key 'channel' (needed with token)" },
+                /* cross-field rules: reported at the later of the two keys */
+                { "[cpu]\nthreshold = 80\nclear_below = 85\n",
+                  P ":3: [cpu] clear_below (85) must be below threshold (80)" },
+                { "[cpu]\nclear_below = 60\n\nthreshold = 50\n",
+                  P ":4: [cpu] clear_below (60) must be below threshold (50)" },
+                { "[cpu]\nthreshold = 70\n", P ":2: [cpu] clear_below (70) must be below threshold (70)" },
+                { "[cpu]\nwindow = 5s\ninterval = 10s\n",
+                  P ":3: [cpu] interval (10s) must not be longer than window (5s)" },
+                { "[cpu]\ninterval = 10s\nwindow = 5s\n",
+                  P ":3: [cpu] interval (10s) must not be longer than window (5s)" },
+                { "[cpu]\njitter = 1s\n", P ":2: [cpu] jitter (1s) must be shorter than interval (1s)" },
+                { POOL_OK "heartbeat = 2s\nlease = 2s\n", P ":6: [pool] heartbeat (2s) must be shorter than lease (2s)" },
+                { POOL_OK "lease = 5s\n", P ":5: [pool] heartbeat (5s) must be shorter than lease (5s)" },
+                { "[remedy]\nladder = restart-unit\n", P ":2: [remedy] ladder has restart-unit but no unit is set" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(t); i++)
+                parse_fails(t[i].in, t[i].err);
+}
+
+static void test_error_regex_and_long_line(void **state) {
+        char text[600], *err = NULL;
+        Config *c = NULL;
+
+        assert_int_equal(config_parse_string("[checks]\nurl = http://a/\nexpect_content = re:(\n", P, &c, &err), -EINVAL);
+        assert_null(c);
+        assert_non_null(err);
+        {
+                const char *prefix = P ":3: [checks] expect_content: invalid regular expression '(': ";
+                assert_true(strncmp(err, prefix, strlen(prefix)) == 0);
+                assert_true(strlen(err) > strlen(prefix)); /* regerror()'s reason follows */
+        }
+        free(err);
+
+        /* inih would split a long line silently: we refuse it. */
+        {
+                char xs[251];
+
+                memset(xs, 'x', 250);
+                xs[250] = '\0';
+                snprintf(text, sizeof text, "[cpu]\n# %s\nthreshold = 80\n", xs);
+        }
+        parse_fails(text, P ":2: line is too long (at most 198 characters)");
+}
+
+static void test_secrets_not_shown(void **state) {
+        static const char *const inputs[] = {
+                "[pool]\nredis = redis://monkey:hunter2@127.0.0.1:notaport/0\n",
+                "[slack]\nchannel = c\ntoken = hunter2 x\n",
+                "[slack]\nwebhook_url = htps://hooks.slack.com/services/hunter2\n",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(inputs); i++) {
+                Config *c = NULL;
+                char *err = NULL;
+
+                assert_int_equal(config_parse_string(inputs[i], P, &c, &err), -EINVAL);
+                assert_non_null(err);
+                assert_true(strncmp(err, P ":", 7) == 0);
+                assert_null(strstr(err, "hunter2"));
+                assert_non_null(strstr(err, "<redacted>"));
+                free(err);
+        }
+}
+
+static void test_parse_args(void **state) {
+        Config *c = NULL;
+        char *err = NULL;
+
+        /* ret_error may be NULL; no path still names something. */
+        assert_int_equal(config_parse_string("[cpu]\nx = 1\n", P, &c, NULL), -EINVAL);
+        assert_null(c);
+        assert_int_equal(config_parse_string("[cpu]\nx = 1\n", NULL, &c, &err), -EINVAL);
+        assert_string_equal(err, "(config):2: unknown key 'x' in [cpu]");
+        free(err);
+        assert_int_equal(config_parse_string(NULL, P, &c, &err), -EINVAL);
+}
+
+/* ---- files ---- */
+
+static void test_config_load(void **state) {
+        char *dir = tmp_dir(), *p, *err = NULL, *want = NULL;
+        Config *c = NULL;
+
+        /* missing file */
+        assert_true(asprintf(&p, "%s/none.conf", dir) > 0);
+        assert_int_equal(config_load(p, &c, &err), -ENOENT);
+        assert_true(asprintf(&want, "%s: cannot read: No such file or directory", p) > 0);
+        assert_string_equal(err, want);
+        free(err), free(want), free(p);
+
+        /* a directory */
+        assert_int_equal(config_load(dir, &c, &err), -EINVAL);
+        assert_true(asprintf(&want, "%s: cannot read: not a regular file", dir) > 0);
+        assert_string_equal(err, want);
+        free(err), free(want);
+
+        /* a plain config may be world readable; errors name the file */
+        p = write_file(dir, "plain.conf", "[cpu]\nthreshold = 80\n", 0644);
+        assert_int_equal(config_load(p, &c, &err), 0);
+        assert_true(c->cpu.threshold == 80.0);
+        assert_string_equal(c->path, p);
+        c = config_free(c);
+        free(p);
+        p = write_file(dir, "bad.conf", "[cpu]\n\nthreshold = 101\n", 0600);
+        assert_int_equal(config_load(p, &c, &err), -EINVAL);
+        assert_true(asprintf(&want, "%s:3: [cpu] threshold: 101 is out of range (1-100)", p) > 0);
+        assert_string_equal(err, want);
+        assert_null(c);
+        free(err), free(want), free(p);
+
+        /* inline token: refused while group/others can read */
+        p = write_file(dir, "token.conf", "[slack]\nchannel = #ops\ntoken = xoxb-secret\n", 0644);
+        assert_int_equal(config_load(p, &c, &err), -EPERM);
+        assert_true(asprintf(&want,
+                             "%s:3: file holds a secret ([slack] token) but is readable by group/others (mode 0644); "
+                             "chmod 600 it or use token_file",
+                             p) > 0);
+        assert_string_equal(err, want);
+        assert_null(strstr(err, "xoxb-secret"));
+        assert_null(c);
+        free(err), free(want);
+        assert_int_equal(chmod(p, 0640), 0);
+        assert_int_equal(config_load(p, &c, &err), -EPERM);
+        assert_non_null(strstr(err, "(mode 0640)"));
+        free(err);
+        assert_int_equal(chmod(p, 0600), 0);
+        assert_int_equal(config_load(p, &c, &err), 0);
+        assert_string_equal(c->slack.token, "xoxb-secret");
+        c = config_free(c);
+        free(p);
+
+        /* password in the Redis URL: the same */
+        p = write_file(dir, "redis.conf",
+                       "[pool]\nredis = redis://monkey:hunter2@127.0.0.1:6379/0\nname = web\naddress = 127.0.0.2:80\n",
+                       0604);
+        assert_int_equal(config_load(p, &c, &err), -EPERM);
+        assert_true(asprintf(&want,
+                             "%s:2: file holds a secret ([pool] redis password) but is readable by group/others "
+                             "(mode 0604); chmod 600 it or use password_file",
+                             p) > 0);
+        assert_string_equal(err, want);
+        free(err), free(want);
+        assert_int_equal(chmod(p, 0600), 0);
+        assert_int_equal(config_load(p, &c, &err), 0);
+        c = config_free(c);
+        free(p);
+
+        /* no secret, no password: readable is fine */
+        p = write_file(dir, "nopass.conf", "[pool]\nredis = redis://127.0.0.1:6379/0\nname = web\naddress = 127.0.0.2:80\n",
+                       0644);
+        assert_int_equal(config_load(p, &c, &err), 0);
+        c = config_free(c);
+        free(p);
+
+        /* anyone may rewrite it: refused even without secrets */
+        p = write_file(dir, "open.conf", "[cpu]\n", 0666);
+        assert_int_equal(config_load(p, &c, &err), -EPERM);
+        assert_true(asprintf(&want, "%s: is writable by others (mode 0666); chmod o-w it", p) > 0);
+        assert_string_equal(err, want);
+        free(err), free(want), free(p);
+
+        /* binary */
+        p = write_file(dir, "nul.conf", "", 0600);
+        {
+                int fd = open(p, O_WRONLY | O_APPEND | O_CLOEXEC);
+                assert_true(fd >= 0);
+                assert_int_equal(write(fd, "[cpu]\n\0x", 8), 8);
+                close(fd);
+        }
+        assert_int_equal(config_load(p, &c, &err), -EINVAL);
+        assert_true(asprintf(&want, "%s: holds a NUL byte, not a text file", p) > 0);
+        assert_string_equal(err, want);
+        free(err), free(want), free(p);
+
+        rm_rf(dir);
+        free(dir);
+}
+
+static void test_secret_files(void **state) {
+        char *dir = tmp_dir(), *p, *err = NULL, *s = NULL, *want = NULL, *link = NULL;
+
+        p = write_file(dir, "ok", "  xoxb-123 \r\nsecond line\n", 0600);
+        assert_int_equal(secret_file_check(p, &err), 0);
+        assert_null(err);
+        assert_int_equal(secret_file_read(p, &s, &err), 0);
+        assert_string_equal(s, "xoxb-123");
+        free(s), s = NULL;
+
+        /* systemd credentials are 0400 */
+        assert_int_equal(chmod(p, 0400), 0);
+        assert_int_equal(secret_file_check(p, &err), 0);
+        assert_int_equal(secret_file_read(p, &s, &err), 0);
+        assert_string_equal(s, "xoxb-123");
+        free(s), s = NULL;
+
+        /* group/others: refused, and the secret is not read */
+        assert_int_equal(chmod(p, 0644), 0);
+        assert_int_equal(secret_file_check(p, &err), -EPERM);
+        assert_true(asprintf(&want, "%s: holds a secret but is accessible by group/others (mode 0644); chmod 600 it", p) >
+                    0);
+        assert_string_equal(err, want);
+        free(err), free(want);
+        assert_int_equal(secret_file_read(p, &s, &err), -EPERM);
+        assert_null(s);
+        assert_null(strstr(err, "xoxb"));
+        free(err);
+        assert_int_equal(chmod(p, 0640), 0);
+        assert_int_equal(secret_file_check(p, &err), -EPERM);
+        free(err);
+        assert_int_equal(chmod(p, 0602), 0);
+        assert_int_equal(secret_file_check(p, &err), -EPERM);
+        free(err);
+        assert_int_equal(chmod(p, 0600), 0);
+
+        /* a symlink, even to a good file */
+        assert_true(asprintf(&link, "%s/link", dir) > 0);
+        assert_int_equal(symlink(p, link), 0);
+        assert_int_equal(secret_file_check(link, &err), -EPERM);
+        assert_true(asprintf(&want, "%s: is a symlink, refusing; name the file itself", link) > 0);
+        assert_string_equal(err, want);
+        free(err), free(want), free(link);
+
+        /* missing, a directory, relative */
+        assert_true(asprintf(&link, "%s/missing", dir) > 0);
+        assert_int_equal(secret_file_check(link, &err), -ENOENT);
+        assert_true(asprintf(&want, "%s: cannot open: No such file or directory", link) > 0);
+        assert_string_equal(err, want);
+        free(err), free(want), free(link);
+        assert_int_equal(chmod(dir, 0700), 0);
+        assert_int_equal(secret_file_check(dir, &err), -EPERM);
+        assert_true(asprintf(&want, "%s: not a regular file", dir) > 0);
+        assert_string_equal(err, want);
+        free(err), free(want);
+        assert_int_equal(secret_file_check("token", &err), -EINVAL);
+        assert_string_equal(err, "token: not an absolute path");
+        free(err);
+        assert_int_equal(secret_file_check(p, NULL), 0);
+
+        /* empty, blank */
+        free(p);
+        p = write_file(dir, "empty", " \n\n", 0600);
+        assert_int_equal(secret_file_read(p, &s, &err), -EINVAL);
+        assert_null(s);
+        assert_true(asprintf(&want, "%s: is empty", p) > 0);
+        assert_string_equal(err, want);
+        free(err), free(want), free(p);
+
+        /* leading blank lines are skipped; no newline at the end is fine */
+        p = write_file(dir, "lead", "\n\nsecret", 0600);
+        assert_int_equal(secret_file_read(p, &s, &err), 0);
+        assert_string_equal(s, "secret");
+        free(s), free(p);
+
+        rm_rf(dir);
+        free(dir);
+}
+
+/* ---- the reference config ---- */
+
+#define REF SOURCE_ROOT "/conf/monkeyd.conf"
+
+static const char *const all_keys[] = {
+        "agent.host", "agent.state_dir", "agent.control_socket", "agent.proc_stat", "agent.boot_id",
+        "agent.log_level", "cpu.threshold", "cpu.window", "cpu.interval", "cpu.clear_below", "cpu.jitter",
+        "pool.redis", "pool.password_file", "pool.name", "pool.address", "pool.min_serving", "pool.max_unavailable",
+        "pool.list_key", "pool.drain", "pool.lease", "pool.heartbeat", "pool.on_unreachable", "slack.webhook_url",
+        "slack.token", "slack.token_file", "slack.channel", "slack.api_url", "aws.region", "aws.instance_id",
+        "aws.endpoint_url", "aws.imds_url", "aws.profile", "aws.credentials_file", "checks.url",
+        "checks.expect_status", "checks.expect_content", "checks.public_address", "checks.attempts",
+        "checks.timeout", "checks.every", "checks.rise", "checks.fall", "remedy.ladder", "remedy.max_per_window",
+        "remedy.window", "remedy.dry_run", "remedy.unit", "proxy.agent_check_port", "proxy.agent_check_address",
+};
+
+static char *read_text(const char *path) {
+        FILE *f = fopen(path, "re");
+        char *text = NULL;
+        size_t n = 0;
+
+        assert_non_null(f);
+        assert_true(getdelim(&text, &n, '\0', f) > 0);
+        fclose(f);
+        return text;
+}
+
+static void test_reference_config(void **state) {
+        Config *c = NULL, *u = NULL;
+        char *err = NULL, *text, *uncommented, *line, *save = NULL, section[32] = "";
+        bool seen[ELEMENTSOF(all_keys)] = {};
+        size_t off = 0, size;
+
+        assert_int_equal(config_load(REF, &c, &err), 0);
+        assert_null(err);
+        assert_true(c->pool.enabled && c->slack.enabled && c->aws.enabled && c->checks.enabled && c->remedy.enabled &&
+                    c->proxy.enabled);
+        assert_string_equal(c->pool.name, "web");
+        assert_string_equal(c->pool.address, "127.0.0.2:8080");
+        assert_null(c->slack.token); /* no inline secret */
+        assert_non_null(c->slack.token_file);
+        assert_true(c->remedy.dry_run);
+
+        /* Every key is in it, set or commented out, in its section; and with
+         * the comments removed it still parses: the documented defaults and
+         * examples are valid values. */
+        text = read_text(REF);
+        size = strlen(text) + 1;
+        uncommented = calloc(1, size);
+        assert_non_null(uncommented);
+        for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                const char *k = line;
+                char name[64];
+                bool commented = false;
+
+                if (line[0] == '[') {
+                        assert_int_equal(sscanf(line, "[%31[^]]]", section), 1);
+                } else if (line[0] == ';') {
+                        k++;
+                        commented = true;
+                }
+                if (k[0] != '#' && k[0] != '[' && sscanf(k, "%63[a-z_] =", name) == 1 && strstr(k, " = ")) {
+                        char full[128];
+                        bool known = false;
+
+                        snprintf(full, sizeof full, "%s.%s", section, name);
+                        for (size_t i = 0; i < ELEMENTSOF(all_keys); i++)
+                                if (streq(all_keys[i], full)) {
+                                        assert_false(seen[i]);
+                                        seen[i] = known = true;
+                                }
+                        if (!known)
+                                print_error("unexpected key %s\n", full);
+                        assert_true(known);
+                        /* One way to post to Slack: keep the alternatives commented. */
+                        if (commented && (streq(full, "slack.webhook_url") || streq(full, "slack.token")))
+                                k = NULL;
+                }
+                if (k) {
+                        if (!commented)
+                                k = line;
+                        off += (size_t) snprintf(uncommented + off, size - off, "%s\n", k);
+                }
+        }
+        for (size_t i = 0; i < ELEMENTSOF(all_keys); i++) {
+                if (!seen[i])
+                        print_error("%s is not in the reference config\n", all_keys[i]);
+                assert_true(seen[i]);
+        }
+
+        if (config_parse_string(uncommented, "uncommented", &u, &err) < 0)
+                print_error("%s\n", err);
+        assert_non_null(u);
+
+        /* What the comments call the default is the default. */
+        assert_string_equal(u->agent.state_dir, c->agent.state_dir);
+        assert_string_equal(u->agent.control_socket, c->agent.control_socket);
+        assert_string_equal(u->agent.proc_stat, c->agent.proc_stat);
+        assert_string_equal(u->agent.boot_id, c->agent.boot_id);
+        assert_int_equal(u->cpu.jitter, c->cpu.jitter);
+        assert_int_equal(u->pool.min_serving, c->pool.min_serving);
+        assert_int_equal(u->pool.max_unavailable, c->pool.max_unavailable);
+        assert_int_equal(u->pool.drain, c->pool.drain);
+        assert_int_equal(u->pool.lease, c->pool.lease);
+        assert_int_equal(u->pool.heartbeat, c->pool.heartbeat);
+        assert_int_equal(u->pool.on_unreachable, c->pool.on_unreachable);
+        assert_string_equal(u->slack.api_url, c->slack.api_url);
+        assert_string_equal(u->aws.imds_url, c->aws.imds_url);
+        assert_memory_equal(&u->checks.expect_status, &c->checks.expect_status, sizeof(StatusSet));
+        assert_string_equal(u->checks.public_address, c->checks.public_address);
+        assert_int_equal(u->checks.attempts, c->checks.attempts);
+        assert_int_equal(u->checks.timeout, c->checks.timeout);
+        assert_int_equal(u->checks.every, c->checks.every);
+        assert_int_equal(u->checks.rise, c->checks.rise);
+        assert_int_equal(u->checks.fall, c->checks.fall);
+        assert_int_equal(u->remedy.max_per_window, c->remedy.max_per_window);
+        assert_int_equal(u->remedy.window, c->remedy.window);
+        assert_string_equal(u->proxy.agent_check_address, c->proxy.agent_check_address);
+
+        config_free(u);
+        config_free(c);
+        free(text);
+        free(uncommented);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_parse_duration),
+                cmocka_unit_test(test_format_duration),
+                cmocka_unit_test(test_parse_percent),
+                cmocka_unit_test(test_parse_bool),
+                cmocka_unit_test(test_parse_status_set),
+                cmocka_unit_test(test_enum_strings),
+                cmocka_unit_test(test_string_distance),
+                cmocka_unit_test(test_defaults),
+                cmocka_unit_test(test_full_and_enabled),
+                cmocka_unit_test(test_syntax_variants),
+                cmocka_unit_test(test_errors),
+                cmocka_unit_test(test_error_regex_and_long_line),
+                cmocka_unit_test(test_secrets_not_shown),
+                cmocka_unit_test(test_parse_args),
+                cmocka_unit_test(test_config_load),
+                cmocka_unit_test(test_secret_files),
+                cmocka_unit_test(test_reference_config),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

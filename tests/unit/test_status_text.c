@@ -1,0 +1,337 @@
+/* Human status and event text: the exact layout for a full status, "?" for
+ * whatever is missing or mistyped, and no crash on any JSON shape. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+
+#include "status_text.h"
+
+#define FULL_STATUS                                                                                           \
+        "{\"host\":\"web-1\",\"version\":\"0.1.0\",\"pid\":1234,\"config\":\"/etc/monkeyd/monkeyd.conf\","    \
+        "\"state\":\"SERVING\",\"since\":\"2026-11-22T17:00:00Z\",\"since_unix\":1795366800.123,"             \
+        "\"for_sec\":723.5,\"reason\":\"checks passed\",\"maintenance\":false,\"maintenance_reason\":null,"   \
+        "\"cpu\":{\"busy_pct\":12.3,\"window_pct\":10.1,\"threshold_pct\":90,\"clear_below_pct\":70,"         \
+        "\"window_sec\":60,\"interval_sec\":1,\"user_pct\":8.2,\"system_pct\":3.1,\"iowait_pct\":0.0,"        \
+        "\"steal_pct\":0,\"run_sec\":0.0,\"breached\":false,\"samples\":120,\"skipped\":0,"                   \
+        "\"source\":\"/proc/stat\",\"last_error\":null},"                                                     \
+        "\"pool\":{\"configured\":true,\"name\":\"web\",\"address\":\"127.0.0.2:8080\",\"serving\":true,"     \
+        "\"serving_count\":3,\"status\":\"connected\"},"                                                      \
+        "\"last_checks\":{\"content\":\"pass\",\"status\":\"pass\",\"binding\":\"pass\",\"ok\":true,"         \
+        "\"at\":\"2026-11-22T17:00:01.250Z\",\"detail\":null},"                                               \
+        "\"last_incident\":null,"                                                                             \
+        "\"remedy\":{\"mode\":\"enabled\",\"count_in_window\":0,\"max_per_window\":2,\"window_sec\":3600},"   \
+        "\"integrations\":{\"pool\":\"configured\",\"slack\":\"not configured\"}}"
+
+#define FULL_TEXT                                                                                              \
+        "host        web-1 (pid 1234)\n"                                                                       \
+        "state       SERVING for 12m3s (since 2026-11-22 17:00:00 UTC)  -- checks passed\n"                    \
+        "cpu         12.3% now, 10.1% over 1m, threshold 90% (clear below 70%)  user 8% sys 3% iowait 0% "     \
+        "steal 0%\n"                                                                                           \
+        "pool        web: serving (3 serving)\n"                                                               \
+        "checks      content \u2713  status \u2713  binding \u2713  at 2026-11-22 17:00:01 UTC\n"              \
+        "incident    none\n"                                                                                   \
+        "remedy      enabled (0 of 2 in 1h)\n"
+
+static json_object *parse(const char *s) {
+        json_object *o = json_tokener_parse(s);
+        assert_non_null(o);
+        return o;
+}
+
+static char *format_str(const char *json) {
+        json_object *o = json_tokener_parse(json); /* may be NULL: "null" */
+        char *text = NULL;
+
+        assert_int_equal(status_text_format(o, &text), 0);
+        assert_non_null(text);
+        json_object_put(o);
+        return text;
+}
+
+static char *event_str(const char *json) {
+        json_object *o = json_tokener_parse(json);
+        char *text = NULL;
+
+        assert_int_equal(status_text_format_event(o, &text), 0);
+        assert_non_null(text);
+        json_object_put(o);
+        return text;
+}
+
+/* The line that starts with `label`, without the label column. */
+static const char *line_of(const char *text, const char *label, char *buf, size_t size) {
+        const char *p = text;
+
+        while (p && *p) {
+                const char *nl = strchr(p, '\n');
+                size_t n = nl ? (size_t) (nl - p) : strlen(p);
+
+                if (n >= 12 && strncmp(p, label, strlen(label)) == 0 && p[strlen(label)] == ' ') {
+                        snprintf(buf, size, "%.*s", (int) (n - 12), p + 12);
+                        return buf;
+                }
+                p = nl ? nl + 1 : NULL;
+        }
+        fail_msg("no line \"%s\" in:\n%s", label, text);
+        return NULL;
+}
+
+static void test_full_status(void **state) {
+        char *text = format_str(FULL_STATUS);
+
+        assert_string_equal(text, FULL_TEXT);
+        free(text);
+}
+
+static void test_status_variants(void **state) {
+        char buf[512];
+        char *t;
+
+        t = format_str("{\"host\":\"db-2\",\"pid\":7,\"state\":\"MAINTENANCE\",\"for_sec\":3605,"
+                       "\"since_unix\":1795366800.9,\"reason\":\"operator: kernel upgrade\",\"maintenance\":true,"
+                       "\"cpu\":{\"busy_pct\":97.06,\"window_pct\":95.5,\"threshold_pct\":92.5,"
+                       "\"clear_below_pct\":70,\"window_sec\":90,\"user_pct\":90.6,\"system_pct\":6,"
+                       "\"iowait_pct\":0.4,\"steal_pct\":0.5,\"run_sec\":75,\"breached\":true,"
+                       "\"last_error\":\"line 3: short read\"},"
+                       "\"pool\":{\"configured\":false,\"name\":null,\"serving\":false,\"serving_count\":null},"
+                       "\"last_checks\":{\"content\":\"not run\",\"status\":\"not run\",\"binding\":\"not run\","
+                       "\"ok\":null,\"at\":null},"
+                       "\"last_incident\":{\"id\":\"inc-42\",\"started\":\"2026-11-22T16:00:00Z\","
+                       "\"reason\":\"cpu 97.0% >= 90% for 1m\",\"outcome\":null},"
+                       "\"remedy\":{\"mode\":\"observe only\",\"count_in_window\":0,\"max_per_window\":2}}");
+        assert_string_equal(line_of(t, "host", buf, sizeof buf), "db-2 (pid 7)");
+        /* since_unix stands in for a missing "since"; no [maintenance] tag when the state says it */
+        assert_string_equal(line_of(t, "state", buf, sizeof buf),
+                            "MAINTENANCE for 1h0m5s (since 2026-11-22 17:00:00 UTC)  -- operator: kernel upgrade");
+        assert_string_equal(line_of(t, "cpu", buf, sizeof buf),
+                            "97.1% now, 95.5% over 1m30s, threshold 92.5% (clear below 70%)  user 91% sys 6% "
+                            "iowait 0% steal 0%  BREACHED for 1m15s  (last error: line 3: short read)");
+        assert_string_equal(line_of(t, "pool", buf, sizeof buf), "not configured");
+        assert_string_equal(line_of(t, "checks", buf, sizeof buf), "not run");
+        assert_string_equal(line_of(t, "incident", buf, sizeof buf),
+                            "inc-42 cpu 97.0% >= 90% for 1m -> in progress  (started 2026-11-22 16:00:00 UTC)");
+        assert_string_equal(line_of(t, "remedy", buf, sizeof buf), "observe only");
+        free(t);
+
+        t = format_str("{\"state\":\"DRAINING\",\"maintenance\":true,\"maintenance_reason\":\"disk swap\","
+                       "\"pool\":{\"configured\":true,\"name\":\"web\",\"serving\":false,\"serving_count\":2,"
+                       "\"status\":\"redis unreachable\"},"
+                       "\"last_checks\":{\"content\":\"pass\",\"status\":\"fail\",\"binding\":\"weird\","
+                       "\"ok\":false,\"at\":\"2026-11-22T17:05:00Z\",\"detail\":\"status 503 != 200\"},"
+                       "\"last_incident\":{\"id\":\"inc-1\",\"reason\":\"breach\",\"outcome\":\"recovered\"},"
+                       "\"remedy\":{\"mode\":\"dry run\",\"count_in_window\":1}}");
+        assert_string_equal(line_of(t, "state", buf, sizeof buf),
+                            "DRAINING for ? (since ?)  [maintenance: disk swap]");
+        assert_string_equal(line_of(t, "pool", buf, sizeof buf), "web: not serving (2 serving)  [redis unreachable]");
+        assert_string_equal(line_of(t, "checks", buf, sizeof buf),
+                            "content \u2713  status \u2717  binding ?  at 2026-11-22 17:05:00 UTC  (status 503 != 200)");
+        assert_string_equal(line_of(t, "incident", buf, sizeof buf), "inc-1 breach -> recovered");
+        assert_string_equal(line_of(t, "remedy", buf, sizeof buf), "dry run");
+        free(t);
+
+        /* never more than the counts we know */
+        t = format_str("{\"remedy\":{\"mode\":\"enabled\",\"max_per_window\":3}}");
+        assert_string_equal(line_of(t, "remedy", buf, sizeof buf), "enabled (? of 3 in ?)");
+        free(t);
+}
+
+static void test_minimal_and_garbage(void **state) {
+        static const char *const inputs[] = {
+                "{}", "null", "[]", "[1,2,3]", "\"SERVING\"", "42", "true",
+                "{\"host\":5,\"pid\":\"x\",\"state\":[],\"since\":{},\"for_sec\":\"long\",\"reason\":7,"
+                "\"cpu\":[],\"pool\":\"yes\",\"last_checks\":5,\"last_incident\":\"none\",\"remedy\":null}",
+                "{\"cpu\":{\"busy_pct\":\"high\",\"window_sec\":-5,\"breached\":\"yes\",\"last_error\":[]},"
+                "\"pool\":{\"configured\":1},\"last_checks\":{},\"last_incident\":{},\"remedy\":{\"mode\":1}}",
+                "{\"for_sec\":1e300,\"pid\":-1,\"since_unix\":-5,\"cpu\":{\"window_sec\":1e200,\"busy_pct\":1e308}}",
+        };
+        const char *empty_text =
+                "host        ? (pid ?)\n"
+                "state       ? for ? (since ?)\n"
+                "cpu         ?\n"
+                "pool        ?\n"
+                "checks      ?\n"
+                "incident    ?\n"
+                "remedy      ?\n";
+        char *t;
+
+        t = format_str("{}");
+        assert_string_equal(t, empty_text);
+        free(t);
+        t = format_str("null");
+        assert_string_equal(t, empty_text);
+        free(t);
+        t = format_str("[1,2]");
+        assert_string_equal(t, empty_text);
+        free(t);
+
+        for (size_t i = 0; i < ELEMENTSOF(inputs); i++) {
+                size_t lines = 0;
+
+                t = format_str(inputs[i]);
+                for (const char *p = t; *p; p++)
+                        lines += *p == '\n';
+                assert_int_equal(lines, 7);
+                assert_non_null(strstr(t, "?"));
+                free(t);
+        }
+
+        char buf[512];
+        t = format_str("{\"for_sec\":1e300,\"pid\":-1,\"since_unix\":-5}");
+        assert_string_equal(line_of(t, "host", buf, sizeof buf), "? (pid ?)");
+        assert_string_equal(line_of(t, "state", buf, sizeof buf), "? for ? (since ?)");
+        free(t);
+
+        t = format_str("{\"pool\":{\"configured\":true},\"last_incident\":{},\"last_checks\":{}}");
+        assert_string_equal(line_of(t, "pool", buf, sizeof buf), "?: ? (? serving)");
+        assert_string_equal(line_of(t, "incident", buf, sizeof buf), "? ? -> ?");
+        assert_string_equal(line_of(t, "checks", buf, sizeof buf), "content ?  status ?  binding ?  at ?");
+        free(t);
+
+        assert_int_equal(status_text_format(NULL, NULL), -EINVAL);
+        assert_int_equal(status_text_format_event(NULL, NULL), -EINVAL);
+}
+
+/* Every field of a real status replaced by every kind of junk, one at a
+ * time, at the top level and inside each sub-object. */
+static void format_variant(json_object *full, const char *key, const char *subkey, const char *junk,
+                           unsigned *runs) {
+        json_object *copy = NULL, *target;
+        char *text = NULL;
+
+        assert_int_equal(json_object_deep_copy(full, &copy, NULL), 0);
+        target = copy;
+        if (subkey)
+                assert_true(json_object_object_get_ex(copy, key, &target));
+        json_object_object_add(target, subkey ? subkey : key, json_tokener_parse(junk)); /* "null": NULL */
+        assert_int_equal(status_text_format(copy, &text), 0);
+        assert_non_null(text);
+        free(text);
+        json_object_put(copy);
+        (*runs)++;
+}
+
+/* Every field of a real status replaced by every kind of junk, one at a
+ * time, at the top level and inside each sub-object. */
+static void test_field_substitution(void **state) {
+        static const char *const junk[] = { "null", "1", "-1.5", "1e308", "\"x\"", "[]", "{}", "true", "[{\"a\":1}]" };
+        json_object *full = parse(FULL_STATUS);
+        unsigned runs = 0;
+
+        json_object_object_foreach(full, key, val) {
+                for (size_t j = 0; j < ELEMENTSOF(junk); j++) {
+                        format_variant(full, key, NULL, junk[j], &runs);
+                        if (!json_object_is_type(val, json_type_object))
+                                continue;
+                        json_object_object_foreach(val, subkey, subval) {
+                                (void) subval;
+                                format_variant(full, key, subkey, junk[j], &runs);
+                        }
+                }
+        }
+        assert_true(runs > 300);
+        json_object_put(full);
+}
+
+static void test_control_characters(void **state) {
+        char buf[512];
+        char *t;
+
+        t = format_str("{\"host\":\"evil\\n\\u001b[31mred\",\"reason\":\"a\\r\\nb\"}");
+        assert_string_equal(line_of(t, "host", buf, sizeof buf), "evil??[31mred (pid ?)");
+        assert_non_null(strstr(t, "-- a??b\n"));
+        /* still exactly seven lines */
+        size_t lines = 0;
+        for (const char *p = t; *p; p++)
+                lines += *p == '\n';
+        assert_int_equal(lines, 7);
+        free(t);
+
+        t = event_str("{\"at\":\"x\\ny\",\"from\":\"A\\tB\",\"to\":\"C\",\"event\":\"e\",\"reason\":\"r\\n\"}");
+        assert_string_equal(t, "x?y  A?B -> C  e  r?");
+        free(t);
+}
+
+static void test_event_lines(void **state) {
+        char *t;
+
+        t = event_str("{\"at\":\"2026-11-22T17:00:00Z\",\"at_unix\":1795366800.0,\"from\":\"SERVING\","
+                      "\"to\":\"OVERLOADED\",\"event\":\"breach\",\"action\":\"request-leave\","
+                      "\"reason\":\"cpu 97.0% >= 90% for 1m\"}");
+        assert_string_equal(t, "2026-11-22 17:00:00 UTC  SERVING -> OVERLOADED  breach  cpu 97.0% >= 90% for 1m");
+        free(t);
+
+        /* at_unix when "at" is missing; no reason, no trailing blanks */
+        t = event_str("{\"at_unix\":1795366801.75,\"from\":\"BOOT\",\"to\":\"CHECKING\",\"event\":\"start\"}");
+        assert_string_equal(t, "2026-11-22 17:00:01 UTC  BOOT -> CHECKING  start");
+        free(t);
+
+        t = event_str("{\"at\":\"2026-11-22T17:00:00.123456Z\",\"from\":\"A\",\"to\":\"B\",\"event\":\"x\","
+                      "\"reason\":null}");
+        assert_string_equal(t, "2026-11-22 17:00:00 UTC  A -> B  x");
+        free(t);
+
+        static const char *const garbage[] = { "{}", "null", "[]", "\"x\"", "0",
+                                               "{\"at\":5,\"from\":[],\"to\":{},\"event\":null,\"reason\":1}" };
+        for (size_t i = 0; i < ELEMENTSOF(garbage); i++) {
+                t = event_str(garbage[i]);
+                assert_string_equal(t, "?  ? -> ?  ?");
+                free(t);
+        }
+
+        /* a time we do not understand is shown, not dropped */
+        t = event_str("{\"at\":\"yesterday\",\"from\":\"A\",\"to\":\"B\",\"event\":\"x\"}");
+        assert_string_equal(t, "yesterday  A -> B  x");
+        free(t);
+}
+
+static void test_duration(void **state) {
+        static const struct {
+                double sec;
+                const char *text;
+        } cases[] = {
+                { 0, "0s" },          { 0.25, "250ms" },   { 0.9999, "999ms" },  { 1, "1s" },
+                { 59.9, "59s" },      { 60, "1m" },        { 723, "12m3s" },     { 723.5, "12m3s" },
+                { 3600, "1h" },       { 3605, "1h0m5s" },  { 7260, "2h1m" },     { 86400, "1d" },
+                { 90061, "1d1h1m1s" }, { 172800 + 5, "2d0h0m5s" },
+                { -1, "?" },          { NAN, "?" },        { INFINITY, "?" },    { 1e300, "?" },
+        };
+        char buf[64], tiny[4];
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+                assert_string_equal(status_text_duration(cases[i].sec, buf, sizeof buf), cases[i].text);
+
+        /* truncates, never overflows */
+        assert_string_equal(status_text_duration(90061, tiny, sizeof tiny), "1d1");
+}
+
+static void test_time(void **state) {
+        char buf[64], small[8];
+
+        assert_string_equal(status_text_time("2026-11-22T17:00:00Z", buf, sizeof buf), "2026-11-22 17:00:00 UTC");
+        assert_string_equal(status_text_time("2026-11-22T17:00:00.5Z", buf, sizeof buf), "2026-11-22 17:00:00 UTC");
+        assert_string_equal(status_text_time("2026-11-22T17:00:00+00:00", buf, sizeof buf), "2026-11-22 17:00:00 UTC");
+        /* other offsets are not UTC: shown as given */
+        assert_string_equal(status_text_time("2026-11-22T17:00:00+01:00", buf, sizeof buf), "2026-11-22T17:00:00+01:00");
+        assert_string_equal(status_text_time("2026-11-22T17:00", buf, sizeof buf), "2026-11-22T17:00");
+        assert_string_equal(status_text_time("", buf, sizeof buf), "");
+        assert_string_equal(status_text_time(NULL, buf, sizeof buf), "?");
+        assert_string_equal(status_text_time("2026-11-22T17:00:00Z", small, sizeof small), "2026-11");
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_full_status),
+                cmocka_unit_test(test_status_variants),
+                cmocka_unit_test(test_minimal_and_garbage),
+                cmocka_unit_test(test_field_substitution),
+                cmocka_unit_test(test_control_characters),
+                cmocka_unit_test(test_event_lines),
+                cmocka_unit_test(test_duration),
+                cmocka_unit_test(test_time),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
