@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 
 #include "config.h"
+#include "fileio.h"
 #include "log.h"
 
 /* A config file is a few hundred lines; anything far larger is a mistake
@@ -1338,58 +1339,12 @@ typedef struct Buffer {
 
 /* The text may hold secrets: wipe before freeing. */
 static void buffer_wipe(Buffer *b) {
-        if (b->data) {
-                explicit_bzero(b->data, b->size);
-                free(b->data);
-        }
+        free_wiped(b->data, b->size);
         *b = (Buffer) {};
 }
 
-/* Reads all of fd, NUL-terminated, refusing more than `max` bytes. */
 static int read_all(int fd, size_t max, Buffer *ret) {
-        _cleanup_(buffer_wipe) Buffer b = {};
-        size_t alloc = 0;
-
-        for (;;) {
-                ssize_t n;
-
-                if (b.size + 1 >= alloc) {
-                        size_t na = alloc ? alloc * 2 : 4096;
-                        char *p;
-
-                        /* Not realloc(): it could leave a copy of a secret behind. */
-                        p = malloc(na);
-                        if (!p)
-                                return -ENOMEM;
-                        if (b.data) {
-                                memcpy(p, b.data, b.size);
-                                explicit_bzero(b.data, b.size);
-                                free(b.data);
-                        }
-                        b.data = p;
-                        alloc = na;
-                }
-                n = read(fd, b.data + b.size, alloc - b.size - 1);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                if (n == 0)
-                        break;
-                b.size += (size_t) n;
-                if (b.size > max)
-                        return -EFBIG;
-        }
-        if (!b.data) {
-                b.data = calloc(1, 1);
-                if (!b.data)
-                        return -ENOMEM;
-        }
-        b.data[b.size] = '\0';
-        *ret = b;
-        b = (Buffer) {};
-        return 0;
+        return read_full_fd(fd, max, &ret->data, &ret->size);
 }
 
 static bool redis_url_has_password(const char *url) {

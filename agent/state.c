@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "state.h"
+#include "fileio.h"
 
 #define STATE_FILE_NAME "state.json"
 /* A state file is a few KiB; anything this big is not ours. */
@@ -433,33 +434,6 @@ int state_format(const PersistentState *s, char **ret) {
         return 0;
 }
 
-/* Reads at most STATE_FILE_MAX + 1 bytes, so an oversized file is seen as
- * such without reading all of it. */
-static int read_capped(int fd, char **ret, size_t *ret_len) {
-        _cleanup_(freep) char *buf = NULL;
-        size_t len = 0, cap = STATE_FILE_MAX + 1;
-
-        buf = malloc(cap);
-        if (!buf)
-                return -ENOMEM;
-
-        while (len < cap) {
-                ssize_t k = read(fd, buf + len, cap - len);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                if (k == 0)
-                        break;
-                len += (size_t) k;
-        }
-
-        *ret = TAKE_PTR(buf);
-        *ret_len = len;
-        return 0;
-}
-
 /* Rename without replacing: two corrupt files in one second both survive. */
 static int rename_noreplace(const char *from, const char *to) {
         if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) >= 0)
@@ -536,12 +510,11 @@ int state_load(const char *state_dir, PersistentState *ret, char **ret_moved_asi
                 return log_error_errno(S_ISDIR(st.st_mode) ? EISDIR : EINVAL,
                                        "%s is not a regular file, refusing.", path);
 
-        r = read_capped(fd, &buf, &len);
-        if (r < 0)
+        r = read_full_fd(fd, STATE_FILE_MAX, &buf, &len);
+        if (r == -EFBIG)
+                len = STATE_FILE_MAX + 1; /* for the message below */
+        else if (r < 0)
                 return log_error_errno(r, "Failed to read %s: %m", path);
-
-        if (len > STATE_FILE_MAX)
-                r = -EFBIG;
         else
                 r = state_parse(buf, len, &s, &error);
         if (r >= 0) {

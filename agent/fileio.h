@@ -1,0 +1,13 @@
+/* Reading whole small files (config, secrets, state.json) with a size cap,
+ * wiping every buffer it lets go of, since some of them hold secrets. */
+#pragma once
+
+#include "macro.h"
+
+/* Read fd to EOF. The result is NUL-terminated (the NUL is not counted in
+ * *ret_len); more than `max` bytes is -EFBIG, found without reading the
+ * whole of an oversized file. ret_* are only written on success. */
+int read_full_fd(int fd, size_t max, char **ret, size_t *ret_len);
+
+/* explicit_bzero then free; takes NULL. */
+void free_wiped(char *p, size_t n);
