@@ -246,6 +246,11 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
         case ACTION_GIVE_UP:
                 timers_cancel(a);
                 incident_close(a, "gave up");
+                if (!a->persist.held) { /* a restored hold keeps its first reason */
+                        a->persist.held = true;
+                        free(a->persist.held_reason);
+                        a->persist.held_reason = reason ? strdup(reason) : NULL;
+                }
                 if (asprintf(&text, "%s: %s; staying out of the pool until `monkeyctl resume`",
                              a->config->agent.host, strna(reason)) >= 0)
                         effect_notify(a, NOTICE_GAVE_UP, text);
@@ -282,7 +287,7 @@ static void agent_step(Agent *a, Event ev, const char *reason) {
                           state_to_string(a->state));
                 return;
         }
-        if (t.action == ACTION_GIVE_UP &&
+        if (t.action == ACTION_GIVE_UP && ev == EVENT_DRAINED &&
             asprintf(&limit_reason, "remediation limit reached: %u in the last %s", a->config->remedy.max_per_window,
                      format_duration((char[32]) {}, 32, a->config->remedy.window)) >= 0)
                 reason = limit_reason;
@@ -293,6 +298,9 @@ static void agent_step(Agent *a, Event ev, const char *reason) {
                 a->persist.maintenance = false;
                 free(a->persist.maintenance_reason);
                 a->persist.maintenance_reason = NULL;
+                a->persist.held = false;
+                free(a->persist.held_reason);
+                a->persist.held_reason = NULL;
         }
 
         if (t.to != t.from || t.action != ACTION_NONE) {
@@ -538,6 +546,9 @@ json_object *agent_status_json(Agent *a) {
         json_object_object_add(o, "maintenance_reason", a->persist.maintenance_reason
                                                                 ? json_object_new_string(a->persist.maintenance_reason)
                                                                 : NULL);
+        json_object_object_add(o, "held", json_object_new_boolean(a->persist.held));
+        json_object_object_add(o, "held_reason",
+                               a->persist.held_reason ? json_object_new_string(a->persist.held_reason) : NULL);
         json_object_object_add(o, "boot_id", json_object_new_string(a->boot_id));
 
         json_object_object_add(cpu, "busy_pct", json_pct_or_null(have, a->cpu_last.busy));
@@ -783,6 +794,10 @@ static void agent_start_machine(Agent *a) {
                 snprintf(m, sizeof m, "%s; operator drain still in force: %s", reason,
                          strna(a->persist.maintenance_reason));
                 (void) agent_post_event(a, EVENT_RESTORE_MAINTENANCE, m);
+        } else if (a->persist.held) {
+                char m[320];
+                snprintf(m, sizeof m, "%s; still held out of the pool: %s", reason, strna(a->persist.held_reason));
+                (void) agent_post_event(a, EVENT_RESTORE_HOLD, m);
         } else
                 (void) agent_post_event(a, EVENT_START, reason);
 }

@@ -29,6 +29,7 @@ static const char *const event_table[_EVENT_MAX] = {
         [EVENT_REMEDY_FAILED] = "remedy-failed",
         [EVENT_MAINTENANCE] = "maintenance",
         [EVENT_RESUME] = "resume",
+        [EVENT_RESTORE_HOLD] = "restore-hold",
 };
 
 static const char *const action_table[_ACTION_MAX] = {
@@ -62,6 +63,8 @@ static const char *const guard_table[_GUARD_MAX] = {
 static const Transition transitions[] = {
         T(BOOT,        START,               NONE,             CHECKING,    RUN_CHECKS),
         T(BOOT,        RESTORE_MAINTENANCE, NONE,             MAINTENANCE, ENTER_MAINTENANCE),
+        /* A give-up outlives agent restarts and reboots: only resume ends it. */
+        T(BOOT,        RESTORE_HOLD,        NONE,             QUARANTINED, GIVE_UP),
 
         T(CHECKING,    CHECKS_PASSED,       NONE,             SERVING,     POOL_JOIN),
         T(CHECKING,    CHECKS_FAILED,       NONE,             QUARANTINED, QUARANTINE),

@@ -34,6 +34,7 @@ typedef enum Event {
         EVENT_REMEDY_FAILED,   /* every step of the ladder failed */
         EVENT_MAINTENANCE,     /* monkeyctl drain */
         EVENT_RESUME,          /* monkeyctl resume */
+        EVENT_RESTORE_HOLD,    /* started, and state.json says we gave up: stay out until resume */
         _EVENT_MAX,
         _EVENT_INVALID = -EINVAL,
 } Event;

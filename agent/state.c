@@ -49,6 +49,7 @@ void persistent_state_done(PersistentState *s) {
                 return;
         free(s->reason);
         free(s->maintenance_reason);
+        free(s->held_reason);
         incident_done(&s->incident);
         persistent_state_init(s);
 }
@@ -165,6 +166,17 @@ static int parse_opt_usec(json_object *obj, const char *key, usec_t *ret, const 
         return 0;
 }
 
+static int parse_opt_bool(json_object *root, const char *key, bool *ret, char **ret_error) {
+        json_object *v = get_field(root, key);
+
+        if (!v)
+                return 0;
+        if (!json_object_is_type(v, json_type_boolean))
+                return field_error(ret_error, "", key, "expected boolean");
+        *ret = json_object_get_boolean(v);
+        return 0;
+}
+
 static int parse_incident(json_object *obj, Incident *inc, char **ret_error) {
         static const char prefix[] = "incident.";
         int r;
@@ -240,14 +252,16 @@ static int parse_object(json_object *root, PersistentState *s, char **ret_error)
         if (r < 0)
                 return r;
 
-        v = get_field(root, "maintenance");
-        if (v) {
-                if (!json_object_is_type(v, json_type_boolean))
-                        return field_error(ret_error, "", "maintenance", "expected boolean");
-                s->maintenance = json_object_get_boolean(v);
-        }
-
+        r = parse_opt_bool(root, "maintenance", &s->maintenance, ret_error);
+        if (r < 0)
+                return r;
         r = parse_opt_string(root, "maintenance_reason", &s->maintenance_reason, "", ret_error);
+        if (r < 0)
+                return r;
+        r = parse_opt_bool(root, "held", &s->held, ret_error);
+        if (r < 0)
+                return r;
+        r = parse_opt_string(root, "held_reason", &s->held_reason, "", ret_error);
         if (r < 0)
                 return r;
 
@@ -395,7 +409,9 @@ int state_format(const PersistentState *s, char **ret) {
             (r = json_add(o, "since", json_object_new_uint64(s->since))) < 0 ||
             (r = json_add_string(o, "reason", s->reason)) < 0 ||
             (r = json_add(o, "maintenance", json_object_new_boolean(s->maintenance))) < 0 ||
-            (r = json_add_string(o, "maintenance_reason", s->maintenance_reason)) < 0)
+            (r = json_add_string(o, "maintenance_reason", s->maintenance_reason)) < 0 ||
+            (r = json_add(o, "held", json_object_new_boolean(s->held))) < 0 ||
+            (r = json_add_string(o, "held_reason", s->held_reason)) < 0)
                 return r;
 
         rem = json_object_new_array_ext((int) s->n_remediations);

@@ -28,6 +28,8 @@ typedef struct PersistentState {
         char *reason;                  /* why we are in `state` */
         bool maintenance;              /* operator drain in force */
         char *maintenance_reason;
+        bool held;                     /* gave up (remediation limit): out until resume */
+        char *held_reason;
         usec_t remediations[STATE_REMEDIATIONS_MAX]; /* wall clock, oldest first */
         size_t n_remediations;
         Incident incident;             /* the last incident, open or closed */

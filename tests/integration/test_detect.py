@@ -10,7 +10,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Agent, check, describe, fail, main, sorted_history, wait_until  # noqa: E402
+from harness import BOOT_B, Agent, check, describe, fail, main, sorted_history, wait_until  # noqa: E402
 
 WINDOW = 2.0       # seconds, as configured below (window = 2s)
 INTERVAL = 0.2     # interval = 200ms
@@ -193,6 +193,29 @@ def t6_dry_run_cycle_to_give_up():
         time.sleep(1.5)
         check(a.state() == "QUARANTINED", "left QUARANTINED after a give-up without an operator")
         check(st["maintenance"] is False, "maintenance set by a give-up")
+        check(st["held"] is True, "status.held %r after a give-up" % st["held"])
+
+        # The hold outlives the agent (a crash must not put a reboot-looping
+        # host back in the pool) and a reboot; only an operator ends it.
+        a.feeder.set_busy(10)
+        check(a.stop() == 0, "exit status on SIGTERM")
+        for boot in (None, BOOT_B):
+            if boot:
+                a.set_boot_id(boot)
+            a.start(wait_serving=False)
+            st, _ = a.wait_state("QUARANTINED", 3)
+            time.sleep(1.0)
+            st = a.status()
+            check(st["state"] == "QUARANTINED" and st["held"] is True,
+                  "after %s: state %s held %r" % ("a reboot" if boot else "a restart", st["state"], st["held"]))
+            check("limit" in (st.get("held_reason") or ""), "held_reason %r" % st.get("held_reason"))
+            check(a.stop() == 0, "exit status on SIGTERM")
+        a.start(wait_serving=False)
+        a.wait_state("QUARANTINED", 3)
+        cp = a.ctl("resume")
+        check(cp.returncode == 0, "resume: " + describe(cp))
+        st, _ = a.wait_state("SERVING", 3)
+        check(st["held"] is False, "held still set after resume")
 
 
 if __name__ == "__main__":

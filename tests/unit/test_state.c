@@ -25,6 +25,8 @@ static const char valid_doc[] =
         "  \"reason\": \"cpu 97.2% over 60s >= 90%\",\n"
         "  \"maintenance\": false,\n"
         "  \"maintenance_reason\": null,\n"
+        "  \"held\": false,\n"
+        "  \"held_reason\": null,\n"
         "  \"remediations\": [ 1763800000000000, 1763830000000000 ],\n"
         "  \"incident\": {\n"
         "    \"id\": \"20261122T170012Z-web-1\",\n"
@@ -104,6 +106,8 @@ static void fill_full(PersistentState *s) {
         s->reason = strdup("gave up: \"3\" remediations in 1h \\ é");
         s->maintenance = true;
         s->maintenance_reason = strdup("kernel upgrade / ops-123");
+        s->held = true;
+        s->held_reason = strdup("remediation limit reached: 2 in the last 1h");
         persistent_state_add_remediation(s, 100);
         persistent_state_add_remediation(s, 200);
         persistent_state_add_remediation(s, UINT64_MAX - 1);
@@ -125,6 +129,8 @@ static void assert_state_equal(const PersistentState *a, const PersistentState *
         assert_true(streq_ptr(a->reason, b->reason));
         assert_int_equal(a->maintenance, b->maintenance);
         assert_true(streq_ptr(a->maintenance_reason, b->maintenance_reason));
+        assert_int_equal(a->held, b->held);
+        assert_true(streq_ptr(a->held_reason, b->held_reason));
         assert_int_equal(a->n_remediations, b->n_remediations);
         for (size_t i = 0; i < a->n_remediations; i++)
                 assert_true(a->remediations[i] == b->remediations[i]);
@@ -297,6 +303,9 @@ static void test_field_type_errors(void **state) {
                 { "maintenance", "\"false\"", NULL, "maintenance" },
                 { "maintenance", "0", NULL, "maintenance" },
                 { "maintenance_reason", "1", NULL, "maintenance_reason" },
+                { "held", "\"true\"", NULL, "held" },
+                { "held", "1", NULL, "held" },
+                { "held_reason", "[]", NULL, "held_reason" },
                 { "remediations", "\"x\"", NULL, "remediations" },
                 { "remediations", "{}", NULL, "remediations" },
                 { "remediations", "[ 1, \"2\" ]", NULL, "remediations" },
