@@ -19,7 +19,12 @@ static bool stderr_is_journal(void) {
                 return false;
         if (fstat(STDERR_FILENO, &st) < 0)
                 return false;
-        return (unsigned long long) st.st_dev == dev && (unsigned long long) st.st_ino == ino;
+        if ((unsigned long long) st.st_dev != dev || (unsigned long long) st.st_ino != ino)
+                return false;
+        /* sd_journal_sendv() reports success even when nothing listens on
+         * the socket: without journald, stderr is the only place a line
+         * is not lost. */
+        return access("/run/systemd/journal/socket", W_OK) == 0;
 }
 
 void log_setup(LogTarget target) {

@@ -349,7 +349,10 @@ class Agent:
         return os.path.join(self.state_dir, "state.json")
 
     # -- process
-    def start(self, env=None, wait_serving=True, timeout=10.0):
+    def start(self, env=None, wait_serving=True, timeout=10.0, wrapper=(), journal_stream=False):
+        """wrapper: argv put before monkeyd's (e.g. unshare). journal_stream:
+        set JOURNAL_STREAM to the log file's dev:ino, as systemd does when
+        stderr is the journal."""
         check(self.proc is None or self.proc.poll() is not None, "agent already running")
         self.runs += 1
         self.log_path = os.path.join(self.dir, "monkeyd-%d.log" % self.runs)
@@ -358,8 +361,11 @@ class Agent:
         if env:
             e.update(env)
         self.log = open(self.log_path, "wb")
+        if journal_stream:
+            st = os.fstat(self.log.fileno())
+            e["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
         self.t_start = time.monotonic()
-        self.proc = spawn([MONKEYD, "--config", self.config], stdin=subprocess.DEVNULL,
+        self.proc = spawn(list(wrapper) + [MONKEYD, "--config", self.config], stdin=subprocess.DEVNULL,
                           stdout=self.log, stderr=subprocess.STDOUT, env=e)
         self.wait_socket(timeout)
         if wait_serving:
