@@ -106,8 +106,13 @@ def main():
     ctl(agent, "status")
     stop.set()
     rc = agent.stop()
-    say("monkeyd stopped (exit %s). The agent's own log: %s" % (rc, agent.log_path))
-    return 0
+    say("The alerts monkeyd raised (no [slack] configured, so they went to its log)")
+    with open(agent.log_path, errors="replace") as f:
+        for line in f:
+            if "alert (" in line:
+                print("  " + line.rstrip())
+    say("monkeyd stopped (exit %s)" % rc)
+    return 0 if rc == 0 else 1
 
 
 if __name__ == "__main__":
