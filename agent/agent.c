@@ -55,6 +55,12 @@ static usec_t backoff_delay(unsigned attempt) {
         return d / 2 + random_u64() % (d / 2 + 1);
 }
 
+/* d ± 20 %, so held hosts of a fleet do not ask in lockstep. */
+static usec_t jittered(usec_t d) {
+        usec_t spread = d / 5;
+        return d - spread + (spread ? random_u64() % (2 * spread + 1) : 0);
+}
+
 static json_object *json_iso_or_null(usec_t wall) {
         char buf[32];
         return wall ? json_object_new_string(format_iso8601(buf, sizeof buf, wall)) : NULL;
@@ -201,7 +207,10 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
                         if (asprintf(&text, "%s holding in the pool: %s", a->config->agent.host, strna(reason)) >= 0)
                                 effect_notify(a, NOTICE_HOLDING, text);
                 }
-                retry_schedule(a, backoff_delay(MIN(a->retry_attempt++, 3u)));
+                /* Re-ask at the heartbeat pace: the budget frees up as soon
+                 * as another host rejoins, and each ask is one cheap script. */
+                retry_schedule(a, a->config->pool.enabled ? jittered(a->config->pool.heartbeat)
+                                                          : backoff_delay(MIN(a->retry_attempt++, 3u)));
                 break;
 
         case ACTION_NOTE_CLEARED:
@@ -219,7 +228,9 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
                 a->hold_alerted_at = 0;
                 a->pool_serving = false;
                 a->persist.incident.left_pool = agent_now_wall(a);
-                drain_schedule(a, a->config->pool.enabled ? a->config->pool.drain : 0);
+                /* Any router that follows us (the pool, or HAProxy's agent-check)
+                 * needs the grace to stop sending new requests. */
+                drain_schedule(a, a->config->pool.enabled || a->config->proxy.enabled ? a->config->pool.drain : 0);
                 break;
 
         case ACTION_REMEDIATE:
@@ -331,6 +342,8 @@ static void agent_step(Agent *a, Event ev, const char *reason) {
         }
 
         action_run(a, &t, reason);
+        if (a->pool && t.to != t.from)
+                pool_set_state(a->pool, state_to_string(a->state), a->state_reason, a->pool_serving);
         persist_save(a);
 }
 
@@ -570,12 +583,17 @@ json_object *agent_status_json(Agent *a) {
         json_object_object_add(cpu, "last_error", a->cpu_last_error ? json_object_new_string(a->cpu_last_error) : NULL);
         json_object_object_add(o, "cpu", cpu);
 
-        json_object_object_add(pool, "configured", json_object_new_boolean(c->pool.enabled));
-        json_object_object_add(pool, "name", c->pool.enabled ? json_object_new_string(c->pool.name) : NULL);
-        json_object_object_add(pool, "address", c->pool.enabled ? json_object_new_string(c->pool.address) : NULL);
-        json_object_object_add(pool, "serving", json_object_new_boolean(a->pool_serving));
-        json_object_object_add(pool, "serving_count", NULL);
-        json_object_object_add(pool, "status", json_object_new_string(c->pool.enabled ? "configured" : "not configured"));
+        if (a->pool) {
+                json_object_put(pool);
+                pool = pool_status_json(a->pool);
+        } else {
+                json_object_object_add(pool, "configured", json_object_new_boolean(false));
+                json_object_object_add(pool, "name", NULL);
+                json_object_object_add(pool, "address", NULL);
+                json_object_object_add(pool, "serving", json_object_new_boolean(a->pool_serving));
+                json_object_object_add(pool, "serving_count", NULL);
+                json_object_object_add(pool, "status", json_object_new_string("not configured"));
+        }
         json_object_object_add(o, "pool", pool);
 
         if (a->last_checks)
@@ -684,8 +702,23 @@ static int control_resume(void *userdata, char **ret_message) {
         return 0;
 }
 
+static State agent_state_of(void *userdata) {
+        Agent *a = userdata;
+        return a->state;
+}
+
+static json_object *control_pool(void *userdata) {
+        Agent *a = userdata;
+
+        if (!a->pool)
+                return NULL;
+        pool_request_members(a->pool);
+        return pool_status_json(a->pool);
+}
+
 static const ControlHandlers control_handlers = {
         .status = control_status,
+        .pool = control_pool,
         .history = control_history,
         .drain = control_drain,
         .resume = control_resume,
@@ -741,6 +774,15 @@ static int agent_reload(Agent *a) {
                 a->sample_next = now_clock(a->event, CLOCK_BOOTTIME) + nc->cpu.interval;
                 sample_timer_arm(a);
         }
+        if (a->pool && nc->pool.enabled) {
+                r = pool_reconfigure(a->pool, nc);
+                if (r < 0) {
+                        log_warning_errno(r, "reload failed, keeping the running config: pool: %m");
+                        sd_notify(0, "READY=1");
+                        return 0;
+                }
+        } else if (!!a->pool != nc->pool.enabled)
+                log_warning("reload: adding or removing [pool] takes effect at the next restart, ignoring");
         log_max_level = nc->agent.log_level;
         a->config = TAKE_PTR(nc);
         config_free(oc);
@@ -875,6 +917,20 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
         if (r < 0)
                 return log_error_errno(r, "Cannot listen on %s: %m", a->config->agent.control_socket);
 
+        if (a->config->pool.enabled) {
+                r = pool_new(a->event, a->config, &a->pool, ret_error);
+                if (r < 0)
+                        return r;
+        }
+        if (a->config->proxy.enabled) {
+                r = agentcheck_new(a->event, a->config->proxy.agent_check_address, a->config->proxy.agent_check_port,
+                                   agent_state_of, a, &a->agent_check);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot listen for HAProxy's agent-check on %s port %u: %m",
+                                               a->config->proxy.agent_check_address,
+                                               (unsigned) a->config->proxy.agent_check_port);
+        }
+
         *ret = TAKE_PTR(a);
         return 0;
 }
@@ -885,6 +941,14 @@ int agent_run(Agent *a) {
         r = sampling_start(a);
         if (r < 0)
                 return r;
+        if (a->pool) {
+                /* Out until checks pass: a rebooted host must not be routed
+                 * on the strength of a membership from before the boot. */
+                pool_set_state(a->pool, state_to_string(STATE_BOOT), "starting", false);
+                r = pool_start(a->pool);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot start the pool client: %m");
+        }
         agent_start_machine(a);
 
         sd_notifyf(0, "READY=1\nSTATUS=%s: %s", state_to_string(a->state), strna(a->state_reason));
@@ -901,6 +965,8 @@ Agent *agent_free(Agent *a) {
         if (!a)
                 return NULL;
         a->control = control_server_free(a->control);
+        a->agent_check = agentcheck_free(a->agent_check);
+        a->pool = pool_free(a->pool);
         timers_cancel(a);
         sd_event_source_disable_unref(a->sample_timer);
         sd_event_source_disable_unref(a->queue_defer);

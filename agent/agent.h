@@ -8,11 +8,13 @@
 #include <json-c/json.h>
 #include <systemd/sd-event.h>
 
+#include "agentcheck.h"
 #include "config.h"
 #include "control.h"
 #include "cpu.h"
 #include "detector.h"
 #include "machine.h"
+#include "pool.h"
 #include "state.h"
 
 static inline void json_object_putp(json_object **o) {
@@ -65,6 +67,10 @@ typedef struct Agent {
         PersistentState persist;
         char boot_id[BOOT_ID_LEN + 1];
         bool new_boot;
+
+        /* Integrations (NULL when not configured) */
+        Pool *pool;
+        AgentCheck *agent_check;
 
         /* Results shown in status */
         json_object *last_checks;   /* NULL until checks ran */

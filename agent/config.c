@@ -627,7 +627,44 @@ static int item_ipaddr(const ConfigItem *it, const char *value, Config *c, void 
         return set_string(dest, value);
 }
 
-/* redis://[user[:password]@]host[:port][/db] or unix:///path */
+/* The DB number after the last '/', if any ("" or "/" alone mean 0). */
+static bool redis_db_valid(const char *p) {
+        uint64_t db;
+
+        if (*p == '\0' || (p[0] == '/' && p[1] == '\0'))
+                return true;
+        return *p == '/' && parse_u64_digits(p + 1, &db) == 0 && db <= 1000;
+}
+
+/* sentinel://[user[:password]@]host[:port][,host[:port]...]/master[/db] */
+static bool sentinel_url_valid(const char *s) {
+        const char *end = strchrnul(s, '/'), *at = memrchr(s, '@', (size_t) (end - s)), *p, *name;
+
+        if (at)
+                s = at + 1;
+        if (s == end || *end != '/')
+                return false;
+        for (p = s; p < end;) {
+                const char *comma = memchr(p, ',', (size_t) (end - p));
+                const char *stop = comma ? comma : end;
+
+                if (!hostport_valid(p, (size_t) (stop - p), false))
+                        return false;
+                p = comma ? comma + 1 : end;
+                if (comma && p == end)
+                        return false;
+        }
+        name = end + 1;
+        end = strchrnul(name, '/');
+        if (end == name)
+                return false;
+        for (p = name; p < end; p++)
+                if (!isalnum((unsigned char) *p) && !strchr("._-", *p))
+                        return false;
+        return redis_db_valid(end);
+}
+
+/* redis://[user[:password]@]host[:port][/db], unix:///path, or sentinel://... */
 static int item_redis_url(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
         bool ok = false;
 
@@ -635,21 +672,20 @@ static int item_redis_url(const ConfigItem *it, const char *value, Config *c, vo
                 ok = false;
         else if (strncmp(value, "unix://", 7) == 0)
                 ok = value[7] == '/' && value[8] != '\0';
+        else if (strncmp(value, "sentinel://", 11) == 0)
+                ok = sentinel_url_valid(value + 11);
         else if (strncmp(value, "redis://", 8) == 0) {
                 const char *auth = value + 8, *end = strchrnul(auth, '/'), *at;
 
                 at = memrchr(auth, '@', (size_t) (end - auth));
                 if (at)
                         auth = at + 1;
-                ok = hostport_valid(auth, (size_t) (end - auth), false);
-                if (ok && *end == '/' && end[1] != '\0') {
-                        uint64_t db;
-                        ok = parse_u64_digits(end + 1, &db) == 0 && db <= 1000;
-                }
+                ok = hostport_valid(auth, (size_t) (end - auth), false) && redis_db_valid(end);
         }
         if (!ok)
                 return reason(ret_reason, -EINVAL,
-                              "invalid URL '%s' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH)",
+                              "invalid URL '%s' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], unix:///PATH or "
+                              "sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])",
                               shown(it, value));
         return set_string(dest, value);
 }
@@ -778,6 +814,7 @@ static const ConfigItem config_items[] = {
         ITEM("pool", "lease", item_duration, pool.lease, 100 * MS, HOUR, "15s", 0),
         ITEM("pool", "heartbeat", item_duration, pool.heartbeat, 100 * MS, HOUR, "5s", 0),
         ITEM("pool", "on_unreachable", item_on_unreachable, pool.on_unreachable, 0, 0, "hold", 0),
+        ITEM("pool", "out_max", item_duration, pool.out_max, SEC, 7 * DAY, "30m", 0),
 
         ITEM("slack", "webhook_url", item_url, slack.webhook_url, 0, 0, NULL, S | SECRET),
         ITEM("slack", "token", item_word, slack.token, 0, 0, NULL, S | SECRET),
@@ -1350,9 +1387,12 @@ static int read_all(int fd, size_t max, Buffer *ret) {
 static bool redis_url_has_password(const char *url) {
         const char *auth, *end;
 
-        if (!url || strncmp(url, "redis://", 8) != 0)
+        if (url && strncmp(url, "redis://", 8) == 0)
+                auth = url + 8;
+        else if (url && strncmp(url, "sentinel://", 11) == 0)
+                auth = url + 11;
+        else
                 return false;
-        auth = url + 8;
         end = strchrnul(auth, '/');
         /* Any user info counts: clients differ on whether "redis://x@host"
          * names a user or a password. */

@@ -69,7 +69,8 @@ typedef struct Config {
 
         struct {
                 bool enabled;
-                char *redis;          /* redis://[user:pass@]host:port/db | unix:///path */
+                char *redis;          /* redis://[user:pass@]host:port/db | unix:///path |
+                                       * sentinel://[user:pass@]h1:p1,h2:p2/master[/db] */
                 char *password_file;  /* secret, refused if group/world readable */
                 char *name;           /* pool name P, used as monkey:{P}:... */
                 char *address;        /* advertised ip:port */
@@ -80,6 +81,7 @@ typedef struct Config {
                 usec_t lease;         /* lease TTL, default 15s */
                 usec_t heartbeat;     /* lease renewal, default 5s */
                 PoolOnUnreachable on_unreachable;
+                usec_t out_max;       /* a host that left counts as out this long at most, default 30m */
         } pool;
 
         struct {

@@ -26,6 +26,7 @@ static const char *const command_table[_CONTROL_COMMAND_MAX] = {
         [CONTROL_WATCH] = "watch",
         [CONTROL_DRAIN] = "drain",
         [CONTROL_RESUME] = "resume",
+        [CONTROL_POOL] = "pool",
 };
 
 const char *control_command_to_string(ControlCommand c) {
@@ -537,6 +538,30 @@ static char *handle_mutating(ControlClient *c, const ControlRequest *req) {
         return control_reply_message(message ? message : "ok");
 }
 
+#define CONTROL_NO_POOL "no [pool] configured"
+
+static char *handle_pool(ControlClient *c) {
+        const ControlHandlers *h = &c->server->handlers;
+        _cleanup_(json_object_putp) json_object *st = NULL;
+        json_object *pool = NULL, *configured = NULL;
+
+        if (h->pool) {
+                _cleanup_(json_object_putp) json_object *o = h->pool(c->server->userdata);
+                if (!o)
+                        return control_reply_error(CONTROL_NO_POOL);
+                return control_reply_object("pool", o);
+        }
+        /* Older wiring: the same object, from the status. */
+        if (!h->status)
+                return control_reply_error("'pool' is not supported by this agent");
+        st = h->status(c->server->userdata);
+        if (!st || !json_object_object_get_ex(st, "pool", &pool) || !json_object_is_type(pool, json_type_object))
+                return control_reply_error(CONTROL_NO_POOL);
+        if (!json_object_object_get_ex(pool, "configured", &configured) || !json_object_get_boolean(configured))
+                return control_reply_error(CONTROL_NO_POOL);
+        return control_reply_object("pool", pool);
+}
+
 static char *handle_request(ControlClient *c, const ControlRequest *req) {
         const ControlHandlers *h = &c->server->handlers;
         _cleanup_(json_object_putp) json_object *o = NULL;
@@ -557,6 +582,9 @@ static char *handle_request(ControlClient *c, const ControlRequest *req) {
                 if (!o)
                         return control_reply_error("history unavailable");
                 return control_reply_object("history", o);
+
+        case CONTROL_POOL:
+                return handle_pool(c);
 
         case CONTROL_WATCH:
                 c->watching = true;

@@ -9,7 +9,9 @@
  *   request:  {"version":1,"command":"status"}
  *             {"version":1,"command":"history","limit":20}
  *             {"version":1,"command":"drain","reason":"kernel upgrade"}
+ *             {"version":1,"command":"pool"}
  *   reply:    {"version":1,"ok":true,"status":{...}}
+ *             {"version":1,"ok":true,"pool":{...}}   (the status' "pool" object)
  *             {"version":1,"ok":true,"history":[...]}
  *             {"version":1,"ok":true,"message":"..."}
  *             {"version":1,"ok":false,"error":"..."}
@@ -34,6 +36,7 @@ typedef enum ControlCommand {
         CONTROL_WATCH,
         CONTROL_DRAIN,
         CONTROL_RESUME,
+        CONTROL_POOL,
         _CONTROL_COMMAND_MAX,
         _CONTROL_COMMAND_INVALID = -EINVAL,
 } ControlCommand;
@@ -71,6 +74,9 @@ typedef struct ControlHandlers {
         json_object *(*history)(void *userdata, unsigned limit);
         int (*drain)(void *userdata, const char *reason, char **ret_message);
         int (*resume)(void *userdata, char **ret_message);
+        /* The pool's members and budget; NULL when no [pool] is configured.
+         * Optional: without it, "pool" answers with the status' "pool". */
+        json_object *(*pool)(void *userdata);
 } ControlHandlers;
 
 typedef struct ControlServer ControlServer;

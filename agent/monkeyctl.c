@@ -64,6 +64,7 @@ static int verb_history(Ctl *ctl, char **args, size_t n_args);
 static int verb_watch(Ctl *ctl, char **args, size_t n_args);
 static int verb_drain(Ctl *ctl, char **args, size_t n_args);
 static int verb_resume(Ctl *ctl, char **args, size_t n_args);
+static int verb_pool(Ctl *ctl, char **args, size_t n_args);
 static int verb_help(Ctl *ctl, char **args, size_t n_args);
 
 static const Verb verbs[] = {
@@ -74,6 +75,8 @@ static const Verb verbs[] = {
           VERB_ARGS_NONE, true, verb_history },
         { "watch", "watch [--json]", "print transitions as they happen, until interrupted",
           VERB_ARGS_NONE, false, verb_watch },
+        { "pool", "pool [--json]", "pool members (state, address, lease) and the disruption budget",
+          VERB_ARGS_NONE, false, verb_pool },
         { "drain", "drain [REASON...]", "leave the pool and stay out (maintenance); needs root",
           VERB_ARGS_WORDS, false, verb_drain },
         { "resume", "resume", "end maintenance and return to service; needs root",
@@ -657,6 +660,34 @@ static int verb_drain(Ctl *ctl, char **args, size_t n_args) {
 
 static int verb_resume(Ctl *ctl, char **args, size_t n_args) {
         return mutate(ctl, CONTROL_RESUME, NULL);
+}
+
+static int verb_pool(Ctl *ctl, char **args, size_t n_args) {
+        _cleanup_(json_object_putp) json_object *reply = NULL;
+        _cleanup_(freep) char *text = NULL;
+        ControlRequest req = { .version = CONTROL_PROTOCOL_VERSION, .command = CONTROL_POOL };
+        json_object *pool;
+        int r;
+
+        r = ctl_call(ctl, &req, &reply, NULL, NULL);
+        if (r != EXIT_OK)
+                return r;
+        if (!reply_ok(reply))
+                return agent_refused("pool", reply);
+        if (!json_object_object_get_ex(reply, "pool", &pool) || !json_object_is_type(pool, json_type_object))
+                return garbage(ctl, "no \"pool\" object in the reply");
+
+        if (ctl->json) {
+                print_json(pool);
+                return finish_output(EXIT_OK);
+        }
+        r = status_text_format_pool(pool, &text);
+        if (r < 0) {
+                fprintf(stderr, "monkeyctl: cannot format the pool: %s\n", strerror(-r));
+                return EXIT_NOT_OK;
+        }
+        fputs(text, stdout);
+        return finish_output(EXIT_OK);
 }
 
 static int verb_help(Ctl *ctl, char **args, size_t n_args) {

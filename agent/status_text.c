@@ -288,8 +288,22 @@ static void format_cpu(FILE *f, json_object *st) {
         fputc('\n', f);
 }
 
+static int memstream_finish(FILE *f, char **buf, char **ret);
+
+static size_t array_len(json_object *o, const char *key) {
+        json_object *a = field(o, key);
+
+        return a && json_object_is_type(a, json_type_array) ? json_object_array_length(a) : 0;
+}
+
+static bool has_array(json_object *o, const char *key) {
+        json_object *a = field(o, key);
+
+        return a && json_object_is_type(a, json_type_array);
+}
+
 static void format_pool(FILE *f, json_object *st) {
-        json_object *pool = field(st, "pool");
+        json_object *pool = field(st, "pool"), *budget;
         const char *status;
         int serving;
 
@@ -303,17 +317,183 @@ static void format_pool(FILE *f, json_object *st) {
                 return;
         }
         put_sane(f, str_field(pool, "name"));
+        status = str_field(pool, "status");
+        if (streq_ptr(status, "unreachable")) {
+                fputs(": unreachable", f);
+                if (!isempty(str_field(pool, "last_error"))) {
+                        fputs(" (last error: ", f);
+                        put_sane(f, str_field(pool, "last_error"));
+                        fputs(")", f);
+                }
+                fputc('\n', f);
+                return;
+        }
         serving = bool_field(pool, "serving");
         fputs(serving == 1 ? ": serving (" : serving == 0 ? ": not serving (" : ": ? (", f);
         put_count(f, pool, "serving_count");
-        fputs(" serving)", f);
-        status = str_field(pool, "status");
+        budget = field(pool, "budget");
+        if (has_array(pool, "members") && budget && json_object_is_type(budget, json_type_object)) {
+                fprintf(f, " of %zu serving, budget: ", array_len(pool, "members"));
+                if (has_array(budget, "out"))
+                        fprintf(f, "%zu", array_len(budget, "out"));
+                else
+                        fputs(UNKNOWN, f);
+                fputs(" out of max ", f);
+                put_count(f, budget, "max_unavailable");
+                fputs(")", f);
+        } else
+                fputs(" serving)", f);
         if (!isempty(status) && !streq(status, "connected")) {
                 fputs("  [", f);
                 put_sane(f, status);
                 fputs("]", f);
         }
         fputc('\n', f);
+}
+
+/* Milliseconds as "2.5s", "120ms"; "-" when unknown. */
+static void put_ms_field(FILE *f, json_object *o, const char *key) {
+        double v;
+
+        if (!num_field(o, key, &v) || v < 0 || v > DURATION_MAX_SEC * 1000.0) {
+                fputs("-", f);
+                return;
+        }
+        if (v < 1000)
+                fprintf(f, "%.0fms", v);
+        else if (v < 60000)
+                fprintf(f, "%.1fs", v / 1000.0);
+        else {
+                char buf[64];
+                fputs(status_text_duration(v / 1000.0, buf, sizeof buf), f);
+        }
+}
+
+/* A column of at most `width` characters, sanitized, padded. */
+static void put_cell(FILE *f, const char *s, int width) {
+        int n = 0;
+
+        if (!s)
+                s = "-";
+        for (; *s && n < width; s++, n++) {
+                unsigned char c = (unsigned char) *s;
+                fputc(c < 0x20 || c == 0x7f ? '?' : c, f);
+        }
+        for (; n < width + 2; n++)
+                fputc(' ', f);
+}
+
+int status_text_format_pool(json_object *pool, char **ret) {
+        json_object *budget = field(pool, "budget"), *members = field(pool, "members"), *out;
+        char *buf = NULL;
+        size_t size = 0, n;
+        double age;
+        FILE *f;
+
+        if (!ret)
+                return -EINVAL;
+        f = open_memstream(&buf, &size);
+        if (!f)
+                return -ENOMEM;
+
+        put_label(f, "pool");
+        put_sane(f, str_field(pool, "name"));
+        fputs(" (", f);
+        put_sane(f, str_field(pool, "status"));
+        fputs(", ", f);
+        put_sane(f, str_field(pool, "redis"));
+        if (str_field(pool, "master")) {
+                fputs(", master ", f);
+                put_sane(f, str_field(pool, "master"));
+        }
+        fputs(")\n", f);
+        if (!isempty(str_field(pool, "last_error"))) {
+                put_label(f, "last error");
+                put_sane(f, str_field(pool, "last_error"));
+                fputc('\n', f);
+        }
+
+        put_label(f, "this host");
+        put_sane(f, str_field(pool, "host"));
+        fputc(' ', f);
+        put_sane(f, str_field(pool, "address"));
+        fputs(bool_field(pool, "serving") == 1 ? ": serving" : bool_field(pool, "serving") == 0 ? ": out" : ": ?", f);
+        fputc('\n', f);
+
+        put_label(f, "budget");
+        fputs("min_serving ", f);
+        put_count(f, budget, "min_serving");
+        fputs(", max_unavailable ", f);
+        put_count(f, budget, "max_unavailable");
+        fputs(": ", f);
+        put_count(f, budget, "serving_alive");
+        fputs(" serving alive, ", f);
+        out = field(budget, "out");
+        if (out && json_object_is_type(out, json_type_array)) {
+                n = json_object_array_length(out);
+                fprintf(f, "%zu out", n);
+                for (size_t i = 0; i < n; i++) {
+                        json_object *h = json_object_array_get_idx(out, i);
+                        fputs(i == 0 ? " (" : ", ", f);
+                        put_sane(f, h && json_object_is_type(h, json_type_string) ? json_object_get_string(h) : NULL);
+                        if (i + 1 == n)
+                                fputc(')', f);
+                }
+        } else
+                fputs(UNKNOWN " out", f);
+        fputc('\n', f);
+
+        put_label(f, "members");
+        if (!members || !json_object_is_type(members, json_type_array)) {
+                fputs(UNKNOWN "\n", f);
+                return memstream_finish(f, &buf, ret);
+        }
+        n = json_object_array_length(members);
+        fprintf(f, "%zu", n);
+        if (num_field(pool, "view_age_sec", &age)) {
+                char d[64];
+                fprintf(f, " (as seen %s ago)", status_text_duration(age, d, sizeof d));
+        } else
+                fputs(" (no view from Redis yet)", f);
+        fputc('\n', f);
+        if (n > 0) {
+                fputs("  ", f);
+                put_cell(f, "HOST", 20);
+                put_cell(f, "ADDRESS", 22);
+                put_cell(f, "STATE", 12);
+                put_cell(f, "SERVING", 7);
+                put_cell(f, "LEASE LEFT", 10);
+                fputs("LEASE AGE\n", f);
+        }
+        for (size_t i = 0; i < n; i++) {
+                json_object *m = json_object_array_get_idx(members, i);
+                int sv = bool_field(m, "serving");
+
+                fputs("  ", f);
+                put_cell(f, str_field(m, "host"), 20);
+                put_cell(f, str_field(m, "addr"), 22);
+                put_cell(f, str_field(m, "state"), 12);
+                put_cell(f, sv == 1 ? "yes" : sv == 0 ? "out" : "?", 7);
+                /* PTTL: null when the lease is gone, -1 for a key without expiry */
+                if (field(m, "lease_ttl_ms")) {
+                        char cell[32];
+                        double v;
+
+                        if (!num_field(m, "lease_ttl_ms", &v) || v >= 1e12)
+                                snprintf(cell, sizeof cell, UNKNOWN);
+                        else if (v < 0)
+                                snprintf(cell, sizeof cell, "no expiry");
+                        else if (v < 1000)
+                                snprintf(cell, sizeof cell, "%.0fms", v);
+                        else
+                                snprintf(cell, sizeof cell, "%.1fs", v / 1000.0);
+                        put_cell(f, cell, 10);
+                } else
+                        put_cell(f, "expired", 10);
+                put_ms_field(f, m, "heartbeat_age_ms");
+                fputc('\n', f);
+        }
+        return memstream_finish(f, &buf, ret);
 }
 
 static const char *check_mark(json_object *checks, const char *key) {

@@ -12,6 +12,11 @@
  * -EINVAL only for ret == NULL (a NULL or non-object status prints "?"s). */
 int status_text_format(json_object *status, char **ret);
 
+/* `monkeyctl pool`: the pool object of the status (or of the "pool"
+ * command): connection, this host, the budget, then one line per member
+ * with state, address, lease left and lease age. Same tolerance as above. */
+int status_text_format_pool(json_object *pool, char **ret);
+
 /* "2026-11-22 17:00:00 UTC  SERVING -> OVERLOADED  breach  cpu 97.0% >= 90% for 1m"
  * without a trailing newline. */
 int status_text_format_event(json_object *event, char **ret);

@@ -323,6 +323,7 @@ static void test_defaults(void **state) {
         assert_int_equal(c->pool.lease, 15 * USEC_PER_SEC);
         assert_int_equal(c->pool.heartbeat, 5 * USEC_PER_SEC);
         assert_int_equal(c->pool.on_unreachable, POOL_ON_UNREACHABLE_HOLD);
+        assert_int_equal(c->pool.out_max, 30 * USEC_PER_MINUTE);
 
         assert_false(c->slack.enabled);
         assert_string_equal(c->slack.api_url, "https://slack.com/api");
@@ -378,6 +379,7 @@ static void test_full_and_enabled(void **state) {
                              "lease = 3s\n"
                              "heartbeat = 1s\n"
                              "on_unreachable = remediate\n"
+                             "out_max = 2h\n"
                              "[slack]\n"
                              "channel = #ops\n"
                              "token_file = /etc/monkeyd/slack-token\n"
@@ -419,6 +421,7 @@ static void test_full_and_enabled(void **state) {
         assert_int_equal(c->pool.lease, 3 * USEC_PER_SEC);
         assert_int_equal(c->pool.heartbeat, USEC_PER_SEC);
         assert_int_equal(c->pool.on_unreachable, POOL_ON_UNREACHABLE_REMEDIATE);
+        assert_int_equal(c->pool.out_max, 2 * USEC_PER_HOUR);
 
         assert_true(c->slack.enabled);
         assert_string_equal(c->slack.channel, "#ops");
@@ -479,6 +482,22 @@ static void test_full_and_enabled(void **state) {
         c = parse_ok("[pool]\nredis = unix:///run/redis/redis.sock\nname = a.b_c-1\naddress = app.internal:80\n");
         assert_string_equal(c->pool.redis, "unix:///run/redis/redis.sock");
         config_free(c);
+
+        /* Sentinel: one or more sentinels (port optional), a master name, a DB. */
+        static const char *const sentinel_ok[] = {
+                "sentinel://127.0.0.1:26379/mymaster",
+                "sentinel://10.0.0.1:26379,10.0.0.2,[::1]:26380/my-master.1/3",
+                "sentinel://monkey:pw@s1:26379,s2:26379/web",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(sentinel_ok); i++) {
+                char *text = NULL;
+                assert_true(asprintf(&text, "[pool]\nredis = %s\nname = web\naddress = 127.0.0.2:80\n",
+                                     sentinel_ok[i]) > 0);
+                c = parse_ok(text);
+                assert_string_equal(c->pool.redis, sentinel_ok[i]);
+                config_free(c);
+                free(text);
+        }
 }
 
 static void test_syntax_variants(void **state) {
@@ -577,14 +596,27 @@ static void test_errors(void **state) {
                 { "[slack]\napi_url = slack.com/api\n",
                   P ":2: [slack] api_url: invalid URL 'slack.com/api' (use http://HOST/... or https://HOST/...)" },
                 { "[pool]\nredis = rediss://127.0.0.1\n",
-                  P ":2: [pool] redis: invalid URL '<redacted>' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB] or "
-                    "unix:///PATH)" },
+                  P ":2: [pool] redis: invalid URL '<redacted>' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                    "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = redis://127.0.0.1:0/0\n",
-                  P ":2: [pool] redis: invalid URL '<redacted>' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB] or "
-                    "unix:///PATH)" },
+                  P ":2: [pool] redis: invalid URL '<redacted>' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                    "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = unix://run/redis.sock\n",
-                  P ":2: [pool] redis: invalid URL '<redacted>' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB] or "
-                    "unix:///PATH)" },
+                  P ":2: [pool] redis: invalid URL '<redacted>' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                    "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
+                { "[pool]\nredis = sentinel://127.0.0.1:26379\n",
+                  P ":2: [pool] redis: invalid URL '<redacted>' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                    "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
+                { "[pool]\nredis = sentinel://127.0.0.1:26379,/m\n",
+                  P ":2: [pool] redis: invalid URL '<redacted>' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                    "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
+                { "[pool]\nredis = sentinel://h:1/m{x}\n",
+                  P ":2: [pool] redis: invalid URL '<redacted>' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                    "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
+                { "[pool]\nredis = sentinel://h:1/m/x\n",
+                  P ":2: [pool] redis: invalid URL '<redacted>' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                    "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
+                { "[pool]\nout_max = 0\n", P ":2: [pool] out_max: 0 is out of range (1s-7d)" },
                 { "[agent]\nstate_dir = var/lib\n", P ":2: [agent] state_dir: 'var/lib' is not an absolute path" },
                 { "[agent]\ncontrol_socket = /run/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
                   "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n",
@@ -789,6 +821,16 @@ static void test_config_load(void **state) {
         c = config_free(c);
         free(p);
 
+        /* a password in a sentinel URL is a secret too */
+        p = write_file(dir, "sentinel.conf",
+                       "[pool]\nredis = sentinel://:hunter2@127.0.0.1:26379/m\nname = web\naddress = 127.0.0.2:80\n",
+                       0644);
+        assert_int_equal(config_load(p, &c, &err), -EPERM);
+        assert_non_null(strstr(err, "([pool] redis password)"));
+        assert_null(strstr(err, "hunter2"));
+        free(err);
+        free(p);
+
         /* no secret, no password: readable is fine */
         p = write_file(dir, "nopass.conf", "[pool]\nredis = redis://127.0.0.1:6379/0\nname = web\naddress = 127.0.0.2:80\n",
                        0644);
@@ -907,7 +949,7 @@ static const char *const all_keys[] = {
         "agent.host", "agent.state_dir", "agent.control_socket", "agent.proc_stat", "agent.boot_id",
         "agent.log_level", "cpu.threshold", "cpu.window", "cpu.interval", "cpu.clear_below", "cpu.jitter",
         "pool.redis", "pool.password_file", "pool.name", "pool.address", "pool.min_serving", "pool.max_unavailable",
-        "pool.list_key", "pool.drain", "pool.lease", "pool.heartbeat", "pool.on_unreachable", "slack.webhook_url",
+        "pool.list_key", "pool.drain", "pool.lease", "pool.heartbeat", "pool.on_unreachable", "pool.out_max", "slack.webhook_url",
         "slack.token", "slack.token_file", "slack.channel", "slack.api_url", "aws.region", "aws.instance_id",
         "aws.endpoint_url", "aws.imds_url", "aws.profile", "aws.credentials_file", "checks.url",
         "checks.expect_status", "checks.expect_content", "checks.public_address", "checks.attempts",
@@ -1005,6 +1047,7 @@ static void test_reference_config(void **state) {
         assert_int_equal(u->pool.lease, c->pool.lease);
         assert_int_equal(u->pool.heartbeat, c->pool.heartbeat);
         assert_int_equal(u->pool.on_unreachable, c->pool.on_unreachable);
+        assert_int_equal(u->pool.out_max, c->pool.out_max);
         assert_string_equal(u->slack.api_url, c->slack.api_url);
         assert_string_equal(u->aws.imds_url, c->aws.imds_url);
         assert_memory_equal(&u->checks.expect_status, &c->checks.expect_status, sizeof(StatusSet));

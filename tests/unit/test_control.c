@@ -43,6 +43,8 @@ static void test_command_table(void **state) {
         assert_false(control_command_is_mutating(CONTROL_STATUS));
         assert_false(control_command_is_mutating(CONTROL_HISTORY));
         assert_false(control_command_is_mutating(CONTROL_WATCH));
+        assert_false(control_command_is_mutating(CONTROL_POOL));
+        assert_string_equal(control_command_to_string(CONTROL_POOL), "pool");
 }
 
 static int parse_str(const char *s, ControlRequest *req, char **err) {
@@ -553,6 +555,76 @@ static void test_server_status(void **state) {
         assert_true(pump_n_clients(env, 0));
 }
 
+static json_object *fake_status_with_pool(void *userdata) {
+        Fake *f = userdata;
+        f->status_calls++;
+        return json_tokener_parse("{\"host\":\"test-1\",\"state\":\"SERVING\",\"pool\":{\"configured\":true,"
+                                  "\"name\":\"web\",\"members\":[]}}");
+}
+
+static json_object *fake_status_no_pool(void *userdata) {
+        return json_tokener_parse("{\"host\":\"test-1\",\"pool\":{\"configured\":false}}");
+}
+
+static json_object *fake_pool(void *userdata) {
+        return json_tokener_parse("{\"configured\":true,\"name\":\"api\",\"budget\":{\"max_unavailable\":2}}");
+}
+
+static json_object *fake_pool_none(void *userdata) {
+        return NULL;
+}
+
+/* One "pool" exchange against a server with these handlers; returns the reply. */
+static json_object *pool_exchange(Env *env, const ControlHandlers *h) {
+        json_object *o;
+        Client *c;
+
+        control_server_free(env->s);
+        assert_int_equal(control_server_new(env->e, env->path, h, &env->fake, &env->s), 0);
+        c = client_connect(env->path);
+        client_send(c, "{\"version\":1,\"command\":\"pool\"}\n");
+        o = reply_json(pump_line(env, c));
+        client_close(c);
+        return o;
+}
+
+static void test_server_pool(void **state) {
+        Env *env = *state;
+        json_object *o, *pool;
+
+        /* read-only: not mutating, anyone may ask */
+        assert_false(control_command_is_mutating(CONTROL_POOL));
+        assert_int_equal(control_command_from_string("pool"), CONTROL_POOL);
+
+        /* a pool handler answers */
+        o = pool_exchange(env, &(ControlHandlers) { .status = fake_status, .pool = fake_pool });
+        assert_true(jbool(o, "ok"));
+        assert_true(json_object_object_get_ex(o, "pool", &pool));
+        assert_string_equal(jstr(pool, "name"), "api");
+        json_object_put(o);
+
+        /* ... or says there is none */
+        o = pool_exchange(env, &(ControlHandlers) { .status = fake_status, .pool = fake_pool_none });
+        assert_false(jbool(o, "ok"));
+        assert_string_equal(jstr(o, "error"), "no [pool] configured");
+        json_object_put(o);
+
+        /* without a pool handler, the status' pool object is the answer */
+        o = pool_exchange(env, &(ControlHandlers) { .status = fake_status_with_pool });
+        assert_true(jbool(o, "ok"));
+        assert_true(json_object_object_get_ex(o, "pool", &pool));
+        assert_string_equal(jstr(pool, "name"), "web");
+        json_object_put(o);
+        o = pool_exchange(env, &(ControlHandlers) { .status = fake_status_no_pool });
+        assert_false(jbool(o, "ok"));
+        assert_string_equal(jstr(o, "error"), "no [pool] configured");
+        json_object_put(o);
+        o = pool_exchange(env, &fake_handlers); /* a status without "pool" at all */
+        assert_false(jbool(o, "ok"));
+        assert_string_equal(jstr(o, "error"), "no [pool] configured");
+        json_object_put(o);
+}
+
 static void test_server_several_requests(void **state) {
         Env *env = *state;
         _cleanup_(json_putp) json_object *a = NULL, *b = NULL, *d = NULL, *h = NULL;
@@ -977,6 +1049,7 @@ int main(void) {
                 cmocka_unit_test(test_format_round_trip),
                 cmocka_unit_test(test_reply_builders),
                 cmocka_unit_test_setup_teardown(test_server_status, env_setup, env_teardown),
+                cmocka_unit_test_setup_teardown(test_server_pool, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_server_several_requests, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_server_half_close, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_server_oversize, env_setup, env_teardown),

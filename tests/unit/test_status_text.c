@@ -287,6 +287,88 @@ static void test_event_lines(void **state) {
         free(t);
 }
 
+#define POOL_JSON                                                                                             \
+        "{\"configured\":true,\"name\":\"web\",\"address\":\"127.0.0.2:8080\",\"host\":\"web-1\","          \
+        "\"redis\":\"redis://***@127.0.0.1:6379/0\",\"master\":null,\"connected\":true,"                      \
+        "\"status\":\"connected\",\"serving\":true,\"member\":true,\"serving_count\":3,\"last_error\":null,"  \
+        "\"budget\":{\"min_serving\":2,\"max_unavailable\":1,\"serving_alive\":3,\"out\":[\"web-4\"],"        \
+        "\"out_max_sec\":1800},"                                                                              \
+        "\"members\":["                                                                                       \
+        "{\"host\":\"web-1\",\"addr\":\"127.0.0.2:8080\",\"state\":\"SERVING\",\"lease_ttl_ms\":2500,"        \
+        "\"heartbeat_age_ms\":500,\"serving\":true,\"out_expires_in_ms\":null},"                              \
+        "{\"host\":\"web-2\",\"addr\":\"127.0.0.3:8080\",\"state\":\"HOLDING\",\"lease_ttl_ms\":900,"         \
+        "\"heartbeat_age_ms\":2100,\"serving\":true,\"out_expires_in_ms\":null},"                             \
+        "{\"host\":\"web-3\",\"addr\":\"127.0.0.4:8080\",\"state\":\"SERVING\",\"lease_ttl_ms\":null,"        \
+        "\"heartbeat_age_ms\":95000,\"serving\":true,\"out_expires_in_ms\":null},"                            \
+        "{\"host\":\"web-4\",\"addr\":\"127.0.0.5:8080\",\"state\":\"DRAINING\",\"lease_ttl_ms\":2900,"       \
+        "\"heartbeat_age_ms\":100,\"serving\":false,\"out_expires_in_ms\":1790000}],"                         \
+        "\"view_age_sec\":0.4,\"lease_sec\":3,\"heartbeat_sec\":1}"
+
+static void test_pool_line(void **state) {
+        char buf[512], *t, *json = NULL;
+
+        assert_true(asprintf(&json, "{\"pool\":%s}", POOL_JSON) > 0);
+        t = format_str(json);
+        assert_string_equal(line_of(t, "pool", buf, sizeof buf), "web: serving (3 of 4 serving, budget: 1 out of max 1)");
+        free(t);
+        free(json);
+
+        t = format_str("{\"pool\":{\"configured\":true,\"name\":\"web\",\"serving\":true,\"serving_count\":null,"
+                       "\"status\":\"connecting\",\"budget\":{\"max_unavailable\":2,\"out\":[]},\"members\":[]}}");
+        assert_string_equal(line_of(t, "pool", buf, sizeof buf),
+                            "web: serving (? of 0 serving, budget: 0 out of max 2)  [connecting]");
+        free(t);
+
+        t = format_str("{\"pool\":{\"configured\":true,\"name\":\"web\",\"serving\":true,\"status\":\"unreachable\","
+                       "\"last_error\":\"127.0.0.1:6379: Connection refused\"}}");
+        assert_string_equal(line_of(t, "pool", buf, sizeof buf),
+                            "web: unreachable (last error: 127.0.0.1:6379: Connection refused)");
+        free(t);
+        t = format_str("{\"pool\":{\"configured\":true,\"name\":\"web\",\"status\":\"unreachable\"}}");
+        assert_string_equal(line_of(t, "pool", buf, sizeof buf), "web: unreachable");
+        free(t);
+}
+
+static void test_pool_listing(void **state) {
+        json_object *o = parse(POOL_JSON);
+        char *t = NULL;
+
+        assert_int_equal(status_text_format_pool(o, &t), 0);
+        assert_string_equal(t,
+                            "pool        web (connected, redis://***@127.0.0.1:6379/0)\n"
+                            "this host   web-1 127.0.0.2:8080: serving\n"
+                            "budget      min_serving 2, max_unavailable 1: 3 serving alive, 1 out (web-4)\n"
+                            "members     4 (as seen 400ms ago)\n"
+                            "  HOST                  ADDRESS                 STATE         SERVING  LEASE LEFT  "
+                            "LEASE AGE\n"
+                            "  web-1                 127.0.0.2:8080          SERVING       yes      2.5s        "
+                            "500ms\n"
+                            "  web-2                 127.0.0.3:8080          HOLDING       yes      900ms       "
+                            "2.1s\n"
+                            "  web-3                 127.0.0.4:8080          SERVING       yes      expired     "
+                            "1m35s\n"
+                            "  web-4                 127.0.0.5:8080          DRAINING      out      2.9s        "
+                            "100ms\n");
+        free(t);
+        json_object_put(o);
+
+        /* garbage in: "?" out, never a crash */
+        static const char *const junk[] = {
+                "null", "{}", "[]", "{\"members\":{},\"budget\":[]}",
+                "{\"members\":[null,1,{\"host\":[],\"lease_ttl_ms\":\"x\",\"serving\":\"yes\"}],"
+                "\"budget\":{\"out\":[1,null]},\"last_error\":\"a\\nb\",\"master\":\"m\"}",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(junk); i++) {
+                o = json_tokener_parse(junk[i]);
+                assert_int_equal(status_text_format_pool(o, &t), 0);
+                assert_non_null(strstr(t, "pool"));
+                assert_null(strstr(t, "a\nb"));
+                free(t);
+                json_object_put(o);
+        }
+        assert_int_equal(status_text_format_pool(NULL, NULL), -EINVAL);
+}
+
 static void test_duration(void **state) {
         static const struct {
                 double sec;
@@ -329,6 +411,8 @@ int main(void) {
                 cmocka_unit_test(test_field_substitution),
                 cmocka_unit_test(test_control_characters),
                 cmocka_unit_test(test_event_lines),
+                cmocka_unit_test(test_pool_line),
+                cmocka_unit_test(test_pool_listing),
                 cmocka_unit_test(test_duration),
                 cmocka_unit_test(test_time),
         };

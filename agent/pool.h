@@ -1,0 +1,82 @@
+/* The pool client: this host's membership in the load balancer's pool in
+ * Redis (hiredis async on sd-event). It keeps the agent's own view of its
+ * membership (desired: serving or out) and reconciles Redis to it on every
+ * (re)connect and heartbeat, so an outage never loses a join or a leave.
+ * Each membership step is one Lua script (EVALSHA, SCRIPT LOAD on
+ * NOSCRIPT); the budget-checked leave checks and removes atomically.
+ *
+ * Redis data model for pool P (written "{P}", a cluster hash tag) and host H:
+ *   monkey:{P}:serving   SET of advertised ip:port that proxies route to
+ *   monkey:{P}:host:H    HASH addr state since reason version heartbeat last_checks
+ *   monkey:{P}:lease:H   STRING with PX TTL = [pool] lease, renewed each heartbeat
+ *   monkey:{P}:addrs     HASH ip:port -> H (who owns an address in serving)
+ *   monkey:{P}:alive     ZSET ip:port -> lease expiry (ms), serving members only:
+ *                        the budget counts "serving and alive" in O(log N)
+ *   monkey:{P}:out       ZSET H -> expiry (ms): hosts that left and count
+ *                        against max_unavailable until they rejoin or expire
+ *   monkey:{P}:events    PUBLISH channel, one JSON object per change
+ *   [pool] list_key      optional LIST mirror of serving, no duplicates
+ * Nothing here blocks: every call answers through a callback or the cached
+ * view, and every command has its own timeout timer. */
+#pragma once
+
+#include <json-c/json.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+
+typedef struct Pool Pool;
+
+typedef enum PoolLeaveResult {
+        POOL_LEAVE_LEFT,             /* removed from serving, now counted out */
+        POOL_LEAVE_ALREADY_OUT,      /* was not in serving: nothing to do */
+        POOL_LEAVE_DENIED,           /* budget says no; detail says which rule */
+        POOL_LEAVE_UNREACHABLE,      /* no answer from Redis in time */
+        _POOL_LEAVE_RESULT_MAX,
+        _POOL_LEAVE_RESULT_INVALID = -EINVAL,
+} PoolLeaveResult;
+
+const char *pool_leave_result_to_string(PoolLeaveResult r);
+
+/* detail: one human line ("min_serving 2: only 2 serving", "max_unavailable 1:
+ * web-2 is out"), borrowed for the call. */
+typedef void (*pool_leave_handler_t)(Pool *p, PoolLeaveResult r, const char *detail, void *userdata);
+
+/* Parses [pool] (URL, password file) and prepares; connects in pool_start. */
+int pool_new(sd_event *e, const Config *c, Pool **ret, char **ret_error);
+Pool *pool_free(Pool *p);
+static inline void pool_freep(Pool **p) {
+        pool_free(*p);
+}
+
+/* Start connecting (async) and the heartbeat timer. */
+int pool_start(Pool *p);
+
+/* Our own view of this host: state name and reason for the host hash, and
+ * whether we should be in serving. Reconciled now if connected, else on
+ * reconnect. Joining is never budget-checked. */
+void pool_set_state(Pool *p, const char *state, const char *reason, bool serving);
+
+/* Budget-checked leave (force: skip the budget, for maintenance and
+ * quarantine). The handler is called exactly once, from the event loop,
+ * never from inside this call. On LEFT/ALREADY_OUT the desired view
+ * becomes "out". Returns 0, or a negative errno if it cannot even try. */
+int pool_leave(Pool *p, bool force, const char *reason, pool_leave_handler_t h, void *userdata);
+
+/* The last check report (JSON text), stored in the host hash as last_checks. */
+void pool_set_last_checks(Pool *p, const char *json);
+
+/* A new config on SIGHUP: thresholds, lease and heartbeat apply at once;
+ * a new URL reconnects. */
+int pool_reconfigure(Pool *p, const Config *c);
+
+/* The full member list is O(members) in Redis: pools above a few hundred
+ * members refresh it only when asked (monkeyctl pool), at most once a
+ * second. The answer lands in the cache; the caller shows what is cached. */
+void pool_request_members(Pool *p);
+
+/* For status: {"configured":true,"name","address","connected","serving",
+ * "serving_count","status","last_error","budget":{...},"members":[...],
+ * "view_age_sec"}. Built from the cache refreshed each heartbeat: never
+ * waits for Redis. New reference. */
+json_object *pool_status_json(Pool *p);

@@ -1,0 +1,738 @@
+/* The pool client without Redis: the URL parser, the decoders of the Lua
+ * scripts' replies (fed hand-built hiredis replies), the event JSON, the
+ * backoff bounds, and the client itself against servers that refuse or
+ * never answer, stepped on a real sd-event loop. The Redis side of the
+ * scripts is exercised by tests/integration/test_pool.py. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "config.h"
+#include "pool.h"
+#include "pool_scripts.h"
+
+static void json_putp(json_object **o) {
+        if (*o)
+                json_object_put(*o);
+}
+
+/* --- hand-built replies ------------------------------------------------- */
+
+static redisReply *rep_str(const char *s) {
+        redisReply *r = calloc(1, sizeof *r);
+        assert_non_null(r);
+        r->type = REDIS_REPLY_STRING;
+        r->str = strdup(s);
+        assert_non_null(r->str);
+        r->len = strlen(s);
+        return r;
+}
+
+static redisReply *rep_err(const char *s) {
+        redisReply *r = rep_str(s);
+        r->type = REDIS_REPLY_ERROR;
+        return r;
+}
+
+static redisReply *rep_int(long long v) {
+        redisReply *r = calloc(1, sizeof *r);
+        assert_non_null(r);
+        r->type = REDIS_REPLY_INTEGER;
+        r->integer = v;
+        return r;
+}
+
+static redisReply *rep_nil(void) {
+        redisReply *r = calloc(1, sizeof *r);
+        assert_non_null(r);
+        r->type = REDIS_REPLY_NIL;
+        return r;
+}
+
+/* NULL-terminated list of elements. */
+static redisReply *rep_arr(redisReply *first, ...) {
+        redisReply *r = calloc(1, sizeof *r), *e;
+        va_list ap;
+
+        assert_non_null(r);
+        r->type = REDIS_REPLY_ARRAY;
+        r->element = calloc(32, sizeof *r->element);
+        assert_non_null(r->element);
+        va_start(ap, first);
+        for (e = first; e; e = va_arg(ap, redisReply *)) {
+                assert_true(r->elements < 32);
+                r->element[r->elements++] = e;
+        }
+        va_end(ap);
+        return r;
+}
+
+static void rep_free(redisReply *r) {
+        if (!r)
+                return;
+        for (size_t i = 0; i < r->elements; i++)
+                rep_free(r->element[i]);
+        free(r->element);
+        free(r->str);
+        free(r);
+}
+
+/* --- URLs --------------------------------------------------------------- */
+
+static void test_url_good(void **state) {
+        PoolUrl u = {};
+        char *err = NULL;
+
+        assert_int_equal(pool_url_parse("redis://monkey:s%40cret@10.0.0.5:6380/3", &u, &err), 0);
+        assert_null(err);
+        assert_int_equal(u.kind, POOL_URL_TCP);
+        assert_string_equal(u.user, "monkey");
+        assert_string_equal(u.password, "s@cret");
+        assert_string_equal(u.server.host, "10.0.0.5");
+        assert_int_equal(u.server.port, 6380);
+        assert_int_equal(u.db, 3);
+        pool_url_done(&u);
+        assert_null(u.user);
+
+        assert_int_equal(pool_url_parse("redis://127.0.0.1", &u, &err), 0);
+        assert_null(u.user);
+        assert_null(u.password);
+        assert_int_equal(u.server.port, 6379);
+        assert_int_equal(u.db, 0);
+        pool_url_done(&u);
+
+        /* ":pass@" and "pass@" are both a password without a user (AUTH pass) */
+        assert_int_equal(pool_url_parse("redis://:pw@h/", &u, &err), 0);
+        assert_null(u.user);
+        assert_string_equal(u.password, "pw");
+        assert_int_equal(u.db, 0);
+        pool_url_done(&u);
+        assert_int_equal(pool_url_parse("redis://pw@h:1/0", &u, &err), 0);
+        assert_null(u.user);
+        assert_string_equal(u.password, "pw");
+        assert_true(u.bare_userinfo);
+        assert_int_equal(u.server.port, 1);
+        pool_url_done(&u);
+        /* the last '@' ends the userinfo */
+        assert_int_equal(pool_url_parse("redis://u:p@ss@h", &u, &err), 0);
+        assert_string_equal(u.password, "p@ss");
+        assert_string_equal(u.server.host, "h");
+        pool_url_done(&u);
+
+        assert_int_equal(pool_url_parse("redis://[::1]:6390/2", &u, &err), 0);
+        assert_string_equal(u.server.host, "::1");
+        assert_int_equal(u.server.port, 6390);
+        assert_int_equal(u.db, 2);
+        pool_url_done(&u);
+
+        assert_int_equal(pool_url_parse("unix:///run/redis/redis.sock", &u, &err), 0);
+        assert_int_equal(u.kind, POOL_URL_UNIX);
+        assert_string_equal(u.path, "/run/redis/redis.sock");
+        pool_url_done(&u);
+
+        assert_int_equal(pool_url_parse("sentinel://10.0.0.1:26379,s2,[::1]:26380/my-master.1/4", &u, &err), 0);
+        assert_int_equal(u.kind, POOL_URL_SENTINEL);
+        assert_int_equal(u.n_sentinels, 3);
+        assert_string_equal(u.sentinels[0].host, "10.0.0.1");
+        assert_int_equal(u.sentinels[0].port, 26379);
+        assert_string_equal(u.sentinels[1].host, "s2");
+        assert_int_equal(u.sentinels[1].port, 26379); /* the Sentinel default */
+        assert_string_equal(u.sentinels[2].host, "::1");
+        assert_int_equal(u.sentinels[2].port, 26380);
+        assert_string_equal(u.master, "my-master.1");
+        assert_int_equal(u.db, 4);
+        pool_url_done(&u);
+
+        assert_int_equal(pool_url_parse("sentinel://app:pw@127.0.0.1:5000/m", &u, &err), 0);
+        assert_string_equal(u.user, "app");
+        assert_string_equal(u.password, "pw");
+        assert_int_equal(u.db, 0);
+        pool_url_done(&u);
+}
+
+static void test_url_bad(void **state) {
+        static const char *const bad[] = {
+                "",
+                "rediss://h",
+                "http://h",
+                "redis://",
+                "redis://h:0",
+                "redis://h:65536",
+                "redis://h:port",
+                "redis://h/x",
+                "redis://h/1001",
+                "redis://h/1/2",
+                "redis://::1:6379",
+                "redis://[::1",
+                "redis://h x",
+                "redis://u:%zz@h",
+                "redis://u:%4@h",
+                "redis://u:%00@h",
+                "unix://relative.sock",
+                "unix://",
+                "sentinel://h:1",
+                "sentinel://h:1/",
+                "sentinel:///m",
+                "sentinel://h:1,/m",
+                "sentinel://h:1,,h2/m",
+                "sentinel://h:1/m{x}",
+                "sentinel://h:1/m/x",
+                "sentinel://1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17/m",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                PoolUrl u = {};
+                char *err = NULL;
+
+                int r = pool_url_parse(bad[i], &u, &err);
+
+                if (r != -EINVAL)
+                        print_error("accepted: %s\n", bad[i]);
+                assert_int_equal(r, -EINVAL);
+                assert_non_null(err);
+                assert_non_null(strstr(err, "invalid Redis URL"));
+                free(err);
+                assert_null(u.server.host);
+        }
+
+        /* errors never echo the password */
+        {
+                PoolUrl u = {};
+                char *err = NULL;
+                assert_int_equal(pool_url_parse("redis://u:hunter2@h:0", &u, &err), -EINVAL);
+                assert_null(strstr(err, "hunter2"));
+                free(err);
+        }
+}
+
+static void test_url_redact(void **state) {
+        static const struct {
+                const char *in, *out;
+        } cases[] = {
+                { "redis://u:hunter2@h:1/0", "redis://***@h:1/0" },
+                { "redis://h:1/0", "redis://h:1/0" },
+                { "sentinel://:pw@a,b/m", "sentinel://***@a,b/m" },
+                { "unix:///run/r.sock", "unix:///run/r.sock" },
+                { "redis://h/a@b", "redis://h/a@b" }, /* '@' after the path is not userinfo */
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char *s = pool_url_redact(cases[i].in);
+                assert_string_equal(s, cases[i].out);
+                free(s);
+        }
+        assert_null(pool_url_redact(NULL));
+}
+
+/* --- script replies ----------------------------------------------------- */
+
+static void test_leave_reply(void **state) {
+        PoolLeaveReply v = {};
+        redisReply *r;
+
+        r = rep_arr(rep_str("left"), rep_int(3), rep_int(3), rep_int(1),
+                    rep_str("3 still serving, 1 out (max_unavailable 1)"), NULL);
+        assert_int_equal(pool_leave_reply_decode(r, &v), 0);
+        assert_int_equal(v.result, POOL_LEAVE_LEFT);
+        assert_int_equal(v.serving, 3);
+        assert_int_equal(v.serving_alive, 3);
+        assert_int_equal(v.out, 1);
+        assert_string_equal(v.detail, "3 still serving, 1 out (max_unavailable 1)");
+        pool_leave_reply_done(&v);
+        assert_null(v.detail);
+        rep_free(r);
+
+        r = rep_arr(rep_str("denied"), rep_int(4), rep_int(4), rep_int(1), rep_str("max_unavailable 1: web-2 is out"),
+                    NULL);
+        assert_int_equal(pool_leave_reply_decode(r, &v), 0);
+        assert_int_equal(v.result, POOL_LEAVE_DENIED);
+        assert_string_equal(v.detail, "max_unavailable 1: web-2 is out");
+        pool_leave_reply_done(&v);
+        rep_free(r);
+
+        /* Lua numbers may come back as strings from other clients: accepted */
+        r = rep_arr(rep_str("already_out"), rep_str("2"), rep_int(2), rep_int(0), rep_str("x"), NULL);
+        assert_int_equal(pool_leave_reply_decode(r, &v), 0);
+        assert_int_equal(v.result, POOL_LEAVE_ALREADY_OUT);
+        assert_int_equal(v.serving, 2);
+        pool_leave_reply_done(&v);
+        rep_free(r);
+
+        /* an error reply: -EIO, the text as detail */
+        r = rep_err("WRONGTYPE Operation against a key holding the wrong kind of value");
+        assert_int_equal(pool_leave_reply_decode(r, &v), -EIO);
+        assert_int_equal(v.result, POOL_LEAVE_UNREACHABLE);
+        assert_non_null(strstr(v.detail, "WRONGTYPE"));
+        pool_leave_reply_done(&v);
+        rep_free(r);
+
+        /* shapes that are not ours */
+        redisReply *bad[] = {
+                rep_arr(rep_str("left"), rep_int(1), rep_int(1), rep_int(1), NULL),
+                rep_arr(rep_str("gone"), rep_int(1), rep_int(1), rep_int(1), rep_str("x"), NULL),
+                rep_arr(rep_str("left"), rep_str("x1"), rep_int(1), rep_int(1), rep_str("x"), NULL),
+                rep_arr(rep_str("left"), rep_int(1), rep_int(1), rep_int(1), rep_int(5), NULL),
+                rep_int(1),
+                rep_nil(),
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                v = (PoolLeaveReply) { .detail = NULL };
+                assert_int_equal(pool_leave_reply_decode(bad[i], &v), -EBADMSG);
+                assert_null(v.detail);
+                rep_free(bad[i]);
+        }
+        assert_int_equal(pool_leave_reply_decode(NULL, &v), -EBADMSG);
+
+        assert_string_equal(pool_leave_result_to_string(POOL_LEAVE_DENIED), "denied");
+        assert_string_equal(pool_leave_result_to_string(POOL_LEAVE_UNREACHABLE), "unreachable");
+        assert_null(pool_leave_result_to_string(_POOL_LEAVE_RESULT_MAX));
+}
+
+static json_object *member_at(json_object *view, size_t i) {
+        json_object *members;
+        assert_true(json_object_object_get_ex(view, "members", &members));
+        return json_object_array_get_idx(members, i);
+}
+
+static const char *jstr(json_object *o, const char *key) {
+        json_object *v;
+        if (!json_object_object_get_ex(o, key, &v) || !v)
+                return NULL;
+        return json_object_get_string(v);
+}
+
+static int64_t jint(json_object *o, const char *key) {
+        json_object *v;
+        assert_true(json_object_object_get_ex(o, key, &v));
+        assert_non_null(v);
+        return json_object_get_int64(v);
+}
+
+static bool jnull(json_object *o, const char *key) {
+        json_object *v = NULL;
+        return json_object_object_get_ex(o, key, &v) && !v;
+}
+
+static void test_view_decode(void **state) {
+        _cleanup_(json_putp) json_object *v = NULL;
+        json_object *out, *m;
+        redisReply *r;
+
+        /* web-1 alive, web-2 dead (no lease), ourselves (no lease yet: counts),
+         * an orphan address nobody owns; web-4 out for 60s more */
+        r = rep_arr(rep_int(1700000000000),
+                    rep_arr(rep_str("127.0.0.2:80"), rep_str("web-1"), rep_str("SERVING"), rep_int(2500), rep_int(500),
+                            rep_str("127.0.0.3:80"), rep_str("web-2"), rep_str("SERVING"), rep_int(-2), rep_int(9000),
+                            rep_str("127.0.0.9:80"), rep_str("me"), rep_str("SERVING"), rep_int(-2), rep_int(-1),
+                            rep_str("127.0.0.7:80"), rep_str(""), rep_str(""), rep_int(-2), rep_int(-1), NULL),
+                    rep_arr(rep_str("web-4"), rep_str("127.0.0.5:80"), rep_str("DRAINING"), rep_int(-1), rep_int(100),
+                            rep_int(60000), NULL),
+                    NULL);
+        assert_int_equal(pool_view_decode(r, "127.0.0.9:80", &v), 0);
+        assert_int_equal(jint(v, "serving_count"), 4);
+        assert_int_equal(jint(v, "serving_alive"), 2);
+        assert_true(json_object_object_get_ex(v, "out", &out));
+        assert_int_equal(json_object_array_length(out), 1);
+        assert_string_equal(json_object_get_string(json_object_array_get_idx(out, 0)), "web-4");
+
+        m = member_at(v, 0);
+        assert_string_equal(jstr(m, "host"), "web-1");
+        assert_string_equal(jstr(m, "addr"), "127.0.0.2:80");
+        assert_string_equal(jstr(m, "state"), "SERVING");
+        assert_int_equal(jint(m, "lease_ttl_ms"), 2500);
+        assert_int_equal(jint(m, "heartbeat_age_ms"), 500);
+        assert_true(json_object_get_boolean(json_object_object_get(m, "serving")));
+        m = member_at(v, 1);
+        assert_true(jnull(m, "lease_ttl_ms")); /* -2: no lease */
+        m = member_at(v, 3);
+        assert_true(jnull(m, "host"));
+        assert_true(jnull(m, "heartbeat_age_ms"));
+        m = member_at(v, 4);
+        assert_string_equal(jstr(m, "host"), "web-4");
+        assert_false(json_object_get_boolean(json_object_object_get(m, "serving")));
+        assert_int_equal(jint(m, "out_expires_in_ms"), 60000);
+        assert_int_equal(jint(m, "lease_ttl_ms"), -1); /* a lease without expiry is shown as is */
+        rep_free(r);
+
+        /* without self, the lease-less self does not count */
+        json_object_put(TAKE_PTR(v));
+        r = rep_arr(rep_int(1), rep_arr(rep_str("a:1"), rep_str("me"), rep_str("S"), rep_int(-2), rep_int(-1), NULL),
+                    rep_arr(NULL), NULL);
+        assert_int_equal(pool_view_decode(r, NULL, &v), 0);
+        assert_int_equal(jint(v, "serving_alive"), 0);
+        rep_free(r);
+
+        /* bad shapes */
+        redisReply *bad[] = {
+                rep_arr(rep_int(1), rep_arr(rep_str("a"), NULL), rep_arr(NULL), NULL),
+                rep_arr(rep_int(1), rep_arr(NULL), rep_arr(rep_str("a"), NULL), NULL),
+                rep_arr(rep_int(1), rep_arr(NULL), NULL),
+                rep_arr(rep_str("x"), rep_arr(NULL), rep_arr(NULL), NULL),
+                rep_arr(rep_int(1), rep_arr(rep_str("a:1"), rep_str("h"), rep_str("S"), rep_str("n"), rep_int(1), NULL),
+                        rep_arr(NULL), NULL),
+                rep_err("ERR boom"),
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                json_object *x = NULL;
+                assert_int_equal(pool_view_decode(bad[i], "a:1", &x), -EBADMSG);
+                assert_null(x);
+                rep_free(bad[i]);
+        }
+}
+
+static void test_sentinel_and_role(void **state) {
+        char *host = NULL;
+        uint16_t port = 0;
+        const char *role = NULL;
+        redisReply *r;
+
+        r = rep_arr(rep_str("127.0.0.1"), rep_str("6390"), NULL);
+        assert_int_equal(pool_sentinel_reply_decode(r, &host, &port), 0);
+        assert_string_equal(host, "127.0.0.1");
+        assert_int_equal(port, 6390);
+        free(host);
+        host = NULL;
+        rep_free(r);
+
+        r = rep_nil();
+        assert_int_equal(pool_sentinel_reply_decode(r, &host, &port), -ENOENT);
+        rep_free(r);
+        r = rep_arr(rep_str("127.0.0.1"), rep_str("0"), NULL);
+        assert_int_equal(pool_sentinel_reply_decode(r, &host, &port), -EBADMSG);
+        rep_free(r);
+        r = rep_err("ERR unknown command");
+        assert_int_equal(pool_sentinel_reply_decode(r, &host, &port), -EBADMSG);
+        rep_free(r);
+        assert_null(host);
+
+        r = rep_arr(rep_str("master"), rep_int(123), rep_arr(NULL), NULL);
+        assert_int_equal(pool_role_reply_decode(r, &role), 1);
+        assert_string_equal(role, "master");
+        rep_free(r);
+        r = rep_arr(rep_str("slave"), rep_str("127.0.0.1"), rep_int(6379), rep_str("connected"), rep_int(1), NULL);
+        assert_int_equal(pool_role_reply_decode(r, &role), 0);
+        assert_string_equal(role, "slave");
+        rep_free(r);
+        r = rep_str("master");
+        assert_int_equal(pool_role_reply_decode(r, &role), -EBADMSG);
+        rep_free(r);
+}
+
+/* --- events, keys, backoff, scripts ----------------------------------- */
+
+static void test_event_json(void **state) {
+        PoolEvent e = {
+                .type = "leave", .pool = "web", .host = "web-1", .addr = "10.0.0.1:80",
+                .reason = "cpu 97% \"hot\"\n", .forced = 0, .at = 1700000000123456ULL,
+        };
+        _cleanup_(json_putp) json_object *o = NULL;
+        char *s = pool_event_json(&e);
+
+        assert_non_null(s);
+        assert_null(strchr(s, '\n')); /* one line per event on the channel */
+        o = json_tokener_parse(s);
+        assert_non_null(o);
+        assert_string_equal(jstr(o, "type"), "leave");
+        assert_string_equal(jstr(o, "pool"), "web");
+        assert_string_equal(jstr(o, "host"), "web-1");
+        assert_string_equal(jstr(o, "addr"), "10.0.0.1:80");
+        assert_string_equal(jstr(o, "reason"), "cpu 97% \"hot\"\n");
+        assert_false(json_object_get_boolean(json_object_object_get(o, "forced")));
+        assert_false(json_object_object_get_ex(o, "state", NULL));
+        assert_string_equal(jstr(o, "at"), "2023-11-14T22:13:20Z");
+        assert_int_equal(jint(o, "at_ms"), 1700000000123LL);
+        free(s);
+        json_object_put(TAKE_PTR(o));
+
+        e = (PoolEvent) { .type = "state", .pool = "web", .host = "h", .addr = "a:1", .state = "DRAINING",
+                          .reason = NULL, .forced = -1, .at = 0 };
+        s = pool_event_json(&e);
+        o = json_tokener_parse(s);
+        assert_non_null(o);
+        assert_string_equal(jstr(o, "state"), "DRAINING");
+        assert_true(jnull(o, "reason"));
+        assert_false(json_object_object_get_ex(o, "forced", NULL));
+        assert_string_equal(jstr(o, "at"), "1970-01-01T00:00:00Z");
+        free(s);
+
+        assert_null(pool_event_json(NULL));
+}
+
+static void test_keys_and_scripts(void **state) {
+        char *k = pool_key("web", "serving");
+        assert_string_equal(k, "monkey:{web}:serving");
+        free(k);
+        k = pool_key("web", "");
+        assert_string_equal(k, "monkey:{web}:");
+        free(k);
+
+        for (PoolScript s = 0; s < _POOL_SCRIPT_MAX; s++) {
+                assert_non_null(pool_script_to_string(s));
+                assert_non_null(pool_script_text[s]);
+                assert_true(strlen(pool_script_text[s]) > 50);
+                /* every script ends by returning its answer */
+                assert_non_null(strstr(pool_script_text[s], "return"));
+        }
+        assert_null(pool_script_to_string(_POOL_SCRIPT_MAX));
+        /* the budget check and the removal are one script; time is Redis' own */
+        assert_non_null(strstr(pool_script_text[POOL_SCRIPT_LEAVE], "redis.call('TIME')"));
+        assert_non_null(strstr(pool_script_text[POOL_SCRIPT_LEAVE], "SREM"));
+        assert_non_null(strstr(pool_script_text[POOL_SCRIPT_LEAVE], "min_serving"));
+        /* the list mirror never gets duplicates: LREM before RPUSH */
+        const char *j = pool_script_text[POOL_SCRIPT_JOIN];
+        assert_true(strstr(j, "LREM") && strstr(j, "RPUSH") && strstr(j, "LREM") < strstr(j, "RPUSH"));
+}
+
+static void test_backoff(void **state) {
+        static const uint64_t randoms[] = { 0, 1, 12345, UINT64_MAX / 3, UINT64_MAX };
+        usec_t prev_max = 0;
+
+        for (unsigned attempt = 0; attempt < 40; attempt++) {
+                usec_t d = POOL_BACKOFF_MIN_USEC;
+                for (unsigned i = 0; i < attempt && d < POOL_BACKOFF_MAX_USEC; i++)
+                        d *= 2;
+                if (d > POOL_BACKOFF_MAX_USEC)
+                        d = POOL_BACKOFF_MAX_USEC;
+                assert_true(d >= prev_max);
+                prev_max = d;
+                for (size_t k = 0; k < ELEMENTSOF(randoms); k++) {
+                        usec_t v = pool_backoff_delay(attempt, randoms[k]);
+                        assert_true(v >= d / 2);
+                        assert_true(v <= d);
+                        assert_true(v <= POOL_BACKOFF_MAX_USEC);
+                        assert_true(v >= POOL_BACKOFF_MIN_USEC / 2);
+                }
+        }
+        assert_int_equal(pool_backoff_delay(0, 0), POOL_BACKOFF_MIN_USEC / 2);
+        assert_int_equal(pool_backoff_delay(1000, UINT64_MAX - (UINT64_MAX % (POOL_BACKOFF_MAX_USEC / 2 + 1))),
+                         POOL_BACKOFF_MAX_USEC / 2);
+        /* jitter spreads: not every random lands on the same delay */
+        assert_true(pool_backoff_delay(5, 1) != pool_backoff_delay(5, 2));
+}
+
+/* --- the client without a Redis --------------------------------------- */
+
+typedef struct Answer {
+        int calls;
+        PoolLeaveResult result;
+        char detail[512];
+        bool inside_call; /* set while pool_leave runs: a re-entrant answer would see it */
+        bool reentrant;
+} Answer;
+
+static void on_answer(Pool *p, PoolLeaveResult r, const char *detail, void *userdata) {
+        Answer *a = userdata;
+        a->calls++;
+        a->result = r;
+        a->reentrant = a->inside_call;
+        snprintf(a->detail, sizeof a->detail, "%s", detail ? detail : "");
+}
+
+static Config *pool_config(const char *redis, const char *extra) {
+        Config *c = NULL;
+        char *err = NULL, *text = NULL;
+
+        assert_true(asprintf(&text,
+                             "[agent]\nhost = unit-1\n[pool]\nredis = %s\nname = web\naddress = 127.0.0.9:80\n"
+                             "lease = 3s\nheartbeat = 1s\n%s",
+                             redis, extra ? extra : "") > 0);
+        if (config_parse_string(text, "test.conf", &c, &err) < 0)
+                print_error("%s\n", err);
+        assert_non_null(c);
+        free(text);
+        return c;
+}
+
+static void run_loop_for(sd_event *e, usec_t usec) {
+        struct timespec ts;
+        usec_t end, now;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        end = (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000 + usec;
+        for (;;) {
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                now = (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000;
+                if (now >= end)
+                        break;
+                assert_true(sd_event_run(e, MIN(end - now, 50 * USEC_PER_MSEC)) >= 0);
+        }
+}
+
+static const char *status_str(Pool *p, const char *key, char *buf, size_t size) {
+        _cleanup_(json_putp) json_object *o = pool_status_json(p);
+        const char *s = jstr(o, key);
+        snprintf(buf, size, "%s", s ? s : "(null)");
+        return buf;
+}
+
+static void test_client_not_started(void **state) {
+        Config *c = pool_config("redis://127.0.0.1:1/0", NULL);
+        _cleanup_(json_putp) json_object *st = NULL;
+        sd_event *e = NULL;
+        Pool *p = NULL;
+        char *err = NULL;
+        Answer a = {};
+        json_object *budget, *members;
+
+        assert_int_equal(sd_event_new(&e), 0);
+        assert_int_equal(pool_new(e, c, &p, &err), 0);
+        config_free(c); /* nothing of it may be kept */
+
+        st = pool_status_json(p);
+        assert_true(json_object_get_boolean(json_object_object_get(st, "configured")));
+        assert_string_equal(jstr(st, "name"), "web");
+        assert_string_equal(jstr(st, "address"), "127.0.0.9:80");
+        assert_string_equal(jstr(st, "host"), "unit-1");
+        assert_string_equal(jstr(st, "status"), "starting");
+        assert_false(json_object_get_boolean(json_object_object_get(st, "connected")));
+        assert_true(jnull(st, "serving_count"));
+        assert_true(json_object_object_get_ex(st, "budget", &budget));
+        assert_int_equal(jint(budget, "min_serving"), 1);
+        assert_int_equal(jint(budget, "max_unavailable"), 1);
+        assert_true(json_object_object_get_ex(st, "members", &members));
+        assert_int_equal(json_object_array_length(members), 0);
+
+        /* answered from the loop, never from inside the call */
+        a.inside_call = true;
+        assert_int_equal(pool_leave(p, false, "cpu", on_answer, &a), 0);
+        a.inside_call = false;
+        assert_int_equal(a.calls, 0);
+        assert_true(sd_event_run(e, 0) >= 0);
+        assert_int_equal(a.calls, 1);
+        assert_false(a.reentrant);
+        assert_int_equal(a.result, POOL_LEAVE_UNREACHABLE);
+
+        /* a pending answer is dropped (not called) when the pool goes */
+        assert_int_equal(pool_leave(p, true, "x", on_answer, &a), 0);
+        pool_free(p);
+        assert_int_equal(a.calls, 1);
+        sd_event_unref(e);
+}
+
+static void test_client_refused(void **state) {
+        Config *c = pool_config("redis://127.0.0.1:1/0", NULL);
+        sd_event *e = NULL;
+        Pool *p = NULL;
+        char *err = NULL, buf[512];
+        Answer a = {};
+
+        assert_int_equal(sd_event_new(&e), 0);
+        assert_int_equal(pool_new(e, c, &p, &err), 0);
+        config_free(c);
+        pool_set_state(p, "BOOT", "starting", false);
+        assert_int_equal(pool_start(p), 0);
+        run_loop_for(e, 300 * USEC_PER_MSEC);
+
+        /* between attempts, or in one: never "connected" */
+        status_str(p, "status", buf, sizeof buf);
+        assert_true(streq(buf, "unreachable") || streq(buf, "connecting"));
+        assert_non_null(strstr(status_str(p, "last_error", buf, sizeof buf), "127.0.0.1:1"));
+
+        assert_int_equal(pool_leave(p, false, "cpu", on_answer, &a), 0);
+        for (int i = 0; i < 100 && a.calls == 0; i++)
+                run_loop_for(e, 20 * USEC_PER_MSEC);
+        assert_int_equal(a.calls, 1);
+        assert_int_equal(a.result, POOL_LEAVE_UNREACHABLE);
+        assert_non_null(strstr(a.detail, "127.0.0.1:1"));
+
+        /* keeps retrying without growing anything: a second after, still fine */
+        pool_set_state(p, "SERVING", "checks passed", true);
+        pool_set_last_checks(p, "{\"ok\":true}");
+        run_loop_for(e, 1200 * USEC_PER_MSEC);
+        status_str(p, "status", buf, sizeof buf);
+        assert_true(streq(buf, "unreachable") || streq(buf, "connecting"));
+        {
+                _cleanup_(json_putp) json_object *st = pool_status_json(p);
+                assert_true(json_object_get_boolean(json_object_object_get(st, "serving")));
+        }
+        pool_free(p);
+        sd_event_unref(e);
+}
+
+/* A server that accepts connections (the kernel does, from the backlog) but
+ * never answers: the command timer must break the connection. */
+static void test_client_silent_server(void **state) {
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof sa;
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        char url[64], buf[512], *err = NULL;
+        sd_event *e = NULL;
+        Pool *p = NULL;
+        Config *c;
+        Answer a = {};
+        struct timespec t0, t1;
+
+        assert_true(fd >= 0);
+        assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof sa), 0);
+        assert_int_equal(listen(fd, 16), 0);
+        assert_int_equal(getsockname(fd, (struct sockaddr *) &sa, &len), 0);
+        snprintf(url, sizeof url, "redis://127.0.0.1:%u/0", (unsigned) ntohs(sa.sin_port));
+
+        c = pool_config(url, NULL);
+        assert_int_equal(sd_event_new(&e), 0);
+        assert_int_equal(pool_new(e, c, &p, &err), 0);
+        config_free(c);
+        assert_int_equal(pool_start(p), 0);
+        run_loop_for(e, 200 * USEC_PER_MSEC);
+        /* connected at TCP level, handshake unanswered */
+        assert_string_equal(status_str(p, "status", buf, sizeof buf), "connecting");
+
+        /* a leave now waits for the handshake, then fails with it */
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        assert_int_equal(pool_leave(p, false, "cpu", on_answer, &a), 0);
+        for (int i = 0; i < 100 && a.calls == 0; i++)
+                run_loop_for(e, 50 * USEC_PER_MSEC);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        assert_int_equal(a.calls, 1);
+        assert_int_equal(a.result, POOL_LEAVE_UNREACHABLE);
+        assert_non_null(strstr(a.detail, "no reply to"));
+        /* bounded by the 2s command timeout, not by the server */
+        assert_true((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 < 2500);
+        assert_non_null(strstr(status_str(p, "last_error", buf, sizeof buf), "within 2000ms"));
+
+        pool_free(p);
+        sd_event_unref(e);
+        close(fd);
+}
+
+static void test_client_bad_settings(void **state) {
+        Config *c = pool_config("redis://127.0.0.1:6379/0", "password_file = /nonexistent/redis-password\n");
+        sd_event *e = NULL;
+        Pool *p = NULL;
+        char *err = NULL;
+
+        assert_int_equal(sd_event_new(&e), 0);
+        assert_true(pool_new(e, c, &p, &err) < 0);
+        assert_null(p);
+        assert_non_null(err);
+        assert_non_null(strstr(err, "password_file"));
+        free(err);
+        config_free(c);
+        sd_event_unref(e);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_url_good),
+                cmocka_unit_test(test_url_bad),
+                cmocka_unit_test(test_url_redact),
+                cmocka_unit_test(test_leave_reply),
+                cmocka_unit_test(test_view_decode),
+                cmocka_unit_test(test_sentinel_and_role),
+                cmocka_unit_test(test_event_json),
+                cmocka_unit_test(test_keys_and_scripts),
+                cmocka_unit_test(test_backoff),
+                cmocka_unit_test(test_client_not_started),
+                cmocka_unit_test(test_client_refused),
+                cmocka_unit_test(test_client_silent_server),
+                cmocka_unit_test(test_client_bad_settings),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
