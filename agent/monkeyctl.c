@@ -79,7 +79,7 @@ static const Verb verbs[] = {
           VERB_ARGS_NONE, false, verb_pool },
         { "drain", "drain [REASON...]", "leave the pool and stay out (maintenance); needs root",
           VERB_ARGS_WORDS, false, verb_drain },
-        { "resume", "resume", "end maintenance and return to service; needs root",
+        { "resume", "resume", "end maintenance or a give-up and return to service; needs root",
           VERB_ARGS_NONE, false, verb_resume },
         { "help", "help", "show this text", VERB_ARGS_IGNORED, false, verb_help },
 };

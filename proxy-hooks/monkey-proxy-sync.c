@@ -25,7 +25,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -37,8 +36,10 @@
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
+#include "fileio.h"
 #include "log.h"
 #include "proxysync.h"
+#include "redis_event.h"
 
 #define PROG "monkey-proxy-sync"
 #define HAPROXY_ANSWER_MAX (4U * 1024U * 1024U)
@@ -70,14 +71,6 @@ typedef struct Options {
 } Options;
 
 typedef struct Sync Sync;
-
-/* The hiredis async <-> sd-event glue: one io source, its mask follows
- * hiredis' add/del read/write calls. */
-typedef struct SubIo {
-        sd_event_source *io;
-        uint32_t events;
-        redisAsyncContext *ac;
-} SubIo;
 
 struct Sync {
         Options *opt;
@@ -569,32 +562,15 @@ static int haproxy_apply(Sync *s, const Endpoint *want, size_t n_want, usec_t *r
 
 /* --- nginx upstream file ---------------------------------------------------- */
 
+/* Refuses a file of `max` bytes or more. */
 static int read_small_file(const char *path, size_t max, char **ret) {
         _cleanup_(closep) int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        _cleanup_(freep) char *buf = NULL;
-        size_t used = 0;
+        size_t len;
 
         if (fd < 0)
                 return negative_errno();
-        buf = malloc(max + 1);
-        if (!buf)
-                return -ENOMEM;
-        for (;;) {
-                ssize_t k = read(fd, buf + used, max - used);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                if (k == 0)
-                        break;
-                used += (size_t) k;
-                if (used == max)
-                        return -EFBIG;
-        }
-        buf[used] = '\0';
-        *ret = TAKE_PTR(buf);
-        return 0;
+        /* read_full_fd refuses more than its max; we refuse max itself. */
+        return read_full_fd(fd, max - 1, ret, &len);
 }
 
 /* Temp file in the same directory, fsync, rename, fsync the directory: nginx
@@ -847,86 +823,6 @@ static int on_sync_timer(sd_event_source *src, uint64_t usec, void *userdata) {
 
 static void sub_schedule_reconnect(Sync *s);
 
-/* hiredis async glue (NOTES.md: hiredis 0.14 has no sd-event adapter). */
-static void subio_update(SubIo *x) {
-        if (!x->io)
-                return;
-        if (x->events == 0) {
-                (void) sd_event_source_set_enabled(x->io, SD_EVENT_OFF);
-                return;
-        }
-        (void) sd_event_source_set_io_events(x->io, x->events);
-        (void) sd_event_source_set_enabled(x->io, SD_EVENT_ON);
-}
-
-static void subio_add_read(void *p) {
-        SubIo *x = p;
-        x->events |= EPOLLIN;
-        subio_update(x);
-}
-
-static void subio_del_read(void *p) {
-        SubIo *x = p;
-        x->events &= ~(uint32_t) EPOLLIN;
-        subio_update(x);
-}
-
-static void subio_add_write(void *p) {
-        SubIo *x = p;
-        x->events |= EPOLLOUT;
-        subio_update(x);
-}
-
-static void subio_del_write(void *p) {
-        SubIo *x = p;
-        x->events &= ~(uint32_t) EPOLLOUT;
-        subio_update(x);
-}
-
-static void subio_cleanup(void *p) {
-        SubIo *x = p;
-        sd_event_source_disable_unref(x->io);
-        free(x);
-}
-
-static int subio_dispatch(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
-        SubIo *x = userdata;
-        redisAsyncContext *ac = x->ac;
-
-        /* One hiredis call per wakeup: either may free the context (and x),
-         * so nothing may be touched after it. epoll is level-triggered:
-         * the other direction comes back on the next wakeup. */
-        if ((revents & EPOLLOUT) && (x->events & EPOLLOUT))
-                redisAsyncHandleWrite(ac);
-        else
-                redisAsyncHandleRead(ac);
-        return 0;
-}
-
-static int subio_attach(Sync *s, redisAsyncContext *ac) {
-        SubIo *x;
-        int r;
-
-        x = calloc(1, sizeof(*x));
-        if (!x)
-                return -ENOMEM;
-        x->ac = ac;
-        r = sd_event_add_io(s->event, &x->io, ac->c.fd, 0, subio_dispatch, x);
-        if (r < 0) {
-                free(x);
-                return r;
-        }
-        (void) sd_event_source_set_enabled(x->io, SD_EVENT_OFF);
-        (void) sd_event_source_set_description(x->io, "redis-subscriber");
-        ac->ev.data = x;
-        ac->ev.addRead = subio_add_read;
-        ac->ev.delRead = subio_del_read;
-        ac->ev.addWrite = subio_add_write;
-        ac->ev.delWrite = subio_del_write;
-        ac->ev.cleanup = subio_cleanup;
-        return 0;
-}
-
 static void on_sub_disconnect(const redisAsyncContext *ac, int status) {
         Sync *s = ac->data;
 
@@ -1010,7 +906,7 @@ static void sub_connect(Sync *s) {
                 sub_schedule_reconnect(s);
                 return;
         }
-        r = subio_attach(s, ac);
+        r = redis_event_attach(ac, s->event);
         if (r < 0) {
                 log_error_errno(r, "Cannot watch the Redis events connection: %m");
                 redisAsyncFree(ac);
