@@ -1,7 +1,11 @@
-"""Doctor Monkey demo: one real monkeyd, a synthetic /proc/stat advanced in
-real time, [remedy] dry_run = yes. Shows the sustained-window rule, the
-cycle, the reboot-loop guard, operator drain/resume and the history.
-Everything runs in a temp dir and stops by itself (about 40 s)."""
+"""Doctor Monkey demo. Part 1: one real monkeyd, a synthetic /proc/stat
+advanced in real time, [remedy] dry_run = yes: the sustained-window rule,
+the cycle, the reboot-loop guard, operator drain/resume and the history.
+Part 2: a fleet of three on loopback: real redis-server, three nginx apps
+on 127.0.0.2-4 each with its own monkeyd in the pool, real haproxy fed by
+monkey-proxy-sync, HTTP load through haproxy; the whole fleet overloads at
+once and the disruption budget lets only one host out at a time.
+Everything runs in temp dirs and stops by itself (about 80 s)."""
 
 import os
 import subprocess
@@ -11,6 +15,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 import harness  # noqa: E402
+import proxyfleet  # noqa: E402
 
 WINDOW = 5.0
 
@@ -52,6 +57,91 @@ def wait_transitions(agent, to, count, timeout):
             return time.monotonic()
         time.sleep(0.02)
     harness.fail("fewer than %d transitions into %s within %.0fs" % (count, to, timeout))
+
+
+FLEET = (("app1", "127.0.0.2"), ("app2", "127.0.0.3"), ("app3", "127.0.0.4"))
+POOL = """[pool]
+redis = {url}
+name = web
+address = {address}
+min_serving = 1
+max_unavailable = 1
+drain = 2s
+lease = 3s
+heartbeat = 1s
+
+[remedy]
+ladder = reboot-instance
+dry_run = yes
+max_per_window = 10
+window = 1h
+"""
+
+
+def fleet_part():
+    say("Part 2: a fleet of three behind haproxy, one Redis pool, max_unavailable = 1")
+    redis = proxyfleet.Redis().start()
+    port = proxyfleet.free_port(tuple(a for _, a in FLEET))
+    apps = [proxyfleet.nginx_app(n, a, port).start() for n, a in FLEET]
+    agents, hx, sync, load = [], None, None, None
+    try:
+        for n, a in FLEET:
+            ag = harness.Agent(name="fleet-" + n, host=n, threshold=85, clear_below=60, window="3s",
+                               interval="250ms", busy=15,
+                               extra=POOL.format(url=redis.url(), address="%s:%d" % (a, port)))
+            agents.append(ag.start())
+        hx = proxyfleet.HAProxy("    server-template s 1-4 127.0.0.1:1 check inter 500ms disabled\n").start()
+        sync = proxyfleet.ProxySync(["--redis", redis.url(), "--pool", "web", "--haproxy-socket", hx.socket,
+                                     "--backend", "be", "--drain-grace", "1s"], name="demo-sync").start()
+        harness.wait_until(lambda: redis.cmd("SCARD", "monkey:{web}:serving") == "3", 10, 0.05,
+                           "three hosts serving")
+        print("  redis on 127.0.0.1:%s, haproxy on 127.0.0.1:%d, apps on %s port %d"
+              % (redis.url().rsplit(":", 1)[-1].split("/")[0], hx.port, ", ".join(a for _, a in FLEET), port))
+        load = proxyfleet.Load(hx.port, workers=4, max_seconds=40).start()
+        time.sleep(2.0)
+        ctl(agents[0], "pool")
+
+        say("Every host overloaded at once: one leaves, the others HOLD and keep serving")
+        for ag in agents:
+            ag.feeder.set_busy(97)
+        t0 = time.monotonic()
+        last = None
+        max_out = 0
+        while time.monotonic() - t0 < 16.0:
+            states = [ag.state() for ag in agents]
+            serving = int(redis.cmd("SCARD", "monkey:{web}:serving") or 0)
+            max_out = max(max_out, 3 - serving)
+            line = "  t=%4.1fs  %s   in Redis serving: %d of 3" % (
+                time.monotonic() - t0, "  ".join("%s %-11s" % (n, st) for (n, _), st in zip(FLEET, states)),
+                serving)
+            if line[10:] != last:
+                print(line, flush=True)
+                last = line[10:]
+            time.sleep(0.1)
+        for ag in agents:
+            ag.feeder.set_busy(15)
+        held = [h for h in agents[1].history(100) if h.get("to") == "HOLDING"][:1] or \
+               [h for h in agents[2].history(100) if h.get("to") == "HOLDING"][:1]
+        if held:
+            print("  why a host held: %s" % held[0].get("reason"), flush=True)
+        print("  at most %d host(s) out of serving at any time (max_unavailable = 1)" % max_out, flush=True)
+        harness.wait_until(lambda: all(ag.state() == "SERVING" for ag in agents), 20, 0.1,
+                           "the fleet back in service")
+        time.sleep(1.0)
+        load.stop()
+        bad = load.failures()
+        print("  HTTP load through haproxy: %d requests, %d failed, per host %s"
+              % (load.total(), len(bad), load.counts()), flush=True)
+        return 0 if not bad and max_out <= 1 else 1
+    finally:
+        for t in (load, sync, hx):
+            if t is not None:
+                t.stop()
+        for ag in agents:
+            ag.close()
+        for app in apps:
+            app.stop()
+        redis.stop()
 
 
 def main():
@@ -112,7 +202,9 @@ def main():
             if "alert (" in line:
                 print("  " + line.rstrip())
     say("monkeyd stopped (exit %s)" % rc)
-    return 0 if rc == 0 else 1
+    if rc != 0:
+        return 1
+    return fleet_part()
 
 
 if __name__ == "__main__":
