@@ -87,6 +87,12 @@ static const char script_leave[] =
         "local alive = alive_count()\n"
         "local others = redis.call('ZCARD', KEYS[2])\n"
         "if redis.call('ZSCORE', KEYS[2], host) then others = others - 1 end\n"
+        "local wait_key = ARGV[8] .. 'waiting'\n"
+        "if mode == 'budget' and ARGV[10] then\n"
+        "  -- first come, first served: remember when we first asked, and that we still ask\n"
+        "  redis.call('ZADD', wait_key, 'NX', now, host)\n"
+        "  redis.call('SET', ARGV[8] .. 'asking:' .. host, '1', 'PX', ARGV[10])\n"
+        "end\n"
         "if mode == 'budget' then\n"
         "  if alive - 1 < min_serving then\n"
         "    return {'denied', redis.call('SCARD', KEYS[1]), alive, others,\n"
@@ -102,7 +108,34 @@ static const char script_leave[] =
         "    if others == 1 then d = d .. ' is out' else d = d .. ' are out' end\n"
         "    return {'denied', redis.call('SCARD', KEYS[1]), alive, others, d}\n"
         "  end\n"
+        "  if ARGV[10] then\n"
+        "    -- the free slots go to the hosts that have waited longest and still ask;\n"
+        "    -- a host that stopped asking (cleared, died) is dropped on the way\n"
+        "    -- read the queue's head in small batches: O(slots + stale), not O(waiters)\n"
+        "    local slots, ahead, stale, i, done = max_unavailable - others, {}, {}, 0, false\n"
+        "    while not done do\n"
+        "      local batch = redis.call('ZRANGE', wait_key, i, i + 15)\n"
+        "      if #batch == 0 then break end\n"
+        "      for _, h in ipairs(batch) do\n"
+        "        if h == host then done = true break end\n"
+        "        if redis.call('EXISTS', ARGV[8] .. 'asking:' .. h) == 1 then\n"
+        "          table.insert(ahead, h)\n"
+        "          if #ahead >= slots then done = true break end\n"
+        "        else\n"
+        "          table.insert(stale, h)\n"
+        "        end\n"
+        "      end\n"
+        "      i = i + 16\n"
+        "    end\n"
+        "    for _, h in ipairs(stale) do redis.call('ZREM', wait_key, h) end\n"
+        "    if #ahead >= slots then\n"
+        "      return {'denied', redis.call('SCARD', KEYS[1]), alive, others,\n"
+        "              'queued behind ' .. table.concat(ahead, ', ') .. ' (first come, first served)'}\n"
+        "    end\n"
+        "  end\n"
         "end\n"
+        "redis.call('ZREM', wait_key, host)\n"
+        "redis.call('DEL', ARGV[8] .. 'asking:' .. host)\n"
         "redis.call('SREM', KEYS[1], addr)\n"
         "redis.call('ZREM', alive_key, addr)\n"
         "if redis.call('HGET', KEYS[4], addr) == host then redis.call('HDEL', KEYS[4], addr) end\n"
@@ -1260,7 +1293,7 @@ static void send_join(Pool *p) {
 /* Takes req (may be NULL: a reconcile nobody waits for). */
 static void send_leave(Pool *p, const char *mode, LeaveReq *req) {
         _cleanup_(freep) char *ev = NULL;
-        char min_serving[16], max_unavailable[16], ttl[32];
+        char min_serving[16], max_unavailable[16], ttl[32], asking[32];
         const char *reason = req && req->reason ? req->reason : p->reason;
         PoolEvent e = {
                 .type = "leave", .pool = p->name, .host = p->host, .addr = p->address, .reason = reason,
@@ -1272,9 +1305,12 @@ static void send_leave(Pool *p, const char *mode, LeaveReq *req) {
         snprintf(min_serving, sizeof min_serving, "%u", p->min_serving);
         snprintf(max_unavailable, sizeof max_unavailable, "%u", p->max_unavailable);
         snprintf(ttl, sizeof ttl, "%llu", (unsigned long long) (p->out_max / USEC_PER_MSEC));
+        /* A held host re-asks about every heartbeat: three missed asks and
+         * it no longer holds a place in the queue. */
+        snprintf(asking, sizeof asking, "%llu", (unsigned long long) (3 * p->heartbeat / USEC_PER_MSEC));
         const char *keys[] = { p->key_serving, p->key_out, p->key_host, p->key_addrs, p->key_events, p->list_key };
         const char *args[] = { p->address, p->host, min_serving, max_unavailable, ttl, mode, ev ? ev : "{}",
-                               p->key_prefix, nonnull(reason) };
+                               p->key_prefix, nonnull(reason), asking };
         c = script_cmd(p, POOL_SCRIPT_LEAVE, ELEMENTSOF(keys), keys, ELEMENTSOF(args), args);
         if (!c) {
                 log_oom();

@@ -14,6 +14,8 @@
  *                        the budget counts "serving and alive" in O(log N)
  *   monkey:{P}:out       ZSET H -> expiry (ms): hosts that left and count
  *                        against max_unavailable until they rejoin or expire
+ *   monkey:{P}:waiting   ZSET H -> first ask (ms): held hosts, served first come first served
+ *   monkey:{P}:asking:H  STRING with PX TTL: H still asks (renewed by each ask)
  *   monkey:{P}:events    PUBLISH channel, one JSON object per change
  *   [pool] list_key      optional LIST mirror of serving, no duplicates
  * Nothing here blocks: every call answers through a callback or the cached

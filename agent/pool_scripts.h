@@ -13,7 +13,8 @@
 typedef enum PoolScript {
         POOL_SCRIPT_JOIN,      /* KEYS serving out host:H addrs events [list]; ARGV addr host event_json */
         POOL_SCRIPT_LEAVE,     /* KEYS serving out host:H addrs events [list]; ARGV addr host min_serving
-                                * max_unavailable out_ttl_ms mode event_json key_prefix reason */
+                                * max_unavailable out_ttl_ms mode event_json key_prefix reason
+                                * [asking_ttl_ms: budget mode queues askers first come, first served] */
         POOL_SCRIPT_HEARTBEAT, /* KEYS lease:H host:H serving; ARGV lease_ms addr -> member 0/1 */
         POOL_SCRIPT_VIEW,      /* KEYS serving out addrs; ARGV key_prefix -> {now, serving[5n], out[6n]} */
         POOL_SCRIPT_STATE,     /* KEYS host:H events; ARGV addr state since reason version event_json */

@@ -106,8 +106,8 @@ static bool op_run(redisContext *c, const Bench *b, Op op, unsigned agent, bool 
         case OP_LEAVE: {
                 const char *keys[] = { b->k_serving, b->k_out, hk, b->k_addrs, b->k_events };
                 const char *args[] = { addr, host, "1", "1", "1800000", POOL_LEAVE_MODE_BUDGET,
-                                       "{\"type\":\"leave\"}", b->prefix, "bench" };
-                r = run_script(c, b, POOL_SCRIPT_LEAVE, 5, keys, 9, args);
+                                       "{\"type\":\"leave\"}", b->prefix, "bench", "15000" };
+                r = run_script(c, b, POOL_SCRIPT_LEAVE, 5, keys, 10, args);
                 break;
         }
         case OP_VIEW:

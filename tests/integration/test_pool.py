@@ -727,12 +727,50 @@ def t8_auth():
         redis.kill()
 
 
+def t9_first_come_first_served():
+    """Held hosts get the budget in the order they first asked: a host that
+    just came back cannot jump the queue, so under a long whole-fleet
+    overload every host takes its turn instead of two hosts alternating."""
+    redis = Redis().start()
+    ev = Events(redis.port)
+    agents = []
+    try:
+        agents = start_agents(redis, 3, max_unavailable=1)
+        for a in agents:
+            a.write_config(extra=pool_extra(redis.url(), a.addr, max_unavailable=1).replace("drain = 1s",
+                                                                                           "drain = 3s"))
+            a.signal(signal.SIGHUP)
+        time.sleep(0.5)
+        a1, a2, a3 = agents
+        a1.feeder.set_busy(97)
+        a1.wait_state("DRAINING", 5)
+        a2.feeder.set_busy(97)
+        a2.wait_state("HOLDING", 5)
+        time.sleep(1.5)  # web-2 has asked (and waited) longer than web-3 will have
+        a3.feeder.set_busy(97)
+        a3.wait_state("HOLDING", 5)
+        wait_until(lambda: len([e for e in ordered_membership_events(ev) if e["type"] == "leave"]) >= 3, 20, 0.1,
+                   "three leaves")
+        leaves = [e["host"] for e in ordered_membership_events(ev) if e["type"] == "leave"]
+        print("   leave order: %s" % " -> ".join(leaves))
+        check(leaves[:3] == ["web-1", "web-2", "web-3"],
+              "leave order %r: web-2 asked before web-3 and web-1 came back last" % leaves[:3])
+        reasons = [h.get("reason") or "" for h in a3.history(100) if h.get("to") == "HOLDING"]
+        print("   web-3 held: %s" % "; ".join(sorted(set(reasons)))[:300])
+        set_busy_now(agents, 5)
+    finally:
+        ev.close()
+        close_all(agents)
+        redis.kill()
+
+
 def main():
     if not REDIS_SERVER:
         print("FAIL: redis-server is not installed (tests/setup-deps)")
         sys.exit(1)
     harness.main([t1_join_idempotent, t2_fleet_overload_budget, t3_min_serving, t4_lease_expiry,
-                  t5_redis_dies_mid_cycle, t6_on_unreachable_remediate, t7_sentinel, t8_auth])
+                  t5_redis_dies_mid_cycle, t6_on_unreachable_remediate, t7_sentinel, t8_auth,
+                  t9_first_come_first_served])
 
 
 if __name__ == "__main__":
