@@ -614,7 +614,7 @@ static bool hostport_valid(const char *s, size_t n, bool port_required) {
 
 static int item_hostport(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
         if (has_space_or_control(value) || !hostport_valid(value, strlen(value), true))
-                return reason(ret_reason, -EINVAL, "invalid address '%s' (use HOST:PORT, e.g. 10.0.0.5:8080 or [::1]:8080)",
+                return reason(ret_reason, -EINVAL, "invalid address '%s' (use HOST:PORT, e.g. 127.0.1.5:8080 or [::1]:8080)",
                               value);
         return set_string(dest, value);
 }

@@ -288,7 +288,7 @@ int proxysync_endpoint_compare(const Endpoint *a, const Endpoint *b) {
 
         if (a->family != b->family)
                 return a->family < b->family ? -1 : 1;
-        /* Numeric order, so 10.0.0.9 sorts before 10.0.0.10. */
+        /* Numeric order, so 127.0.1.9 sorts before 127.0.1.10. */
         (void) inet_pton(a->family, a->ip, x);
         (void) inet_pton(b->family, b->ip, y);
         r = memcmp(x, y, a->family == AF_INET6 ? 16 : 4);

@@ -38,7 +38,7 @@ typedef struct Endpoint {
         uint16_t port;
 } Endpoint;
 
-/* "10.0.0.5:8080" or "[2001:db8::5]:8080"; port 1..65535. */
+/* "127.0.1.5:8080" or "[2001:db8::5]:8080"; port 1..65535. */
 int proxysync_parse_endpoint(const char *s, Endpoint *ret);
 /* The same forms back, into buf (ENDPOINT_STRLEN is always enough). */
 const char *proxysync_endpoint_format(const Endpoint *e, char *buf, size_t size);

@@ -81,11 +81,11 @@ static void test_redis_url(void **state) {
         proxysync_redis_url_done(&u);
 
         /* A lone word before '@' is the password, as redis-cli reads it. */
-        assert_int_equal(proxysync_parse_redis_url("redis://secret@10.0.0.1", &u, NULL), 0);
+        assert_int_equal(proxysync_parse_redis_url("redis://secret@127.0.1.1", &u, NULL), 0);
         assert_null(u.user);
         assert_string_equal(u.password, "secret");
         proxysync_redis_url_done(&u);
-        assert_int_equal(proxysync_parse_redis_url("redis://:secret@10.0.0.1", &u, NULL), 0);
+        assert_int_equal(proxysync_parse_redis_url("redis://:secret@127.0.1.1", &u, NULL), 0);
         assert_null(u.user);
         assert_string_equal(u.password, "secret");
         proxysync_redis_url_done(&u);
@@ -119,11 +119,11 @@ static void test_endpoints(void **state) {
         Endpoint a, b;
         char buf[ENDPOINT_STRLEN];
 
-        assert_int_equal(proxysync_parse_endpoint("10.0.0.5:8080", &a), 0);
+        assert_int_equal(proxysync_parse_endpoint("127.0.1.5:8080", &a), 0);
         assert_int_equal(a.family, AF_INET);
-        assert_string_equal(a.ip, "10.0.0.5");
+        assert_string_equal(a.ip, "127.0.1.5");
         assert_int_equal(a.port, 8080);
-        assert_string_equal(proxysync_endpoint_format(&a, buf, sizeof(buf)), "10.0.0.5:8080");
+        assert_string_equal(proxysync_endpoint_format(&a, buf, sizeof(buf)), "127.0.1.5:8080");
 
         /* IPv6 is canonicalised, so two spellings are one member. */
         assert_int_equal(proxysync_parse_endpoint("[2001:DB8:0::5]:80", &a), 0);
@@ -132,23 +132,23 @@ static void test_endpoints(void **state) {
         assert_string_equal(proxysync_endpoint_format(&a, buf, sizeof(buf)), "[2001:db8::5]:80");
 
         static const char *const bad[] = {
-                "", "10.0.0.5", "10.0.0.5:", "10.0.0.5:0", "10.0.0.5:65536", "10.0.0.5:80x", "host:80",
-                "::1:80", "[::1]80", "[::1]:", "10.0.0.256:80", ":80", "[]:80", "10.0.0.5:-1",
+                "", "127.0.1.5", "127.0.1.5:", "127.0.1.5:0", "127.0.1.5:65536", "127.0.1.5:80x", "host:80",
+                "::1:80", "[::1]80", "[::1]:", "127.0.1.256:80", ":80", "[]:80", "127.0.1.5:-1",
         };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++)
                 assert_true(proxysync_parse_endpoint(bad[i], &a) < 0);
 
         /* Numeric order. */
-        assert_int_equal(proxysync_parse_endpoint("10.0.0.9:80", &a), 0);
-        assert_int_equal(proxysync_parse_endpoint("10.0.0.10:80", &b), 0);
+        assert_int_equal(proxysync_parse_endpoint("127.0.1.9:80", &a), 0);
+        assert_int_equal(proxysync_parse_endpoint("127.0.1.10:80", &b), 0);
         assert_true(proxysync_endpoint_compare(&a, &b) < 0);
-        assert_int_equal(proxysync_parse_endpoint("10.0.0.9:81", &b), 0);
+        assert_int_equal(proxysync_parse_endpoint("127.0.1.9:81", &b), 0);
         assert_true(proxysync_endpoint_compare(&a, &b) < 0);
         assert_true(proxysync_endpoint_compare(&b, &a) > 0);
 }
 
 static void test_routable(void **state) {
-        char *members[] = { "10.0.0.3:80", "10.0.0.1:80", "10.0.0.2:80", "10.0.0.4:80", "bogus", "10.0.0.5:80", "10.0.0.1:80" };
+        char *members[] = { "127.0.1.3:80", "127.0.1.1:80", "127.0.1.2:80", "127.0.1.4:80", "bogus", "127.0.1.5:80", "127.0.1.1:80" };
         char *owners[] = { "web-3", "web-1", "web-2", NULL, "web-x", "web-5", "web-1b" };
         long long pttl[] = { 9000, -1, -2, 5000, 5000, 1200, 4000 };
         Endpoint *eps = NULL;
@@ -157,12 +157,12 @@ static void test_routable(void **state) {
         char buf[ENDPOINT_STRLEN];
 
         assert_int_equal(proxysync_routable(members, owners, pttl, ELEMENTSOF(members), &eps, &n, &min, &skipped), 0);
-        /* web-2: lease gone; 10.0.0.4: no owner; bogus: not ip:port; the
-         * duplicate 10.0.0.1 counts once. Sorted. */
+        /* web-2: lease gone; 127.0.1.4: no owner; bogus: not ip:port; the
+         * duplicate 127.0.1.1 counts once. Sorted. */
         assert_int_equal(n, 3);
-        assert_string_equal(proxysync_endpoint_format(&eps[0], buf, sizeof(buf)), "10.0.0.1:80");
-        assert_string_equal(proxysync_endpoint_format(&eps[1], buf, sizeof(buf)), "10.0.0.3:80");
-        assert_string_equal(proxysync_endpoint_format(&eps[2], buf, sizeof(buf)), "10.0.0.5:80");
+        assert_string_equal(proxysync_endpoint_format(&eps[0], buf, sizeof(buf)), "127.0.1.1:80");
+        assert_string_equal(proxysync_endpoint_format(&eps[1], buf, sizeof(buf)), "127.0.1.3:80");
+        assert_string_equal(proxysync_endpoint_format(&eps[2], buf, sizeof(buf)), "127.0.1.5:80");
         assert_int_equal(skipped, 3);
         assert_int_equal(min, 1200);
         free(eps);
@@ -258,7 +258,7 @@ static Endpoint ep(const char *s) {
         return e;
 }
 
-/* "s1:addr=10.0.0.2:80 s1:ready s2:drain" */
+/* "s1:addr=127.0.1.2:80 s1:ready s2:drain" */
 static char *plan_text(const Slot *slots, const SlotPlan *p) {
         char *buf = NULL;
         size_t size = 0;
@@ -290,16 +290,16 @@ static void check_plan(const Slot *slots, size_t n, const Endpoint *want, size_t
 }
 
 static void test_plan(void **state) {
-        const Endpoint a = ep("10.0.0.1:80"), b = ep("10.0.0.2:80"), c = ep("10.0.0.3:80");
+        const Endpoint a = ep("127.0.1.1:80"), b = ep("127.0.1.2:80"), c = ep("127.0.1.3:80");
 
         /* Fresh backend: every slot in maint at the template address. */
         Slot fresh[] = { slot("s1", "127.0.0.1:1", SLOT_MAINT, 0), slot("s2", "127.0.0.1:1", SLOT_MAINT, 0),
                          slot("s3", "127.0.0.1:1", SLOT_MAINT, 0) };
         check_plan(fresh, 3, (Endpoint[]) { a, b }, 2, 10,
-                   "s1:addr=10.0.0.1:80 s1:ready s2:addr=10.0.0.2:80 s2:ready", 2, 0);
+                   "s1:addr=127.0.1.1:80 s1:ready s2:addr=127.0.1.2:80 s2:ready", 2, 0);
 
         /* In sync: nothing to do. */
-        Slot synced[] = { slot("s1", "10.0.0.1:80", SLOT_READY, 50), slot("s2", "10.0.0.2:80", SLOT_READY, 50),
+        Slot synced[] = { slot("s1", "127.0.1.1:80", SLOT_READY, 50), slot("s2", "127.0.1.2:80", SLOT_READY, 50),
                           slot("s3", "127.0.0.1:1", SLOT_MAINT, 50) };
         check_plan(synced, 3, (Endpoint[]) { a, b }, 2, 10, "", 2, 0);
 
@@ -307,7 +307,7 @@ static void test_plan(void **state) {
         check_plan(synced, 3, (Endpoint[]) { a }, 1, 10, "s2:drain", 1, 0);
 
         /* Drained for less than the grace: wait; then maint. */
-        Slot draining[] = { slot("s1", "10.0.0.1:80", SLOT_READY, 50), slot("s2", "10.0.0.2:80", SLOT_DRAIN, 3),
+        Slot draining[] = { slot("s1", "127.0.1.1:80", SLOT_READY, 50), slot("s2", "127.0.1.2:80", SLOT_DRAIN, 3),
                             slot("s3", "127.0.0.1:1", SLOT_MAINT, 50) };
         check_plan(draining, 3, (Endpoint[]) { a }, 1, 10, "", 1, 0);
         draining[1].since_change_sec = 10;
@@ -319,22 +319,22 @@ static void test_plan(void **state) {
 
         /* A newcomer while a slot drains takes the free maint slot, not the
          * draining one. */
-        check_plan(draining, 3, (Endpoint[]) { a, c }, 2, 10, "s3:addr=10.0.0.3:80 s3:ready", 2, 0);
+        check_plan(draining, 3, (Endpoint[]) { a, c }, 2, 10, "s3:addr=127.0.1.3:80 s3:ready", 2, 0);
 
         /* b rejoins after its slot went to maint: that slot again, no addr. */
-        Slot parked[] = { slot("s1", "10.0.0.1:80", SLOT_READY, 50), slot("s2", "127.0.0.1:1", SLOT_MAINT, 50),
-                          slot("s3", "10.0.0.2:80", SLOT_MAINT, 50) };
+        Slot parked[] = { slot("s1", "127.0.1.1:80", SLOT_READY, 50), slot("s2", "127.0.0.1:1", SLOT_MAINT, 50),
+                          slot("s3", "127.0.1.2:80", SLOT_MAINT, 50) };
         check_plan(parked, 3, (Endpoint[]) { a, b }, 2, 10, "s3:ready", 2, 0);
 
         /* No free slot: counted, not forced onto a draining one. */
-        check_plan(draining, 3, (Endpoint[]) { a, c, ep("10.0.0.4:80") }, 3, 10, "s3:addr=10.0.0.3:80 s3:ready", 2, 1);
+        check_plan(draining, 3, (Endpoint[]) { a, c, ep("127.0.1.4:80") }, 3, 10, "s3:addr=127.0.1.3:80 s3:ready", 2, 1);
 
         /* Duplicates (an operator's hand edit): one stays, the other drains. */
-        Slot dup[] = { slot("s1", "10.0.0.1:80", SLOT_READY, 50), slot("s2", "10.0.0.1:80", SLOT_READY, 50) };
+        Slot dup[] = { slot("s1", "127.0.1.1:80", SLOT_READY, 50), slot("s2", "127.0.1.1:80", SLOT_READY, 50) };
         check_plan(dup, 2, (Endpoint[]) { a }, 1, 10, "s2:drain", 1, 0);
 
         /* An operator's maint on a wanted server is undone; joins come first. */
-        Slot mixed[] = { slot("s1", "10.0.0.1:80", SLOT_MAINT, 50), slot("s2", "10.0.0.2:80", SLOT_READY, 50) };
+        Slot mixed[] = { slot("s1", "127.0.1.1:80", SLOT_MAINT, 50), slot("s2", "127.0.1.2:80", SLOT_READY, 50) };
         check_plan(mixed, 2, (Endpoint[]) { a }, 1, 10, "s1:ready s2:drain", 1, 0);
 
         /* Empty want drains everything (the caller decides whether to apply it). */
@@ -364,12 +364,12 @@ static void test_op_command(void **state) {
 
 static void test_nginx(void **state) {
         _cleanup_(freestrp) char *t1 = NULL, *t2 = NULL, *t3 = NULL;
-        const Endpoint eps[] = { ep("10.0.0.1:80"), ep("[::1]:8080") };
+        const Endpoint eps[] = { ep("127.0.1.1:80"), ep("[::1]:8080") };
 
         assert_int_equal(proxysync_render_nginx("web", "web_up", eps, 2, NULL, &t1), 0);
         assert_string_equal(t1, "# Written by monkey-proxy-sync from pool web: do not edit, it is rewritten.\n"
                                 "upstream web_up {\n"
-                                "    server 10.0.0.1:80;\n"
+                                "    server 127.0.1.1:80;\n"
                                 "    server [::1]:8080;\n"
                                 "}\n");
         assert_true(proxysync_nginx_has_servers(t1));
@@ -379,7 +379,7 @@ static void test_nginx(void **state) {
         assert_false(proxysync_nginx_has_servers(t2));
 
         assert_int_equal(proxysync_render_nginx("web", "web", eps, 1, "max_fails=1 fail_timeout=5s", &t3), 0);
-        assert_non_null(strstr(t3, "    server 10.0.0.1:80 max_fails=1 fail_timeout=5s;\n"));
+        assert_non_null(strstr(t3, "    server 127.0.1.1:80 max_fails=1 fail_timeout=5s;\n"));
 
         char *t = NULL;
         assert_int_equal(proxysync_render_nginx("web", "web", eps, 1, "x; include /etc/passwd", &t), -EINVAL);

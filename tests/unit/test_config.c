@@ -486,7 +486,7 @@ static void test_full_and_enabled(void **state) {
         /* Sentinel: one or more sentinels (port optional), a master name, a DB. */
         static const char *const sentinel_ok[] = {
                 "sentinel://127.0.0.1:26379/mymaster",
-                "sentinel://10.0.0.1:26379,10.0.0.2,[::1]:26380/my-master.1/3",
+                "sentinel://127.0.1.1:26379,127.0.1.2,[::1]:26380/my-master.1/3",
                 "sentinel://monkey:pw@s1:26379,s2:26379/web",
         };
         for (size_t i = 0; i < ELEMENTSOF(sentinel_ok); i++) {
@@ -631,9 +631,9 @@ static void test_errors(void **state) {
                 { "[proxy]\nagent_check_port = 1\nagent_check_address = localhost\n",
                   P ":3: [proxy] agent_check_address: invalid IP address 'localhost'" },
                 { "[pool]\naddress = 127.0.0.2\n",
-                  P ":2: [pool] address: invalid address '127.0.0.2' (use HOST:PORT, e.g. 10.0.0.5:8080 or [::1]:8080)" },
+                  P ":2: [pool] address: invalid address '127.0.0.2' (use HOST:PORT, e.g. 127.0.1.5:8080 or [::1]:8080)" },
                 { "[pool]\naddress = ::1:80\n",
-                  P ":2: [pool] address: invalid address '::1:80' (use HOST:PORT, e.g. 10.0.0.5:8080 or [::1]:8080)" },
+                  P ":2: [pool] address: invalid address '::1:80' (use HOST:PORT, e.g. 127.0.1.5:8080 or [::1]:8080)" },
                 { "[pool]\nname = web{1}\n",
                   P ":2: [pool] name: invalid name 'web{1}' (use letters, digits, '.', '_' and '-')" },
                 { "[pool]\non_unreachable = reboot\n",

@@ -89,12 +89,12 @@ static void test_url_good(void **state) {
         PoolUrl u = {};
         char *err = NULL;
 
-        assert_int_equal(pool_url_parse("redis://monkey:s%40cret@10.0.0.5:6380/3", &u, &err), 0);
+        assert_int_equal(pool_url_parse("redis://monkey:s%40cret@127.0.1.5:6380/3", &u, &err), 0);
         assert_null(err);
         assert_int_equal(u.kind, POOL_URL_TCP);
         assert_string_equal(u.user, "monkey");
         assert_string_equal(u.password, "s@cret");
-        assert_string_equal(u.server.host, "10.0.0.5");
+        assert_string_equal(u.server.host, "127.0.1.5");
         assert_int_equal(u.server.port, 6380);
         assert_int_equal(u.db, 3);
         pool_url_done(&u);
@@ -136,10 +136,10 @@ static void test_url_good(void **state) {
         assert_string_equal(u.path, "/run/redis/redis.sock");
         pool_url_done(&u);
 
-        assert_int_equal(pool_url_parse("sentinel://10.0.0.1:26379,s2,[::1]:26380/my-master.1/4", &u, &err), 0);
+        assert_int_equal(pool_url_parse("sentinel://127.0.1.1:26379,s2,[::1]:26380/my-master.1/4", &u, &err), 0);
         assert_int_equal(u.kind, POOL_URL_SENTINEL);
         assert_int_equal(u.n_sentinels, 3);
-        assert_string_equal(u.sentinels[0].host, "10.0.0.1");
+        assert_string_equal(u.sentinels[0].host, "127.0.1.1");
         assert_int_equal(u.sentinels[0].port, 26379);
         assert_string_equal(u.sentinels[1].host, "s2");
         assert_int_equal(u.sentinels[1].port, 26379); /* the Sentinel default */
@@ -428,7 +428,7 @@ static void test_sentinel_and_role(void **state) {
 
 static void test_event_json(void **state) {
         PoolEvent e = {
-                .type = "leave", .pool = "web", .host = "web-1", .addr = "10.0.0.1:80",
+                .type = "leave", .pool = "web", .host = "web-1", .addr = "127.0.1.1:80",
                 .reason = "cpu 97% \"hot\"\n", .forced = 0, .at = 1700000000123456ULL,
         };
         _cleanup_(json_putp) json_object *o = NULL;
@@ -441,7 +441,7 @@ static void test_event_json(void **state) {
         assert_string_equal(jstr(o, "type"), "leave");
         assert_string_equal(jstr(o, "pool"), "web");
         assert_string_equal(jstr(o, "host"), "web-1");
-        assert_string_equal(jstr(o, "addr"), "10.0.0.1:80");
+        assert_string_equal(jstr(o, "addr"), "127.0.1.1:80");
         assert_string_equal(jstr(o, "reason"), "cpu 97% \"hot\"\n");
         assert_false(json_object_get_boolean(json_object_object_get(o, "forced")));
         assert_false(json_object_object_get_ex(o, "state", NULL));
