@@ -883,19 +883,23 @@ static uint64_t random_u64(void) {
         return v;
 }
 
+static void set_error_v(Pool *p, const char *format, va_list ap) _printf_(2, 0);
+static void set_error_v(Pool *p, const char *format, va_list ap) {
+        char *m = NULL;
+
+        if (vasprintf(&m, format, ap) < 0 || !m)
+                return; /* out of memory: keep the previous error */
+        free(p->last_error);
+        p->last_error = m;
+}
+
 static void set_error(Pool *p, const char *format, ...) _printf_(2, 3);
 static void set_error(Pool *p, const char *format, ...) {
         va_list ap;
-        char *m = NULL;
 
         va_start(ap, format);
-        if (vasprintf(&m, format, ap) < 0)
-                m = NULL;
+        set_error_v(p, format, ap);
         va_end(ap);
-        if (!m)
-                return;
-        free(p->last_error);
-        p->last_error = m;
 }
 
 static const char *error_or(Pool *p, const char *fallback) {
@@ -1861,16 +1865,10 @@ static void conn_broken(Pool *p) {
 
 static void conn_fail(Pool *p, const char *format, ...) {
         va_list ap;
-        char *m = NULL;
 
         va_start(ap, format);
-        if (vasprintf(&m, format, ap) < 0)
-                m = NULL;
+        set_error_v(p, format, ap);
         va_end(ap);
-        if (m) {
-                free(p->last_error);
-                p->last_error = m;
-        }
         link_close(&p->sentinel);
         link_close(&p->main);
         conn_broken(p);
