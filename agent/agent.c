@@ -7,6 +7,7 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
+#include "alerts.h"
 #include "effects.h"
 #include "log.h"
 
@@ -15,7 +16,6 @@
 
 #define RETRY_BASE_USEC (5 * USEC_PER_SEC)
 #define RETRY_MAX_USEC (5 * USEC_PER_MINUTE)
-#define HOLD_REMINDER_USEC (15 * USEC_PER_MINUTE)
 
 static usec_t now_clock(sd_event *e, clockid_t clock) {
         uint64_t t = 0;
@@ -118,6 +118,10 @@ static void persist_save(Agent *a) {
                 log_warning_errno(r, "Cannot save %s/state.json: %m, ignoring", a->config->agent.state_dir);
 }
 
+void agent_persist_save(Agent *a) {
+        persist_save(a);
+}
+
 static void incident_open(Agent *a, const char *reason) {
         Incident *i = &a->persist.incident;
         char stamp[32];
@@ -160,8 +164,6 @@ static void timers_cancel(Agent *a) {
 
 static void action_run(Agent *a, const Transition *t, const char *reason) {
         _cleanup_(freep) char *text = NULL;
-        usec_t now_mono = now_clock(a->event, CLOCK_MONOTONIC);
-
         switch (t->action) {
         case ACTION_NONE:
                 break;
@@ -181,8 +183,9 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
                         incident_close(a, "rejoined");
                         if (asprintf(&text, "%s is back: checks passed, rejoined the pool (incident %s)",
                                      a->config->agent.host, a->persist.incident.id) >= 0)
-                                effect_notify(a, NOTICE_BACK, text);
+                                alerts_notify(a, NOTICE_BACK, text, reason);
                 }
+                alerts_quarantine_over(a);
                 (void) effect_pool_join(a);
                 break;
 
@@ -190,7 +193,7 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
                 incident_open(a, reason);
                 if (t->from == STATE_SERVING && asprintf(&text, "%s overloaded: %s; asking to leave the pool",
                                                          a->config->agent.host, strna(reason)) >= 0)
-                        effect_notify(a, NOTICE_BREACH, text);
+                        alerts_notify(a, NOTICE_BREACH, text, reason);
                 (void) effect_pool_request_leave(a);
                 break;
 
@@ -198,15 +201,11 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
                 incident_open(a, reason);
                 if (asprintf(&text, "%s overloaded: %s; observe only ([remedy] not configured), staying in the pool",
                              a->config->agent.host, strna(reason)) >= 0)
-                        effect_notify(a, NOTICE_BREACH, text);
+                        alerts_notify(a, NOTICE_BREACH, text, reason);
                 break;
 
         case ACTION_HOLD:
-                if (a->hold_alerted_at == 0 || now_mono - a->hold_alerted_at >= HOLD_REMINDER_USEC) {
-                        a->hold_alerted_at = now_mono;
-                        if (asprintf(&text, "%s holding in the pool: %s", a->config->agent.host, strna(reason)) >= 0)
-                                effect_notify(a, NOTICE_HOLDING, text);
-                }
+                alerts_holding(a, reason);
                 /* Re-ask at the heartbeat pace: the budget frees up as soon
                  * as another host rejoins, and each ask is one cheap script. */
                 retry_schedule(a, a->config->pool.enabled ? jittered(a->config->pool.heartbeat)
@@ -216,16 +215,16 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
         case ACTION_NOTE_CLEARED:
                 timers_cancel(a);
                 a->retry_attempt = 0;
-                a->hold_alerted_at = 0;
+                (void) alert_gate_clear(&a->gate_hold); /* the "cleared" message closes the hold too */
                 incident_close(a, "cleared");
                 if (asprintf(&text, "%s: overload cleared (%s)", a->config->agent.host, strna(reason)) >= 0)
-                        effect_notify(a, NOTICE_CLEARED, text);
+                        alerts_notify(a, NOTICE_CLEARED, text, reason);
                 break;
 
         case ACTION_START_DRAIN:
                 a->retry_timer = sd_event_source_disable_unref(a->retry_timer);
                 a->retry_attempt = 0;
-                a->hold_alerted_at = 0;
+                alerts_holding_over(a, reason);
                 a->pool_serving = false;
                 a->persist.incident.left_pool = agent_now_wall(a);
                 /* Any router that follows us (the pool, or HAProxy's agent-check)
@@ -240,7 +239,7 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
                 if (asprintf(&text, "%s: remediating (%s%s)", a->config->agent.host,
                              remedy_step_to_string(a->config->remedy.ladder[0]),
                              a->config->remedy.dry_run ? ", dry run" : "") >= 0)
-                        effect_notify(a, NOTICE_REMEDIATING, text);
+                        alerts_notify(a, NOTICE_REMEDIATING, text, reason);
                 (void) effect_remediate(a);
                 break;
 
@@ -248,9 +247,7 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
                 if (a->pool_serving)
                         (void) effect_pool_leave(a, "quarantined");
                 a->pool_serving = false;
-                if (t->from != STATE_QUARANTINED &&
-                    asprintf(&text, "%s quarantined: %s", a->config->agent.host, strna(reason)) >= 0)
-                        effect_notify(a, NOTICE_QUARANTINED, text);
+                alerts_quarantined(a, reason);
                 retry_schedule(a, backoff_delay(a->retry_attempt++));
                 break;
 
@@ -264,7 +261,7 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
                 }
                 if (asprintf(&text, "%s: %s; staying out of the pool until `monkeyctl resume`",
                              a->config->agent.host, strna(reason)) >= 0)
-                        effect_notify(a, NOTICE_GAVE_UP, text);
+                        alerts_notify(a, NOTICE_GAVE_UP, text, reason);
                 break;
 
         case ACTION_ENTER_MAINTENANCE:
@@ -273,7 +270,7 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
                 (void) effect_pool_leave(a, "maintenance");
                 a->pool_serving = false;
                 if (asprintf(&text, "%s in maintenance: %s", a->config->agent.host, strna(reason)) >= 0)
-                        effect_notify(a, NOTICE_MAINTENANCE, text);
+                        alerts_notify(a, NOTICE_MAINTENANCE, text, reason);
                 break;
 
         default:
@@ -479,6 +476,7 @@ static void cpu_sample(Agent *a) {
         a->cpu_samples++;
 
         DetectorVerdict v = detector_feed(&a->detector, start, now, u.busy);
+        alerts_on_sample(a);
         if (v == DETECTOR_BREACH || v == DETECTOR_CLEARED)
                 log_debug("Detector: %s at %.1f%%", detector_verdict_to_string(v), u.busy);
 
@@ -642,6 +640,12 @@ json_object *agent_status_json(Agent *a) {
         INTEG("proxy", c->proxy.enabled);
 #undef INTEG
         json_object_object_add(o, "integrations", integ);
+        json_object_object_add(o, "slack", alerts_status_json(a));
+        {
+                json_object *ev = json_object_new_object();
+                json_object_object_add(ev, "top", alerts_evidence_json(a));
+                json_object_object_add(o, "evidence", ev);
+        }
         return o;
 }
 
@@ -716,7 +720,12 @@ static json_object *control_pool(void *userdata) {
         return pool_status_json(a->pool);
 }
 
+static int control_test_alert(void *userdata, uint64_t ticket, const char *text, char **ret_message) {
+        return alerts_test(userdata, ticket, text, ret_message);
+}
+
 static const ControlHandlers control_handlers = {
+        .test_alert = control_test_alert,
         .status = control_status,
         .pool = control_pool,
         .history = control_history,
@@ -759,6 +768,12 @@ static int agent_reload(Agent *a) {
                 return log_oom();
         }
 
+        r = alerts_reload(a, nc, &err);
+        if (r < 0) {
+                log_warning("reload failed, keeping the running config: slack: %s", err ? err : strerror(-r));
+                sd_notify(0, "READY=1");
+                return 0;
+        }
         r = detector_reconfigure(&a->detector, nc->cpu.threshold, nc->cpu.clear_below, nc->cpu.window,
                                  nc->cpu.interval);
         if (r < 0) {
@@ -922,6 +937,9 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
                 if (r < 0)
                         return r;
         }
+        r = alerts_start(a, ret_error);
+        if (r < 0)
+                return r;
         if (a->config->proxy.enabled) {
                 r = agentcheck_new(a->event, a->config->proxy.agent_check_address, a->config->proxy.agent_check_port,
                                    agent_state_of, a, &a->agent_check);
@@ -964,6 +982,7 @@ int agent_run(Agent *a) {
 Agent *agent_free(Agent *a) {
         if (!a)
                 return NULL;
+        alerts_free(a);
         a->control = control_server_free(a->control);
         a->agent_check = agentcheck_free(a->agent_check);
         a->pool = pool_free(a->pool);
@@ -982,6 +1001,7 @@ Agent *agent_free(Agent *a) {
         detector_done(&a->detector);
         persistent_state_done(&a->persist);
         free(a->cpu_last_error);
+        free(a->quarantine_reason);
         free(a->state_reason);
         config_free(a->config);
         free(a->config_path);

@@ -9,6 +9,11 @@
 #include <systemd/sd-event.h>
 
 #include "agentcheck.h"
+#include "evidence.h"
+#include "http.h"
+#include "notify.h"
+#include "outbox.h"
+#include "slack.h"
 #include "config.h"
 #include "control.h"
 #include "cpu.h"
@@ -61,7 +66,6 @@ typedef struct Agent {
         sd_event_source *retry_timer;   /* budget re-ask, quarantine re-check */
         sd_event_source *drain_timer;
         unsigned retry_attempt;         /* for backoff */
-        usec_t hold_alerted_at;         /* CLOCK_MONOTONIC of the last hold alert */
 
         /* Persistence */
         PersistentState persist;
@@ -71,6 +75,25 @@ typedef struct Agent {
         /* Integrations (NULL when not configured) */
         Pool *pool;
         AgentCheck *agent_check;
+
+        /* Alerts (alerts.c; NULL without [slack]) */
+        Http *http;
+        Slack *slack;
+        Outbox *outbox;
+        AlertGate gate_hold, gate_quarantine, gate_pool;
+        char *quarantine_reason;        /* the failure last alerted */
+        sd_event_source *pool_down_timer;
+        char *pool_down_detail;
+        usec_t pool_down_since;         /* CLOCK_MONOTONIC, 0 while connected */
+        ProcSnapshot *top_before;       /* /proc at the start of the hot run */
+        ProcTop top[NOTICE_TOP_MAX];    /* the last breach's top processes */
+        size_t n_top;
+        bool top_since_start;
+        struct {
+                uint64_t ticket;        /* control client waiting, 0 = free slot */
+                uint64_t seq;           /* its outbox record */
+                sd_event_source *deadline;
+        } tests[4];
 
         /* Results shown in status */
         json_object *last_checks;   /* NULL until checks ran */
@@ -99,6 +122,10 @@ int agent_run(Agent *a);
 /* Queue an event for the machine; processed from a defer source, never
  * re-entrantly. `reason` is copied. */
 int agent_post_event(Agent *a, Event e, const char *reason);
+
+/* Write state.json now (an integration learned something that must
+ * survive a reboot, e.g. the incident's Slack thread). */
+void agent_persist_save(Agent *a);
 
 /* Status object (STATUS schema in README). New reference. */
 json_object *agent_status_json(Agent *a);

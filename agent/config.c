@@ -491,6 +491,53 @@ static int item_unsigned(const ConfigItem *it, const char *value, Config *c, voi
         return 0;
 }
 
+/* A byte count: 512, 64K, 8M, 1G (powers of 1024). */
+int parse_size(const char *s, uint64_t *ret) {
+        static const struct { char suffix; unsigned shift; } units[] = {
+                { 'K', 10 }, { 'M', 20 }, { 'G', 30 },
+        };
+        _cleanup_(freep) char *digits = NULL;
+        size_t len;
+        unsigned shift = 0;
+        uint64_t v;
+        int r;
+
+        if (isempty(s))
+                return -EINVAL;
+        len = strlen(s);
+        for (size_t i = 0; i < ELEMENTSOF(units); i++)
+                if (s[len - 1] == units[i].suffix || s[len - 1] == units[i].suffix + ('a' - 'A')) {
+                        shift = units[i].shift;
+                        len--;
+                        break;
+                }
+        if (len > 0 && (s[len - 1] == 'B' || s[len - 1] == 'b') && shift == 0)
+                len--;
+        digits = strndup(s, len);
+        if (!digits)
+                return -ENOMEM;
+        r = parse_u64_digits(digits, &v);
+        if (r < 0)
+                return r;
+        if (v > (UINT64_MAX >> shift))
+                return -ERANGE;
+        *ret = v << shift;
+        return 0;
+}
+
+static int item_size(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        uint64_t v;
+        int r;
+
+        r = parse_size(value, &v);
+        if (r == -EINVAL)
+                return reason(ret_reason, r, "invalid size '%s' (use e.g. 512K, 8M)", value);
+        if (r < 0 || v < it->min || v > it->max || v > SIZE_MAX)
+                return range_reason_u64(it, value, ret_reason);
+        *(size_t *) dest = (size_t) v;
+        return 0;
+}
+
 static int item_port(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
         uint64_t v;
         int r;
@@ -820,7 +867,12 @@ static const ConfigItem config_items[] = {
         ITEM("slack", "token", item_word, slack.token, 0, 0, NULL, S | SECRET),
         ITEM("slack", "token_file", item_path, slack.token_file, 0, 0, NULL, S),
         ITEM("slack", "channel", item_word, slack.channel, 0, 0, NULL, S),
+        ITEM("slack", "webhook_url_file", item_path, slack.webhook_url_file, 0, 0, NULL, S),
         ITEM("slack", "api_url", item_url, slack.api_url, 0, 0, "https://slack.com/api", S),
+        ITEM("slack", "timeout", item_duration, slack.timeout, 100 * MS, 2 * MINUTE, "10s", 0),
+        ITEM("slack", "remind", item_duration, slack.remind, MINUTE, 7 * DAY, "1h", 0),
+        ITEM("slack", "outbox_max", item_unsigned, slack.outbox_max, 10, 1000000, "1000", 0),
+        ITEM("slack", "outbox_max_bytes", item_size, slack.outbox_max_bytes, 64 * 1024, 1ULL << 30, "8M", 0),
 
         ITEM("aws", "region", item_name, aws.region, 0, 0, NULL, S),
         ITEM("aws", "instance_id", item_name, aws.instance_id, 0, 0, NULL, S),
@@ -1167,15 +1219,21 @@ static void check_required(ParseContext *ctx) {
 static void check_slack(ParseContext *ctx) {
         const Config *c = ctx->config;
         unsigned sl = section_line_of(ctx, "slack");
+        bool webhook = c->slack.webhook_url || c->slack.webhook_url_file;
 
         if (!c->slack.enabled)
                 return;
-        if (c->slack.webhook_url) {
+        if (c->slack.webhook_url && c->slack.webhook_url_file) {
+                ctx_fail(ctx, later_line(ctx, "slack", OFF(slack.webhook_url), OFF(slack.webhook_url_file)), -EINVAL,
+                         "[slack] use either webhook_url or webhook_url_file, not both");
+                return;
+        }
+        if (webhook) {
+                size_t w = c->slack.webhook_url ? OFF(slack.webhook_url) : OFF(slack.webhook_url_file);
                 if (c->slack.token || c->slack.token_file)
-                        ctx_fail(ctx,
-                                 later_line(ctx, "slack", OFF(slack.webhook_url),
-                                            c->slack.token ? OFF(slack.token) : OFF(slack.token_file)),
-                                 -EINVAL, "[slack] use either webhook_url or %s, not both",
+                        ctx_fail(ctx, later_line(ctx, "slack", w, c->slack.token ? OFF(slack.token) : OFF(slack.token_file)),
+                                 -EINVAL, "[slack] use either %s or %s, not both",
+                                 c->slack.webhook_url ? "webhook_url" : "webhook_url_file",
                                  c->slack.token ? "token" : "token_file");
                 return;
         }
@@ -1185,7 +1243,8 @@ static void check_slack(ParseContext *ctx) {
                 return;
         }
         if (!c->slack.token && !c->slack.token_file) {
-                ctx_fail(ctx, sl, -EINVAL, "[slack] needs webhook_url, or channel with token or token_file");
+                ctx_fail(ctx, sl, -EINVAL,
+                         "[slack] needs webhook_url (or webhook_url_file), or channel with token or token_file");
                 return;
         }
         if (!c->slack.channel)
@@ -1442,6 +1501,10 @@ int config_load(const char *path, Config **ret_config, char **ret_error) {
                 secret = "[slack] token";
                 instead = "token_file";
                 line = lines[item_index_by_offset(offsetof(Config, slack.token))];
+        } else if (c->slack.webhook_url) {
+                secret = "[slack] webhook_url";
+                instead = "webhook_url_file";
+                line = lines[item_index_by_offset(offsetof(Config, slack.webhook_url))];
         } else if (redis_url_has_password(c->pool.redis)) {
                 secret = "[pool] redis password";
                 instead = "password_file";

@@ -90,7 +90,12 @@ typedef struct Config {
                 char *token;          /* inline token: the config file must then be 0600 */
                 char *token_file;
                 char *channel;
+                char *webhook_url_file; /* secret file holding the webhook URL */
                 char *api_url;        /* default https://slack.com/api */
+                usec_t timeout;       /* per request, default 10s */
+                usec_t remind;        /* repeated conditions alert again after this, default 1h */
+                unsigned outbox_max;  /* spooled messages kept at most, default 1000 */
+                size_t outbox_max_bytes; /* and bytes, default 8M */
         } slack;
 
         struct {
@@ -153,6 +158,7 @@ int parse_duration(const char *s, usec_t *ret);        /* "500ms", "30s", "5m", 
 int parse_percent(const char *s, double *ret);         /* "90", "90%", "87.5%" in [0,100] */
 int parse_bool(const char *s, bool *ret);              /* yes/no, true/false, on/off, 1/0 */
 int parse_status_set(const char *s, StatusSet *ret);   /* "200", "200-299,301" */
+int parse_size(const char *s, uint64_t *ret);          /* "512", "64K", "8M", "1G" (1024-based) */
 /* Formats a duration the way it would be written in the config: "1m30s", "500ms". */
 char *format_duration(char *buf, size_t size, usec_t u);
 

@@ -27,6 +27,7 @@ static const char *const command_table[_CONTROL_COMMAND_MAX] = {
         [CONTROL_DRAIN] = "drain",
         [CONTROL_RESUME] = "resume",
         [CONTROL_POOL] = "pool",
+        [CONTROL_TEST_ALERT] = "test-alert",
 };
 
 const char *control_command_to_string(ControlCommand c) {
@@ -45,7 +46,7 @@ ControlCommand control_command_from_string(const char *s) {
 }
 
 bool control_command_is_mutating(ControlCommand c) {
-        return c == CONTROL_DRAIN || c == CONTROL_RESUME;
+        return c == CONTROL_DRAIN || c == CONTROL_RESUME || c == CONTROL_TEST_ALERT;
 }
 
 void control_request_done(ControlRequest *r) {
@@ -321,6 +322,8 @@ struct ControlClient {
         size_t out_start, out_end, out_alloc;
 
         bool watching;
+        uint64_t id;             /* ticket for a deferred answer */
+        bool awaiting;           /* a deferred answer is due: read no more meanwhile */
         bool close_when_flushed; /* after an oversize request, or the peer's EOF */
         bool dead;               /* disconnected, waiting for the reaper */
 };
@@ -338,6 +341,7 @@ struct ControlServer {
 
         ControlClient *clients;
         unsigned n_clients; /* live ones; dead ones wait for the reaper */
+        uint64_t next_id;
         bool accept_paused; /* out of fds: resume when a client goes */
 };
 
@@ -403,7 +407,7 @@ static void client_update_events(ControlClient *c) {
 
         if (c->dead)
                 return;
-        if (!c->read_eof && !c->close_when_flushed && client_pending(c) <= CONTROL_CLIENT_OUTPUT_MAX &&
+        if (!c->read_eof && !c->awaiting && !c->close_when_flushed && client_pending(c) <= CONTROL_CLIENT_OUTPUT_MAX &&
             c->in_len < sizeof c->in)
                 events |= EPOLLIN;
         if (client_pending(c) > 0)
@@ -492,7 +496,8 @@ static void client_rearm_idle(ControlClient *c) {
 
         if (c->dead || !c->idle)
                 return;
-        if (c->watching) {
+        if (c->watching || c->awaiting) {
+                /* a deferred answer has its own deadline, in the agent */
                 (void) sd_event_source_set_enabled(c->idle, SD_EVENT_OFF);
                 return;
         }
@@ -524,6 +529,15 @@ static char *handle_mutating(ControlClient *c, const ControlRequest *req) {
                 if (!h->drain)
                         return control_reply_error("'drain' is not supported by this agent");
                 r = h->drain(c->server->userdata, req->reason, &message);
+        } else if (req->command == CONTROL_TEST_ALERT) {
+                if (!h->test_alert)
+                        return control_reply_error("'test-alert' is not supported by this agent");
+                r = h->test_alert(c->server->userdata, c->id, req->reason, &message);
+                if (r >= 0) {
+                        c->awaiting = true;
+                        client_rearm_idle(c);
+                        return NULL; /* answered by control_server_answer() */
+                }
         } else {
                 if (!h->resume)
                         return control_reply_error("'resume' is not supported by this agent");
@@ -596,6 +610,7 @@ static char *handle_request(ControlClient *c, const ControlRequest *req) {
 
         case CONTROL_DRAIN:
         case CONTROL_RESUME:
+        case CONTROL_TEST_ALERT:
                 return handle_mutating(c, req);
 
         default:
@@ -619,7 +634,11 @@ static void client_handle_line(ControlClient *c, const char *line, size_t len) {
                 client_reply(c, control_reply_error(error ? error : "cannot parse request"));
                 return;
         }
-        client_reply(c, handle_request(c, &req));
+        {
+                char *reply = handle_request(c, &req);
+                if (reply || !c->awaiting)
+                        client_reply(c, reply);
+        }
         control_request_done(&req);
 }
 
@@ -628,7 +647,7 @@ static void client_handle_line(ControlClient *c, const char *line, size_t len) {
 static void client_process_input(ControlClient *c) {
         size_t start = 0;
 
-        while (!c->dead && !c->close_when_flushed && client_pending(c) <= CONTROL_CLIENT_OUTPUT_MAX) {
+        while (!c->dead && !c->awaiting && !c->close_when_flushed && client_pending(c) <= CONTROL_CLIENT_OUTPUT_MAX) {
                 char *nl = memchr(c->in + start, '\n', c->in_len - start);
                 size_t len;
 
@@ -645,7 +664,7 @@ static void client_process_input(ControlClient *c) {
                 c->in_len -= start;
         }
 
-        if (c->close_when_flushed || client_pending(c) > CONTROL_CLIENT_OUTPUT_MAX)
+        if (c->awaiting || c->close_when_flushed || client_pending(c) > CONTROL_CLIENT_OUTPUT_MAX)
                 return;
         if (c->in_len == sizeof c->in && !memchr(c->in, '\n', c->in_len)) {
                 c->in_len = 0;
@@ -672,7 +691,7 @@ static void client_finish_if_done(ControlClient *c) {
         }
         /* The peer will send nothing more: close once it has everything,
          * unless it watches (a watcher may half-close its sending side). */
-        if (c->read_eof && !c->watching && c->in_len == 0)
+        if (c->read_eof && !c->watching && !c->awaiting && c->in_len == 0)
                 client_disconnect(c);
 }
 
@@ -767,6 +786,7 @@ static int client_new(ControlServer *s, int fd) {
         }
         c->server = s;
         c->fd = fd;
+        c->id = ++s->next_id;
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->cred, &sl) == 0 && sl == sizeof(struct ucred))
                 c->have_cred = true;
         else
@@ -1004,6 +1024,30 @@ ControlServer *control_server_free(ControlServer *s) {
         sd_event_unref(s->event);
         free(s);
         return NULL;
+}
+
+void control_server_answer(ControlServer *s, uint64_t ticket, bool ok, const char *message, json_object *extra) {
+        ControlClient *c;
+        json_object *o;
+        char *line = NULL;
+
+        for (c = s ? s->clients : NULL; c; c = c->next)
+                if (c->id == ticket && !c->dead && c->awaiting)
+                        break;
+        if (!c)
+                return; /* gone meanwhile */
+        c->awaiting = false;
+        o = json_object_new_object();
+        if (o && json_object_object_add(o, "version", json_object_new_int(CONTROL_PROTOCOL_VERSION)) >= 0 &&
+            json_object_object_add(o, "ok", json_object_new_boolean(ok)) >= 0 &&
+            json_object_object_add(o, ok ? "message" : "error", json_object_new_string(strna(message))) >= 0 &&
+            (!extra || json_object_object_add(o, "result", json_object_get(extra)) >= 0))
+                (void) json_to_line(o, &line);
+        json_object_put(o);
+        client_reply(c, line);
+        client_rearm_idle(c);
+        client_process_input(c);
+        client_finish_if_done(c);
 }
 
 void control_server_broadcast(ControlServer *s, json_object *event) {

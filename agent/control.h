@@ -10,6 +10,7 @@
  *             {"version":1,"command":"history","limit":20}
  *             {"version":1,"command":"drain","reason":"kernel upgrade"}
  *             {"version":1,"command":"pool"}
+ *             {"version":1,"command":"test-alert","reason":"optional text"}
  *   reply:    {"version":1,"ok":true,"status":{...}}
  *             {"version":1,"ok":true,"pool":{...}}   (the status' "pool" object)
  *             {"version":1,"ok":true,"history":[...]}
@@ -37,6 +38,7 @@ typedef enum ControlCommand {
         CONTROL_DRAIN,
         CONTROL_RESUME,
         CONTROL_POOL,
+        CONTROL_TEST_ALERT,
         _CONTROL_COMMAND_MAX,
         _CONTROL_COMMAND_INVALID = -EINVAL,
 } ControlCommand;
@@ -77,6 +79,10 @@ typedef struct ControlHandlers {
         /* The pool's members and budget; NULL when no [pool] is configured.
          * Optional: without it, "pool" answers with the status' "pool". */
         json_object *(*pool)(void *userdata);
+        /* Answered later: return 0 and call control_server_answer(ticket)
+         * once (the client reads nothing else meanwhile), or < 0 with
+         * *ret_message to answer now with an error. */
+        int (*test_alert)(void *userdata, uint64_t ticket, const char *text, char **ret_message);
 } ControlHandlers;
 
 typedef struct ControlServer ControlServer;
@@ -94,3 +100,7 @@ static inline void control_server_freep(ControlServer **s) {
 /* Send {"version":1,"event":EVENT} to every watcher; event is borrowed. */
 void control_server_broadcast(ControlServer *s, json_object *event);
 unsigned control_server_n_clients(const ControlServer *s);
+/* The deferred answer for `ticket`: a reply object {"ok":ok,"message":...}
+ * plus `extra` (borrowed, may be NULL) under "result". A client that has
+ * gone meanwhile is skipped. */
+void control_server_answer(ControlServer *s, uint64_t ticket, bool ok, const char *message, json_object *extra);

@@ -1,22 +1,11 @@
 /* Effects of the state machine's actions, each the thin edge between the
  * machine and one integration. An integration that is not configured (or
- * not in this version: Slack, EC2, checks) takes the "not configured" path:
+ * not in this version: EC2, checks) takes the "not configured" path:
  * it logs what it would do and answers the machine at once. */
 #include "effects.h"
 
 #include "agent.h"
 #include "log.h"
-
-static const char *const notice_table[_NOTICE_MAX] = {
-        [NOTICE_BREACH] = "breach",           [NOTICE_HOLDING] = "holding",
-        [NOTICE_CLEARED] = "cleared",         [NOTICE_REMEDIATING] = "remediating",
-        [NOTICE_BACK] = "back",               [NOTICE_QUARANTINED] = "quarantined",
-        [NOTICE_GAVE_UP] = "gave-up",         [NOTICE_MAINTENANCE] = "maintenance",
-};
-
-const char *notice_to_string(Notice n) {
-        return n >= 0 && n < _NOTICE_MAX ? notice_table[n] : NULL;
-}
 
 int effect_pool_join(Agent *a) {
         a->pool_serving = true;
@@ -130,10 +119,4 @@ int effect_remediate(Agent *a) {
         snprintf(reason, sizeof reason, "%s is not available in this version", step);
         log_error("remedy: %s", reason);
         return agent_post_event(a, EVENT_REMEDY_FAILED, reason);
-}
-
-void effect_notify(Agent *a, Notice n, const char *text) {
-        /* Slack is not wired yet: the journal is the alert channel. */
-        log_notice("alert (%s)%s: %s", notice_to_string(n), a->config->slack.enabled ? "" : " [slack not configured]",
-                   text);
 }

@@ -9,23 +9,9 @@
 #pragma once
 
 #include "machine.h"
+#include "notify.h"
 
 typedef struct Agent Agent;
-
-typedef enum Notice {
-        NOTICE_BREACH,       /* overload confirmed; what we do next */
-        NOTICE_HOLDING,      /* budget said no; staying in the pool */
-        NOTICE_CLEARED,      /* overload cleared before we left */
-        NOTICE_REMEDIATING,  /* about to run a ladder step */
-        NOTICE_BACK,         /* checks passed after remediation, rejoined */
-        NOTICE_QUARANTINED,  /* checks failed, staying out */
-        NOTICE_GAVE_UP,      /* remediation limit reached */
-        NOTICE_MAINTENANCE,  /* operator drain / resume */
-        _NOTICE_MAX,
-        _NOTICE_INVALID = -EINVAL,
-} Notice;
-
-const char *notice_to_string(Notice n);
 
 /* Pool: join serving; budget-checked leave (posts BUDGET_GRANTED or
  * BUDGET_DENIED); unconditional leave for maintenance and quarantine. */
@@ -40,7 +26,3 @@ int effect_checks_run(Agent *a);
  * unit was restarted, or dry run) or REMEDY_FAILED. A reboot that works
  * posts nothing: the next thing that happens is a new boot. */
 int effect_remediate(Agent *a);
-
-/* Slack (later: outbox). Never fails the caller: delivery is the
- * integration's problem. */
-void effect_notify(Agent *a, Notice n, const char *text);

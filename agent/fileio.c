@@ -1,5 +1,10 @@
 #include "fileio.h"
 
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+
 void free_wiped(char *p, size_t n) {
         if (!p)
                 return;
@@ -54,5 +59,73 @@ int read_full_fd(int fd, size_t max, char **ret, size_t *ret_len) {
 
 fail:
         free_wiped(buf, alloc);
+        return r;
+}
+
+static int write_all(int fd, const char *p, size_t n) {
+        while (n > 0) {
+                ssize_t k = write(fd, p, n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                if (k == 0)
+                        return -EIO;
+                p += k;
+                n -= (size_t) k;
+        }
+        return 0;
+}
+
+int write_file_atomic_at(int dir_fd, const char *name, const char *data, size_t len) {
+        char tmp[NAME_MAX + 1];
+        _cleanup_(closep) int fd = -1;
+        int r;
+
+        if (dir_fd < 0 || isempty(name) || strchr(name, '/'))
+                return -EINVAL;
+        /* A random suffix, as mkostemp would make, but relative to dir_fd. */
+        for (unsigned attempt = 0;; attempt++) {
+                unsigned long long x = 0;
+                if (getrandom(&x, sizeof x, GRND_NONBLOCK) != sizeof x)
+                        x = (unsigned long long) getpid() * 2654435761ULL + attempt;
+                if (snprintf(tmp, sizeof tmp, "%s.tmp-%012llx", name, x & 0xffffffffffffULL) >= (int) sizeof tmp)
+                        return -ENAMETOOLONG;
+                fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+                if (fd >= 0)
+                        break;
+                if (errno != EEXIST || attempt >= 16)
+                        return negative_errno();
+        }
+        /* 0600 whatever the umask: these files hold Slack thread ids and
+         * alert texts. */
+        if (fchmod(fd, 0600) < 0) {
+                r = negative_errno();
+                goto fail;
+        }
+        r = write_all(fd, data, len);
+        if (r < 0)
+                goto fail;
+        if (fsync(fd) < 0) {
+                r = negative_errno();
+                goto fail;
+        }
+        /* close() can report a deferred write error (NFS); a lost error
+         * here would mean renaming a short file over a good one. */
+        if (close(TAKE_FD(fd)) < 0) {
+                r = negative_errno();
+                goto fail;
+        }
+        if (renameat(dir_fd, tmp, dir_fd, name) < 0) {
+                r = negative_errno();
+                goto fail;
+        }
+        /* The rename is durable only once the directory is. */
+        if (fsync(dir_fd) < 0)
+                return negative_errno();
+        return 0;
+fail:
+        (void) unlinkat(dir_fd, tmp, 0);
         return r;
 }

@@ -11,3 +11,9 @@ int read_full_fd(int fd, size_t max, char **ret, size_t *ret_len);
 
 /* explicit_bzero then free; takes NULL. */
 void free_wiped(char *p, size_t n);
+
+/* Write `dir_fd`/`name` atomically and durably: NAME.tmp-XXXXXX (mode
+ * 0600), write, fsync, close, rename over NAME, fsync the directory. On
+ * failure the old file is untouched and the temp file removed. Logs
+ * nothing: callers know what the file is. */
+int write_file_atomic_at(int dir_fd, const char *name, const char *data, size_t len);

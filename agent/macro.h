@@ -76,6 +76,10 @@ static inline bool isempty(const char *s) {
         return !s || !*s;
 }
 
+static inline const char *strempty(const char *s) {
+        return s ? s : "";
+}
+
 static inline const char *strna(const char *s) {
         return s ? s : "n/a";
 }

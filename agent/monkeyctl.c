@@ -40,6 +40,7 @@ typedef struct Ctl {
         const char *socket_path;
         bool json;
         double timeout_sec;
+        bool timeout_given;
         unsigned limit; /* 0: the agent's default */
         bool limit_set;
 } Ctl;
@@ -65,6 +66,7 @@ static int verb_watch(Ctl *ctl, char **args, size_t n_args);
 static int verb_drain(Ctl *ctl, char **args, size_t n_args);
 static int verb_resume(Ctl *ctl, char **args, size_t n_args);
 static int verb_pool(Ctl *ctl, char **args, size_t n_args);
+static int verb_test_alert(Ctl *ctl, char **args, size_t n_args);
 static int verb_help(Ctl *ctl, char **args, size_t n_args);
 
 static const Verb verbs[] = {
@@ -81,6 +83,9 @@ static const Verb verbs[] = {
           VERB_ARGS_WORDS, false, verb_drain },
         { "resume", "resume", "end maintenance or a give-up and return to service; needs root",
           VERB_ARGS_NONE, false, verb_resume },
+        { "test-alert", "test-alert [TEXT...]", "post a test message to Slack through the outbox and print\n"
+          "                            what Slack answered (exit 1 if it refused); needs root",
+          VERB_ARGS_WORDS, false, verb_test_alert },
         { "help", "help", "show this text", VERB_ARGS_IGNORED, false, verb_help },
 };
 
@@ -634,28 +639,51 @@ static int mutate(Ctl *ctl, ControlCommand command, const char *reason) {
         return finish_output(EXIT_OK);
 }
 
-static int verb_drain(Ctl *ctl, char **args, size_t n_args) {
-        _cleanup_(freep) char *reason = NULL;
+/* The words after a verb as one text (drain's reason, a test alert). */
+static int join_words(char **args, size_t n_args, char **ret) {
+        _cleanup_(freep) char *text = NULL;
         size_t len = 0, pos = 0;
 
         for (size_t i = 0; i < n_args; i++)
                 len += strlen(args[i]) + 1;
         if (len > 0) {
-                reason = malloc(len);
-                if (!reason) {
+                text = malloc(len);
+                if (!text) {
                         fprintf(stderr, "monkeyctl: out of memory\n");
                         return EXIT_NOT_OK;
                 }
                 for (size_t i = 0; i < n_args; i++) {
                         size_t l = strlen(args[i]);
-                        memcpy(reason + pos, args[i], l);
+                        memcpy(text + pos, args[i], l);
                         pos += l;
-                        reason[pos++] = i + 1 < n_args ? ' ' : '\0';
+                        text[pos++] = i + 1 < n_args ? ' ' : '\0';
                 }
-                if (strlen(reason) > REASON_MAX)
-                        return usage_error("reason too long (%zu bytes, at most %d)", strlen(reason), REASON_MAX);
+                if (strlen(text) > REASON_MAX)
+                        return usage_error("text too long (%zu bytes, at most %d)", strlen(text), REASON_MAX);
         }
+        *ret = TAKE_PTR(text);
+        return EXIT_OK;
+}
+
+static int verb_drain(Ctl *ctl, char **args, size_t n_args) {
+        _cleanup_(freep) char *reason = NULL;
+        int r = join_words(args, n_args, &reason);
+
+        if (r != EXIT_OK)
+                return r;
         return mutate(ctl, CONTROL_DRAIN, isempty(reason) ? NULL : reason);
+}
+
+static int verb_test_alert(Ctl *ctl, char **args, size_t n_args) {
+        _cleanup_(freep) char *text = NULL;
+        int r = join_words(args, n_args, &text);
+
+        if (r != EXIT_OK)
+                return r;
+        /* The agent answers once Slack has (or within 20 s): wait for it. */
+        if (!ctl->timeout_given)
+                ctl->timeout_sec = 30.0;
+        return mutate(ctl, CONTROL_TEST_ALERT, isempty(text) ? NULL : text);
 }
 
 static int verb_resume(Ctl *ctl, char **args, size_t n_args) {
@@ -751,6 +779,7 @@ int main(int argc, char *argv[]) {
                         ctl.json = true;
                         break;
                 case 't':
+                        ctl.timeout_given = true;
                         if (parse_timeout(optarg, &ctl.timeout_sec) < 0)
                                 return usage_error("invalid timeout '%s' (seconds, > 0, at most %.0f)", optarg,
                                                    MAX_TIMEOUT_SEC);

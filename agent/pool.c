@@ -863,6 +863,9 @@ struct Pool {
         usec_t view_at; /* CLOCK_MONOTONIC */
         usec_t members_at;
         size_t view_members;
+
+        pool_connection_handler_t on_connection;
+        void *on_connection_userdata;
 };
 
 static usec_t now_usec(Pool *p, clockid_t clock) {
@@ -1846,6 +1849,8 @@ static void conn_broken(Pool *p) {
 
         link_close(&p->sentinel); /* a watch of the master we just lost */
         p->conn = POOL_CONN_WAITING;
+        if (p->on_connection && !p->freeing)
+                p->on_connection(p, false, error_or(p, "connection lost"), p->on_connection_userdata);
         p->handshake_pending = 0;
         p->heartbeat_in_flight = p->view_in_flight = false;
         p->membership_in_flight = 0;
@@ -2012,6 +2017,8 @@ static void conn_ready(Pool *p) {
                  p->url.kind == POOL_URL_SENTINEL ? " via sentinel" : "", p->name, p->address, took);
         p->lost_at = 0;
         p->ever_ready = true;
+        if (p->on_connection)
+                p->on_connection(p, true, NULL, p->on_connection_userdata);
         free(p->logged_error);
         p->logged_error = NULL;
 
@@ -2393,6 +2400,11 @@ int pool_reconfigure(Pool *p, const Config *c) {
                 conn_fail(p, "reconnecting with new settings");
         }
         return 0;
+}
+
+void pool_set_connection_handler(Pool *p, pool_connection_handler_t h, void *userdata) {
+        p->on_connection = h;
+        p->on_connection_userdata = userdata;
 }
 
 /* ---- status ---- */

@@ -44,6 +44,12 @@ const char *pool_leave_result_to_string(PoolLeaveResult r);
  * web-2 is out"), borrowed for the call. */
 typedef void (*pool_leave_handler_t)(Pool *p, PoolLeaveResult r, const char *detail, void *userdata);
 
+/* Called on every lost connection or failed attempt (connected false,
+ * detail says why) and on every (re)connect, from the loop. The agent
+ * turns a long outage into one alert. */
+typedef void (*pool_connection_handler_t)(Pool *p, bool connected, const char *detail, void *userdata);
+void pool_set_connection_handler(Pool *p, pool_connection_handler_t h, void *userdata);
+
 /* Parses [pool] (URL, password file) and prepares; connects in pool_start. */
 int pool_new(sd_event *e, const Config *c, Pool **ret, char **ret_error);
 Pool *pool_free(Pool *p);

@@ -556,25 +556,9 @@ int state_load(const char *state_dir, PersistentState *ret, char **ret_moved_asi
         return 0;
 }
 
-static int write_all(int fd, const char *p, size_t n) {
-        while (n > 0) {
-                ssize_t k = write(fd, p, n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                if (k == 0)
-                        return -EIO;
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
-}
-
 int state_save(const char *state_dir, const PersistentState *s) {
-        _cleanup_(freep) char *text = NULL, *path = NULL, *tmp = NULL;
-        _cleanup_(closep) int dfd = -1, fd = -1;
+        _cleanup_(freep) char *text = NULL;
+        _cleanup_(closep) int dfd = -1;
         int r;
 
         if (!state_dir || !s)
@@ -585,55 +569,13 @@ int state_save(const char *state_dir, const PersistentState *s) {
         if (r < 0)
                 return log_error_errno(r, "Failed to format state: %m");
 
-        if (asprintf(&path, "%s/" STATE_FILE_NAME, state_dir) < 0 ||
-            asprintf(&tmp, "%s/" STATE_FILE_NAME ".tmp-XXXXXX", state_dir) < 0)
-                return -ENOMEM;
-
         dfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0)
                 return log_error_errno(errno, "Failed to open state directory %s: %m", state_dir);
-
-        fd = mkostemp(tmp, O_CLOEXEC);
-        if (fd < 0)
-                return log_error_errno(errno, "Failed to create temporary file in %s: %m", state_dir);
-
-        /* mkostemp already creates 0600, but only modulo umask quirks of
-         * the caller: the file holds Slack thread ids, so be explicit. */
-        if (fchmod(fd, 0600) < 0) {
-                r = negative_errno();
-                goto fail;
-        }
-
-        r = write_all(fd, text, strlen(text));
+        r = write_file_atomic_at(dfd, STATE_FILE_NAME, text, strlen(text));
         if (r < 0)
-                goto fail;
-
-        if (fsync(fd) < 0) {
-                r = negative_errno();
-                goto fail;
-        }
-
-        /* close() can report a deferred write error (NFS); a lost error
-         * here would mean renaming a short file over a good one. */
-        if (close(TAKE_FD(fd)) < 0) {
-                r = negative_errno();
-                goto fail;
-        }
-
-        if (rename(tmp, path) < 0) {
-                r = negative_errno();
-                goto fail;
-        }
-
-        /* The rename is durable only once the directory is. */
-        if (fsync(dfd) < 0)
-                return log_error_errno(errno, "Failed to fsync state directory %s: %m", state_dir);
-
+                return log_error_errno(r, "Failed to write %s/" STATE_FILE_NAME ": %m", state_dir);
         return 0;
-
-fail:
-        (void) unlink(tmp);
-        return log_error_errno(r, "Failed to write %s: %m", path);
 }
 
 int boot_id_read(const char *path, char ret[BOOT_ID_LEN + 1]) {

@@ -661,8 +661,8 @@ static void test_errors(void **state) {
                 { "[cpu]\n[checks]\nattempts = 3\n", P ":2: [checks] missing required key 'url'" },
                 { "[proxy]\n", P ":1: [proxy] missing required key 'agent_check_port'" },
                 /* slack: one way to post */
-                { "[slack]\n", P ":1: [slack] needs webhook_url, or channel with token or token_file" },
-                { "[slack]\nchannel = #ops\n", P ":1: [slack] needs webhook_url, or channel with token or token_file" },
+                { "[slack]\n", P ":1: [slack] needs webhook_url (or webhook_url_file), or channel with token or token_file" },
+                { "[slack]\nchannel = #ops\n", P ":1: [slack] needs webhook_url (or webhook_url_file), or channel with token or token_file" },
                 { "[slack]\nchannel = #ops\ntoken = xoxb-1\ntoken_file = /etc/t\n",
                   P ":4: [slack] use either token or token_file, not both" },
                 { "[slack]\ntoken_file = /etc/t\nchannel = #ops\ntoken = xoxb-1\n",
@@ -950,7 +950,8 @@ static const char *const all_keys[] = {
         "agent.log_level", "cpu.threshold", "cpu.window", "cpu.interval", "cpu.clear_below", "cpu.jitter",
         "pool.redis", "pool.password_file", "pool.name", "pool.address", "pool.min_serving", "pool.max_unavailable",
         "pool.list_key", "pool.drain", "pool.lease", "pool.heartbeat", "pool.on_unreachable", "pool.out_max", "slack.webhook_url",
-        "slack.token", "slack.token_file", "slack.channel", "slack.api_url", "aws.region", "aws.instance_id",
+        "slack.token", "slack.token_file", "slack.channel", "slack.api_url", "slack.webhook_url_file",
+        "slack.timeout", "slack.remind", "slack.outbox_max", "slack.outbox_max_bytes", "aws.region", "aws.instance_id",
         "aws.endpoint_url", "aws.imds_url", "aws.profile", "aws.credentials_file", "checks.url",
         "checks.expect_status", "checks.expect_content", "checks.public_address", "checks.attempts",
         "checks.timeout", "checks.every", "checks.rise", "checks.fall", "remedy.ladder", "remedy.max_per_window",
@@ -1016,7 +1017,8 @@ static void test_reference_config(void **state) {
                                 print_error("unexpected key %s\n", full);
                         assert_true(known);
                         /* One way to post to Slack: keep the alternatives commented. */
-                        if (commented && (streq(full, "slack.webhook_url") || streq(full, "slack.token")))
+                        if (commented && (streq(full, "slack.webhook_url") || streq(full, "slack.webhook_url_file") ||
+                                          streq(full, "slack.token")))
                                 k = NULL;
                 }
                 if (k) {
@@ -1049,6 +1051,10 @@ static void test_reference_config(void **state) {
         assert_int_equal(u->pool.on_unreachable, c->pool.on_unreachable);
         assert_int_equal(u->pool.out_max, c->pool.out_max);
         assert_string_equal(u->slack.api_url, c->slack.api_url);
+        assert_int_equal(u->slack.timeout, c->slack.timeout);
+        assert_int_equal(u->slack.remind, c->slack.remind);
+        assert_int_equal(u->slack.outbox_max, c->slack.outbox_max);
+        assert_int_equal(u->slack.outbox_max_bytes, c->slack.outbox_max_bytes);
         assert_string_equal(u->aws.imds_url, c->aws.imds_url);
         assert_memory_equal(&u->checks.expect_status, &c->checks.expect_status, sizeof(StatusSet));
         assert_string_equal(u->checks.public_address, c->checks.public_address);

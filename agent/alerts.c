@@ -1,0 +1,573 @@
+/* The alert pipeline inside the agent. Composition is pure (notify.c), the
+ * spool and the retries are the outbox's, the wire is slack.c's: this file
+ * gathers the facts from the agent and wires the three together. */
+#include "alerts.h"
+
+#include <inttypes.h>
+#include <math.h>
+
+#include "agent.h"
+#include "log.h"
+#include "outbox.h"
+#include "slack.h"
+
+#define POOL_DOWN_GRACE (30 * USEC_PER_SEC)  /* a Redis failover is not an incident */
+#define TEST_ALERT_DEADLINE (20 * USEC_PER_SEC)
+#define JUST_CLOSED (5 * USEC_PER_SEC)       /* BACK, CLEARED close the incident right before they announce it */
+#define PROC_ROOT "/proc"
+
+static usec_t mono_now(Agent *a) {
+        uint64_t t = 0;
+        (void) sd_event_now(a->event, CLOCK_MONOTONIC, &t);
+        return t;
+}
+
+/* The clock of CPU samples: process ticks keep counting through suspend. */
+static usec_t now_usec_boottime(Agent *a) {
+        uint64_t t = 0;
+        (void) sd_event_now(a->event, CLOCK_BOOTTIME, &t);
+        return t;
+}
+
+/* --- outbox transport ----------------------------------------------------- */
+
+static void on_slack_answer(const SlackAnswer *ans, void *userdata) {
+        Agent *a = userdata;
+
+        if (a->outbox)
+                outbox_answer(a->outbox, ans->verdict, ans->retry_after, ans->detail, ans->ts);
+}
+
+static int transport_send(void *userdata, const OutboxRecord *r, const char *thread_ts) {
+        Agent *a = userdata;
+
+        if (!a->slack)
+                return -ENOTCONN;
+        return slack_send(a->slack, r->payload, thread_ts, on_slack_answer, a);
+}
+
+static void transport_thread(void *userdata, const char *incident, const char *ts) {
+        Agent *a = userdata;
+        Incident *i = &a->persist.incident;
+
+        if (!i->id || !streq(i->id, incident) || streq_ptr(i->slack_thread, ts))
+                return;
+        free(i->slack_thread);
+        i->slack_thread = strdup(ts);
+        /* the thread must outlive the reboot that comes next */
+        agent_persist_save(a);
+}
+
+static void test_done(Agent *a, size_t k, bool ok, const char *message, OutboxVerdict v) {
+        _cleanup_(json_object_putp) json_object *extra = json_object_new_object();
+
+        if (extra) {
+                json_object_object_add(extra, "verdict", json_object_new_string(strna(outbox_verdict_to_string(v))));
+                json_object_object_add(extra, "seq", json_object_new_uint64(a->tests[k].seq));
+        }
+        control_server_answer(a->control, a->tests[k].ticket, ok, message, extra);
+        a->tests[k].deadline = sd_event_source_disable_unref(a->tests[k].deadline);
+        a->tests[k].ticket = 0;
+}
+
+static void transport_answered(void *userdata, uint64_t seq, OutboxVerdict v, const char *detail) {
+        Agent *a = userdata;
+        char m[320];
+
+        for (size_t k = 0; k < ELEMENTSOF(a->tests); k++) {
+                if (a->tests[k].ticket == 0 || a->tests[k].seq != seq)
+                        continue;
+                switch (v) {
+                case OUTBOX_DELIVERED:
+                        snprintf(m, sizeof m, "Slack answered: %s", strna(detail));
+                        test_done(a, k, true, m, v);
+                        break;
+                case OUTBOX_RETRY:
+                        snprintf(m, sizeof m, "not delivered yet: %s; the message stays in the outbox and is retried",
+                                 strna(detail));
+                        test_done(a, k, false, m, v);
+                        break;
+                default:
+                        snprintf(m, sizeof m, "Slack refused it: %s", strna(detail));
+                        test_done(a, k, false, m, v);
+                        break;
+                }
+        }
+}
+
+static const OutboxTransport transport = {
+        .send = transport_send,
+        .thread = transport_thread,
+        .answered = transport_answered,
+};
+
+static OutboxLimits limits_of(const Config *c) {
+        return (OutboxLimits) { .max_count = c->slack.outbox_max, .max_bytes = c->slack.outbox_max_bytes };
+}
+
+/* --- set-up -------------------------------------------------------------- */
+
+static void on_pool_connection(Pool *p, bool connected, const char *detail, void *userdata);
+
+int alerts_start(Agent *a, char **ret_error) {
+        const Config *c = a->config;
+        OutboxLimits l = limits_of(c);
+        int r;
+
+        if (a->pool)
+                pool_set_connection_handler(a->pool, on_pool_connection, a);
+        if (!c->slack.enabled)
+                return 0;
+
+        r = http_new(a->event, &a->http);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up HTTP: %m");
+        r = slack_new(a->http, c, &a->slack, ret_error);
+        if (r < 0)
+                return r;
+        r = outbox_new(a->event, c->agent.state_dir, &l, &transport, a, &a->outbox);
+        if (r < 0)
+                return log_error_errno(r, "Cannot open the Slack outbox in %s: %m", c->agent.state_dir);
+        if (a->persist.incident.id && a->persist.incident.slack_thread)
+                (void) outbox_set_thread(a->outbox, a->persist.incident.id, a->persist.incident.slack_thread);
+        log_info("slack: %s mode, outbox %s/" OUTBOX_DIR " (%zu waiting)", slack_mode_to_string(slack_mode(a->slack)),
+                 c->agent.state_dir, outbox_n_pending(a->outbox));
+        return 0;
+}
+
+void alerts_free(Agent *a) {
+        for (size_t k = 0; k < ELEMENTSOF(a->tests); k++)
+                a->tests[k].deadline = sd_event_source_disable_unref(a->tests[k].deadline);
+        a->pool_down_timer = sd_event_source_disable_unref(a->pool_down_timer);
+        /* the client first: it may hold a call the outbox waits on */
+        a->slack = slack_free(a->slack);
+        a->outbox = outbox_free(a->outbox);
+        a->http = http_free(a->http);
+        a->top_before = proc_snapshot_free(a->top_before);
+        free(a->pool_down_detail);
+        a->pool_down_detail = NULL;
+}
+
+static bool slack_config_equal(const Config *x, const Config *y) {
+        return x->slack.enabled == y->slack.enabled && streq_ptr(x->slack.webhook_url, y->slack.webhook_url) &&
+               streq_ptr(x->slack.webhook_url_file, y->slack.webhook_url_file) &&
+               streq_ptr(x->slack.token, y->slack.token) && streq_ptr(x->slack.token_file, y->slack.token_file) &&
+               streq_ptr(x->slack.channel, y->slack.channel) && streq_ptr(x->slack.api_url, y->slack.api_url) &&
+               x->slack.timeout == y->slack.timeout;
+}
+
+int alerts_reload(Agent *a, const Config *nc, char **ret_error) {
+        _cleanup_(slack_freep) Slack *s = NULL;
+        OutboxLimits l = limits_of(nc);
+        int r;
+
+        if (!nc->slack.enabled || !a->outbox) {
+                if (nc->slack.enabled != !!a->outbox)
+                        log_warning("reload: adding or removing [slack] takes effect at the next restart, ignoring");
+                return 0;
+        }
+        /* Files are re-read on every reload: a rotated token is picked up
+         * even when the config text did not change. */
+        r = slack_new(a->http, nc, &s, ret_error);
+        if (r < 0)
+                return r;
+        if (!slack_config_equal(a->config, nc))
+                log_info("reload: new [slack] settings");
+        /* The old client may have a message in flight: its answer is lost
+         * with it, so the outbox sends that message again. */
+        slack_free(a->slack);
+        a->slack = TAKE_PTR(s);
+        outbox_set_limits(a->outbox, &l);
+        outbox_resume(a->outbox, true);
+        return 0;
+}
+
+/* --- facts ---------------------------------------------------------------- */
+
+static void top_compute(Agent *a) {
+        _cleanup_(proc_snapshot_freep) ProcSnapshot *after = NULL;
+        long tck = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+        int r;
+
+        r = proc_snapshot_take(PROC_ROOT, now_usec_boottime(a), &after);
+        if (r < 0) {
+                log_warning_errno(r, "evidence: cannot read processes: %m");
+                a->n_top = 0;
+                return;
+        }
+        r = proc_top(a->top_before, after, PROC_ROOT, tck > 0 ? (unsigned) tck : 100,
+                     page > 0 ? (unsigned) (page / 1024) : 4, a->top, NOTICE_TOP_MAX, &a->n_top);
+        if (r < 0) {
+                log_warning_errno(r, "evidence: cannot rank processes: %m");
+                a->n_top = 0;
+                return;
+        }
+        a->top_since_start = r > 0;
+}
+
+void alerts_on_sample(Agent *a) {
+        bool hot = a->detector.run_start != USEC_INFINITY || a->detector.breached;
+        int r;
+
+        if (hot && !a->top_before) {
+                r = proc_snapshot_take(PROC_ROOT, now_usec_boottime(a), &a->top_before);
+                if (r < 0)
+                        log_debug_errno(r, "evidence: no baseline of processes: %m");
+        } else if (!hot && a->top_before)
+                a->top_before = proc_snapshot_free(a->top_before);
+}
+
+static const char *pool_next(Agent *a, char *buf, size_t size) {
+        const Config *c = a->config;
+        _cleanup_(json_object_putp) json_object *st = NULL;
+        json_object *v;
+        int64_t serving = -1;
+        char d[32];
+
+        if (!c->remedy.enabled) {
+                snprintf(buf, size, "observe only ([remedy] not configured): staying in the pool");
+                return buf;
+        }
+        if (!a->pool) {
+                snprintf(buf, size, "%s%s", c->remedy.dry_run ? "dry run: would " : "",
+                         remedy_step_to_string(c->remedy.ladder[0]));
+                return buf;
+        }
+        st = pool_status_json(a->pool);
+        if (st && json_object_object_get_ex(st, "serving_count", &v) && json_object_is_type(v, json_type_int))
+                serving = json_object_get_int64(v);
+        if (serving > 0)
+                snprintf(buf, size,
+                         "leaving pool %s if the budget allows (%" PRId64 " serving now, %" PRId64
+                         " would stay; min_serving %u, max_unavailable %u), drain %s, then %s%s",
+                         c->pool.name, serving, serving - 1, c->pool.min_serving, c->pool.max_unavailable,
+                         format_duration(d, sizeof d, c->pool.drain), c->remedy.dry_run ? "dry run: would " : "",
+                         remedy_step_to_string(c->remedy.ladder[0]));
+        else
+                snprintf(buf, size, "leaving pool %s if the budget allows (min_serving %u, max_unavailable %u), then %s%s",
+                         c->pool.name, c->pool.min_serving, c->pool.max_unavailable,
+                         c->remedy.dry_run ? "dry run: would " : "", remedy_step_to_string(c->remedy.ladder[0]));
+        return buf;
+}
+
+static char *checks_lines(Agent *a) {
+        json_object *lc = a->last_checks, *v;
+        static const char *const names[] = { "content", "status", "binding" };
+        char *s = NULL;
+        size_t len = 0;
+        FILE *f;
+
+        if (!a->config->checks.enabled)
+                return strdup("checks: not configured");
+        if (!lc)
+                return strdup("checks: not run yet");
+        f = open_memstream(&s, &len);
+        if (!f)
+                return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                if (!json_object_object_get_ex(lc, names[i], &v))
+                        continue;
+                /* a check is an object {ok, detail} or a bare verdict string */
+                if (json_object_is_type(v, json_type_object)) {
+                        json_object *ok = NULL, *detail = NULL;
+                        json_object_object_get_ex(v, "ok", &ok);
+                        json_object_object_get_ex(v, "detail", &detail);
+                        fprintf(f, "%s %s: %s\n", ok && json_object_get_boolean(ok) ? "✓" : "✗", names[i],
+                                detail ? json_object_get_string(detail) : "");
+                } else
+                        fprintf(f, "%s: %s\n", names[i], json_object_get_string(v));
+        }
+        fclose(f);
+        if (s && len > 0 && s[len - 1] == '\n')
+                s[len - 1] = '\0';
+        return s;
+}
+
+static void facts_base(Agent *a, Notice n, const char *reason, NoticeFacts *f) {
+        const Config *c = a->config;
+
+        *f = (NoticeFacts) {
+                .kind = n,
+                .host = c->agent.host,
+                .pool = c->pool.enabled ? c->pool.name : NULL,
+                .instance_id = c->aws.instance_id,
+                .reason = reason,
+                .cpu_now = a->cpu_have_usage ? a->cpu_last.busy : -1,
+                .cpu_window = detector_window_pct(&a->detector),
+                .threshold = c->cpu.threshold,
+                .window = c->cpu.window,
+                .dry_run = c->remedy.dry_run,
+        };
+        if (isnan(f->cpu_window))
+                f->cpu_window = -1;
+}
+
+static bool in_thread(Notice n) {
+        return n == NOTICE_HOLDING || n == NOTICE_CLEARED || n == NOTICE_REMEDIATING || n == NOTICE_BACK ||
+               n == NOTICE_QUARANTINED || n == NOTICE_GAVE_UP;
+}
+
+static void spool(Agent *a, const NoticeFacts *f) {
+        const Incident *i = &a->persist.incident;
+        _cleanup_(freep) char *payload = NULL;
+        const char *incident = NULL;
+        OutboxRole role = OUTBOX_STANDALONE;
+        NoticeFacts g = *f;
+        usec_t now = agent_now_wall(a);
+        int r;
+
+        if (!a->outbox)
+                return;
+        if (i->id && f->kind == NOTICE_BREACH) {
+                incident = i->id;
+                role = OUTBOX_PARENT;
+        } else if (i->id && in_thread(f->kind) && (i->ended == 0 || (now >= i->ended && now - i->ended < JUST_CLOSED))) {
+                incident = i->id;
+                role = OUTBOX_REPLY;
+        }
+        g.incident = incident;
+        r = notice_payload(&g, &payload);
+        if (r >= 0)
+                r = outbox_add(a->outbox, notice_to_string(f->kind), incident, role, false, payload, NULL);
+        if (r < 0)
+                log_error_errno(r, "slack: cannot spool the %s alert: %m; it is in the journal only",
+                                notice_to_string(f->kind));
+}
+
+void alerts_notify(Agent *a, Notice n, const char *text, const char *reason) {
+        _cleanup_(freep) char *checks = NULL;
+        char next[400];
+        NoticeFacts f;
+        const Incident *i = &a->persist.incident;
+        usec_t now = agent_now_wall(a);
+
+        log_notice("alert (%s)%s: %s", notice_to_string(n), a->outbox ? "" : " [slack not configured]", text);
+        facts_base(a, n, reason, &f);
+        switch (n) {
+        case NOTICE_BREACH:
+                top_compute(a);
+                f.top = a->top;
+                f.n_top = a->n_top;
+                f.top_since_start = a->top_since_start;
+                f.next = pool_next(a, next, sizeof next);
+                break;
+        case NOTICE_REMEDIATING:
+                f.step = remedy_step_to_string(a->config->remedy.ladder[0]);
+                break;
+        case NOTICE_BACK:
+                checks = checks_lines(a);
+                f.checks = checks;
+                if (i->left_pool && now > i->left_pool)
+                        f.downtime = now - i->left_pool;
+                break;
+        case NOTICE_QUARANTINED:
+                checks = checks_lines(a);
+                f.checks = checks;
+                break;
+        default:
+                break;
+        }
+        spool(a, &f);
+}
+
+/* --- conditions ----------------------------------------------------------- */
+
+void alerts_holding(Agent *a, const char *reason) {
+        NoticeFacts f;
+        _cleanup_(freep) char *text = NULL;
+
+        if (!alert_gate_raise(&a->gate_hold, mono_now(a), a->config->slack.remind))
+                return;
+        facts_base(a, NOTICE_HOLDING, reason, &f);
+        f.reminder = a->gate_hold.reminders;
+        f.ongoing = mono_now(a) - a->gate_hold.first_at;
+        log_notice("alert (holding)%s: %s holding in the pool: %s", f.reminder ? " reminder" : "",
+                   a->config->agent.host, strna(reason));
+        spool(a, &f);
+}
+
+void alerts_holding_over(Agent *a, const char *how) {
+        usec_t since = a->gate_hold.first_at;
+        NoticeFacts f;
+
+        if (!alert_gate_clear(&a->gate_hold))
+                return;
+        facts_base(a, NOTICE_HOLDING, how, &f);
+        f.recovered = true;
+        f.ongoing = mono_now(a) - since;
+        log_notice("alert (holding over): %s: %s", a->config->agent.host, strna(how));
+        spool(a, &f);
+}
+
+void alerts_quarantined(Agent *a, const char *reason) {
+        NoticeFacts f;
+        _cleanup_(freep) char *checks = NULL;
+        bool changed = !streq_ptr(a->quarantine_reason, reason);
+
+        if (changed) {
+                free(a->quarantine_reason);
+                a->quarantine_reason = reason ? strdup(reason) : NULL;
+                /* a new failure is news: alert now, remind from here */
+                if (a->gate_quarantine.active)
+                        a->gate_quarantine.last_at = 0;
+        }
+        if (!alert_gate_raise(&a->gate_quarantine, mono_now(a), changed ? 1 : a->config->slack.remind))
+                return;
+        facts_base(a, NOTICE_QUARANTINED, reason, &f);
+        f.reminder = a->gate_quarantine.reminders;
+        f.ongoing = mono_now(a) - a->gate_quarantine.first_at;
+        checks = checks_lines(a);
+        f.checks = checks;
+        log_notice("alert (quarantined)%s: %s quarantined: %s", f.reminder ? " reminder" : "", a->config->agent.host,
+                   strna(reason));
+        spool(a, &f);
+}
+
+void alerts_quarantine_over(Agent *a) {
+        (void) alert_gate_clear(&a->gate_quarantine);
+        free(a->quarantine_reason);
+        a->quarantine_reason = NULL;
+}
+
+static int on_pool_down_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Agent *a = userdata;
+        NoticeFacts f;
+        int r;
+
+        if (alert_gate_raise(&a->gate_pool, mono_now(a), a->config->slack.remind)) {
+                facts_base(a, NOTICE_POOL_DOWN, a->pool_down_detail, &f);
+                f.reminder = a->gate_pool.reminders;
+                f.ongoing = mono_now(a) - a->pool_down_since;
+                log_notice("alert (pool-down)%s: %s cannot reach Redis: %s", f.reminder ? " reminder" : "",
+                           a->config->agent.host, strna(a->pool_down_detail));
+                spool(a, &f);
+        }
+        r = sd_event_source_set_time_relative(s, a->config->slack.remind);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        if (r < 0)
+                log_warning_errno(r, "Cannot re-arm the Redis reminder: %m");
+        return 0;
+}
+
+static void on_pool_connection(Pool *p, bool connected, const char *detail, void *userdata) {
+        Agent *a = userdata;
+        int r;
+
+        if (connected) {
+                a->pool_down_timer = sd_event_source_disable_unref(a->pool_down_timer);
+                if (alert_gate_clear(&a->gate_pool)) {
+                        NoticeFacts f;
+                        facts_base(a, NOTICE_POOL_UP, NULL, &f);
+                        f.recovered = true;
+                        f.ongoing = mono_now(a) - a->pool_down_since;
+                        log_notice("alert (pool-up): %s reaches Redis again", a->config->agent.host);
+                        spool(a, &f);
+                }
+                a->pool_down_since = 0;
+                return;
+        }
+        free(a->pool_down_detail);
+        a->pool_down_detail = detail ? strdup(detail) : NULL;
+        if (a->pool_down_timer)
+                return;
+        if (a->pool_down_since == 0)
+                a->pool_down_since = mono_now(a);
+        r = sd_event_add_time_relative(a->event, &a->pool_down_timer, CLOCK_MONOTONIC, POOL_DOWN_GRACE, USEC_PER_SEC,
+                                       on_pool_down_timer, a);
+        if (r < 0)
+                log_warning_errno(r, "Cannot time the Redis outage: %m");
+}
+
+/* --- test alert ------------------------------------------------------------ */
+
+static int on_test_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
+        Agent *a = userdata;
+        char m[400];
+
+        for (size_t k = 0; k < ELEMENTSOF(a->tests); k++) {
+                if (a->tests[k].deadline != s)
+                        continue;
+                snprintf(m, sizeof m,
+                         "no answer from Slack within %llus (%zu message(s) in the outbox%s%s); the test message "
+                         "stays queued",
+                         (unsigned long long) (TEST_ALERT_DEADLINE / USEC_PER_SEC), outbox_n_pending(a->outbox),
+                         a->outbox ? ", see monkeyctl status" : "", "");
+                test_done(a, k, false, m, OUTBOX_RETRY);
+        }
+        return 0;
+}
+
+int alerts_test(Agent *a, uint64_t ticket, const char *text, char **ret_message) {
+        _cleanup_(freep) char *payload = NULL;
+        NoticeFacts f;
+        size_t k;
+        uint64_t seq;
+        int r;
+
+        if (!a->outbox) {
+                *ret_message = strdup("Slack is not configured: add a [slack] section");
+                return -ENOTCONN;
+        }
+        for (k = 0; k < ELEMENTSOF(a->tests) && a->tests[k].ticket != 0; k++)
+                ;
+        if (k == ELEMENTSOF(a->tests)) {
+                *ret_message = strdup("too many test alerts in flight; try again shortly");
+                return -EBUSY;
+        }
+        facts_base(a, NOTICE_TEST, text, &f);
+        r = notice_payload(&f, &payload);
+        if (r >= 0)
+                r = outbox_add(a->outbox, "test", NULL, OUTBOX_STANDALONE, true, payload, &seq);
+        if (r < 0) {
+                if (asprintf(ret_message, "cannot spool the test message: %s", strerror(-r)) < 0)
+                        *ret_message = NULL;
+                return r;
+        }
+        r = sd_event_add_time_relative(a->event, &a->tests[k].deadline, CLOCK_MONOTONIC, TEST_ALERT_DEADLINE,
+                                       USEC_PER_MSEC * 100, on_test_deadline, a);
+        if (r < 0) {
+                *ret_message = strdup("spooled, but cannot wait for the answer");
+                return r;
+        }
+        a->tests[k].ticket = ticket;
+        a->tests[k].seq = seq;
+        log_info("slack: test alert spooled (outbox #%" PRIu64 ")", seq);
+        return 0;
+}
+
+/* --- status ---------------------------------------------------------------- */
+
+json_object *alerts_status_json(Agent *a) {
+        json_object *o;
+
+        if (!a->slack || !a->outbox) {
+                o = json_object_new_object();
+                if (o)
+                        json_object_object_add(o, "configured", json_object_new_boolean(false));
+                return o;
+        }
+        o = slack_status_json(a->slack);
+        if (!o)
+                return NULL;
+        json_object_object_add(o, "configured", json_object_new_boolean(true));
+        json_object_object_add(o, "outbox", outbox_status_json(a->outbox, agent_now_wall(a)));
+        json_object_object_add(o, "reminder_sec", json_object_new_double((double) a->config->slack.remind / USEC_PER_SEC));
+        return o;
+}
+
+json_object *alerts_evidence_json(Agent *a) {
+        json_object *arr = json_object_new_array();
+
+        for (size_t k = 0; arr && k < a->n_top; k++) {
+                json_object *p = json_object_new_object();
+                if (!p)
+                        break;
+                json_object_object_add(p, "pid", json_object_new_int(a->top[k].pid));
+                json_object_object_add(p, "command", json_object_new_string(a->top[k].cmdline));
+                json_object_object_add(p, "cpu_pct", json_object_new_double(round(a->top[k].cpu_pct * 10) / 10));
+                json_object_object_add(p, "rss_kb", json_object_new_uint64(a->top[k].rss_kb));
+                json_object_array_add(arr, p);
+        }
+        return arr;
+}

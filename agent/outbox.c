@@ -1,0 +1,846 @@
+/* The write-ahead outbox: records on disk, delivered head first. One
+ * message is in flight at a time, so Slack sees each incident's messages
+ * in the order they were written and a parent's ts is known before its
+ * first reply goes out. */
+#include "outbox.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include "config.h"
+#include "fileio.h"
+#include "log.h"
+
+#define OUTBOX_DEAD_DIR "dead"
+#define OUTBOX_DEAD_MAX 100
+#define OUTBOX_THREADS_MAX 16
+#define OUTBOX_PAUSE_REPROBE (1 * USEC_PER_HOUR)
+#define OUTBOX_NAME_DIGITS 20
+#define OUTBOX_DETAIL_MAX 300
+
+static const char *const role_table[_OUTBOX_ROLE_MAX] = {
+        [OUTBOX_STANDALONE] = "standalone",
+        [OUTBOX_PARENT] = "parent",
+        [OUTBOX_REPLY] = "reply",
+};
+
+static const char *const verdict_table[_OUTBOX_VERDICT_MAX] = {
+        [OUTBOX_DELIVERED] = "delivered",
+        [OUTBOX_RETRY] = "retry",
+        [OUTBOX_REJECTED] = "rejected",
+        [OUTBOX_BROKEN_CONFIG] = "broken-config",
+};
+
+const char *outbox_role_to_string(OutboxRole r) {
+        return r >= 0 && r < _OUTBOX_ROLE_MAX ? role_table[r] : NULL;
+}
+
+OutboxRole outbox_role_from_string(const char *s) {
+        for (size_t i = 0; s && i < ELEMENTSOF(role_table); i++)
+                if (streq(role_table[i], s))
+                        return (OutboxRole) i;
+        return _OUTBOX_ROLE_INVALID;
+}
+
+const char *outbox_verdict_to_string(OutboxVerdict v) {
+        return v >= 0 && v < _OUTBOX_VERDICT_MAX ? verdict_table[v] : NULL;
+}
+
+void outbox_record_done(OutboxRecord *r) {
+        if (!r)
+                return;
+        free(r->kind);
+        free(r->incident);
+        free(r->payload);
+        *r = (OutboxRecord) {};
+}
+
+static void record_free(OutboxRecord *r) {
+        outbox_record_done(r);
+        free(r);
+}
+
+static void json_object_putp(json_object **o) {
+        if (*o)
+                json_object_put(*o);
+}
+
+static void json_tokener_freep(json_tokener **t) {
+        if (*t)
+                json_tokener_free(*t);
+}
+
+/* --- the record: pure ------------------------------------------------ */
+
+int outbox_record_format(const OutboxRecord *r, char **ret) {
+        _cleanup_(json_object_putp) json_object *o = NULL, *payload = NULL;
+        const char *text;
+        char *s;
+
+        if (!r || !r->kind || !r->payload || !outbox_role_to_string(r->role))
+                return -EINVAL;
+        payload = json_tokener_parse(r->payload);
+        if (!payload || !json_object_is_type(payload, json_type_object))
+                return -EINVAL;
+        o = json_object_new_object();
+        if (!o)
+                return -ENOMEM;
+        if (json_object_object_add(o, "version", json_object_new_int(OUTBOX_RECORD_VERSION)) < 0 ||
+            json_object_object_add(o, "seq", json_object_new_uint64(r->seq)) < 0 ||
+            json_object_object_add(o, "created", json_object_new_uint64(r->created)) < 0 ||
+            json_object_object_add(o, "kind", json_object_new_string(r->kind)) < 0 ||
+            (r->incident && json_object_object_add(o, "incident", json_object_new_string(r->incident)) < 0) ||
+            json_object_object_add(o, "role", json_object_new_string(outbox_role_to_string(r->role))) < 0 ||
+            json_object_object_add(o, "test", json_object_new_boolean(r->test)) < 0 ||
+            json_object_object_add(o, "payload", TAKE_PTR(payload)) < 0)
+                return -ENOMEM;
+        text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+        if (!text || asprintf(&s, "%s\n", text) < 0)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
+static int record_fail(char **ret_error, const char *what) {
+        if (ret_error)
+                *ret_error = strdup(what);
+        return -EBADMSG;
+}
+
+static bool get_typed(json_object *o, const char *key, json_type t, json_object **ret) {
+        json_object *v;
+        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, t))
+                return false;
+        *ret = v;
+        return true;
+}
+
+static bool get_u64(json_object *o, const char *key, uint64_t *ret) {
+        json_object *v;
+        int64_t i;
+
+        if (!get_typed(o, key, json_type_int, &v))
+                return false;
+        /* json-c keeps big unsigned values as uint64; negatives are refused */
+        i = json_object_get_int64(v);
+        if (i < 0)
+                return false;
+        *ret = json_object_get_uint64(v);
+        return true;
+}
+
+int outbox_record_parse(const char *buf, size_t len, OutboxRecord *ret, char **ret_error) {
+        _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        json_object *v, *payload;
+        OutboxRecord r = {};
+        uint64_t version;
+        const char *p;
+
+        if (!buf || len == 0 || len > OUTBOX_RECORD_MAX)
+                return record_fail(ret_error, len == 0 ? "empty file" : "too large");
+        if (memchr(buf, '\0', len))
+                return record_fail(ret_error, "NUL byte in record");
+        tok = json_tokener_new();
+        if (!tok)
+                return -ENOMEM;
+        o = json_tokener_parse_ex(tok, buf, (int) len);
+        if (!o || json_tokener_get_error(tok) != json_tokener_success)
+                return record_fail(ret_error, "not JSON (truncated?)");
+        for (p = buf + json_tokener_get_parse_end(tok); p < buf + len; p++)
+                if (!strchr(" \t\r\n", *p))
+                        return record_fail(ret_error, "trailing data after the record");
+        if (!json_object_is_type(o, json_type_object))
+                return record_fail(ret_error, "not a JSON object");
+        if (!get_u64(o, "version", &version))
+                return record_fail(ret_error, "\"version\" missing or not a number");
+        if (version != OUTBOX_RECORD_VERSION)
+                return record_fail(ret_error, "unsupported \"version\"");
+        if (!get_u64(o, "seq", &r.seq))
+                return record_fail(ret_error, "\"seq\" missing or not a non-negative number");
+        if (!get_u64(o, "created", &r.created))
+                return record_fail(ret_error, "\"created\" missing or not a non-negative number");
+        if (!get_typed(o, "kind", json_type_string, &v) || json_object_get_string_len(v) == 0)
+                return record_fail(ret_error, "\"kind\" missing or not a string");
+        if (!get_typed(o, "role", json_type_string, &v) ||
+            (r.role = outbox_role_from_string(json_object_get_string(v))) < 0)
+                return record_fail(ret_error, "\"role\" missing or not parent/reply/standalone");
+        if (json_object_object_get_ex(o, "incident", &v) && !json_object_is_type(v, json_type_null) &&
+            (!json_object_is_type(v, json_type_string) || json_object_get_string_len(v) == 0))
+                return record_fail(ret_error, "\"incident\" not a string");
+        if (r.role != OUTBOX_STANDALONE && !get_typed(o, "incident", json_type_string, &v))
+                return record_fail(ret_error, "\"incident\" missing for a thread message");
+        if (json_object_object_get_ex(o, "test", &v) && !json_object_is_type(v, json_type_boolean))
+                return record_fail(ret_error, "\"test\" not a boolean");
+        if (!get_typed(o, "payload", json_type_object, &payload))
+                return record_fail(ret_error, "\"payload\" missing or not an object");
+
+        r.test = json_object_object_get_ex(o, "test", &v) && json_object_get_boolean(v);
+        r.kind = strdup(json_object_get_string(json_object_object_get(o, "kind")));
+        if (get_typed(o, "incident", json_type_string, &v))
+                r.incident = strdup(json_object_get_string(v));
+        r.payload = strdup(json_object_to_json_string_ext(payload, JSON_C_TO_STRING_PLAIN |
+                                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
+        if (!r.kind || !r.payload || (json_object_object_get_ex(o, "incident", &v) &&
+                                      json_object_is_type(v, json_type_string) && !r.incident)) {
+                outbox_record_done(&r);
+                return -ENOMEM;
+        }
+        r.size = len;
+        *ret = r;
+        return 0;
+}
+
+/* --- decisions: pure ------------------------------------------------- */
+
+ssize_t outbox_pick_victim(OutboxRecord *const *pending, size_t n, size_t total_bytes, size_t incoming,
+                           const OutboxLimits *l, bool skip_first) {
+        size_t first = skip_first ? 1 : 0;
+
+        if ((l->max_count == 0 || n + 1 <= l->max_count) && (l->max_bytes == 0 || total_bytes + incoming <= l->max_bytes))
+                return -1;
+        /* Incident messages tell a story a reader needs whole; a
+         * "still holding" reminder or a test can go first. */
+        for (size_t i = first; i < n; i++)
+                if (!pending[i]->incident)
+                        return (ssize_t) i;
+        return n > first ? (ssize_t) first : -1;
+}
+
+usec_t outbox_backoff(unsigned attempt, usec_t retry_after, uint64_t random) {
+        usec_t d = OUTBOX_BACKOFF_MIN;
+
+        for (unsigned i = 1; i < attempt && d < OUTBOX_BACKOFF_MAX; i++)
+                d *= 2;
+        d = MIN(d, OUTBOX_BACKOFF_MAX);
+        d = d / 2 + (d / 2 > 0 ? random % (d / 2 + 1) : 0);
+        if (retry_after != USEC_INFINITY && d < retry_after)
+                d = retry_after + random % (250 * USEC_PER_MSEC + 1);
+        return d;
+}
+
+/* --- the outbox on disk and on the loop ------------------------------ */
+
+typedef struct OutboxThread {
+        char *incident, *ts;
+} OutboxThread;
+
+struct Outbox {
+        sd_event *event;
+        int dfd, dead_dfd;
+        char *path;
+        OutboxLimits limits;
+        OutboxTransport transport;
+        void *userdata;
+
+        OutboxRecord **pending; /* seq order, tests first */
+        size_t n_pending, n_alloc, bytes;
+        uint64_t next_seq;
+
+        bool in_flight;
+        unsigned attempt;          /* failures of the head in a row */
+        sd_event_source *timer;
+        usec_t next_at;            /* CLOCK_MONOTONIC, 0 = now */
+        bool paused;               /* broken config: waiting for a fix */
+        uint64_t rng;
+
+        char *last_error;
+        usec_t last_error_at, last_ok_at; /* wall clock */
+        uint64_t delivered, dropped, dropped_unreported;
+        size_t n_dead;
+
+        OutboxThread threads[OUTBOX_THREADS_MAX];
+        size_t threads_next;
+};
+
+static uint64_t outbox_random(Outbox *o) {
+        /* xorshift64: jitter needs spread, not secrecy */
+        o->rng ^= o->rng << 13;
+        o->rng ^= o->rng >> 7;
+        o->rng ^= o->rng << 17;
+        return o->rng;
+}
+
+static usec_t now_wall(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000;
+}
+
+static void record_name(uint64_t seq, char buf[static OUTBOX_NAME_DIGITS + 6]) {
+        snprintf(buf, OUTBOX_NAME_DIGITS + 6, "%020" PRIu64 ".json", seq);
+}
+
+static bool name_is_record(const char *name, uint64_t *ret_seq) {
+        uint64_t seq = 0;
+
+        for (size_t i = 0; i < OUTBOX_NAME_DIGITS; i++) {
+                if (name[i] < '0' || name[i] > '9')
+                        return false;
+                if (seq > (UINT64_MAX - 9) / 10)
+                        return false;
+                seq = seq * 10 + (uint64_t) (name[i] - '0');
+        }
+        if (!streq(name + OUTBOX_NAME_DIGITS, ".json"))
+                return false;
+        *ret_seq = seq;
+        return true;
+}
+
+static void set_error(Outbox *o, const char *detail) {
+        free(o->last_error);
+        o->last_error = strndup(strna(detail), OUTBOX_DETAIL_MAX);
+        o->last_error_at = now_wall();
+}
+
+static int pending_insert(Outbox *o, OutboxRecord *r) {
+        size_t at;
+
+        if (o->n_pending == o->n_alloc) {
+                size_t a = MAX(o->n_alloc * 2, (size_t) 16);
+                OutboxRecord **p = reallocarray(o->pending, a, sizeof *p);
+                if (!p)
+                        return -ENOMEM;
+                o->pending = p;
+                o->n_alloc = a;
+        }
+        /* Tests go right behind the message in flight and other tests;
+         * everything else keeps seq order. */
+        for (at = o->n_pending; at > 0; at--) {
+                OutboxRecord *prev = o->pending[at - 1];
+                if (at - 1 == 0 && o->in_flight)
+                        break;
+                if (prev->test || (!r->test && prev->seq < r->seq))
+                        break;
+        }
+        memmove(o->pending + at + 1, o->pending + at, (o->n_pending - at) * sizeof *o->pending);
+        o->pending[at] = r;
+        o->n_pending++;
+        o->bytes += r->size;
+        return 0;
+}
+
+static OutboxRecord *pending_remove(Outbox *o, size_t i) {
+        OutboxRecord *r = o->pending[i];
+
+        memmove(o->pending + i, o->pending + i + 1, (o->n_pending - i - 1) * sizeof *o->pending);
+        o->n_pending--;
+        o->bytes -= MIN(o->bytes, r->size);
+        return r;
+}
+
+static void schedule(Outbox *o, usec_t delay);
+
+static int timer_handler(sd_event_source *s, uint64_t usec, void *userdata);
+
+static const char *thread_lookup(Outbox *o, const char *incident) {
+        for (size_t i = 0; incident && i < OUTBOX_THREADS_MAX; i++)
+                if (o->threads[i].incident && streq(o->threads[i].incident, incident))
+                        return o->threads[i].ts;
+        return NULL;
+}
+
+int outbox_set_thread(Outbox *o, const char *incident, const char *ts) {
+        OutboxThread *t;
+        char *i, *s;
+
+        if (isempty(incident) || isempty(ts))
+                return -EINVAL;
+        for (size_t k = 0; k < OUTBOX_THREADS_MAX; k++)
+                if (o->threads[k].incident && streq(o->threads[k].incident, incident)) {
+                        s = strdup(ts);
+                        if (!s)
+                                return -ENOMEM;
+                        free(o->threads[k].ts);
+                        o->threads[k].ts = s;
+                        return 0;
+                }
+        i = strdup(incident);
+        s = strdup(ts);
+        if (!i || !s) {
+                free(i);
+                free(s);
+                return -ENOMEM;
+        }
+        t = &o->threads[o->threads_next];
+        o->threads_next = (o->threads_next + 1) % OUTBOX_THREADS_MAX;
+        free(t->incident);
+        free(t->ts);
+        t->incident = i;
+        t->ts = s;
+        return 0;
+}
+
+static void dead_trim(Outbox *o) {
+        _cleanup_(closep) int fd = -1;
+        DIR *d;
+        struct dirent *de;
+        uint64_t oldest = UINT64_MAX, seq;
+        char name[OUTBOX_NAME_DIGITS + 6];
+        size_t n = 0;
+
+        if (o->dead_dfd < 0)
+                return;
+        fd = openat(o->dead_dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || !(d = fdopendir(fd)))
+                return;
+        TAKE_FD(fd);
+        while ((de = readdir(d)))
+                if (name_is_record(de->d_name, &seq)) {
+                        n++;
+                        oldest = MIN(oldest, seq);
+                }
+        closedir(d);
+        o->n_dead = n;
+        if (n > OUTBOX_DEAD_MAX && oldest != UINT64_MAX) {
+                record_name(oldest, name);
+                if (unlinkat(o->dead_dfd, name, 0) >= 0)
+                        o->n_dead--;
+        }
+}
+
+/* Read one record file into the queue; a bad one is renamed NAME.corrupt. */
+static void load_record(Outbox *o, const char *name, uint64_t seq) {
+        _cleanup_(freep) char *buf = NULL, *error = NULL;
+        _cleanup_(closep) int rfd = -1;
+        OutboxRecord *r;
+        char aside[NAME_MAX + 1];
+        size_t len = 0;
+        int k;
+
+        rfd = openat(o->dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        k = rfd < 0 ? negative_errno() : read_full_fd(rfd, OUTBOX_RECORD_MAX, &buf, &len);
+        r = calloc(1, sizeof *r);
+        if (!r) {
+                log_oom();
+                return;
+        }
+        if (k >= 0)
+                k = outbox_record_parse(buf, len, r, &error);
+        if (k >= 0 && r->seq != seq) {
+                outbox_record_done(r);
+                k = -EBADMSG;
+                error = strdup("seq differs from the file name");
+        }
+        if (k >= 0 && pending_insert(o, r) >= 0)
+                return;
+        record_free(r);
+        snprintf(aside, sizeof aside, "%s.corrupt", name);
+        if (renameat(o->dfd, name, o->dfd, aside) < 0)
+                (void) unlinkat(o->dfd, name, 0);
+        log_error("outbox: %s/%s is unreadable (%s): moved aside as %s", o->path, name,
+                  error ? error : strerror(k < 0 ? -k : ENOMEM), aside);
+        set_error(o, "a spooled alert was unreadable and set aside");
+}
+
+/* Records in `dfd`: loaded into the queue (the outbox itself) or only
+ * counted (dead/). Either way the sequence continues past them. */
+static void scan_dir(Outbox *o, int dfd, bool load) {
+        _cleanup_(closep) int fd = -1;
+        DIR *d;
+        struct dirent *de;
+        uint64_t seq;
+
+        fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || !(d = fdopendir(fd))) {
+                log_warning_errno(errno, "outbox: cannot list %s: %m", o->path);
+                return;
+        }
+        TAKE_FD(fd);
+        while ((de = readdir(d))) {
+                if (strstr(de->d_name, ".json.tmp-")) {
+                        /* a write that never finished: it announced nothing */
+                        (void) unlinkat(dfd, de->d_name, 0);
+                        continue;
+                }
+                if (!name_is_record(de->d_name, &seq))
+                        continue;
+                o->next_seq = MAX(o->next_seq, seq + 1);
+                if (load)
+                        load_record(o, de->d_name, seq);
+                else
+                        o->n_dead++;
+        }
+        closedir(d);
+}
+
+static void drop_for_room(Outbox *o, size_t incoming) {
+        ssize_t v;
+
+        while ((v = outbox_pick_victim(o->pending, o->n_pending, o->bytes, incoming, &o->limits, o->in_flight)) >= 0) {
+                OutboxRecord *r = pending_remove(o, (size_t) v);
+                char name[OUTBOX_NAME_DIGITS + 6];
+
+                record_name(r->seq, name);
+                (void) unlinkat(o->dfd, name, 0);
+                o->dropped++;
+                o->dropped_unreported++;
+                log_error("outbox: full (%zu messages, %zu bytes): dropped the oldest %s message %s%s%s",
+                          o->n_pending + 1, o->bytes + r->size, r->incident ? "incident" : "non-incident", r->kind,
+                          r->incident ? " of " : "", r->incident ? r->incident : "");
+                record_free(r);
+        }
+}
+
+int outbox_new(sd_event *e, const char *state_dir, const OutboxLimits *l, const OutboxTransport *t, void *userdata,
+               Outbox **ret) {
+        _cleanup_(outbox_freep) Outbox *o = NULL;
+        _cleanup_(closep) int sfd = -1;
+        int r;
+
+        o = calloc(1, sizeof *o);
+        if (!o)
+                return -ENOMEM;
+        o->dfd = o->dead_dfd = -1;
+        o->event = sd_event_ref(e);
+        o->limits = *l;
+        o->transport = *t;
+        o->userdata = userdata;
+        o->next_seq = 1;
+        if (getrandom(&o->rng, sizeof o->rng, GRND_NONBLOCK) != sizeof o->rng || o->rng == 0)
+                o->rng = 0x9e3779b97f4a7c15ULL ^ (uint64_t) getpid();
+        if (asprintf(&o->path, "%s/" OUTBOX_DIR, state_dir) < 0)
+                return -ENOMEM;
+
+        sfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (sfd < 0)
+                return log_error_errno(errno, "outbox: cannot open %s: %m", state_dir);
+        if (mkdirat(sfd, OUTBOX_DIR, 0700) < 0 && errno != EEXIST)
+                return log_error_errno(errno, "outbox: cannot create %s: %m", o->path);
+        o->dfd = openat(sfd, OUTBOX_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (o->dfd < 0)
+                return log_error_errno(errno, "outbox: cannot open %s: %m", o->path);
+        if (mkdirat(o->dfd, OUTBOX_DEAD_DIR, 0700) < 0 && errno != EEXIST)
+                return log_error_errno(errno, "outbox: cannot create %s/" OUTBOX_DEAD_DIR ": %m", o->path);
+        o->dead_dfd = openat(o->dfd, OUTBOX_DEAD_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (o->dead_dfd < 0)
+                return log_error_errno(errno, "outbox: cannot open %s/" OUTBOX_DEAD_DIR ": %m", o->path);
+
+        scan_dir(o, o->dead_dfd, false);
+        scan_dir(o, o->dfd, true);
+        drop_for_room(o, 0);
+        if (o->n_pending > 0)
+                log_notice("outbox: %zu alert(s) from before were waiting, delivering them first", o->n_pending);
+
+        r = sd_event_add_time(e, &o->timer, CLOCK_MONOTONIC, USEC_INFINITY, USEC_PER_MSEC, timer_handler, o);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_enabled(o->timer, SD_EVENT_OFF);
+        (void) sd_event_source_set_description(o->timer, "outbox");
+        schedule(o, 0);
+        *ret = TAKE_PTR(o);
+        return 0;
+}
+
+Outbox *outbox_free(Outbox *o) {
+        if (!o)
+                return NULL;
+        for (size_t i = 0; i < o->n_pending; i++)
+                record_free(o->pending[i]);
+        free(o->pending);
+        for (size_t i = 0; i < OUTBOX_THREADS_MAX; i++) {
+                free(o->threads[i].incident);
+                free(o->threads[i].ts);
+        }
+        sd_event_source_disable_unref(o->timer);
+        if (o->dfd >= 0)
+                close(o->dfd);
+        if (o->dead_dfd >= 0)
+                close(o->dead_dfd);
+        sd_event_unref(o->event);
+        free(o->last_error);
+        free(o->path);
+        free(o);
+        return NULL;
+}
+
+void outbox_set_limits(Outbox *o, const OutboxLimits *l) {
+        o->limits = *l;
+        drop_for_room(o, 0);
+}
+
+static void schedule(Outbox *o, usec_t delay) {
+        uint64_t now = 0;
+
+        if (o->in_flight || o->n_pending == 0) {
+                (void) sd_event_source_set_enabled(o->timer, SD_EVENT_OFF);
+                o->next_at = 0;
+                return;
+        }
+        (void) sd_event_now(o->event, CLOCK_MONOTONIC, &now);
+        o->next_at = now + delay;
+        (void) sd_event_source_set_time(o->timer, o->next_at);
+        (void) sd_event_source_set_enabled(o->timer, SD_EVENT_ONESHOT);
+}
+
+static void deliver_head(Outbox *o) {
+        OutboxRecord *r;
+        const char *thread = NULL;
+        int k;
+
+        if (o->in_flight || o->n_pending == 0)
+                return;
+        r = o->pending[0];
+        if (r->role == OUTBOX_REPLY)
+                thread = thread_lookup(o, r->incident);
+        o->in_flight = true;
+        k = o->transport.send(o->userdata, r, thread);
+        if (k < 0) {
+                char detail[128];
+                snprintf(detail, sizeof detail, "cannot start the request: %s", strerror(-k));
+                outbox_answer(o, OUTBOX_RETRY, USEC_INFINITY, detail, NULL);
+        }
+}
+
+static int timer_handler(sd_event_source *s, uint64_t usec, void *userdata) {
+        Outbox *o = userdata;
+
+        o->next_at = 0;
+        if (o->paused)
+                o->paused = false; /* the slow re-probe of a broken config */
+        deliver_head(o);
+        return 0;
+}
+
+static int payload_text(const char *text, char **ret) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        const char *s;
+
+        if (!o || json_object_object_add(o, "text", json_object_new_string(text)) < 0)
+                return -ENOMEM;
+        s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+        *ret = s ? strdup(s) : NULL;
+        return *ret ? 0 : -ENOMEM;
+}
+
+static void report_drops(Outbox *o) {
+        _cleanup_(freep) char *text = NULL, *payload = NULL;
+        uint64_t n = o->dropped_unreported;
+
+        if (n == 0)
+                return;
+        if (asprintf(&text, ":warning: %" PRIu64 " alert(s) were dropped because the outbox was full "
+                            "(max %zu messages, %zu bytes) while Slack could not be reached; see the journal.",
+                     n, o->limits.max_count, o->limits.max_bytes) < 0 ||
+            payload_text(text, &payload) < 0)
+                return;
+        o->dropped_unreported = 0;
+        if (outbox_add(o, "dropped", NULL, OUTBOX_STANDALONE, false, payload, NULL) < 0)
+                o->dropped_unreported = n;
+}
+
+static void move_to_dead(Outbox *o, OutboxRecord *r) {
+        char name[OUTBOX_NAME_DIGITS + 6];
+
+        record_name(r->seq, name);
+        if (renameat(o->dfd, name, o->dead_dfd, name) < 0) {
+                log_warning_errno(errno, "outbox: cannot move %s to dead/: %m; deleting it", name);
+                (void) unlinkat(o->dfd, name, 0);
+                return;
+        }
+        o->n_dead++;
+        dead_trim(o);
+}
+
+void outbox_answer(Outbox *o, OutboxVerdict v, usec_t retry_after, const char *detail, const char *ts) {
+        OutboxRecord *r;
+        char name[OUTBOX_NAME_DIGITS + 6];
+        uint64_t seq;
+
+        if (!o->in_flight || o->n_pending == 0)
+                return;
+        o->in_flight = false;
+        r = o->pending[0];
+        seq = r->seq;
+        record_name(r->seq, name);
+
+        switch (v) {
+        case OUTBOX_DELIVERED:
+                if (r->role == OUTBOX_PARENT && r->incident && !isempty(ts)) {
+                        (void) outbox_set_thread(o, r->incident, ts);
+                        if (o->transport.thread)
+                                o->transport.thread(o->userdata, r->incident, ts);
+                }
+                /* Deleted only now: a crash before this line re-sends it
+                 * (at least once), never loses it. */
+                if (unlinkat(o->dfd, name, 0) < 0 && errno != ENOENT)
+                        log_warning_errno(errno, "outbox: cannot delete delivered %s: %m", name);
+                (void) fsync(o->dfd);
+                record_free(pending_remove(o, 0));
+                o->delivered++;
+                o->attempt = 0;
+                o->paused = false;
+                o->last_ok_at = now_wall();
+                free(o->last_error);
+                o->last_error = NULL;
+                if (o->transport.answered)
+                        o->transport.answered(o->userdata, seq, v, detail);
+                report_drops(o);
+                schedule(o, 0);
+                return;
+
+        case OUTBOX_REJECTED:
+                log_error("outbox: Slack rejected %s message %s (%s): set aside in %s/" OUTBOX_DEAD_DIR "/", r->kind,
+                          name, strna(detail), o->path);
+                set_error(o, detail);
+                move_to_dead(o, r);
+                record_free(pending_remove(o, 0));
+                o->attempt = 0;
+                if (o->transport.answered)
+                        o->transport.answered(o->userdata, seq, v, detail);
+                schedule(o, 0);
+                return;
+
+        case OUTBOX_BROKEN_CONFIG:
+                /* Every message would fail the same way: keep them all, stop
+                 * knocking, and say so loudly until someone fixes it. */
+                log_error("outbox: Slack refuses our messages: %s. Delivery paused with %zu alert(s) kept; fix "
+                          "[slack] and reload (or run monkeyctl test-alert). Re-trying every hour.",
+                          strna(detail), o->n_pending);
+                set_error(o, detail);
+                o->paused = true;
+                if (o->transport.answered)
+                        o->transport.answered(o->userdata, seq, v, detail);
+                schedule(o, OUTBOX_PAUSE_REPROBE);
+                return;
+
+        case OUTBOX_RETRY:
+        default:
+                o->attempt++;
+                set_error(o, detail);
+                {
+                        usec_t delay = outbox_backoff(o->attempt, retry_after, outbox_random(o));
+                        char d[32];
+                        log_full(o->attempt == 1 ? LOG_WARNING : LOG_INFO,
+                                 "outbox: %s message %s not delivered (%s), attempt %u; retrying in %s", r->kind, name,
+                                 strna(detail), o->attempt, format_duration(d, sizeof d, delay));
+                        if (o->transport.answered)
+                                o->transport.answered(o->userdata, seq, OUTBOX_RETRY, detail);
+                        schedule(o, delay);
+                }
+                return;
+        }
+}
+
+int outbox_add(Outbox *o, const char *kind, const char *incident, OutboxRole role, bool test, const char *payload,
+               uint64_t *ret_seq) {
+        _cleanup_(freep) char *text = NULL;
+        char name[OUTBOX_NAME_DIGITS + 6];
+        OutboxRecord *r;
+        int k;
+
+        r = calloc(1, sizeof *r);
+        if (!r)
+                return -ENOMEM;
+        *r = (OutboxRecord) {
+                .seq = o->next_seq,
+                .created = now_wall(),
+                .kind = strdup(kind),
+                .incident = incident ? strdup(incident) : NULL,
+                .role = incident ? role : OUTBOX_STANDALONE,
+                .test = test,
+                .payload = strdup(payload),
+        };
+        if (!r->kind || !r->payload || (incident && !r->incident)) {
+                record_free(r);
+                return -ENOMEM;
+        }
+        k = outbox_record_format(r, &text);
+        if (k < 0) {
+                record_free(r);
+                return k;
+        }
+        r->size = strlen(text);
+        if ((o->limits.max_bytes > 0 && r->size > o->limits.max_bytes) || r->size > OUTBOX_RECORD_MAX) {
+                record_free(r);
+                return -E2BIG;
+        }
+        drop_for_room(o, r->size);
+
+        record_name(r->seq, name);
+        k = write_file_atomic_at(o->dfd, name, text, r->size);
+        if (k < 0) {
+                record_free(r);
+                return log_error_errno(k, "outbox: cannot spool %s alert to %s/%s: %m", kind, o->path, name);
+        }
+        o->next_seq++;
+        k = pending_insert(o, r);
+        if (k < 0) {
+                (void) unlinkat(o->dfd, name, 0);
+                record_free(r);
+                return k;
+        }
+        if (ret_seq)
+                *ret_seq = r->seq;
+        /* A test wants an answer now, even from a paused outbox; while a
+         * backoff runs it waits its turn (Slack's Retry-After holds). */
+        if (test && o->paused) {
+                o->paused = false;
+                o->attempt = 0;
+                schedule(o, 0);
+        } else if (!o->in_flight && o->next_at == 0)
+                schedule(o, 0);
+        return 0;
+}
+
+void outbox_resume(Outbox *o, bool requeue_dead) {
+        if (requeue_dead && o->dead_dfd >= 0) {
+                _cleanup_(closep) int fd = openat(o->dead_dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+                struct dirent *de;
+                uint64_t seq;
+
+                if (d) {
+                        TAKE_FD(fd);
+                        /* Back into the queue at their place in seq order. */
+                        while ((de = readdir(d)))
+                                if (name_is_record(de->d_name, &seq) &&
+                                    renameat(o->dead_dfd, de->d_name, o->dfd, de->d_name) >= 0) {
+                                        o->n_dead -= MIN(o->n_dead, (size_t) 1);
+                                        load_record(o, de->d_name, seq);
+                                }
+                        closedir(d);
+                        drop_for_room(o, 0);
+                }
+        }
+        o->paused = false;
+        o->attempt = 0;
+        schedule(o, 0);
+}
+
+size_t outbox_n_pending(const Outbox *o) {
+        return o ? o->n_pending : 0;
+}
+
+json_object *outbox_status_json(const Outbox *o, usec_t now) {
+        json_object *j = json_object_new_object();
+        uint64_t mono = 0;
+
+        if (!j)
+                return NULL;
+        (void) sd_event_now(o->event, CLOCK_MONOTONIC, &mono);
+        json_object_object_add(j, "pending", json_object_new_uint64(o->n_pending));
+        json_object_object_add(j, "bytes", json_object_new_uint64(o->bytes));
+        if (o->n_pending > 0 && now >= o->pending[0]->created)
+                json_object_object_add(j, "oldest_age_s",
+                                       json_object_new_uint64((now - o->pending[0]->created) / USEC_PER_SEC));
+        json_object_object_add(j, "in_flight", json_object_new_boolean(o->in_flight));
+        if (o->next_at > 0)
+                json_object_object_add(j, "next_attempt_in_ms",
+                                       json_object_new_uint64(o->next_at > mono ? (o->next_at - mono) / USEC_PER_MSEC : 0));
+        json_object_object_add(j, "attempts", json_object_new_uint64(o->attempt));
+        json_object_object_add(j, "paused", json_object_new_boolean(o->paused));
+        json_object_object_add(j, "delivered", json_object_new_uint64(o->delivered));
+        json_object_object_add(j, "dropped", json_object_new_uint64(o->dropped));
+        json_object_object_add(j, "dead", json_object_new_uint64(o->n_dead));
+        if (o->last_error)
+                json_object_object_add(j, "last_error", json_object_new_string(o->last_error));
+        if (o->last_error_at)
+                json_object_object_add(j, "last_error_at", json_object_new_uint64(o->last_error_at / USEC_PER_SEC));
+        if (o->last_ok_at)
+                json_object_object_add(j, "last_ok_at", json_object_new_uint64(o->last_ok_at / USEC_PER_SEC));
+        return j;
+}
