@@ -11,7 +11,9 @@
 #include "outbox.h"
 #include "slack.h"
 
-#define POOL_DOWN_GRACE (30 * USEC_PER_SEC)  /* a Redis failover is not an incident */
+/* A Redis failover is not an incident; an outage longer than our lease
+ * is: proxies that follow leases stop routing to us then. */
+#define POOL_DOWN_GRACE(c) MAX((c)->pool.lease, 2 * USEC_PER_SEC)
 #define TEST_ALERT_DEADLINE (20 * USEC_PER_SEC)
 #define JUST_CLOSED (5 * USEC_PER_SEC)       /* BACK, CLEARED close the incident right before they announce it */
 #define PROC_ROOT "/proc"
@@ -473,7 +475,7 @@ static void on_pool_connection(Pool *p, bool connected, const char *detail, void
                 return;
         if (a->pool_down_since == 0)
                 a->pool_down_since = mono_now(a);
-        r = sd_event_add_time_relative(a->event, &a->pool_down_timer, CLOCK_MONOTONIC, POOL_DOWN_GRACE, USEC_PER_SEC,
+        r = sd_event_add_time_relative(a->event, &a->pool_down_timer, CLOCK_MONOTONIC, POOL_DOWN_GRACE(a->config), USEC_PER_MSEC * 100,
                                        on_pool_down_timer, a);
         if (r < 0)
                 log_warning_errno(r, "Cannot time the Redis outage: %m");

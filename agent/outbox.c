@@ -200,7 +200,9 @@ ssize_t outbox_pick_victim(OutboxRecord *const *pending, size_t n, size_t total_
                            const OutboxLimits *l, bool skip_first) {
         size_t first = skip_first ? 1 : 0;
 
-        if ((l->max_count == 0 || n + 1 <= l->max_count) && (l->max_bytes == 0 || total_bytes + incoming <= l->max_bytes))
+        size_t count = n + (incoming > 0 ? 1 : 0);
+
+        if ((l->max_count == 0 || count <= l->max_count) && (l->max_bytes == 0 || total_bytes + incoming <= l->max_bytes))
                 return -1;
         /* Incident messages tell a story a reader needs whole; a
          * "still holding" reminder or a test can go first. */

@@ -63,7 +63,8 @@ typedef struct OutboxLimits {
 
 /* Pure: which pending record to drop so that one more record of `incoming`
  * bytes fits: the oldest non-incident one first, then the oldest incident
- * one. `skip_first` protects the record in flight. -1 when it fits. */
+ * one. `skip_first` protects the record in flight. -1 when it fits.
+ * incoming == 0 checks the queue alone (after the limits shrank). */
 ssize_t outbox_pick_victim(OutboxRecord *const *pending, size_t n, size_t total_bytes, size_t incoming,
                            const OutboxLimits *l, bool skip_first);
 

@@ -344,8 +344,14 @@ void slack_classify(SlackMode mode, const HttpResponse *r, SlackAnswer *a) {
                 return;
         }
         if (r->status >= 500 || r->status < 200) {
-                copy_word(word, sizeof word, r->body_len < sizeof word ? r->body : "");
-                answer_set(a, OUTBOX_RETRY, NULL, "Slack: HTTP %ld%s%s, will retry", r->status, word[0] ? " " : "", word);
+                /* webhooks name the error ("rollup_error"); a proxy's error page is not worth quoting */
+                size_t n = strspn(r->body, "abcdefghijklmnopqrstuvwxyz_");
+                word[0] = '\0';
+                if (n > 0 && n < sizeof word && strspn(r->body + n, " \r\n") == r->body_len - n) {
+                        memcpy(word, r->body, n);
+                        word[n] = '\0';
+                }
+                answer_set(a, OUTBOX_RETRY, word, "Slack: HTTP %ld%s%s, will retry", r->status, word[0] ? " " : "", word);
                 return;
         }
 

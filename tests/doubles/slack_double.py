@@ -157,9 +157,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for k, v in (extra or {}).items():
             self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
-        self.wfile.flush()
+        try:
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            # the client gave up (its timeout, or it was killed): as Slack,
+            # we never learn whether it heard us
+            self.close_connection = True
 
     def _send_json(self, status, obj, extra=None):
         self._send(status, json.dumps(obj, separators=(",", ":")),
