@@ -585,6 +585,56 @@ static void format_remedy(FILE *f, json_object *st) {
         fputc('\n', f);
 }
 
+/* slack  bot-token #incidents: 2 waiting (next try in 4s), 17 delivered
+ *        PAUSED: Slack: invalid_auth (HTTP 200): check [slack] settings */
+static void format_slack(FILE *f, json_object *st) {
+        json_object *sl = field(st, "slack"), *ob;
+        const char *err;
+        double v;
+
+        if (!sl)
+                return; /* an older agent: say nothing rather than guess */
+        put_label(f, "slack");
+        if (bool_field(sl, "configured") != 1) {
+                fputs("not configured\n", f);
+                return;
+        }
+        put_sane(f, str_field(sl, "mode"));
+        if (str_field(sl, "channel")) {
+                fputc(' ', f);
+                put_sane(f, str_field(sl, "channel"));
+        }
+        ob = field(sl, "outbox");
+        fputs(": ", f);
+        put_count(f, ob, "pending");
+        fputs(" waiting", f);
+        if (num_field(ob, "next_attempt_in_ms", &v) && v > 0) {
+                char d[32];
+                fprintf(f, " (next try in %s)", status_text_duration(v / 1000.0, d, sizeof d));
+        }
+        fputs(", ", f);
+        put_count(f, ob, "delivered");
+        fputs(" delivered", f);
+        if (num_field(ob, "dropped", &v) && v > 0) {
+                fputs(", ", f);
+                put_count(f, ob, "dropped");
+                fputs(" dropped", f);
+        }
+        if (num_field(ob, "dead", &v) && v > 0) {
+                fputs(", ", f);
+                put_count(f, ob, "dead");
+                fputs(" rejected (outbox/dead/)", f);
+        }
+        fputc('\n', f);
+        err = str_field(ob, "last_error");
+        if (err) {
+                put_label(f, "");
+                fputs(bool_field(ob, "paused") == 1 ? "PAUSED: " : "last error: ", f);
+                put_sane(f, err);
+                fputc('\n', f);
+        }
+}
+
 static int memstream_finish(FILE *f, char **buf, char **ret) {
         bool failed = ferror(f);
 
@@ -616,6 +666,7 @@ int status_text_format(json_object *status, char **ret) {
         format_checks(f, status);
         format_incident(f, status);
         format_remedy(f, status);
+        format_slack(f, status);
 
         return memstream_finish(f, &buf, ret);
 }

@@ -14,8 +14,10 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "doubles"))
 import harness  # noqa: E402
 import proxyfleet  # noqa: E402
+from slack_double import SlackDouble  # noqa: E402
 
 WINDOW = 5.0
 
@@ -46,6 +48,21 @@ def watch(agent, stop):
             break
         print("  watch | " + line.rstrip(), flush=True)
     p.kill()
+
+
+def slack_feed(double, stop):
+    """Print each message the Slack double receives, with its thread."""
+    seen = 0
+    while not stop.is_set():
+        msgs = double.messages()
+        for m in msgs[seen:]:
+            text = (m["body"] or {}).get("text", "").split("\n")
+            where = "reply in thread %s" % m["thread_ts"] if m.get("thread_ts") else "new thread %s" % m["ts"]
+            print("  slack | %s  (%s)" % (text[0], where), flush=True)
+            for line in text[1:3]:
+                print("  slack |     %s" % line, flush=True)
+        seen = len(msgs)
+        time.sleep(0.1)
 
 
 def wait_transitions(agent, to, count, timeout):
@@ -145,15 +162,24 @@ def fleet_part():
 
 
 def main():
+    token_text = "xoxb-demo-" + os.urandom(8).hex()
+    slack = SlackDouble(token=token_text).start()
     agent = harness.Agent(name="demo", host="demo-1", threshold=85, clear_below=60,
-                          window="5s", interval="500ms", busy=15,
-                          extra="[remedy]\nladder = reboot-instance\ndry_run = yes\n"
-                                "max_per_window = 2\nwindow = 1h\n")
-    say("Starting monkeyd (config %s)" % agent.config)
+                          window="5s", interval="500ms", busy=15)
+    token = os.path.join(agent.dir, "slack-token")
+    with open(token, "w") as f:
+        f.write(token_text + "\n")
+    os.chmod(token, 0o600)
+    agent.write_config(extra="[slack]\ntoken_file = %s\nchannel = #incidents\napi_url = %s\n\n"
+                             "[remedy]\nladder = reboot-instance\ndry_run = yes\n"
+                             "max_per_window = 2\nwindow = 1h\n" % (token, slack.api_url))
+    say("Starting monkeyd (config %s) and a local Slack double at %s" % (agent.config, slack.url))
     print(open(agent.config).read(), flush=True)
     agent.start()
     stop = threading.Event()
     threading.Thread(target=watch, args=(agent, stop), daemon=True).start()
+    threading.Thread(target=slack_feed, args=(slack, stop), daemon=True).start()
+    ctl(agent, "test-alert", "hello from the demo")
     time.sleep(1.0)
     ctl(agent, "status")
 
@@ -194,15 +220,16 @@ def main():
     ctl(agent, "history", "-n", "30")
     say("Final status")
     ctl(agent, "status")
+    time.sleep(0.5)
     stop.set()
     rc = agent.stop()
-    say("The alerts monkeyd raised (no [slack] configured, so they went to its log)")
-    with open(agent.log_path, errors="replace") as f:
-        for line in f:
-            if "alert (" in line:
-                print("  " + line.rstrip())
+    msgs = slack.messages()
+    say("Slack received %d messages in %d threads; the outbox is empty: %s"
+        % (len(msgs), len({m.get("thread_ts") or m["ts"] for m in msgs}),
+           not any(n.endswith(".json") for n in os.listdir(os.path.join(agent.state_dir, "outbox")))))
+    slack.stop()
     say("monkeyd stopped (exit %s)" % rc)
-    if rc != 0:
+    if rc != 0 or not msgs:
         return 1
     return fleet_part()
 

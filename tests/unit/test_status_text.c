@@ -369,6 +369,37 @@ static void test_pool_listing(void **state) {
         assert_int_equal(status_text_format_pool(NULL, NULL), -EINVAL);
 }
 
+#define SLACK_STATUS(slack) "{\"state\":\"SERVING\",\"slack\":" slack "}"
+
+static void test_slack_line(void **state) {
+        char buf[256], *t;
+
+        t = format_str(SLACK_STATUS("{\"configured\":false}"));
+        assert_string_equal(line_of(t, "slack", buf, sizeof buf), "not configured");
+        free(t);
+
+        t = format_str(SLACK_STATUS("{\"configured\":true,\"mode\":\"bot-token\",\"channel\":\"#incidents\","
+                                    "\"outbox\":{\"pending\":2,\"next_attempt_in_ms\":4000,\"delivered\":17,"
+                                    "\"dropped\":0,\"dead\":1,\"paused\":false,"
+                                    "\"last_error\":\"Slack: HTTP 503, will retry\"}}"));
+        assert_string_equal(line_of(t, "slack", buf, sizeof buf),
+                            "bot-token #incidents: 2 waiting (next try in 4s), 17 delivered, 1 rejected (outbox/dead/)");
+        assert_non_null(strstr(t, "\n            last error: Slack: HTTP 503, will retry\n"));
+        free(t);
+
+        t = format_str(SLACK_STATUS("{\"configured\":true,\"mode\":\"webhook\",\"outbox\":{\"pending\":3,"
+                                    "\"delivered\":0,\"dropped\":4,\"paused\":true,"
+                                    "\"last_error\":\"Slack: no_service (HTTP 404): check webhook_url\"}}"));
+        assert_string_equal(line_of(t, "slack", buf, sizeof buf), "webhook: 3 waiting, 0 delivered, 4 dropped");
+        assert_non_null(strstr(t, "PAUSED: Slack: no_service (HTTP 404): check webhook_url\n"));
+        free(t);
+
+        /* an agent without the field: no line at all */
+        t = format_str("{\"state\":\"SERVING\"}");
+        assert_null(strstr(t, "slack"));
+        free(t);
+}
+
 static void test_duration(void **state) {
         static const struct {
                 double sec;
@@ -413,6 +444,7 @@ int main(void) {
                 cmocka_unit_test(test_event_lines),
                 cmocka_unit_test(test_pool_line),
                 cmocka_unit_test(test_pool_listing),
+                cmocka_unit_test(test_slack_line),
                 cmocka_unit_test(test_duration),
                 cmocka_unit_test(test_time),
         };
