@@ -7,6 +7,7 @@ monkey-proxy-sync, HTTP load through haproxy; the whole fleet overloads at
 once and the disruption budget lets only one host out at a time.
 Everything runs in temp dirs and stops by itself (about 80 s)."""
 
+import html
 import os
 import subprocess
 import sys
@@ -56,11 +57,18 @@ def slack_feed(double, stop):
     while not stop.is_set():
         msgs = double.messages()
         for m in msgs[seen:]:
-            text = (m["body"] or {}).get("text", "").split("\n")
+            body = m["body"] or {}
+            text = html.unescape(body.get("text", "")).split("\n")
             where = "reply in thread %s" % m["thread_ts"] if m.get("thread_ts") else "new thread %s" % m["ts"]
             print("  slack | %s  (%s)" % (text[0], where), flush=True)
             for line in text[1:3]:
                 print("  slack |     %s" % line, flush=True)
+            # the preformatted block: the top processes of a breach
+            for b in body.get("blocks", []):
+                t = (b.get("text") or {}).get("text", "")
+                if t.startswith("```"):
+                    for line in html.unescape(t.strip("`")).split("\n")[:4]:
+                        print("  slack |     %s" % line, flush=True)
         seen = len(msgs)
         time.sleep(0.1)
 
