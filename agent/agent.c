@@ -179,13 +179,20 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
                 /* A fresh start in the pool: an overload that outlived the
                  * remediation must be sustained for a whole new window. */
                 detector_reset(&a->detector);
-                if (a->persist.incident.id && a->persist.incident.ended == 0) {
-                        incident_close(a, "rejoined");
-                        if (asprintf(&text, "%s is back: checks passed, rejoined the pool (incident %s)",
-                                     a->config->agent.host, a->persist.incident.id) >= 0)
+                {
+                        bool was_quarantined = alerts_quarantine_over(a);
+
+                        if (a->persist.incident.id && a->persist.incident.ended == 0) {
+                                incident_close(a, "rejoined");
+                                if (asprintf(&text, "%s is back: checks passed, rejoined the pool (incident %s)",
+                                             a->config->agent.host, a->persist.incident.id) >= 0)
+                                        alerts_notify(a, NOTICE_BACK, text, reason);
+                        } else if (was_quarantined &&
+                                   asprintf(&text, "%s is back: checks passed after the quarantine, rejoined the pool",
+                                            a->config->agent.host) >= 0)
+                                /* the recovery that closes the quarantine alerts */
                                 alerts_notify(a, NOTICE_BACK, text, reason);
                 }
-                alerts_quarantine_over(a);
                 (void) effect_pool_join(a);
                 break;
 

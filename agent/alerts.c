@@ -179,6 +179,7 @@ int alerts_reload(Agent *a, const Config *nc, char **ret_error) {
          * with it, so the outbox sends that message again. */
         slack_free(a->slack);
         a->slack = TAKE_PTR(s);
+        outbox_forget_in_flight(a->outbox);
         outbox_set_limits(a->outbox, &l);
         outbox_resume(a->outbox, true);
         return 0;
@@ -425,10 +426,10 @@ void alerts_quarantined(Agent *a, const char *reason) {
         spool(a, &f);
 }
 
-void alerts_quarantine_over(Agent *a) {
-        (void) alert_gate_clear(&a->gate_quarantine);
+bool alerts_quarantine_over(Agent *a) {
         free(a->quarantine_reason);
         a->quarantine_reason = NULL;
+        return alert_gate_clear(&a->gate_quarantine);
 }
 
 static int on_pool_down_timer(sd_event_source *s, uint64_t usec, void *userdata) {

@@ -32,7 +32,8 @@ void alerts_notify(Agent *a, Notice n, const char *text, const char *reason);
 void alerts_holding(Agent *a, const char *reason);       /* each budget denial */
 void alerts_holding_over(Agent *a, const char *how);     /* left the pool after holding */
 void alerts_quarantined(Agent *a, const char *reason);   /* each failed (re)check */
-void alerts_quarantine_over(Agent *a);
+/* True when a quarantine had been alerted: its end deserves a message. */
+bool alerts_quarantine_over(Agent *a);
 
 /* Each CPU sample: keeps a /proc snapshot from the start of the hot run,
  * so the breach alert can say which processes burned the window. */

@@ -813,6 +813,13 @@ void outbox_resume(Outbox *o, bool requeue_dead) {
         schedule(o, 0);
 }
 
+void outbox_forget_in_flight(Outbox *o) {
+        if (!o->in_flight)
+                return;
+        o->in_flight = false;
+        schedule(o, 0);
+}
+
 size_t outbox_n_pending(const Outbox *o) {
         return o ? o->n_pending : 0;
 }

@@ -127,6 +127,10 @@ void outbox_answer(Outbox *o, OutboxVerdict v, usec_t retry_after, const char *d
  * when `requeue_dead`. */
 void outbox_resume(Outbox *o, bool requeue_dead);
 
+/* The transport dropped the call in flight without an answer (a new
+ * client on reload): that record goes again, first. */
+void outbox_forget_in_flight(Outbox *o);
+
 size_t outbox_n_pending(const Outbox *o);
 /* {"pending","bytes","oldest","in_flight","next_attempt_in_ms","paused",
  *  "last_error","last_error_at","last_ok_at","delivered","dropped","dead"} */

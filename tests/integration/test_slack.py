@@ -183,6 +183,24 @@ def s4_hanging_slack():
         check("timeout" in a.all_logs(), "the timed-out call is not logged")
 
 
+def s4b_reload_during_hang():
+    """A reload while a post hangs: the new client sends that message again
+    at once instead of waiting out the old call's timeout."""
+    with SlackDouble(token=TOKEN) as d, new_agent("hangreload", d, slack_extra="") as a:
+        a.write_config(extra=bot_config(a, d).replace("timeout = 2s", "timeout = 30s"))
+        a.start()
+        d.script("hang:30")
+        r = a.request({"version": 1, "command": "status"})
+        check(r["ok"], "status")
+        t0 = time.monotonic()
+        a.ctl("test-alert", "--timeout", "0.5")
+        d.wait_for(lambda rs: len(rs) >= 1, 5, source="requests")
+        a.signal(signal.SIGHUP)
+        msgs = d.wait_for(lambda ms: len(ms) >= 1, 5)
+        check(time.monotonic() - t0 < 5, "not re-sent promptly after the reload")
+        check(kinds(msgs) == ["test"], "messages: %r" % kinds(msgs))
+
+
 def s5_invalid_auth_then_fixed():
     """invalid_auth pauses delivery (shown in status, logged loudly), keeps
     every message; a fixed token and a reload deliver them in order."""
@@ -401,6 +419,7 @@ def s13_group_readable_token_refused():
 
 
 if __name__ == "__main__":
-    main([s1_incident_thread, s2_500_then_ok, s3_429_retry_after, s4_hanging_slack, s5_invalid_auth_then_fixed,
+    main([s1_incident_thread, s2_500_then_ok, s3_429_retry_after, s4_hanging_slack, s4b_reload_during_hang,
+          s5_invalid_auth_then_fixed,
           s6_sigkill_while_slack_down, s7_reboot_with_unsent_alert, s8_webhook_mode, s9_test_alert,
           s10_outbox_bounded, s11_redis_down_alert, s12_no_secret_anywhere, s13_group_readable_token_refused])
