@@ -9,6 +9,7 @@
 #include <systemd/sd-event.h>
 
 #include "agentcheck.h"
+#include "jsonutil.h"
 #include "evidence.h"
 #include "http.h"
 #include "notify.h"
@@ -21,11 +22,6 @@
 #include "machine.h"
 #include "pool.h"
 #include "state.h"
-
-static inline void json_object_putp(json_object **o) {
-        if (*o)
-                json_object_put(*o);
-}
 
 #define AGENT_HISTORY_MAX 200
 #define AGENT_EVENT_QUEUE_MAX 32

@@ -14,6 +14,7 @@
 #include <sys/un.h>
 
 #include "log.h"
+#include "jsonutil.h"
 
 #define CONTROL_REASON_MAX 200
 #define CONTROL_LIMIT_DEFAULT 20
@@ -54,16 +55,6 @@ void control_request_done(ControlRequest *r) {
                 return;
         free(r->reason);
         r->reason = NULL;
-}
-
-static void json_object_putp(json_object **o) {
-        if (*o)
-                json_object_put(*o);
-}
-
-static void json_tokener_freep(json_tokener **t) {
-        if (*t)
-                json_tokener_free(*t);
 }
 
 /* Error text for the request parser; only -ENOMEM if even that fails. */

@@ -5,6 +5,7 @@
 #include <sys/vfs.h>
 
 #include "cpu.h"
+#include "numparse.h"
 
 /* /proc/stat prints 4 numbers since 2.4, 10 since 2.6.33; a newer kernel
  * may append more, which we accept and ignore. */
@@ -31,26 +32,6 @@ static bool is_blank(char c) {
         return c == ' ' || c == '\t';
 }
 
-static bool is_digit(char c) {
-        return c >= '0' && c <= '9';
-}
-
-/* strtoull() takes signs, spaces and "0x"; /proc/stat has plain decimals only. */
-static int parse_u64(const char *s, size_t n, uint64_t *ret) {
-        uint64_t v = 0;
-
-        if (n == 0)
-                return -EINVAL;
-        for (size_t i = 0; i < n; i++) {
-                if (!is_digit(s[i]))
-                        return -EINVAL;
-                if (__builtin_mul_overflow(v, (uint64_t) 10, &v) ||
-                    __builtin_add_overflow(v, (uint64_t) (s[i] - '0'), &v))
-                        return -ERANGE;
-        }
-        *ret = v;
-        return 0;
-}
 
 /* A token as it may be quoted in a message: bounded, printable. */
 static void quote_token(const char *s, size_t n, char out[static TOKEN_QUOTE_MAX + 4]) {
@@ -104,7 +85,7 @@ static int parse_aggregate(const char *p, const char *end, unsigned lineno, CpuT
                 while (p < end && !is_blank(*p))
                         p++;
 
-                r = parse_u64(tok, (size_t) (p - tok), &x);
+                r = parse_u64_decimal(tok, (size_t) (p - tok), &x);
                 if (r < 0) {
                         quote_token(tok, (size_t) (p - tok), quoted);
                         return parse_error(ret_error, "line %u: field %u '%s' %s", lineno, n + 1, quoted,

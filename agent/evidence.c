@@ -3,6 +3,7 @@
 #include <limits.h>
 
 #include "evidence.h"
+#include "numparse.h"
 
 /* The common case: a stat line is ~300 bytes; the fields we need end before
  * byte ~500 even with every number at its widest. Longer lines (a future
@@ -40,26 +41,6 @@ static inline void closedirp(DIR **d) {
                 closedir(*d);
 }
 
-static bool is_digit(char c) {
-        return c >= '0' && c <= '9';
-}
-
-/* strtoull() takes signs, blanks and "0x"; the kernel prints plain decimals. */
-static int parse_u64(const char *s, size_t n, uint64_t *ret) {
-        uint64_t v = 0;
-
-        if (n == 0)
-                return -EINVAL;
-        for (size_t i = 0; i < n; i++) {
-                if (!is_digit(s[i]))
-                        return -EINVAL;
-                if (__builtin_mul_overflow(v, (uint64_t) 10, &v) ||
-                    __builtin_add_overflow(v, (uint64_t) (s[i] - '0'), &v))
-                        return -ERANGE;
-        }
-        *ret = v;
-        return 0;
-}
 
 /* Fields we do not use are still checked: a line that is not all numbers
  * past the state is not a stat line, and its numbers are not to be trusted. */
@@ -67,11 +48,11 @@ static bool is_int_token(const char *s, size_t n) {
         uint64_t v;
 
         if (n > 0 && s[0] == '-') {
-                if (parse_u64(s + 1, n - 1, &v) < 0)
+                if (parse_u64_decimal(s + 1, n - 1, &v) < 0)
                         return false;
                 return v <= (uint64_t) INT64_MAX + 1;
         }
-        return parse_u64(s, n, &v) >= 0;
+        return parse_u64_decimal(s, n, &v) >= 0;
 }
 
 static bool is_alpha(char c) {
@@ -93,7 +74,7 @@ int proc_stat_parse(const char *buf, size_t len, ProcStat *ret) {
         end = buf + len - 1;
 
         sp = memchr(buf, ' ', (size_t) (end - buf));
-        if (!sp || parse_u64(buf, (size_t) (sp - buf), &pid) < 0 || pid == 0 || pid > INT_MAX)
+        if (!sp || parse_u64_decimal(buf, (size_t) (sp - buf), &pid) < 0 || pid == 0 || pid > INT_MAX)
                 return -EBADMSG;
 
         p = sp + 1;
@@ -123,19 +104,19 @@ int proc_stat_parse(const char *buf, size_t len, ProcStat *ret) {
 
                 switch (field) {
                 case FIELD_UTIME:
-                        if (parse_u64(tok, n, &utime) < 0)
+                        if (parse_u64_decimal(tok, n, &utime) < 0)
                                 return -EBADMSG;
                         break;
                 case FIELD_STIME:
-                        if (parse_u64(tok, n, &stime) < 0)
+                        if (parse_u64_decimal(tok, n, &stime) < 0)
                                 return -EBADMSG;
                         break;
                 case FIELD_STARTTIME:
-                        if (parse_u64(tok, n, &starttime) < 0)
+                        if (parse_u64_decimal(tok, n, &starttime) < 0)
                                 return -EBADMSG;
                         break;
                 case FIELD_RSS:
-                        if (parse_u64(tok, n, &rss) < 0)
+                        if (parse_u64_decimal(tok, n, &rss) < 0)
                                 return -EBADMSG;
                         break;
                 default:
@@ -286,7 +267,7 @@ static bool parse_pid_name(const char *name, int *ret) {
 
         if (n == 0 || n > 10 || name[0] == '0')
                 return false;
-        if (parse_u64(name, n, &v) < 0 || v > INT_MAX)
+        if (parse_u64_decimal(name, n, &v) < 0 || v > INT_MAX)
                 return false;
         *ret = (int) v;
         return true;
@@ -383,7 +364,7 @@ static int parse_uptime(const char *s, size_t n, usec_t *ret) {
 
         while (i < n && is_digit(s[i]))
                 i++;
-        if (parse_u64(s, i, &sec) < 0)
+        if (parse_u64_decimal(s, i, &sec) < 0)
                 return -EBADMSG;
         if (i < n && s[i] == '.') {
                 j = ++i;

@@ -12,6 +12,7 @@
 #include <sys/un.h>
 #include <time.h>
 
+#include "jsonutil.h"
 #include "control.h"
 #include "macro.h"
 #include "status_text.h"
@@ -88,11 +89,6 @@ static const Verb verbs[] = {
           VERB_ARGS_WORDS, false, verb_test_alert },
         { "help", "help", "show this text", VERB_ARGS_IGNORED, false, verb_help },
 };
-
-static void json_object_putp(json_object **o) {
-        if (*o)
-                json_object_put(*o);
-}
 
 static void usage(FILE *f) {
         fputs("Usage: monkeyctl [OPTIONS] COMMAND [ARGS]\n"

@@ -87,6 +87,17 @@ static void field(Composer *c, const char *label, const char *format, ...) {
         c->m.n_fields++;
 }
 
+/* "web-1 is holding in the pool", then "web-1 is still holding in the pool (1h)". */
+static void condition_title(Composer *c, const NoticeFacts *f, const char *first, const char *still) {
+        char o[32];
+
+        if (f->reminder > 0)
+                snprintf(c->title, sizeof c->title, "%s %s (%s)", strna(f->host), still,
+                         human_duration(o, sizeof o, f->ongoing));
+        else
+                snprintf(c->title, sizeof c->title, "%s %s", strna(f->host), first);
+}
+
 static void cpu_fields(Composer *c, const NoticeFacts *f) {
         char w[32];
 
@@ -132,11 +143,7 @@ int notice_payload(const NoticeFacts *f, char **ret) {
                         break;
                 }
                 c.m.emoji = ":pause_button:";
-                if (f->reminder > 0)
-                        snprintf(c.title, sizeof c.title, "%s is still holding in the pool (%s)", host,
-                                 human_duration(o, sizeof o, f->ongoing));
-                else
-                        snprintf(c.title, sizeof c.title, "%s is holding in the pool", host);
+                condition_title(&c, f, "is holding in the pool", "is still holding in the pool");
                 snprintf(c.text, sizeof c.text,
                          "Overloaded, but leaving would break the disruption budget: %s.\n"
                          "*Next:* staying in the pool and asking again as soon as another host rejoins.",
@@ -172,11 +179,7 @@ int notice_payload(const NoticeFacts *f, char **ret) {
                 break;
         case NOTICE_QUARANTINED:
                 c.m.emoji = ":no_entry:";
-                if (f->reminder > 0)
-                        snprintf(c.title, sizeof c.title, "%s is still quarantined (%s)", host,
-                                 human_duration(o, sizeof o, f->ongoing));
-                else
-                        snprintf(c.title, sizeof c.title, "%s is quarantined", host);
+                condition_title(&c, f, "is quarantined", "is still quarantined");
                 snprintf(c.text, sizeof c.text, "%s.\n*Next:* staying out of the pool, re-checking with backoff.",
                          strna(f->reason));
                 field(&c, "Outcome", "quarantined");
@@ -196,11 +199,7 @@ int notice_payload(const NoticeFacts *f, char **ret) {
                 break;
         case NOTICE_POOL_DOWN:
                 c.m.emoji = ":electric_plug:";
-                if (f->reminder > 0)
-                        snprintf(c.title, sizeof c.title, "%s still cannot reach Redis (%s)", host,
-                                 human_duration(o, sizeof o, f->ongoing));
-                else
-                        snprintf(c.title, sizeof c.title, "%s cannot reach Redis", host);
+                condition_title(&c, f, "cannot reach Redis", "still cannot reach Redis");
                 snprintf(c.text, sizeof c.text,
                          "%s.\nPool membership cannot change while this lasts: an overloaded host holds instead of "
                          "leaving.",

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "fileio.h"
 #include "log.h"
+#include "jsonutil.h"
 
 #define OUTBOX_DEAD_DIR "dead"
 #define OUTBOX_DEAD_MAX 100
@@ -61,16 +62,6 @@ void outbox_record_done(OutboxRecord *r) {
 static void record_free(OutboxRecord *r) {
         outbox_record_done(r);
         free(r);
-}
-
-static void json_object_putp(json_object **o) {
-        if (*o)
-                json_object_put(*o);
-}
-
-static void json_tokener_freep(json_tokener **t) {
-        if (*t)
-                json_tokener_free(*t);
 }
 
 /* --- the record: pure ------------------------------------------------ */

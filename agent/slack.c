@@ -9,6 +9,7 @@
 
 #include "fileio.h"
 #include "log.h"
+#include "jsonutil.h"
 
 #define SLACK_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 #define SLACK_FALLBACK_MAX 3000
@@ -22,11 +23,6 @@ static const char *const mode_table[_SLACK_MODE_MAX] = {
 
 const char *slack_mode_to_string(SlackMode m) {
         return m >= 0 && m < _SLACK_MODE_MAX ? mode_table[m] : NULL;
-}
-
-static void json_object_putp(json_object **o) {
-        if (*o)
-                json_object_put(*o);
 }
 
 /* --- text ------------------------------------------------------------- */

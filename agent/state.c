@@ -13,22 +13,13 @@
 #include "log.h"
 #include "state.h"
 #include "fileio.h"
+#include "jsonutil.h"
 
 #define STATE_FILE_NAME "state.json"
 /* A state file is a few KiB; anything this big is not ours. */
 #define STATE_FILE_MAX (1024U * 1024U)
 /* Tries at "state.json.corrupt-<sec>-N" before giving up on a free name. */
 #define STATE_CORRUPT_NAME_TRIES 100
-
-static void json_object_putp(json_object **j) {
-        if (*j)
-                json_object_put(*j);
-}
-
-static void json_tokener_freep(json_tokener **t) {
-        if (*t)
-                json_tokener_free(*t);
-}
 
 static void incident_done(Incident *i) {
         free(i->id);
