@@ -210,8 +210,11 @@ usec_t outbox_backoff(unsigned attempt, usec_t retry_after, uint64_t random) {
                 d *= 2;
         d = MIN(d, OUTBOX_BACKOFF_MAX);
         d = d / 2 + (d / 2 > 0 ? random % (d / 2 + 1) : 0);
-        if (retry_after != USEC_INFINITY && d < retry_after)
-                d = retry_after + random % (250 * USEC_PER_MSEC + 1);
+        if (retry_after != USEC_INFINITY && d < retry_after) {
+                usec_t j = random % (250 * USEC_PER_MSEC + 1);
+                /* saturate: a wrap would turn "much later" into "now" */
+                d = retry_after >= USEC_INFINITY - 1 - j ? USEC_INFINITY - 1 : retry_after + j;
+        }
         return d;
 }
 
@@ -564,7 +567,8 @@ static void schedule(Outbox *o, usec_t delay) {
                 return;
         }
         (void) sd_event_now(o->event, CLOCK_MONOTONIC, &now);
-        o->next_at = now + delay;
+        /* saturate: a huge Retry-After must not wrap into "now" */
+        o->next_at = delay >= USEC_INFINITY - 1 - now ? USEC_INFINITY - 1 : now + delay;
         (void) sd_event_source_set_time(o->timer, o->next_at);
         (void) sd_event_source_set_enabled(o->timer, SD_EVENT_ONESHOT);
 }
@@ -725,6 +729,9 @@ int outbox_add(Outbox *o, const char *kind, const char *incident, OutboxRole rol
         OutboxRecord *r;
         int k;
 
+        /* what outbox_record_parse() refuses would turn .corrupt at the next start */
+        if (isempty(kind) || (incident && isempty(incident)) || !payload)
+                return -EINVAL;
         r = calloc(1, sizeof *r);
         if (!r)
                 return -ENOMEM;

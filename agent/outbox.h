@@ -132,6 +132,7 @@ void outbox_resume(Outbox *o, bool requeue_dead);
 void outbox_forget_in_flight(Outbox *o);
 
 size_t outbox_n_pending(const Outbox *o);
-/* {"pending","bytes","oldest","in_flight","next_attempt_in_ms","paused",
- *  "last_error","last_error_at","last_ok_at","delivered","dropped","dead"} */
+/* {"pending","bytes","oldest_age_s","in_flight","next_attempt_in_ms",
+ *  "attempts","paused","last_error","last_error_at","last_ok_at",
+ *  "delivered","dropped","dead"} */
 json_object *outbox_status_json(const Outbox *o, usec_t now_wall);

@@ -62,7 +62,7 @@ static size_t utf8_valid_len(const unsigned char *s, size_t n) {
 static char *escape_text(const char *s, size_t max, bool entities) {
         static const char ellipsis[] = "\xe2\x80\xa6";
         const unsigned char *p = (const unsigned char *) (s ? s : "");
-        size_t n = strlen((const char *) p), out_len = 0;
+        size_t n = strlen((const char *) p), out_len = 0, keep = 0;
         char *out;
 
         /* worst case: each byte becomes "&amp;" (5) or U+FFFD (3) */
@@ -98,12 +98,19 @@ static char *escape_text(const char *s, size_t max, bool entities) {
                         plen = k;
                 }
                 if (out_len + plen > max) {
-                        memcpy(out + out_len, ellipsis, sizeof ellipsis - 1);
-                        out_len += sizeof ellipsis - 1;
+                        /* "…" counts against max: cut back to the last piece
+                         * that leaves room for it */
+                        out_len = keep;
+                        if (keep + sizeof ellipsis - 1 <= max) {
+                                memcpy(out + out_len, ellipsis, sizeof ellipsis - 1);
+                                out_len += sizeof ellipsis - 1;
+                        }
                         break;
                 }
                 memcpy(out + out_len, piece, plen);
                 out_len += plen;
+                if (out_len + sizeof ellipsis - 1 <= max)
+                        keep = out_len;
                 p += k;
         }
         out[out_len] = '\0';
@@ -218,11 +225,28 @@ int slack_payload_build(const SlackMessage *m, char **ret) {
                         return -ENOMEM;
         }
 
-        /* The fallback: notifications, and clients without blocks. */
-        if (asprintf(&fallback_raw, "%s%s%s%s%s%s%s", m->emoji ? m->emoji : "", m->emoji ? " " : "", m->title,
-                     isempty(m->text) ? "" : "\n", strempty(m->text), isempty(m->context) ? "" : "\n",
-                     strempty(m->context)) < 0)
-                return -ENOMEM;
+        /* The fallback: notifications, clients without blocks, and the
+         * text-only retry after Slack refused the blocks, so it carries
+         * every fact the blocks show. */
+        {
+                _cleanup_(fclosep) FILE *f = NULL;
+                size_t size = 0;
+
+                f = open_memstream(&fallback_raw, &size);
+                if (!f)
+                        return -ENOMEM;
+                fprintf(f, "%s%s%s", m->emoji ? m->emoji : "", m->emoji ? " " : "", m->title);
+                if (!isempty(m->text))
+                        fprintf(f, "\n%s", m->text);
+                for (size_t i = 0; i < MIN(m->n_fields, (size_t) SLACK_FIELDS_MAX); i++)
+                        fprintf(f, "\n%s: %s", strempty(m->fields[i].label), strempty(m->fields[i].value));
+                if (!isempty(m->detail))
+                        fprintf(f, "\n%s", m->detail);
+                if (!isempty(m->context))
+                        fprintf(f, "\n%s", m->context);
+                if (fflush(f) != 0 || ferror(f))
+                        return -ENOMEM;
+        }
         fallback = slack_escape(fallback_raw, SLACK_FALLBACK_MAX);
         if (!fallback || json_object_object_add(root, "text", json_object_new_string(fallback)) < 0)
                 return -ENOMEM;

@@ -381,6 +381,7 @@ static void test_payload_field_value_long(void **state) {
         SlackMessage m = { .title = "t", .n_fields = 1 };
         json_object *root, *section, *fields = NULL;
         size_t at = 0;
+        bool saw_fields = false;
 
         memset(big, '&', 5000);
         big[5000] = '\0';
@@ -394,10 +395,13 @@ static void test_payload_field_value_long(void **state) {
                 json_object *t;
                 if (json_object_object_get_ex(section, "fields", &fields)) {
                         const char *f = get_string(json_object_array_get_idx(fields, 0), "text");
+                        saw_fields = true;
+                        assert_int_equal(json_object_array_length(fields), 1);
                         assert_true(utf8_chars(f) <= SLACK_FIELD_MAX);
                 } else if (json_object_object_get_ex(section, "text", &t))
                         assert_true(utf8_chars(get_string(t, "text")) <= SLACK_SECTION_MAX);
         }
+        assert_true(saw_fields); /* a single field is shown too */
         assert_true(strlen(get_string(root, "text")) <= 4000);
         json_object_put(root);
 }
@@ -604,6 +608,34 @@ static void test_classify_curl_failure(void **state) {
         assert_int_equal(a.verdict, OUTBOX_RETRY);
 }
 
+static void test_classify_bot_transient_errors(void **state) {
+        static const char *const errors[] = { "internal_error", "fatal_error", "service_unavailable",
+                                              "request_timeout" };
+
+        for (size_t i = 0; i < ELEMENTSOF(errors); i++) {
+                _cleanup_(freep) char *body = NULL;
+                HttpResponse r;
+                SlackAnswer a;
+
+                assert_true(asprintf(&body, "{\"ok\":false,\"error\":\"%s\"}", errors[i]) > 0);
+                r = response(200, body);
+                slack_classify(SLACK_BOT, &r, &a);
+                assert_int_equal(a.verdict, OUTBOX_RETRY);
+                assert_string_equal(a.error, errors[i]);
+        }
+}
+
+static void test_classify_no_status(void **state) {
+        /* curl says OK but there is no HTTP status: not an answer */
+        HttpResponse r = response(0, "");
+        SlackAnswer a;
+
+        for (SlackMode m = 0; m < _SLACK_MODE_MAX; m++) {
+                slack_classify(m, &r, &a);
+                assert_int_equal(a.verdict, OUTBOX_RETRY);
+        }
+}
+
 static void test_classify_bot_garbage(void **state) {
         static const char *const bodies[] = { "garbage", "", "{\"ok\":\"yes\"}", "[true]", "{\"ok\":true",
                                               "<html>ok</html>" };
@@ -728,9 +760,18 @@ static void test_classify_webhook_garbage_200(void **state) {
         HttpResponse e = response(200, "");
         SlackAnswer a;
 
+        HttpResponse html404 = response(404, "<html><body>Not Found: this hook does not exist any more</body></html>");
+        HttpResponse ok400 = response(400, "ok");
+
         slack_classify(SLACK_WEBHOOK, &r, &a);
-        assert_int_not_equal(a.verdict, OUTBOX_DELIVERED);
+        assert_int_equal(a.verdict, OUTBOX_RETRY);
         slack_classify(SLACK_WEBHOOK, &e, &a);
+        assert_int_equal(a.verdict, OUTBOX_RETRY);
+        /* a 404 page instead of Slack's word: the URL is wrong */
+        slack_classify(SLACK_WEBHOOK, &html404, &a);
+        assert_int_equal(a.verdict, OUTBOX_BROKEN_CONFIG);
+        /* "ok" counts only with a 200 */
+        slack_classify(SLACK_WEBHOOK, &ok400, &a);
         assert_int_not_equal(a.verdict, OUTBOX_DELIVERED);
 }
 
@@ -825,6 +866,8 @@ int main(void) {
                 cmocka_unit_test(test_classify_429),
                 cmocka_unit_test(test_classify_5xx),
                 cmocka_unit_test(test_classify_curl_failure),
+                cmocka_unit_test(test_classify_bot_transient_errors),
+                cmocka_unit_test(test_classify_no_status),
                 cmocka_unit_test(test_classify_bot_garbage),
                 cmocka_unit_test(test_classify_bot_truncated),
                 cmocka_unit_test(test_classify_bot_blocks),
