@@ -29,7 +29,7 @@
 static const char *const remedy_step_table[_REMEDY_STEP_MAX] = {
         [REMEDY_RESTART_UNIT] = "restart-unit",
         [REMEDY_REBOOT_INSTANCE] = "reboot-instance",
-        [REMEDY_LOCAL_REBOOT] = "local-reboot",
+        [REMEDY_LOCAL_REBOOT] = "reboot-local",
 };
 
 const char *remedy_step_to_string(RemedyStep s) {
@@ -41,6 +41,8 @@ const char *remedy_step_to_string(RemedyStep s) {
 RemedyStep remedy_step_from_string(const char *s) {
         if (!s)
                 return _REMEDY_STEP_INVALID;
+        if (streq(s, "local-reboot")) /* the name before 0.2 */
+                return REMEDY_LOCAL_REBOOT;
         for (size_t i = 0; i < ELEMENTSOF(remedy_step_table); i++)
                 if (streq(remedy_step_table[i], s))
                         return (RemedyStep) i;
@@ -768,44 +770,92 @@ static int item_status_set(const ConfigItem *it, const char *value, Config *c, v
         return 0;
 }
 
+/* A systemd unit name: what unit_name_is_valid() would take, roughly. */
+static bool unit_name_ok(const char *s, size_t len) {
+        if (len == 0 || len > 255)
+                return false;
+        for (size_t i = 0; i < len; i++)
+                if (!(isalnum((unsigned char) s[i]) || strchr(":_.@-\\", s[i])))
+                        return false;
+        return memchr(s, '.', len) != NULL;
+}
+
 static int item_ladder(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
         RemedyStep ladder[REMEDY_LADDER_MAX];
+        char *units[REMEDY_LADDER_MAX] = {};
         size_t n = 0;
         const char *p = value;
+        int r = 0;
 
         for (;;) {
-                const char *start = skip_blank(p), *end = strchrnul(start, ',');
-                size_t len = (size_t) (end - start);
+                const char *start = skip_blank(p), *end = strchrnul(start, ','), *colon;
+                size_t len = (size_t) (end - start), name_len;
                 char name[32] = "";
                 RemedyStep s;
 
                 while (len > 0 && is_blank(start[len - 1]))
                         len--;
-                if (len == 0)
-                        return reason(ret_reason, -EINVAL, "empty step in '%s'", value);
-                if (len >= sizeof name)
+                if (len == 0) {
+                        r = reason(ret_reason, -EINVAL, "empty step in '%s'", value);
+                        goto fail;
+                }
+                colon = memchr(start, ':', len);
+                name_len = colon ? (size_t) (colon - start) : len;
+                if (name_len >= sizeof name)
                         s = _REMEDY_STEP_INVALID;
                 else {
-                        memcpy(name, start, len);
-                        name[len] = '\0';
+                        memcpy(name, start, name_len);
+                        name[name_len] = '\0';
                         s = remedy_step_from_string(name);
                 }
-                if (s < 0)
-                        return reason(ret_reason, -EINVAL,
-                                      "unknown step '%.*s' (use restart-unit, reboot-instance or local-reboot)",
-                                      (int) MIN(len, (size_t) 64), start);
+                if (s < 0) {
+                        r = reason(ret_reason, -EINVAL,
+                                   "unknown step '%.*s' (use restart-unit:UNIT, reboot-instance or reboot-local)",
+                                   (int) MIN(len, (size_t) 64), start);
+                        goto fail;
+                }
+                if (n >= REMEDY_LADDER_MAX) {
+                        r = reason(ret_reason, -EINVAL, "more than %d steps", REMEDY_LADDER_MAX);
+                        goto fail;
+                }
+                if (colon) {
+                        size_t ulen = len - name_len - 1;
+                        if (s != REMEDY_RESTART_UNIT) {
+                                r = reason(ret_reason, -EINVAL, "step '%s' takes no argument", name);
+                                goto fail;
+                        }
+                        if (!unit_name_ok(colon + 1, ulen)) {
+                                r = reason(ret_reason, -EINVAL, "'%.*s' is not a unit name (e.g. app.service)",
+                                           (int) MIN(ulen, (size_t) 64), colon + 1);
+                                goto fail;
+                        }
+                        units[n] = strndup(colon + 1, ulen);
+                        if (!units[n]) {
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+                }
                 for (size_t i = 0; i < n; i++)
-                        if (ladder[i] == s)
-                                return reason(ret_reason, -EINVAL, "step '%s' is listed twice", name);
-                /* Steps are distinct, so n never passes _REMEDY_STEP_MAX. */
+                        if (ladder[i] == s && streq_ptr(units[i], units[n])) {
+                                r = reason(ret_reason, -EINVAL, "step '%.*s' is listed twice", (int) MIN(len, (size_t) 64),
+                                           start);
+                                goto fail;
+                        }
                 ladder[n++] = s;
                 if (!*end)
                         break;
                 p = end + 1;
         }
+        for (size_t i = 0; i < REMEDY_LADDER_MAX; i++)
+                free(c->remedy.ladder_unit[i]);
         memcpy(c->remedy.ladder, ladder, n * sizeof ladder[0]);
+        memcpy(c->remedy.ladder_unit, units, sizeof units);
         c->remedy.ladder_len = n;
         return 0;
+fail:
+        for (size_t i = 0; i < REMEDY_LADDER_MAX; i++)
+                free(units[i]);
+        return r;
 }
 
 #define ITEM(sec, k, parser, field, mn, mx, d, fl)                                                          \
@@ -896,6 +946,9 @@ static const ConfigItem config_items[] = {
         ITEM("remedy", "window", item_duration, remedy.window, SEC, 30 * DAY, "1h", 0),
         ITEM("remedy", "dry_run", item_bool, remedy.dry_run, 0, 0, "no", 0),
         ITEM("remedy", "unit", item_word, remedy.unit, 0, 0, NULL, S),
+        ITEM("remedy", "settle", item_duration, remedy.settle, SEC, HOUR, "60s", 0),
+        ITEM("remedy", "reboot_timeout", item_duration, remedy.reboot_timeout, 30 * SEC, HOUR, "10m", 0),
+        ITEM("remedy", "grace", item_duration, remedy.grace, 0, DAY, "10m", 0),
 
         ITEM("proxy", "agent_check_port", item_port, proxy.agent_check_port, 1, 65535, NULL, REQ),
         ITEM("proxy", "agent_check_address", item_ipaddr, proxy.agent_check_address, 0, 0, "127.0.0.1", S),
@@ -1282,9 +1335,10 @@ static void check_cross(ParseContext *ctx) {
                 ctx_fail(ctx, later_line(ctx, "remedy", OFF(remedy.ladder), OFF(remedy.ladder)), -EINVAL,
                          "[remedy] ladder must not be empty");
         for (size_t i = 0; i < c->remedy.ladder_len; i++)
-                if (c->remedy.ladder[i] == REMEDY_RESTART_UNIT && !c->remedy.unit)
+                if (c->remedy.ladder[i] == REMEDY_RESTART_UNIT && !c->remedy.ladder_unit[i] && !c->remedy.unit)
                         ctx_fail(ctx, later_line(ctx, "remedy", OFF(remedy.ladder), OFF(remedy.unit)), -EINVAL,
-                                 "[remedy] ladder has restart-unit but no unit is set");
+                                 "[remedy] ladder has restart-unit but no unit is set (write restart-unit:NAME, or "
+                                 "set unit)");
 }
 
 static void config_finalize(ParseContext *ctx) {
@@ -1409,6 +1463,8 @@ Config *config_free(Config *c) {
                         explicit_bzero(*s, strlen(*s));
                 free(*s);
         }
+        for (size_t i = 0; i < REMEDY_LADDER_MAX; i++)
+                free(c->remedy.ladder_unit[i]);
         free(c->path);
         free(c);
         return NULL;
@@ -1548,6 +1604,28 @@ static int secret_file_open(const char *path, int *ret_fd, char **ret_error) {
                                   (unsigned) st.st_uid, (unsigned) geteuid());
         if (ret_fd)
                 *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+int secret_file_read_all(const char *path, size_t max, char **ret, char **ret_error) {
+        _cleanup_(buffer_wipe) Buffer b = {};
+        _cleanup_(closep) int fd = -1;
+        int r;
+
+        r = secret_file_open(path, &fd, ret_error);
+        if (r < 0)
+                return r;
+        r = read_all(fd, max, &b);
+        if (r == -EFBIG)
+                return file_error(ret_error, r, "%s: larger than %zu bytes", path, max);
+        if (r < 0) {
+                errno = -r;
+                return file_error(ret_error, r, "%s: cannot read: %m", path);
+        }
+        if (strlen(b.data) != b.size)
+                return file_error(ret_error, -EBADMSG, "%s: holds a NUL byte, not a text file", path);
+        *ret = TAKE_PTR(b.data);
+        b.size = 0;
         return 0;
 }
 

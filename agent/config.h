@@ -14,7 +14,7 @@
 typedef enum RemedyStep {
         REMEDY_RESTART_UNIT,     /* restart the app's systemd unit */
         REMEDY_REBOOT_INSTANCE,  /* EC2 RebootInstances */
-        REMEDY_LOCAL_REBOOT,     /* logind reboot of this machine */
+        REMEDY_LOCAL_REBOOT,     /* logind reboot of this machine ("reboot-local") */
         _REMEDY_STEP_MAX,
         _REMEDY_STEP_INVALID = -EINVAL,
 } RemedyStep;
@@ -123,11 +123,15 @@ typedef struct Config {
         struct {
                 bool enabled;
                 RemedyStep ladder[REMEDY_LADDER_MAX];
+                char *ladder_unit[REMEDY_LADDER_MAX]; /* restart-unit:NAME, else NULL ([remedy] unit) */
                 size_t ladder_len;
                 unsigned max_per_window; /* default 2 */
                 usec_t window;           /* default 1h */
                 bool dry_run;
-                char *unit;              /* unit for restart-unit */
+                char *unit;              /* unit for a bare restart-unit */
+                usec_t settle;           /* after restart-unit, the load must fall within this, default 60s */
+                usec_t reboot_timeout;   /* still up this long after a reboot call: next step, default 10m */
+                usec_t grace;            /* after a reboot we caused, breaches wait this long, default 10m */
         } remedy;
 
         struct {
@@ -165,6 +169,8 @@ char *format_duration(char *buf, size_t size, usec_t u);
 /* Check a secret file: regular, not group/world readable. Returns 0, or
  * -EPERM with *ret_error saying why. */
 int secret_file_check(const char *path, char **ret_error);
+/* The whole secret file (checked as above), NUL-terminated, at most max bytes. */
+int secret_file_read_all(const char *path, size_t max, char **ret, char **ret_error);
 /* Read the first line of a secret file, stripped. Checks it first. */
 int secret_file_read(const char *path, char **ret_secret, char **ret_error);
 

@@ -21,7 +21,44 @@
 /* Tries at "state.json.corrupt-<sec>-N" before giving up on a free name. */
 #define STATE_CORRUPT_NAME_TRIES 100
 
+static void incident_steps_done(Incident *i) {
+        for (size_t k = 0; k < i->n_steps; k++) {
+                free(i->steps[k].step);
+                free(i->steps[k].result);
+        }
+        i->n_steps = 0;
+}
+
+int incident_step_add(Incident *i, const char *step, usec_t at) {
+        char *s = strdup(strempty(step));
+
+        if (!s)
+                return -ENOMEM;
+        if (i->n_steps == INCIDENT_STEPS_MAX) {
+                free(i->steps[0].step);
+                free(i->steps[0].result);
+                memmove(i->steps, i->steps + 1, (INCIDENT_STEPS_MAX - 1) * sizeof i->steps[0]);
+                i->n_steps--;
+        }
+        i->steps[i->n_steps++] = (IncidentStep) { .step = s, .at = at };
+        return 0;
+}
+
+int incident_step_result(Incident *i, const char *result) {
+        char *r;
+
+        if (i->n_steps == 0)
+                return -ENOENT;
+        r = strdup(strempty(result));
+        if (!r)
+                return -ENOMEM;
+        free(i->steps[i->n_steps - 1].result);
+        i->steps[i->n_steps - 1].result = r;
+        return 0;
+}
+
 static void incident_done(Incident *i) {
+        incident_steps_done(i);
         free(i->id);
         free(i->reason);
         free(i->slack_thread);
@@ -168,6 +205,8 @@ static int parse_opt_bool(json_object *root, const char *key, bool *ret, char **
         return 0;
 }
 
+static int parse_steps(json_object *obj, Incident *inc, char **ret_error);
+
 static int parse_incident(json_object *obj, Incident *inc, char **ret_error) {
         static const char prefix[] = "incident.";
         int r;
@@ -190,7 +229,44 @@ static int parse_incident(json_object *obj, Incident *inc, char **ret_error) {
         r = parse_opt_string(obj, "slack_thread", &inc->slack_thread, prefix, ret_error);
         if (r < 0)
                 return r;
-        return parse_opt_string(obj, "outcome", &inc->outcome, prefix, ret_error);
+        r = parse_opt_string(obj, "outcome", &inc->outcome, prefix, ret_error);
+        if (r < 0)
+                return r;
+        return parse_steps(obj, inc, ret_error);
+}
+
+static int parse_steps(json_object *obj, Incident *inc, char **ret_error) {
+        json_object *arr = get_field(obj, "steps");
+        size_t n;
+        int r;
+
+        if (!arr)
+                return 0;
+        if (!json_object_is_type(arr, json_type_array))
+                return field_error(ret_error, "incident.", "steps", "expected array");
+        n = json_object_array_length(arr);
+        /* keep the last ones, as incident_step_add() would have */
+        for (size_t k = n > INCIDENT_STEPS_MAX ? n - INCIDENT_STEPS_MAX : 0; k < n; k++) {
+                json_object *e = json_object_array_get_idx(arr, k);
+                IncidentStep st = {};
+
+                if (!json_object_is_type(e, json_type_object))
+                        return field_error(ret_error, "incident.steps.", "(item)", "expected object");
+                r = parse_opt_string(e, "step", &st.step, "incident.steps.", ret_error);
+                if (r >= 0)
+                        r = parse_opt_usec(e, "at", &st.at, "incident.steps.", ret_error);
+                if (r >= 0)
+                        r = parse_opt_string(e, "result", &st.result, "incident.steps.", ret_error);
+                if (r >= 0 && !st.step)
+                        r = field_error(ret_error, "incident.steps.", "step", "missing");
+                if (r < 0) {
+                        free(st.step);
+                        free(st.result);
+                        return r;
+                }
+                inc->steps[inc->n_steps++] = st;
+        }
+        return 0;
 }
 
 static int parse_object(json_object *root, PersistentState *s, char **ret_error) {
@@ -369,6 +445,22 @@ static int format_incident(const Incident *i, json_object **ret) {
             (r = json_add_string(o, "slack_thread", i->slack_thread)) < 0 ||
             (r = json_add_string(o, "outcome", i->outcome)) < 0)
                 return r;
+        if (i->n_steps > 0) {
+                json_object *arr = json_object_new_array();
+                if ((r = json_add(o, "steps", arr)) < 0)
+                        return r;
+                for (size_t k = 0; k < i->n_steps; k++) {
+                        json_object *e = json_object_new_object();
+                        if (!e || json_object_array_add(arr, e) < 0) {
+                                json_object_put(e);
+                                return -ENOMEM;
+                        }
+                        if ((r = json_add_string(e, "step", i->steps[k].step)) < 0 ||
+                            (r = json_add(e, "at", json_object_new_uint64(i->steps[k].at))) < 0 ||
+                            (r = json_add_string(e, "result", i->steps[k].result)) < 0)
+                                return r;
+                }
+        }
 
         *ret = TAKE_PTR(o);
         return 0;

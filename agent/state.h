@@ -11,6 +11,15 @@
 #define STATE_REMEDIATIONS_MAX 32
 #define STATE_FILE_VERSION 1
 
+#define INCIDENT_STEPS_MAX 8
+
+/* A ladder step, written down before it is taken. */
+typedef struct IncidentStep {
+        char *step;           /* "restart-unit:app.service", "reboot-instance", "reboot-local" */
+        usec_t at;            /* wall clock */
+        char *result;         /* NULL until it ended (a reboot that happened never ends here) */
+} IncidentStep;
+
 typedef struct Incident {
         char *id;             /* "20261122T170012Z-web-1", NULL when none */
         usec_t started;       /* wall clock */
@@ -19,7 +28,14 @@ typedef struct Incident {
         char *reason;         /* "cpu 97.2% over 60s >= 90%" */
         char *slack_thread;   /* Slack parent ts, kept across the reboot */
         char *outcome;        /* "rejoined", "quarantined", ... NULL while open */
+        IncidentStep steps[INCIDENT_STEPS_MAX];
+        size_t n_steps;
 } Incident;
+
+/* Record a step as taken now; the oldest goes when full. */
+int incident_step_add(Incident *i, const char *step, usec_t at);
+/* Set the result of the last step. */
+int incident_step_result(Incident *i, const char *result);
 
 typedef struct PersistentState {
         char boot_id[BOOT_ID_LEN + 1]; /* boot id seen when last written, "" when unknown */

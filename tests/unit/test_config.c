@@ -265,12 +265,37 @@ static void test_parse_status_set(void **state) {
         }
 }
 
+static void test_ladder_units(void **state) {
+        Config *c = NULL;
+        char *err = NULL;
+
+        assert_int_equal(config_parse_string("[remedy]\nladder = restart-unit:app.service, restart-unit:worker@2.service,"
+                                             " reboot-instance, local-reboot\nsettle = 30s\ngrace = 0\n",
+                                             "t.conf", &c, &err),
+                         0);
+        assert_null(err);
+        assert_int_equal(c->remedy.ladder_len, 4);
+        assert_int_equal(c->remedy.ladder[0], REMEDY_RESTART_UNIT);
+        assert_string_equal(c->remedy.ladder_unit[0], "app.service");
+        assert_int_equal(c->remedy.ladder[1], REMEDY_RESTART_UNIT);
+        assert_string_equal(c->remedy.ladder_unit[1], "worker@2.service");
+        assert_int_equal(c->remedy.ladder[2], REMEDY_REBOOT_INSTANCE);
+        assert_null(c->remedy.ladder_unit[2]);
+        assert_int_equal(c->remedy.ladder[3], REMEDY_LOCAL_REBOOT);
+        assert_int_equal(c->remedy.settle, 30 * USEC_PER_SEC);
+        assert_int_equal(c->remedy.grace, 0);
+        assert_int_equal(c->remedy.reboot_timeout, 10 * USEC_PER_MINUTE);
+        config_free(c);
+}
+
 static void test_enum_strings(void **state) {
         for (RemedyStep s = 0; s < _REMEDY_STEP_MAX; s++)
                 assert_int_equal(remedy_step_from_string(remedy_step_to_string(s)), s);
         assert_string_equal(remedy_step_to_string(REMEDY_RESTART_UNIT), "restart-unit");
         assert_string_equal(remedy_step_to_string(REMEDY_REBOOT_INSTANCE), "reboot-instance");
-        assert_string_equal(remedy_step_to_string(REMEDY_LOCAL_REBOOT), "local-reboot");
+        assert_string_equal(remedy_step_to_string(REMEDY_LOCAL_REBOOT), "reboot-local");
+        /* the old name still reads */
+        assert_int_equal(remedy_step_from_string("local-reboot"), REMEDY_LOCAL_REBOOT);
         assert_null(remedy_step_to_string(_REMEDY_STEP_MAX));
         assert_null(remedy_step_to_string(_REMEDY_STEP_INVALID));
         assert_int_equal(remedy_step_from_string("reboot"), _REMEDY_STEP_INVALID);
@@ -448,6 +473,7 @@ static void test_full_and_enabled(void **state) {
         assert_int_equal(c->remedy.ladder[1], REMEDY_LOCAL_REBOOT);
         assert_int_equal(c->remedy.ladder[2], REMEDY_REBOOT_INSTANCE);
         assert_string_equal(c->remedy.unit, "app.service");
+        assert_null(c->remedy.ladder_unit[0]); /* a bare restart-unit: [remedy] unit */
         assert_true(c->remedy.dry_run);
         assert_int_equal(c->remedy.window, 2 * USEC_PER_HOUR);
 
@@ -649,7 +675,16 @@ static void test_errors(void **state) {
                   P ":2: [checks] expect_status: too many ranges in "
                     "'200,201,202,203,204,205,206,207,208,209,210,211,212,213,214,215,216' (at most 16)" },
                 { "[remedy]\nladder = reboot-instance, reboot\n",
-                  P ":2: [remedy] ladder: unknown step 'reboot' (use restart-unit, reboot-instance or local-reboot)" },
+                  P ":2: [remedy] ladder: unknown step 'reboot' (use restart-unit:UNIT, reboot-instance or reboot-local)" },
+                { "[remedy]\nladder = reboot-instance:x.service\n",
+                  P ":2: [remedy] ladder: step 'reboot-instance' takes no argument" },
+                { "[remedy]\nladder = restart-unit:app service\n",
+                  P ":2: [remedy] ladder: 'app service' is not a unit name (e.g. app.service)" },
+                { "[remedy]\nladder = restart-unit:app\n",
+                  P ":2: [remedy] ladder: 'app' is not a unit name (e.g. app.service)" },
+                { "[remedy]\nladder = restart-unit:a.service,restart-unit:a.service\n",
+                  P ":2: [remedy] ladder: step 'restart-unit:a.service' is listed twice" },
+                { "[remedy]\nsettle = 0\n", P ":2: [remedy] settle: 0 is out of range (1s-1h)" },
                 { "[remedy]\nladder = local-reboot,local-reboot\n",
                   P ":2: [remedy] ladder: step 'local-reboot' is listed twice" },
                 { "[remedy]\nladder = local-reboot,,reboot-instance\n",
@@ -686,7 +721,8 @@ static void test_errors(void **state) {
                 { "[cpu]\njitter = 1s\n", P ":2: [cpu] jitter (1s) must be shorter than interval (1s)" },
                 { POOL_OK "heartbeat = 2s\nlease = 2s\n", P ":6: [pool] heartbeat (2s) must be shorter than lease (2s)" },
                 { POOL_OK "lease = 5s\n", P ":5: [pool] heartbeat (5s) must be shorter than lease (5s)" },
-                { "[remedy]\nladder = restart-unit\n", P ":2: [remedy] ladder has restart-unit but no unit is set" },
+                { "[remedy]\nladder = restart-unit\n",
+                  P ":2: [remedy] ladder has restart-unit but no unit is set (write restart-unit:NAME, or set unit)" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(t); i++)
@@ -954,7 +990,7 @@ static const char *const all_keys[] = {
         "slack.timeout", "slack.remind", "slack.outbox_max", "slack.outbox_max_bytes", "aws.region", "aws.instance_id",
         "aws.endpoint_url", "aws.imds_url", "aws.profile", "aws.credentials_file", "checks.url",
         "checks.expect_status", "checks.expect_content", "checks.public_address", "checks.attempts",
-        "checks.timeout", "checks.every", "checks.rise", "checks.fall", "remedy.ladder", "remedy.max_per_window",
+        "checks.timeout", "checks.every", "checks.rise", "checks.fall", "remedy.ladder", "remedy.settle", "remedy.reboot_timeout", "remedy.grace", "remedy.max_per_window",
         "remedy.window", "remedy.dry_run", "remedy.unit", "proxy.agent_check_port", "proxy.agent_check_address",
 };
 
@@ -1092,6 +1128,7 @@ int main(void) {
                 cmocka_unit_test(test_config_load),
                 cmocka_unit_test(test_secret_files),
                 cmocka_unit_test(test_reference_config),
+                cmocka_unit_test(test_ladder_units),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

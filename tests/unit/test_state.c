@@ -141,6 +141,12 @@ static void assert_state_equal(const PersistentState *a, const PersistentState *
         assert_true(streq_ptr(a->incident.reason, b->incident.reason));
         assert_true(streq_ptr(a->incident.slack_thread, b->incident.slack_thread));
         assert_true(streq_ptr(a->incident.outcome, b->incident.outcome));
+        assert_int_equal(a->incident.n_steps, b->incident.n_steps);
+        for (size_t k = 0; k < a->incident.n_steps; k++) {
+                assert_string_equal(a->incident.steps[k].step, b->incident.steps[k].step);
+                assert_true(a->incident.steps[k].at == b->incident.steps[k].at);
+                assert_true(streq_ptr(a->incident.steps[k].result, b->incident.steps[k].result));
+        }
 }
 
 static void assert_fresh(const PersistentState *s) {
@@ -190,6 +196,38 @@ static void test_round_trip_full(void **state) {
         persistent_state_done(&a);
         persistent_state_done(NULL);
         persistent_state_init(NULL);
+}
+
+static void test_incident_steps(void **state) {
+        PersistentState a, b;
+        _cleanup_(freep) char *text = NULL, *err = NULL;
+
+        persistent_state_init(&a);
+        a.incident.id = strdup("20261122T190000Z-web-1");
+        assert_int_equal(incident_step_result(&a.incident, "x"), -ENOENT);
+        assert_int_equal(incident_step_add(&a.incident, "restart-unit:app.service", 1000), 0);
+        assert_int_equal(incident_step_result(&a.incident, "cpu still 97%"), 0);
+        assert_int_equal(incident_step_add(&a.incident, "reboot-instance", 2000), 0);
+        assert_int_equal(state_format(&a, &text), 0);
+        assert_non_null(strstr(text, "\"step\": \"restart-unit:app.service\""));
+        assert_int_equal(parse_exact(text, strlen(text), &b, &err), 0);
+        assert_state_equal(&a, &b);
+        assert_null(b.incident.steps[1].result); /* the reboot never reported back */
+
+        /* full: the oldest goes */
+        for (int k = 0; k < INCIDENT_STEPS_MAX; k++)
+                assert_int_equal(incident_step_add(&a.incident, "reboot-local", 3000 + (usec_t) k), 0);
+        assert_int_equal(a.incident.n_steps, INCIDENT_STEPS_MAX);
+        assert_int_equal(a.incident.steps[0].at, 3000);
+
+        /* a bad step is an error naming it */
+        persistent_state_done(&b);
+        free(err);
+        err = NULL;
+        static const char bad[] = "{\"version\":1,\"state\":\"SERVING\",\"incident\":{\"id\":\"x\",\"steps\":[{\"at\":1}]}}";
+        assert_int_equal(parse_exact(bad, strlen(bad), &b, &err), -EBADMSG);
+        assert_non_null(strstr(err, "incident.steps.step"));
+        persistent_state_done(&a);
 }
 
 static void test_round_trip_fresh(void **state) {
@@ -852,6 +890,7 @@ static void test_boot_id(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_round_trip_full),
+                cmocka_unit_test(test_incident_steps),
                 cmocka_unit_test(test_round_trip_fresh),
                 cmocka_unit_test(test_parse_valid_doc),
                 cmocka_unit_test(test_field_type_errors),
