@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "alerts.h"
+#include "remedy.h"
 #include "effects.h"
 #include "log.h"
 
@@ -243,10 +244,7 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
                 /* Counted and saved before acting: a reboot must find it. */
                 persistent_state_add_remediation(&a->persist, agent_now_wall(a));
                 persist_save(a);
-                if (asprintf(&text, "%s: remediating (%s%s)", a->config->agent.host,
-                             remedy_step_to_string(a->config->remedy.ladder[0]),
-                             a->config->remedy.dry_run ? ", dry run" : "") >= 0)
-                        alerts_notify(a, NOTICE_REMEDIATING, text, reason);
+                /* each ladder step is recorded and announced by remedy.c */
                 (void) effect_remediate(a);
                 break;
 
@@ -345,6 +343,8 @@ static void agent_step(Agent *a, Event ev, const char *reason) {
                 }
         }
 
+        if (t.from == STATE_REMEDIATING && t.to != STATE_REMEDIATING && a->remedy_running)
+                remedy_cancel(a); /* an operator drained us meanwhile */
         action_run(a, &t, reason);
         if (a->pool && t.to != t.from)
                 pool_set_state(a->pool, state_to_string(a->state), a->state_reason, a->pool_serving);
@@ -491,7 +491,16 @@ static void cpu_sample(Agent *a) {
          * each sample in the states where it matters. */
         if (a->detector.breached && a->state == STATE_SERVING) {
                 char reason[160];
+                usec_t mono = now_clock(a->event, CLOCK_MONOTONIC);
                 format_breach_reason(a, reason, sizeof reason);
+                if (mono < a->grace_until) {
+                        /* the app may still be warming up after the reboot we caused */
+                        if (!a->grace_alerted) {
+                                a->grace_alerted = true;
+                                alerts_grace(a, reason, a->grace_until - mono);
+                        }
+                        return;
+                }
                 (void) agent_post_event(a, EVENT_BREACH, reason);
         } else if (!a->detector.breached && (a->state == STATE_OVERLOADED || a->state == STATE_HOLDING)) {
                 char reason[96];
@@ -636,6 +645,16 @@ json_object *agent_status_json(Agent *a) {
                                                                                 agent_now_wall(a), c->remedy.window)));
         json_object_object_add(remedy, "max_per_window", json_object_new_int((int) c->remedy.max_per_window));
         json_object_object_add(remedy, "window_sec", json_object_new_double((double) c->remedy.window / USEC_PER_SEC));
+        if (c->remedy.enabled) {
+                _cleanup_(json_object_putp) json_object *rs = remedy_status_json(a);
+                json_object_object_foreach(rs, k, v) json_object_object_add(remedy, k, json_object_get(v));
+        }
+        {
+                usec_t mono = now_clock(a->event, CLOCK_MONOTONIC);
+                json_object_object_add(remedy, "grace_left_sec", mono < a->grace_until
+                                                                         ? json_object_new_double((double) (a->grace_until - mono) / USEC_PER_SEC)
+                                                                         : NULL);
+        }
         json_object_object_add(o, "remedy", remedy);
 
 #define INTEG(name, on) json_object_object_add(integ, name, json_object_new_string((on) ? "configured" : "not configured"))
@@ -731,8 +750,13 @@ static int control_test_alert(void *userdata, uint64_t ticket, const char *text,
         return alerts_test(userdata, ticket, text, ret_message);
 }
 
+static int control_test_reboot(void *userdata, uint64_t ticket, const char *text, char **ret_message) {
+        return remedy_test_reboot(userdata, ticket, ret_message);
+}
+
 static const ControlHandlers control_handlers = {
         .test_alert = control_test_alert,
+        .test_reboot = control_test_reboot,
         .status = control_status,
         .pool = control_pool,
         .history = control_history,
@@ -848,6 +872,14 @@ static void agent_start_machine(Agent *a) {
                          state_to_string(a->persist.state));
 
         log_info("Starting: %s", reason);
+        /* A boot that follows our own remediation: give the app time. */
+        if (a->new_boot && !isempty(prev) && a->config->remedy.enabled && a->config->remedy.grace > 0 &&
+            a->persist.n_remediations > 0 &&
+            agent_now_wall(a) - a->persist.remediations[a->persist.n_remediations - 1] < a->config->remedy.window) {
+                a->grace_until = now_clock(a->event, CLOCK_MONOTONIC) + a->config->remedy.grace;
+                log_info("Post-boot grace: a new overload only alerts for the next %s",
+                         format_duration((char[32]) {}, 32, a->config->remedy.grace));
+        }
         a->state = STATE_BOOT;
         a->state_since_mono = now_clock(a->event, CLOCK_MONOTONIC);
         a->state_since_wall = agent_now_wall(a);
@@ -947,6 +979,9 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
         r = alerts_start(a, ret_error);
         if (r < 0)
                 return r;
+        r = remedy_setup(a, ret_error);
+        if (r < 0)
+                return r;
         if (a->config->proxy.enabled) {
                 r = agentcheck_new(a->event, a->config->proxy.agent_check_address, a->config->proxy.agent_check_port,
                                    agent_state_of, a, &a->agent_check);
@@ -975,6 +1010,7 @@ int agent_run(Agent *a) {
                         return log_error_errno(r, "Cannot start the pool client: %m");
         }
         agent_start_machine(a);
+        remedy_start(a);
 
         sd_notifyf(0, "READY=1\nSTATUS=%s: %s", state_to_string(a->state), strna(a->state_reason));
         log_info("monkeyd %s running as %s, control socket %s", MONKEY_VERSION, a->config->agent.host,
@@ -989,6 +1025,7 @@ int agent_run(Agent *a) {
 Agent *agent_free(Agent *a) {
         if (!a)
                 return NULL;
+        remedy_free(a);
         alerts_free(a);
         a->control = control_server_free(a->control);
         a->agent_check = agentcheck_free(a->agent_check);
@@ -1009,6 +1046,7 @@ Agent *agent_free(Agent *a) {
         persistent_state_done(&a->persist);
         free(a->cpu_last_error);
         free(a->quarantine_reason);
+        free(a->remedy_last_failure);
         free(a->state_reason);
         config_free(a->config);
         free(a->config_path);

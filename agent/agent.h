@@ -91,6 +91,18 @@ typedef struct Agent {
                 sd_event_source *deadline;
         } tests[4];
 
+        /* Remediation (remedy.c) */
+        struct Aws *aws;                /* NULL without [aws] or reboot-instance */
+        struct SysBus *sysbus;          /* NULL without local steps */
+        size_t ladder_pos;
+        bool remedy_running;
+        sd_event_source *remedy_timer;  /* settle after a restart, or the reboot that must come */
+        char *remedy_last_failure;
+        uint64_t reboot_test_ticket;    /* monkeyctl test-reboot waiting, 0 = none */
+        sd_event_source *reboot_test_deadline;
+        usec_t grace_until;             /* CLOCK_MONOTONIC; breaches only alert before it */
+        bool grace_alerted;
+
         /* Results shown in status */
         json_object *last_checks;   /* NULL until checks ran */
         bool pool_serving;          /* our own view of membership */

@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "agent.h"
+#include "aws.h"
 #include "log.h"
 #include "outbox.h"
 #include "slack.h"
@@ -293,7 +294,7 @@ static void facts_base(Agent *a, Notice n, const char *reason, NoticeFacts *f) {
                 .kind = n,
                 .host = c->agent.host,
                 .pool = c->pool.enabled ? c->pool.name : NULL,
-                .instance_id = c->aws.instance_id,
+                .instance_id = a->aws && aws_instance_id(a->aws) ? aws_instance_id(a->aws) : c->aws.instance_id,
                 .reason = reason,
                 .cpu_now = a->cpu_have_usage ? a->cpu_last.busy : -1,
                 .cpu_window = detector_window_pct(&a->detector),
@@ -307,7 +308,7 @@ static void facts_base(Agent *a, Notice n, const char *reason, NoticeFacts *f) {
 
 static bool in_thread(Notice n) {
         return n == NOTICE_HOLDING || n == NOTICE_CLEARED || n == NOTICE_REMEDIATING || n == NOTICE_BACK ||
-               n == NOTICE_QUARANTINED || n == NOTICE_GAVE_UP;
+               n == NOTICE_QUARANTINED || n == NOTICE_GAVE_UP || n == NOTICE_GRACE;
 }
 
 static void spool(Agent *a, const NoticeFacts *f) {
@@ -354,9 +355,6 @@ void alerts_notify(Agent *a, Notice n, const char *text, const char *reason) {
                 f.top_since_start = a->top_since_start;
                 f.next = pool_next(a, next, sizeof next);
                 break;
-        case NOTICE_REMEDIATING:
-                f.step = remedy_step_to_string(a->config->remedy.ladder[0]);
-                break;
         case NOTICE_BACK:
                 checks = checks_lines(a);
                 f.checks = checks;
@@ -370,6 +368,38 @@ void alerts_notify(Agent *a, Notice n, const char *text, const char *reason) {
         default:
                 break;
         }
+        spool(a, &f);
+}
+
+void alerts_remediating(Agent *a, const char *step, const char *text, const char *after) {
+        NoticeFacts f;
+
+        log_notice("alert (remediating): %s", text);
+        facts_base(a, NOTICE_REMEDIATING, text, &f);
+        f.step = step;
+        f.next = after;
+        spool(a, &f);
+}
+
+void alerts_step_result(Agent *a, const char *text, const char *request_id) {
+        _cleanup_(freep) char *step = NULL;
+        NoticeFacts f;
+
+        log_notice("alert (remediating): %s", text);
+        step = a->persist.incident.n_steps > 0 ? strdup(a->persist.incident.steps[a->persist.incident.n_steps - 1].step)
+                                               : NULL;
+        facts_base(a, NOTICE_REMEDIATING, text, &f);
+        f.step = step;
+        f.request_id = isempty(request_id) ? "unknown" : request_id;
+        spool(a, &f);
+}
+
+void alerts_grace(Agent *a, const char *reason, usec_t left) {
+        NoticeFacts f;
+
+        log_notice("alert (grace): %s overloaded during the post-boot grace: %s", a->config->agent.host, strna(reason));
+        facts_base(a, NOTICE_GRACE, reason, &f);
+        f.ongoing = left;
         spool(a, &f);
 }
 

@@ -28,6 +28,13 @@ int alerts_reload(Agent *a, const Config *nc, char **ret_error);
  * transition's reason). Never fails the caller. */
 void alerts_notify(Agent *a, Notice n, const char *text, const char *reason);
 
+/* A ladder step about to be taken (after: why the previous one failed). */
+void alerts_remediating(Agent *a, const char *step, const char *text, const char *after);
+/* A step's result worth telling (EC2 accepted the reboot: request id). */
+void alerts_step_result(Agent *a, const char *text, const char *request_id);
+/* Overloaded during the post-boot grace: once per grace period. */
+void alerts_grace(Agent *a, const char *reason, usec_t left);
+
 /* Conditions that persist. */
 void alerts_holding(Agent *a, const char *reason);       /* each budget denial */
 void alerts_holding_over(Agent *a, const char *how);     /* left the pool after holding */

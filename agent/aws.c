@@ -52,6 +52,7 @@ struct Aws {
 
         AwsWant want, self_test_after; /* the call in progress or waiting; a self-test queued behind it */
         AwsPermission permission;
+        AwsPermission reported;  /* the last verdict told to the handler */
         char *permission_detail;
         usec_t checked_at;       /* wall clock */
         aws_permission_changed_t on_permission;
@@ -151,12 +152,15 @@ static bool ready(Aws *a) {
 }
 
 static void permission_set(Aws *a, AwsPermission p, const char *detail) {
-        bool changed = p != a->permission || !streq_ptr(detail, a->permission_detail);
-
         a->permission = p;
         set_string(&a->permission_detail, detail);
         a->checked_at = now_clock(a, CLOCK_REALTIME);
-        if (changed && a->on_permission)
+        /* a verdict is news once: the same denial found again by
+         * monkeyctl test-reboot is not a second alert */
+        if (p == AWS_PERMISSION_CHECKING || p == a->reported)
+                return;
+        a->reported = p;
+        if (a->on_permission)
                 a->on_permission(a, p, detail, a->on_permission_userdata);
 }
 

@@ -29,6 +29,7 @@ static const char *const command_table[_CONTROL_COMMAND_MAX] = {
         [CONTROL_RESUME] = "resume",
         [CONTROL_POOL] = "pool",
         [CONTROL_TEST_ALERT] = "test-alert",
+        [CONTROL_TEST_REBOOT] = "test-reboot",
 };
 
 const char *control_command_to_string(ControlCommand c) {
@@ -47,7 +48,7 @@ ControlCommand control_command_from_string(const char *s) {
 }
 
 bool control_command_is_mutating(ControlCommand c) {
-        return c == CONTROL_DRAIN || c == CONTROL_RESUME || c == CONTROL_TEST_ALERT;
+        return c == CONTROL_DRAIN || c == CONTROL_RESUME || c == CONTROL_TEST_ALERT || c == CONTROL_TEST_REBOOT;
 }
 
 void control_request_done(ControlRequest *r) {
@@ -520,10 +521,14 @@ static char *handle_mutating(ControlClient *c, const ControlRequest *req) {
                 if (!h->drain)
                         return control_reply_error("'drain' is not supported by this agent");
                 r = h->drain(c->server->userdata, req->reason, &message);
-        } else if (req->command == CONTROL_TEST_ALERT) {
-                if (!h->test_alert)
-                        return control_reply_error("'test-alert' is not supported by this agent");
-                r = h->test_alert(c->server->userdata, c->id, req->reason, &message);
+        } else if (req->command == CONTROL_TEST_ALERT || req->command == CONTROL_TEST_REBOOT) {
+                int (*handler)(void *, uint64_t, const char *, char **) =
+                        req->command == CONTROL_TEST_ALERT ? h->test_alert : h->test_reboot;
+                if (!handler) {
+                        snprintf(buf, sizeof buf, "'%s' is not supported by this agent", name);
+                        return control_reply_error(buf);
+                }
+                r = handler(c->server->userdata, c->id, req->reason, &message);
                 if (r >= 0) {
                         c->awaiting = true;
                         client_rearm_idle(c);
@@ -602,6 +607,7 @@ static char *handle_request(ControlClient *c, const ControlRequest *req) {
         case CONTROL_DRAIN:
         case CONTROL_RESUME:
         case CONTROL_TEST_ALERT:
+        case CONTROL_TEST_REBOOT:
                 return handle_mutating(c, req);
 
         default:

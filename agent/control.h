@@ -11,6 +11,7 @@
  *             {"version":1,"command":"drain","reason":"kernel upgrade"}
  *             {"version":1,"command":"pool"}
  *             {"version":1,"command":"test-alert","reason":"optional text"}
+ *             {"version":1,"command":"test-reboot"}
  *   reply:    {"version":1,"ok":true,"status":{...}}
  *             {"version":1,"ok":true,"pool":{...}}   (the status' "pool" object)
  *             {"version":1,"ok":true,"history":[...]}
@@ -39,6 +40,7 @@ typedef enum ControlCommand {
         CONTROL_RESUME,
         CONTROL_POOL,
         CONTROL_TEST_ALERT,
+        CONTROL_TEST_REBOOT,
         _CONTROL_COMMAND_MAX,
         _CONTROL_COMMAND_INVALID = -EINVAL,
 } ControlCommand;
@@ -83,6 +85,8 @@ typedef struct ControlHandlers {
          * once (the client reads nothing else meanwhile), or < 0 with
          * *ret_message to answer now with an error. */
         int (*test_alert)(void *userdata, uint64_t ticket, const char *text, char **ret_message);
+        /* The same for the EC2 DryRun self-test. */
+        int (*test_reboot)(void *userdata, uint64_t ticket, const char *text, char **ret_message);
 } ControlHandlers;
 
 typedef struct ControlServer ControlServer;

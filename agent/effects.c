@@ -1,11 +1,12 @@
 /* Effects of the state machine's actions, each the thin edge between the
  * machine and one integration. An integration that is not configured (or
- * not in this version: EC2, checks) takes the "not configured" path:
+ * not in this version: checks) takes the "not configured" path:
  * it logs what it would do and answers the machine at once. */
 #include "effects.h"
 
 #include "agent.h"
 #include "log.h"
+#include "remedy.h"
 
 int effect_pool_join(Agent *a) {
         a->pool_serving = true;
@@ -107,16 +108,5 @@ int effect_checks_run(Agent *a) {
 }
 
 int effect_remediate(Agent *a) {
-        const Config *c = a->config;
-        const char *step = remedy_step_to_string(c->remedy.ladder[0]);
-        char reason[160];
-
-        if (c->remedy.dry_run) {
-                snprintf(reason, sizeof reason, "dry run: would %s", step);
-                log_notice("remedy: %s", reason);
-                return agent_post_event(a, EVENT_REMEDY_DONE, reason);
-        }
-        snprintf(reason, sizeof reason, "%s is not available in this version", step);
-        log_error("remedy: %s", reason);
-        return agent_post_event(a, EVENT_REMEDY_FAILED, reason);
+        return remedy_run(a);
 }

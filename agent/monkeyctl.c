@@ -68,6 +68,7 @@ static int verb_drain(Ctl *ctl, char **args, size_t n_args);
 static int verb_resume(Ctl *ctl, char **args, size_t n_args);
 static int verb_pool(Ctl *ctl, char **args, size_t n_args);
 static int verb_test_alert(Ctl *ctl, char **args, size_t n_args);
+static int verb_test_reboot(Ctl *ctl, char **args, size_t n_args);
 static int verb_help(Ctl *ctl, char **args, size_t n_args);
 
 static const Verb verbs[] = {
@@ -87,6 +88,9 @@ static const Verb verbs[] = {
         { "test-alert", "test-alert [TEXT...]", "post a test message to Slack through the outbox and print\n"
           "                            what Slack answered (exit 1 if it refused); needs root",
           VERB_ARGS_WORDS, false, verb_test_alert },
+        { "test-reboot", "test-reboot", "ask EC2 whether this host may reboot itself (DryRun), print\n"
+          "                            the verdict (exit 1 if denied or unknown); needs root",
+          VERB_ARGS_NONE, false, verb_test_reboot },
         { "help", "help", "show this text", VERB_ARGS_IGNORED, false, verb_help },
 };
 
@@ -680,6 +684,13 @@ static int verb_test_alert(Ctl *ctl, char **args, size_t n_args) {
         if (!ctl->timeout_given)
                 ctl->timeout_sec = 30.0;
         return mutate(ctl, CONTROL_TEST_ALERT, isempty(text) ? NULL : text);
+}
+
+static int verb_test_reboot(Ctl *ctl, char **args, size_t n_args) {
+        /* IMDS and EC2 may both be slow to answer: the agent gives up at 60 s */
+        if (!ctl->timeout_given)
+                ctl->timeout_sec = 70.0;
+        return mutate(ctl, CONTROL_TEST_REBOOT, NULL);
 }
 
 static int verb_resume(Ctl *ctl, char **args, size_t n_args) {

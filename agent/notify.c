@@ -16,6 +16,7 @@ static const char *const notice_table[_NOTICE_MAX] = {
         [NOTICE_GAVE_UP] = "gave-up",         [NOTICE_MAINTENANCE] = "maintenance",
         [NOTICE_POOL_DOWN] = "pool-down",     [NOTICE_POOL_UP] = "pool-up",
         [NOTICE_TEST] = "test",
+        [NOTICE_PERMISSION] = "permission",   [NOTICE_GRACE] = "grace",
 };
 
 const char *notice_to_string(Notice n) {
@@ -158,15 +159,41 @@ int notice_payload(const NoticeFacts *f, char **ret) {
                 break;
         case NOTICE_REMEDIATING:
                 c.m.emoji = ":arrows_counterclockwise:";
-                snprintf(c.title, sizeof c.title, "%s: %s%s", host, strna(f->step), f->dry_run ? " (dry run)" : "");
-                snprintf(c.text, sizeof c.text, "%s",
-                         f->next          ? f->next
-                         : f->dry_run     ? "Dry run: nothing is done; the host is checked, then rejoins the pool."
-                                          : "Out of the pool; remediating now. The result follows in this thread.");
+                if (f->request_id) {
+                        /* the step's result, e.g. EC2 took the reboot */
+                        snprintf(c.title, sizeof c.title, "%s: %s accepted", host, strna(f->step));
+                        snprintf(c.text, sizeof c.text, "%s", strna(f->reason));
+                } else {
+                        snprintf(c.title, sizeof c.title, "%s: %s%s", host, f->dry_run ? "DRY RUN: would " : "",
+                                 strna(f->step));
+                        snprintf(c.text, sizeof c.text, "%s%s%s",
+                                 f->next ? "Escalating after: " : "", f->next ? f->next : "",
+                                 f->next            ? "."
+                                 : f->dry_run       ? "DRY RUN: nothing is done; the host is checked, then rejoins the pool."
+                                                    : "Out of the pool; remediating now. The result follows in this thread.");
+                }
                 field(&c, "Step", "%s", strna(f->step));
                 if (f->request_id)
                         field(&c, "AWS request id", "%s", f->request_id);
                 field(&c, "Instance", "%s", f->instance_id ? f->instance_id : "unknown");
+                break;
+        case NOTICE_PERMISSION:
+                c.m.emoji = ":lock:";
+                snprintf(c.title, sizeof c.title, "%s cannot reboot itself through EC2", host);
+                snprintf(c.text, sizeof c.text,
+                         "%s.\nFound by the start-up self-test (DryRun). Grant `ec2:RebootInstances` on this "
+                         "instance to its role; until then the ladder skips reboot-instance.",
+                         strna(f->reason));
+                field(&c, "Instance", "%s", f->instance_id ? f->instance_id : "unknown");
+                break;
+        case NOTICE_GRACE:
+                c.m.emoji = ":hourglass_flowing_sand:";
+                snprintf(c.title, sizeof c.title, "%s is overloaded again right after its reboot", host);
+                snprintf(c.text, sizeof c.text,
+                         "%s.\n*Next:* nothing for %s (post-boot grace): the app may still be warming up. If the "
+                         "load stays, the next remediation counts against the reboot-loop guard.",
+                         strna(f->reason), human_duration(o, sizeof o, f->ongoing));
+                cpu_fields(&c, f);
                 break;
         case NOTICE_BACK:
                 c.m.emoji = ":large_green_circle:";

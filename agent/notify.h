@@ -19,6 +19,8 @@ typedef enum Notice {
         NOTICE_POOL_DOWN,        /* Redis unreachable for a while */
         NOTICE_POOL_UP,          /* ... and back */
         NOTICE_TEST,             /* monkeyctl test-alert */
+        NOTICE_PERMISSION,       /* the EC2 self-test says the reboot is denied */
+        NOTICE_GRACE,            /* overloaded again right after a reboot: not acting yet */
         _NOTICE_MAX,
         _NOTICE_INVALID = -EINVAL,
 } Notice;

@@ -155,7 +155,7 @@ typedef struct Case {
 } Case;
 
 static const char back_checks[] = "\xe2\x9c\x93 content: 200 bytes match\n\xe2\x9c\x93 status: 200\n"
-                                  "\xe2\x9c\x93 binding: 10.0.0.5:8080";
+                                  "\xe2\x9c\x93 binding: 127.0.0.5:8080";
 
 static void cases(Case **ret, size_t *ret_n) {
         static Case c[16];
@@ -177,7 +177,7 @@ static void cases(Case **ret, size_t *ret_n) {
                 "back",
                 { .kind = NOTICE_BACK, .host = "web-1", .incident = INCIDENT, .downtime = 150 * USEC_PER_SEC,
                   .checks = back_checks, .cpu_now = -1, .cpu_window = -1, .threshold = -1 },
-                { "web-1", "2m30s", "content: 200 bytes match", "status: 200", "binding: 10.0.0.5:8080" },
+                { "web-1", "2m30s", "content: 200 bytes match", "status: 200", "binding: 127.0.0.5:8080" },
         };
         c[n++] = (Case) {
                 "quarantined",
@@ -383,23 +383,27 @@ static void test_remediating(void **state) {
         };
         Rendered r;
 
+        /* a step's result: EC2 took the reboot, with its request id */
         compose(&f, &r);
-        must_contain("header", r.header, "restart-unit");
-        assert_null(strstr(r.header, "dry run"));
+        must_contain("header", r.header, "restart-unit accepted");
+        assert_null(strstr(r.header, "DRY RUN"));
         must_contain("blocks", r.blocks, "req-123");
         must_contain("context", r.context, INCIDENT);
         rendered_done(&r);
 
+        /* a step about to be taken, dry run */
         f.dry_run = true;
         f.request_id = NULL;
         compose(&f, &r);
-        must_contain("header", r.header, "dry run");
+        must_contain("header", r.header, "DRY RUN: would restart-unit");
         assert_null(strstr(r.blocks, "AWS request id"));
         rendered_done(&r);
 
-        f.next = "rebooting through EC2 next";
+        /* an escalation names what failed before */
+        f.dry_run = false;
+        f.next = "CPU still 97% after the restart";
         compose(&f, &r);
-        must_contain("text", r.mrkdwn, "rebooting through EC2 next");
+        must_contain("text", r.mrkdwn, "Escalating after: CPU still 97% after the restart");
         rendered_done(&r);
 }
 
@@ -416,7 +420,7 @@ static void test_back(void **state) {
         must_contain("blocks", r.blocks, "2m30s");
         assert_null(strstr(r.blocks, "400ms"));
         must_contain("blocks", r.blocks, "\xe2\x9c\x93 content: 200 bytes match\n\xe2\x9c\x93 status: 200");
-        must_contain("blocks", r.blocks, "binding: 10.0.0.5:8080");
+        must_contain("blocks", r.blocks, "binding: 127.0.0.5:8080");
         rendered_done(&r);
 
         f.downtime = 0;
