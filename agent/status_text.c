@@ -567,9 +567,37 @@ static void format_incident(FILE *f, json_object *st) {
         fputc('\n', f);
 }
 
+/* "aws         i-0abc in us-east-1, credentials instance-role (role x): reboot permitted" */
+static void format_aws(FILE *f, json_object *aws) {
+        json_object *cred = field(aws, "credentials");
+        const char *perm = str_field(aws, "permission");
+
+        put_label(f, "aws");
+        put_sane(f, str_field(aws, "instance_id") ? str_field(aws, "instance_id") : "instance ?");
+        fputs(" in ", f);
+        put_sane(f, str_field(aws, "region"));
+        fputs(", credentials ", f);
+        put_sane(f, str_field(cred, "source"));
+        if (str_field(cred, "origin")) {
+                fputs(" (", f);
+                put_sane(f, str_field(cred, "origin"));
+                fputc(')', f);
+        }
+        fputs(": reboot ", f);
+        put_sane(f, perm);
+        fputc('\n', f);
+        if (str_field(aws, "last_error") || (perm && !streq(perm, "permitted") && str_field(aws, "permission_detail"))) {
+                put_label(f, "");
+                put_sane(f, str_field(aws, "last_error") ? str_field(aws, "last_error")
+                                                         : str_field(aws, "permission_detail"));
+                fputc('\n', f);
+        }
+}
+
 static void format_remedy(FILE *f, json_object *st) {
-        json_object *remedy = field(st, "remedy");
+        json_object *remedy = field(st, "remedy"), *ladder = field(remedy, "ladder"), *aws = field(remedy, "aws");
         const char *mode = str_field(remedy, "mode");
+        double grace;
 
         put_label(f, "remedy");
         put_sane(f, mode);
@@ -582,7 +610,22 @@ static void format_remedy(FILE *f, json_object *st) {
                 put_duration_field(f, remedy, "window_sec");
                 fputs(")", f);
         }
+        if (ladder && json_object_is_type(ladder, json_type_array) && json_object_array_length(ladder) > 0) {
+                fputs("  ladder ", f);
+                for (size_t i = 0; i < json_object_array_length(ladder); i++) {
+                        json_object *step = json_object_array_get_idx(ladder, i);
+                        if (i > 0)
+                                fputs(" -> ", f);
+                        put_sane(f, json_object_is_type(step, json_type_string) ? json_object_get_string(step) : NULL);
+                }
+        }
+        if (num_field(remedy, "grace_left_sec", &grace) && grace > 0) {
+                char d[32];
+                fprintf(f, "  post-boot grace %s left", status_text_duration(grace, d, sizeof d));
+        }
         fputc('\n', f);
+        if (aws && json_object_is_type(aws, json_type_object))
+                format_aws(f, aws);
 }
 
 /* slack  bot-token #incidents: 2 waiting (next try in 4s), 17 delivered

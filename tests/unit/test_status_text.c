@@ -400,6 +400,24 @@ static void test_slack_line(void **state) {
         free(t);
 }
 
+static void test_remedy_lines(void **state) {
+        char buf[256], *t;
+
+        t = format_str("{\"state\":\"SERVING\",\"remedy\":{\"mode\":\"enabled\",\"count_in_window\":1,"
+                       "\"max_per_window\":2,\"window_sec\":3600,\"ladder\":[\"restart-unit:app.service\","
+                       "\"reboot-instance\"],\"grace_left_sec\":300,\"aws\":{\"instance_id\":\"i-0123456789abcdef0\","
+                       "\"region\":\"us-east-1\",\"credentials\":{\"source\":\"instance-role\",\"origin\":"
+                       "\"role web\"},\"permission\":\"denied\",\"permission_detail\":\"reboot denied: "
+                       "UnauthorizedOperation\"}}}");
+        assert_string_equal(line_of(t, "remedy", buf, sizeof buf),
+                            "enabled (1 of 2 in 1h)  ladder restart-unit:app.service -> reboot-instance  post-boot grace "
+                            "5m left");
+        assert_string_equal(line_of(t, "aws", buf, sizeof buf),
+                            "i-0123456789abcdef0 in us-east-1, credentials instance-role (role web): reboot denied");
+        assert_non_null(strstr(t, "\n            reboot denied: UnauthorizedOperation\n"));
+        free(t);
+}
+
 static void test_duration(void **state) {
         static const struct {
                 double sec;
@@ -445,6 +463,7 @@ int main(void) {
                 cmocka_unit_test(test_pool_line),
                 cmocka_unit_test(test_pool_listing),
                 cmocka_unit_test(test_slack_line),
+                cmocka_unit_test(test_remedy_lines),
                 cmocka_unit_test(test_duration),
                 cmocka_unit_test(test_time),
         };
