@@ -104,6 +104,9 @@ import sys
 import threading
 import time
 import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from served import ServedDouble  # noqa: E402
 import uuid
 from xml.sax.saxutils import escape as xml_escape
 
@@ -853,9 +856,13 @@ def _default_role_factory(serial):
     return ak, secret, token
 
 
-class AwsDouble:
+class AwsDouble(ServedDouble):
     """The double. Thread-safe; every public method may be called from any
     thread while the server runs."""
+
+    _server_class = _Server
+    _handler_class = _Handler
+    _thread_name = "aws-double"
 
     def __init__(self, region=DEFAULT_REGION, credentials=None, instances=None, allowed=True,
                  port=0, role=None, role_ttl=DEFAULT_ROLE_TTL, role_factory=None,
@@ -928,42 +935,6 @@ class AwsDouble:
 
     # -- life cycle -------------------------------------------------------
 
-    def start(self):
-        if self._server is not None:
-            raise RuntimeError("already started")
-        self._stopping.clear()
-        self._server = _Server(("127.0.0.1", self._port), _Handler, self)
-        self.port = self._server.server_address[1]
-        self.url = "http://127.0.0.1:%d" % self.port
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.1},
-                                        name="aws-double", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self):
-        """Stop serving; returns within ~1 s even with hanging handlers."""
-        if self._server is None:
-            return
-        self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        with self._lock:
-            conns = list(self._conns)
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self._thread.join(timeout=2.0)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     @property
     def endpoint_url(self):
@@ -1117,12 +1088,6 @@ class AwsDouble:
 
     # -- internals used by the handler ------------------------------------
 
-    def _track(self, conn, alive):
-        with self._lock:
-            if alive:
-                self._conns.add(conn)
-            else:
-                self._conns.discard(conn)
 
     def _next_ec2_behaviour(self):
         with self._lock:

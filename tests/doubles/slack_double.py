@@ -52,6 +52,9 @@ import threading
 import time
 import urllib.parse
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from served import ServedDouble  # noqa: E402
+
 DEFAULT_TOKEN = "xoxb-0000000000-0000000000000-doubledoubledouble"
 DEFAULT_CHANNEL_ID = "C0123456789"
 DEFAULT_CHANNELS = ("#incidents", DEFAULT_CHANNEL_ID)
@@ -508,9 +511,13 @@ def _phrase(code):
         return "Status"
 
 
-class SlackDouble:
+class SlackDouble(ServedDouble):
     """The double. Thread-safe; every public method may be called from any
     thread while the server runs."""
+
+    _server_class = _Server
+    _handler_class = _Handler
+    _thread_name = "slack-double"
 
     def __init__(self, token=DEFAULT_TOKEN, port=0, channels=DEFAULT_CHANNELS,
                  channel_id=DEFAULT_CHANNEL_ID, webhook_path=DEFAULT_WEBHOOK_PATH,
@@ -551,42 +558,6 @@ class SlackDouble:
 
     # -- life cycle -------------------------------------------------------
 
-    def start(self):
-        if self._server is not None:
-            raise RuntimeError("already started")
-        self._stopping.clear()
-        self._server = _Server(("127.0.0.1", self._port), _Handler, self)
-        self.port = self._server.server_address[1]
-        self.url = "http://127.0.0.1:%d" % self.port
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.1},
-                                        name="slack-double", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self):
-        """Stop serving; returns within ~1 s even with hanging handlers."""
-        if self._server is None:
-            return
-        self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        with self._lock:
-            conns = list(self._conns)
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self._thread.join(timeout=2.0)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     @property
     def webhook_url(self):
@@ -659,12 +630,6 @@ class SlackDouble:
 
     # -- internals used by the handler ------------------------------------
 
-    def _track(self, conn, alive):
-        with self._lock:
-            if alive:
-                self._conns.add(conn)
-            else:
-                self._conns.discard(conn)
 
     def _next_behaviour(self):
         with self._lock:

@@ -1,0 +1,61 @@
+"""What every HTTP double here shares: serving on 127.0.0.1 from a thread,
+stopping within a couple of seconds even with handlers that hang, and
+tracking open connections so stop() can shut them down.
+
+A double mixes in ServedDouble and sets, before start(): _server_class (a
+ThreadingHTTPServer subclass taking (address, handler, double)),
+_handler_class, _thread_name, _port (0 for a free one), _lock, _conns (a
+set) and _stopping (a threading.Event). Python 3 standard library only."""
+
+import socket
+import threading
+
+
+class ServedDouble:
+    _server = None
+    _thread = None
+    url = None
+    port = None
+
+    def start(self):
+        if self._server is not None:
+            raise RuntimeError("already started")
+        self._stopping.clear()
+        self._server = self._server_class(("127.0.0.1", self._port), self._handler_class, self)
+        self.port = self._server.server_address[1]
+        self.url = "http://127.0.0.1:%d" % self.port
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name=self._thread_name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        """Stop serving; returns within ~2 s even with hanging handlers."""
+        if self._server is None:
+            return
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        with self._lock:
+            conns = list(self._conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._thread.join(timeout=2.0)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _track(self, conn, alive):
+        with self._lock:
+            if alive:
+                self._conns.add(conn)
+            else:
+                self._conns.discard(conn)
