@@ -131,11 +131,7 @@ static void incident_open(Agent *a, const char *reason) {
 
         if (i->id && i->ended == 0)
                 return; /* one incident per overload, even across HOLDING re-asks */
-        free(i->id);
-        free(i->reason);
-        free(i->slack_thread);
-        free(i->outcome);
-        *i = (Incident) {};
+        incident_clear(i);
 
         i->started = agent_now_wall(a);
         t = (time_t) (i->started / USEC_PER_SEC);

@@ -2,7 +2,6 @@
 #include "awscreds.h"
 
 #include <ctype.h>
-#include <ini.h>
 #include <stdarg.h>
 #include <time.h>
 
@@ -155,18 +154,87 @@ static int file_handler(void *user, const char *section, const char *name, const
         return *dest ? 1 : 0;
 }
 
+/* The INI subset of the shared credentials file, by hand: Debian's inih
+ * is built with 200-byte lines and splits longer ones, and a session token
+ * alone is often 1000 bytes. Same rules as inih otherwise: ; and # start
+ * comment lines, " ;" an inline comment, "=" or ":" separates. Lines may
+ * hold secrets: every copy is wiped. -EBADMSG with *ret_line. */
+static int file_parse(const char *text, FileParse *p, unsigned *ret_line) {
+        _cleanup_(freep) char *section = NULL;
+        unsigned line = 0;
+        const char *s = text;
+
+        if (strncmp(s, "\xEF\xBB\xBF", 3) == 0)
+                s += 3;
+        while (*s) {
+                const char *eol = strchrnul(s, '\n'), *b = s, *e = eol;
+                char *buf, *sep, *name, *value, *c;
+                int k;
+
+                line++;
+                s = *eol ? eol + 1 : eol;
+                while (b < e && isspace((unsigned char) *b))
+                        b++;
+                while (e > b && isspace((unsigned char) e[-1]))
+                        e--;
+                if (b == e || *b == '#' || *b == ';')
+                        continue;
+                if (*b == '[') {
+                        const char *close = memchr(b, ']', (size_t) (e - b));
+
+                        if (!close) {
+                                *ret_line = line;
+                                return -EBADMSG;
+                        }
+                        free(section);
+                        section = strndup(b + 1, (size_t) (close - b - 1));
+                        if (!section)
+                                return -ENOMEM;
+                        continue;
+                }
+                buf = strndup(b, (size_t) (e - b));
+                if (!buf)
+                        return -ENOMEM;
+                sep = strpbrk(buf, "=:");
+                if (!sep) {
+                        free_wiped(buf, strlen(buf));
+                        *ret_line = line;
+                        return -EBADMSG;
+                }
+                *sep = '\0';
+                name = buf;
+                for (c = sep; c > name && isspace((unsigned char) c[-1]); c--)
+                        c[-1] = '\0';
+                value = sep + 1;
+                while (isspace((unsigned char) *value))
+                        value++;
+                for (c = value; *c; c++)
+                        if (*c == ';' && c > value && isspace((unsigned char) c[-1])) {
+                                *c = '\0';
+                                break;
+                        }
+                for (c = value + strlen(value); c > value && isspace((unsigned char) c[-1]); c--)
+                        c[-1] = '\0';
+                k = file_handler(p, section ? section : "", name, value);
+                free_wiped(buf, (size_t) (e - b));
+                if (k == 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
 int aws_credentials_parse_file(const char *text, const char *profile, const char *origin, AwsCredentials *ret,
                                char **ret_error) {
         FileParse p = { .profile = isempty(profile) ? "default" : profile };
         _cleanup_(freep) char *where = NULL;
-        int line, r;
+        unsigned line = 0;
+        int r;
 
-        line = ini_parse_string(text, file_handler, &p);
-        if (line != 0) {
-                r = line < 0 ? -ENOMEM : set_error(ret_error, -EBADMSG, "%s:%d: not a valid credentials file line",
-                                                   origin, line);
+        r = file_parse(text, &p, &line);
+        if (r == -EBADMSG)
+                r = set_error(ret_error, -EBADMSG, "%s:%u: not a valid credentials file line", origin, line);
+        if (r < 0)
                 goto done;
-        }
         if (!p.found) {
                 r = set_error(ret_error, -ENOENT, "%s: no profile [%s]", origin, p.profile);
                 goto done;
@@ -193,7 +261,7 @@ done:
 }
 
 int aws_parse_iso8601(const char *s, usec_t *ret) {
-        struct tm tm = {};
+        struct tm tm = {}, want;
         const char *p;
         time_t t;
 
@@ -207,8 +275,13 @@ int aws_parse_iso8601(const char *s, usec_t *ret) {
                         ;
         if (!streq(p, "Z") && !streq(p, "+00:00"))
                 return -EINVAL;
+        want = tm;
         t = timegm(&tm);
         if (t < 0)
+                return -EINVAL;
+        /* strptime takes Feb 31 and timegm makes it Mar 3: a day that does
+         * not exist is a malformed date, not another day */
+        if (tm.tm_year != want.tm_year || tm.tm_mon != want.tm_mon || tm.tm_mday != want.tm_mday)
                 return -EINVAL;
         *ret = (usec_t) t * USEC_PER_SEC;
         return 0;
@@ -288,8 +361,12 @@ int aws_credentials_find_local(const char *credentials_file, const char *profile
         if (!isempty(dir)) {
                 if (asprintf(&path, "%s/" SYSTEMD_CREDENTIAL_NAME, dir) < 0)
                         return -ENOMEM;
-                if (access(path, F_OK) == 0)
-                        return load_file(path, profile, AWS_CRED_SYSTEMD, ret, ret_error);
+                if (access(path, F_OK) == 0) {
+                        /* LoadCredential= names the file as deliberately as
+                         * credentials_file: it must hold the profile */
+                        r = load_file(path, profile, AWS_CRED_SYSTEMD, ret, ret_error);
+                        return r == -ENOENT ? -EINVAL : r;
+                }
                 free(TAKE_PTR(path));
         }
 

@@ -14,6 +14,7 @@
 #define EC2_BACKOFF_MAX (20 * USEC_PER_SEC)
 #define EC2_BODY_MAX (64 * 1024)
 #define EC2_XML_DEPTH_MAX 16
+#define EC2_XML_TEXT_MAX 4096
 
 static const char *const outcome_table[_EC2_OUTCOME_MAX] = {
         [EC2_REBOOTING] = "rebooting",
@@ -115,10 +116,12 @@ static void xml_text(void *userdata, const XML_Char *s, int len) {
         XmlParse *x = userdata;
         char *p;
 
-        if (len <= 0)
+        if (len <= 0 || x->text_len >= EC2_XML_TEXT_MAX)
                 return;
-        if (x->text_len + (size_t) len > 4096)
-                return; /* a leaf this long is not one of ours: keep the start */
+        /* a leaf this long is not one of ours: keep its start, which expat
+         * may hand over in one piece far longer than the cap */
+        if ((size_t) len > EC2_XML_TEXT_MAX - x->text_len)
+                len = (int) (EC2_XML_TEXT_MAX - x->text_len);
         p = realloc(x->text, x->text_len + (size_t) len + 1);
         if (!p) {
                 x->oom = true;

@@ -57,7 +57,7 @@ int incident_step_result(Incident *i, const char *result) {
         return 0;
 }
 
-static void incident_done(Incident *i) {
+void incident_clear(Incident *i) {
         incident_steps_done(i);
         free(i->id);
         free(i->reason);
@@ -78,7 +78,7 @@ void persistent_state_done(PersistentState *s) {
         free(s->reason);
         free(s->maintenance_reason);
         free(s->held_reason);
-        incident_done(&s->incident);
+        incident_clear(&s->incident);
         persistent_state_init(s);
 }
 

@@ -32,6 +32,8 @@ typedef struct Incident {
         size_t n_steps;
 } Incident;
 
+/* Free everything an incident holds, leaving it empty. */
+void incident_clear(Incident *i);
 /* Record a step as taken now; the oldest goes when full. */
 int incident_step_add(Incident *i, const char *step, usec_t at);
 /* Set the result of the last step. */

@@ -97,9 +97,14 @@ def s1_reboot_through_ec2():
         check(call["signature_ok"] and call["status"] == 200, "reboot call: %r" % call)
         st, _ = a.wait_state("REMEDIATING", 5)
         check(st["remedy"]["running"], "not waiting for the reboot: %r" % st["remedy"])
-        with open(a.state_json_path()) as f:
-            steps = json.load(f)["incident"]["steps"]
-        check(steps[0]["step"] == "reboot-instance" and "accepted" in steps[0]["result"], "steps: %r" % steps)
+
+        def steps():
+            with open(a.state_json_path()) as f:
+                return json.load(f)["incident"].get("steps", [])
+        # EC2 answered; the agent writes the step's result when it reads the answer
+        wait_until(lambda: steps() and "accepted" in (steps()[0].get("result") or ""), 5,
+                   what="the step's result in state.json")
+        check(steps()[0]["step"] == "reboot-instance", "steps: %r" % steps())
         simulate_reboot(a, BOOT_B)
         st, _ = a.wait_state("SERVING", 10)
         check(st["last_incident"]["outcome"] == "rejoined", "incident: %r" % st["last_incident"])
