@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "alerts.h"
+#include "checks.h"
 #include "remedy.h"
 #include "effects.h"
 #include "log.h"
@@ -167,7 +168,7 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
 
         case ACTION_RUN_CHECKS:
                 a->retry_timer = sd_event_source_disable_unref(a->retry_timer);
-                (void) effect_checks_run(a);
+                (void) effect_checks_run(a, t->from != STATE_QUARANTINED);
                 break;
 
         case ACTION_POOL_JOIN:
@@ -341,6 +342,8 @@ static void agent_step(Agent *a, Event ev, const char *reason) {
 
         if (t.from == STATE_REMEDIATING && t.to != STATE_REMEDIATING && a->remedy_running)
                 remedy_cancel(a); /* an operator drained us meanwhile */
+        if (t.from == STATE_CHECKING && t.to != STATE_CHECKING)
+                effect_checks_cancel(a);
         action_run(a, &t, reason);
         if (a->pool && t.to != t.from)
                 pool_set_state(a->pool, state_to_string(a->state), a->state_reason, a->pool_serving);
@@ -978,6 +981,16 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
         r = remedy_setup(a, ret_error);
         if (r < 0)
                 return r;
+        if (a->config->checks.enabled) {
+                if (!a->http) {
+                        r = http_new(a->event, &a->http);
+                        if (r < 0)
+                                return log_error_errno(r, "Cannot set up HTTP: %m");
+                }
+                r = checks_new(a->event, a->http, a->config, &a->checks, ret_error);
+                if (r < 0)
+                        return r;
+        }
         if (a->config->proxy.enabled) {
                 r = agentcheck_new(a->event, a->config->proxy.agent_check_address, a->config->proxy.agent_check_port,
                                    agent_state_of, a, &a->agent_check);
@@ -1021,6 +1034,8 @@ int agent_run(Agent *a) {
 Agent *agent_free(Agent *a) {
         if (!a)
                 return NULL;
+        effect_checks_cancel(a);
+        a->checks = checks_free(a->checks);
         remedy_free(a);
         alerts_free(a);
         a->control = control_server_free(a->control);

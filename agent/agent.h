@@ -103,6 +103,11 @@ typedef struct Agent {
         usec_t grace_until;             /* CLOCK_MONOTONIC; breaches only alert before it */
         bool grace_alerted;
 
+        /* Checks (effects.c; NULL without [checks]) */
+        struct Checks *checks;
+        unsigned checks_attempt, checks_attempts;
+        sd_event_source *checks_timer;
+
         /* Results shown in status */
         json_object *last_checks;   /* NULL until checks ran */
         bool pool_serving;          /* our own view of membership */

@@ -935,6 +935,7 @@ static const ConfigItem config_items[] = {
         ITEM("checks", "expect_status", item_status_set, checks.expect_status, 0, 0, "200-299", 0),
         ITEM("checks", "expect_content", item_content, checks.expect_content, 0, 0, NULL, S),
         ITEM("checks", "public_address", item_hostport, checks.public_address, 0, 0, NULL, S),
+        ITEM("checks", "local_address", item_ipaddr, checks.local_address, 0, 0, NULL, S),
         ITEM("checks", "attempts", item_unsigned, checks.attempts, 1, 100000, "30", 0),
         ITEM("checks", "timeout", item_duration, checks.timeout, 10 * MS, 5 * MINUTE, "2s", 0),
         ITEM("checks", "every", item_duration, checks.every, 0, DAY, "0", 0),

@@ -114,6 +114,7 @@ typedef struct Config {
                 StatusSet expect_status; /* default 200-299 */
                 char *expect_content;    /* substring, or "re:" + POSIX ERE */
                 char *public_address;    /* default: pool address */
+                char *local_address;     /* the host's private address; default: IMDS local-ipv4, if any */
                 unsigned attempts;       /* default 30 */
                 usec_t timeout;          /* per attempt, default 2s */
                 usec_t every;            /* periodic readiness while serving, 0 = off */

@@ -5,6 +5,7 @@
 #include "effects.h"
 
 #include "agent.h"
+#include "checks.h"
 #include "log.h"
 #include "remedy.h"
 
@@ -98,13 +99,97 @@ int effect_pool_leave(Agent *a, const char *why) {
         return 0;
 }
 
-int effect_checks_run(Agent *a) {
-        if (!a->config->checks.enabled)
+static void checks_attempt_start(Agent *a);
+
+static int on_checks_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        Agent *a = userdata;
+
+        a->checks_timer = sd_event_source_disable_unref(a->checks_timer);
+        checks_attempt_start(a);
+        return 0;
+}
+
+/* The first failing check, for the machine's reason and the alert. */
+static const CheckResult *first_failure(const CheckReport *r, const char **ret_name) {
+        if (r->status.verdict == CHECK_FAIL) {
+                *ret_name = "status";
+                return &r->status;
+        }
+        if (r->content.verdict == CHECK_FAIL) {
+                *ret_name = "content";
+                return &r->content;
+        }
+        *ret_name = "binding";
+        return &r->binding;
+}
+
+static void on_checks_done(const CheckReport *report, void *userdata) {
+        Agent *a = userdata;
+        CheckReport r = *report;
+        const CheckResult *bad;
+        const char *name;
+        char reason[1200];
+        usec_t delay;
+
+        r.attempt = a->checks_attempt;
+        json_object_put(a->last_checks);
+        a->last_checks = check_report_json(&r);
+        if (a->pool && a->last_checks)
+                pool_set_last_checks(a->pool, json_object_to_json_string_ext(a->last_checks, JSON_C_TO_STRING_PLAIN));
+        if (a->state != STATE_CHECKING)
+                return; /* an operator stepped in meanwhile */
+        if (r.ok) {
+                snprintf(reason, sizeof reason, "checks passed (attempt %u): content %s; status %s; binding %s",
+                         r.attempt, r.content.detail, r.status.detail, r.binding.detail);
+                (void) agent_post_event(a, EVENT_CHECKS_PASSED, reason);
+                return;
+        }
+        bad = first_failure(&r, &name);
+        if (a->checks_attempt < a->checks_attempts) {
+                /* the app may still be starting: 1 s, 2 s, 4 s ... at most 10 s apart */
+                delay = USEC_PER_SEC << MIN(a->checks_attempt - 1, 3u);
+                delay = MIN(delay, 10 * USEC_PER_SEC);
+                log_info("checks: attempt %u of %u failed (%s: %s); again in %llus", r.attempt, a->checks_attempts, name,
+                         bad->detail, (unsigned long long) (delay / USEC_PER_SEC));
+                if (sd_event_add_time_relative(a->event, &a->checks_timer, CLOCK_MONOTONIC, delay, USEC_PER_MSEC,
+                                               on_checks_retry, a) >= 0)
+                        return;
+        }
+        snprintf(reason, sizeof reason, "%s check failed after %u attempt%s: %s", name, r.attempt,
+                 r.attempt == 1 ? "" : "s", bad->detail);
+        (void) agent_post_event(a, EVENT_CHECKS_FAILED, reason);
+}
+
+static void checks_attempt_start(Agent *a) {
+        int r;
+
+        a->checks_attempt++;
+        r = checks_run(a->checks, on_checks_done, a);
+        if (r < 0) {
+                char reason[160];
+                snprintf(reason, sizeof reason, "cannot run the checks: %s", strerror(-r));
+                (void) agent_post_event(a, EVENT_CHECKS_FAILED, reason);
+        }
+}
+
+void effect_checks_cancel(Agent *a) {
+        a->checks_timer = sd_event_source_disable_unref(a->checks_timer);
+        if (a->checks)
+                checks_cancel(a->checks);
+}
+
+int effect_checks_run(Agent *a, bool patient) {
+        if (!a->checks) {
                 log_info("checks: not configured, passing");
-        else
-                log_warning("checks: [checks] is configured but this version does not run checks yet, passing");
-        return agent_post_event(a, EVENT_CHECKS_PASSED,
-                                a->config->checks.enabled ? "checks not run by this version" : "no checks configured");
+                return agent_post_event(a, EVENT_CHECKS_PASSED, "no checks configured");
+        }
+        effect_checks_cancel(a);
+        a->checks_attempt = 0;
+        /* after a boot the app gets all its attempts; a quarantined host
+         * re-checks once per retry of the machine */
+        a->checks_attempts = patient ? a->config->checks.attempts : 1;
+        checks_attempt_start(a);
+        return 0;
 }
 
 int effect_remediate(Agent *a) {

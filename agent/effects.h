@@ -19,8 +19,11 @@ int effect_pool_join(Agent *a);
 int effect_pool_request_leave(Agent *a);
 int effect_pool_leave(Agent *a, const char *why);
 
-/* Checks: posts CHECKS_PASSED or CHECKS_FAILED. */
-int effect_checks_run(Agent *a);
+/* Checks: posts CHECKS_PASSED or CHECKS_FAILED. patient: the app may be
+ * starting (after a boot or a remediation): all [checks] attempts, with
+ * backoff; otherwise one attempt (a quarantined host re-checking). */
+int effect_checks_run(Agent *a, bool patient);
+void effect_checks_cancel(Agent *a);
 
 /* Remediation ladder step: posts REMEDY_DONE (no reboot happened: the
  * unit was restarted, or dry run) or REMEDY_FAILED. A reboot that works

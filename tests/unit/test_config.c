@@ -990,7 +990,7 @@ static const char *const all_keys[] = {
         "slack.timeout", "slack.remind", "slack.outbox_max", "slack.outbox_max_bytes", "aws.region", "aws.instance_id",
         "aws.endpoint_url", "aws.imds_url", "aws.profile", "aws.credentials_file", "checks.url",
         "checks.expect_status", "checks.expect_content", "checks.public_address", "checks.attempts",
-        "checks.timeout", "checks.every", "checks.rise", "checks.fall", "remedy.ladder", "remedy.settle", "remedy.reboot_timeout", "remedy.grace", "remedy.max_per_window",
+        "checks.timeout", "checks.local_address", "checks.every", "checks.rise", "checks.fall", "remedy.ladder", "remedy.settle", "remedy.reboot_timeout", "remedy.grace", "remedy.max_per_window",
         "remedy.window", "remedy.dry_run", "remedy.unit", "proxy.agent_check_port", "proxy.agent_check_address",
 };
 

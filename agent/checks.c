@@ -1,0 +1,427 @@
+/* One attempt of the three checks: the GET (content and status) and the
+ * TCP connect (binding) run side by side on the loop; the report goes out
+ * when both have answered. */
+#include "checks.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <netdb.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include "log.h"
+
+static const char *const verdict_table[_CHECK_VERDICT_MAX] = {
+        [CHECK_PASS] = "pass",
+        [CHECK_FAIL] = "fail",
+        [CHECK_SKIPPED] = "skipped",
+};
+
+const char *check_verdict_to_string(CheckVerdict v) {
+        return v >= 0 && v < _CHECK_VERDICT_MAX ? verdict_table[v] : NULL;
+}
+
+void checks_excerpt(const char *body, size_t len, size_t max, char *buf, size_t size) {
+        size_t o = 0;
+
+        if (size == 0)
+                return;
+        for (size_t i = 0; i < len && i < max && o + 5 < size; i++) {
+                unsigned char ch = (unsigned char) body[i];
+                if (ch >= 0x20 && ch < 0x7f && ch != '\\')
+                        buf[o++] = (char) ch;
+                else
+                        o += (size_t) snprintf(buf + o, size - o, "\\x%02x", ch);
+        }
+        if (len > max && o + 4 < size) {
+                memcpy(buf + o, "...", 3);
+                o += 3;
+        }
+        buf[o] = '\0';
+}
+
+static bool body_contains(const char *body, size_t len, const char *needle) {
+        size_t n = strlen(needle);
+        return n == 0 || (len >= n && memmem(body, len, needle, n) != NULL);
+}
+
+void checks_evaluate_http(const Config *c, const regex_t *re, CURLcode result, long status, const char *body,
+                          size_t len, bool truncated, const char *error, CheckReport *r) {
+        const char *expect = c->checks.expect_content;
+        char ex[80];
+
+        r->http_status = result == CURLE_OK ? status : 0;
+        checks_excerpt(body ? body : "", body ? len : 0, CHECKS_EXCERPT, r->excerpt, sizeof r->excerpt);
+        if (result != CURLE_OK) {
+                r->status.verdict = r->content.verdict = CHECK_FAIL;
+                snprintf(r->status.detail, sizeof r->status.detail, "no answer from %s: %s", c->checks.url,
+                         strna(error));
+                snprintf(r->content.detail, sizeof r->content.detail, "no body (no answer)");
+                return;
+        }
+        if (status_set_contains(&c->checks.expect_status, (unsigned) status)) {
+                r->status.verdict = CHECK_PASS;
+                snprintf(r->status.detail, sizeof r->status.detail, "%ld", status);
+        } else {
+                char want[96] = "";
+                size_t o = 0;
+                for (size_t i = 0; i < c->checks.expect_status.n && o + 16 < sizeof want; i++) {
+                        const StatusRange *sr = &c->checks.expect_status.ranges[i];
+                        o += (size_t) snprintf(want + o, sizeof want - o, sr->lo == sr->hi ? "%s%u" : "%s%u-%u",
+                                               i ? "," : "", sr->lo, sr->hi);
+                }
+                r->status.verdict = CHECK_FAIL;
+                snprintf(r->status.detail, sizeof r->status.detail, "got %ld, want %s", status, want);
+        }
+
+        if (!body || len == 0) {
+                r->content.verdict = CHECK_FAIL;
+                snprintf(r->content.detail, sizeof r->content.detail, "empty body");
+                return;
+        }
+        checks_excerpt(expect ? expect : "", expect ? strlen(expect) : 0, 60, ex, sizeof ex);
+        if (isempty(expect)) {
+                r->content.verdict = CHECK_PASS;
+                snprintf(r->content.detail, sizeof r->content.detail, "%zu%s bytes (no expect_content)", len,
+                         truncated ? "+" : "");
+        } else if (re) {
+                /* regexec needs a C string: the body is NUL-terminated by http.c */
+                bool ok = memchr(body, '\0', len) == NULL && regexec(re, body, 0, NULL, 0) == 0;
+                r->content.verdict = ok ? CHECK_PASS : CHECK_FAIL;
+                snprintf(r->content.detail, sizeof r->content.detail, "%zu%s bytes %s /%s/", len, truncated ? "+" : "",
+                         ok ? "match" : "do not match", ex + 3);
+        } else {
+                bool ok = body_contains(body, len, expect);
+                r->content.verdict = ok ? CHECK_PASS : CHECK_FAIL;
+                snprintf(r->content.detail, sizeof r->content.detail, "%zu%s bytes, %s \"%s\"", len,
+                         truncated ? "+" : "", ok ? "contain" : "do not contain", ex);
+        }
+}
+
+bool checks_address_configured(const char *addr, const struct sockaddr *const *addrs, size_t n) {
+        struct in_addr v4;
+        struct in6_addr v6;
+        bool is4 = inet_pton(AF_INET, addr, &v4) == 1, is6 = !is4 && inet_pton(AF_INET6, addr, &v6) == 1;
+
+        for (size_t i = 0; i < n; i++) {
+                const struct sockaddr *sa = addrs[i];
+                if (!sa)
+                        continue;
+                if (is4 && sa->sa_family == AF_INET &&
+                    memcmp(&((const struct sockaddr_in *) sa)->sin_addr, &v4, sizeof v4) == 0)
+                        return true;
+                if (is6 && sa->sa_family == AF_INET6 &&
+                    memcmp(&((const struct sockaddr_in6 *) sa)->sin6_addr, &v6, sizeof v6) == 0)
+                        return true;
+        }
+        return false;
+}
+
+json_object *check_report_json(const CheckReport *r) {
+        json_object *o = json_object_new_object(), *d = json_object_new_object();
+        char at[32];
+        time_t t = (time_t) (r->at / USEC_PER_SEC);
+        struct tm tm;
+
+        if (!o || !d) {
+                json_object_put(o);
+                json_object_put(d);
+                return NULL;
+        }
+        json_object_object_add(o, "content", json_object_new_string(check_verdict_to_string(r->content.verdict)));
+        json_object_object_add(o, "status", json_object_new_string(check_verdict_to_string(r->status.verdict)));
+        json_object_object_add(o, "binding", json_object_new_string(check_verdict_to_string(r->binding.verdict)));
+        json_object_object_add(o, "ok", json_object_new_boolean(r->ok));
+        if (gmtime_r(&t, &tm) && strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%SZ", &tm) > 0)
+                json_object_object_add(o, "at", json_object_new_string(at));
+        json_object_object_add(d, "content", json_object_new_string(r->content.detail));
+        json_object_object_add(d, "status", json_object_new_string(r->status.detail));
+        json_object_object_add(d, "binding", json_object_new_string(r->binding.detail));
+        json_object_object_add(o, "detail", d);
+        json_object_object_add(o, "http_status", r->http_status ? json_object_new_int64(r->http_status) : NULL);
+        json_object_object_add(o, "body_excerpt", json_object_new_string(r->excerpt));
+        json_object_object_add(o, "attempt", json_object_new_int((int) r->attempt));
+        return o;
+}
+
+/* --- the runner ------------------------------------------------------------ */
+
+struct Checks {
+        sd_event *event;
+        Http *http;
+        const Config *config;   /* borrowed: the agent swaps configs between runs only */
+        regex_t re;
+        bool have_re;
+        char *url, *public_address, *local_address;
+
+        bool running, http_done, tcp_done;
+        HttpCall *call;
+        int fd;
+        sd_event_source *io, *timer;
+        CheckReport report;
+        checks_done_t cb;
+        void *userdata;
+};
+
+int checks_new(sd_event *e, Http *http, const Config *c, Checks **ret, char **ret_error) {
+        Checks *k;
+
+        k = calloc(1, sizeof *k);
+        if (!k)
+                return -ENOMEM;
+        k->fd = -1;
+        k->event = sd_event_ref(e);
+        k->http = http;
+        k->config = c;
+        k->url = strdup(strempty(c->checks.url));
+        k->public_address = c->checks.public_address ? strdup(c->checks.public_address) : NULL;
+        k->local_address = c->checks.local_address ? strdup(c->checks.local_address) : NULL;
+        if (!k->url || (c->checks.public_address && !k->public_address) ||
+            (c->checks.local_address && !k->local_address)) {
+                checks_free(k);
+                return -ENOMEM;
+        }
+        if (c->checks.expect_content && strncmp(c->checks.expect_content, "re:", 3) == 0) {
+                if (regcomp(&k->re, c->checks.expect_content + 3, REG_EXTENDED | REG_NOSUB) != 0) {
+                        if (ret_error)
+                                *ret_error = strdup("[checks] expect_content: invalid regular expression");
+                        checks_free(k);
+                        return -EINVAL;
+                }
+                k->have_re = true;
+        }
+        *ret = k;
+        return 0;
+}
+
+static void tcp_clear(Checks *k) {
+        k->io = sd_event_source_disable_unref(k->io);
+        if (k->fd >= 0)
+                close(k->fd);
+        k->fd = -1;
+}
+
+void checks_cancel(Checks *k) {
+        if (!k)
+                return;
+        http_cancel(k->call);
+        k->call = NULL;
+        tcp_clear(k);
+        k->timer = sd_event_source_disable_unref(k->timer);
+        k->running = false;
+}
+
+Checks *checks_free(Checks *k) {
+        if (!k)
+                return NULL;
+        checks_cancel(k);
+        if (k->have_re)
+                regfree(&k->re);
+        free(k->url);
+        free(k->public_address);
+        free(k->local_address);
+        sd_event_unref(k->event);
+        free(k);
+        return NULL;
+}
+
+int checks_set_local_address(Checks *k, const char *addr) {
+        char *s;
+
+        if (k->config->checks.local_address)
+                return 0; /* the config wins */
+        s = addr ? strdup(addr) : NULL;
+        if (addr && !s)
+                return -ENOMEM;
+        free(k->local_address);
+        k->local_address = s;
+        return 0;
+}
+
+static void local_address_check(Checks *k, char *buf, size_t size, bool *ok) {
+        struct ifaddrs *ifa = NULL;
+        const struct sockaddr *addrs[256];
+        size_t n = 0;
+
+        if (!k->local_address) {
+                *ok = true;
+                buf[0] = '\0';
+                return;
+        }
+        if (getifaddrs(&ifa) < 0) {
+                *ok = false;
+                snprintf(buf, size, "; cannot list interfaces: %s", strerror(errno));
+                return;
+        }
+        for (struct ifaddrs *i = ifa; i && n < ELEMENTSOF(addrs); i = i->ifa_next)
+                if (i->ifa_addr)
+                        addrs[n++] = i->ifa_addr;
+        *ok = checks_address_configured(k->local_address, addrs, n);
+        freeifaddrs(ifa);
+        snprintf(buf, size, "; %s %s on an interface", k->local_address, *ok ? "is" : "is NOT");
+}
+
+static void maybe_finish(Checks *k) {
+        checks_done_t cb = k->cb;
+        void *userdata = k->userdata;
+        CheckReport r;
+
+        if (!k->http_done || !k->tcp_done)
+                return;
+        k->timer = sd_event_source_disable_unref(k->timer);
+        k->running = false;
+        k->report.ok = k->report.content.verdict != CHECK_FAIL && k->report.status.verdict != CHECK_FAIL &&
+                       k->report.binding.verdict != CHECK_FAIL;
+        r = k->report;
+        cb(&r, userdata);
+}
+
+static void binding_done(Checks *k, int error) {
+        char local[160];
+        bool local_ok;
+
+        tcp_clear(k);
+        local_address_check(k, local, sizeof local, &local_ok);
+        if (error == 0 && local_ok) {
+                k->report.binding.verdict = CHECK_PASS;
+                snprintf(k->report.binding.detail, sizeof k->report.binding.detail, "%s accepts connections%s",
+                         k->public_address, local);
+        } else {
+                k->report.binding.verdict = CHECK_FAIL;
+                snprintf(k->report.binding.detail, sizeof k->report.binding.detail, "%s: %s%s", k->public_address,
+                         error ? strerror(error) : "accepts connections", local);
+        }
+        k->tcp_done = true;
+        maybe_finish(k);
+}
+
+static int on_connect(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Checks *k = userdata;
+        int err = 0;
+        socklen_t l = sizeof err;
+
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
+                err = errno;
+        binding_done(k, err);
+        return 0;
+}
+
+/* HOST:PORT or [V6]:PORT, numeric only: a DNS lookup would block the loop. */
+static int parse_hostport(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len) {
+        char host[INET6_ADDRSTRLEN + 2];
+        const char *colon, *h = s;
+        size_t hl;
+        unsigned long port;
+        char *end;
+        struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM }, *ai = NULL;
+
+        if (!s)
+                return -EINVAL;
+        colon = strrchr(s, ':');
+        if (!colon)
+                return -EINVAL;
+        hl = (size_t) (colon - s);
+        if (*h == '[' && hl >= 2 && h[hl - 1] == ']') {
+                h++;
+                hl -= 2;
+        }
+        if (hl == 0 || hl >= sizeof host)
+                return -EINVAL;
+        memcpy(host, h, hl);
+        host[hl] = '\0';
+        errno = 0;
+        port = strtoul(colon + 1, &end, 10);
+        if (errno || end == colon + 1 || *end || port == 0 || port > 65535)
+                return -EINVAL;
+        if (getaddrinfo(host, colon + 1, &hints, &ai) != 0 || !ai)
+                return -EINVAL;
+        memcpy(ret, ai->ai_addr, ai->ai_addrlen);
+        *ret_len = ai->ai_addrlen;
+        freeaddrinfo(ai);
+        return 0;
+}
+
+static void binding_start(Checks *k) {
+        struct sockaddr_storage ss;
+        socklen_t sl = 0;
+        int r;
+
+        if (!k->public_address) {
+                char local[160];
+                bool ok;
+                local_address_check(k, local, sizeof local, &ok);
+                k->report.binding.verdict = !k->local_address ? CHECK_SKIPPED : ok ? CHECK_PASS : CHECK_FAIL;
+                snprintf(k->report.binding.detail, sizeof k->report.binding.detail, "no public address to try%s",
+                         local);
+                k->tcp_done = true;
+                return;
+        }
+        if (parse_hostport(k->public_address, &ss, &sl) < 0) {
+                binding_done(k, EINVAL);
+                return;
+        }
+        k->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (k->fd < 0) {
+                binding_done(k, errno);
+                return;
+        }
+        if (connect(k->fd, (struct sockaddr *) &ss, sl) < 0 && errno != EINPROGRESS) {
+                binding_done(k, errno);
+                return;
+        }
+        r = sd_event_add_io(k->event, &k->io, k->fd, EPOLLOUT, on_connect, k);
+        if (r < 0)
+                binding_done(k, -r);
+}
+
+static void on_http(const HttpResponse *resp, void *userdata) {
+        Checks *k = userdata;
+        char why[128];
+
+        k->call = NULL;
+        checks_evaluate_http(k->config, k->have_re ? &k->re : NULL, resp->result, resp->status, resp->body,
+                             resp->body_len, resp->truncated, http_describe_failure(resp, why, sizeof why), &k->report);
+        k->http_done = true;
+        maybe_finish(k);
+}
+
+static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        Checks *k = userdata;
+
+        k->timer = sd_event_source_disable_unref(k->timer);
+        if (!k->tcp_done)
+                binding_done(k, ETIMEDOUT);
+        return 0;
+}
+
+int checks_run(Checks *k, checks_done_t cb, void *userdata) {
+        struct timespec ts;
+        HttpRequest req = {
+                .method = "GET",
+                .url = k->url,
+                .timeout = k->config->checks.timeout,
+                .body_max = CHECKS_BODY_MAX,
+        };
+        int r;
+
+        if (k->running)
+                return -EBUSY;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        k->report = (CheckReport) { .at = (usec_t) ts.tv_sec * USEC_PER_SEC };
+        k->cb = cb;
+        k->userdata = userdata;
+        k->http_done = k->tcp_done = false;
+        k->running = true;
+        r = sd_event_add_time_relative(k->event, &k->timer, CLOCK_MONOTONIC, k->config->checks.timeout, USEC_PER_MSEC,
+                                       on_timeout, k);
+        if (r >= 0)
+                r = http_submit(k->http, &req, on_http, k, &k->call);
+        if (r < 0) {
+                checks_cancel(k);
+                return r;
+        }
+        binding_start(k);
+        return 0;
+}
