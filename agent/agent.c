@@ -753,7 +753,12 @@ static int control_test_reboot(void *userdata, uint64_t ticket, const char *text
         return remedy_test_reboot(userdata, ticket, ret_message);
 }
 
+static int control_check(void *userdata, uint64_t ticket, const char *text, char **ret_message) {
+        return effect_checks_manual(userdata, ticket, ret_message);
+}
+
 static const ControlHandlers control_handlers = {
+        .check = control_check,
         .test_alert = control_test_alert,
         .test_reboot = control_test_reboot,
         .status = control_status,
@@ -1035,6 +1040,7 @@ Agent *agent_free(Agent *a) {
         if (!a)
                 return NULL;
         effect_checks_cancel(a);
+        effect_checks_manual_free(a);
         a->checks = checks_free(a->checks);
         remedy_free(a);
         alerts_free(a);

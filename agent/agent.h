@@ -106,6 +106,7 @@ typedef struct Agent {
         /* Checks (effects.c; NULL without [checks]) */
         struct Checks *checks;
         unsigned checks_attempt, checks_attempts;
+        struct ManualCheck *manual_check;   /* monkeyctl check in flight */
         sd_event_source *checks_timer;
 
         /* Results shown in status */

@@ -254,9 +254,12 @@ static const char *pool_next(Agent *a, char *buf, size_t size) {
         return buf;
 }
 
+/* One line per check, "✓ content: 9 bytes, contain \"ok\"", and what the
+ * app answered when something failed. */
 static char *checks_lines(Agent *a) {
-        json_object *lc = a->last_checks, *v;
         static const char *const names[] = { "content", "status", "binding" };
+        json_object *lc = a->last_checks, *detail = NULL, *v;
+        bool failed = false;
         char *s = NULL;
         size_t len = 0;
         FILE *f;
@@ -268,19 +271,18 @@ static char *checks_lines(Agent *a) {
         f = open_memstream(&s, &len);
         if (!f)
                 return NULL;
+        json_object_object_get_ex(lc, "detail", &detail);
         for (size_t i = 0; i < ELEMENTSOF(names); i++) {
-                if (!json_object_object_get_ex(lc, names[i], &v))
-                        continue;
-                /* a check is an object {ok, detail} or a bare verdict string */
-                if (json_object_is_type(v, json_type_object)) {
-                        json_object *ok = NULL, *detail = NULL;
-                        json_object_object_get_ex(v, "ok", &ok);
-                        json_object_object_get_ex(v, "detail", &detail);
-                        fprintf(f, "%s %s: %s\n", ok && json_object_get_boolean(ok) ? "✓" : "✗", names[i],
-                                detail ? json_object_get_string(detail) : "");
-                } else
-                        fprintf(f, "%s: %s\n", names[i], json_object_get_string(v));
+                const char *verdict = json_object_object_get_ex(lc, names[i], &v) ? json_object_get_string(v) : "?";
+                const char *d = detail && json_object_object_get_ex(detail, names[i], &v) ? json_object_get_string(v)
+                                                                                          : "";
+                bool pass = streq_ptr(verdict, "pass");
+                failed = failed || streq_ptr(verdict, "fail");
+                fprintf(f, "%s %s: %s%s%s\n", pass ? "\u2713" : streq_ptr(verdict, "fail") ? "\u2717" : "-", names[i],
+                        strempty(d), pass || isempty(d) ? "" : " ", pass || !isempty(d) ? "" : strna(verdict));
         }
+        if (failed && json_object_object_get_ex(lc, "body_excerpt", &v) && json_object_get_string_len(v) > 0)
+                fprintf(f, "body: %s\n", json_object_get_string(v));
         fclose(f);
         if (s && len > 0 && s[len - 1] == '\n')
                 s[len - 1] = '\0';

@@ -30,6 +30,7 @@ static const char *const command_table[_CONTROL_COMMAND_MAX] = {
         [CONTROL_POOL] = "pool",
         [CONTROL_TEST_ALERT] = "test-alert",
         [CONTROL_TEST_REBOOT] = "test-reboot",
+        [CONTROL_CHECK] = "check",
 };
 
 const char *control_command_to_string(ControlCommand c) {
@@ -506,7 +507,7 @@ static char *handle_mutating(ControlClient *c, const ControlRequest *req) {
         char buf[160];
         int r;
 
-        if (!client_privileged(c)) {
+        if (control_command_is_mutating(req->command) && !client_privileged(c)) {
                 if (c->have_cred)
                         snprintf(buf, sizeof buf, "permission denied: '%s' needs root (peer uid %u)", name,
                                  (unsigned) c->cred.uid);
@@ -521,9 +522,12 @@ static char *handle_mutating(ControlClient *c, const ControlRequest *req) {
                 if (!h->drain)
                         return control_reply_error("'drain' is not supported by this agent");
                 r = h->drain(c->server->userdata, req->reason, &message);
-        } else if (req->command == CONTROL_TEST_ALERT || req->command == CONTROL_TEST_REBOOT) {
+        } else if (req->command == CONTROL_TEST_ALERT || req->command == CONTROL_TEST_REBOOT ||
+                   req->command == CONTROL_CHECK) {
                 int (*handler)(void *, uint64_t, const char *, char **) =
-                        req->command == CONTROL_TEST_ALERT ? h->test_alert : h->test_reboot;
+                        req->command == CONTROL_TEST_ALERT    ? h->test_alert
+                        : req->command == CONTROL_TEST_REBOOT ? h->test_reboot
+                                                              : h->check;
                 if (!handler) {
                         snprintf(buf, sizeof buf, "'%s' is not supported by this agent", name);
                         return control_reply_error(buf);
@@ -608,6 +612,7 @@ static char *handle_request(ControlClient *c, const ControlRequest *req) {
         case CONTROL_RESUME:
         case CONTROL_TEST_ALERT:
         case CONTROL_TEST_REBOOT:
+        case CONTROL_CHECK: /* answered later, like the tests; anyone may ask */
                 return handle_mutating(c, req);
 
         default:

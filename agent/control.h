@@ -12,6 +12,7 @@
  *             {"version":1,"command":"pool"}
  *             {"version":1,"command":"test-alert","reason":"optional text"}
  *             {"version":1,"command":"test-reboot"}
+ *             {"version":1,"command":"check"}
  *   reply:    {"version":1,"ok":true,"status":{...}}
  *             {"version":1,"ok":true,"pool":{...}}   (the status' "pool" object)
  *             {"version":1,"ok":true,"history":[...]}
@@ -41,6 +42,7 @@ typedef enum ControlCommand {
         CONTROL_POOL,
         CONTROL_TEST_ALERT,
         CONTROL_TEST_REBOOT,
+        CONTROL_CHECK,
         _CONTROL_COMMAND_MAX,
         _CONTROL_COMMAND_INVALID = -EINVAL,
 } ControlCommand;
@@ -87,6 +89,8 @@ typedef struct ControlHandlers {
         int (*test_alert)(void *userdata, uint64_t ticket, const char *text, char **ret_message);
         /* The same for the EC2 DryRun self-test. */
         int (*test_reboot)(void *userdata, uint64_t ticket, const char *text, char **ret_message);
+        /* The three checks, now; the report goes in the answer's "result". */
+        int (*check)(void *userdata, uint64_t ticket, const char *text, char **ret_message);
 } ControlHandlers;
 
 typedef struct ControlServer ControlServer;

@@ -24,6 +24,9 @@ int effect_pool_leave(Agent *a, const char *why);
  * backoff; otherwise one attempt (a quarantined host re-checking). */
 int effect_checks_run(Agent *a, bool patient);
 void effect_checks_cancel(Agent *a);
+/* monkeyctl check: one attempt now, answered to `ticket` with the report. */
+int effect_checks_manual(Agent *a, uint64_t ticket, char **ret_message);
+void effect_checks_manual_free(Agent *a);
 
 /* Remediation ladder step: posts REMEDY_DONE (no reboot happened: the
  * unit was restarted, or dry run) or REMEDY_FAILED. A reboot that works

@@ -69,6 +69,7 @@ static int verb_resume(Ctl *ctl, char **args, size_t n_args);
 static int verb_pool(Ctl *ctl, char **args, size_t n_args);
 static int verb_test_alert(Ctl *ctl, char **args, size_t n_args);
 static int verb_test_reboot(Ctl *ctl, char **args, size_t n_args);
+static int verb_check(Ctl *ctl, char **args, size_t n_args);
 static int verb_help(Ctl *ctl, char **args, size_t n_args);
 
 static const Verb verbs[] = {
@@ -88,6 +89,9 @@ static const Verb verbs[] = {
         { "test-alert", "test-alert [TEXT...]", "post a test message to Slack through the outbox and print\n"
           "                            what Slack answered (exit 1 if it refused); needs root",
           VERB_ARGS_WORDS, false, verb_test_alert },
+        { "check", "check [--json]", "run the content, status and binding checks now and print\n"
+          "                            each result (exit 0 when all pass, 1 otherwise)",
+          VERB_ARGS_NONE, false, verb_check },
         { "test-reboot", "test-reboot", "ask EC2 whether this host may reboot itself (DryRun), print\n"
           "                            the verdict (exit 1 if denied or unknown); needs root",
           VERB_ARGS_NONE, false, verb_test_reboot },
@@ -684,6 +688,37 @@ static int verb_test_alert(Ctl *ctl, char **args, size_t n_args) {
         if (!ctl->timeout_given)
                 ctl->timeout_sec = 30.0;
         return mutate(ctl, CONTROL_TEST_ALERT, isempty(text) ? NULL : text);
+}
+
+static int verb_check(Ctl *ctl, char **args, size_t n_args) {
+        static const char *const names[] = { "content", "status", "binding" };
+        _cleanup_(json_object_putp) json_object *reply = NULL;
+        ControlRequest req = { .version = CONTROL_PROTOCOL_VERSION, .command = CONTROL_CHECK };
+        json_object *result, *detail = NULL, *v;
+        int r;
+
+        /* each check may take [checks] timeout; the agent answers after one attempt */
+        if (!ctl->timeout_given)
+                ctl->timeout_sec = 70.0;
+        r = ctl_call(ctl, &req, &reply, NULL, NULL);
+        if (r != EXIT_OK)
+                return r;
+        if (!json_object_object_get_ex(reply, "result", &result) || !json_object_is_type(result, json_type_object))
+                return reply_ok(reply) ? garbage(ctl, "no \"result\" in the reply") : agent_refused("check", reply);
+        if (ctl->json) {
+                print_json(result);
+                return finish_output(reply_ok(reply) ? EXIT_OK : EXIT_NOT_OK);
+        }
+        json_object_object_get_ex(result, "detail", &detail);
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                const char *verdict = json_object_object_get_ex(result, names[i], &v) ? json_object_get_string(v) : "?";
+                printf("%-8s %-7s %s\n", names[i], verdict,
+                       detail && json_object_object_get_ex(detail, names[i], &v) ? json_object_get_string(v) : "");
+        }
+        if (!reply_ok(reply) && json_object_object_get_ex(result, "body_excerpt", &v) &&
+            json_object_get_string_len(v) > 0)
+                printf("%-8s %-7s %s\n", "body", "", json_object_get_string(v));
+        return finish_output(reply_ok(reply) ? EXIT_OK : EXIT_NOT_OK);
 }
 
 static int verb_test_reboot(Ctl *ctl, char **args, size_t n_args) {

@@ -11,8 +11,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from harness import Agent, check, main  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "doubles"))
+from harness import Agent, check, describe, main, wait_until  # noqa: E402
 from proxyfleet import Nginx, free_port, nginx_app  # noqa: E402
+from slack_double import SlackDouble  # noqa: E402
 
 
 def nginx_status(name, addr, port, code, text):
@@ -120,5 +122,67 @@ def s5_slow_start():
             app.stop()
 
 
+def s6_monkeyctl_check():
+    """monkeyctl check runs the three now: exit 0 and each detail; exit 1
+    and the evidence when the app breaks; anyone may ask."""
+    port = free_port()
+    app = nginx_app("app1", "127.0.0.2", port).start()
+    try:
+        with Agent("checks-ctl") as a:
+            a.write_config(extra=checks_config("http://127.0.0.2:%d/" % port, "127.0.0.2:%d" % port))
+            a.start()
+            r = a.ctl("check", user="nobody")
+            check(r.returncode == 0, "check: %s" % describe(r))
+            lines = r.stdout.splitlines()
+            check(lines[0].split()[:2] == ["content", "pass"] and lines[1].split()[:3] == ["status", "pass", "200"]
+                  and lines[2].split()[:2] == ["binding", "pass"], "output: %r" % r.stdout)
+            app.stop()
+            r = a.ctl("check")
+            check(r.returncode == 1 and "Connection refused" in r.stdout, "check with the app down: %s" % describe(r))
+            check(a.state() == "SERVING", "a manual check changed the state: %s" % a.state())
+    finally:
+        if app.proc:
+            app.stop()
+
+
+def s7_report_in_slack():
+    """The after-boot report lists each check; a quarantine alert carries the evidence."""
+    port = free_port()
+    app = nginx_app("app1", "127.0.0.2", port).start()
+    try:
+        with SlackDouble(token="xoxb-checks") as sl, Agent("checks-slack", window="1s", interval="100ms") as a:
+            tok = os.path.join(a.dir, "tok")
+            with open(tok, "w") as f:
+                f.write("xoxb-checks\n")
+            os.chmod(tok, 0o600)
+            a.write_config(extra=checks_config("http://127.0.0.2:%d/" % port, "127.0.0.2:%d" % port) +
+                           "\n[slack]\ntoken_file = %s\nchannel = #incidents\napi_url = %s\n\n"
+                           "[remedy]\ndry_run = yes\n" % (tok, sl.api_url))
+            a.start()
+            a.feeder.set_busy(95)
+            wait_until(lambda: any(h.get("to") == "REMEDIATING" for h in a.history(100)), 10, what="remediation")
+            a.feeder.set_busy(5)
+            msgs = sl.wait_for(lambda ms: any("is back in the pool" in m["body"]["text"] for m in ms), 15)
+            back = [m for m in msgs if "is back in the pool" in m["body"]["text"]][0]
+            text = back["body"]["text"]
+            for needle in ("\u2713 content: ", "contain &quot;host=app1&quot;" if "&quot;" in text else "host=app1",
+                           "\u2713 status: 200", "\u2713 binding: 127.0.0.2:%d accepts connections" % port):
+                check(needle in text, "the report lacks %r: %r" % (needle, text))
+            check(back["thread_ts"] == msgs[0]["ts"], "the report is not in the incident's thread")
+            a.wait_state("SERVING", 10)
+            app.stop()
+            a.ctl("drain")
+            a.wait_state("MAINTENANCE", 5)
+            a.ctl("resume")
+            a.wait_state("QUARANTINED", 15)
+            msgs = sl.wait_for(lambda ms: any("is quarantined" in m["body"]["text"] for m in ms), 10)
+            q = [m for m in msgs if "is quarantined" in m["body"]["text"]][0]["body"]["text"]
+            check("\u2717 binding" in q and "Connection refused" in q, "quarantine alert lacks the evidence: %r" % q)
+    finally:
+        if app.proc:
+            app.stop()
+
+
 if __name__ == "__main__":
-    main([s1_all_pass, s2_wrong_content, s3_status_500, s4_binding, s5_slow_start])
+    main([s1_all_pass, s2_wrong_content, s3_status_500, s4_binding, s5_slow_start, s6_monkeyctl_check,
+          s7_report_in_slack])
