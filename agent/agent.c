@@ -342,9 +342,13 @@ static void agent_step(Agent *a, Event ev, const char *reason) {
 
         if (t.from == STATE_REMEDIATING && t.to != STATE_REMEDIATING && a->remedy_running)
                 remedy_cancel(a); /* an operator drained us meanwhile */
-        if (t.from == STATE_CHECKING && t.to != STATE_CHECKING)
+        if ((t.from == STATE_CHECKING || t.from == STATE_QUARANTINED) && t.to != t.from)
                 effect_checks_cancel(a);
+        if (t.from == STATE_SERVING && t.to != STATE_SERVING && a->checks)
+                checks_cancel(a->checks); /* a readiness check in flight */
         action_run(a, &t, reason);
+        if (t.to == STATE_SERVING && t.from != STATE_SERVING)
+                effect_readiness_start(a);
         if (a->pool && t.to != t.from)
                 pool_set_state(a->pool, state_to_string(a->state), a->state_reason, a->pool_serving);
         persist_save(a);
@@ -1040,6 +1044,7 @@ Agent *agent_free(Agent *a) {
         if (!a)
                 return NULL;
         effect_checks_cancel(a);
+        effect_readiness_stop(a);
         effect_checks_manual_free(a);
         a->checks = checks_free(a->checks);
         remedy_free(a);

@@ -107,6 +107,10 @@ typedef struct Agent {
         struct Checks *checks;
         unsigned checks_attempt, checks_attempts;
         struct ManualCheck *manual_check;   /* monkeyctl check in flight */
+        unsigned checks_passes, checks_passes_needed;
+        sd_event_source *readiness_timer;   /* [checks] every, while SERVING */
+        unsigned readiness_fails;
+        char *readiness_reason;
         sd_event_source *checks_timer;
 
         /* Results shown in status */

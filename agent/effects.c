@@ -5,6 +5,7 @@
 #include "effects.h"
 
 #include "agent.h"
+#include "alerts.h"
 #include "checks.h"
 #include "log.h"
 #include "remedy.h"
@@ -136,14 +137,24 @@ static void on_checks_done(const CheckReport *report, void *userdata) {
         a->last_checks = check_report_json(&r);
         if (a->pool && a->last_checks)
                 pool_set_last_checks(a->pool, json_object_to_json_string_ext(a->last_checks, JSON_C_TO_STRING_PLAIN));
-        if (a->state != STATE_CHECKING)
+        /* CHECKING after a boot, QUARANTINED while re-checking */
+        if (a->state != STATE_CHECKING && a->state != STATE_QUARANTINED)
                 return; /* an operator stepped in meanwhile */
+        if (r.ok && ++a->checks_passes < a->checks_passes_needed) {
+                /* a quarantined host must pass `rise` times in a row */
+                log_info("checks: pass %u of %u in a row", a->checks_passes, a->checks_passes_needed);
+                a->checks_attempts++; /* a pass is not a spent attempt */
+                if (sd_event_add_time_relative(a->event, &a->checks_timer, CLOCK_MONOTONIC, USEC_PER_SEC,
+                                               USEC_PER_MSEC, on_checks_retry, a) >= 0)
+                        return;
+        }
         if (r.ok) {
                 snprintf(reason, sizeof reason, "checks passed (attempt %u): content %s; status %s; binding %s",
                          r.attempt, r.content.detail, r.status.detail, r.binding.detail);
                 (void) agent_post_event(a, EVENT_CHECKS_PASSED, reason);
                 return;
         }
+        a->checks_passes = 0;
         bad = first_failure(&r, &name);
         if (a->checks_attempt < a->checks_attempts) {
                 /* the app may still be starting: 1 s, 2 s, 4 s ... at most 10 s apart */
@@ -241,11 +252,111 @@ int effect_checks_run(Agent *a, bool patient) {
         }
         effect_checks_cancel(a);
         a->checks_attempt = 0;
+        a->checks_passes = 0;
         /* after a boot the app gets all its attempts; a quarantined host
-         * re-checks once per retry of the machine */
+         * re-checks once per retry of the machine, and rejoins only after
+         * `rise` passes in a row */
         a->checks_attempts = patient ? a->config->checks.attempts : 1;
+        a->checks_passes_needed = patient ? 1 : a->config->checks.rise;
         checks_attempt_start(a);
         return 0;
+}
+
+/* --- readiness while serving ([checks] every, fall) --- */
+
+static void readiness_arm(Agent *a);
+
+static void on_readiness_leave(Pool *p, PoolLeaveResult r, const char *detail, void *userdata) {
+        Agent *a = userdata;
+        char reason[600];
+
+        if (a->state != STATE_SERVING)
+                return;
+        if (r == POOL_LEAVE_LEFT || r == POOL_LEAVE_ALREADY_OUT) {
+                a->pool_serving = false;
+                snprintf(reason, sizeof reason, "%s", strna(a->readiness_reason));
+                (void) agent_post_event(a, EVENT_CHECKS_FAILED, reason);
+                return;
+        }
+        /* a whole fleet failing its checks at once (a shared dependency
+         * down) must not drain the whole fleet */
+        snprintf(reason, sizeof reason, "%s; but the disruption budget keeps it in the pool (%s)",
+                 strna(a->readiness_reason), strna(detail));
+        alerts_quarantined(a, reason);
+        readiness_arm(a);
+}
+
+static void on_readiness_done(const CheckReport *report, void *userdata) {
+        Agent *a = userdata;
+        const CheckResult *bad;
+        const char *name;
+        char reason[1200];
+        int k;
+
+        json_object_put(a->last_checks);
+        a->last_checks = check_report_json(report);
+        if (a->pool && a->last_checks)
+                pool_set_last_checks(a->pool, json_object_to_json_string_ext(a->last_checks, JSON_C_TO_STRING_PLAIN));
+        if (a->state != STATE_SERVING)
+                return;
+        if (report->ok) {
+                if (a->readiness_fails > 0)
+                        log_info("checks: readiness passes again after %u failure(s)", a->readiness_fails);
+                a->readiness_fails = 0;
+                readiness_arm(a);
+                return;
+        }
+        bad = first_failure(report, &name);
+        a->readiness_fails++;
+        log_warning("checks: readiness %s check failed (%u of %u in a row): %s", name, a->readiness_fails,
+                    a->config->checks.fall, bad->detail);
+        if (a->readiness_fails < a->config->checks.fall) {
+                readiness_arm(a);
+                return;
+        }
+        snprintf(reason, sizeof reason, "%s check failed %u times in a row while serving: %s", name,
+                 a->readiness_fails, bad->detail);
+        free(a->readiness_reason);
+        a->readiness_reason = strdup(reason);
+        a->readiness_fails = 0;
+        if (!a->pool) {
+                (void) agent_post_event(a, EVENT_CHECKS_FAILED, reason);
+                return;
+        }
+        k = pool_leave(a->pool, false, reason, on_readiness_leave, a);
+        if (k < 0)
+                on_readiness_leave(a->pool, POOL_LEAVE_UNREACHABLE, "cannot ask the budget", a);
+}
+
+static int on_readiness_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Agent *a = userdata;
+
+        a->readiness_timer = sd_event_source_disable_unref(a->readiness_timer);
+        if (a->state != STATE_SERVING || !a->checks)
+                return 0; /* re-armed when the host serves again */
+        if (checks_run(a->checks, on_readiness_done, a) < 0)
+                readiness_arm(a);
+        return 0;
+}
+
+static void readiness_arm(Agent *a) {
+        a->readiness_timer = sd_event_source_disable_unref(a->readiness_timer);
+        if (!a->checks || a->config->checks.every == 0 || a->state != STATE_SERVING)
+                return;
+        if (sd_event_add_time_relative(a->event, &a->readiness_timer, CLOCK_MONOTONIC, a->config->checks.every,
+                                       USEC_PER_MSEC * 10, on_readiness_timer, a) < 0)
+                log_warning("checks: cannot schedule the readiness check");
+}
+
+void effect_readiness_start(Agent *a) {
+        a->readiness_fails = 0;
+        readiness_arm(a);
+}
+
+void effect_readiness_stop(Agent *a) {
+        a->readiness_timer = sd_event_source_disable_unref(a->readiness_timer);
+        free(a->readiness_reason);
+        a->readiness_reason = NULL;
 }
 
 int effect_remediate(Agent *a) {

@@ -27,6 +27,10 @@ void effect_checks_cancel(Agent *a);
 /* monkeyctl check: one attempt now, answered to `ticket` with the report. */
 int effect_checks_manual(Agent *a, uint64_t ticket, char **ret_message);
 void effect_checks_manual_free(Agent *a);
+/* Readiness while SERVING: a check every [checks] every; `fall` failures
+ * in a row ask the budget to leave and post CHECKS_FAILED (QUARANTINED). */
+void effect_readiness_start(Agent *a);
+void effect_readiness_stop(Agent *a);
 
 /* Remediation ladder step: posts REMEDY_DONE (no reboot happened: the
  * unit was restarted, or dry run) or REMEDY_FAILED. A reboot that works

@@ -183,6 +183,34 @@ def s7_report_in_slack():
             app.stop()
 
 
+def s8_readiness_fall_and_rise():
+    """[checks] every: fall = 2 failures in a row while serving take the host
+    out (QUARANTINED); once the app is back, rise = 2 passes in a row bring
+    it back."""
+    port = free_port()
+    app = nginx_app("app1", "127.0.0.2", port).start()
+    try:
+        with Agent("checks-ready") as a:
+            a.write_config(extra=checks_config("http://127.0.0.2:%d/" % port, "127.0.0.2:%d" % port,
+                                               extra="every = 300ms\nfall = 2\nrise = 2\n"))
+            a.start()
+            time.sleep(1.0)
+            check(a.state() == "SERVING", "a healthy app was taken out: %s" % a.state())
+            app.stop()
+            t0 = time.monotonic()
+            st, _ = a.wait_state("QUARANTINED", 10)
+            check("2 times in a row while serving" in st["reason"], "reason: %r" % st["reason"])
+            check(time.monotonic() - t0 >= 0.5, "left after fewer than 2 checks")
+            app.start()
+            st, _ = a.wait_state("SERVING", 40)
+            passes = [h for h in a.history(200) if h.get("to") == "SERVING"]
+            check(passes and "checks passed" in passes[-1]["reason"], "rejoin reason: %r" % passes[-1:])
+            check("pass 1 of 2 in a row" in a.log_text(), "rejoined without rise = 2 passes")
+    finally:
+        if app.proc:
+            app.stop()
+
+
 if __name__ == "__main__":
     main([s1_all_pass, s2_wrong_content, s3_status_500, s4_binding, s5_slow_start, s6_monkeyctl_check,
-          s7_report_in_slack])
+          s7_report_in_slack, s8_readiness_fall_and_rise])
