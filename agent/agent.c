@@ -941,6 +941,8 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
                 log_warning("%s/state.json was corrupt; moved aside to %s, starting fresh",
                             a->config->agent.state_dir, moved);
 
+        if (a->persist.last_checks)
+                a->last_checks = json_tokener_parse(a->persist.last_checks); /* NULL if garbage: "not run" */
         r = boot_id_read(a->config->agent.boot_id, a->boot_id);
         if (r < 0)
                 return log_error_errno(r, "Cannot read the boot id from %s: %m", a->config->agent.boot_id);

@@ -124,6 +124,21 @@ static const CheckResult *first_failure(const CheckReport *r, const char **ret_n
         return &r->binding;
 }
 
+/* The report in status, Redis (the host's hash) and state.json. */
+static void checks_report_keep(Agent *a, const CheckReport *r) {
+        const char *text;
+
+        json_object_put(a->last_checks);
+        a->last_checks = check_report_json(r);
+        if (!a->last_checks)
+                return;
+        text = json_object_to_json_string_ext(a->last_checks, JSON_C_TO_STRING_PLAIN);
+        if (a->pool)
+                pool_set_last_checks(a->pool, text);
+        free(a->persist.last_checks);
+        a->persist.last_checks = strdup(text); /* saved with the next transition */
+}
+
 static void on_checks_done(const CheckReport *report, void *userdata) {
         Agent *a = userdata;
         CheckReport r = *report;
@@ -133,10 +148,7 @@ static void on_checks_done(const CheckReport *report, void *userdata) {
         usec_t delay;
 
         r.attempt = a->checks_attempt;
-        json_object_put(a->last_checks);
-        a->last_checks = check_report_json(&r);
-        if (a->pool && a->last_checks)
-                pool_set_last_checks(a->pool, json_object_to_json_string_ext(a->last_checks, JSON_C_TO_STRING_PLAIN));
+        checks_report_keep(a, &r);
         /* CHECKING after a boot, QUARANTINED while re-checking */
         if (a->state != STATE_CHECKING && a->state != STATE_QUARANTINED)
                 return; /* an operator stepped in meanwhile */
@@ -293,10 +305,7 @@ static void on_readiness_done(const CheckReport *report, void *userdata) {
         char reason[1200];
         int k;
 
-        json_object_put(a->last_checks);
-        a->last_checks = check_report_json(report);
-        if (a->pool && a->last_checks)
-                pool_set_last_checks(a->pool, json_object_to_json_string_ext(a->last_checks, JSON_C_TO_STRING_PLAIN));
+        checks_report_keep(a, report);
         if (a->state != STATE_SERVING)
                 return;
         if (report->ok) {

@@ -77,6 +77,7 @@ void persistent_state_done(PersistentState *s) {
                 return;
         free(s->reason);
         free(s->maintenance_reason);
+        free(s->last_checks);
         free(s->held_reason);
         incident_clear(&s->incident);
         persistent_state_init(s);
@@ -328,6 +329,9 @@ static int parse_object(json_object *root, PersistentState *s, char **ret_error)
         r = parse_opt_bool(root, "held", &s->held, ret_error);
         if (r < 0)
                 return r;
+        r = parse_opt_string(root, "last_checks", &s->last_checks, "", ret_error);
+        if (r < 0)
+                return r;
         r = parse_opt_string(root, "held_reason", &s->held_reason, "", ret_error);
         if (r < 0)
                 return r;
@@ -494,7 +498,8 @@ int state_format(const PersistentState *s, char **ret) {
             (r = json_add(o, "maintenance", json_object_new_boolean(s->maintenance))) < 0 ||
             (r = json_add_string(o, "maintenance_reason", s->maintenance_reason)) < 0 ||
             (r = json_add(o, "held", json_object_new_boolean(s->held))) < 0 ||
-            (r = json_add_string(o, "held_reason", s->held_reason)) < 0)
+            (r = json_add_string(o, "held_reason", s->held_reason)) < 0 ||
+            (r = json_add_string(o, "last_checks", s->last_checks)) < 0)
                 return r;
 
         rem = json_object_new_array_ext((int) s->n_remediations);

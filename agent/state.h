@@ -51,6 +51,7 @@ typedef struct PersistentState {
         usec_t remediations[STATE_REMEDIATIONS_MAX]; /* wall clock, oldest first */
         size_t n_remediations;
         Incident incident;             /* the last incident, open or closed */
+        char *last_checks;             /* the last check report (JSON text), shown again after a restart */
 } PersistentState;
 
 void persistent_state_init(PersistentState *s);  /* zero + state BOOT */

@@ -5,6 +5,7 @@ app bound to another address -> QUARANTINED naming the check and its
 evidence; an app slow to start passes after retries without an early
 rejoin."""
 
+import json
 import os
 import sys
 import time
@@ -13,7 +14,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "doubles"))
 from harness import Agent, check, describe, main, wait_until  # noqa: E402
-from proxyfleet import Nginx, free_port, nginx_app  # noqa: E402
+from proxyfleet import Nginx, Redis, free_port, nginx_app  # noqa: E402
 from slack_double import SlackDouble  # noqa: E402
 
 
@@ -211,6 +212,33 @@ def s8_readiness_fall_and_rise():
             app.stop()
 
 
+def s9_report_in_redis_and_state():
+    """The report is in the host's Redis hash and in state.json, and status
+    shows it again after a restart."""
+    port = free_port()
+    app = nginx_app("app1", "127.0.0.2", port).start()
+    redis = Redis().start()
+    try:
+        with Agent("checks-redis") as a:
+            a.write_config(extra=checks_config("http://127.0.0.2:%d/" % port, "127.0.0.2:%d" % port) +
+                           "\n[pool]\nredis = %s\nname = chk\naddress = 127.0.0.2:%d\n" % (redis.url(), port))
+            a.start()
+            raw = wait_until(lambda: redis.cmd("HGET", "monkey:{chk}:host:test-1", "last_checks"), 5,
+                             what="last_checks in Redis")
+            check('"content":"pass"' in raw and '"ok":true' in raw, "Redis last_checks: %r" % raw)
+            with open(a.state_json_path()) as f:
+                check("last_checks" in json.load(f), "state.json lacks last_checks")
+            a.stop()
+            app.stop()
+            a.start(wait_serving=False)
+            lc = a.status()["last_checks"]
+            check(lc.get("content") in ("pass", "fail") and lc.get("at"), "status after a restart: %r" % lc)
+    finally:
+        if app.proc:
+            app.stop()
+        redis.stop()
+
+
 if __name__ == "__main__":
     main([s1_all_pass, s2_wrong_content, s3_status_500, s4_binding, s5_slow_start, s6_monkeyctl_check,
-          s7_report_in_slack, s8_readiness_fall_and_rise])
+          s7_report_in_slack, s8_readiness_fall_and_rise, s9_report_in_redis_and_state])

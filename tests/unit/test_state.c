@@ -208,11 +208,13 @@ static void test_incident_steps(void **state) {
         assert_int_equal(incident_step_add(&a.incident, "restart-unit:app.service", 1000), 0);
         assert_int_equal(incident_step_result(&a.incident, "cpu still 97%"), 0);
         assert_int_equal(incident_step_add(&a.incident, "reboot-instance", 2000), 0);
+        a.last_checks = strdup("{\"ok\":true,\"content\":\"pass\"}");
         assert_int_equal(state_format(&a, &text), 0);
         assert_non_null(strstr(text, "\"step\": \"restart-unit:app.service\""));
         assert_int_equal(parse_exact(text, strlen(text), &b, &err), 0);
         assert_state_equal(&a, &b);
         assert_null(b.incident.steps[1].result); /* the reboot never reported back */
+        assert_string_equal(b.last_checks, a.last_checks);
 
         /* full: the oldest goes */
         for (int k = 0; k < INCIDENT_STEPS_MAX; k++)
