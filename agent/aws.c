@@ -44,6 +44,8 @@ struct Aws {
         char *instance_id, *region, *endpoint, *profile, *credentials_file, *imds_url;
         AwsCredentials cred;     /* source NONE until found */
         char *role;              /* instance role name, from IMDS */
+        char *local_ipv4;        /* from IMDS, for the binding check; NULL when none */
+        bool local_ipv4_asked;
         bool use_role;
         bool fetching;           /* an IMDS step in flight */
         unsigned attempt;
@@ -121,6 +123,7 @@ Aws *aws_free(Aws *a) {
         free(a->credentials_file);
         free(a->imds_url);
         free(a->role);
+        free(a->local_ipv4);
         free(a->identity_error);
         free(a->permission_detail);
         sd_event_unref(a->event);
@@ -131,6 +134,10 @@ Aws *aws_free(Aws *a) {
 void aws_set_permission_handler(Aws *a, aws_permission_changed_t h, void *userdata) {
         a->on_permission = h;
         a->on_permission_userdata = userdata;
+}
+
+const char *aws_local_ipv4(const Aws *a) {
+        return a ? a->local_ipv4 : NULL;
 }
 
 const char *aws_instance_id(const Aws *a) {
@@ -269,6 +276,14 @@ static void on_metadata(const ImdsAnswer *ans, void *userdata) {
         char d[300];
 
         a->fetching = false;
+        if (a->instance_id && a->region && !a->local_ipv4_asked) {
+                /* optional: an instance without it (IPv6-only) is fine */
+                a->local_ipv4_asked = true;
+                if (ans->error >= 0 && ans->status == 200)
+                        a->local_ipv4 = metadata_value(ans);
+                identity_step(a);
+                return;
+        }
         if (ans->error < 0 || ans->status != 200) {
                 snprintf(d, sizeof d, "%s%s", ans->detail,
                          ans->status == 404 && !a->role && a->use_role && a->instance_id && a->region
@@ -310,6 +325,8 @@ static void identity_step(Aws *a) {
                 path = "meta-data/instance-id";
         else if (!a->region)
                 path = "meta-data/placement/region";
+        else if (a->imds && !a->local_ipv4_asked)
+                path = "meta-data/local-ipv4";
         else if (a->use_role && !cred_fresh(a))
                 path = "meta-data/iam/security-credentials/";
         if (path) {

@@ -54,6 +54,7 @@ void aws_cancel(Aws *a);
 int aws_self_test(Aws *a, ec2_done_t cb, void *userdata);
 
 const char *aws_instance_id(const Aws *a); /* NULL until known */
+const char *aws_local_ipv4(const Aws *a);  /* from IMDS; NULL until known or when none */
 AwsPermission aws_permission(const Aws *a);
 
 /* {"instance_id","region","endpoint","identity","credentials":{"source",

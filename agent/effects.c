@@ -6,6 +6,7 @@
 
 #include "agent.h"
 #include "alerts.h"
+#include "aws.h"
 #include "checks.h"
 #include "log.h"
 #include "remedy.h"
@@ -188,6 +189,9 @@ static void on_checks_done(const CheckReport *report, void *userdata) {
 static void checks_attempt_start(Agent *a) {
         int r;
 
+        /* the private address from IMDS, once known, when the config names none */
+        if (a->aws && aws_local_ipv4(a->aws))
+                (void) checks_set_local_address(a->checks, aws_local_ipv4(a->aws));
         a->checks_attempt++;
         r = checks_run(a->checks, on_checks_done, a);
         if (r < 0) {
@@ -240,6 +244,8 @@ int effect_checks_manual(Agent *a, uint64_t ticket, char **ret_message) {
         m->agent = a;
         m->ticket = ticket;
         r = checks_new(a->event, a->http, a->config, &m->checks, ret_message);
+        if (r >= 0 && a->aws && aws_local_ipv4(a->aws))
+                r = checks_set_local_address(m->checks, aws_local_ipv4(a->aws));
         if (r >= 0)
                 r = checks_run(m->checks, on_manual_check, m);
         if (r < 0) {

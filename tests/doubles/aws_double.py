@@ -897,7 +897,7 @@ class AwsDouble(ServedDouble):
                 raise ValueError("malformed instance id %r" % iid)
             info = dict(info or {})
             info.setdefault("availability_zone", region + "a")
-            info.setdefault("local_ipv4", "127.0.0.%d" % (2 + n))
+            info.setdefault("local_ipv4", "127.0.0.1")
             info.setdefault("public_ipv4", None)
             info.setdefault("instance_type", "t3.micro")
             info.setdefault("ami_id", "ami-0abcdef1234567890")

@@ -239,6 +239,34 @@ def s9_report_in_redis_and_state():
         redis.stop()
 
 
+def s10_private_address_from_imds():
+    """Without local_address, the binding check takes the instance's
+    local-ipv4 from IMDSv2 and looks for it on the interfaces."""
+    from aws_double import AwsDouble
+    port = free_port()
+    app = nginx_app("app1", "127.0.0.2", port).start()
+    try:
+        for local, want in (("127.0.0.1", "pass"), ("127.0.0.77", "fail")):
+            iid = "i-0123456789abcdef0"
+            with AwsDouble(credentials={"AKIACHECKS0000000001": ("checksSecret", None)},
+                           instances={iid: {"local_ipv4": local}}) as d, Agent("checks-imds") as a:
+                a.write_config(extra=checks_config("http://127.0.0.2:%d/" % port, "127.0.0.2:%d" % port) +
+                               "\n[aws]\nendpoint_url = %s\nimds_url = %s\n\n[remedy]\ndry_run = yes\n"
+                               % (d.endpoint_url, d.url))
+                a.env_extra = {"AWS_ACCESS_KEY_ID": "AKIACHECKS0000000001", "AWS_SECRET_ACCESS_KEY": "checksSecret",
+                               "HOME": "/nonexistent"}
+                a.start(wait_serving=False)
+                wait_until(lambda: (a.status()["remedy"].get("aws") or {}).get("identity") == "ready", 10,
+                           what="the identity from IMDS")
+                r = a.ctl("check")
+                check(("%s is on an interface" % local if want == "pass" else "%s is NOT on an interface" % local)
+                      in r.stdout, "binding with local-ipv4 %s: %s" % (local, describe(r)))
+                check((r.returncode == 0) == (want == "pass"), "exit: %s" % describe(r))
+    finally:
+        app.stop()
+
+
 if __name__ == "__main__":
     main([s1_all_pass, s2_wrong_content, s3_status_500, s4_binding, s5_slow_start, s6_monkeyctl_check,
-          s7_report_in_slack, s8_readiness_fall_and_rise, s9_report_in_redis_and_state])
+          s7_report_in_slack, s8_readiness_fall_and_rise, s9_report_in_redis_and_state,
+          s10_private_address_from_imds])
