@@ -184,7 +184,7 @@ int checks_new(sd_event *e, Http *http, const Config *c, Checks **ret, char **re
                 return -ENOMEM;
         }
         if (c->checks.expect_content && strncmp(c->checks.expect_content, "re:", 3) == 0) {
-                if (regcomp(&k->re, c->checks.expect_content + 3, REG_EXTENDED | REG_NOSUB) != 0) {
+                if (regcomp(&k->re, c->checks.expect_content + 3, REG_EXTENDED | REG_NOSUB | REG_NEWLINE) != 0) {
                         if (ret_error)
                                 *ret_error = strdup("[checks] expect_content: invalid regular expression");
                         checks_free(k);

@@ -1,7 +1,8 @@
 /* The checks that gate a rejoin: the service is back only when all three
  * pass.
  *   content  GET [checks] url: a non-empty body containing expect_content
- *            (a substring, or "re:" + a POSIX extended regex);
+ *            (a substring, or "re:" + a POSIX extended regex, ^ and $
+ *            matching at line ends: health pages end in a newline);
  *   status   the HTTP status is in expect_status;
  *   binding  the service accepts a TCP connection on the advertised
  *            address (public_address, default the pool address), and the
