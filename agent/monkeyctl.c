@@ -488,20 +488,39 @@ static int finish_output(int code) {
         return code;
 }
 
+/* One request whose reply carries its answer under the command's own
+ * name ("status", "history", "pool"): the answer (borrowed from *reply),
+ * or the exit code when the agent refused or answered garbage. */
+static int ctl_call_object(Ctl *ctl, ControlCommand command, json_type type, json_object **reply,
+                           json_object **ret) {
+        ControlRequest req = { .version = CONTROL_PROTOCOL_VERSION, .command = command,
+                               .limit = command == CONTROL_HISTORY ? ctl->limit : 0 };
+        const char *name = control_command_to_string(command);
+        char why[96];
+        int r;
+
+        r = ctl_call(ctl, &req, reply, NULL, NULL);
+        if (r != EXIT_OK)
+                return r;
+        if (!reply_ok(*reply))
+                return agent_refused(name, *reply);
+        if (!json_object_object_get_ex(*reply, name, ret) || !json_object_is_type(*ret, type)) {
+                snprintf(why, sizeof why, "no \"%s\" %s in the reply", name,
+                         type == json_type_array ? "array" : "object");
+                return garbage(ctl, why);
+        }
+        return EXIT_OK;
+}
+
 static int verb_status(Ctl *ctl, char **args, size_t n_args) {
         _cleanup_(json_object_putp) json_object *reply = NULL;
         _cleanup_(freep) char *text = NULL;
-        ControlRequest req = { .version = CONTROL_PROTOCOL_VERSION, .command = CONTROL_STATUS };
         json_object *status, *state;
         int r;
 
-        r = ctl_call(ctl, &req, &reply, NULL, NULL);
+        r = ctl_call_object(ctl, CONTROL_STATUS, json_type_object, &reply, &status);
         if (r != EXIT_OK)
                 return r;
-        if (!reply_ok(reply))
-                return agent_refused("status", reply);
-        if (!json_object_object_get_ex(reply, "status", &status) || !json_object_is_type(status, json_type_object))
-                return garbage(ctl, "no \"status\" object in the reply");
 
         if (ctl->json)
                 print_json(status);
@@ -523,18 +542,13 @@ static int verb_status(Ctl *ctl, char **args, size_t n_args) {
 
 static int verb_history(Ctl *ctl, char **args, size_t n_args) {
         _cleanup_(json_object_putp) json_object *reply = NULL;
-        ControlRequest req = { .version = CONTROL_PROTOCOL_VERSION, .command = CONTROL_HISTORY, .limit = ctl->limit };
         json_object *history;
         size_t n;
         int r;
 
-        r = ctl_call(ctl, &req, &reply, NULL, NULL);
+        r = ctl_call_object(ctl, CONTROL_HISTORY, json_type_array, &reply, &history);
         if (r != EXIT_OK)
                 return r;
-        if (!reply_ok(reply))
-                return agent_refused("history", reply);
-        if (!json_object_object_get_ex(reply, "history", &history) || !json_object_is_type(history, json_type_array))
-                return garbage(ctl, "no \"history\" array in the reply");
 
         if (ctl->json) {
                 print_json(history);
@@ -735,17 +749,12 @@ static int verb_resume(Ctl *ctl, char **args, size_t n_args) {
 static int verb_pool(Ctl *ctl, char **args, size_t n_args) {
         _cleanup_(json_object_putp) json_object *reply = NULL;
         _cleanup_(freep) char *text = NULL;
-        ControlRequest req = { .version = CONTROL_PROTOCOL_VERSION, .command = CONTROL_POOL };
         json_object *pool;
         int r;
 
-        r = ctl_call(ctl, &req, &reply, NULL, NULL);
+        r = ctl_call_object(ctl, CONTROL_POOL, json_type_object, &reply, &pool);
         if (r != EXIT_OK)
                 return r;
-        if (!reply_ok(reply))
-                return agent_refused("pool", reply);
-        if (!json_object_object_get_ex(reply, "pool", &pool) || !json_object_is_type(pool, json_type_object))
-                return garbage(ctl, "no \"pool\" object in the reply");
 
         if (ctl->json) {
                 print_json(pool);

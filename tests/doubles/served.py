@@ -59,3 +59,44 @@ class ServedDouble:
                 self._conns.add(conn)
             else:
                 self._conns.discard(conn)
+
+
+def read_body(rfile, headers, max_body):
+    """An HTTP request body (Content-Length or chunked), or None when it
+    cannot be read whole or passes max_body: the caller closes then."""
+    if "chunked" in (headers.get("Transfer-Encoding") or "").lower():
+        chunks, total = [], 0
+        while True:
+            line = rfile.readline(1024)
+            if not line:
+                return None
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                return None
+            if size == 0:
+                # trailers end with an empty line
+                while True:
+                    t = rfile.readline(8192)
+                    if not t or t in (b"\r\n", b"\n"):
+                        break
+                return b"".join(chunks)
+            total += size
+            if total > max_body:
+                return None
+            data = rfile.read(size)
+            if len(data) != size:
+                return None
+            chunks.append(data)
+            rfile.readline(8)
+    length = headers.get("Content-Length")
+    if length is None:
+        return b""
+    try:
+        n = int(length)
+    except ValueError:
+        return None
+    if n < 0 or n > max_body:
+        return None
+    data = rfile.read(n)
+    return data if len(data) == n else None

@@ -53,7 +53,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from served import ServedDouble  # noqa: E402
+from served import ServedDouble, read_body  # noqa: E402
 
 DEFAULT_TOKEN = "xoxb-0000000000-0000000000000-doubledoubledouble"
 DEFAULT_CHANNEL_ID = "C0123456789"
@@ -174,47 +174,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                    "application/json; charset=utf-8", extra)
 
     def _read_body(self):
-        """Body bytes, or None if it could not be read (connection is closed)."""
-        te = (self.headers.get("Transfer-Encoding") or "").lower()
-        if "chunked" in te:
-            chunks = []
-            total = 0
-            while True:
-                line = self.rfile.readline(1024)
-                if not line:
-                    return None
-                try:
-                    size = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    return None
-                if size == 0:
-                    # Trailers end with an empty line.
-                    while True:
-                        t = self.rfile.readline(8192)
-                        if not t or t in (b"\r\n", b"\n"):
-                            break
-                    return b"".join(chunks)
-                total += size
-                if total > MAX_BODY:
-                    return None
-                data = self.rfile.read(size)
-                if len(data) != size:
-                    return None
-                chunks.append(data)
-                self.rfile.readline(8)
-        length = self.headers.get("Content-Length")
-        if length is None:
-            return b""
-        try:
-            n = int(length)
-        except ValueError:
-            return None
-        if n < 0 or n > MAX_BODY:
-            return None
-        data = self.rfile.read(n)
-        if len(data) != n:
-            return None
-        return data
+        """Body bytes, or None if it could not be read (the connection is closed)."""
+        return read_body(self.rfile, self.headers, MAX_BODY)
 
     def _headers_without_auth(self):
         out = {}

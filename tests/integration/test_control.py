@@ -328,6 +328,44 @@ def c6_protocol_errors():
             check(r.get("ok") is True and len(r["history"]) <= 2, "history limit 2: %r" % r)
 
 
+def c7_malformed_replies():
+    """An agent (here a fake on the socket) whose reply lacks the answer:
+    monkeyctl says what is missing and exits 3, for each command."""
+    d = make_tmpdir("monkey-it-fake-")
+    path = os.path.join(d, "fake.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(8)
+    stop = threading.Event()
+    replies = {"status": {"version": 1, "ok": True},
+               "history": {"version": 1, "ok": True, "history": {"not": "an array"}},
+               "pool": {"version": 1, "ok": True, "pool": [1, 2]}}
+
+    def serve():
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except socket.timeout:
+                continue
+            with conn:
+                line = LineReader(conn).readline(3.0)
+                cmd = json.loads(line)["command"]
+                conn.sendall((json.dumps(replies[cmd]) + "\n").encode())
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        for cmd, what in (("status", 'no "status" object'), ("history", 'no "history" array'),
+                          ("pool", 'no "pool" object')):
+            r = run_ctl([MONKEYCTL, "--socket", path, cmd])
+            check(r.returncode == 3 and "malformed reply" in r.stderr and what in r.stderr,
+                  "%s with a malformed reply: %s" % (cmd, describe(r)))
+    finally:
+        stop.set()
+        t.join(2)
+        srv.close()
+
+
 if __name__ == "__main__":
     main([c1_status_exit_codes_and_json, c2_usage_errors, c3_history, c4_watch_stream,
-          c5_drain_permissions, c6_protocol_errors])
+          c5_drain_permissions, c6_protocol_errors, c7_malformed_replies])
