@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -100,20 +101,42 @@ void checks_evaluate_http(const Config *c, const regex_t *re, CURLcode result, l
         }
 }
 
-bool checks_address_configured(const char *addr, const struct sockaddr *const *addrs, size_t n) {
+static bool in_prefix(const uint8_t *a, const uint8_t *net, const uint8_t *mask, size_t len) {
+        for (size_t i = 0; i < len; i++)
+                if ((a[i] & mask[i]) != (net[i] & mask[i]))
+                        return false;
+        return true;
+}
+
+/* The kernel treats a loopback interface's whole prefix as local (lo's
+ * 127.0.0.1/8 makes 127.0.0.2 bindable), so an address inside it counts as
+ * configured; elsewhere only the exact address does. */
+bool checks_address_configured(const char *addr, const struct ifaddrs *list) {
         struct in_addr v4;
         struct in6_addr v6;
         bool is4 = inet_pton(AF_INET, addr, &v4) == 1, is6 = !is4 && inet_pton(AF_INET6, addr, &v6) == 1;
 
-        for (size_t i = 0; i < n; i++) {
-                const struct sockaddr *sa = addrs[i];
+        for (const struct ifaddrs *i = list; i && (is4 || is6); i = i->ifa_next) {
+                const struct sockaddr *sa = i->ifa_addr, *nm = i->ifa_netmask;
+                bool loop = (i->ifa_flags & IFF_LOOPBACK) && nm && nm->sa_family == (sa ? sa->sa_family : -1);
+                const uint8_t *have, *mask, *want;
+                size_t len;
+
                 if (!sa)
                         continue;
-                if (is4 && sa->sa_family == AF_INET &&
-                    memcmp(&((const struct sockaddr_in *) sa)->sin_addr, &v4, sizeof v4) == 0)
-                        return true;
-                if (is6 && sa->sa_family == AF_INET6 &&
-                    memcmp(&((const struct sockaddr_in6 *) sa)->sin6_addr, &v6, sizeof v6) == 0)
+                if (is4 && sa->sa_family == AF_INET) {
+                        have = (const uint8_t *) &((const struct sockaddr_in *) sa)->sin_addr;
+                        mask = loop ? (const uint8_t *) &((const struct sockaddr_in *) nm)->sin_addr : NULL;
+                        want = (const uint8_t *) &v4;
+                        len = sizeof v4;
+                } else if (is6 && sa->sa_family == AF_INET6) {
+                        have = (const uint8_t *) &((const struct sockaddr_in6 *) sa)->sin6_addr;
+                        mask = loop ? (const uint8_t *) &((const struct sockaddr_in6 *) nm)->sin6_addr : NULL;
+                        want = (const uint8_t *) &v6;
+                        len = sizeof v6;
+                } else
+                        continue;
+                if (memcmp(have, want, len) == 0 || (mask && in_prefix(want, have, mask, len)))
                         return true;
         }
         return false;
@@ -242,8 +265,6 @@ int checks_set_local_address(Checks *k, const char *addr) {
 
 static void local_address_check(Checks *k, char *buf, size_t size, bool *ok) {
         struct ifaddrs *ifa = NULL;
-        const struct sockaddr *addrs[256];
-        size_t n = 0;
 
         if (!k->local_address) {
                 *ok = true;
@@ -255,10 +276,7 @@ static void local_address_check(Checks *k, char *buf, size_t size, bool *ok) {
                 snprintf(buf, size, "; cannot list interfaces: %s", strerror(errno));
                 return;
         }
-        for (struct ifaddrs *i = ifa; i && n < ELEMENTSOF(addrs); i = i->ifa_next)
-                if (i->ifa_addr)
-                        addrs[n++] = i->ifa_addr;
-        *ok = checks_address_configured(k->local_address, addrs, n);
+        *ok = checks_address_configured(k->local_address, ifa);
         freeifaddrs(ifa);
         snprintf(buf, size, "; %s %s on an interface", k->local_address, *ok ? "is" : "is NOT");
 }

@@ -55,8 +55,11 @@ void checks_evaluate_http(const Config *c, const regex_t *re, CURLcode result, l
  * else as \xNN, for an alert that quotes what the app answered. */
 void checks_excerpt(const char *body, size_t len, size_t max, char *buf, size_t size);
 
-/* Pure: is `addr` (an IPv4/IPv6 literal) one of these interface addresses? */
-bool checks_address_configured(const char *addr, const struct sockaddr *const *addrs, size_t n);
+/* Pure: is `addr` (an IPv4/IPv6 literal) configured on one of these
+ * interfaces (getifaddrs' list): one of their addresses, or inside the
+ * prefix of a loopback interface? */
+struct ifaddrs;
+bool checks_address_configured(const char *addr, const struct ifaddrs *list);
 
 /* {"content":"pass","status":"pass","binding":"fail","ok":false,"at":"...",
  *  "detail":{"content":"...","status":"...","binding":"..."},"http_status":500,

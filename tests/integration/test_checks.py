@@ -241,12 +241,14 @@ def s9_report_in_redis_and_state():
 
 def s10_private_address_from_imds():
     """Without local_address, the binding check takes the instance's
-    local-ipv4 from IMDSv2 and looks for it on the interfaces."""
+    local-ipv4 from IMDSv2 and looks for it on the interfaces: 127.0.0.3
+    is inside lo's 127.0.0.1/8, so local; 198.51.100.77 (a documentation
+    address, never sent anything) is on no interface here."""
     from aws_double import AwsDouble
     port = free_port()
     app = nginx_app("app1", "127.0.0.2", port).start()
     try:
-        for local, want in (("127.0.0.1", "pass"), ("127.0.0.77", "fail")):
+        for local, want in (("127.0.0.1", "pass"), ("127.0.0.3", "pass"), ("198.51.100.77", "fail")):
             iid = "i-0123456789abcdef0"
             with AwsDouble(credentials={"AKIACHECKS0000000001": ("checksSecret", None)},
                            instances={iid: {"local_ipv4": local}}) as d, Agent("checks-imds") as a:

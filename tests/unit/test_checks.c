@@ -7,6 +7,8 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 
 #include "checks.h"
 
@@ -111,18 +113,42 @@ static void test_excerpt(void **state) {
 }
 
 static void test_address_configured(void **state) {
-        struct sockaddr_in a4 = { .sin_family = AF_INET };
-        struct sockaddr_in6 a6 = { .sin6_family = AF_INET6 };
-        const struct sockaddr *list[3] = { (struct sockaddr *) &a4, (struct sockaddr *) &a6, NULL };
+        struct sockaddr_in eth4 = { .sin_family = AF_INET }, eth4m = { .sin_family = AF_INET };
+        struct sockaddr_in lo4 = { .sin_family = AF_INET }, lo4m = { .sin_family = AF_INET };
+        struct sockaddr_in6 lo6 = { .sin6_family = AF_INET6 }, lo6m = { .sin6_family = AF_INET6 };
+        struct ifaddrs eth = { .ifa_name = (char *) "eth0", .ifa_flags = IFF_UP,
+                               .ifa_addr = (struct sockaddr *) &eth4, .ifa_netmask = (struct sockaddr *) &eth4m };
+        struct ifaddrs lo6e = { .ifa_next = &eth, .ifa_name = (char *) "lo", .ifa_flags = IFF_UP | IFF_LOOPBACK,
+                                .ifa_addr = (struct sockaddr *) &lo6, .ifa_netmask = (struct sockaddr *) &lo6m };
+        struct ifaddrs nulladdr = { .ifa_next = &lo6e, .ifa_name = (char *) "tun0" };
+        struct ifaddrs lo = { .ifa_next = &nulladdr, .ifa_name = (char *) "lo", .ifa_flags = IFF_UP | IFF_LOOPBACK,
+                              .ifa_addr = (struct sockaddr *) &lo4, .ifa_netmask = (struct sockaddr *) &lo4m };
 
-        inet_pton(AF_INET, "127.0.0.2", &a4.sin_addr);
-        inet_pton(AF_INET6, "::1", &a6.sin6_addr);
-        assert_true(checks_address_configured("127.0.0.2", list, 3));
-        assert_false(checks_address_configured("127.0.0.3", list, 3));
-        assert_true(checks_address_configured("::1", list, 3));
-        assert_false(checks_address_configured("::2", list, 3));
-        assert_false(checks_address_configured("not-an-address", list, 3));
-        assert_false(checks_address_configured("127.0.0.2", list, 0));
+        (void) state;
+        /* eth0 198.51.100.7/24 (documentation range: never a target), lo 127.0.0.1/8 and ::1/128 */
+        inet_pton(AF_INET, "198.51.100.7", &eth4.sin_addr);
+        inet_pton(AF_INET, "255.255.255.0", &eth4m.sin_addr);
+        inet_pton(AF_INET, "127.0.0.1", &lo4.sin_addr);
+        inet_pton(AF_INET, "255.0.0.0", &lo4m.sin_addr);
+        inet_pton(AF_INET6, "::1", &lo6.sin6_addr);
+        memset(&lo6m.sin6_addr, 0xff, sizeof lo6m.sin6_addr);
+
+        assert_true(checks_address_configured("198.51.100.7", &lo));
+        /* the same subnet is not enough on a real interface: only its address is local */
+        assert_false(checks_address_configured("198.51.100.8", &lo));
+        /* loopback: the whole prefix is local */
+        assert_true(checks_address_configured("127.0.0.1", &lo));
+        assert_true(checks_address_configured("127.0.0.3", &lo));
+        assert_true(checks_address_configured("127.255.255.254", &lo));
+        assert_false(checks_address_configured("128.0.0.1", &lo));
+        assert_true(checks_address_configured("::1", &lo));
+        assert_false(checks_address_configured("::2", &lo));
+        assert_false(checks_address_configured("not-an-address", &lo));
+        assert_false(checks_address_configured("127.0.0.2", NULL));
+        /* without its loopback flag, lo would only have its own address */
+        lo.ifa_flags = IFF_UP;
+        assert_false(checks_address_configured("127.0.0.3", &lo));
+        assert_true(checks_address_configured("127.0.0.1", &lo));
 }
 
 static void test_report_json(void **state) {
