@@ -60,6 +60,11 @@ IMDSv2 under /latest/ (IMDSv1 never served):
   Expiration. With auto_rotate (default), IMDS issues fresh ones when the
   current ones have less than 5 minutes left, as the real IMDS does.
 
+  A fleet on one machine: serve_imds(instance_id, "127.0.0.N") starts a
+  metadata listener for that instance only (its IMDS paths, nothing else);
+  the main URL answers for imds_instance. A token is good only at the
+  listener that issued it, as each instance has its own metadata service.
+
 Clocks: advance() moves the double's monotonic clock (IMDS tokens, role
 credential expiry, the displayed Expiration/LastUpdated, which are real wall
 time + remaining virtual time). The SigV4 X-Amz-Date window is checked
@@ -297,8 +302,11 @@ class _Server(http.server.ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, addr, handler, double):
+    def __init__(self, addr, handler, double, imds_instance=None):
         self.double = double
+        # Set on a per-instance metadata listener: it answers IMDS for that
+        # instance only, as each instance's own 169.254.169.254 does.
+        self.imds_instance = imds_instance
         super().__init__(addr, handler)
 
 
@@ -372,7 +380,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         path, query = self._split()
-        if path.startswith("/_double/"):
+        if self.server.imds_instance and not path.startswith("/latest"):
+            self._send(404, "not found\n", "text/plain")
+        elif path.startswith("/_double/"):
             self._control_get(path)
         elif path.startswith("/latest/") or path == "/latest":
             self._imds(path, None)
@@ -390,7 +400,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             self._send(400, "bad request body\n", "text/plain", {"Connection": "close"})
             return
-        if path.startswith("/_double/"):
+        if self.server.imds_instance and not path.startswith("/latest/"):
+            self._send(404, "not found\n", "text/plain")
+        elif path.startswith("/_double/"):
             self._control_post(path, body)
         elif path == "/":
             self._ec2(path, query, body)
@@ -750,6 +762,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _imds(self, path, body):
         d = self.server.double
         rec = d._new_imds_record(self.command, path)
+        iid = self.server.imds_instance or d.imds_instance
+        rec["instance"] = iid
         kind, arg = d._next_imds_behaviour()
         rec["behaviour"] = _fmt((kind, arg))
         if kind == "down":
@@ -780,7 +794,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if ttl is None or not IMDS_TTL_MIN <= ttl <= IMDS_TTL_MAX:
                 rec["reject_reason"] = "missing_ttl" if ttl_s is None else "bad_ttl"
                 return self._imds_error(rec, 400)
-            token = d._issue_imds_token(ttl)
+            token = d._issue_imds_token(ttl, iid)
             rec["ttl"] = ttl
             rec["token_issued"] = True
             return self._imds_send(rec, 200, token, "text/plain",
@@ -792,11 +806,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
         token = self.headers.get("X-aws-ec2-metadata-token")
         rec["had_token"] = token is not None
-        rec["token_ok"] = token is not None and d._imds_token_valid(token.strip())
+        rec["token_ok"] = token is not None and d._imds_token_valid(token.strip(), iid)
         if not rec["token_ok"]:
             rec["reject_reason"] = "no_token" if token is None else "bad_or_expired_token"
             return self._imds_error(rec, 401)
-        answer = d._imds_lookup(path)
+        answer = d._imds_lookup(path, iid)
         if answer is None:
             return self._imds_error(rec, 404)
         text, ctype = answer
@@ -887,6 +901,7 @@ class AwsDouble(ServedDouble):
         self._ec2_records, self._imds_records, self._reboots = [], [], []
         self._imds_tokens = {}
         self._conns = set()
+        self._imds_listeners = []
         self._stopping = threading.Event()
         self._server = None
         self._thread = None
@@ -911,6 +926,33 @@ class AwsDouble(ServedDouble):
     def imds_url(self):
         """What `[aws] imds_url` should be (the real one is http://169.254.169.254)."""
         return self.url
+
+    def serve_imds(self, instance_id, addr="127.0.0.1", port=0):
+        """Start a metadata listener on addr:port that answers IMDS for
+        instance_id only (tokens included): a fleet on one machine, each
+        host with its own metadata service. Returns its URL, what that
+        host's `[aws] imds_url` should be. Stopped with the double."""
+        if instance_id not in self.instances:
+            raise ValueError("unknown instance %r" % instance_id)
+        if not addr.startswith("127."):
+            raise ValueError("loopback addresses only")
+        srv = _Server((addr, port), _Handler, self, imds_instance=instance_id)
+        t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1},
+                             name="aws-double-imds", daemon=True)
+        t.start()
+        with self._lock:
+            self._imds_listeners.append((srv, t))
+        return "http://%s:%d" % (addr, srv.server_address[1])
+
+    def stop(self):
+        with self._lock:
+            listeners, self._imds_listeners = self._imds_listeners, []
+        self._stopping.set()
+        for srv, t in listeners:
+            srv.shutdown()
+            srv.server_close()
+            t.join(timeout=2.0)
+        super().stop()
 
     # -- clocks -----------------------------------------------------------
 
@@ -1110,20 +1152,21 @@ class AwsDouble(ServedDouble):
             self._imds_records.append(rec)
             self._cond.notify_all()
 
-    def _issue_imds_token(self, ttl):
+    def _issue_imds_token(self, ttl, iid):
         token = base64.b64encode(secrets.token_bytes(42)).decode()
         now = self.now()
         with self._lock:
             if len(self._imds_tokens) >= MAX_IMDS_TOKENS:
-                self._imds_tokens = {t: e for t, e in self._imds_tokens.items() if e > now}
-            self._imds_tokens[token] = now + ttl
+                self._imds_tokens = {t: e for t, e in self._imds_tokens.items() if e[0] > now}
+            self._imds_tokens[token] = (now + ttl, iid)
         return token
 
-    def _imds_token_valid(self, token):
+    def _imds_token_valid(self, token, iid):
+        """A token is good only at the metadata service that issued it."""
         now = self.now()
         with self._lock:
             exp = self._imds_tokens.get(token)
-        return exp is not None and now < exp
+        return exp is not None and now < exp[0] and exp[1] == iid
 
     def _role_json(self):
         with self._lock:
@@ -1143,9 +1186,8 @@ class AwsDouble(ServedDouble):
         # The real IMDS pretty-prints this document.
         return json.dumps(doc, indent=2)
 
-    def _imds_lookup(self, path):
-        """(text, content type) for a metadata path, None for 404."""
-        iid = self.imds_instance
+    def _imds_lookup(self, path, iid):
+        """(text, content type) for a metadata path of instance iid, None for 404."""
         inst = self.instances[iid]
         az = inst["availability_zone"]
         md = {

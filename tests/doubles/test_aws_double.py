@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import traceback
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -493,6 +494,43 @@ def case_imds_paths(d):
     return "instance-id, region, az, local-ipv4, public-ipv4 (404/200), role list (404 w/o role)"
 
 
+def case_imds_per_instance(d):
+    """serve_imds: one metadata listener per instance on its own address;
+    a token is good only where it was issued; EC2 is not served there."""
+    urls = {IID: d.serve_imds(IID, "127.0.0.9"), IID2: d.serve_imds(IID2, "127.0.0.10")}
+
+    def call(url, method, path, headers):
+        host, port = urllib.parse.urlsplit(url).hostname, urllib.parse.urlsplit(url).port
+        c = http.client.HTTPConnection(host, port, timeout=3.0)
+        try:
+            c.request(method, path, body=b"" if method == "PUT" else None, headers=headers)
+            r = c.getresponse()
+            return r.status, r.read().decode()
+        finally:
+            c.close()
+
+    toks = {}
+    for iid, url in urls.items():
+        st, tok = call(url, "PUT", "/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+        check(st == 200, "token at %s: %d" % (url, st))
+        toks[iid] = tok
+        st, body = call(url, "GET", "/latest/meta-data/instance-id", {"X-aws-ec2-metadata-token": tok})
+        check(st == 200 and body == iid, "instance-id at %s: %d %r" % (url, st, body))
+    st, _ = call(urls[IID2], "GET", "/latest/meta-data/instance-id", {"X-aws-ec2-metadata-token": toks[IID]})
+    check(st == 401, "another instance's token: %d" % st)
+    st, _ = call(urls[IID], "POST", "/", {"Content-Type": "application/x-www-form-urlencoded"})
+    check(st == 404, "EC2 on a metadata listener: %d" % st)
+    st, body = call(d.url, "GET", "/latest/meta-data/instance-id", {"X-aws-ec2-metadata-token": toks[IID]})
+    check(st == 200 and body == IID, "the main URL still answers for imds_instance: %d %r" % (st, body))
+    check(all(r["instance"] in urls for r in d.imds_requests()), "records name the instance")
+    try:
+        d.serve_imds(IID, "0.0.0.0")
+        check(False, "a non-loopback address was accepted")
+    except ValueError:
+        pass
+    return "two instances on 127.0.0.9/10, tokens bound to their listener, EC2 not served there"
+
+
 def fetch_role(d, tok):
     st, _, body = imds_get(d, "meta-data/iam/security-credentials/" + ROLE, tok)
     check(st == 200, st)
@@ -703,7 +741,7 @@ PER_DOUBLE = [case_curl_dry_run, case_curl_reboot, case_curl_wrong_secret, case_
               case_curl_session_token, case_curl_keepalive, case_py_signer, case_stale_date,
               case_malformed_auth, case_query_api, case_unauthorized, case_scripted,
               case_close_hang, case_imds_token, case_imds_paths, case_role_credentials,
-              case_imds_behaviours, case_control_http, case_wait_for]
+              case_imds_behaviours, case_control_http, case_wait_for, case_imds_per_instance]
 
 
 def main():
