@@ -12,6 +12,7 @@
 #include "remedy.h"
 #include "effects.h"
 #include "log.h"
+#include "outbox.h"
 
 /* A fixed id so journalctl MESSAGE_ID=… finds every transition. */
 #define MESSAGE_ID_TRANSITION "MESSAGE_ID=6d6f6e6b6579640a8c1e3f0b2a7d4e51"
@@ -358,8 +359,14 @@ static int queue_dispatch(sd_event_source *s, void *userdata) {
         Agent *a = userdata;
 
         /* Events posted by actions land at the end and run in this same
-         * dispatch, in order. */
+         * dispatch, in order. Stopping: nothing more is decided (the state
+         * is what state.json holds), as if we had exited at once. */
         for (size_t i = 0; i < a->queue_len; i++) {
+                if (a->stopping) {
+                        free(a->queue[i].reason);
+                        a->queue[i].reason = NULL;
+                        continue;
+                }
                 QueuedEvent q = a->queue[i];
                 a->queue[i].reason = NULL;
                 agent_step(a, q.event, q.reason);
@@ -847,15 +854,43 @@ static int agent_reload(Agent *a) {
         return 0;
 }
 
+static void on_outbox_quiet(void *userdata) {
+        Agent *a = userdata;
+
+        (void) sd_event_exit(a->event, 0);
+}
+
+static int on_stop_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
+        Agent *a = userdata;
+
+        log_notice("Stopping without Slack's answer to the message in flight: it is sent again after the restart");
+        return sd_event_exit(a->event, 0);
+}
+
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Agent *a = userdata;
+        int r;
 
         if (si->ssi_signo == SIGHUP)
                 return agent_reload(a);
 
+        if (a->stopping) /* a second signal: now */
+                return sd_event_exit(a->event, 0);
         log_info("Received %s, stopping", strsignal((int) si->ssi_signo));
         a->stopping = true;
         sd_notify(0, "STOPPING=1\nSTATUS=Stopping");
+        (void) sd_event_source_set_enabled(a->sample_timer, SD_EVENT_OFF);
+        effect_readiness_stop(a);
+        /* A message Slack is answering right now would be sent twice if we
+         * exited before reading the answer (a reboot stops us exactly when
+         * the "reboot accepted" reply goes out): wait for it, briefly. */
+        if (a->outbox && outbox_quiesce(a->outbox, on_outbox_quiet, a)) {
+                r = sd_event_add_time_relative(a->event, &a->stop_deadline, CLOCK_MONOTONIC, AGENT_STOP_GRACE_USEC,
+                                               0, on_stop_deadline, a);
+                if (r >= 0)
+                        return 0;
+                log_warning_errno(r, "Cannot wait for Slack's answer, stopping now: %m");
+        }
         return sd_event_exit(a->event, 0);
 }
 
@@ -1057,6 +1092,7 @@ Agent *agent_free(Agent *a) {
         timers_cancel(a);
         sd_event_source_disable_unref(a->sample_timer);
         sd_event_source_disable_unref(a->queue_defer);
+        sd_event_source_disable_unref(a->stop_deadline);
         sd_event_source_disable_unref(a->sig_term);
         sd_event_source_disable_unref(a->sig_int);
         sd_event_source_disable_unref(a->sig_hup);

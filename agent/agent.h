@@ -31,6 +31,9 @@ typedef struct QueuedEvent {
         char *reason;
 } QueuedEvent;
 
+/* On SIGTERM, how long to wait for Slack's answer to a message in flight. */
+#define AGENT_STOP_GRACE_USEC (2 * USEC_PER_SEC)
+
 typedef struct Agent {
         sd_event *event;
         Config *config;
@@ -123,6 +126,7 @@ typedef struct Agent {
 
         ControlServer *control;
         sd_event_source *sig_term, *sig_int, *sig_hup;
+        sd_event_source *stop_deadline; /* SIGTERM: the Slack answer we still wait for */
         bool stopping;
 } Agent;
 

@@ -241,6 +241,9 @@ struct Outbox {
         sd_event_source *timer;
         usec_t next_at;            /* CLOCK_MONOTONIC, 0 = now */
         bool paused;               /* broken config: waiting for a fix */
+        bool quiescing;            /* stopping: no new deliveries */
+        void (*quiet_cb)(void *userdata);
+        void *quiet_userdata;
         uint64_t rng;
 
         char *last_error;
@@ -561,6 +564,17 @@ void outbox_set_limits(Outbox *o, const OutboxLimits *l) {
 static void schedule(Outbox *o, usec_t delay) {
         uint64_t now = 0;
 
+        if (o->quiescing) {
+                void (*cb)(void *) = o->quiet_cb;
+
+                (void) sd_event_source_set_enabled(o->timer, SD_EVENT_OFF);
+                o->next_at = 0;
+                if (!o->in_flight && cb) {
+                        o->quiet_cb = NULL;
+                        cb(o->quiet_userdata);
+                }
+                return;
+        }
         if (o->in_flight || o->n_pending == 0) {
                 (void) sd_event_source_set_enabled(o->timer, SD_EVENT_OFF);
                 o->next_at = 0;
@@ -578,7 +592,7 @@ static void deliver_head(Outbox *o) {
         const char *thread = NULL;
         int k;
 
-        if (o->in_flight || o->n_pending == 0)
+        if (o->in_flight || o->n_pending == 0 || o->quiescing)
                 return;
         r = o->pending[0];
         if (r->role == OUTBOX_REPLY)
@@ -809,6 +823,14 @@ void outbox_resume(Outbox *o, bool requeue_dead) {
         o->paused = false;
         o->attempt = 0;
         schedule(o, 0);
+}
+
+bool outbox_quiesce(Outbox *o, void (*cb)(void *userdata), void *userdata) {
+        o->quiescing = true;
+        o->quiet_cb = o->in_flight ? cb : NULL;
+        o->quiet_userdata = userdata;
+        (void) sd_event_source_set_enabled(o->timer, SD_EVENT_OFF);
+        return o->in_flight;
 }
 
 void outbox_forget_in_flight(Outbox *o) {

@@ -127,6 +127,11 @@ void outbox_answer(Outbox *o, OutboxVerdict v, usec_t retry_after, const char *d
  * when `requeue_dead`. */
 void outbox_resume(Outbox *o, bool requeue_dead);
 
+/* Stopping: start no further delivery. Returns true when a message is in
+ * flight; `cb` runs once its answer is in (delivered: its file is gone, so
+ * a restart does not send it twice). False: nothing in flight, no cb. */
+bool outbox_quiesce(Outbox *o, void (*cb)(void *userdata), void *userdata);
+
 /* The transport dropped the call in flight without an answer (a new
  * client on reload): that record goes again, first. */
 void outbox_forget_in_flight(Outbox *o);

@@ -1011,7 +1011,8 @@ static void doom(Pool *p, redisAsyncContext *ac) {
                 on_reap(NULL, p);
         p->doomed[p->n_doomed++] = ac;
         r = sd_event_source_set_enabled(p->reaper, SD_EVENT_ONESHOT);
-        if (r < 0)
+        /* ESTALE: the loop is exiting (SIGTERM); pool_free reaps it. */
+        if (r < 0 && r != -ESTALE)
                 log_error_errno(r, "pool: cannot schedule closing a Redis connection: %m");
 }
 

@@ -777,6 +777,42 @@ static void test_delivery_in_order_one_at_a_time(void **state) {
         assert_int_equal(count_entries(f->outbox), 0);
 }
 
+static void on_quiet(void *userdata) {
+        unsigned *n = userdata;
+
+        (*n)++;
+}
+
+/* SIGTERM: the message in flight gets its answer (its file goes once
+ * delivered), nothing further is sent, and the callback runs once. */
+static void test_quiesce(void **state) {
+        Fake *f = *state;
+        unsigned quiet = 0;
+
+        fake_open(f);
+        assert_false(outbox_quiesce(f->o, on_quiet, &quiet)); /* nothing in flight: no callback */
+        assert_int_equal(quiet, 0);
+        f->o = outbox_free(f->o);
+
+        fake_open(f);
+        add(f, "a", NULL, OUTBOX_STANDALONE, false);
+        add(f, "b", NULL, OUTBOX_STANDALONE, false);
+        assert_true(run_until_sent(f, 1, 2 * USEC_PER_SEC));
+        assert_true(outbox_quiesce(f->o, on_quiet, &quiet));
+        assert_int_equal(quiet, 0);
+        answer_now(f, OUTBOX_DELIVERED, USEC_INFINITY, NULL);
+        assert_true(run_until_answered(f, 1, 2 * USEC_PER_SEC));
+        assert_int_equal(quiet, 1);
+        assert_false(exists(f->outbox, "00000000000000000001.json"));
+        /* "b" stays on disk for the next start; a new message is spooled, not sent */
+        add(f, "c", NULL, OUTBOX_STANDALONE, false);
+        run_for(f, 200 * USEC_PER_MSEC);
+        assert_int_equal(f->n_sent, 1);
+        assert_int_equal(quiet, 1);
+        assert_true(exists(f->outbox, "00000000000000000002.json"));
+        assert_true(exists(f->outbox, "00000000000000000003.json"));
+}
+
 static void test_retry_after_backoff(void **state) {
         Fake *f = *state;
         json_object *j;
@@ -1442,6 +1478,7 @@ int main(void) {
                 cmocka_unit_test(test_backoff_retry_after_huge),
                 cmocka_unit_test_setup_teardown(test_add_spools_files, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_delivery_in_order_one_at_a_time, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_quiesce, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_retry_after_backoff, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_retry_after_absurd, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_retry_resets_after_success, setup, teardown),

@@ -1,0 +1,340 @@
+"""The fleet scenarios, shared by the demo (which shows them live) and the
+end-to-end test (which runs them all). Each builds its own fleet, drives it,
+asserts the timeline, and returns a summary; a broken step raises
+harness.TestFailure naming what was expected and what happened.
+
+    one_host        one host overloaded: leaves (haproxy stops routing to
+                    it), Slack alert with the top processes, signed EC2
+                    reboot, after the boot the three checks pass, rejoins,
+                    the report lands in the same Slack thread
+    whole_fleet     every host overloaded at once: only max_unavailable
+                    leave at a time, the rest HOLD and alert; they take turns
+    wrong_content   after the boot the app serves the wrong page: the host
+                    is quarantined and never rejoins
+    redis_restart   redis-server restarted (empty) while a host reboots
+    dry_run         [remedy] dry_run = yes: the cycle, and nothing rebooted
+
+In every scenario an HTTP load runs through haproxy: 0 failed requests."""
+
+import time
+
+from fleet import Fleet, message_detail, message_text  # puts tests/integration on sys.path
+import harness  # noqa: E402
+
+check = harness.check
+
+
+# --------------------------------------------------------------------------
+# assertions shared by the scenarios
+
+def transitions(host):
+    return [h.get("to") for h in host.all_history()]
+
+
+def assert_order(host, expected):
+    """`expected` appears in order in the host's transitions (other
+    transitions may come between)."""
+    seq = transitions(host)
+    i = 0
+    for to in seq:
+        if i < len(expected) and to == expected[i]:
+            i += 1
+    check(i == len(expected), "%s: transitions %s do not contain %s in order (stopped at %s)"
+          % (host.name, " -> ".join(seq), " -> ".join(expected), expected[i] if i < len(expected) else "-"))
+
+
+def assert_stayed_serving(host):
+    seq = transitions(host)
+    check(set(seq) <= {"CHECKING", "SERVING"},
+          "%s should never have left SERVING: %s" % (host.name, " -> ".join(seq)))
+
+
+def thread_of(f, host, first="is overloaded"):
+    """The messages of the host's incident thread (the first message that
+    starts with "<host> <first>" and its replies), in order."""
+    for root, msgs in f.slack_threads().items():
+        if message_text(msgs[0]).startswith("%s %s" % (host.name, first)):
+            return msgs
+    harness.fail("no Slack thread starting with %r; messages: %s"
+                 % ("%s %s" % (host.name, first), [message_text(m).split("\n")[0] for m in f.slack.messages()]))
+
+
+def assert_thread(f, host, titles):
+    """The host's incident thread: a parent and replies in the same thread
+    whose first lines start with `titles`, in this order."""
+    msgs = thread_of(f, host)
+    parent = msgs[0]
+    for m in msgs[1:]:
+        check(m.get("thread_ts") == parent["ts"], "%s: a reply outside the thread: %r" % (host.name, m))
+    firsts = [message_text(m).split("\n")[0] for m in msgs]
+    i = 0
+    for t in firsts:
+        if i < len(titles) and t.startswith(titles[i]):
+            i += 1
+    check(i == len(titles), "%s: Slack thread %s lacks %r in order" % (host.name, firsts, titles[i:]))
+    dup = [t for t in set(firsts) if firsts.count(t) > 1 and "still" not in t]
+    check(not dup, "%s: Slack got %s more than once: %s" % (host.name, dup, firsts))
+    return msgs
+
+
+def assert_top_processes(parent, host):
+    detail = message_detail(parent)
+    check("runaway" in detail, "%s: the breach alert's top processes do not name the runaway worker:\n%s"
+          % (host.name, detail or message_text(parent)))
+
+
+def real_reboots(f):
+    return [r for r in f.aws.ec2_requests() if r.get("action") == "RebootInstances" and not r.get("dry_run")]
+
+
+def assert_ec2_signed(f):
+    """Every EC2 request was signed with the instance role's credentials
+    (session token signed too) and accepted."""
+    reqs = f.aws.ec2_requests()
+    check(reqs, "no EC2 request at all (the DryRun self-test runs at start)")
+    for r in reqs:
+        check(r.get("auth_ok") and r.get("signature_ok") and r.get("credential_kind") == "role"
+              and r.get("token_signed") and r.get("token_ok"),
+              "an EC2 request failed SigV4/role checks: %s" % {k: r.get(k) for k in (
+                  "action", "instance", "dry_run", "reject_reason", "status", "code", "credential_kind")})
+    return reqs
+
+
+def assert_no_failed_requests(f):
+    f.load.stop()
+    bad = f.load.failures()
+    check(f.load.total() > 100, "the HTTP load barely ran: %d requests" % f.load.total())
+    check(not bad, "%d of %d requests through haproxy failed, first: %r" % (len(bad), f.load.total(), bad[:3]))
+    return f.load.total()
+
+
+def rebooted_and_back(host):
+    return len(host.boot_ids) >= 2 and not host.rebooting and host.agent.alive() and \
+        host.agent.state() == "SERVING"
+
+
+def wait_routed(f, name, timeout=10):
+    f.wait(lambda: f.timeline._routed is not None and name in f.timeline._routed, timeout,
+           "haproxy routing to %s again" % name)
+
+
+def finish(f, name, extra):
+    if f.errors:
+        harness.fail("; ".join(f.errors))
+    n = assert_no_failed_requests(f)
+    s = {"scenario": name, "requests": n, "failed": 0, "slack_messages": len(f.slack.messages()),
+         "slack_threads": len(f.slack_threads()), "ec2_requests": len(f.aws.ec2_requests()),
+         "reboots": len(f.aws.reboots()), "seconds": round(f.timeline.now(), 1)}
+    s.update(extra)
+    f.timeline.say("%s: %d requests through haproxy, 0 failed; %d Slack messages in %d threads; "
+                   "%d EC2 requests, %d reboots (%.0f s)" % (name, n, s["slack_messages"], s["slack_threads"],
+                                                           s["ec2_requests"], s["reboots"], s["seconds"]))
+    return s
+
+
+def intro(f, text):
+    tl = f.timeline
+    tl.say(text)
+    if tl.live:
+        with f.print_lock:
+            for ln in f.describe():
+                print("   " + ln, flush=True)
+
+
+# --------------------------------------------------------------------------
+# the scenarios
+
+def one_host(live=False, colour=None):
+    """(1) one host overloaded: the whole cycle."""
+    with Fleet(live=live, colour=colour) as f:
+        tl = f.timeline
+        intro(f, "Scenario 1: three hosts behind haproxy, one pool (max_unavailable = 1); app1 overloads")
+        app1, others = f.hosts[0], f.hosts[1:]
+        time.sleep(1.0)
+        tl.say("app1's CPU goes to 97% and a runaway worker starts burning")
+        t_load = app1.overload(40)
+        f.wait(lambda: rebooted_and_back(app1), 60, "app1 rebooted and SERVING again")
+        t_back = time.monotonic()
+        f.wait(lambda: any(message_text(m).startswith("app1 is back in the pool") for m in f.slack.messages()),
+               15, "the report in Slack")
+        wait_routed(f, "app1")
+        f.load.wait_host("app1", t_back, 10, "app1 to get requests again")
+        time.sleep(1.0)
+
+        assert_order(app1, ["OVERLOADED", "DRAINING", "REMEDIATING", "CHECKING", "SERVING"])
+        check(app1.history_runs and app1.history_runs[0][-1].get("to") == "REMEDIATING",
+              "app1 was rebooted while %s, not REMEDIATING" % (app1.history_runs[0][-1].get("to")
+                                                              if app1.history_runs else "?"))
+        for h in others:
+            assert_stayed_serving(h)
+        check(tl.max_out(3) == 1, "hosts out of Redis's serving set at once: %d, want exactly 1" % tl.max_out(3))
+
+        # haproxy had stopped routing to app1 before the instance went down
+        t_reboot = tl.of("reboot", "app1")[0][0] + tl.t0
+        routed_then = [s for t, s in tl.routed_samples if t + tl.t0 <= t_reboot and s is not None]
+        check(routed_then and "app1" not in routed_then[-1],
+              "haproxy still routed to app1 when it rebooted: %s" % (routed_then[-1:] or "no sample"))
+        last = f.load.last_start("app1", until=t_reboot)
+        check(last is not None and last > t_load, "app1 served nothing during the overload")
+        t_booted = [e for e in tl.of("reboot", "app1") if e[3].startswith("booted")][0][0] + tl.t0
+        check(f.load.count("app1", since=t_reboot, until=t_booted) == 0, "app1 answered while rebooting")
+
+        msgs = assert_thread(f, app1, ["app1 is overloaded", "app1: reboot-instance",
+                                       "app1: reboot-instance accepted", "app1 is back in the pool"])
+        assert_top_processes(msgs[0], app1)
+        back = next(m for m in msgs if message_text(m).startswith("app1 is back in the pool"))
+        report = message_detail(back) + message_text(back)
+        for c in ("content", "status", "binding"):
+            check(c in report, "the report lacks the %s check: %r" % (c, report))
+        check("fail" not in report.lower() or "pass" in report.lower(), "report: %r" % report)
+
+        reqs = assert_ec2_signed(f)
+        reboots = real_reboots(f)
+        check(len(reboots) == 1 and reboots[0]["instance"] == app1.iid and reboots[0]["status"] == 200,
+              "want one accepted RebootInstances for %s, got %s" % (app1.iid, [(r["instance"], r["status"])
+                                                                             for r in reboots]))
+        accepted = next(m for m in msgs if message_text(m).startswith("app1: reboot-instance accepted"))
+        check(reboots[0]["request_id"] in message_text(accepted),
+              "Slack's 'accepted' does not carry EC2's request id %s" % reboots[0]["request_id"])
+        check(all(r["dry_run"] for r in reqs if r is not reboots[0] and r["request_id"] != reboots[0]["request_id"]),
+              "an EC2 request other than the reboot was not a DryRun")
+        downtime = t_booted - t_reboot
+        tl.say("app1: out of the pool, rebooted, checked and back; instance down for %.1f s" % downtime)
+        return finish(f, "one_host", {"downtime_s": round(downtime, 1)})
+
+
+def whole_fleet(live=False, colour=None):
+    """(2) every host overloaded at once: one out at a time."""
+    with Fleet(live=live, colour=colour) as f:
+        tl = f.timeline
+        intro(f, "Scenario 2: every host overloads at once; max_unavailable = 1")
+        time.sleep(1.0)
+        for h in f.hosts:
+            h.overload(45)
+        f.wait(lambda: all(rebooted_and_back(h) for h in f.hosts), 120, "every host rebooted once and SERVING")
+        for h in f.hosts:
+            wait_routed(f, h.name)
+        time.sleep(1.0)
+
+        check(tl.max_out(3) == 1, "at most 1 host may be out of Redis's serving set; saw %d" % tl.max_out(3))
+        reboots = real_reboots(f)
+        check(sorted(r["instance"] for r in reboots) == sorted(h.iid for h in f.hosts),
+              "want exactly one reboot per host, got %s" % [r["instance"] for r in reboots])
+        # they took turns: each reboot after the previous host was back
+        order = [next(h for h in f.hosts if h.iid == r["instance"]) for r in reboots]
+        for prev, nxt in zip(order, order[1:]):
+            back = [e for e in tl.of("state", prev.name) if "-> SERVING" in e[3].replace("\033[32m", "")]
+            t_next = tl.of("reboot", nxt.name)[0][0]
+            check(back and back[-1][0] < t_next, "%s rebooted before %s was back" % (nxt.name, prev.name))
+        held = [h for h in f.hosts if "HOLDING" in transitions(h)]
+        check(len(held) >= 2, "want the 2 hosts that could not leave to HOLD; held: %s" % [h.name for h in held])
+        for h in held:
+            thread_of(f, h)  # each has its incident thread ...
+        holding_msgs = [m for m in f.slack.messages() if "is holding in the pool" in message_text(m).split("\n")[0]]
+        check(len(holding_msgs) >= 2, "want a 'holding' alert from each host that held, got %d" % len(holding_msgs))
+        assert_ec2_signed(f)
+        tl.say("the hosts took turns: %s; never more than one out" % " -> ".join(h.name for h in order))
+        return finish(f, "whole_fleet", {"order": [h.name for h in order], "held": [h.name for h in held]})
+
+
+def wrong_content(live=False, colour=None):
+    """(3) after the boot the app serves the wrong content: quarantined."""
+    with Fleet(live=live, colour=colour) as f:
+        tl = f.timeline
+        intro(f, "Scenario 3: app2 comes back from its reboot serving the wrong page")
+        app2 = f.hosts[1]
+        app2.broken_after_boot = True
+        time.sleep(1.0)
+        app2.overload(40)
+        f.wait(lambda: len(app2.boot_ids) >= 2 and not app2.rebooting and app2.agent.alive()
+               and app2.agent.state() == "QUARANTINED", 60, "app2 QUARANTINED after its reboot")
+        t_q = time.monotonic()
+        tl.say("app2 is quarantined; watching for 8 s that it never rejoins (rise = 2, checks every 2 s)")
+        time.sleep(8.0)
+
+        check(app2.agent.state() == "QUARANTINED", "app2 left QUARANTINED: %s" % app2.agent.state())
+        check("SERVING" not in transitions(app2)[transitions(app2).index("QUARANTINED"):],
+              "app2 rejoined: %s" % transitions(app2))
+        t_reboot = tl.of("reboot", "app2")[0][0] + tl.t0
+        check(f.load.count("app2", since=t_reboot) == 0, "app2 received requests after its reboot")
+        after = [s for t, s in tl.pool_samples if t + tl.t0 >= t_reboot and s is not None]
+        check(after and all("app2" not in s for s in after), "app2 was in Redis's serving set after its reboot")
+        msgs = assert_thread(f, app2, ["app2 is overloaded", "app2: reboot-instance accepted", "app2 is quarantined"])
+        q = next(m for m in msgs if message_text(m).startswith("app2 is quarantined"))
+        text = message_text(q) + message_detail(q)
+        check("content" in text and "maintenance" in text,
+              "the quarantine alert should name the content check and quote the page: %r" % text)
+        check(not any(message_text(m).startswith("app2 is back") for m in f.slack.messages()), "app2 'back' alert")
+        last = app2.agent.status().get("last_checks") or {}
+        check(last.get("content") == "fail" and last.get("status") == "pass",
+              "app2's last checks: %r" % last)
+        for h in (f.hosts[0], f.hosts[2]):
+            assert_stayed_serving(h)
+        assert_ec2_signed(f)
+        return finish(f, "wrong_content", {"quarantined_for_s": round(time.monotonic() - t_q, 1)})
+
+
+def redis_restart(live=False, colour=None):
+    """(4) redis-server restarted, empty, while a host reboots."""
+    with Fleet(live=live, colour=colour) as f:
+        tl = f.timeline
+        intro(f, "Scenario 4: redis-server restarts (losing every key) while app1 reboots")
+        app1 = f.hosts[0]
+        time.sleep(1.0)
+        app1.overload(40)
+        f.wait(lambda: app1.rebooting or len(app1.boot_ids) >= 2, 40, "app1 rebooting")
+        tl.say("restarting redis-server (no persistence: the pool is gone)")
+        f.redis.stop()
+        time.sleep(1.0)
+        f.redis.start()
+        tl.add("redis", None, "redis-server restarted on the same port, empty")
+        f.wait(lambda: rebooted_and_back(app1), 60, "app1 rebooted and SERVING again")
+        f.wait(lambda: tl._serving == frozenset(h.name for h in f.hosts), 15, "all three in Redis's serving set")
+        for h in f.hosts:
+            wait_routed(f, h.name)
+        time.sleep(1.0)
+
+        check(any(s is None for _, s in tl.pool_samples), "the timeline never saw Redis down")
+        assert_order(app1, ["OVERLOADED", "DRAINING", "REMEDIATING", "CHECKING", "SERVING"])
+        for h in f.hosts[1:]:
+            assert_stayed_serving(h)
+        check(tl.max_out(3) <= 1, "more than one host out of the serving set: %d" % tl.max_out(3))
+        assert_thread(f, app1, ["app1 is overloaded", "app1: reboot-instance accepted", "app1 is back in the pool"])
+        check(len(real_reboots(f)) == 1, "want one reboot, got %d" % len(real_reboots(f)))
+        f.sync.assert_alive()
+        assert_ec2_signed(f)
+        return finish(f, "redis_restart", {})
+
+
+def dry_run(live=False, colour=None):
+    """(5) [remedy] dry_run = yes: the whole cycle, nothing rebooted."""
+    with Fleet(live=live, colour=colour, dry_run=True) as f:
+        tl = f.timeline
+        intro(f, "Scenario 5: the same fleet with [remedy] dry_run = yes; app1 overloads")
+        app1 = f.hosts[0]
+        time.sleep(1.0)
+        app1.overload(30)
+        f.wait(lambda: any(message_text(m).startswith("app1: DRY RUN: would reboot-instance")
+                           for m in f.slack.messages()), 30, "the DRY RUN message")
+        tl.say("the load ends (nothing was rebooted, so it has to end by itself)")
+        app1.stop_overload()
+        f.wait(lambda: any(message_text(m).startswith("app1 is back in the pool") for m in f.slack.messages()),
+               30, "app1 back in the pool")
+        wait_routed(f, "app1")
+        time.sleep(1.0)
+
+        assert_order(app1, ["OVERLOADED", "DRAINING", "REMEDIATING", "CHECKING", "SERVING"])
+        check(app1.agent.runs == 1 and len(app1.boot_ids) == 1, "app1 was restarted or rebooted in a dry run")
+        check(not f.aws.reboots() and not real_reboots(f),
+              "a dry run rebooted %s" % (f.aws.reboots() or [r["instance"] for r in real_reboots(f)]))
+        check(any(s is not None and "app1" not in s for _, s in tl.pool_samples),
+              "app1 never left Redis's serving set (a dry run still drains)")
+        assert_thread(f, app1, ["app1 is overloaded", "app1: DRY RUN: would reboot-instance",
+                                "app1 is back in the pool"])
+        assert_ec2_signed(f)
+        for h in f.hosts[1:]:
+            assert_stayed_serving(h)
+        return finish(f, "dry_run", {})
+
+
+ALL = [one_host, whole_fleet, wrong_content, redis_restart, dry_run]
