@@ -18,7 +18,12 @@
  * Fail static: when Redis or the proxy cannot be reached the proxy keeps
  * what it has; and an empty routable set does not replace a non-empty one
  * unless --allow-empty (a flushed or restarted Redis must not drain the
- * site before the agents have registered again). */
+ * site before the agents have registered again). A routed server that
+ * Redis does not know at all (no owner in the addrs hash: Redis restarted
+ * empty or was flushed) stays routed for --settle while the agents
+ * register again one by one; a server whose owner Redis knows (in addrs,
+ * or the agent's lease is live) and that is not routable is drained at
+ * once. */
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -66,11 +71,20 @@ typedef struct Options {
         Target target;
         const char *haproxy_socket, *backend, *prefix;
         const char *nginx_file, *nginx_reload, *upstream, *server_args;
-        usec_t interval, timeout, reload_timeout, drain_grace;
+        usec_t interval, timeout, reload_timeout, drain_grace, settle;
         bool once, allow_empty;
 } Options;
 
 typedef struct Sync Sync;
+
+/* Who owned an endpoint when Redis last said so: after a Redis restart the
+ * addrs hash is empty, and this tells an agent that is alive but out of the
+ * pool (its lease is back, it did not rejoin) from one not back yet. */
+typedef struct KnownOwner {
+        Endpoint endpoint;
+        char host[65];
+} KnownOwner;
+#define KNOWN_OWNERS_MAX 65536
 
 struct Sync {
         Options *opt;
@@ -91,6 +105,10 @@ struct Sync {
         bool reload_pending; /* nginx: the file on disk is newer than what nginx loaded */
         bool force_reload;   /* SIGHUP */
         bool holding_empty;
+        usec_t forgotten_since; /* routed servers Redis does not know (restarted?) since */
+        bool forgotten_expired; /* ... and --settle is over: said so once */
+        KnownOwner *known;
+        size_t n_known, cap_known;
         char *last_error;
         uint64_t syncs;
 };
@@ -235,6 +253,38 @@ static void strv_free_n(char **v, size_t n) {
 }
 
 /* The routable set, per proxysync_routable(). */
+static void remember_owner(Sync *s, const char *member, const char *host) {
+        Endpoint e;
+
+        if (proxysync_parse_endpoint(member, &e) < 0 || strlen(host) >= sizeof s->known[0].host)
+                return;
+        for (size_t i = 0; i < s->n_known; i++)
+                if (proxysync_endpoint_equal(&s->known[i].endpoint, &e)) {
+                        strcpy(s->known[i].host, host);
+                        return;
+                }
+        if (s->n_known == KNOWN_OWNERS_MAX)
+                s->n_known = 0; /* a fleet this size rotates: forget, do not grow */
+        if (s->n_known == s->cap_known) {
+                size_t cap = s->cap_known ? s->cap_known * 2 : 16;
+                KnownOwner *k = reallocarray(s->known, cap, sizeof(KnownOwner));
+                if (!k)
+                        return; /* only a hint: without it the server waits out --settle */
+                s->known = k;
+                s->cap_known = cap;
+        }
+        s->known[s->n_known].endpoint = e;
+        strcpy(s->known[s->n_known].host, host);
+        s->n_known++;
+}
+
+static const char *known_owner(const Sync *s, const Endpoint *e) {
+        for (size_t i = 0; i < s->n_known; i++)
+                if (proxysync_endpoint_equal(&s->known[i].endpoint, e))
+                        return s->known[i].host;
+        return NULL;
+}
+
 static int redis_read_routable(Sync *s, Endpoint **ret, size_t *ret_n, long long *ret_min_pttl, size_t *ret_skipped,
                                char **ret_error) {
         _cleanup_(reply_freep) redisReply *members = NULL, *owners = NULL;
@@ -334,6 +384,9 @@ static int redis_read_routable(Sync *s, Endpoint **ret, size_t *ret_n, long long
                         asked--;
                 }
         }
+        for (size_t i = 0; i < n; i++)
+                if (ov[i])
+                        remember_owner(s, mv[i], ov[i]);
         r = proxysync_routable(mv, ov, pttl, n, ret, ret_n, ret_min_pttl, ret_skipped);
 finish:
         strv_free_n(mv, n);
@@ -431,9 +484,110 @@ static void answer_first_line(const char *a, char *buf, size_t size) {
         buf[n] = '\0';
 }
 
+/* Redis restarted empty (or was flushed): the agents register again one
+ * by one, a heartbeat apart. Draining everyone not back yet would pile the
+ * whole site on the first few. So a routed server that Redis does not
+ * know at all (no owner in addrs) is kept in `*want` until --settle has
+ * passed since such servers were first seen; a server Redis knows and that
+ * is not routable left on purpose (or lost its lease) and goes at once.
+ * *want is replaced by a new array when servers are kept. */
+static int keep_forgotten(Sync *s, const Endpoint *routed, size_t n_routed, Endpoint **want, size_t *n_want,
+                          usec_t *ret_due, char **ret_error) {
+        const Options *o = s->opt;
+        _cleanup_(freep) Endpoint *gone = NULL, *unknown = NULL;
+        _cleanup_(freep) const char **argv = NULL;
+        _cleanup_(freep) char *strs = NULL;
+        _cleanup_(reply_freep) redisReply *owners = NULL;
+        size_t n_gone = 0, n_unknown = 0;
+        usec_t now = now_usec();
+        int r;
+
+        r = proxysync_missing(routed, n_routed, *want, *n_want, &gone, &n_gone);
+        if (r < 0)
+                return r;
+        if (n_gone == 0 || o->settle == 0 || !s->query) {
+                s->forgotten_since = 0;
+                return 0;
+        }
+        argv = calloc(n_gone + 2, sizeof(char *));
+        strs = calloc(n_gone, ENDPOINT_STRLEN);
+        unknown = calloc(n_gone, sizeof(Endpoint));
+        if (!argv || !strs || !unknown)
+                return -ENOMEM;
+        argv[0] = "HMGET";
+        argv[1] = s->k_addrs;
+        for (size_t i = 0; i < n_gone; i++)
+                argv[i + 2] = proxysync_endpoint_format(&gone[i], strs + i * ENDPOINT_STRLEN, ENDPOINT_STRLEN);
+        if (redisAppendCommandArgv(s->query, (int) (n_gone + 2), argv, NULL) != REDIS_OK)
+                return -ENOMEM;
+        r = query_get_reply(s, &owners, ret_error);
+        if (r < 0)
+                return r;
+        if (owners->type != REDIS_REPLY_ARRAY || owners->elements != n_gone) {
+                if (asprintf(ret_error, "HMGET %s: %s", s->k_addrs,
+                             owners->type == REDIS_REPLY_ERROR ? owners->str : "unexpected reply") < 0)
+                        *ret_error = NULL;
+                return -EBADMSG;
+        }
+        /* Not in addrs: left on purpose (the leave removes it) or forgotten
+         * by Redis. An owner we remember whose lease is live is an agent
+         * that is back and out of the pool on purpose. */
+        for (size_t i = 0; i < n_gone; i++) {
+                const char *host = owners->element[i]->type == REDIS_REPLY_NIL ? known_owner(s, &gone[i]) : NULL;
+                if (host && redisAppendCommand(s->query, "EXISTS %s%s", s->k_lease_prefix, host) != REDIS_OK) {
+                        query_drop(s); /* replies to what was appended would confuse the next sync */
+                        return -ENOMEM;
+                }
+        }
+        for (size_t i = 0; i < n_gone; i++) {
+                bool alive = false;
+
+                if (owners->element[i]->type != REDIS_REPLY_NIL)
+                        continue;
+                if (known_owner(s, &gone[i])) {
+                        _cleanup_(reply_freep) redisReply *t = NULL;
+                        r = query_get_reply(s, &t, ret_error);
+                        if (r < 0)
+                                return r;
+                        alive = t->type == REDIS_REPLY_INTEGER && t->integer == 1;
+                }
+                if (!alive)
+                        unknown[n_unknown++] = gone[i];
+        }
+        if (n_unknown == 0) {
+                s->forgotten_since = 0;
+                return 0;
+        }
+        if (s->forgotten_since == 0) {
+                s->forgotten_since = now;
+                s->forgotten_expired = false;
+                log_warning("Redis does not know %zu routed server(s) of pool %s (%s%s): restarted or flushed? "
+                            "Keeping them routed for up to %.1fs while the agents register again",
+                            n_unknown, o->pool, strs, n_gone > 1 ? ", ..." : "", (double) o->settle / USEC_PER_SEC);
+        }
+        if (now - s->forgotten_since >= o->settle) {
+                if (!s->forgotten_expired)
+                        log_warning("%zu server(s) still unknown to Redis after %.1fs: removing them", n_unknown,
+                                    (double) o->settle / USEC_PER_SEC);
+                s->forgotten_expired = true;
+                return 0;
+        }
+        Endpoint *w = reallocarray(NULL, *n_want + n_unknown, sizeof(Endpoint));
+        if (!w)
+                return -ENOMEM;
+        if (*n_want > 0)
+                memcpy(w, *want, *n_want * sizeof(Endpoint));
+        memcpy(w + *n_want, unknown, n_unknown * sizeof(Endpoint));
+        free(*want);
+        *want = w;
+        *n_want += n_unknown;
+        *ret_due = MIN(*ret_due, s->forgotten_since + o->settle - now + LEASE_SLACK_USEC);
+        return 0;
+}
+
 /* Applies the plan; returns 0, or the first failure (the rest of the plan
  * waits for the next sync: HAProxy is re-read each time). */
-static int haproxy_apply(Sync *s, const Endpoint *want, size_t n_want, usec_t *ret_due, char **ret_error) {
+static int haproxy_apply(Sync *s, Endpoint **wantp, size_t *n_wantp, usec_t *ret_due, char **ret_error) {
         const Options *o = s->opt;
         _cleanup_(freep) char *state = NULL, *perr = NULL;
         _cleanup_(freep) Slot *slots = NULL;
@@ -441,6 +595,7 @@ static int haproxy_apply(Sync *s, const Endpoint *want, size_t n_want, usec_t *r
         _cleanup_(freep) char *cmd = NULL;
         size_t n_slots = 0, ready = 0, draining = 0;
         unsigned long grace = (unsigned long) (o->drain_grace / USEC_PER_SEC);
+        usec_t forgotten_due = USEC_INFINITY;
         char ep[ENDPOINT_STRLEN];
         int r;
 
@@ -466,6 +621,24 @@ static int haproxy_apply(Sync *s, const Endpoint *want, size_t n_want, usec_t *r
                         *ret_error = NULL;
                 return -ENOENT;
         }
+
+        {
+                _cleanup_(freep) Endpoint *routed = calloc(n_slots + 1, sizeof(Endpoint));
+                size_t n_routed = 0;
+                usec_t due_forgotten = USEC_INFINITY;
+
+                if (!routed)
+                        return -ENOMEM;
+                for (size_t i = 0; i < n_slots; i++)
+                        if (slots[i].mode == SLOT_READY && slots[i].has_endpoint)
+                                routed[n_routed++] = slots[i].endpoint;
+                r = keep_forgotten(s, routed, n_routed, wantp, n_wantp, &due_forgotten, ret_error);
+                if (r < 0)
+                        return r;
+                forgotten_due = due_forgotten;
+        }
+        const Endpoint *want = *wantp;
+        size_t n_want = *n_wantp;
 
         for (size_t i = 0; i < n_slots; i++)
                 if (slots[i].mode == SLOT_READY)
@@ -534,7 +707,7 @@ static int haproxy_apply(Sync *s, const Endpoint *want, size_t n_want, usec_t *r
         /* Come back when the oldest drain is due for maint. A slot drained by
          * this very plan starts at 0 s; one that a plan op makes ready or
          * maint is not draining any more. */
-        usec_t due = o->interval;
+        usec_t due = MIN(o->interval, forgotten_due);
         for (size_t i = 0; i < n_slots; i++) {
                 bool has_op = false, drains_now = false;
                 unsigned long since;
@@ -677,9 +850,11 @@ static int run_reload(const char *command, usec_t timeout, char **ret_error) {
         return 0;
 }
 
-static int nginx_apply(Sync *s, const Endpoint *want, size_t n_want, char **ret_error) {
+static int nginx_apply(Sync *s, Endpoint **wantp, size_t *n_wantp, usec_t *ret_due, char **ret_error) {
         const Options *o = s->opt;
         _cleanup_(freep) char *text = NULL, *old = NULL;
+        _cleanup_(freep) Endpoint *routed = NULL;
+        size_t n_routed = 0;
         int r;
 
         r = read_small_file(o->nginx_file, NGINX_FILE_MAX, &old);
@@ -688,6 +863,17 @@ static int nginx_apply(Sync *s, const Endpoint *want, size_t n_want, char **ret_
                         *ret_error = NULL;
                 return r;
         }
+        if (old) {
+                r = proxysync_nginx_servers(old, &routed, &n_routed);
+                if (r < 0)
+                        return r;
+                r = keep_forgotten(s, routed, n_routed, wantp, n_wantp, ret_due, ret_error);
+                if (r < 0)
+                        return r;
+        }
+        const Endpoint *want = *wantp;
+        size_t n_want = *n_wantp;
+
         if (n_want == 0 && !o->allow_empty && old && proxysync_nginx_has_servers(old)) {
                 if (!s->holding_empty)
                         log_warning("Pool %s has no routable member: keeping %s as it is "
@@ -751,9 +937,9 @@ static int sync_once(Sync *s, usec_t *ret_next) {
                 next = MIN(next, (usec_t) min_pttl * USEC_PER_MSEC + LEASE_SLACK_USEC);
 
         if (s->opt->target == TARGET_HAPROXY)
-                r = haproxy_apply(s, want, n, &due, &err);
+                r = haproxy_apply(s, &want, &n, &due, &err);
         else
-                r = nginx_apply(s, want, n, &err);
+                r = nginx_apply(s, &want, &n, &due, &err);
         if (r < 0) {
                 sync_problem(s, r, "%s", err ? err : strerror(-r));
                 return r;
@@ -978,6 +1164,7 @@ static int on_signal(sd_event_source *src, const struct signalfd_siginfo *si, vo
 static Sync *sync_free(Sync *s) {
         if (!s)
                 return NULL;
+        free(s->known);
         if (s->sub) {
                 redisAsyncContext *ac = s->sub;
                 s->sub = NULL;
@@ -1081,6 +1268,10 @@ static void help(void) {
                "  --timeout DUR           per Redis/HAProxy exchange (default 1s)\n"
                "  --reload-timeout DUR    the reload command is killed after this (default 10s)\n"
                "  --allow-empty           apply an empty pool (default: keep the last servers)\n"
+               "  --settle DUR            a routed server that Redis does not know at all (Redis\n"
+               "                          restarted empty or flushed) stays routed this long while\n"
+               "                          the agents register again (default 15s, the agents'\n"
+               "                          default lease; 0: remove at once)\n"
                "  --once                  sync once and exit (0 in sync, 1 not)\n"
                "  --log-level LEVEL       error, warning, notice, info (default), debug\n"
                "  --version, -h --help\n"
@@ -1137,6 +1328,7 @@ enum {
         ARG_BACKEND,
         ARG_SERVER_PREFIX,
         ARG_DRAIN_GRACE,
+        ARG_SETTLE,
         ARG_NGINX_UPSTREAM,
         ARG_NGINX_RELOAD,
         ARG_UPSTREAM,
@@ -1159,6 +1351,7 @@ int main(int argc, char *argv[]) {
                 { "backend", required_argument, NULL, ARG_BACKEND },
                 { "server-prefix", required_argument, NULL, ARG_SERVER_PREFIX },
                 { "drain-grace", required_argument, NULL, ARG_DRAIN_GRACE },
+                { "settle", required_argument, NULL, ARG_SETTLE },
                 { "nginx-upstream", required_argument, NULL, ARG_NGINX_UPSTREAM },
                 { "nginx-reload", required_argument, NULL, ARG_NGINX_RELOAD },
                 { "upstream", required_argument, NULL, ARG_UPSTREAM },
@@ -1179,6 +1372,7 @@ int main(int argc, char *argv[]) {
                 .timeout = USEC_PER_SEC,
                 .reload_timeout = 10 * USEC_PER_SEC,
                 .drain_grace = 10 * USEC_PER_SEC,
+                .settle = 15 * USEC_PER_SEC,
         };
         _cleanup_(sync_freep) Sync *s = NULL;
         const char *redis_url = "redis://127.0.0.1:6379", *password_file = NULL;
@@ -1201,10 +1395,12 @@ int main(int argc, char *argv[]) {
                 case ARG_ALLOW_EMPTY: o.allow_empty = true; break;
                 case ARG_ONCE: o.once = true; break;
                 case ARG_DRAIN_GRACE:
+                case ARG_SETTLE:
                 case ARG_INTERVAL:
                 case ARG_TIMEOUT:
                 case ARG_RELOAD_TIMEOUT:
                         dur = c == ARG_DRAIN_GRACE ? &o.drain_grace
+                            : c == ARG_SETTLE      ? &o.settle
                             : c == ARG_INTERVAL    ? &o.interval
                             : c == ARG_TIMEOUT     ? &o.timeout
                                                    : &o.reload_timeout;

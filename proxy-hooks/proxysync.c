@@ -650,6 +650,18 @@ int proxysync_render_nginx(const char *pool, const char *upstream, const Endpoin
         return 0;
 }
 
+/* A `server` line [q, eol) with the word "down" before its ';'. */
+static bool server_line_down(const char *q, const char *eol) {
+        const char *semi = memchr(q, ';', (size_t) (eol - q));
+        const char *end = semi ? semi : eol;
+
+        for (const char *w = q + 7; w + 4 <= end; w++)
+                if (strncmp(w, "down", 4) == 0 && (w[-1] == ' ' || w[-1] == '\t') &&
+                    (w + 4 == end || w[4] == ' ' || w[4] == '\t'))
+                        return true;
+        return false;
+}
+
 bool proxysync_nginx_has_servers(const char *text) {
         const char *p = text;
 
@@ -660,18 +672,76 @@ bool proxysync_nginx_has_servers(const char *text) {
                 const char *q = p;
                 while (q < eol && (*q == ' ' || *q == '\t'))
                         q++;
-                if ((size_t) (eol - q) > 7 && strncmp(q, "server ", 7) == 0) {
-                        const char *semi = memchr(q, ';', (size_t) (eol - q));
-                        const char *end = semi ? semi : eol;
-                        bool down = false;
-                        for (const char *w = q + 7; w + 4 <= end; w++)
-                                if (strncmp(w, "down", 4) == 0 && (w[-1] == ' ' || w[-1] == '\t') &&
-                                    (w + 4 == end || w[4] == ' ' || w[4] == '\t'))
-                                        down = true;
-                        if (!down)
-                                return true;
-                }
+                if ((size_t) (eol - q) > 7 && strncmp(q, "server ", 7) == 0 && !server_line_down(q, eol))
+                        return true;
                 p = *eol ? eol + 1 : eol;
         }
         return false;
+}
+
+int proxysync_nginx_servers(const char *text, Endpoint **ret, size_t *ret_n) {
+        _cleanup_(freep) Endpoint *eps = NULL;
+        size_t n = 0, cap = 0;
+        const char *p = text;
+
+        while (p && *p) {
+                const char *eol = strchrnul(p, '\n');
+                const char *q = p;
+                while (q < eol && (*q == ' ' || *q == '\t'))
+                        q++;
+                if ((size_t) (eol - q) > 7 && strncmp(q, "server ", 7) == 0) {
+                        char word[ENDPOINT_STRLEN + 8], line[512];
+                        size_t len = MIN((size_t) (eol - q), sizeof line - 1);
+                        Endpoint e;
+
+                        memcpy(line, q, len);
+                        line[len] = '\0';
+                        line[strcspn(line, ";")] = '\0';
+                        /* our own lines: "server IP:PORT ARGS"; a down one is not routed */
+                        const char *w = line + 7 + strspn(line + 7, " \t");
+                        size_t wl = strcspn(w, " \t");
+
+                        if (wl > 0 && wl < sizeof word) {
+                                memcpy(word, w, wl);
+                                word[wl] = '\0';
+                        } else
+                                word[0] = '\0';
+                        if (word[0] && proxysync_parse_endpoint(word, &e) >= 0 && !server_line_down(line, line + strlen(line))) {
+                                if (n == cap) {
+                                        Endpoint *m = reallocarray(eps, cap ? cap * 2 : 8, sizeof(Endpoint));
+                                        if (!m)
+                                                return -ENOMEM;
+                                        eps = m;
+                                        cap = cap ? cap * 2 : 8;
+                                }
+                                eps[n++] = e;
+                        }
+                }
+                p = *eol ? eol + 1 : eol;
+        }
+        *ret = TAKE_PTR(eps);
+        *ret_n = n;
+        return 0;
+}
+
+int proxysync_missing(const Endpoint *have, size_t n_have, const Endpoint *want, size_t n_want, Endpoint **ret,
+                      size_t *ret_n) {
+        _cleanup_(freep) Endpoint *out = NULL;
+        size_t n = 0;
+
+        out = calloc(n_have + 1, sizeof(Endpoint));
+        if (!out)
+                return -ENOMEM;
+        for (size_t i = 0; i < n_have; i++) {
+                bool found = false;
+                for (size_t k = 0; k < n_want && !found; k++)
+                        found = proxysync_endpoint_equal(&have[i], &want[k]);
+                for (size_t k = 0; k < n && !found; k++)
+                        found = proxysync_endpoint_equal(&have[i], &out[k]);
+                if (!found)
+                        out[n++] = have[i];
+        }
+        *ret = TAKE_PTR(out);
+        *ret_n = n;
+        return 0;
 }

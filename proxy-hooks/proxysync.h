@@ -134,6 +134,13 @@ int proxysync_render_nginx(const char *pool, const char *upstream, const Endpoin
                            const char *server_args, char **ret);
 /* Whether text holds at least one server line that is not `down`. */
 bool proxysync_nginx_has_servers(const char *text);
+/* The endpoints of the `server IP:PORT ...;` lines that are not `down`
+ * (what nginx routes to now; other lines are skipped). */
+int proxysync_nginx_servers(const char *text, Endpoint **ret, size_t *ret_n);
+/* The endpoints of `have` that are not in `want`, each once. */
+int proxysync_missing(const Endpoint *have, size_t n_have, const Endpoint *want, size_t n_want, Endpoint **ret,
+                      size_t *ret_n);
+
 /* Safe to put after "server ip:port " in nginx text: no ';', braces, '#',
  * quotes, '$' or control characters. */
 bool proxysync_server_args_are_valid(const char *s);

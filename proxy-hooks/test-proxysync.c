@@ -400,6 +400,51 @@ static void test_nginx(void **state) {
         assert_false(proxysync_server_args_are_valid("a\nb"));
 }
 
+static void *mfree(void *p) {
+        free(p);
+        return NULL;
+}
+
+static void test_nginx_servers_and_missing(void **state) {
+        _cleanup_(freep) Endpoint *eps = NULL, *gone = NULL;
+        _cleanup_(freep) char *t = NULL;
+        Endpoint want[2];
+        size_t n = 99, n_gone = 99;
+        char buf[ENDPOINT_STRLEN];
+
+        (void) state;
+        assert_int_equal(proxysync_nginx_servers("", &eps, &n), 0);
+        assert_int_equal(n, 0);
+        eps = mfree(eps);
+        /* what we render: our own lines back */
+        assert_int_equal(proxysync_parse_endpoint("127.0.1.1:80", &want[0]), 0);
+        assert_int_equal(proxysync_parse_endpoint("[::1]:8080", &want[1]), 0);
+        assert_int_equal(proxysync_render_nginx("web", "web", want, 2, "max_fails=1", &t), 0);
+        assert_int_equal(proxysync_nginx_servers(t, &eps, &n), 0);
+        assert_int_equal(n, 2);
+        assert_true(proxysync_endpoint_equal(&eps[0], &want[0]));
+        assert_true(proxysync_endpoint_equal(&eps[1], &want[1]));
+        eps = mfree(eps);
+        /* the placeholder, down servers, host names and comments are not routed endpoints */
+        assert_int_equal(proxysync_nginx_servers("upstream x {\n  server 127.0.0.1:1 down;\n"
+                                                 "\tserver 127.0.0.3:81 weight=2;\n  server app.internal:80;\n"
+                                                 "# server 127.0.0.4:80;\n}\n", &eps, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(proxysync_endpoint_format(&eps[0], buf, sizeof buf), "127.0.0.3:81");
+
+        /* routed now minus wanted: each once */
+        Endpoint have[3] = { eps[0], want[0], eps[0] };
+        assert_int_equal(proxysync_missing(have, 3, want, 2, &gone, &n_gone), 0);
+        assert_int_equal(n_gone, 1);
+        assert_string_equal(proxysync_endpoint_format(&gone[0], buf, sizeof buf), "127.0.0.3:81");
+        gone = mfree(gone);
+        assert_int_equal(proxysync_missing(have, 3, have, 3, &gone, &n_gone), 0);
+        assert_int_equal(n_gone, 0);
+        gone = mfree(gone);
+        assert_int_equal(proxysync_missing(NULL, 0, want, 2, &gone, &n_gone), 0);
+        assert_int_equal(n_gone, 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_names_and_durations),
@@ -410,6 +455,7 @@ int main(void) {
                 cmocka_unit_test(test_plan),
                 cmocka_unit_test(test_op_command),
                 cmocka_unit_test(test_nginx),
+                cmocka_unit_test(test_nginx_servers_and_missing),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

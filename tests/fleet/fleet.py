@@ -323,6 +323,7 @@ class Timeline:
         self._routed = None
         self._slack_seen = 0
         self._ec2_seen = 0
+        self._sync_seen = 0
         self._threads = {}
         self.pool_samples = []     # (t, serving set or None)
         self.routed_samples = []   # (t, set of host names haproxy routes to)
@@ -415,6 +416,13 @@ class Timeline:
             if routed != self._routed and routed is not None:
                 self.add("lb", None, "haproxy routes to: %s" % (", ".join(sorted(routed)) or "(nobody)"))
                 self._routed = routed
+
+        if f.sync is not None:
+            lines = f.sync.log().splitlines()
+            for ln in lines[self._sync_seen:]:
+                if ln.startswith("warning:"):
+                    self.add("sync", None, "monkey-proxy-sync: " + ln[len("warning:"):].strip())
+            self._sync_seen = len(lines)
 
         msgs = f.slack.messages()
         for m in msgs[self._slack_seen:]:
@@ -557,7 +565,9 @@ class Fleet:
             if self.errors:
                 harness.fail("; ".join(self.errors))
             return pred()
-        return harness.wait_until(p, timeout, 0.05, what)
+        v = harness.wait_until(p, timeout, 0.05, what)
+        time.sleep(2.5 * self.timeline.tick)  # the timeline shows it before the next line does
+        return v
 
     def stop(self):
         self.stopping.set()

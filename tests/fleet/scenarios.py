@@ -122,6 +122,10 @@ def finish(f, name, extra):
     if f.errors:
         harness.fail("; ".join(f.errors))
     n = assert_no_failed_requests(f)
+    routed = [r for _, r in f.timeline.routed_samples if r is not None]
+    check(routed and min(len(r) for r in routed) >= f.n - f.max_unavailable,
+          "haproxy routed to only %d host(s) at one point (want >= %d)"
+          % (min(len(r) for r in routed) if routed else 0, f.n - f.max_unavailable))
     s = {"scenario": name, "requests": n, "failed": 0, "slack_messages": len(f.slack.messages()),
          "slack_threads": len(f.slack_threads()), "ec2_requests": len(f.aws.ec2_requests()),
          "reboots": len(f.aws.reboots()), "seconds": round(f.timeline.now(), 1)}
@@ -284,9 +288,11 @@ def redis_restart(live=False, colour=None):
         app1.overload(40)
         f.wait(lambda: app1.rebooting or len(app1.boot_ids) >= 2, 40, "app1 rebooting")
         tl.say("restarting redis-server (no persistence: the pool is gone)")
+        t_stop = tl.now()
         f.redis.stop()
         time.sleep(1.0)
         f.redis.start()
+        t_up = tl.now()
         tl.add("redis", None, "redis-server restarted on the same port, empty")
         f.wait(lambda: rebooted_and_back(app1), 60, "app1 rebooted and SERVING again")
         f.wait(lambda: tl._serving == frozenset(h.name for h in f.hosts), 15, "all three in Redis's serving set")
@@ -298,12 +304,17 @@ def redis_restart(live=False, colour=None):
         assert_order(app1, ["OVERLOADED", "DRAINING", "REMEDIATING", "CHECKING", "SERVING"])
         for h in f.hosts[1:]:
             assert_stayed_serving(h)
-        check(tl.max_out(3) <= 1, "more than one host out of the serving set: %d" % tl.max_out(3))
+        before = [s for t, s in tl.pool_samples if t < t_stop and s is not None]
+        check(before and min(len(s) for s in before) >= 2, "more than one host out before the restart")
+        # an empty Redis knows nobody: the serving hosts must be back in it within a heartbeat or two
+        back = [t for t, s in tl.pool_samples if t > t_up and s is not None and {"app2", "app3"} <= s]
+        check(back and back[0] - t_up < 3.0, "app2 and app3 took %s s to re-register"
+              % (round(back[0] - t_up, 1) if back else "forever"))
         assert_thread(f, app1, ["app1 is overloaded", "app1: reboot-instance accepted", "app1 is back in the pool"])
         check(len(real_reboots(f)) == 1, "want one reboot, got %d" % len(real_reboots(f)))
         f.sync.assert_alive()
         assert_ec2_signed(f)
-        return finish(f, "redis_restart", {})
+        return finish(f, "redis_restart", {"reregistered_s": round(back[0] - t_up, 1)})
 
 
 def dry_run(live=False, colour=None):

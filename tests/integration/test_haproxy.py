@@ -239,7 +239,7 @@ def h3_runtime_api_keys():
             pool_put(redis, "web", n, addr[n])
         hx = HAProxy(TEMPLATE).start()
         sync = ProxySync(["--redis", redis.url(), "--pool", "web", "--haproxy-socket", hx.socket, "--backend", "be",
-                          "--drain-grace", "1s", "--interval", "5s", "--log-level", "debug"]).start()
+                          "--drain-grace", "1s", "--interval", "5s", "--settle", "6s", "--log-level", "debug"]).start()
         wait_until(lambda: len(ready_slots(hx)) == 3, 5.0, 0.05, "three ready slots")
         load = Load(hx.port, max_seconds=25).start()
         for n in NAMES:
@@ -276,9 +276,11 @@ def h3_runtime_api_keys():
         figure("runtime API: lease expiry (no event) -> last request on the host", took)
         check(t_expired - t_set < 2.0, "lease took %.1f s to expire" % (t_expired - t_set))
 
+        pool_put(redis, "web", "app3", addr["app3"])
+        load.wait_host("app3", time.monotonic(), 5.0, "app3 back before the Redis restart")
+
         # Redis restarts empty (no persistence): HAProxy keeps its servers
-        # meanwhile, and the syncer reconnects, resubscribes and resyncs once
-        # the agents (here: the test) have registered again.
+        # meanwhile, and the syncer reconnects, resubscribes and resyncs.
         rport = redis.port
         redis.stop()
         t_down = time.monotonic()
@@ -287,11 +289,35 @@ def h3_runtime_api_keys():
         time.sleep(0.5)
         check(load.count("app1", since=t_down) > 0 and load.count("app2", since=t_down) > 0,
               "traffic stopped while Redis was down or empty")
+        # The agents come back one by one: app1 first. The servers Redis
+        # does not know yet stay routed (--settle 6s), so app1 does not get
+        # the whole site.
+        pool_put(redis, "web", "app1", addr["app1"])
+        t_partial = time.monotonic()
+        wait_until(lambda: "Redis does not know" in sync.log(), 3.0, 0.05,
+                   "the syncer to keep the servers Redis forgot")
+        time.sleep(0.8)
+        check(load.count("app2", since=t_partial + 0.3) > 0 and load.count("app3", since=t_partial + 0.3) > 0,
+              "app2/app3 were drained while Redis did not know them yet: %r" % load.counts(since=t_partial))
+        # app2's agent is back but out of the pool on purpose (its lease is
+        # live, it did not join): drained at once, not after --settle.
+        t_leave = time.monotonic()
+        redis.cmd("SET", "monkey:{web}:lease:app2", "1", "PX", 60000)
+        redis.cmd("PUBLISH", "monkey:{web}:events", "{}")
+        took = measure_leave(load, "app2", t_leave, settle=0.5, quiet=0.8, what="an agent back but out")
+        figure("runtime API: after a Redis restart, an agent back but out -> last request", took)
+        # app3 never comes back (a host that died meanwhile): removed once
+        # the settle time is over.
+        wait_until(lambda: "still unknown to Redis after" in sync.log(), 9.0, 0.05, "the settle time to end for app3")
+        t_gone = time.monotonic()
+        figure("runtime API: Redis restarted, a host never re-registers -> removed after", t_gone - t_partial)
+        measure_leave(load, "app3", t_gone, settle=0.5, quiet=0.8, what="forgotten host removed")
         t_back = time.monotonic()
-        for n in NAMES:
+        for n in ("app2", "app3"):
             pool_put(redis, "web", n, addr[n])
         first = load.wait_host("app3", t_back, 8.0, "app3 to be routed after Redis came back")
         figure("runtime API: Redis back (re-registered) -> first request on app3", first - t_back)
+        load.wait_host("app2", t_back, 8.0, "app2 to be routed again")
         wait_until(lambda: "Subscribed" in sync.log().split("Lost the Redis events subscription")[-1], 5.0, 0.05,
                    "the syncer to subscribe again")
 
