@@ -325,6 +325,7 @@ class Timeline:
         self._ec2_seen = 0
         self._sync_seen = 0
         self._threads = {}
+        self.t_ready = float("inf")  # set once the fleet is up
         self.pool_samples = []     # (t, serving set or None)
         self.routed_samples = []   # (t, set of host names haproxy routes to)
         self.state_samples = []    # (t, {host: state})
@@ -487,7 +488,7 @@ class Timeline:
     def max_out(self, total):
         """The most hosts ever missing from Redis's serving set (samples
         where Redis answered)."""
-        return max([total - len(s) for _, s in self.pool_samples if s is not None] or [0])
+        return max([total - len(s) for t, s in self.pool_samples if s is not None and t >= self.t_ready] or [0])
 
 
 # --------------------------------------------------------------------------
@@ -541,6 +542,7 @@ class Fleet:
                            "every host SERVING")
         harness.wait_until(lambda: tl._routed is not None and len(tl._routed) == self.n, 10, 0.1,
                            "haproxy routing to every host")
+        tl.t_ready = tl.now()  # the assertions look at what happens from here on
         self.load = proxyfleet.Load(self.haproxy.port, workers=self.load_workers,
                                     max_seconds=self.load_seconds).start()
         return self

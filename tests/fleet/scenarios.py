@@ -122,7 +122,7 @@ def finish(f, name, extra):
     if f.errors:
         harness.fail("; ".join(f.errors))
     n = assert_no_failed_requests(f)
-    routed = [r for _, r in f.timeline.routed_samples if r is not None]
+    routed = [r for t, r in f.timeline.routed_samples if r is not None and t >= f.timeline.t_ready]
     check(routed and min(len(r) for r in routed) >= f.n - f.max_unavailable,
           "haproxy routed to only %d host(s) at one point (want >= %d)"
           % (min(len(r) for r in routed) if routed else 0, f.n - f.max_unavailable))
