@@ -57,7 +57,7 @@ def main():
     for r in results:
         extra = {k: v for k, v in r.items() if k not in ("scenario", "requests", "failed", "slack_messages",
                                                          "slack_threads", "ec2_requests", "reboots", "seconds")}
-        print("  %-14s %5d requests, 0 failed; %2d Slack messages in %d threads; %d EC2 calls, %d reboot(s)%s"
+        print("  %-14s %5d requests, 0 failed; %2d Slack message(s) in %d thread(s); %d EC2 calls, %d reboot(s)%s"
               % (r["scenario"], r["requests"], r["slack_messages"], r["slack_threads"], r["ec2_requests"],
                  r["reboots"], ("; " + ", ".join("%s %s" % kv for kv in extra.items())) if extra else ""))
     for name, why in failed:

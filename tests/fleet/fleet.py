@@ -496,7 +496,8 @@ class Timeline:
 
 class Fleet:
     def __init__(self, n=3, max_unavailable=1, dry_run=False, live=False, colour=None, boot_delay=2.0,
-                 load_seconds=120.0, load_workers=3):
+                 load_seconds=120.0, load_workers=3, title=None):
+        self.title = title
         self.n = n
         self.max_unavailable = max_unavailable
         self.dry_run = dry_run
@@ -517,6 +518,8 @@ class Fleet:
 
     def start(self):
         tl = self.timeline
+        if self.title:
+            tl.say(self.title)
         addrs = ["127.0.0.%d" % (i + 2) for i in range(self.n)]
         self.app_port = proxyfleet.free_port(tuple(addrs))
         iids = ["i-0f1ee7%011x" % (i + 1) for i in range(self.n)]
@@ -540,12 +543,21 @@ class Fleet:
         tl.start()
         harness.wait_until(lambda: all(h.agent.state() == "SERVING" for h in self.hosts), 20, 0.1,
                            "every host SERVING")
+        harness.wait_until(lambda: all((h.agent.status()["remedy"].get("aws") or {}).get("permission") == "permitted"
+                                       for h in self.hosts), 20, 0.1, "every host's EC2 self-test (DryRun)")
         harness.wait_until(lambda: tl._routed is not None and len(tl._routed) == self.n, 10, 0.1,
                            "haproxy routing to every host")
         tl.t_ready = tl.now()  # the assertions look at what happens from here on
         self.load = proxyfleet.Load(self.haproxy.port, workers=self.load_workers,
                                     max_seconds=self.load_seconds).start()
         return self
+
+    def show(self, lines):
+        """Print lines under the timeline, indented (live only)."""
+        if self.timeline.live:
+            with self.print_lock:
+                for ln in lines:
+                    print("   " + ln, flush=True)
 
     def describe(self):
         lines = ["redis-server 127.0.0.1:%d   haproxy 127.0.0.1:%d (monkey-proxy-sync, runtime API)"
@@ -593,6 +605,11 @@ class Fleet:
                     if rc != 0:
                         self.errors.append("%s: monkeyd exited %s on SIGTERM" % (h.name, rc))
                 h.agent.close()
+                logs = h.agent.all_logs()
+                for mark in ("Sanitizer", "runtime error:"):
+                    if mark in logs:
+                        self.errors.append("%s: monkeyd's log has a sanitizer report:\n%s"
+                                           % (h.name, logs[logs.index(mark) - 200:][:3000]))
             if h.app is not None:
                 h.app.stop()
         for t in (self.slack, self.aws, self.redis):
@@ -611,6 +628,8 @@ class Fleet:
         if et is not None:
             self.dump()
         self.stop()
+        if et is None and self.errors:
+            harness.fail("on stopping the fleet: " + "; ".join(self.errors))
         return False
 
     def dump(self):

@@ -18,7 +18,7 @@ In every scenario an HTTP load runs through haproxy: 0 failed requests."""
 
 import time
 
-from fleet import Fleet, message_detail, message_text  # puts tests/integration on sys.path
+from fleet import BASELINE, Fleet, message_detail, message_text  # puts tests/integration on sys.path
 import harness  # noqa: E402
 
 check = harness.check
@@ -130,19 +130,17 @@ def finish(f, name, extra):
          "slack_threads": len(f.slack_threads()), "ec2_requests": len(f.aws.ec2_requests()),
          "reboots": len(f.aws.reboots()), "seconds": round(f.timeline.now(), 1)}
     s.update(extra)
-    f.timeline.say("%s: %d requests through haproxy, 0 failed; %d Slack messages in %d threads; "
-                   "%d EC2 requests, %d reboots (%.0f s)" % (name, n, s["slack_messages"], s["slack_threads"],
+    f.timeline.say("%s: %d requests through haproxy, 0 failed; %d Slack message(s) in %d thread(s); "
+                   "%d EC2 request(s), %d reboot(s) (%.0f s)" % (name, n, s["slack_messages"], s["slack_threads"],
                                                            s["ec2_requests"], s["reboots"], s["seconds"]))
     return s
 
 
-def intro(f, text):
-    tl = f.timeline
-    tl.say(text)
-    if tl.live:
-        with f.print_lock:
-            for ln in f.describe():
-                print("   " + ln, flush=True)
+def ctl_output(host, *args):
+    cp = host.agent.ctl(*args)
+    check(cp.returncode == 0, "monkeyctl %s on %s: %s" % (" ".join(args), host.name, harness.describe(cp)))
+    return ["$ monkeyctl %s     (on %s)" % (" ".join(args), host.name)] + \
+        ["  " + ln for ln in cp.stdout.rstrip().split("\n")]
 
 
 # --------------------------------------------------------------------------
@@ -150,12 +148,18 @@ def intro(f, text):
 
 def one_host(live=False, colour=None):
     """(1) one host overloaded: the whole cycle."""
-    with Fleet(live=live, colour=colour) as f:
+    with Fleet(live=live, colour=colour, title="Scenario 1: three hosts behind haproxy, one pool (max_unavailable = 1); app1 overloads") as f:
         tl = f.timeline
-        intro(f, "Scenario 1: three hosts behind haproxy, one pool (max_unavailable = 1); app1 overloads")
+        f.show(f.describe())
         app1, others = f.hosts[0], f.hosts[1:]
-        time.sleep(1.0)
-        tl.say("app1's CPU goes to 97% and a runaway worker starts burning")
+        tl.say("A 2 s spike to 100% on app1: shorter than the 3 s window, so nothing happens")
+        app1.agent.feeder.set_busy(100)
+        time.sleep(2.0)
+        app1.agent.feeder.set_busy(BASELINE)
+        time.sleep(1.5)
+        check("OVERLOADED" not in transitions(app1), "a 2 s spike made app1 OVERLOADED: %s" % transitions(app1))
+        f.show(ctl_output(app1, "pool"))
+        tl.say("app1's CPU goes to 97% and stays there; a runaway worker starts burning")
         t_load = app1.overload(40)
         f.wait(lambda: rebooted_and_back(app1), 60, "app1 rebooted and SERVING again")
         t_back = time.monotonic()
@@ -204,14 +208,15 @@ def one_host(live=False, colour=None):
               "an EC2 request other than the reboot was not a DryRun")
         downtime = t_booted - t_reboot
         tl.say("app1: out of the pool, rebooted, checked and back; instance down for %.1f s" % downtime)
+        f.show(ctl_output(app1, "status"))
         return finish(f, "one_host", {"downtime_s": round(downtime, 1)})
 
 
 def whole_fleet(live=False, colour=None):
     """(2) every host overloaded at once: one out at a time."""
-    with Fleet(live=live, colour=colour) as f:
+    with Fleet(live=live, colour=colour, title="Scenario 2: every host overloads at once; max_unavailable = 1") as f:
         tl = f.timeline
-        intro(f, "Scenario 2: every host overloads at once; max_unavailable = 1")
+        f.show(f.describe())
         time.sleep(1.0)
         for h in f.hosts:
             h.overload(45)
@@ -243,9 +248,9 @@ def whole_fleet(live=False, colour=None):
 
 def wrong_content(live=False, colour=None):
     """(3) after the boot the app serves the wrong content: quarantined."""
-    with Fleet(live=live, colour=colour) as f:
+    with Fleet(live=live, colour=colour, title="Scenario 3: app2 comes back from its reboot serving the wrong page") as f:
         tl = f.timeline
-        intro(f, "Scenario 3: app2 comes back from its reboot serving the wrong page")
+        f.show(f.describe())
         app2 = f.hosts[1]
         app2.broken_after_boot = True
         time.sleep(1.0)
@@ -280,9 +285,9 @@ def wrong_content(live=False, colour=None):
 
 def redis_restart(live=False, colour=None):
     """(4) redis-server restarted, empty, while a host reboots."""
-    with Fleet(live=live, colour=colour) as f:
+    with Fleet(live=live, colour=colour, title="Scenario 4: redis-server restarts (losing every key) while app1 reboots") as f:
         tl = f.timeline
-        intro(f, "Scenario 4: redis-server restarts (losing every key) while app1 reboots")
+        f.show(f.describe())
         app1 = f.hosts[0]
         time.sleep(1.0)
         app1.overload(40)
@@ -319,9 +324,9 @@ def redis_restart(live=False, colour=None):
 
 def dry_run(live=False, colour=None):
     """(5) [remedy] dry_run = yes: the whole cycle, nothing rebooted."""
-    with Fleet(live=live, colour=colour, dry_run=True) as f:
+    with Fleet(live=live, colour=colour, dry_run=True, title="Scenario 5: the same fleet with [remedy] dry_run = yes; app1 overloads") as f:
         tl = f.timeline
-        intro(f, "Scenario 5: the same fleet with [remedy] dry_run = yes; app1 overloads")
+        f.show(f.describe())
         app1 = f.hosts[0]
         time.sleep(1.0)
         app1.overload(30)
