@@ -121,6 +121,14 @@ def wait_routed(f, name, timeout=10):
 def finish(f, name, extra):
     if f.errors:
         harness.fail("; ".join(f.errors))
+    # haproxy drained only hosts that left on purpose (a Redis restart must
+    # not make the syncer drain hosts that did not re-register yet)
+    by_addr = {"%s:%d" % (h.addr, h.port): h for h in f.hosts}
+    for ln in f.sync.log().splitlines():
+        if "left the pool, draining" in ln:
+            h = by_addr.get(ln.split()[2]) if len(ln.split()) > 2 else None
+            check(h is not None and {"DRAINING", "QUARANTINED", "MAINTENANCE"} & set(transitions(h)),
+                  "monkey-proxy-sync drained a host that never left: %s" % ln)
     n = assert_no_failed_requests(f)
     routed = [r for t, r in f.timeline.routed_samples if r is not None and t >= f.timeline.t_ready]
     check(routed and min(len(r) for r in routed) >= f.n - f.max_unavailable,
