@@ -260,7 +260,7 @@ static void remember_owner(Sync *s, const char *member, const char *host) {
                 return;
         for (size_t i = 0; i < s->n_known; i++)
                 if (proxysync_endpoint_equal(&s->known[i].endpoint, &e)) {
-                        strcpy(s->known[i].host, host);
+                        snprintf(s->known[i].host, sizeof s->known[i].host, "%s", host);
                         return;
                 }
         if (s->n_known == KNOWN_OWNERS_MAX)
@@ -274,7 +274,7 @@ static void remember_owner(Sync *s, const char *member, const char *host) {
                 s->cap_known = cap;
         }
         s->known[s->n_known].endpoint = e;
-        strcpy(s->known[s->n_known].host, host);
+        snprintf(s->known[s->n_known].host, sizeof s->known[s->n_known].host, "%s", host);
         s->n_known++;
 }
 
