@@ -619,13 +619,14 @@ class Fleet:
     def __enter__(self):
         try:
             return self.start()
-        except BaseException:
-            self.dump()
+        except BaseException as e:
+            if not isinstance(e, (SystemExit, KeyboardInterrupt)):
+                self.dump()
             self.stop()
             raise
 
     def __exit__(self, et, ev, tb):
-        if et is not None:
+        if et is not None and not issubclass(et, (SystemExit, KeyboardInterrupt)):
             self.dump()
         self.stop()
         if et is None and self.errors:
