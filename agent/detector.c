@@ -19,6 +19,11 @@ const char *detector_verdict_to_string(DetectorVerdict v) {
         return verdict_table[v];
 }
 
+/* A tenth of the interval, at most 50 ms: jitter, never a whole sample. */
+static usec_t window_slack(usec_t interval) {
+        return MIN(interval / 10, 50 * USEC_PER_MSEC);
+}
+
 static int ring_size_for(double threshold, double clear_below, usec_t window, usec_t interval, size_t *ret) {
         usec_t n;
 
@@ -55,6 +60,7 @@ int detector_init(Detector *d, double threshold, double clear_below, usec_t wind
                 .threshold = threshold,
                 .clear_below = clear_below,
                 .window = window,
+                .slack = window_slack(interval),
                 .run_start = USEC_INFINITY,
                 .last_end = 0,
                 .last_busy = NAN,
@@ -112,6 +118,7 @@ int detector_reconfigure(Detector *d, double threshold, double clear_below, usec
         d->threshold = threshold;
         d->clear_below = clear_below;
         d->window = window;
+        d->slack = window_slack(interval);
         return 0;
 }
 
@@ -189,7 +196,7 @@ DetectorVerdict detector_feed(Detector *d, usec_t start, usec_t end, double busy
                 return DETECTOR_OVER;
         }
 
-        if (d->run_start != USEC_INFINITY && end - d->run_start >= d->window) {
+        if (d->run_start != USEC_INFINITY && end - d->run_start + d->slack >= d->window) {
                 d->breached = true;
                 return DETECTOR_BREACH;
         }

@@ -10,7 +10,12 @@
  *
  * A gap (an interval whose start is not the previous interval's end, as
  * after a skipped garbage sample or a counter reset) restarts the run:
- * nothing is known about the gap. */
+ * nothing is known about the gap.
+ *
+ * "Covers the window" allows the sampling timer's jitter (slack: a tenth
+ * of the interval, at most 50 ms): with samples 1 s apart and a 3 s window,
+ * three hot intervals that add up to 2.999 s are the window, not a reason
+ * to wait one more interval. */
 #pragma once
 
 #include "macro.h"
@@ -30,6 +35,7 @@ typedef struct DetectorSample {
 typedef struct Detector {
         double threshold, clear_below;
         usec_t window;
+        usec_t slack;       /* the timer jitter a window may fall short by */
 
         bool breached;
         usec_t run_start;   /* start of the current hot run, USEC_INFINITY when none */

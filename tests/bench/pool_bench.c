@@ -2,6 +2,8 @@
  * one redis-server, replaying the agent's own Lua scripts (pool_scripts.h)
  * from C concurrent clients, as many agents' heartbeats and budget checks
  * would arrive. Prints one Markdown row per operation: ops/s, p50, p99.
+ * Last comes the herd: the whole fleet asks the budget to leave at once and
+ * exactly max_unavailable may be granted; a wrong count exits non-zero.
  * Bounded: a fixed number of operations per phase and a wall-clock cap. */
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
@@ -18,15 +20,24 @@ typedef struct Bench {
         const char *host;
         int port;
         unsigned agents, clients, ops;
+        unsigned max_unavailable; /* the herd's budget */
         char sha[_POOL_SCRIPT_MAX][41];
-        char *k_serving, *k_out, *k_addrs, *k_events, *prefix;
+        char *k_serving, *k_out, *k_addrs, *k_events, *k_alive, *k_waiting, *prefix;
 } Bench;
 
-typedef enum Op { OP_HEARTBEAT, OP_LEAVE, OP_JOIN, OP_VIEW, OP_VIEW_FULL, _OP_MAX } Op;
+typedef enum Op { OP_HEARTBEAT, OP_LEAVE, OP_JOIN, OP_VIEW, OP_VIEW_FULL, OP_HERD_LEAVE, _OP_MAX } Op;
 static const char *const op_name[_OP_MAX] = {
         "heartbeat (lease renewal)", "budget-checked leave", "join",
-        "status summary (each heartbeat)", "member list (monkeyctl pool)",
+        "status summary (each heartbeat)", "member list (monkeyctl pool)", "herd leave",
 };
+
+/* The asking TTL the agent passes with the default 5 s heartbeat (3 x). */
+#define ASKING_TTL_MS "15000"
+/* Setup's and the herd's lease: outlives every phase, so no lease expires
+ * mid-run and the alive count stays the fleet. */
+#define LONG_LEASE_MS "600000"
+/* How long the herd's clients may take to connect before it is called off. */
+#define HERD_START_SEC 30
 
 typedef struct Worker {
         const Bench *b;
@@ -75,8 +86,10 @@ static redisReply *run_script(redisContext *c, const Bench *b, PoolScript s, int
         return redisCommandArgv(c, (int) argc, argv, NULL);
 }
 
-static bool op_run(redisContext *c, const Bench *b, Op op, unsigned agent, bool *ret_granted) {
-        char host[16], addr[32], hostkey[64], leasekey[64];
+/* ret_result: the leave's answer (OP_LEAVE, OP_HERD_LEAVE); _POOL_LEAVE_RESULT_INVALID
+ * when there is none. */
+static bool op_run(redisContext *c, const Bench *b, Op op, unsigned agent, PoolLeaveResult *ret_result) {
+        char host[16], addr[32], hostkey[64], leasekey[64], maxu[16];
         _cleanup_(freep) char *hk = NULL, *lk = NULL;
         redisReply *r = NULL;
         bool ok;
@@ -87,6 +100,8 @@ static bool op_run(redisContext *c, const Bench *b, Op op, unsigned agent, bool 
         snprintf(leasekey, sizeof leasekey, "lease:%s", host);
         hk = pool_key("bench", hostkey);
         lk = pool_key("bench", leasekey);
+        if (ret_result)
+                *ret_result = _POOL_LEAVE_RESULT_INVALID;
         if (!hk || !lk)
                 return false;
 
@@ -103,10 +118,14 @@ static bool op_run(redisContext *c, const Bench *b, Op op, unsigned agent, bool 
                 r = run_script(c, b, POOL_SCRIPT_JOIN, 5, keys, 3, args);
                 break;
         }
-        case OP_LEAVE: {
+        case OP_LEAVE:
+        case OP_HERD_LEAVE: {
+                /* As send_leave(): no list key, so 5 keys; min_serving 1;
+                 * out_max 30 min; asking TTL 3 heartbeats. */
+                snprintf(maxu, sizeof maxu, "%u", op == OP_HERD_LEAVE ? b->max_unavailable : 1u);
                 const char *keys[] = { b->k_serving, b->k_out, hk, b->k_addrs, b->k_events };
-                const char *args[] = { addr, host, "1", "1", "1800000", POOL_LEAVE_MODE_BUDGET,
-                                       "{\"type\":\"leave\"}", b->prefix, "bench", "15000" };
+                const char *args[] = { addr, host, "1", maxu, "1800000", POOL_LEAVE_MODE_BUDGET,
+                                       "{\"type\":\"leave\"}", b->prefix, "bench", ASKING_TTL_MS };
                 r = run_script(c, b, POOL_SCRIPT_LEAVE, 5, keys, 10, args);
                 break;
         }
@@ -121,9 +140,12 @@ static bool op_run(redisContext *c, const Bench *b, Op op, unsigned agent, bool 
                 return false;
         }
         ok = r && r->type != REDIS_REPLY_ERROR;
-        if (ok && op == OP_LEAVE && ret_granted) {
+        if (ok && (op == OP_LEAVE || op == OP_HERD_LEAVE) && ret_result) {
                 PoolLeaveReply lr = {};
-                *ret_granted = pool_leave_reply_decode(r, &lr) == 0 && lr.result == POOL_LEAVE_LEFT;
+                if (pool_leave_reply_decode(r, &lr) == 0)
+                        *ret_result = lr.result;
+                else
+                        ok = false;
                 pool_leave_reply_done(&lr);
         }
         if (r && r->type == REDIS_REPLY_ERROR)
@@ -159,15 +181,15 @@ static void *worker_main(void *userdata) {
         for (unsigned i = 0; i < w->n && now_sec() < t_end; i++) {
                 seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
                 unsigned agent = (unsigned) ((seed >> 33) % w->b->agents);
-                bool granted = false;
+                PoolLeaveResult result = _POOL_LEAVE_RESULT_INVALID;
                 double t0 = now_sec();
 
-                if (!op_run(c, w->b, w->op, agent, &granted))
+                if (!op_run(c, w->b, w->op, agent, &result))
                         w->failed++;
                 w->lat[w->done++] = now_sec() - t0;
                 /* A granted leave rejoins at once, so the budget stays busy
                  * with exactly the contention a fleet would create. */
-                if (granted) {
+                if (result == POOL_LEAVE_LEFT) {
                         w->granted++;
                         (void) op_run(c, w->b, OP_JOIN, agent, NULL);
                 }
@@ -233,10 +255,62 @@ finish:
         return r;
 }
 
+/* Pipelined: every agent joins and takes a long lease, which also puts it
+ * back in the alive index. With reset, first drops each agent's "asking"
+ * mark, so no earlier phase leaves it holding a place in the leave queue. */
+static int fleet_join(redisContext *c, const Bench *b, bool reset) {
+        unsigned pending = 0;
+        redisReply *r;
+
+        for (unsigned i = 0; i < b->agents; i++) {
+                char host[16], addr[32], hostkey[64], leasekey[64], askkey[64];
+                host_name(i, host, sizeof host);
+                host_addr(i, addr, sizeof addr);
+                snprintf(hostkey, sizeof hostkey, "host:%s", host);
+                snprintf(leasekey, sizeof leasekey, "lease:%s", host);
+                snprintf(askkey, sizeof askkey, "asking:%s", host);
+                _cleanup_(freep) char *hk = pool_key("bench", hostkey), *lk = pool_key("bench", leasekey),
+                                      *ak = pool_key("bench", askkey);
+                if (!hk || !lk || !ak)
+                        return -ENOMEM;
+                if (reset) {
+                        redisAppendCommand(c, "DEL %s", ak);
+                        pending++;
+                }
+                redisAppendCommand(c, "EVALSHA %s 5 %s %s %s %s %s %s %s %s", b->sha[POOL_SCRIPT_JOIN], b->k_serving,
+                                   b->k_out, hk, b->k_addrs, b->k_events, addr, host, "{\"type\":\"join\"}");
+                redisAppendCommand(c, "EVALSHA %s 3 %s %s %s %s %s", b->sha[POOL_SCRIPT_HEARTBEAT], lk, hk,
+                                   b->k_serving, LONG_LEASE_MS, addr);
+                pending += 2;
+                if (pending >= 1000 || i + 1 == b->agents) {
+                        for (; pending > 0; pending--) {
+                                r = NULL;
+                                if (redisGetReply(c, (void **) &r) != REDIS_OK || !r ||
+                                    r->type == REDIS_REPLY_ERROR) {
+                                        fprintf(stderr, "pool_bench: registering failed: %s\n",
+                                                r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
+                                        freeReplyObject(r);
+                                        return -EIO;
+                                }
+                                freeReplyObject(r);
+                        }
+                }
+        }
+        return 0;
+}
+
+static long long redis_int(redisContext *c, const char *cmd, const char *key) {
+        redisReply *r = redisCommand(c, "%s %s", cmd, key);
+        long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+
+        freeReplyObject(r);
+        return v;
+}
+
 static int setup(Bench *b) {
         redisContext *c = bench_connect(b);
         redisReply *r;
-        unsigned pending = 0;
+        int k;
 
         if (!c)
                 return -ECONNREFUSED;
@@ -254,42 +328,203 @@ static int setup(Bench *b) {
                 memcpy(b->sha[s], r->str, 41);
                 freeReplyObject(r);
         }
-        /* Register the fleet: every agent joins and takes a lease (pipelined). */
-        for (unsigned i = 0; i < b->agents; i++) {
-                char host[16], addr[32], hostkey[64], leasekey[64];
-                host_name(i, host, sizeof host);
-                host_addr(i, addr, sizeof addr);
-                snprintf(hostkey, sizeof hostkey, "host:%s", host);
-                snprintf(leasekey, sizeof leasekey, "lease:%s", host);
-                _cleanup_(freep) char *hk = pool_key("bench", hostkey), *lk = pool_key("bench", leasekey);
-                redisAppendCommand(c, "EVALSHA %s 5 %s %s %s %s %s %s %s %s", b->sha[POOL_SCRIPT_JOIN], b->k_serving,
-                                   b->k_out, hk, b->k_addrs, b->k_events, addr, host, "{\"type\":\"join\"}");
-                redisAppendCommand(c, "EVALSHA %s 3 %s %s %s %s %s", b->sha[POOL_SCRIPT_HEARTBEAT], lk, hk,
-                                   b->k_serving, "600000", addr);
-                pending += 2;
-                if (pending >= 1000 || i + 1 == b->agents) {
-                        for (; pending > 0; pending--) {
-                                if (redisGetReply(c, (void **) &r) != REDIS_OK || !r ||
-                                    r->type == REDIS_REPLY_ERROR) {
-                                        fprintf(stderr, "pool_bench: registering failed: %s\n",
-                                                r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
-                                        freeReplyObject(r);
-                                        redisFree(c);
-                                        return -EIO;
-                                }
-                                freeReplyObject(r);
-                        }
+        /* Register the fleet: every agent joins and takes a lease. */
+        k = fleet_join(c, b, false);
+        if (k >= 0)
+                printf("registered: %lld agents serving in one pool\n", redis_int(c, "SCARD", b->k_serving));
+        redisFree(c);
+        return k;
+}
+
+/* ---- the herd: the whole fleet asks to leave at once ---- */
+
+typedef struct Herd {
+        const Bench *b;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        unsigned ready; /* clients connected (or given up) */
+        bool go, abort;
+} Herd;
+
+typedef struct HerdWorker {
+        Herd *h;
+        unsigned id;
+        double *lat;
+        unsigned done, failed;
+        unsigned result[_POOL_LEAVE_RESULT_MAX];
+} HerdWorker;
+
+static void deadline_in(struct timespec *ts, int sec) {
+        clock_gettime(CLOCK_REALTIME, ts);
+        ts->tv_sec += sec;
+}
+
+/* Every agent is SERVING, nothing is out, nobody queues, every lease is
+ * live: whatever the earlier phases left (granted leaves rejoined, denied
+ * askers still holding the first-come queue for ASKING_TTL_MS, leases of
+ * the heartbeat phase that run out mid-run) must not change the count. */
+static int herd_reset(const Bench *b) {
+        redisContext *c = bench_connect(b);
+        long long serving, out, alive, waiting;
+        redisReply *r;
+        int k;
+
+        if (!c)
+                return -ECONNREFUSED;
+        r = redisCommand(c, "DEL %s %s", b->k_out, b->k_waiting);
+        k = r && r->type == REDIS_REPLY_INTEGER ? 0 : -EIO;
+        freeReplyObject(r);
+        if (k >= 0)
+                k = fleet_join(c, b, true);
+        serving = redis_int(c, "SCARD", b->k_serving);
+        out = redis_int(c, "ZCARD", b->k_out);
+        alive = redis_int(c, "ZCARD", b->k_alive);
+        waiting = redis_int(c, "ZCARD", b->k_waiting);
+        redisFree(c);
+        if (k >= 0 && (serving != b->agents || out != 0 || alive != b->agents || waiting != 0)) {
+                fprintf(stderr, "pool_bench: herd reset left %lld serving, %lld out, %lld alive, %lld waiting\n",
+                        serving, out, alive, waiting);
+                k = -EIO;
+        }
+        return k;
+}
+
+static void *herd_main(void *userdata) {
+        HerdWorker *w = userdata;
+        Herd *h = w->h;
+        const Bench *b = h->b;
+        redisContext *c = bench_connect(b);
+        struct timespec until;
+        bool go;
+
+        /* Connect first, then start together: the herd is one burst, not
+         * clients trickling in as they connect. */
+        deadline_in(&until, HERD_START_SEC + 5);
+        pthread_mutex_lock(&h->lock);
+        h->ready++;
+        pthread_cond_broadcast(&h->cond);
+        while (!h->go && !h->abort)
+                if (pthread_cond_timedwait(&h->cond, &h->lock, &until) == ETIMEDOUT)
+                        break;
+        go = h->go && !h->abort;
+        pthread_mutex_unlock(&h->lock);
+
+        if (c && go) {
+                double t_end = now_sec() + PHASE_CAP_SEC;
+                /* Client id asks for agents id, id + C, id + 2C...: each agent once. */
+                for (unsigned agent = w->id; agent < b->agents && now_sec() < t_end; agent += b->clients) {
+                        PoolLeaveResult result = _POOL_LEAVE_RESULT_INVALID;
+                        double t0 = now_sec();
+
+                        if (!op_run(c, b, OP_HERD_LEAVE, agent, &result))
+                                w->failed++;
+                        w->lat[w->done++] = now_sec() - t0;
+                        if (result >= 0 && result < _POOL_LEAVE_RESULT_MAX)
+                                w->result[result]++;
                 }
         }
-        r = redisCommand(c, "SCARD %s", b->k_serving);
-        printf("registered: %lld agents serving in one pool\n", r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1);
-        freeReplyObject(r);
-        redisFree(c);
-        return 0;
+        if (c)
+                redisFree(c);
+        return NULL;
+}
+
+static int herd(const Bench *b) {
+        unsigned per = (b->agents + b->clients - 1) / b->clients, started = 0;
+        unsigned done = 0, failed = 0, result[_POOL_LEAVE_RESULT_MAX] = {};
+        unsigned expected = MIN(b->max_unavailable, b->agents - 1); /* min_serving 1 keeps one */
+        Herd h = { .b = b, .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+        HerdWorker *w = calloc(b->clients, sizeof *w);
+        pthread_t *th = calloc(b->clients, sizeof *th);
+        double *all = calloc((size_t) per * b->clients, sizeof *all);
+        struct timespec until;
+        long long out = -1, serving = -1;
+        double t0 = 0, elapsed;
+        bool right;
+        int r;
+
+        if (!w || !th || !all) {
+                r = -ENOMEM;
+                goto finish;
+        }
+        r = herd_reset(b);
+        if (r < 0)
+                goto finish;
+
+        for (; started < b->clients; started++) {
+                w[started] = (HerdWorker) { .h = &h, .id = started, .lat = all + (size_t) started * per };
+                if (pthread_create(&th[started], NULL, herd_main, &w[started]) != 0) {
+                        r = -EAGAIN;
+                        break;
+                }
+        }
+        deadline_in(&until, HERD_START_SEC);
+        pthread_mutex_lock(&h.lock);
+        while (r >= 0 && h.ready < started)
+                if (pthread_cond_timedwait(&h.cond, &h.lock, &until) == ETIMEDOUT) {
+                        r = -ETIMEDOUT;
+                        break;
+                }
+        if (r >= 0)
+                h.go = true;
+        else
+                h.abort = true;
+        t0 = now_sec();
+        pthread_cond_broadcast(&h.cond);
+        pthread_mutex_unlock(&h.lock);
+        for (unsigned i = 0; i < started; i++)
+                pthread_join(th[i], NULL);
+        elapsed = now_sec() - t0;
+        if (r < 0) {
+                fprintf(stderr, "pool_bench: the herd could not start: %s\n", strerror(-r));
+                goto finish;
+        }
+
+        size_t n = 0;
+        for (unsigned i = 0; i < b->clients; i++) {
+                memmove(all + n, w[i].lat, w[i].done * sizeof *all);
+                n += w[i].done;
+                done += w[i].done;
+                failed += w[i].failed;
+                for (int k = 0; k < _POOL_LEAVE_RESULT_MAX; k++)
+                        result[k] += w[i].result[k];
+        }
+        /* An agent that never got to ask (a client that could not connect,
+         * the phase cap) is an error too: the herd is every agent. */
+        failed += b->agents - done;
+        qsort(all, n, sizeof *all, cmp_double);
+        printf("| herd: all %u ask to leave at once (max_unavailable %u) | %u | %.0f | %.3f | %.3f | %u |\n", b->agents,
+               b->max_unavailable, done, elapsed > 0 ? done / elapsed : 0.0,
+               n ? all[(size_t) floor(0.50 * (double) (n - 1))] * 1e3 : 0.0,
+               n ? all[(size_t) floor(0.99 * (double) (n - 1))] * 1e3 : 0.0, failed);
+
+        /* Count twice: the answers the agents got, and what Redis holds. */
+        redisContext *c = bench_connect(b);
+        if (c) {
+                out = redis_int(c, "ZCARD", b->k_out);
+                serving = redis_int(c, "SCARD", b->k_serving);
+                redisFree(c);
+        }
+        right = failed == 0 && result[POOL_LEAVE_LEFT] == expected && out == (long long) expected &&
+                serving == (long long) (b->agents - expected);
+        printf("herd: granted %u of %u (max_unavailable %u): %s; %u denied, %u already out, %u errors; "
+               "Redis holds %lld out, %lld serving; all answered in %.0f ms\n",
+               result[POOL_LEAVE_LEFT], b->agents, b->max_unavailable, right ? "OK" : "WRONG",
+               result[POOL_LEAVE_DENIED], result[POOL_LEAVE_ALREADY_OUT], failed, out, serving, elapsed * 1e3);
+        if (expected != b->max_unavailable)
+                printf("herd: (min_serving 1 keeps one of %u agents serving: %u may leave)\n", b->agents, expected);
+        fflush(stdout);
+        if (!right)
+                r = -EIO;
+finish:
+        free(w);
+        free(th);
+        free(all);
+        return r;
 }
 
 int main(int argc, char *argv[]) {
-        Bench b = { .host = "127.0.0.1", .port = 6379, .agents = 10000, .clients = 8, .ops = 50000 };
+        Bench b = { .host = "127.0.0.1", .port = 6379, .agents = 10000, .clients = 8, .ops = 50000,
+                  .max_unavailable = 10 };
         int r;
 
         for (int i = 1; i < argc; i++) {
@@ -298,7 +533,8 @@ int main(int argc, char *argv[]) {
                 if (i + 1 < argc)
                         v = strtoul(argv[i + 1], &end, 10);
                 if (i + 1 >= argc || !end || *end || v == 0 || v > 1000000) {
-                        fprintf(stderr, "usage: pool_bench [--port P] [--agents N] [--clients C] [--ops N]\n");
+                        fprintf(stderr, "usage: pool_bench [--port P] [--agents N] [--clients C] [--ops N] "
+                                        "[--max-unavailable M]\n");
                         return 2;
                 }
                 if (streq(argv[i], "--port") && v < 65536)
@@ -309,6 +545,8 @@ int main(int argc, char *argv[]) {
                         b.clients = (unsigned) v;
                 else if (streq(argv[i], "--ops"))
                         b.ops = (unsigned) v;
+                else if (streq(argv[i], "--max-unavailable") && v <= 100000) /* the agent's config range */
+                        b.max_unavailable = (unsigned) v;
                 else {
                         fprintf(stderr, "pool_bench: unknown option '%s'\n", argv[i]);
                         return 2;
@@ -320,9 +558,15 @@ int main(int argc, char *argv[]) {
         b.k_out = pool_key("bench", "out");
         b.k_addrs = pool_key("bench", "addrs");
         b.k_events = pool_key("bench", "events");
+        b.k_alive = pool_key("bench", "alive");     /* the scripts' alive index */
+        b.k_waiting = pool_key("bench", "waiting"); /* the leave script's first-come queue */
         b.prefix = pool_key("bench", "");
-        if (!b.k_serving || !b.k_out || !b.k_addrs || !b.k_events || !b.prefix)
+        if (!b.k_serving || !b.k_out || !b.k_addrs || !b.k_events || !b.k_alive || !b.k_waiting || !b.prefix)
                 return 1;
+        if (b.agents < 2) {
+                fprintf(stderr, "pool_bench: the herd needs at least 2 agents (min_serving 1 keeps one)\n");
+                return 2;
+        }
 
         r = setup(&b);
         if (r >= 0) {
@@ -336,11 +580,15 @@ int main(int argc, char *argv[]) {
                         r = phase(&b, OP_VIEW, b.ops / 10);
                 if (r >= 0)
                         r = phase(&b, OP_VIEW_FULL, MAX(b.ops / 1000, b.clients));
+                if (r >= 0)
+                        r = herd(&b);
         }
         free(b.k_serving);
         free(b.k_out);
         free(b.k_addrs);
         free(b.k_events);
+        free(b.k_alive);
+        free(b.k_waiting);
         free(b.prefix);
         return r < 0 ? 1 : 0;
 }

@@ -231,7 +231,7 @@ def one_host(live=False, colour=None):
                    "rejoin_to_first_request_s": round(first_after - rejoined, 3), "instance_down_s": round(downtime, 1)}
         # window 3 s + one 250 ms interval + the CPU file's 50 ms tick; the
         # second of slack is for a loaded CI machine (tests/bench measures it)
-        check(3.0 <= breach <= 3.0 + 0.3 + 1.0, "breach %.2f s after the load started (window 3 s)" % breach)
+        check(3.0 - 0.25 <= breach <= 3.0 + 0.3 + 1.0, "breach %.2f s after the load started (window 3 s)" % breach)
         tl.say("app1: out of the pool, rebooted, checked and back; instance down for %.1f s" % downtime)
         f.show(ctl_output(app1, "status"))
         return finish(f, "one_host", figures)

@@ -181,18 +181,53 @@ static void test_breach_uneven_intervals(void **state) {
                 assert_verdict(feed(&f, 7 * S, 90.0), DETECTOR_QUIET);
         assert_verdict(feed(&f, 7 * S, 90.0), DETECTOR_BREACH);
 
-        /* One microsecond short, then reached. */
+        /* Short by more than the timer slack (50 ms here): not yet; by
+         * the slack: the window. */
         detector_reset(d);
         f = feeder(d);
         f.t = 5000 * S;
         assert_verdict(feed(&f, 30 * S, 100.0), DETECTOR_QUIET);
-        assert_verdict(feed(&f, 30 * S - 1, 100.0), DETECTOR_QUIET);
+        assert_verdict(feed(&f, 30 * S - 50 * USEC_PER_MSEC - 1, 100.0), DETECTOR_QUIET);
         assert_verdict(feed(&f, 1, 100.0), DETECTOR_BREACH);
 
         /* A single interval as long as the window. */
         detector_reset(d);
         f.t = 9000 * S;
         assert_verdict(feed(&f, 60 * S, 91.0), DETECTOR_BREACH);
+}
+
+/* Samples 1 s apart by the timer, read a little early or late: three hot
+ * intervals that add up to 2.999 s are a 3 s window, not a reason to wait
+ * one more second; a slack of a tenth of the interval, never a sample. */
+static void test_timer_jitter(void **state) {
+        Detector j;
+        Feeder f;
+
+        (void) state;
+        assert_int_equal(detector_init(&j, 85.0, 60.0, 3 * S, 1 * S), 0);
+        f = feeder(&j);
+        assert_verdict(feed(&f, 1 * S + 2000, 99.0), DETECTOR_QUIET);
+        assert_verdict(feed(&f, 1 * S - 1500, 99.0), DETECTOR_QUIET);
+        assert_verdict(feed(&f, 1 * S - 1500, 99.0), DETECTOR_BREACH);
+        detector_done(&j);
+
+        /* 2.9 s is not 3 s: the slack is 50 ms at most */
+        assert_int_equal(detector_init(&j, 85.0, 60.0, 3 * S, 1 * S), 0);
+        f = feeder(&j);
+        for (unsigned i = 0; i < 2; i++)
+                assert_verdict(feed(&f, 1 * S, 99.0), DETECTOR_QUIET);
+        assert_verdict(feed(&f, 900 * USEC_PER_MSEC, 99.0), DETECTOR_QUIET);
+        assert_verdict(feed(&f, 1 * S, 99.0), DETECTOR_BREACH);
+        detector_done(&j);
+
+        /* 100 ms samples: 10 ms of slack */
+        assert_int_equal(detector_init(&j, 85.0, 60.0, 1 * S, 100 * USEC_PER_MSEC), 0);
+        f = feeder(&j);
+        for (unsigned i = 0; i < 9; i++)
+                assert_verdict(feed(&f, 100 * USEC_PER_MSEC, 99.0), DETECTOR_QUIET);
+        assert_verdict(feed(&f, 89 * USEC_PER_MSEC, 99.0), DETECTOR_QUIET);
+        assert_verdict(feed(&f, 1 * USEC_PER_MSEC, 99.0), DETECTOR_BREACH);
+        detector_done(&j);
 }
 
 static void breach(Feeder *f) {
@@ -502,6 +537,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_spikes_never_fire, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_sustained_breach_at_window, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_breach_uneven_intervals, setup, teardown),
+                cmocka_unit_test(test_timer_jitter),
                 cmocka_unit_test_setup_teardown(test_hysteresis, setup, teardown),
                 cmocka_unit_test(test_no_hysteresis),
                 cmocka_unit_test_setup_teardown(test_gap_restarts_run, setup, teardown),
