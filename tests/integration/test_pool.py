@@ -764,13 +764,57 @@ def t9_first_come_first_served():
         redis.kill()
 
 
+def t10_pool_state_lost():
+    """Redis loses the pool's keys while the connections stay up (FLUSHALL,
+    eviction, a restore) and every host overloads before its next heartbeat
+    re-joins it: the budget cannot see them, so nobody may leave on the
+    strength of "already out". They hold until the heartbeat puts them back,
+    then one at a time leaves."""
+    redis = Redis().start()
+    agents = []
+    try:
+        agents = []
+        for i in range(3):
+            addr = "127.0.0.%d:8080" % (2 + i)
+            a = Agent(name="lost%d" % i, host="web-%d" % (i + 1), window="1s", interval="100ms",
+                      extra=("[pool]\nredis = %s\nname = %s\naddress = %s\nmin_serving = 1\nmax_unavailable = 1\n"
+                             "drain = 1s\nlease = 20s\nheartbeat = 6s\n\n[remedy]\ndry_run = yes\n"
+                             "max_per_window = 100\nwindow = 1h\n" % (redis.url(), POOL, addr)))
+            agents.append(a)
+        for a in agents:
+            a.start()
+        wait_until(lambda: len(redis.smembers()) == 3, 10, 0.05, "3 addresses in serving")
+        redis.cmd("FLUSHALL")
+        set_busy_now(agents, 97)
+        wait_until(lambda: all(a.state() == "HOLDING" for a in agents), 5, 0.05, "all three HOLDING")
+        reason = agents[0].status()["reason"] or ""
+        check("lost our membership" in reason, "HOLDING reason: %r" % reason)
+        for a in agents:
+            check("DRAINING" not in states_seen(a), "%s left a pool that had lost it: %s" % (a.name, states_seen(a)))
+        # the heartbeat re-joins them; then the budget works again: one leaves
+        wait_until(lambda: sum(a.state() in ("DRAINING", "REMEDIATING", "CHECKING") or
+                               "DRAINING" in states_seen(a) for a in agents) >= 1, 20, 0.1,
+                   "one host to leave once the heartbeats re-joined everyone")
+        check(sum("DRAINING" in states_seen(a) for a in agents) == 1, "more than one left: %s"
+              % [states_seen(a) for a in agents])
+        print("   after FLUSHALL: all three held (%s), then one left" % reason)
+        set_busy_now(agents, 5)
+    except Exception:
+        for a in agents:
+            a.dump_log()
+        raise
+    finally:
+        close_all(agents)
+        redis.kill()
+
+
 def main():
     if not REDIS_SERVER:
         print("FAIL: redis-server is not installed (tests/setup-deps)")
         sys.exit(1)
     harness.main([t1_join_idempotent, t2_fleet_overload_budget, t3_min_serving, t4_lease_expiry,
                   t5_redis_dies_mid_cycle, t6_on_unreachable_remediate, t7_sentinel, t8_auth,
-                  t9_first_come_first_served])
+                  t9_first_come_first_served, t10_pool_state_lost])
 
 
 if __name__ == "__main__":
