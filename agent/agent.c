@@ -437,8 +437,7 @@ static void format_breach_reason(Agent *a, char *buf, size_t size) {
                  detector_window_pct(&a->detector));
 }
 
-static void cpu_sample(Agent *a) {
-        usec_t now = now_clock(a->event, CLOCK_BOOTTIME);
+static void cpu_sample(Agent *a, usec_t now) {
         _cleanup_(freep) char *err = NULL;
         CpuSample cur;
         CpuUsage u;
@@ -520,9 +519,12 @@ static void cpu_sample(Agent *a) {
 }
 
 static void sample_timer_arm(Agent *a) {
+        /* ON, not ONESHOT: sd-event then neither disables it before the
+         * callback nor do we re-enable it after; moving the time is the
+         * only prioq work per sample (set_enabled is a no-op when on). */
         int r = sd_event_source_set_time(a->sample_timer, a->sample_next);
         if (r >= 0)
-                r = sd_event_source_set_enabled(a->sample_timer, SD_EVENT_ONESHOT);
+                r = sd_event_source_set_enabled(a->sample_timer, SD_EVENT_ON);
         if (r < 0)
                 log_error_errno(r, "Cannot arm the sampling timer: %m");
 }
@@ -531,7 +533,7 @@ static int on_sample(sd_event_source *s, uint64_t usec, void *userdata) {
         Agent *a = userdata;
         usec_t now = now_clock(a->event, CLOCK_BOOTTIME);
 
-        cpu_sample(a);
+        cpu_sample(a, now);
 
         /* Fixed period so intervals stay even; after a stall (suspend,
          * SIGSTOP) skip the missed ticks instead of firing a burst. */
@@ -548,9 +550,11 @@ static int sampling_start(Agent *a) {
         int r;
 
         /* A baseline now, so the first interval ends one interval later. */
-        cpu_sample(a);
+        cpu_sample(a, now);
         a->sample_next = now + a->config->cpu.interval + phase;
         r = sd_event_add_time(a->event, &a->sample_timer, CLOCK_BOOTTIME, a->sample_next, 1, on_sample, a);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(a->sample_timer, SD_EVENT_ON);
         if (r < 0)
                 return log_error_errno(r, "Cannot add the sampling timer: %m");
         return 0;

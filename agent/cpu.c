@@ -66,7 +66,9 @@ static int parse_error(char **ret_error, const char *fmt, ...) {
         return -EBADMSG;
 }
 
-/* The numbers of the aggregate line, after the "cpu" token. */
+/* The numbers of the aggregate line, after the "cpu" token. One pass:
+ * each number is accumulated while it is scanned; the token is only
+ * delimited again for the error message. */
 static int parse_aggregate(const char *p, const char *end, unsigned lineno, CpuTimes *ret, char **ret_error) {
         uint64_t v[CPU_FIELDS_MAX] = {};
         unsigned n = 0;
@@ -74,19 +76,28 @@ static int parse_aggregate(const char *p, const char *end, unsigned lineno, CpuT
         for (;;) {
                 const char *tok;
                 char quoted[TOKEN_QUOTE_MAX + 4];
-                uint64_t x;
-                int r;
+                uint64_t x = 0;
+                int r = 0;
 
                 while (p < end && is_blank(*p))
                         p++;
                 if (p >= end)
                         break;
                 tok = p;
-                while (p < end && !is_blank(*p))
-                        p++;
-
-                r = parse_u64_decimal(tok, (size_t) (p - tok), &x);
+                /* Digits only in the loop; what stopped it must be a blank
+                 * or the end. 19 digits always fit in 64 bits, so only a
+                 * longer number needs the checked parse. */
+                for (unsigned d; p < end && (d = (unsigned) (unsigned char) *p - '0') <= 9; p++)
+                        x = x * 10 + d;
+                if ((p < end && !is_blank(*p)) || p == tok)
+                        r = -EINVAL;
+                else if (p - tok > 19)
+                        r = parse_u64_decimal(tok, (size_t) (p - tok), &x);
                 if (r < 0) {
+                        while (p < end && !is_blank(*p))
+                                p++;
+                        /* parse_u64_decimal's verdict: a non-digit anywhere wins over overflow */
+                        r = parse_u64_decimal(tok, (size_t) (p - tok), &x);
                         quote_token(tok, (size_t) (p - tok), quoted);
                         return parse_error(ret_error, "line %u: field %u '%s' %s", lineno, n + 1, quoted,
                                            r == -ERANGE ? "is out of range" : "is not a number");
@@ -119,6 +130,7 @@ int cpu_parse_stat(const char *buf, size_t len, CpuSample *ret, char **ret_error
         CpuTimes times = {};
         unsigned ncpus = 0, lineno = 0, aggregate_line = 0;
         const char *p = buf, *end = buf + len;
+        bool block = true; /* every line so far was "cpu" or "cpuN" */
 
         if (!buf && len > 0)
                 return -EINVAL;
@@ -132,7 +144,19 @@ int cpu_parse_stat(const char *buf, size_t len, CpuSample *ret, char **ret_error
 
                 lineno++;
 
-                tok_end = tok;
+                /* Most lines (intr, ctxt, softirq...) are not ours: one
+                 * compare rejects them without delimiting a token. */
+                if ((size_t) (line_end - p) < 3 || memcmp(p, "cpu", 3) != 0) {
+                        /* The kernel prints "cpu", then one "cpuN" per CPU,
+                         * then the rest: once that block is over, nothing
+                         * after it is ours. Other layouts are scanned whole. */
+                        if (aggregate_line == 1 && block)
+                                break;
+                        block = false;
+                        p = eol ? eol + 1 : end;
+                        continue;
+                }
+                tok_end = tok + 3;
                 while (tok_end < line_end && !is_blank(*tok_end))
                         tok_end++;
                 tok_len = (size_t) (tok_end - tok);
@@ -162,6 +186,8 @@ int cpu_parse_stat(const char *buf, size_t len, CpuSample *ret, char **ret_error
                                 }
                         if (digits)
                                 ncpus++;
+                        else
+                                block = false;
                 }
                 /* Every other line (intr, ctxt, lines a newer kernel adds)
                  * is not ours to judge. */
@@ -372,6 +398,10 @@ static int reader_slurp(CpuReader *r, size_t *ret_len) {
                 if (k == 0)
                         break;
                 n += (size_t) k;
+                /* procfs hands the whole text to a read that has room for
+                 * it: a short read is the end, no second pread to see 0. */
+                if (r->is_proc && n < r->buf_size)
+                        break;
         }
 
         *ret_len = n;
