@@ -102,7 +102,6 @@ import os
 import re
 import secrets
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -1337,20 +1336,7 @@ def main(argv=None):
     except ValueError as e:
         p.error(str(e))
 
-    done = threading.Event()
-
-    def on_signal(signum, frame):
-        done.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    d.start()
-    sys.stdout.write("listening %s\n" % d.url)
-    sys.stdout.flush()
-    while not done.wait(1.0):
-        pass
-    d.stop()
-    return 0
+    return d.serve_until_signal()
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ ThreadingHTTPServer subclass taking (address, handler, double)),
 _handler_class, _thread_name, _port (0 for a free one), _lock, _conns (a
 set) and _stopping (a threading.Event). Python 3 standard library only."""
 
+import signal
 import socket
+import sys
 import threading
 
 
@@ -46,6 +48,20 @@ class ServedDouble:
         self._thread.join(timeout=2.0)
         self._server = None
         self._thread = None
+
+    def serve_until_signal(self):
+        """The CLI: start, print "listening URL", serve until SIGTERM or
+        SIGINT, stop; returns the exit status (0)."""
+        done = threading.Event()
+        signal.signal(signal.SIGTERM, lambda signum, frame: done.set())
+        signal.signal(signal.SIGINT, lambda signum, frame: done.set())
+        self.start()
+        sys.stdout.write("listening %s\n" % self.url)
+        sys.stdout.flush()
+        while not done.wait(1.0):
+            pass
+        self.stop()
+        return 0
 
     def __enter__(self):
         return self.start()

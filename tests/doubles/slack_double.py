@@ -45,7 +45,6 @@ import http.server
 import json
 import os
 import re
-import signal
 import socket
 import sys
 import threading
@@ -702,20 +701,7 @@ def main(argv=None):
     except ValueError as e:
         p.error(str(e))
 
-    done = threading.Event()
-
-    def on_signal(signum, frame):
-        done.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    d.start()
-    sys.stdout.write("listening %s\n" % d.url)
-    sys.stdout.flush()
-    while not done.wait(1.0):
-        pass
-    d.stop()
-    return 0
+    return d.serve_until_signal()
 
 
 if __name__ == "__main__":
