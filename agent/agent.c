@@ -440,7 +440,8 @@ static void format_breach_reason(Agent *a, char *buf, size_t size) {
 static void cpu_sample(Agent *a, usec_t now) {
         _cleanup_(freep) char *err = NULL;
         CpuSample cur;
-        CpuUsage u;
+        CpuInterval iv;
+        double busy;
         int r;
 
         if (!a->cpu) {
@@ -470,13 +471,13 @@ static void cpu_sample(Agent *a, usec_t now) {
                 return;
         }
 
-        r = cpu_usage_between(&a->cpu_prev, &cur, &u);
+        r = cpu_interval_between(&a->cpu_prev, &cur, cpu_reader_max_ticks(a->cpu, now - a->cpu_prev_at), &iv);
         usec_t start = a->cpu_prev_at;
         a->cpu_prev = cur;
         a->cpu_prev_at = now;
         if (r < 0) {
                 cpu_sample_failed(a, r == -ERANGE   ? "counters went backwards; new baseline"
-                                     : r == -ESTALE ? "number of CPUs changed; new baseline"
+                                     : r == -ESTALE ? "counters jumped ahead (a CPU came online?); new baseline"
                                                     : "no time passed between samples");
                 return;
         }
@@ -487,14 +488,16 @@ static void cpu_sample(Agent *a, usec_t now) {
         free(a->cpu_last_error);
         a->cpu_last_error = NULL;
 
-        a->cpu_last = u;
+        busy = cpu_interval_busy(&iv);
+        a->cpu_last = iv;
+        a->cpu_last_busy = busy;
         a->cpu_have_usage = true;
         a->cpu_samples++;
 
-        DetectorVerdict v = detector_feed(&a->detector, start, now, u.busy);
+        DetectorVerdict v = detector_feed(&a->detector, start, now, busy);
         alerts_on_sample(a);
         if (v == DETECTOR_BREACH || v == DETECTOR_CLEARED)
-                log_debug("Detector: %s at %.1f%%", detector_verdict_to_string(v), u.busy);
+                log_debug("Detector: %s at %.1f%%", detector_verdict_to_string(v), busy);
 
         /* Level-triggered: the machine hears the detector's current view
          * each sample in the states where it matters. */
@@ -513,35 +516,15 @@ static void cpu_sample(Agent *a, usec_t now) {
                 (void) agent_post_event(a, EVENT_BREACH, reason);
         } else if (!a->detector.breached && (a->state == STATE_OVERLOADED || a->state == STATE_HOLDING)) {
                 char reason[96];
-                snprintf(reason, sizeof reason, "cpu %.1f%% < %.0f%%", u.busy, a->config->cpu.clear_below);
+                snprintf(reason, sizeof reason, "cpu %.1f%% < %.0f%%", busy, a->config->cpu.clear_below);
                 (void) agent_post_event(a, EVENT_CLEARED, reason);
         }
 }
 
-static void sample_timer_arm(Agent *a) {
-        /* ON, not ONESHOT: sd-event then neither disables it before the
-         * callback nor do we re-enable it after; moving the time is the
-         * only prioq work per sample (set_enabled is a no-op when on). */
-        int r = sd_event_source_set_time(a->sample_timer, a->sample_next);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(a->sample_timer, SD_EVENT_ON);
-        if (r < 0)
-                log_error_errno(r, "Cannot arm the sampling timer: %m");
-}
-
-static int on_sample(sd_event_source *s, uint64_t usec, void *userdata) {
-        Agent *a = userdata;
-        usec_t now = now_clock(a->event, CLOCK_BOOTTIME);
-
-        cpu_sample(a, now);
-
-        /* Fixed period so intervals stay even; after a stall (suspend,
-         * SIGSTOP) skip the missed ticks instead of firing a burst. */
-        a->sample_next += a->config->cpu.interval;
-        if (a->sample_next <= now)
-                a->sample_next = now + a->config->cpu.interval;
-        sample_timer_arm(a);
-        return 0;
+static void on_sample(Ticker *t, usec_t now, uint64_t missed, void *userdata) {
+        /* Missed ticks (suspend, SIGSTOP) are not made up: the next
+         * interval simply spans the stall, and the ticker keeps its phase. */
+        cpu_sample(userdata, now);
 }
 
 static int sampling_start(Agent *a) {
@@ -551,10 +534,8 @@ static int sampling_start(Agent *a) {
 
         /* A baseline now, so the first interval ends one interval later. */
         cpu_sample(a, now);
-        a->sample_next = now + a->config->cpu.interval + phase;
-        r = sd_event_add_time(a->event, &a->sample_timer, CLOCK_BOOTTIME, a->sample_next, 1, on_sample, a);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(a->sample_timer, SD_EVENT_ON);
+        r = ticker_new(a->event, CLOCK_BOOTTIME, now + a->config->cpu.interval + phase, a->config->cpu.interval,
+                       on_sample, a, &a->sampler);
         if (r < 0)
                 return log_error_errno(r, "Cannot add the sampling timer: %m");
         return 0;
@@ -572,6 +553,10 @@ json_object *agent_status_json(Agent *a) {
         usec_t now_mono = now_clock(a->event, CLOCK_MONOTONIC);
         bool have = a->cpu_have_usage;
         double window_pct = detector_window_pct(&a->detector);
+        CpuUsage u = {};
+
+        if (have)
+                cpu_interval_usage(&a->cpu_last, &u);
 
         json_object_object_add(o, "host", json_object_new_string(c->agent.host));
         json_object_object_add(o, "version", json_object_new_string(MONKEY_VERSION));
@@ -592,16 +577,16 @@ json_object *agent_status_json(Agent *a) {
                                a->persist.held_reason ? json_object_new_string(a->persist.held_reason) : NULL);
         json_object_object_add(o, "boot_id", json_object_new_string(a->boot_id));
 
-        json_object_object_add(cpu, "busy_pct", json_pct_or_null(have, a->cpu_last.busy));
+        json_object_object_add(cpu, "busy_pct", json_pct_or_null(have, a->cpu_last_busy));
         json_object_object_add(cpu, "window_pct", json_pct_or_null(true, window_pct));
         json_object_object_add(cpu, "threshold_pct", json_object_new_double(c->cpu.threshold));
         json_object_object_add(cpu, "clear_below_pct", json_object_new_double(c->cpu.clear_below));
         json_object_object_add(cpu, "window_sec", json_object_new_double((double) c->cpu.window / USEC_PER_SEC));
         json_object_object_add(cpu, "interval_sec", json_object_new_double((double) c->cpu.interval / USEC_PER_SEC));
-        json_object_object_add(cpu, "user_pct", json_pct_or_null(have, a->cpu_last.user));
-        json_object_object_add(cpu, "system_pct", json_pct_or_null(have, a->cpu_last.system));
-        json_object_object_add(cpu, "iowait_pct", json_pct_or_null(have, a->cpu_last.iowait));
-        json_object_object_add(cpu, "steal_pct", json_pct_or_null(have, a->cpu_last.steal));
+        json_object_object_add(cpu, "user_pct", json_pct_or_null(have, u.user));
+        json_object_object_add(cpu, "system_pct", json_pct_or_null(have, u.system));
+        json_object_object_add(cpu, "iowait_pct", json_pct_or_null(have, u.iowait));
+        json_object_object_add(cpu, "steal_pct", json_pct_or_null(have, u.steal));
         json_object_object_add(cpu, "run_sec",
                                json_object_new_double((double) detector_run_length(&a->detector) / USEC_PER_SEC));
         json_object_object_add(cpu, "breached", json_object_new_boolean(a->detector.breached));
@@ -836,8 +821,9 @@ static int agent_reload(Agent *a) {
                 a->cpu_prev_at = 0;
         }
         if (nc->cpu.interval != oc->cpu.interval) {
-                a->sample_next = now_clock(a->event, CLOCK_BOOTTIME) + nc->cpu.interval;
-                sample_timer_arm(a);
+                r = ticker_set(a->sampler, now_clock(a->event, CLOCK_BOOTTIME) + nc->cpu.interval, nc->cpu.interval);
+                if (r < 0)
+                        log_error_errno(r, "Cannot re-arm the sampling timer: %m");
         }
         if (a->pool && nc->pool.enabled) {
                 r = pool_reconfigure(a->pool, nc);
@@ -883,7 +869,7 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         log_info("Received %s, stopping", strsignal((int) si->ssi_signo));
         a->stopping = true;
         sd_notify(0, "STOPPING=1\nSTATUS=Stopping");
-        (void) sd_event_source_set_enabled(a->sample_timer, SD_EVENT_OFF);
+        (void) ticker_stop(a->sampler);
         effect_readiness_stop(a);
         /* A message Slack is answering right now would be sent twice if we
          * exited before reading the answer (a reboot stops us exactly when
@@ -1094,7 +1080,7 @@ Agent *agent_free(Agent *a) {
         a->agent_check = agentcheck_free(a->agent_check);
         a->pool = pool_free(a->pool);
         timers_cancel(a);
-        sd_event_source_disable_unref(a->sample_timer);
+        ticker_free(a->sampler);
         sd_event_source_disable_unref(a->queue_defer);
         sd_event_source_disable_unref(a->stop_deadline);
         sd_event_source_disable_unref(a->sig_term);

@@ -22,6 +22,7 @@
 #include "machine.h"
 #include "pool.h"
 #include "state.h"
+#include "ticker.h"
 
 #define AGENT_HISTORY_MAX 200
 #define AGENT_EVENT_QUEUE_MAX 32
@@ -41,11 +42,11 @@ typedef struct Agent {
 
         /* CPU sampling */
         CpuReader *cpu;
-        sd_event_source *sample_timer;
-        usec_t sample_next;         /* CLOCK_BOOTTIME target of the next tick */
+        Ticker *sampler;
         CpuSample cpu_prev;
         usec_t cpu_prev_at;         /* CLOCK_BOOTTIME, 0 when no baseline */
-        CpuUsage cpu_last;
+        CpuInterval cpu_last;       /* percentages computed when status asks */
+        double cpu_last_busy;
         bool cpu_have_usage;
         uint64_t cpu_samples, cpu_skipped;
         char *cpu_last_error;       /* shown in status; logged once per streak */

@@ -298,7 +298,7 @@ static void facts_base(Agent *a, Notice n, const char *reason, NoticeFacts *f) {
                 .pool = c->pool.enabled ? c->pool.name : NULL,
                 .instance_id = a->aws && aws_instance_id(a->aws) ? aws_instance_id(a->aws) : c->aws.instance_id,
                 .reason = reason,
-                .cpu_now = a->cpu_have_usage ? a->cpu_last.busy : -1,
+                .cpu_now = a->cpu_have_usage ? a->cpu_last_busy : -1,
                 .cpu_window = detector_window_pct(&a->detector),
                 .threshold = c->cpu.threshold,
                 .window = c->cpu.window,

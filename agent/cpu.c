@@ -1,3 +1,5 @@
+#include <assert.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <stdarg.h>
@@ -11,6 +13,9 @@
  * may append more, which we accept and ignore. */
 #define CPU_FIELDS_MIN 4
 #define CPU_FIELDS_MAX 10
+/* parse_aggregate fills CpuTimes as an array, in the kernel's order. */
+static_assert(sizeof(CpuTimes) == CPU_FIELDS_MAX * sizeof(uint64_t), "CpuTimes is the 10 counters");
+static_assert(offsetof(CpuTimes, guest_nice) == 9 * sizeof(uint64_t), "CpuTimes is in /proc/stat's order");
 
 #define READ_SIZE_START ((size_t) 4096)
 #define READ_SIZE_MAX ((size_t) 1024 * 1024)
@@ -22,6 +27,7 @@ struct CpuReader {
         char *path;
         int fd;
         bool is_proc;
+        unsigned hz, cpus;      /* for the plausibility bound, procfs only */
         dev_t dev;
         ino_t ino;
         char *buf;
@@ -66,35 +72,42 @@ static int parse_error(char **ret_error, const char *fmt, ...) {
         return -EBADMSG;
 }
 
-/* The numbers of the aggregate line, after the "cpu" token. One pass:
- * each number is accumulated while it is scanned; the token is only
- * delimited again for the error message. */
-static int parse_aggregate(const char *p, const char *end, unsigned lineno, CpuTimes *ret, char **ret_error) {
-        uint64_t v[CPU_FIELDS_MAX] = {};
+/* The numbers of the aggregate line, after the "cpu" token, into v in
+ * /proc/stat's order (CpuTimes' field order); fields it lacks stay 0.
+ * `eol` is the line's newline: neither blank nor digit, it stops every
+ * scan below, so the loops need no end checks. One pass: each number is
+ * accumulated while it is scanned; the token is only delimited again for
+ * the error message. */
+static int parse_aggregate(const char *p, const char *eol, unsigned lineno, uint64_t v[static CPU_FIELDS_MAX],
+                           char **ret_error) {
         unsigned n = 0;
 
+        assert(*eol == '\n');
         for (;;) {
                 const char *tok;
-                char quoted[TOKEN_QUOTE_MAX + 4];
                 uint64_t x = 0;
+                unsigned d;
                 int r = 0;
 
-                while (p < end && is_blank(*p))
+                while (is_blank(*p))
                         p++;
-                if (p >= end)
+                if (*p == '\n') /* the only newline from here on is eol */
                         break;
                 tok = p;
-                /* Digits only in the loop; what stopped it must be a blank
-                 * or the end. 19 digits always fit in 64 bits, so only a
-                 * longer number needs the checked parse. */
-                for (unsigned d; p < end && (d = (unsigned) (unsigned char) *p - '0') <= 9; p++)
+                while ((d = (unsigned) (unsigned char) *p - '0') <= 9) {
                         x = x * 10 + d;
-                if ((p < end && !is_blank(*p)) || p == tok)
+                        p++;
+                }
+                if (*p != '\n' && !is_blank(*p))
                         r = -EINVAL;
-                else if (p - tok > 19)
-                        r = parse_u64_decimal(tok, (size_t) (p - tok), &x);
+                /* One compare for the rare cases: no digit at all (the
+                 * length wraps), or more than 19, which may not fit. */
+                else if ((size_t) (p - tok) - 1 >= 19)
+                        r = p == tok ? -EINVAL : parse_u64_decimal(tok, (size_t) (p - tok), &x);
                 if (r < 0) {
-                        while (p < end && !is_blank(*p))
+                        char quoted[TOKEN_QUOTE_MAX + 4];
+
+                        while (p != eol && !is_blank(*p))
                                 p++;
                         /* parse_u64_decimal's verdict: a non-digit anywhere wins over overflow */
                         r = parse_u64_decimal(tok, (size_t) (p - tok), &x);
@@ -110,27 +123,15 @@ static int parse_aggregate(const char *p, const char *end, unsigned lineno, CpuT
         if (n < CPU_FIELDS_MIN)
                 return parse_error(ret_error, "line %u: aggregate cpu line has %u number%s, expected at least %u",
                                    lineno, n, n == 1 ? "" : "s", (unsigned) CPU_FIELDS_MIN);
-
-        *ret = (CpuTimes) {
-                .user = v[0],
-                .nice = v[1],
-                .system = v[2],
-                .idle = v[3],
-                .iowait = v[4],
-                .irq = v[5],
-                .softirq = v[6],
-                .steal = v[7],
-                .guest = v[8],
-                .guest_nice = v[9],
-        };
         return 0;
 }
 
+/* The kernel prints the aggregate line first; nothing after it is read,
+ * so the cost does not grow with the number of CPUs. Other layouts (a
+ * snapshot, a future kernel) are searched line by line for it. */
 int cpu_parse_stat(const char *buf, size_t len, CpuSample *ret, char **ret_error) {
-        CpuTimes times = {};
-        unsigned ncpus = 0, lineno = 0, aggregate_line = 0;
         const char *p = buf, *end = buf + len;
-        bool block = true; /* every line so far was "cpu" or "cpuN" */
+        unsigned lineno = 0;
 
         if (!buf && len > 0)
                 return -EINVAL;
@@ -139,70 +140,30 @@ int cpu_parse_stat(const char *buf, size_t len, CpuSample *ret, char **ret_error
 
         while (p < end) {
                 const char *eol = memchr(p, '\n', (size_t) (end - p));
-                const char *line_end = eol ?: end, *tok = p, *tok_end;
-                size_t tok_len;
+                const char *line_end = eol ?: end;
 
                 lineno++;
-
-                /* Most lines (intr, ctxt, softirq...) are not ours: one
-                 * compare rejects them without delimiting a token. */
-                if ((size_t) (line_end - p) < 3 || memcmp(p, "cpu", 3) != 0) {
-                        /* The kernel prints "cpu", then one "cpuN" per CPU,
-                         * then the rest: once that block is over, nothing
-                         * after it is ours. Other layouts are scanned whole. */
-                        if (aggregate_line == 1 && block)
-                                break;
-                        block = false;
-                        p = eol ? eol + 1 : end;
-                        continue;
-                }
-                tok_end = tok + 3;
-                while (tok_end < line_end && !is_blank(*tok_end))
-                        tok_end++;
-                tok_len = (size_t) (tok_end - tok);
-
-                if (tok_len == 3 && memcmp(tok, "cpu", 3) == 0) {
+                /* "cpu" as the whole first token: "cpu0", "cpufreq" are not it. */
+                if (line_end - p >= 3 && memcmp(p, "cpu", 3) == 0 &&
+                    (line_end - p == 3 || is_blank(p[3]))) {
+                        uint64_t v[CPU_FIELDS_MAX] = {};
                         int r;
 
-                        /* A read cut inside this line would yield too few or
-                         * too small numbers: only a complete line is trusted. */
+                        /* A read cut inside this line would yield too few
+                         * or too small numbers: only a whole line counts. */
                         if (!eol)
                                 return parse_error(ret_error, "line %u: aggregate cpu line is truncated (no newline)",
                                                    lineno);
-                        if (aggregate_line > 0)
-                                return parse_error(ret_error, "line %u: second aggregate cpu line (first on line %u)",
-                                                   lineno, aggregate_line);
-                        r = parse_aggregate(tok_end, line_end, lineno, &times, ret_error);
+                        r = parse_aggregate(p + 3, eol, lineno, v, ret_error);
                         if (r < 0)
                                 return r;
-                        aggregate_line = lineno;
-                } else if (tok_len > 3 && memcmp(tok, "cpu", 3) == 0) {
-                        bool digits = true;
-
-                        for (const char *c = tok + 3; c < tok_end; c++)
-                                if (!is_digit(*c)) {
-                                        digits = false;
-                                        break;
-                                }
-                        if (digits)
-                                ncpus++;
-                        else
-                                block = false;
+                        memcpy(&ret->total, v, sizeof v);
+                        return 0;
                 }
-                /* Every other line (intr, ctxt, lines a newer kernel adds)
-                 * is not ours to judge. */
-
                 p = eol ? eol + 1 : end;
         }
 
-        if (aggregate_line == 0)
-                return parse_error(ret_error, "no aggregate cpu line in %u lines", lineno);
-
-        *ret = (CpuSample) {
-                .total = times,
-                .ncpus = ncpus,
-        };
-        return 0;
+        return parse_error(ret_error, "no aggregate cpu line in %u lines", lineno);
 }
 
 static int delta(uint64_t prev, uint64_t cur, uint64_t *ret) {
@@ -217,16 +178,30 @@ static double pct(uint64_t part, uint64_t total) {
         return MIN(MAX(v, 0.0), 100.0);
 }
 
-int cpu_usage_between(const CpuSample *prev, const CpuSample *cur, CpuUsage *ret) {
+uint64_t cpu_ticks_bound(usec_t elapsed, unsigned hz, unsigned cpus) {
+        uint64_t per_second = (uint64_t) hz * cpus, ticks;
+
+        if (per_second == 0)
+                return 0;
+        /* Twice the time every CPU could have counted, plus one second of
+         * every CPU: timer lateness and tick rounding stay far inside it,
+         * a CPU's idle time since boot arriving at once does not. A stall
+         * too long to compute (centuries) has no bound worth having. */
+        if (__builtin_mul_overflow(elapsed, per_second, &ticks))
+                return UINT64_MAX;
+        ticks /= USEC_PER_SEC;
+        if (ticks > (UINT64_MAX - per_second) / 2)
+                return UINT64_MAX;
+        return 2 * ticks + per_second;
+}
+
+int cpu_interval_between(const CpuSample *prev, const CpuSample *cur, uint64_t max_ticks, CpuInterval *ret) {
         const CpuTimes *a, *b;
         uint64_t user, nice, system, idle, iowait, irq, softirq, steal, guest, guest_nice, idle_all;
         uint64_t busy, total;
 
         if (!prev || !cur || !ret)
                 return -EINVAL;
-        if (prev->ncpus != cur->ncpus)
-                return -ESTALE;
-
         a = &prev->total;
         b = &cur->total;
 
@@ -268,16 +243,48 @@ int cpu_usage_between(const CpuSample *prev, const CpuSample *cur, CpuUsage *ret
                 return -ERANGE;
         if (total == 0)
                 return -ENODATA;
+        if (max_ticks > 0 && total > max_ticks)
+                return -ESTALE;
 
-        *ret = (CpuUsage) {
-                .busy = pct(busy, total),
-                .user = pct(user + nice, total),
-                .system = pct(system, total),
-                .iowait = pct(iowait, total),
-                .steal = pct(steal, total),
-                .irq = pct(irq + softirq, total),
-                .idle = pct(idle, total),
+        *ret = (CpuInterval) {
+                .busy = busy,
+                .user = user + nice,
+                .system = system,
+                .iowait = iowait,
+                .steal = steal,
+                .irq = irq + softirq,
+                .idle = idle,
+                .total = total,
         };
+        return 0;
+}
+
+double cpu_interval_busy(const CpuInterval *i) {
+        return pct(i->busy, i->total);
+}
+
+void cpu_interval_usage(const CpuInterval *i, CpuUsage *ret) {
+        *ret = (CpuUsage) {
+                .busy = pct(i->busy, i->total),
+                .user = pct(i->user, i->total),
+                .system = pct(i->system, i->total),
+                .iowait = pct(i->iowait, i->total),
+                .steal = pct(i->steal, i->total),
+                .irq = pct(i->irq, i->total),
+                .idle = pct(i->idle, i->total),
+        };
+}
+
+int cpu_usage_between(const CpuSample *prev, const CpuSample *cur, uint64_t max_ticks, CpuUsage *ret) {
+        CpuInterval i;
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+        r = cpu_interval_between(prev, cur, max_ticks, &i);
+        if (r < 0)
+                return r;
+        cpu_interval_usage(&i, ret);
         return 0;
 }
 
@@ -325,6 +332,13 @@ int cpu_reader_new(const char *path, CpuReader **ret) {
         if (fstatfs(r->fd, &sfs) < 0)
                 return negative_errno();
         r->is_proc = sfs.f_type == PROC_SUPER_MAGIC;
+        if (r->is_proc) {
+                long hz = sysconf(_SC_CLK_TCK), cpus = sysconf(_SC_NPROCESSORS_CONF);
+                if (hz > 0 && hz <= 100000 && cpus > 0 && cpus <= 65536) {
+                        r->hz = (unsigned) hz;
+                        r->cpus = (unsigned) cpus;
+                }
+        }
 
         r->buf_size = READ_SIZE_START;
         r->buf = malloc(r->buf_size);
@@ -406,6 +420,10 @@ static int reader_slurp(CpuReader *r, size_t *ret_len) {
 
         *ret_len = n;
         return 0;
+}
+
+uint64_t cpu_reader_max_ticks(const CpuReader *r, usec_t elapsed) {
+        return r->hz > 0 ? cpu_ticks_bound(elapsed, r->hz, r->cpus) : 0;
 }
 
 int cpu_reader_read(CpuReader *r, CpuSample *ret, char **ret_error) {

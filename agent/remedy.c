@@ -164,7 +164,7 @@ static void on_local_reboot(int error, const char *detail, void *userdata) {
 static int on_settled(sd_event_source *s, uint64_t usec, void *userdata) {
         Agent *a = userdata;
         _cleanup_(freep) char *step = remedy_step_describe(a->config, a->ladder_pos);
-        double busy = a->cpu_have_usage ? a->cpu_last.busy : NAN;
+        double busy = a->cpu_have_usage ? a->cpu_last_busy : NAN;
         char why[200];
 
         a->remedy_timer = sd_event_source_disable_unref(a->remedy_timer);
