@@ -28,6 +28,17 @@ MONKEYCTL = os.path.join(BUILD_ROOT, "monkeyctl")
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
+# MONKEY_VALGRIND=1: every monkeyd this harness starts runs under valgrind
+# memcheck (tests/memcheck runs a set of integration tests so). A run that
+# ends by SIGTERM must report 0 errors and 0 definite/indirect leaks; a run
+# the test SIGKILLs has no summary and is not judged.
+VALGRIND = bool(os.environ.get("MONKEY_VALGRIND"))
+VALGRIND_ARGS = ["valgrind", "--tool=memcheck", "--leak-check=full",
+                 "--show-leak-kinds=definite,indirect", "--errors-for-leak-kinds=definite,indirect",
+                 "--num-callers=30", "--child-silent-after-fork=yes"]
+# Under valgrind the agent starts and answers many times slower.
+SLOWDOWN = 8.0 if VALGRIND else 1.0
+
 # Variables that would change how monkeyd behaves if inherited from the caller.
 _SCRUB_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM",
               "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "CREDENTIALS_DIRECTORY")
@@ -329,6 +340,7 @@ class Agent:
         self.proc = None
         self.log_path = None
         self.runs = 0
+        self.valgrind_logs = []
         self.env_extra = {}
 
     # -- files
@@ -365,7 +377,12 @@ class Agent:
             st = os.fstat(self.log.fileno())
             e["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
         self.t_start = time.monotonic()
-        self.proc = spawn(list(wrapper) + [MONKEYD, "--config", self.config], stdin=subprocess.DEVNULL,
+        memcheck = []
+        if VALGRIND:
+            self.valgrind_logs.append(os.path.join(self.dir, "valgrind-%d.log" % self.runs))
+            memcheck = VALGRIND_ARGS + ["--log-file=" + self.valgrind_logs[-1]]
+            timeout *= SLOWDOWN
+        self.proc = spawn(list(wrapper) + memcheck + [MONKEYD, "--config", self.config], stdin=subprocess.DEVNULL,
                           stdout=self.log, stderr=subprocess.STDOUT, env=e)
         self.wait_socket(timeout)
         if wait_serving:
@@ -398,22 +415,32 @@ class Agent:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout)
+            rc = self.proc.wait(timeout * SLOWDOWN)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
-            fail("monkeyd did not exit within %.0fs of SIGTERM" % timeout)
+            fail("monkeyd did not exit within %.0fs of SIGTERM" % (timeout * SLOWDOWN))
         finally:
             self.log.close()
+        if VALGRIND:
+            check_memcheck_log(self.valgrind_logs[-1])
+        return rc
 
     def kill(self):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
 
-    def close(self):
-        self.kill()
-        self.feeder.stop()
+    def close(self, judge=True):
+        """Kill the agent; under valgrind, stop it with SIGTERM instead so
+        that memcheck's summary is written and judged (judge=False after a
+        failure: just kill)."""
+        try:
+            if VALGRIND and judge and self.alive():
+                self.stop()
+        finally:
+            self.kill()
+            self.feeder.stop()
 
     def __enter__(self):
         return self
@@ -421,7 +448,7 @@ class Agent:
     def __exit__(self, et, ev, tb):
         if et is not None:
             self.dump_log()
-        self.close()
+        self.close(judge=et is None)
         return False
 
     def log_text(self):
@@ -534,6 +561,21 @@ def run_ctl(argv, user=None, timeout=10.0):
                               timeout=timeout, text=True)
     except subprocess.TimeoutExpired:
         fail("%s did not finish within %.0fs" % (" ".join(argv), timeout))
+
+
+def check_memcheck_log(path):
+    """Fail unless valgrind's log for one monkeyd run says 0 errors (leaks
+    of kind definite or indirect count as errors, see VALGRIND_ARGS)."""
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read()
+    except OSError as e:
+        fail("valgrind log %s: %s" % (path, e))
+    m = re.search(r"ERROR SUMMARY: (\d+) errors", text)
+    check(m is not None, "valgrind log %s has no ERROR SUMMARY (did monkeyd exit?)" % path)
+    if int(m.group(1)) != 0:
+        fail("valgrind memcheck: %s errors in %s:\n%s" % (m.group(1), path, text[-4000:]))
+    print("   memcheck %s: 0 errors" % os.path.basename(path), flush=True)
 
 
 def describe(cp):
