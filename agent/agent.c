@@ -1,5 +1,6 @@
 #include "agent.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <signal.h>
 #include <sys/random.h>
@@ -31,6 +32,15 @@ static usec_t now_clock(sd_event *e, clockid_t clock) {
 
 usec_t agent_now_wall(Agent *a) {
         return now_clock(a ? a->event : NULL, CLOCK_REALTIME);
+}
+
+usec_t agent_now_guard(Agent *a) {
+        usec_t wall = agent_now_wall(a), boot = now_clock(a->event, CLOCK_BOOTTIME), steady;
+
+        if (a->persist.anchor_wall == 0 || boot < a->persist.anchor_boottime)
+                return wall;
+        steady = a->persist.anchor_wall + (boot - a->persist.anchor_boottime);
+        return MIN(wall, steady);
 }
 
 const char *format_iso8601(char *buf, size_t size, usec_t wall) {
@@ -108,7 +118,7 @@ static void history_add(Agent *a, json_object *o) {
         a->history[slot] = json_object_get(o);
 }
 
-static void persist_save(Agent *a) {
+static int persist_save(Agent *a) {
         int r;
 
         memcpy(a->persist.boot_id, a->boot_id, sizeof a->persist.boot_id);
@@ -117,12 +127,27 @@ static void persist_save(Agent *a) {
         free(a->persist.reason);
         a->persist.reason = a->state_reason ? strdup(a->state_reason) : NULL;
         r = state_save(a->config->agent.state_dir, &a->persist);
-        if (r < 0)
-                log_warning_errno(r, "Cannot save %s/state.json: %m, ignoring", a->config->agent.state_dir);
+        if (r < 0) {
+                /* state_save logged why; the old file is intact. */
+                if (a->persist_failures++ == 0)
+                        a->persist_failing_since = agent_now_wall(a);
+                a->persist_error = r;
+                log_warning_errno(r, "Cannot save %s/state.json: %m; running on, what it must remember is kept in "
+                                     "memory and written with the next save that works",
+                                  a->config->agent.state_dir);
+                return r;
+        }
+        if (a->persist_failures > 0)
+                log_notice("%s/state.json saved again after %" PRIu64 " failed save(s)", a->config->agent.state_dir,
+                           a->persist_failures);
+        a->persist_failures = 0;
+        a->persist_failing_since = 0;
+        a->persist_error = 0;
+        return 0;
 }
 
-void agent_persist_save(Agent *a) {
-        persist_save(a);
+int agent_persist_save(Agent *a) {
+        return persist_save(a);
 }
 
 static void incident_open(Agent *a, const char *reason) {
@@ -163,12 +188,18 @@ static void timers_cancel(Agent *a) {
 
 static void action_run(Agent *a, const Transition *t, const char *reason) {
         _cleanup_(freep) char *text = NULL;
+        usec_t kept[STATE_REMEDIATIONS_MAX];
+        size_t n_kept;
         switch (t->action) {
         case ACTION_NONE:
                 break;
 
         case ACTION_RUN_CHECKS:
                 a->retry_timer = sd_event_source_disable_unref(a->retry_timer);
+                /* Restarted while the reboot we asked for is still due:
+                 * out of the pool until it comes, and no second ask. */
+                if (t->from == STATE_BOOT && a->reboot_awaited && remedy_await_reboot(a) >= 0)
+                        break;
                 (void) effect_checks_run(a, t->from != STATE_QUARANTINED);
                 break;
 
@@ -183,8 +214,14 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
 
                         if (a->persist.incident.id && a->persist.incident.ended == 0) {
                                 incident_close(a, "rejoined");
-                                if (asprintf(&text, "%s is back: checks passed, rejoined the pool (incident %s)",
-                                             a->config->agent.host, a->persist.incident.id) >= 0)
+                                /* Killed between spooling the report and saving the
+                                 * closed incident, the last run left it in the
+                                 * outbox: once is enough. */
+                                if (outbox_restored(a->outbox, notice_to_string(NOTICE_BACK), a->persist.incident.id))
+                                        log_info("The report of incident %s is already in the outbox, not again",
+                                                 a->persist.incident.id);
+                                else if (asprintf(&text, "%s is back: checks passed, rejoined the pool (incident %s)",
+                                                  a->config->agent.host, a->persist.incident.id) >= 0)
                                         alerts_notify(a, NOTICE_BACK, text, reason);
                         } else if (was_quarantined &&
                                    asprintf(&text, "%s is back: checks passed after the quarantine, rejoined the pool",
@@ -239,9 +276,23 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
                 break;
 
         case ACTION_REMEDIATE:
-                /* Counted and saved before acting: a reboot must find it. */
+                /* Counted and saved before acting: a reboot must find it.
+                 * One the disk will not record could repeat after the boot,
+                 * past max_per_window: not acting beats a reboot loop. */
+                memcpy(kept, a->persist.remediations, sizeof kept);
+                n_kept = a->persist.n_remediations;
                 persistent_state_add_remediation(&a->persist, agent_now_wall(a));
-                persist_save(a);
+                if (persist_save(a) < 0) {
+                        /* it did not happen: as it was */
+                        memcpy(a->persist.remediations, kept, sizeof kept);
+                        a->persist.n_remediations = n_kept;
+                        if (asprintf(&text, "cannot record the remediation in %s/state.json (%s): not remediating "
+                                            "what the reboot-loop guard could not count",
+                                     a->config->agent.state_dir, strerror(-a->persist_error)) < 0)
+                                text = NULL;
+                        (void) agent_post_event(a, EVENT_REMEDY_FAILED, text ? text : "cannot record the remediation");
+                        break;
+                }
                 /* each ladder step is recorded and announced by remedy.c */
                 (void) effect_remediate(a);
                 break;
@@ -286,7 +337,7 @@ static void agent_step(Agent *a, Event ev, const char *reason) {
         FsmInputs in = {
                 .remedy_enabled = a->config->remedy.enabled,
                 .remedy_allowed = remedy_count_in_window(a->persist.remediations, a->persist.n_remediations,
-                                                         agent_now_wall(a), a->config->remedy.window) <
+                                                         agent_now_guard(a), a->config->remedy.window) <
                                   a->config->remedy.max_per_window,
         };
         _cleanup_(freep) char *limit_reason = NULL;
@@ -343,6 +394,8 @@ static void agent_step(Agent *a, Event ev, const char *reason) {
 
         if (t.from == STATE_REMEDIATING && t.to != STATE_REMEDIATING && a->remedy_running)
                 remedy_cancel(a); /* an operator drained us meanwhile */
+        if (t.from == STATE_CHECKING && t.to != STATE_CHECKING && a->reboot_awaited)
+                remedy_cancel(a); /* the same, while a reboot was due */
         if ((t.from == STATE_CHECKING || t.from == STATE_QUARANTINED) && t.to != t.from)
                 effect_checks_cancel(a);
         if (t.from == STATE_SERVING && t.to != STATE_SERVING && a->checks)
@@ -576,6 +629,15 @@ json_object *agent_status_json(Agent *a) {
         json_object_object_add(o, "held_reason",
                                a->persist.held_reason ? json_object_new_string(a->persist.held_reason) : NULL);
         json_object_object_add(o, "boot_id", json_object_new_string(a->boot_id));
+        {
+                json_object *sf = json_object_new_object();
+                json_object_object_add(sf, "ok", json_object_new_boolean(a->persist_error == 0));
+                json_object_object_add(sf, "last_error",
+                                       a->persist_error ? json_object_new_string(strerror(-a->persist_error)) : NULL);
+                json_object_object_add(sf, "failing_since", json_iso_or_null(a->persist_failing_since));
+                json_object_object_add(sf, "failed_saves", json_object_new_uint64(a->persist_failures));
+                json_object_object_add(o, "state_file", sf);
+        }
 
         json_object_object_add(cpu, "busy_pct", json_pct_or_null(have, a->cpu_last_busy));
         json_object_object_add(cpu, "window_pct", json_pct_or_null(true, window_pct));
@@ -641,7 +703,7 @@ json_object *agent_status_json(Agent *a) {
         json_object_object_add(remedy, "count_in_window",
                                json_object_new_int((int) remedy_count_in_window(a->persist.remediations,
                                                                                 a->persist.n_remediations,
-                                                                                agent_now_wall(a), c->remedy.window)));
+                                                                                agent_now_guard(a), c->remedy.window)));
         json_object_object_add(remedy, "max_per_window", json_object_new_int((int) c->remedy.max_per_window));
         json_object_object_add(remedy, "window_sec", json_object_new_double((double) c->remedy.window / USEC_PER_SEC));
         if (c->remedy.enabled) {
@@ -835,6 +897,10 @@ static int agent_reload(Agent *a) {
         } else if (!!a->pool != nc->pool.enabled)
                 log_warning("reload: adding or removing [pool] takes effect at the next restart, ignoring");
         log_max_level = nc->agent.log_level;
+        /* A reload may grant or revoke [agent] control_group at once. */
+        r = control_server_apply_config(a->control, nc);
+        if (r < 0)
+                log_warning_errno(r, "reload: cannot apply [agent] control_group, keeping the previous one: %m");
         a->config = TAKE_PTR(nc);
         config_free(oc);
 
@@ -895,6 +961,7 @@ static int state_dir_prepare(const char *dir) {
 static void agent_start_machine(Agent *a) {
         char reason[192];
         const char *prev = a->persist.boot_id;
+        usec_t last;
 
         if (isempty(prev))
                 snprintf(reason, sizeof reason, "first start (boot id %s)", a->boot_id);
@@ -905,10 +972,18 @@ static void agent_start_machine(Agent *a) {
                          state_to_string(a->persist.state));
 
         log_info("Starting: %s", reason);
+        last = a->persist.n_remediations > 0 ? a->persist.remediations[a->persist.n_remediations - 1] : 0;
+        /* The reboot a step waited for has happened; or it is still due:
+         * killed (OOM, SIGKILL) between EC2's yes and the shutdown. */
+        if (a->new_boot)
+                for (size_t k = 0; k < a->persist.incident.n_steps; k++)
+                        a->persist.incident.steps[k].awaiting_reboot = false;
+        a->reboot_awaited = !a->new_boot && a->persist.state == STATE_REMEDIATING && a->config->remedy.enabled &&
+                            incident_reboot_awaited(&a->persist.incident);
         /* A boot that follows our own remediation: give the app time. */
         if (a->new_boot && !isempty(prev) && a->config->remedy.enabled && a->config->remedy.grace > 0 &&
-            a->persist.n_remediations > 0 &&
-            agent_now_wall(a) - a->persist.remediations[a->persist.n_remediations - 1] < a->config->remedy.window) {
+            remedy_count_in_window(&last, a->persist.n_remediations > 0, agent_now_guard(a),
+                                   a->config->remedy.window) > 0) {
                 a->grace_until = now_clock(a->event, CLOCK_MONOTONIC) + a->config->remedy.grace;
                 log_info("Post-boot grace: a new overload only alerts for the next %s",
                          format_duration((char[32]) {}, 32, a->config->remedy.grace));
@@ -927,6 +1002,11 @@ static void agent_start_machine(Agent *a) {
                 char m[320];
                 snprintf(m, sizeof m, "%s; still held out of the pool: %s", reason, strna(a->persist.held_reason));
                 (void) agent_post_event(a, EVENT_RESTORE_HOLD, m);
+        } else if (a->reboot_awaited) {
+                char m[320];
+                snprintf(m, sizeof m, "%s; %s was accepted and the machine has not gone down yet: waiting for it",
+                         reason, incident_reboot_awaited(&a->persist.incident)->step);
+                (void) agent_post_event(a, EVENT_START, m);
         } else
                 (void) agent_post_event(a, EVENT_START, reason);
 }
@@ -972,6 +1052,13 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
         if (r < 0)
                 return log_error_errno(r, "Cannot read the boot id from %s: %m", a->config->agent.boot_id);
         a->new_boot = !streq(a->persist.boot_id, a->boot_id);
+        /* The guard's clock (agent_now_guard): anchored once per boot, kept
+         * across agent restarts in it. */
+        if (a->new_boot || a->persist.anchor_wall == 0 ||
+            now_clock(NULL, CLOCK_BOOTTIME) < a->persist.anchor_boottime) {
+                a->persist.anchor_wall = now_clock(NULL, CLOCK_REALTIME);
+                a->persist.anchor_boottime = now_clock(NULL, CLOCK_BOOTTIME);
+        }
 
         r = sd_event_new(&a->event);
         if (r < 0)

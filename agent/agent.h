@@ -69,6 +69,9 @@ typedef struct Agent {
 
         /* Persistence */
         PersistentState persist;
+        int persist_error;              /* the last save's error, 0 when it worked */
+        usec_t persist_failing_since;   /* wall clock of the first failed save in a row, 0 = saving */
+        uint64_t persist_failures;      /* failed saves in a row */
         char boot_id[BOOT_ID_LEN + 1];
         bool new_boot;
 
@@ -100,6 +103,7 @@ typedef struct Agent {
         struct SysBus *sysbus;          /* NULL without local steps */
         size_t ladder_pos;
         bool remedy_running;
+        bool reboot_awaited;            /* restarted in CHECKING while an accepted reboot is due */
         sd_event_source *remedy_timer;  /* settle after a restart, or the reboot that must come */
         char *remedy_last_failure;
         uint64_t reboot_test_ticket;    /* monkeyctl test-reboot waiting, 0 = none */
@@ -147,13 +151,20 @@ int agent_run(Agent *a);
 int agent_post_event(Agent *a, Event e, const char *reason);
 
 /* Write state.json now (an integration learned something that must
- * survive a reboot, e.g. the incident's Slack thread). */
-void agent_persist_save(Agent *a);
+ * survive a reboot, e.g. the incident's Slack thread). A negative errno
+ * when the disk refused it (logged, shown in status as state_file). */
+int agent_persist_save(Agent *a);
 
 /* Status object (STATUS schema in README). New reference. */
 json_object *agent_status_json(Agent *a);
 
 /* Realtime now, for humans and AWS. */
 usec_t agent_now_wall(Agent *a);
+/* The wall clock for the reboot-loop guard: the smaller of realtime and
+ * realtime as read at this boot's first start advanced by CLOCK_BOOTTIME
+ * since. A clock stepped ahead while the machine runs (NTP after a bad
+ * RTC, date -s, a restored VM) cannot open the guard early; one stepped
+ * back already keeps it closed. */
+usec_t agent_now_guard(Agent *a);
 /* ISO 8601 UTC "2026-11-22T17:00:00Z"; buf >= 32 bytes. */
 const char *format_iso8601(char *buf, size_t size, usec_t wall);

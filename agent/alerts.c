@@ -393,6 +393,8 @@ void alerts_step_result(Agent *a, const char *text, const char *request_id) {
         facts_base(a, NOTICE_REMEDIATING, text, &f);
         f.step = step;
         f.request_id = isempty(request_id) ? "unknown" : request_id;
+        /* EC2 always names the request it accepted: none means no answer came */
+        f.unanswered = isempty(request_id);
         spool(a, &f);
 }
 
@@ -409,7 +411,6 @@ void alerts_grace(Agent *a, const char *reason, usec_t left) {
 
 void alerts_holding(Agent *a, const char *reason) {
         NoticeFacts f;
-        _cleanup_(freep) char *text = NULL;
 
         if (!alert_gate_raise(&a->gate_hold, mono_now(a), a->config->slack.remind))
                 return;

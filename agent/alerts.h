@@ -30,7 +30,8 @@ void alerts_notify(Agent *a, Notice n, const char *text, const char *reason);
 
 /* A ladder step about to be taken (after: why the previous one failed). */
 void alerts_remediating(Agent *a, const char *step, const char *text, const char *after);
-/* A step's result worth telling (EC2 accepted the reboot: request id). */
+/* A step's result worth telling (EC2 accepted the reboot: request id). An
+ * empty request id: EC2 never answered, so it may have taken the reboot. */
 void alerts_step_result(Agent *a, const char *text, const char *request_id);
 /* Overloaded during the post-boot grace: once per grace period. */
 void alerts_grace(Agent *a, const char *reason, usec_t left);

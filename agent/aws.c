@@ -400,7 +400,10 @@ static void on_ec2(const Ec2Result *res, void *userdata) {
                                                                 : AWS_PERMISSION_ERROR;
                 permission_set(a, p, res->detail);
                 log_full(p == AWS_PERMISSION_PERMITTED ? LOG_INFO : LOG_WARNING, "aws: self-test: %s", res->detail);
-        }
+        } else if (res->outcome == EC2_DENIED)
+                /* The grant went away after the self-test: status must not
+                 * keep saying "permitted", and this is news worth one alert. */
+                permission_set(a, AWS_PERMISSION_DENIED, res->detail);
         if (w.cb)
                 w.cb(res, w.userdata);
         want_run(a);

@@ -312,8 +312,15 @@ int aws_credentials_parse_role(const char *json, size_t len, const char *role, A
         if (!o || !json_object_is_type(o, json_type_object))
                 return set_error(ret_error, -EBADMSG, "IMDS %s: credentials are not a JSON object", origin);
         code = json_string(o, "Code");
-        if (code && !streq(code, "Success"))
-                return set_error(ret_error, -EBADMSG, "IMDS %s: Code is \"%.40s\", not Success", origin, code);
+        if (code && !streq(code, "Success")) {
+                /* quoted into status and logs: ASCII only, whatever IMDS sent */
+                char word[41];
+                size_t i;
+                for (i = 0; code[i] && i + 1 < sizeof word; i++)
+                        word[i] = isalnum((unsigned char) code[i]) || strchr("_.-", code[i]) ? code[i] : '?';
+                word[i] = '\0';
+                return set_error(ret_error, -EBADMSG, "IMDS %s: Code is \"%s\", not Success", origin, word);
+        }
         exp = json_string(o, "Expiration");
         if (!exp || aws_parse_iso8601(exp, &expiration) < 0)
                 return set_error(ret_error, -EBADMSG, "IMDS %s: missing or malformed Expiration", origin);

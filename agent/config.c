@@ -1,5 +1,6 @@
 #include <ctype.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <ini.h>
 #include <limits.h>
@@ -101,6 +102,43 @@ static bool has_control(const char *s) {
                         return true;
         }
         return false;
+}
+
+/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
+ * Values end up in JSON (status, Slack) and Redis, where a stray Latin-1
+ * byte makes the whole message invalid far from its cause. */
+bool utf8_is_valid(const char *s, size_t n) {
+        const unsigned char *p = (const unsigned char *) s, *end = p + n;
+
+        while (p < end) {
+                unsigned char c = *p;
+                size_t len;
+                uint32_t cp, min;
+
+                if (c < 0x80) {
+                        p++;
+                        continue;
+                }
+                if (c >= 0xc2 && c <= 0xdf)
+                        len = 2, cp = c & 0x1f, min = 0x80;
+                else if (c >= 0xe0 && c <= 0xef)
+                        len = 3, cp = c & 0x0f, min = 0x800;
+                else if (c >= 0xf0 && c <= 0xf4)
+                        len = 4, cp = c & 0x07, min = 0x10000;
+                else
+                        return false;
+                if ((size_t) (end - p) < len)
+                        return false;
+                for (size_t i = 1; i < len; i++) {
+                        if ((p[i] & 0xc0) != 0x80)
+                                return false;
+                        cp = (cp << 6) | (p[i] & 0x3f);
+                }
+                if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                        return false;
+                p += len;
+        }
+        return true;
 }
 
 /* Plain decimal digits only: strtoul() would take signs, blanks and "0x". */
@@ -560,6 +598,41 @@ static int item_word(const ConfigItem *it, const char *value, Config *c, void *d
         return set_string(dest, value);
 }
 
+/* A group allowed on the control socket: a number is a gid as it stands
+ * (it need not have a name: LDAP, containers); a name is checked for shape
+ * here and looked up by config_load(), since parsing does no I/O. */
+static int item_group(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        uint64_t v;
+        size_t len = strlen(value);
+        int r;
+
+        if (is_digit(value[0])) {
+                r = parse_u64_digits(value, &v);
+                if (r == -EINVAL)
+                        return reason(ret_reason, r, "invalid group '%s' (a group name or a numeric gid)", value);
+                /* (gid_t) -1 means "no group" to the kernel's calls */
+                if (r < 0 || v >= (uint64_t) (gid_t) -1)
+                        return reason(ret_reason, -ERANGE, "gid %s is out of range (0-%u)", value,
+                                      (unsigned) ((gid_t) -1 - 1));
+                c->agent.control_gid = (gid_t) v;
+                c->agent.control_gid_set = true;
+                return set_string(dest, value);
+        }
+        if (len > it->max)
+                return reason(ret_reason, -ERANGE, "group name is too long (%zu characters, at most %" PRIu64 ")", len,
+                              it->max);
+        for (size_t i = 0; i < len; i++)
+                if (!isalnum((unsigned char) value[i]) && !strchr("._-@", value[i]) &&
+                    !(value[i] == '$' && i == len - 1))
+                        return reason(ret_reason, -EINVAL,
+                                      "invalid group name '%s' (letters, digits, '.', '_', '-', '@'; or a numeric gid)",
+                                      value);
+        if (value[0] == '-' || value[0] == '.')
+                return reason(ret_reason, -EINVAL, "invalid group name '%s' (must not start with '%c')", value, value[0]);
+        c->agent.control_gid_set = false;
+        return set_string(dest, value);
+}
+
 /* Names that end up inside Redis keys or AWS identifiers: a brace in a pool
  * name would break the {P} cluster hash tag, a colon the key layout. */
 static int item_name(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
@@ -780,6 +853,12 @@ static bool unit_name_ok(const char *s, size_t len) {
         return memchr(s, '.', len) != NULL;
 }
 
+static int item_unit(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        if (!unit_name_ok(value, strlen(value)))
+                return reason(ret_reason, -EINVAL, "'%s' is not a unit name (e.g. app.service)", value);
+        return set_string(dest, value);
+}
+
 static int item_ladder(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
         RemedyStep ladder[REMEDY_LADDER_MAX];
         char *units[REMEDY_LADDER_MAX] = {};
@@ -893,6 +972,7 @@ static const ConfigItem config_items[] = {
         ITEM("agent", "proc_stat", item_path, agent.proc_stat, 0, 0, "/proc/stat", S),
         ITEM("agent", "boot_id", item_path, agent.boot_id, 0, 0, "/proc/sys/kernel/random/boot_id", S),
         ITEM("agent", "log_level", item_log_level, agent.log_level, 0, 0, "info", 0),
+        ITEM("agent", "control_group", item_group, agent.control_group, 0, 64, NULL, S),
 
         ITEM("cpu", "threshold", item_percent, cpu.threshold, 1, 100, "90", 0),
         ITEM("cpu", "window", item_duration, cpu.window, 10 * MS, DAY, "60s", 0),
@@ -946,7 +1026,7 @@ static const ConfigItem config_items[] = {
         ITEM("remedy", "max_per_window", item_unsigned, remedy.max_per_window, 1, 1000, "2", 0),
         ITEM("remedy", "window", item_duration, remedy.window, SEC, 30 * DAY, "1h", 0),
         ITEM("remedy", "dry_run", item_bool, remedy.dry_run, 0, 0, "no", 0),
-        ITEM("remedy", "unit", item_word, remedy.unit, 0, 0, NULL, S),
+        ITEM("remedy", "unit", item_unit, remedy.unit, 0, 0, NULL, S),
         ITEM("remedy", "settle", item_duration, remedy.settle, SEC, HOUR, "60s", 0),
         ITEM("remedy", "reboot_timeout", item_duration, remedy.reboot_timeout, 30 * SEC, HOUR, "10m", 0),
         ITEM("remedy", "grace", item_duration, remedy.grace, 0, DAY, "10m", 0),
@@ -1012,6 +1092,7 @@ typedef struct ParseContext {
         const char *path;
         const char *pos;   /* the reader's cursor in the text */
         unsigned line;     /* of the line the reader handed out last */
+        char section[32];  /* the reader's current section, for its own messages */
         Config *config;
         unsigned item_line[ELEMENTSOF(config_items)];
         unsigned section_line[ELEMENTSOF(config_sections)];
@@ -1090,10 +1171,31 @@ static void section_header(ParseContext *ctx, char *line) {
                 return;
         }
         ctx->section_line[i] = ctx->line;
+        snprintf(ctx->section, sizeof ctx->section, "%s", config_sections[i].name);
         sec = &config_sections[i];
         if (sec->enabled_offset != SIZE_MAX)
                 *(bool *) ((uint8_t *) ctx->config + sec->enabled_offset) = true;
         *end = ']'; /* hand the line on to inih unchanged */
+}
+
+/* The key of a "key = value" line in [start, eol), if it looks like one of
+ * ours; for messages about lines inih never gets to see. */
+static bool line_key(const char *start, const char *eol, char *buf, size_t size) {
+        const char *p = start;
+        size_t n;
+
+        while (p < eol && (islower((unsigned char) *p) || *p == '_'))
+                p++;
+        n = (size_t) (p - start);
+        if (n == 0 || n >= size)
+                return false;
+        while (p < eol && is_blank(*p))
+                p++;
+        if (p == eol || (*p != '=' && *p != ':'))
+                return false;
+        memcpy(buf, start, n);
+        buf[n] = '\0';
+        return true;
 }
 
 /* Feeds inih one line at a time, so the handler knows the line number
@@ -1120,8 +1222,26 @@ static char *config_reader(char *buf, int num, void *stream) {
 
         len = (size_t) (ctx->pos - start);
         if (num < 3 || len >= (size_t) num) {
-                /* inih would silently split the line in two. */
-                ctx_fail(ctx, ctx->line, -EINVAL, "line is too long (at most %d characters)", MAX(num - 2, 0));
+                char key[64];
+
+                /* inih would silently split the line in two. Name the key
+                 * when there is one: that is what the reader looks for. */
+                if (line_key(start, eol, key, sizeof key) && ctx->section[0])
+                        ctx_fail(ctx, ctx->line, -EINVAL, "[%s] %s: line is too long (at most %d characters)",
+                                 ctx->section, key, MAX(num - 2, 0));
+                else
+                        ctx_fail(ctx, ctx->line, -EINVAL, "line is too long (at most %d characters)", MAX(num - 2, 0));
+                return NULL;
+        }
+        /* Comments may be in any encoding; what is parsed must be UTF-8. */
+        if (*start != '#' && *start != ';' && !utf8_is_valid(start, (size_t) (eol - start))) {
+                char key[64];
+
+                if (line_key(start, eol, key, sizeof key) && ctx->section[0])
+                        ctx_fail(ctx, ctx->line, -EINVAL, "[%s] %s: invalid UTF-8 (the file must be UTF-8 text)",
+                                 ctx->section, key);
+                else
+                        ctx_fail(ctx, ctx->line, -EINVAL, "invalid UTF-8 (the file must be UTF-8 text)");
                 return NULL;
         }
         memcpy(buf, start, len);
@@ -1515,6 +1635,33 @@ static bool redis_url_has_password(const char *url) {
         return memchr(auth, '@', (size_t) (end - auth)) != NULL;
 }
 
+/* getgrnam_r, with a buffer that grows on ERANGE (large LDAP groups). */
+static int group_resolve(const char *name, gid_t *ret) {
+        size_t size = 4096;
+
+        for (;;) {
+                _cleanup_(freep) char *buf = malloc(size);
+                struct group g, *found = NULL;
+                int k;
+
+                if (!buf)
+                        return -ENOMEM;
+                k = getgrnam_r(name, &g, buf, size, &found);
+                if (k == 0) {
+                        if (!found)
+                                return -ENOENT;
+                        *ret = g.gr_gid;
+                        return 0;
+                }
+                if (k != ERANGE)
+                        /* glibc reports "not found" as ENOENT and friends on some NSS backends */
+                        return k == ENOENT || k == ESRCH || k == EBADF || k == EPERM ? -ENOENT : -k;
+                if (size >= 16 * 1024 * 1024)
+                        return -ERANGE;
+                size *= 2;
+        }
+}
+
 int config_load(const char *path, Config **ret_config, char **ret_error) {
         _cleanup_(config_freep) Config *c = NULL;
         _cleanup_(buffer_wipe) Buffer text = {};
@@ -1534,10 +1681,15 @@ int config_load(const char *path, Config **ret_config, char **ret_error) {
                 return file_error(ret_error, negative_errno(), "%s: cannot read: %m", path);
         if (!S_ISREG(st.st_mode))
                 return file_error(ret_error, -EINVAL, "%s: cannot read: not a regular file", path);
-        /* A root daemon must not run what anyone may rewrite. */
-        if (st.st_mode & S_IWOTH)
-                return file_error(ret_error, -EPERM, "%s: is writable by others (mode %04o); chmod o-w it", path,
-                                  (unsigned) (st.st_mode & 07777));
+        /* A root daemon must not run what others may rewrite: whoever
+         * writes this file picks what runs as root, and who may drain
+         * (control_group). */
+        if (st.st_mode & (S_IWGRP | S_IWOTH))
+                return file_error(ret_error, -EPERM, "%s: is writable by %s (mode %04o); chmod go-w it", path,
+                                  st.st_mode & S_IWOTH ? "others" : "its group", (unsigned) (st.st_mode & 07777));
+        if (st.st_uid != 0 && st.st_uid != geteuid())
+                return file_error(ret_error, -EPERM, "%s: owned by uid %u, expected root or uid %u (the agent's)", path,
+                                  (unsigned) st.st_uid, (unsigned) geteuid());
 
         r = read_all(fd, CONFIG_SIZE_MAX, &text);
         if (r == -EFBIG)
@@ -1547,12 +1699,34 @@ int config_load(const char *path, Config **ret_config, char **ret_error) {
                 errno = -r;
                 return file_error(ret_error, r, "%s: cannot read: %m", path);
         }
-        if (strlen(text.data) != text.size)
-                return file_error(ret_error, -EINVAL, "%s: holds a NUL byte, not a text file", path);
+        if (strlen(text.data) != text.size) {
+                /* Where: an editor shows the file, not its bytes. */
+                unsigned nul_line = 1;
+                for (const char *q = text.data; *q; q++)
+                        nul_line += *q == '\n';
+                return file_error(ret_error, -EINVAL, "%s:%u: holds a NUL byte, not a text file", path, nul_line);
+        }
 
         r = config_parse_lines(text.data, path, &c, ret_error, lines);
         if (r < 0)
                 return r;
+
+        if (c->agent.control_group && !c->agent.control_gid_set) {
+                unsigned gline = lines[item_index_by_offset(offsetof(Config, agent.control_group))];
+
+                r = group_resolve(c->agent.control_group, &c->agent.control_gid);
+                if (r == -ENOENT)
+                        return file_error(ret_error, -EINVAL,
+                                          "%s:%u: [agent] control_group: no such group '%s' (create it with groupadd, "
+                                          "or give a numeric gid)",
+                                          path, gline, c->agent.control_group);
+                if (r < 0) {
+                        errno = -r;
+                        return file_error(ret_error, r, "%s:%u: [agent] control_group: cannot look up group '%s': %m",
+                                          path, gline, c->agent.control_group);
+                }
+                c->agent.control_gid_set = true;
+        }
 
         if (c->slack.token) {
                 secret = "[slack] token";

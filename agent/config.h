@@ -8,6 +8,7 @@
 #pragma once
 
 #include <netinet/in.h>
+#include <sys/types.h>
 
 #include "macro.h"
 
@@ -57,6 +58,13 @@ typedef struct Config {
                 char *proc_stat;      /* default /proc/stat */
                 char *boot_id;        /* default /proc/sys/kernel/random/boot_id */
                 int log_level;        /* LOG_INFO by default */
+                /* Members of this group may run the mutating control
+                 * commands too. The name as written (NULL: not set); the
+                 * gid is resolved by config_load() (getgrnam_r), or by the
+                 * parser when a number was written. */
+                char *control_group;
+                gid_t control_gid;
+                bool control_gid_set;
         } agent;
 
         struct {
@@ -150,7 +158,9 @@ typedef struct Config {
 int config_parse_string(const char *text, const char *path, Config **ret_config, char **ret_error);
 
 /* Read the file and parse it. Refuses files that hold an inline secret
- * (slack token, pool password in the URL) while group/world readable. */
+ * (slack token, pool password in the URL) while group/world readable, and
+ * resolves [agent] control_group to a gid (an unknown group is an error
+ * naming its line). */
 int config_load(const char *path, Config **ret_config, char **ret_error);
 
 Config *config_free(Config *c);
@@ -174,6 +184,11 @@ int secret_file_check(const char *path, char **ret_error);
 int secret_file_read_all(const char *path, size_t max, char **ret, char **ret_error);
 /* Read the first line of a secret file, stripped. Checks it first. */
 int secret_file_read(const char *path, char **ret_secret, char **ret_error);
+
+/* Strict UTF-8 (no overlong forms, surrogates or code points above
+ * U+10FFFF), for text that ends up in JSON: json-c's own check lets those
+ * through. */
+bool utf8_is_valid(const char *s, size_t n);
 
 /* Levenshtein distance, for "did you mean" suggestions. */
 size_t string_distance(const char *a, const char *b);

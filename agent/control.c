@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include "config.h"
 #include "log.h"
 #include "jsonutil.h"
 
@@ -50,6 +51,69 @@ ControlCommand control_command_from_string(const char *s) {
 
 bool control_command_is_mutating(ControlCommand c) {
         return c == CONTROL_DRAIN || c == CONTROL_RESUME || c == CONTROL_TEST_ALERT || c == CONTROL_TEST_REBOOT;
+}
+
+static const char *const grant_table[_CONTROL_GRANT_MAX] = {
+        [CONTROL_GRANT_DENIED] = "denied",
+        [CONTROL_GRANT_ROOT] = "root",
+        [CONTROL_GRANT_OWNER] = "owner",
+        [CONTROL_GRANT_GROUP] = "group",
+};
+
+const char *control_grant_to_string(ControlGrant g) {
+        if (g < 0 || g >= _CONTROL_GRANT_MAX)
+                return NULL;
+        return grant_table[g];
+}
+
+ControlGrant control_access_check(uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups,
+                                  const ControlAccess *access) {
+        if (uid == 0)
+                return CONTROL_GRANT_ROOT;
+        if (!access)
+                return CONTROL_GRANT_DENIED;
+        if (uid == access->owner)
+                return CONTROL_GRANT_OWNER;
+        if (!access->have_group)
+                return CONTROL_GRANT_DENIED;
+        if (gid == access->group)
+                return CONTROL_GRANT_GROUP;
+        for (size_t i = 0; groups && i < n_groups; i++)
+                if (groups[i] == access->group)
+                        return CONTROL_GRANT_GROUP;
+        return CONTROL_GRANT_DENIED;
+}
+
+char *control_access_denied_message(const char *command, bool have_uid, uid_t uid, const ControlAccess *access) {
+        char who[64], owner[64] = "", group[96] = "", peer[48];
+        char *m = NULL;
+
+        if (access && access->owner != 0)
+                snprintf(owner, sizeof owner, ", uid %u (the agent's)", (unsigned) access->owner);
+        if (access && access->have_group) {
+                if (access->group_name && !isempty(access->group_name))
+                        snprintf(group, sizeof group, "group '%s'", access->group_name);
+                else
+                        snprintf(group, sizeof group, "gid %u", (unsigned) access->group);
+        }
+        snprintf(who, sizeof who, "root%s%s%s", owner, *group ? " or members of " : "", group);
+        if (have_uid)
+                snprintf(peer, sizeof peer, "you are uid %u", (unsigned) uid);
+        else
+                snprintf(peer, sizeof peer, "your credentials are unknown");
+        /* Say how to get in: the operator reading this is the one who needs to know. */
+        if (*group) {
+                if (asprintf(&m,
+                             "permission denied: '%s' is for %s; %s. Run it with sudo, or ask an admin to add you "
+                             "to %s (it counts from your next login)",
+                             strna(command), who, peer, group) < 0)
+                        return NULL;
+        } else if (asprintf(&m,
+                            "permission denied: '%s' is for %s; %s. Run it with sudo, or have the admin grant a "
+                            "group with [agent] control_group in the agent's config",
+                            strna(command), who, peer) < 0)
+                return NULL;
+        return m;
 }
 
 void control_request_done(ControlRequest *r) {
@@ -109,6 +173,10 @@ int control_request_parse(const char *line, size_t len, ControlRequest *ret, cha
                 return parse_fail(ret_error, "request too large (max %d bytes)", CONTROL_REQUEST_MAX);
         if (memchr(line, '\0', len))
                 return parse_fail(ret_error, "request contains a NUL byte");
+        /* json-c takes overlong forms and surrogates; what we accept comes
+         * back in replies, events, logs and Slack, which must stay UTF-8. */
+        if (!utf8_is_valid(line, len))
+                return parse_fail(ret_error, "request is not valid UTF-8");
 
         tok = json_tokener_new();
         if (!tok)
@@ -141,6 +209,10 @@ int control_request_parse(const char *line, size_t len, ControlRequest *ret, cha
         if (!json_object_is_type(v, json_type_int))
                 return parse_fail(ret_error, "\"version\" is not an integer");
         version = json_object_get_int64(v);
+        /* json-c clamps what does not fit: do not quote a number nobody sent */
+        if (version == INT64_MAX || version == INT64_MIN)
+                return parse_fail(ret_error, "unsupported version (out of range; this agent speaks %d)",
+                                  CONTROL_PROTOCOL_VERSION);
         if (version != CONTROL_PROTOCOL_VERSION)
                 return parse_fail(ret_error, "unsupported version %" PRId64 " (this agent speaks %d)",
                                   version, CONTROL_PROTOCOL_VERSION);
@@ -172,6 +244,9 @@ int control_request_parse(const char *line, size_t len, ControlRequest *ret, cha
                         return parse_fail(ret_error, "\"reason\" too long (max %d bytes)", CONTROL_REASON_MAX);
                 if (memchr(json_object_get_string(v), '\0', n))
                         return parse_fail(ret_error, "\"reason\" contains a NUL byte");
+                /* "\ud800" alone decodes to a surrogate's bytes */
+                if (!utf8_is_valid(json_object_get_string(v), n))
+                        return parse_fail(ret_error, "\"reason\" is not valid UTF-8");
                 if (n > 0) {
                         reason = strdup(json_object_get_string(v));
                         if (!reason)
@@ -296,6 +371,30 @@ char *control_reply_object(const char *key, json_object *value) {
 
 typedef struct ControlClient ControlClient;
 
+/* At most `burst` messages per interval; the rest are counted, and the
+ * count goes with the next message let through. */
+typedef struct RateLimit {
+        uint64_t begin; /* CLOCK_MONOTONIC start of the interval, 0: none yet */
+        unsigned n, suppressed;
+} RateLimit;
+
+#define CONTROL_LOG_INTERVAL_USEC (10 * USEC_PER_SEC)
+
+static bool ratelimit_pass(RateLimit *rl, uint64_t now, unsigned burst, unsigned *ret_suppressed) {
+        if (rl->begin == 0 || now >= rl->begin + CONTROL_LOG_INTERVAL_USEC) {
+                rl->begin = MAX(now, (uint64_t) 1);
+                rl->n = 0;
+        }
+        if (rl->n >= burst) {
+                rl->suppressed++;
+                return false;
+        }
+        rl->n++;
+        *ret_suppressed = rl->suppressed;
+        rl->suppressed = 0;
+        return true;
+}
+
 struct ControlClient {
         ControlServer *server;
         ControlClient *prev, *next;
@@ -306,6 +405,9 @@ struct ControlClient {
 
         bool have_cred;
         struct ucred cred;
+        gid_t *groups;       /* supplementary groups at connect(), fetched when first needed */
+        size_t n_groups;
+        bool groups_fetched;
 
         char in[CONTROL_REQUEST_MAX + 1]; /* a full line plus its newline */
         size_t in_len;
@@ -330,7 +432,11 @@ struct ControlServer {
         sd_event_source *accept_retry; /* out of fds with no client to free one */
         ControlHandlers handlers;
         void *userdata;
-        uid_t euid;
+        ControlAccess access;
+        char *group_name; /* owned; access.group_name points here */
+        /* What any local user can trigger at will is logged sparingly. */
+        RateLimit refused_log; /* "too many clients" */
+        RateLimit denied_log;  /* "permission denied" */
 
         ControlClient *clients;
         unsigned n_clients; /* live ones; dead ones wait for the reaper */
@@ -377,6 +483,7 @@ static void client_free(ControlClient *c) {
                 c->server->clients = c->next;
         if (c->next)
                 c->next->prev = c->prev;
+        free(c->groups);
         free(c);
 }
 
@@ -480,8 +587,59 @@ static void client_reply(ControlClient *c, char *line) {
         client_update_events(c);
 }
 
-static bool client_privileged(const ControlClient *c) {
-        return c->have_cred && (c->cred.uid == 0 || c->cred.uid == c->server->euid);
+#ifndef SO_PEERGROUPS
+#define SO_PEERGROUPS 59 /* Linux 4.13 */
+#endif
+
+/* The peer's supplementary groups as they were at connect(). The kernel
+ * says how much room it needs (ERANGE): two rounds suffice, a third only
+ * if something odd happens. */
+static int peer_groups(int fd, gid_t **ret, size_t *ret_n) {
+        socklen_t len = 32 * sizeof(gid_t);
+
+        for (unsigned attempt = 0; attempt < 3; attempt++) {
+                _cleanup_(freep) gid_t *g = NULL;
+                socklen_t want = len;
+
+                /* NGROUPS_MAX is 65536 on Linux */
+                if (len > 65536 * sizeof(gid_t))
+                        return -E2BIG;
+                g = malloc(MAX(len, (socklen_t) sizeof(gid_t)));
+                if (!g)
+                        return -ENOMEM;
+                if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &want) == 0) {
+                        *ret_n = want / sizeof(gid_t);
+                        *ret = TAKE_PTR(g);
+                        return 0;
+                }
+                if (errno != ERANGE || want <= len)
+                        return -errno;
+                len = want;
+        }
+        return -ERANGE;
+}
+
+static ControlGrant client_grant(ControlClient *c) {
+        const ControlAccess *a = &c->server->access;
+        ControlGrant g;
+
+        if (!c->have_cred)
+                return CONTROL_GRANT_DENIED;
+        g = control_access_check(c->cred.uid, c->cred.gid, NULL, 0, a);
+        if (g != CONTROL_GRANT_DENIED || !a->have_group)
+                return g;
+        /* Only now are the supplementary groups worth a look. */
+        if (!c->groups_fetched && c->fd >= 0) {
+                int r = peer_groups(c->fd, &c->groups, &c->n_groups);
+                if (r < 0) {
+                        log_debug_errno(r, "Control client (uid %u): no supplementary groups (SO_PEERGROUPS), "
+                                        "treating as not a member: %m", (unsigned) c->cred.uid);
+                        c->groups = NULL;
+                        c->n_groups = 0;
+                }
+                c->groups_fetched = true;
+        }
+        return control_access_check(c->cred.uid, c->cred.gid, c->groups, c->n_groups, a);
 }
 
 static void client_rearm_idle(ControlClient *c) {
@@ -507,15 +665,35 @@ static char *handle_mutating(ControlClient *c, const ControlRequest *req) {
         char buf[160];
         int r;
 
-        if (control_command_is_mutating(req->command) && !client_privileged(c)) {
-                if (c->have_cred)
-                        snprintf(buf, sizeof buf, "permission denied: '%s' needs root (peer uid %u)", name,
-                                 (unsigned) c->cred.uid);
-                else
-                        snprintf(buf, sizeof buf, "permission denied: '%s' needs root (peer unknown)", name);
-                log_notice("Control: refused '%s' from unprivileged peer (uid %ld).", name,
-                           c->have_cred ? (long) c->cred.uid : -1L);
-                return control_reply_error(buf);
+        if (control_command_is_mutating(req->command)) {
+                ControlGrant g = client_grant(c);
+
+                if (g == CONTROL_GRANT_DENIED) {
+                        _cleanup_(freep) char *denied =
+                                control_access_denied_message(name, c->have_cred, c->cred.uid, &c->server->access);
+                        uint64_t now = 0;
+                        unsigned more;
+
+                        (void) sd_event_now(c->server->event, CLOCK_MONOTONIC, &now);
+                        if (!ratelimit_pass(&c->server->denied_log, now, 5, &more))
+                                ;
+                        else if (more == 0)
+                                log_notice("Control: refused '%s' from unprivileged peer (uid %ld, pid %ld).", name,
+                                           c->have_cred ? (long) c->cred.uid : -1L,
+                                           c->have_cred ? (long) c->cred.pid : -1L);
+                        else
+                                log_notice("Control: refused '%s' from unprivileged peer (uid %ld, pid %ld); %u "
+                                           "refusals before it not logged.",
+                                           name, c->have_cred ? (long) c->cred.uid : -1L,
+                                           c->have_cred ? (long) c->cred.pid : -1L, more);
+                        return control_reply_error(denied ? denied : "permission denied");
+                }
+                if (g == CONTROL_GRANT_GROUP)
+                        /* worth a line: access that only the group grants */
+                        log_info("Control: '%s' from uid %u (pid %ld), allowed as a member of %s%s (gid %u).", name,
+                                 (unsigned) c->cred.uid, (long) c->cred.pid,
+                                 c->server->access.group_name ? "group " : "the control group",
+                                 strempty(c->server->access.group_name), (unsigned) c->server->access.group);
         }
 
         if (req->command == CONTROL_DRAIN) {
@@ -765,6 +943,22 @@ static int client_idle_handler(sd_event_source *src, uint64_t usec, void *userda
         return 0;
 }
 
+/* A flood of connections from any local user must not flood the log too:
+ * one line, then at most one every 10 s saying how many more. */
+static void refuse_log(ControlServer *s) {
+        uint64_t now = 0;
+        unsigned more;
+
+        (void) sd_event_now(s->event, CLOCK_MONOTONIC, &now);
+        if (!ratelimit_pass(&s->refused_log, now, 1, &more))
+                return;
+        if (more > 0)
+                log_warning("Control: %u clients connected, refusing new ones (%u more refused since the last "
+                            "message).", s->n_clients, more);
+        else
+                log_warning("Control: %u clients connected, refusing new ones.", s->n_clients);
+}
+
 /* Best effort: the socket is fresh, its buffer empty, so one small line fits. */
 static void reject_client(int fd, const char *message) {
         _cleanup_(freep) char *line = control_reply_error(message);
@@ -851,8 +1045,26 @@ static void accept_pause(ControlServer *s) {
         }
 }
 
+/* At the limit, some of the clients counted may have hung up already: a
+ * burst that connects, writes and closes fills the table before the loop
+ * gets to their EOF, which waits behind this accept. Do for them now what
+ * the loop would do next (read, answer, see EOF), then count again. */
+static void collect_hangups(ControlServer *s) {
+        for (ControlClient *c = s->clients; c; c = c->next) {
+                if (c->dead || c->read_eof || c->awaiting || c->close_when_flushed ||
+                    client_pending(c) > CONTROL_CLIENT_OUTPUT_MAX)
+                        continue;
+                client_read(c);
+                if (c->dead)
+                        continue;
+                client_finish_if_done(c);
+                client_update_events(c);
+        }
+}
+
 static int accept_handler(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
         ControlServer *s = userdata;
+        bool collected = false;
 
         /* bounded, so a flood of connections cannot starve the rest of the loop */
         for (unsigned i = 0; i < 2 * CONTROL_CLIENTS_MAX; i++) {
@@ -885,10 +1097,28 @@ static int accept_handler(sd_event_source *src, int fd, uint32_t revents, void *
                         }
                 }
 
-                if (s->n_clients >= CONTROL_CLIENTS_MAX) {
-                        log_warning("Control: more than %d clients, refusing one.", CONTROL_CLIENTS_MAX);
-                        reject_client(cfd, "too many clients");
-                        continue;
+                if (s->n_clients >= CONTROL_CLIENTS_MAX - CONTROL_CLIENTS_RESERVED && !collected) {
+                        collect_hangups(s);
+                        collected = true;
+                }
+                if (s->n_clients >= CONTROL_CLIENTS_MAX - CONTROL_CLIENTS_RESERVED) {
+                        struct ucred cred;
+                        socklen_t sl = sizeof cred;
+                        bool privileged = false;
+
+                        /* The last few slots are kept for whoever may drain:
+                         * anyone else holding connections open must not lock
+                         * the operator out. Supplementary groups are not
+                         * fetched for this: uid and primary gid only. */
+                        if (s->n_clients < CONTROL_CLIENTS_MAX &&
+                            getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &sl) == 0 && sl == sizeof cred)
+                                privileged = control_access_check(cred.uid, cred.gid, NULL, 0, &s->access) !=
+                                             CONTROL_GRANT_DENIED;
+                        if (!privileged) {
+                                refuse_log(s);
+                                reject_client(cfd, CONTROL_ERROR_TOO_MANY);
+                                continue;
+                        }
                 }
                 r = client_new(s, cfd);
                 if (r < 0)
@@ -965,7 +1195,8 @@ int control_server_new(sd_event *e, const char *path, const ControlHandlers *h, 
         s->event = sd_event_ref(e);
         s->handlers = *h;
         s->userdata = userdata;
-        s->euid = geteuid();
+        s->access.owner = geteuid();
+        s->access.group = (gid_t) -1;
 
         s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (s->fd < 0) {
@@ -1023,6 +1254,7 @@ ControlServer *control_server_free(ControlServer *s) {
                 (void) unlink(s->path);
                 free(s->path);
         }
+        free(s->group_name);
         sd_event_unref(s->event);
         free(s);
         return NULL;
@@ -1050,6 +1282,38 @@ void control_server_answer(ControlServer *s, uint64_t ticket, bool ok, const cha
         client_rearm_idle(c);
         client_process_input(c);
         client_finish_if_done(c);
+}
+
+int control_server_set_group(ControlServer *s, bool have_group, gid_t group, const char *name) {
+        char *copy = NULL;
+
+        if (!s)
+                return -EINVAL;
+        if (have_group && name) {
+                copy = strdup(name);
+                if (!copy)
+                        return -ENOMEM;
+        }
+        free(s->group_name);
+        s->group_name = copy;
+        s->access.have_group = have_group;
+        s->access.group = have_group ? group : (gid_t) -1;
+        s->access.group_name = copy;
+        return 0;
+}
+
+int control_server_apply_config(ControlServer *s, const Config *c) {
+        const char *name;
+
+        if (!s || !c)
+                return -EINVAL;
+        if (!c->agent.control_group || !c->agent.control_gid_set)
+                return control_server_set_group(s, false, 0, NULL);
+        /* a number is a gid as written: no name to show */
+        name = c->agent.control_group;
+        if (strspn(name, "0123456789") == strlen(name))
+                name = NULL;
+        return control_server_set_group(s, true, c->agent.control_gid, name);
 }
 
 void control_server_broadcast(ControlServer *s, json_object *event) {

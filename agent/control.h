@@ -1,9 +1,14 @@
 /* The control socket: a Unix stream socket speaking newline-delimited JSON
  * with a version field. Requests are one line each, at most
- * CONTROL_REQUEST_MAX bytes; at most CONTROL_CLIENTS_MAX clients at once.
- * Mutating commands (drain, resume) need a privileged peer (SO_PEERCRED
- * uid 0 or the agent's own uid). `watch` turns the connection into a
- * stream of transition events.
+ * CONTROL_REQUEST_MAX bytes; at most CONTROL_CLIENTS_MAX clients at once,
+ * the last CONTROL_CLIENTS_RESERVED of them for privileged peers only, so a
+ * local user holding connections open cannot lock the operator out.
+ * Mutating commands (drain, resume, test-alert, test-reboot) need a
+ * privileged peer: uid 0, the agent's own euid, or a member of the
+ * configured control group (the peer's gid from SO_PEERCRED or one of its
+ * supplementary groups from SO_PEERGROUPS, as they were at connect()).
+ * Everything else is open to every local user. `watch` turns the
+ * connection into a stream of transition events.
  *
  * Wire format (version 1):
  *   request:  {"version":1,"command":"status"}
@@ -23,6 +28,7 @@
 #pragma once
 
 #include <json-c/json.h>
+#include <sys/types.h>
 #include <systemd/sd-event.h>
 
 #include "macro.h"
@@ -30,6 +36,10 @@
 #define CONTROL_PROTOCOL_VERSION 1
 #define CONTROL_REQUEST_MAX 4096
 #define CONTROL_CLIENTS_MAX 32
+#define CONTROL_CLIENTS_RESERVED 4 /* of CONTROL_CLIENTS_MAX, for privileged peers */
+/* The error a client gets instead of a session when the table is full; the
+ * server closes right after it, maybe before the client's request is in. */
+#define CONTROL_ERROR_TOO_MANY "too many clients, try again later"
 #define CONTROL_CLIENT_OUTPUT_MAX (256 * 1024) /* a watcher this far behind is dropped */
 #define CONTROL_CLIENT_IDLE_USEC (10 * USEC_PER_SEC) /* non-watch clients */
 
@@ -50,6 +60,34 @@ typedef enum ControlCommand {
 const char *control_command_to_string(ControlCommand c);
 ControlCommand control_command_from_string(const char *s);
 bool control_command_is_mutating(ControlCommand c);
+
+/* Who may run the mutating commands. */
+typedef struct ControlAccess {
+        uid_t owner;            /* the agent's euid */
+        bool have_group;
+        gid_t group;            /* [agent] control_group, resolved */
+        const char *group_name; /* for messages; NULL: shown as the gid */
+} ControlAccess;
+
+typedef enum ControlGrant {
+        CONTROL_GRANT_DENIED,
+        CONTROL_GRANT_ROOT,
+        CONTROL_GRANT_OWNER,
+        CONTROL_GRANT_GROUP,
+        _CONTROL_GRANT_MAX,
+} ControlGrant;
+
+const char *control_grant_to_string(ControlGrant g);
+
+/* The decision, pure: a peer with this uid, primary gid and supplementary
+ * groups (groups may be NULL when n_groups is 0). */
+ControlGrant control_access_check(uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups,
+                                  const ControlAccess *access);
+
+/* The refusal for a peer (uid, or unknown when !have_uid) asking for a
+ * mutating command: names the command and the uid and says how to get
+ * access. Returns NULL on OOM. */
+char *control_access_denied_message(const char *command, bool have_uid, uid_t uid, const ControlAccess *access);
 
 typedef struct ControlRequest {
         int version;
@@ -97,7 +135,7 @@ typedef struct ControlServer ControlServer;
 
 /* Binds `path` (an existing stale socket is replaced, a live one is
  * -EADDRINUSE), mode 0666: anyone may read status, only privileged peers
- * may change anything. */
+ * may change anything. Starts with no control group. */
 int control_server_new(sd_event *e, const char *path, const ControlHandlers *h, void *userdata,
                        ControlServer **ret);
 /* Closes every client and unlinks the socket. Takes NULL, returns NULL. */
@@ -105,6 +143,14 @@ ControlServer *control_server_free(ControlServer *s);
 static inline void control_server_freep(ControlServer **s) {
         control_server_free(*s);
 }
+/* Members of `group` (named `name`, may be NULL) may run the mutating
+ * commands too; have_group false: only root and the agent's euid. Applies
+ * to requests from now on, on connections old and new. */
+int control_server_set_group(ControlServer *s, bool have_group, gid_t group, const char *name);
+/* The same from a loaded config ([agent] control_group, resolved by
+ * config_load()): at start, and again on reload to grant or revoke. */
+struct Config;
+int control_server_apply_config(ControlServer *s, const struct Config *c);
 /* Send {"version":1,"event":EVENT} to every watcher; event is borrowed. */
 void control_server_broadcast(ControlServer *s, json_object *event);
 unsigned control_server_n_clients(const ControlServer *s);

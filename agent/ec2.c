@@ -79,6 +79,10 @@ static void copy_text(char *dst, size_t size, const char *src, size_t len) {
                 len--;
         for (i = 0; i < len && o + 1 < size; i++)
                 dst[o++] = (unsigned char) src[i] < 0x20 || src[i] == 0x7f ? ' ' : src[i];
+        /* cut short: not inside a character (expat hands us UTF-8) */
+        if (i < len)
+                while (o > 0 && ((unsigned char) src[o] & 0xc0) == 0x80)
+                        o--;
         dst[o] = '\0';
 }
 
@@ -259,6 +263,8 @@ struct Ec2 {
         ec2_done_t cb;
         void *userdata;
         Ec2Result last;
+        unsigned unanswered;       /* a reboot attempt that may have gone through: its number, 0 none */
+        char unanswered_why[128];
 };
 
 int ec2_new(sd_event *e, Http *http, const char *endpoint, const char *region, Ec2 **ret) {
@@ -289,6 +295,8 @@ static void call_clear(Ec2 *c) {
         c->body = NULL;
         c->busy = false;
         c->attempt = 0;
+        c->unanswered = 0;
+        c->unanswered_why[0] = '\0';
         c->cb = NULL;
         c->userdata = NULL;
 }
@@ -322,6 +330,22 @@ static void finish(Ec2 *c, Ec2Outcome o) {
         void *userdata = c->userdata;
         Ec2Result r = c->last;
 
+        if (o == EC2_FAILED && c->unanswered > 0) {
+                /* Failing here would let the host rejoin the pool while EC2
+                 * may still reboot it: expect the reboot instead. */
+                char last[sizeof r.detail];
+                snprintf(last, sizeof last, "%s", r.detail);
+                snprintf(r.detail, sizeof r.detail,
+                         "EC2 never answered attempt %u of %u (%.*s), then: %.*s; the reboot may have been "
+                         "accepted, waiting for it",
+                         c->unanswered, EC2_ATTEMPTS, http_text_prefix(c->unanswered_why, 100), c->unanswered_why,
+                         http_text_prefix(last, 180), last);
+                o = EC2_REBOOTING;
+                r.uncertain = true;
+                /* the last answer's id names a failed attempt, not a reboot */
+                r.request_id[0] = '\0';
+                r.code[0] = '\0';
+        }
         r.outcome = o;
         r.attempts = c->attempt;
         call_clear(c);
@@ -371,10 +395,21 @@ static void on_answer(const HttpResponse *resp, void *userdata) {
                 snprintf(c->last.detail, sizeof c->last.detail, "EC2 unreachable: %s",
                          http_describe_failure(resp, why, sizeof why));
                 retry = true;
+                /* sent, never answered: EC2 may have acted on it */
+                if (!c->dry_run && resp->sent && c->unanswered == 0) {
+                        c->unanswered = c->attempt;
+                        snprintf(c->unanswered_why, sizeof c->unanswered_why, "%s", why);
+                }
         } else if ((k = ec2_parse_response(resp->body, resp->body_len, &r, &error)) < 0) {
                 snprintf(c->last.detail, sizeof c->last.detail, "EC2 answered HTTP %ld with %s", resp->status,
                          k == -EBADMSG ? strna(error) : strerror(-k));
                 retry = resp->status >= 500 || resp->status == 200;
+                /* a 200 we cannot read is most likely a reboot EC2 took */
+                if (!c->dry_run && resp->status == 200 && c->unanswered == 0) {
+                        c->unanswered = c->attempt;
+                        snprintf(c->unanswered_why, sizeof c->unanswered_why, "HTTP 200 with %s",
+                                 k == -EBADMSG ? strna(error) : strerror(-k));
+                }
         } else {
                 if (r.request_id[0])
                         snprintf(c->last.request_id, sizeof c->last.request_id, "%s", r.request_id);
@@ -392,15 +427,20 @@ static void on_answer(const HttpResponse *resp, void *userdata) {
                         return;
                 }
                 if (r.is_error && ec2_error_is_denied(r.code)) {
-                        snprintf(c->last.detail, sizeof c->last.detail,
-                                 "reboot denied: %s (HTTP %ld): %.160s; grant ec2:RebootInstances on this instance", r.code,
-                                 resp->status, r.message);
+                        /* An expired request is this host's clock (or expired
+                         * keys), not a missing permission. */
+                        snprintf(c->last.detail, sizeof c->last.detail, "reboot denied: %s (HTTP %ld): %.*s; %s", r.code,
+                                 resp->status, http_text_prefix(r.message, 160), r.message,
+                                 streq(r.code, "RequestExpired")
+                                         ? "check this host's clock (NTP): AWS refuses a signature dated more than "
+                                           "15 minutes off, or keys past their expiry"
+                                         : "grant ec2:RebootInstances on this instance");
                         finish(c, EC2_DENIED);
                         return;
                 }
                 if (r.is_error)
-                        snprintf(c->last.detail, sizeof c->last.detail, "EC2 error %s (HTTP %ld): %.200s", r.code,
-                                 resp->status, r.message);
+                        snprintf(c->last.detail, sizeof c->last.detail, "EC2 error %s (HTTP %ld): %.*s", r.code,
+                                 resp->status, http_text_prefix(r.message, 200), r.message);
                 else
                         snprintf(c->last.detail, sizeof c->last.detail, "EC2 answered HTTP %ld without <return>true",
                                  resp->status);

@@ -49,6 +49,12 @@ bool ec2_error_is_denied(const char *code);
 
 typedef struct Ec2Result {
         Ec2Outcome outcome;
+        /* With EC2_REBOOTING: no attempt was answered "accepted", but one went
+         * out and was never answered (a timeout, a dropped connection, a 200
+         * we could not read) and the others failed. EC2 may have taken it:
+         * the caller must expect a reboot as after an accepted one, never
+         * put the host back in the pool at once. */
+        bool uncertain;
         long status;             /* of the last attempt */
         unsigned attempts;
         char code[64];           /* AWS's code, "" on success */

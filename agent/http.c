@@ -96,6 +96,13 @@ static void process_done(Http *h) {
                         continue;
                 c->response.result = msg->data.result;
                 (void) curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->response.status);
+                {
+                        /* connected and about to send: curl stamps pretransfer then */
+                        curl_off_t pre = 0;
+                        c->response.sent = c->response.status > 0 ||
+                                           (curl_easy_getinfo(c->easy, CURLINFO_PRETRANSFER_TIME_T, &pre) == CURLE_OK &&
+                                            pre > 0);
+                }
                 /* A body cut on purpose ends with a write error: that is an answer. */
                 if (c->response.result == CURLE_WRITE_ERROR && c->response.truncated && c->response.status > 0)
                         c->response.result = CURLE_OK;
@@ -343,6 +350,14 @@ static int call_setup(HttpCall *c, const HttpRequest *req) {
         /* A silent peer on an established connection must not hold a call
          * past its timeout, and a dead kept-alive connection must be found. */
         SET(CURLOPT_TCP_KEEPALIVE, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075700
+        /* A call that ends (its timeout, a cancel) while the name is still
+         * being resolved would otherwise join the resolver's thread: the
+         * whole loop stalls until getaddrinfo() gives up, seconds with a DNS
+         * server that does not answer (the fault matrix's slack/dns cell).
+         * The thread cleans up after itself when it returns. */
+        SET(CURLOPT_QUICK_EXIT, 1L);
+#endif
         if (req->no_proxy)
                 SET(CURLOPT_NOPROXY, "*");
         if (streq(method, "POST")) {
@@ -476,7 +491,13 @@ const char *http_describe_failure(const HttpResponse *r, char *buf, size_t size)
                 break;
         case CURLE_OPERATION_TIMEDOUT:
                 snprintf(t, sizeof t, "%.1fs", (double) r->elapsed / USEC_PER_SEC);
-                snprintf(buf, size, "timeout after %s", t);
+                /* which phase ran out tells DNS trouble from a silent peer */
+                if (strncmp(r->error, "Resolving timed out", 19) == 0)
+                        snprintf(buf, size, "timeout resolving the host after %s", t);
+                else if (strncmp(r->error, "Connection timed out", 20) == 0)
+                        snprintf(buf, size, "timeout connecting after %s", t);
+                else
+                        snprintf(buf, size, "timeout after %s", t);
                 break;
         case CURLE_COULDNT_CONNECT:
                 snprintf(buf, size, "connection refused or unreachable");

@@ -42,6 +42,8 @@ typedef struct HttpResponse {
         usec_t retry_after;        /* from Retry-After; USEC_INFINITY when absent or unparsable */
         char *request_id;          /* x-amzn-requestid / x-amz-request-id / x-slack-req-id, NULL when absent */
         usec_t elapsed;            /* total time of the call */
+        bool sent;                 /* the request went out (or began to): without an answer, the
+                                    * server may still have acted on it */
         char error[CURL_ERROR_SIZE]; /* curl's message when result != CURLE_OK */
 } HttpResponse;
 
@@ -65,6 +67,19 @@ unsigned http_n_calls(const Http *h);
 /* Pure: the value of a Retry-After header, delta-seconds or an HTTP-date,
  * as a delay from `now`. A date in the past is 0. -EINVAL when neither. */
 int http_parse_retry_after(const char *value, time_t now, usec_t *ret);
+
+/* Pure: the length of the longest prefix of s, at most max bytes, that does
+ * not end inside a UTF-8 character: "%.*s" of text a server sent (an EC2
+ * error message, say) must not leave half a character in status JSON,
+ * state.json or a log line. */
+static inline int http_text_prefix(const char *s, int max) {
+        size_t n = strnlen(s, max > 0 ? (size_t) max : 0);
+
+        if (n == (size_t) max)
+                while (n > 0 && ((unsigned char) s[n] & 0xc0) == 0x80)
+                        n--;
+        return (int) n;
+}
 
 /* A one-line description of a failed call for logs and status, e.g.
  * "HTTP 503", "timeout after 10s", "connection refused". No URL (it may

@@ -8,6 +8,7 @@
 #include "log.h"
 
 #define IMDS_BODY_MAX (64 * 1024)
+#define IMDS_TOKEN_MAX 4096 /* real tokens are about 56 bytes */
 
 typedef struct ImdsRequest ImdsRequest;
 
@@ -141,6 +142,16 @@ static void on_get(const HttpResponse *resp, void *userdata) {
                 token_fetch(m);
                 return;
         }
+        if (resp->truncated) {
+                /* metadata values are a few bytes, role credentials about 1.5 KiB:
+                 * this is not a metadata service (a captive proxy?), and half a
+                 * value would be worse than none */
+                snprintf(detail, sizeof detail, "IMDS %s: answer too large (HTTP %ld, over %u KiB)", r->path,
+                         resp->status, (unsigned) (IMDS_BODY_MAX / 1024));
+                set_error(m, detail);
+                request_finish(r, -EMSGSIZE, resp->status, NULL, 0, detail);
+                return;
+        }
         snprintf(detail, sizeof detail, "IMDS %s: HTTP %ld", r->path, resp->status);
         if (resp->status != 200 && resp->status != 404)
                 set_error(m, detail);
@@ -179,7 +190,8 @@ static void on_token(const HttpResponse *resp, void *userdata) {
         ImdsRequest *r, *next;
 
         m->token_call = NULL;
-        if (resp->result == CURLE_OK && resp->status == 200 && resp->body_len > 0 && resp->body_len < 4096) {
+        if (resp->result == CURLE_OK && resp->status == 200 && resp->body_len > 0 && resp->body_len < IMDS_TOKEN_MAX &&
+            !resp->truncated) {
                 token_drop(m);
                 m->token = strndup(resp->body, resp->body_len);
                 m->token_expires = now_mono(m) + (usec_t) IMDS_TOKEN_TTL_SEC * USEC_PER_SEC;
@@ -202,6 +214,11 @@ static void on_token(const HttpResponse *resp, void *userdata) {
                 snprintf(detail, sizeof detail, "IMDS token: %s", http_describe_failure(resp, why, sizeof why));
         else if (resp->status == 403)
                 snprintf(detail, sizeof detail, "IMDS token: HTTP 403 (IMDS disabled for this instance?)");
+        else if (resp->status == 200 && (resp->truncated || resp->body_len >= IMDS_TOKEN_MAX))
+                snprintf(detail, sizeof detail, "IMDS token: answer too large (%u bytes or more): not a metadata service?",
+                         (unsigned) IMDS_TOKEN_MAX);
+        else if (resp->status == 200)
+                snprintf(detail, sizeof detail, "IMDS token: HTTP 200 with an empty token");
         else
                 snprintf(detail, sizeof detail, "IMDS token: HTTP %ld", resp->status);
         set_error(m, detail);
@@ -221,7 +238,7 @@ static void token_fetch(Imds *m) {
                 .body_len = 0,
                 .headers = headers,
                 .timeout = IMDS_TIMEOUT,
-                .body_max = 4096,
+                .body_max = IMDS_TOKEN_MAX,
                 .no_proxy = true,
         };
         int k;

@@ -58,6 +58,30 @@ static const char *level_name(int level) {
         }
 }
 
+/* One message is one line on stderr: a newline or an escape sequence that
+ * came from outside (a drain reason, an HTTP error body, a Redis error)
+ * must not forge a line of its own or repaint the terminal. */
+static const char *escape_controls(const char *msg, char *buf, size_t size) {
+        size_t n = 0;
+
+        if (!strpbrk(msg, "\x01\x02\x03\x04\x05\x06\x07\x08\x0a\x0b\x0c\x0d\x0e\x0f\x10\x11\x12\x13\x14"
+                          "\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f\x7f"))
+                return msg;
+        for (const char *p = msg; *p && n + 5 < size; p++) {
+                unsigned char c = (unsigned char) *p;
+
+                if (c == '\n') {
+                        buf[n++] = '\\';
+                        buf[n++] = 'n';
+                } else if ((c < 0x20 && c != '\t') || c == 0x7f)
+                        n += (size_t) snprintf(buf + n, size - n, "\\x%02x", c);
+                else
+                        buf[n++] = (char) c;
+        }
+        buf[n] = '\0';
+        return buf;
+}
+
 static void log_write(int level, const char *const *fields, const char *file, int line,
                       const char *func, const char *msg) {
         if (log_target == LOG_TARGET_JOURNAL) {
@@ -88,7 +112,10 @@ static void log_write(int level, const char *const *fields, const char *file, in
                         return;
                 /* journald gone: fall through so the line is not lost. */
         }
-        fprintf(stderr, "%s: %s\n", level_name(level), msg);
+        {
+                char escaped[4 * 2048 + 8];
+                fprintf(stderr, "%s: %s\n", level_name(level), escape_controls(msg, escaped, sizeof escaped));
+        }
 }
 
 int log_internal(int level, int error, const char *file, int line, const char *func,

@@ -1,5 +1,6 @@
 /* monkeyd: argument handling and wiring only. */
 #include <getopt.h>
+#include <sys/prctl.h>
 
 #include "agent.h"
 #include "config.h"
@@ -28,6 +29,17 @@ int main(int argc, char *argv[]) {
         };
         const char *config = NULL, *check = NULL;
         int c;
+
+        /* Secrets (the Slack token, AWS keys, IMDS role credentials, the
+         * Redis password, an inline secret in the config text) live in this
+         * process's memory from the config load on: no core dump may carry
+         * them, and no process of the same uid may ptrace or read
+         * /proc/PID/mem or environ. Set before anything is read, so there
+         * is no window. monkeyctl holds no secret and stays dumpable. */
+        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+                fprintf(stderr, "monkeyd: cannot make the process non-dumpable: %m\n");
+                return 1;
+        }
 
         while ((c = getopt_long(argc, argv, "c:h", options, NULL)) >= 0)
                 switch (c) {
@@ -67,6 +79,12 @@ int main(int argc, char *argv[]) {
                         log_error("%s", err);
                         return 2; /* bad config: restarting will not help */
                 }
+                return 1;
+        }
+        /* Who may drain besides root and our own uid. */
+        r = control_server_apply_config(a->control, a->config);
+        if (r < 0) {
+                log_error_errno(r, "Cannot set the control group: %m");
                 return 1;
         }
         r = agent_run(a);

@@ -82,18 +82,18 @@ static const Verb verbs[] = {
           VERB_ARGS_NONE, false, verb_watch },
         { "pool", "pool [--json]", "pool members (state, address, lease) and the disruption budget",
           VERB_ARGS_NONE, false, verb_pool },
-        { "drain", "drain [REASON...]", "leave the pool and stay out (maintenance); needs root",
+        { "drain", "drain [REASON...]", "leave the pool and stay out (maintenance); needs privilege*",
           VERB_ARGS_WORDS, false, verb_drain },
-        { "resume", "resume", "end maintenance or a give-up and return to service; needs root",
+        { "resume", "resume", "end maintenance or a give-up and return to service; needs privilege*",
           VERB_ARGS_NONE, false, verb_resume },
         { "test-alert", "test-alert [TEXT...]", "post a test message to Slack through the outbox and print\n"
-          "                            what Slack answered (exit 1 if it refused); needs root",
+          "                            what Slack answered (exit 1 if it refused); needs privilege*",
           VERB_ARGS_WORDS, false, verb_test_alert },
         { "check", "check [--json]", "run the content, status and binding checks now and print\n"
           "                            each result (exit 0 when all pass, 1 otherwise)",
           VERB_ARGS_NONE, false, verb_check },
         { "test-reboot", "test-reboot", "ask EC2 whether this host may reboot itself (DryRun), print\n"
-          "                            the verdict (exit 1 if denied or unknown); needs root",
+          "                            the verdict (exit 1 if denied or unknown); needs privilege*",
           VERB_ARGS_NONE, false, verb_test_reboot },
         { "help", "help", "show this text", VERB_ARGS_IGNORED, false, verb_help },
 };
@@ -116,6 +116,9 @@ static void usage(FILE *f) {
               "  -n, --limit N       history: how many transitions to show\n"
               "  -h, --help          show this text\n"
               "  -V, --version       show the version\n"
+              "\n"
+              "* root, the agent's own user, or a member of the agent's [agent] control_group.\n"
+              "  Everything else is open to every local user.\n"
               "\n"
               "Exit status: 0 ok (status: SERVING); 1 not SERVING, or the agent refused;\n"
               "2 usage error; 3 agent unreachable, too slow, or its reply unreadable.\n",
@@ -393,6 +396,19 @@ static int read_failure(const Ctl *ctl, int r) {
         }
 }
 
+static bool too_many(json_object *reply) {
+        json_object *v;
+
+        return json_object_object_get_ex(reply, "error", &v) && json_object_is_type(v, json_type_string) &&
+               streq(json_object_get_string(v), CONTROL_ERROR_TOO_MANY);
+}
+
+static int refused_for_now(const Ctl *ctl) {
+        fprintf(stderr, "monkeyctl: the agent at %s has no room for another client: %s\n", ctl->socket_path,
+                CONTROL_ERROR_TOO_MANY);
+        return EXIT_UNREACHABLE;
+}
+
 /* Connects, sends `req`, reads one reply. On success returns EXIT_OK with
  * the reply (a version-checked object with a boolean "ok") and, when
  * ret_fd is given, the open connection and its reader for more lines. Any
@@ -432,8 +448,15 @@ static int ctl_call(const Ctl *ctl, const ControlRequest *req, json_object **ret
         r = send_all(fd, framed, strlen(framed), deadline);
         if (r == -ETIMEDOUT)
                 return read_failure(ctl, r);
-        if (r < 0)
+        if (r < 0) {
+                /* A full agent says why, then closes before our request is
+                 * in: its line is still there to read. */
+                int k = read_line(&lr, fd, -1, deadline, &line);
+                line_reader_done(&lr);
+                if (k > 0 && parse_line(line, &reply, &why) >= 0 && too_many(reply))
+                        return refused_for_now(ctl);
                 return unreachable(ctl, -r, "cannot send to the agent at");
+        }
 
         r = read_line(&lr, fd, -1, deadline, &line);
         if (r <= 0) {
@@ -448,6 +471,12 @@ static int ctl_call(const Ctl *ctl, const ControlRequest *req, json_object **ret
         if (!json_object_object_get_ex(reply, "ok", &ok) || !json_object_is_type(ok, json_type_boolean)) {
                 line_reader_done(&lr);
                 return garbage(ctl, "no \"ok\" in the reply");
+        }
+        /* Not a refusal of the command: the agent could not take us at all
+         * (status must not exit 1, "not serving", for that). */
+        if (too_many(reply)) {
+                line_reader_done(&lr);
+                return refused_for_now(ctl);
         }
 
         *ret_reply = TAKE_PTR(reply);

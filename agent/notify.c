@@ -160,8 +160,9 @@ int notice_payload(const NoticeFacts *f, char **ret) {
         case NOTICE_REMEDIATING:
                 c.m.emoji = ":arrows_counterclockwise:";
                 if (f->request_id) {
-                        /* the step's result, e.g. EC2 took the reboot */
-                        snprintf(c.title, sizeof c.title, "%s: %s accepted", host, strna(f->step));
+                        /* the step's result, e.g. EC2 took the reboot (or never said whether) */
+                        snprintf(c.title, sizeof c.title, "%s: %s %s", host, strna(f->step),
+                                 f->unanswered ? "never answered, may have been accepted" : "accepted");
                         snprintf(c.text, sizeof c.text, "%s", strna(f->reason));
                 } else {
                         snprintf(c.title, sizeof c.title, "%s: %s%s", host, f->dry_run ? "DRY RUN: would " : "",
@@ -174,7 +175,7 @@ int notice_payload(const NoticeFacts *f, char **ret) {
                 }
                 field(&c, "Step", "%s", strna(f->step));
                 if (f->request_id)
-                        field(&c, "AWS request id", "%s", f->request_id);
+                        field(&c, "AWS request id", "%s", f->unanswered ? "none (no answer)" : f->request_id);
                 field(&c, "Instance", "%s", f->instance_id ? f->instance_id : "unknown");
                 break;
         case NOTICE_PERMISSION:

@@ -41,6 +41,7 @@ typedef struct NoticeFacts {
         bool top_since_start;          /* no baseline: lifetime shares */
         const char *step;              /* ladder step */
         const char *request_id;        /* AWS request id of the step */
+        bool unanswered;               /* the step's request was never answered: it may have worked */
         bool dry_run;
         const char *checks;            /* one line per check, "✓ content: ..." */
         usec_t downtime;               /* left the pool -> rejoined, 0 unknown */

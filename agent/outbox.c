@@ -109,6 +109,12 @@ static bool get_typed(json_object *o, const char *key, json_type t, json_object 
         return true;
 }
 
+/* The record holds C strings: a "\u0000" inside would cut one short
+ * (a kind of "", an incident naming another thread). */
+static bool has_nul(json_object *v) {
+        return strlen(json_object_get_string(v)) != (size_t) json_object_get_string_len(v);
+}
+
 static bool get_u64(json_object *o, const char *key, uint64_t *ret) {
         json_object *v;
         int64_t i;
@@ -154,13 +160,13 @@ int outbox_record_parse(const char *buf, size_t len, OutboxRecord *ret, char **r
                 return record_fail(ret_error, "\"seq\" missing or not a non-negative number");
         if (!get_u64(o, "created", &r.created))
                 return record_fail(ret_error, "\"created\" missing or not a non-negative number");
-        if (!get_typed(o, "kind", json_type_string, &v) || json_object_get_string_len(v) == 0)
+        if (!get_typed(o, "kind", json_type_string, &v) || json_object_get_string_len(v) == 0 || has_nul(v))
                 return record_fail(ret_error, "\"kind\" missing or not a string");
         if (!get_typed(o, "role", json_type_string, &v) ||
             (r.role = outbox_role_from_string(json_object_get_string(v))) < 0)
                 return record_fail(ret_error, "\"role\" missing or not parent/reply/standalone");
         if (json_object_object_get_ex(o, "incident", &v) && !json_object_is_type(v, json_type_null) &&
-            (!json_object_is_type(v, json_type_string) || json_object_get_string_len(v) == 0))
+            (!json_object_is_type(v, json_type_string) || json_object_get_string_len(v) == 0 || has_nul(v)))
                 return record_fail(ret_error, "\"incident\" not a string");
         if (r.role != OUTBOX_STANDALONE && !get_typed(o, "incident", json_type_string, &v))
                 return record_fail(ret_error, "\"incident\" missing for a thread message");
@@ -246,6 +252,16 @@ struct Outbox {
         void *quiet_userdata;
         uint64_t rng;
 
+        struct {
+                char *kind, *incident;
+        } *restored;               /* what the run before spooled for incidents */
+        size_t n_restored;
+
+        size_t n_in_memory;        /* pending records the disk refused */
+        uint64_t *undeleted;       /* delivered, but the disk refused the deletion */
+        size_t n_undeleted;
+        char *disk_error;          /* why, while any is */
+
         char *last_error;
         usec_t last_error_at, last_ok_at; /* wall clock */
         uint64_t delivered, dropped, dropped_unreported;
@@ -328,7 +344,52 @@ static OutboxRecord *pending_remove(Outbox *o, size_t i) {
         memmove(o->pending + i, o->pending + i + 1, (o->n_pending - i - 1) * sizeof *o->pending);
         o->n_pending--;
         o->bytes -= MIN(o->bytes, r->size);
+        if (r->in_memory)
+                o->n_in_memory -= MIN(o->n_in_memory, (size_t) 1);
         return r;
+}
+
+static int dirs_open(Outbox *o);
+
+/* The disk refused records (full, read-only, the directory missing):
+ * try again to write them, in seq order. */
+static void disk_retry(Outbox *o) {
+        size_t written = 0;
+
+        if (o->n_in_memory == 0 && o->n_undeleted == 0 && o->dfd >= 0 && o->dead_dfd >= 0)
+                return;
+        if (o->dfd < 0 || o->dead_dfd < 0)
+                (void) dirs_open(o);
+        if (o->dfd < 0)
+                return;
+        while (o->n_undeleted > 0) {
+                char name[OUTBOX_NAME_DIGITS + 6];
+
+                record_name(o->undeleted[o->n_undeleted - 1], name);
+                if (unlinkat(o->dfd, name, 0) < 0 && errno != ENOENT)
+                        break;
+                o->n_undeleted--;
+        }
+        for (size_t i = 0; i < o->n_pending && o->n_in_memory > 0; i++) {
+                OutboxRecord *r = o->pending[i];
+                _cleanup_(freep) char *text = NULL;
+                char name[OUTBOX_NAME_DIGITS + 6];
+
+                if (!r->in_memory)
+                        continue;
+                record_name(r->seq, name);
+                if (outbox_record_format(r, &text) < 0 || write_file_atomic_at(o->dfd, name, text, strlen(text)) < 0)
+                        return; /* still refused: next time */
+                r->in_memory = false;
+                o->n_in_memory--;
+                written++;
+        }
+        if (written > 0)
+                log_notice("outbox: the disk takes alerts again: %zu kept in memory written to %s", written, o->path);
+        if (o->n_in_memory == 0) {
+                free(o->disk_error);
+                o->disk_error = NULL;
+        }
 }
 
 static void schedule(Outbox *o, usec_t delay);
@@ -401,8 +462,9 @@ static void dead_trim(Outbox *o) {
         }
 }
 
-/* Read one record file into the queue; a bad one is renamed NAME.corrupt. */
-static void load_record(Outbox *o, const char *name, uint64_t seq) {
+/* Read one record file into the queue; a bad one is renamed NAME.corrupt.
+ * at_start: the run before spooled it (outbox_restored() remembers it). */
+static void load_record(Outbox *o, const char *name, uint64_t seq, bool at_start) {
         _cleanup_(freep) char *buf = NULL, *error = NULL;
         _cleanup_(closep) int rfd = -1;
         OutboxRecord *r;
@@ -423,6 +485,20 @@ static void load_record(Outbox *o, const char *name, uint64_t seq) {
                 outbox_record_done(r);
                 k = -EBADMSG;
                 error = strdup("seq differs from the file name");
+        }
+        if (k >= 0 && at_start && r->incident) {
+                __typeof__(o->restored) p = reallocarray(o->restored, o->n_restored + 1, sizeof *p);
+                if (p) {
+                        o->restored = p;
+                        p[o->n_restored].kind = strdup(r->kind);
+                        p[o->n_restored].incident = strdup(r->incident);
+                        if (p[o->n_restored].kind && p[o->n_restored].incident)
+                                o->n_restored++;
+                        else {
+                                free(p[o->n_restored].kind);
+                                free(p[o->n_restored].incident);
+                        }
+                }
         }
         if (k >= 0 && pending_insert(o, r) >= 0)
                 return;
@@ -459,7 +535,7 @@ static void scan_dir(Outbox *o, int dfd, bool load) {
                         continue;
                 o->next_seq = MAX(o->next_seq, seq + 1);
                 if (load)
-                        load_record(o, de->d_name, seq);
+                        load_record(o, de->d_name, seq, true);
                 else
                         o->n_dead++;
         }
@@ -474,7 +550,8 @@ static void drop_for_room(Outbox *o, size_t incoming) {
                 char name[OUTBOX_NAME_DIGITS + 6];
 
                 record_name(r->seq, name);
-                (void) unlinkat(o->dfd, name, 0);
+                if (!r->in_memory)
+                        (void) unlinkat(o->dfd, name, 0);
                 o->dropped++;
                 o->dropped_unreported++;
                 log_error("outbox: full (%zu messages, %zu bytes): dropped the oldest %s message %s%s%s",
@@ -484,10 +561,28 @@ static void drop_for_room(Outbox *o, size_t incoming) {
         }
 }
 
+/* OUTBOX_DIR and its dead/, created when missing. */
+static int dirs_open(Outbox *o) {
+        if (o->dfd < 0) {
+                if (mkdir(o->path, 0700) < 0 && errno != EEXIST)
+                        return negative_errno();
+                o->dfd = open(o->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+                if (o->dfd < 0)
+                        return negative_errno();
+        }
+        if (o->dead_dfd < 0) {
+                if (mkdirat(o->dfd, OUTBOX_DEAD_DIR, 0700) < 0 && errno != EEXIST)
+                        return negative_errno();
+                o->dead_dfd = openat(o->dfd, OUTBOX_DEAD_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+                if (o->dead_dfd < 0)
+                        return negative_errno();
+        }
+        return 0;
+}
+
 int outbox_new(sd_event *e, const char *state_dir, const OutboxLimits *l, const OutboxTransport *t, void *userdata,
                Outbox **ret) {
         _cleanup_(outbox_freep) Outbox *o = NULL;
-        _cleanup_(closep) int sfd = -1;
         int r;
 
         o = calloc(1, sizeof *o);
@@ -504,22 +599,23 @@ int outbox_new(sd_event *e, const char *state_dir, const OutboxLimits *l, const 
         if (asprintf(&o->path, "%s/" OUTBOX_DIR, state_dir) < 0)
                 return -ENOMEM;
 
-        sfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (sfd < 0)
-                return log_error_errno(errno, "outbox: cannot open %s: %m", state_dir);
-        if (mkdirat(sfd, OUTBOX_DIR, 0700) < 0 && errno != EEXIST)
-                return log_error_errno(errno, "outbox: cannot create %s: %m", o->path);
-        o->dfd = openat(sfd, OUTBOX_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (o->dfd < 0)
-                return log_error_errno(errno, "outbox: cannot open %s: %m", o->path);
-        if (mkdirat(o->dfd, OUTBOX_DEAD_DIR, 0700) < 0 && errno != EEXIST)
-                return log_error_errno(errno, "outbox: cannot create %s/" OUTBOX_DEAD_DIR ": %m", o->path);
-        o->dead_dfd = openat(o->dfd, OUTBOX_DEAD_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (o->dead_dfd < 0)
-                return log_error_errno(errno, "outbox: cannot open %s/" OUTBOX_DEAD_DIR ": %m", o->path);
-
-        scan_dir(o, o->dead_dfd, false);
-        scan_dir(o, o->dfd, true);
+        /* No state dir is a setup error; one that cannot be written (full,
+         * read-only) does not stop the agent: alerts are then kept in
+         * memory (outbox_add) until it can. */
+        r = access(state_dir, X_OK) < 0 ? negative_errno() : 0;
+        if (r < 0)
+                return log_error_errno(r, "outbox: cannot open %s: %m", state_dir);
+        r = dirs_open(o);
+        if (r < 0) {
+                free(o->disk_error);
+                o->disk_error = strdup(strerror(-r));
+                log_error_errno(r, "outbox: cannot open %s: %m; alerts are kept in memory until it can be written",
+                                o->path);
+        }
+        if (o->dead_dfd >= 0)
+                scan_dir(o, o->dead_dfd, false);
+        if (o->dfd >= 0)
+                scan_dir(o, o->dfd, true);
         drop_for_room(o, 0);
         if (o->n_pending > 0)
                 log_notice("outbox: %zu alert(s) from before were waiting, delivering them first", o->n_pending);
@@ -540,6 +636,11 @@ Outbox *outbox_free(Outbox *o) {
         for (size_t i = 0; i < o->n_pending; i++)
                 record_free(o->pending[i]);
         free(o->pending);
+        for (size_t i = 0; i < o->n_restored; i++) {
+                free(o->restored[i].kind);
+                free(o->restored[i].incident);
+        }
+        free(o->restored);
         for (size_t i = 0; i < OUTBOX_THREADS_MAX; i++) {
                 free(o->threads[i].incident);
                 free(o->threads[i].ts);
@@ -551,6 +652,8 @@ Outbox *outbox_free(Outbox *o) {
                 close(o->dead_dfd);
         sd_event_unref(o->event);
         free(o->last_error);
+        free(o->disk_error);
+        free(o->undeleted);
         free(o->path);
         free(o);
         return NULL;
@@ -612,6 +715,7 @@ static int timer_handler(sd_event_source *s, uint64_t usec, void *userdata) {
         o->next_at = 0;
         if (o->paused)
                 o->paused = false; /* the slow re-probe of a broken config */
+        disk_retry(o);
         deliver_head(o);
         return 0;
 }
@@ -647,6 +751,11 @@ static void move_to_dead(Outbox *o, OutboxRecord *r) {
         char name[OUTBOX_NAME_DIGITS + 6];
 
         record_name(r->seq, name);
+        if (r->in_memory) {
+                log_warning("outbox: %s was never written to disk (%s); dropping it instead of setting it aside",
+                            name, strna(o->disk_error));
+                return;
+        }
         if (renameat(o->dfd, name, o->dead_dfd, name) < 0) {
                 log_warning_errno(errno, "outbox: cannot move %s to dead/: %m; deleting it", name);
                 (void) unlinkat(o->dfd, name, 0);
@@ -677,9 +786,19 @@ void outbox_answer(Outbox *o, OutboxVerdict v, usec_t retry_after, const char *d
                 }
                 /* Deleted only now: a crash before this line re-sends it
                  * (at least once), never loses it. */
-                if (unlinkat(o->dfd, name, 0) < 0 && errno != ENOENT)
-                        log_warning_errno(errno, "outbox: cannot delete delivered %s: %m", name);
-                (void) fsync(o->dfd);
+                if (!r->in_memory) {
+                        if (unlinkat(o->dfd, name, 0) < 0 && errno != ENOENT) {
+                                /* left there, the next start would send it again */
+                                log_warning_errno(errno, "outbox: cannot delete delivered %s: %m; trying again later",
+                                                  name);
+                                uint64_t *u = reallocarray(o->undeleted, o->n_undeleted + 1, sizeof *u);
+                                if (u) {
+                                        o->undeleted = u;
+                                        u[o->n_undeleted++] = r->seq;
+                                }
+                        }
+                        (void) fsync(o->dfd);
+                }
                 record_free(pending_remove(o, 0));
                 o->delivered++;
                 o->attempt = 0;
@@ -774,19 +893,28 @@ int outbox_add(Outbox *o, const char *kind, const char *incident, OutboxRole rol
         }
         drop_for_room(o, r->size);
 
+        disk_retry(o); /* older ones the disk refused go first */
         record_name(r->seq, name);
-        k = write_file_atomic_at(o->dfd, name, text, r->size);
+        k = o->dfd < 0 ? -ENOENT : write_file_atomic_at(o->dfd, name, text, r->size);
         if (k < 0) {
-                record_free(r);
-                return log_error_errno(k, "outbox: cannot spool %s alert to %s/%s: %m", kind, o->path, name);
+                /* Not durable, but not lost while we run: an alert about a
+                 * full disk must not be the one that goes missing. */
+                log_error_errno(k, "outbox: cannot spool %s alert to %s/%s: %m; kept in memory until the disk "
+                                   "takes it", kind, o->path, name);
+                free(o->disk_error);
+                o->disk_error = strdup(strerror(-k));
+                r->in_memory = true;
         }
         o->next_seq++;
         k = pending_insert(o, r);
         if (k < 0) {
-                (void) unlinkat(o->dfd, name, 0);
+                if (!r->in_memory)
+                        (void) unlinkat(o->dfd, name, 0);
                 record_free(r);
                 return k;
         }
+        if (r->in_memory)
+                o->n_in_memory++;
         if (ret_seq)
                 *ret_seq = r->seq;
         /* A test wants an answer now, even from a paused outbox; while a
@@ -814,7 +942,7 @@ void outbox_resume(Outbox *o, bool requeue_dead) {
                                 if (name_is_record(de->d_name, &seq) &&
                                     renameat(o->dead_dfd, de->d_name, o->dfd, de->d_name) >= 0) {
                                         o->n_dead -= MIN(o->n_dead, (size_t) 1);
-                                        load_record(o, de->d_name, seq);
+                                        load_record(o, de->d_name, seq, false);
                                 }
                         closedir(d);
                         drop_for_room(o, 0);
@@ -844,6 +972,15 @@ size_t outbox_n_pending(const Outbox *o) {
         return o ? o->n_pending : 0;
 }
 
+bool outbox_restored(const Outbox *o, const char *kind, const char *incident) {
+        if (!o || !kind || !incident)
+                return false;
+        for (size_t i = 0; i < o->n_restored; i++)
+                if (streq(o->restored[i].kind, kind) && streq(o->restored[i].incident, incident))
+                        return true;
+        return false;
+}
+
 json_object *outbox_status_json(const Outbox *o, usec_t now) {
         json_object *j = json_object_new_object();
         uint64_t mono = 0;
@@ -865,6 +1002,9 @@ json_object *outbox_status_json(const Outbox *o, usec_t now) {
         json_object_object_add(j, "delivered", json_object_new_uint64(o->delivered));
         json_object_object_add(j, "dropped", json_object_new_uint64(o->dropped));
         json_object_object_add(j, "dead", json_object_new_uint64(o->n_dead));
+        json_object_object_add(j, "in_memory", json_object_new_uint64(o->n_in_memory));
+        if (o->disk_error)
+                json_object_object_add(j, "disk_error", json_object_new_string(o->disk_error));
         if (o->last_error)
                 json_object_object_add(j, "last_error", json_object_new_string(o->last_error));
         if (o->last_error_at)

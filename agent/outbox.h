@@ -45,6 +45,7 @@ typedef struct OutboxRecord {
         bool test;           /* monkeyctl test-alert: goes ahead of the queue */
         char *payload;       /* Slack JSON object text: {"text":...,"blocks":[...]} */
         size_t size;         /* bytes on disk */
+        bool in_memory;      /* the disk refused it (full, read-only): not durable */
 } OutboxRecord;
 
 void outbox_record_done(OutboxRecord *r);
@@ -112,9 +113,13 @@ void outbox_set_limits(Outbox *o, const OutboxLimits *l);
 /* Remember a thread for REPLY records of `incident` (from state.json). */
 int outbox_set_thread(Outbox *o, const char *incident, const char *ts);
 
-/* Spool one message: the file is durable when this returns 0. Records are
- * dropped to make room as outbox_pick_victim() says; the drop is logged
- * and reported in Slack once delivery works again. */
+/* Spool one message: the file is durable when this returns 0, unless the
+ * disk refused it (state dir full or read-only): then the message is
+ * kept in memory and delivered all the same (lost only if monkeyd stops
+ * first), the error is logged and shown in status (in_memory,
+ * disk_error), and the file is written as soon as the disk takes it.
+ * Records are dropped to make room as outbox_pick_victim() says; the drop
+ * is logged and reported in Slack once delivery works again. */
 int outbox_add(Outbox *o, const char *kind, const char *incident, OutboxRole role, bool test, const char *payload,
                uint64_t *ret_seq);
 
@@ -137,7 +142,10 @@ bool outbox_quiesce(Outbox *o, void (*cb)(void *userdata), void *userdata);
 void outbox_forget_in_flight(Outbox *o);
 
 size_t outbox_n_pending(const Outbox *o);
+/* The run before this one spooled a record of this kind for this incident
+ * (found at start; delivered since or not). */
+bool outbox_restored(const Outbox *o, const char *kind, const char *incident);
 /* {"pending","bytes","oldest_age_s","in_flight","next_attempt_in_ms",
  *  "attempts","paused","last_error","last_error_at","last_ok_at",
- *  "delivered","dropped","dead"} */
+ *  "delivered","dropped","dead","in_memory","disk_error"} */
 json_object *outbox_status_json(const Outbox *o, usec_t now_wall);

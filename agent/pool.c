@@ -84,7 +84,14 @@ static const char script_leave[] =
         "    return {'denied', redis.call('SCARD', KEYS[1]), alive_count(), redis.call('ZCARD', KEYS[2]),\n"
         "            addr .. ' is neither serving nor out: the pool lost our membership'}\n"
         "  end\n"
-        "  if mode ~= 'reconcile' then redis.call('ZADD', KEYS[2], expires, host) end\n"
+        "  if mode ~= 'reconcile' then\n"
+        "    redis.call('ZADD', KEYS[2], expires, host)\n"
+        "  elseif tonumber(ARGV[11] or '0') > 0 and tonumber(ARGV[11]) + tonumber(ARGV[5]) > now then\n"
+        "    -- we left at ARGV[11] (ms) and are still out: a Redis that lost the pool\n"
+        "    -- (restart, FLUSHALL) counts us again until out_max after that, so the\n"
+        "    -- budget never lets more than max_unavailable go; NX keeps a known expiry\n"
+        "    redis.call('ZADD', KEYS[2], 'NX', tonumber(ARGV[11]) + tonumber(ARGV[5]), host)\n"
+        "  end\n"
         "  redis.call('ZREM', alive_key, addr)\n"
         "  if KEYS[6] then redis.call('LREM', KEYS[6], 0, addr) end\n"
         "  return {'already_out', redis.call('SCARD', KEYS[1]), alive_count(), redis.call('ZCARD', KEYS[2]),\n"
@@ -842,6 +849,7 @@ struct Pool {
         char *state, *reason, *last_checks;
         usec_t since_wall;
         bool desired_serving;
+        usec_t left_wall; /* CLOCK_REALTIME when desired_serving last went false; 0 never left */
         int member; /* what Redis said last: 1, 0, -1 unknown */
 
         /* The connection. */
@@ -852,6 +860,8 @@ struct Pool {
         uint16_t master_port;
         unsigned attempt, handshake_pending, membership_in_flight;
         bool heartbeat_in_flight, view_in_flight, ever_ready, freeing;
+        bool degraded; /* connected, but Redis refuses our scripts (NOPERM, OOM...): last_error says why */
+        char *refused; /* the refusal last logged while degraded */
         char sha[_POOL_SCRIPT_MAX][41];
         char *last_error, *logged_error;
         usec_t lost_at; /* CLOCK_MONOTONIC, 0 while fine */
@@ -1307,7 +1317,7 @@ static void send_join(Pool *p) {
 /* Takes req (may be NULL: a reconcile nobody waits for). */
 static void send_leave(Pool *p, const char *mode, LeaveReq *req) {
         _cleanup_(freep) char *ev = NULL;
-        char min_serving[16], max_unavailable[16], ttl[32], asking[32];
+        char min_serving[16], max_unavailable[16], ttl[32], asking[32], left[32];
         const char *reason = req && req->reason ? req->reason : p->reason;
         PoolEvent e = {
                 .type = "leave", .pool = p->name, .host = p->host, .addr = p->address, .reason = reason,
@@ -1322,9 +1332,11 @@ static void send_leave(Pool *p, const char *mode, LeaveReq *req) {
         /* A held host re-asks about every heartbeat: three missed asks and
          * it no longer holds a place in the queue. */
         snprintf(asking, sizeof asking, "%llu", (unsigned long long) (3 * p->heartbeat / USEC_PER_MSEC));
+        snprintf(left, sizeof left, "%llu",
+                 (unsigned long long) (p->desired_serving ? 0 : p->left_wall / USEC_PER_MSEC));
         const char *keys[] = { p->key_serving, p->key_out, p->key_host, p->key_addrs, p->key_events, p->list_key };
         const char *args[] = { p->address, p->host, min_serving, max_unavailable, ttl, mode, ev ? ev : "{}",
-                               p->key_prefix, nonnull(reason), asking };
+                               p->key_prefix, nonnull(reason), asking, left };
         c = script_cmd(p, POOL_SCRIPT_LEAVE, ELEMENTSOF(keys), keys, ELEMENTSOF(args), args);
         if (!c) {
                 log_oom();
@@ -1392,10 +1404,21 @@ static bool error_needs_reconnect(const redisReply *r) {
 }
 
 static void runtime_error(Pool *p, const Cmd *c, const redisReply *r) {
-        if (error_needs_reconnect(r))
+        if (error_needs_reconnect(r)) {
                 conn_fail(p, "%s: %s: %s", strna(c->link->peer), cmd_name(c), r->str);
+                return;
+        }
+        /* Connected, yet refused (an ACL without our scripts, OOM): our lease
+         * is not renewed, the budget cannot answer. Status must say so, not
+         * "connected"; the next heartbeat that works clears it. */
+        if (!p->degraded || !streq_ptr(p->refused, r->str))
+                log_warning("pool: %s failed: %s", cmd_name(c), strna(r->str));
         else
-                log_warning("pool: %s failed: %s, ignoring", cmd_name(c), strna(r->str));
+                log_debug("pool: %s failed: %s", cmd_name(c), strna(r->str));
+        set_error(p, "%s: %s failed: %s", strna(c->link->peer), cmd_name(c), strna(r->str));
+        free(p->refused);
+        p->refused = r->str ? strdup(r->str) : NULL;
+        p->degraded = true;
 }
 
 static void conn_ready(Pool *p);
@@ -1485,8 +1508,10 @@ static void leave_reply(Pool *p, Cmd *c, const redisReply *r) {
                 __attribute__((fallthrough));
         case POOL_LEAVE_ALREADY_OUT:
                 p->member = 0;
-                if (c->leave)
+                if (c->leave && p->desired_serving) {
                         p->desired_serving = false;
+                        p->left_wall = now_usec(p, CLOCK_REALTIME);
+                }
                 break;
         case POOL_LEAVE_DENIED:
                 p->member = 1;
@@ -1513,6 +1538,10 @@ static void heartbeat_reply(Pool *p, Cmd *c, const redisReply *r) {
         if (reply_integer(r, &member) < 0) {
                 log_warning("pool: unexpected reply to the heartbeat, ignoring");
                 return;
+        }
+        if (p->degraded) {
+                log_info("pool: Redis runs our scripts again");
+                p->degraded = false;
         }
         p->member = member ? 1 : 0;
         if (p->membership_in_flight == 0 && p->member != (int) p->desired_serving) {
@@ -1859,6 +1888,7 @@ static void conn_broken(Pool *p) {
         if (p->on_connection && !p->freeing)
                 p->on_connection(p, false, error_or(p, "connection lost"), p->on_connection_userdata);
         p->handshake_pending = 0;
+        p->degraded = false;
         p->heartbeat_in_flight = p->view_in_flight = false;
         p->membership_in_flight = 0;
         p->member = -1;
@@ -2017,6 +2047,7 @@ static void conn_ready(Pool *p) {
         p->conn = POOL_CONN_READY;
         p->attempt = 0;
         p->member = -1;
+        p->degraded = false;
         if (p->lost_at)
                 snprintf(took, sizeof took, " after %.1fs",
                          (double) (now_usec(p, CLOCK_MONOTONIC) - p->lost_at) / USEC_PER_SEC);
@@ -2261,6 +2292,7 @@ Pool *pool_free(Pool *p) {
         free(p->master_host);
         free(p->last_error);
         free(p->logged_error);
+        free(p->refused);
         sd_event_unref(p->event);
         free(p);
         return NULL;
@@ -2311,6 +2343,8 @@ void pool_set_state(Pool *p, const char *state, const char *reason, bool serving
         else if (r > 0)
                 state_changed = true;
         desired_changed = p->desired_serving != serving;
+        if (desired_changed)
+                p->left_wall = serving ? 0 : now_usec(p, CLOCK_REALTIME);
         p->desired_serving = serving;
 
         if (p->conn != POOL_CONN_READY)
@@ -2427,7 +2461,7 @@ static const char *conn_status(const Pool *p) {
         case POOL_CONN_CONNECTING:
                 return p->ever_ready ? "reconnecting" : "connecting";
         case POOL_CONN_READY:
-                return "connected";
+                return p->degraded ? "degraded" : "connected";
         }
         return "?";
 }

@@ -77,6 +77,7 @@ void remedy_start(Agent *a) {
 
 void remedy_cancel(Agent *a) {
         a->remedy_timer = sd_event_source_disable_unref(a->remedy_timer);
+        a->reboot_awaited = false;
         if (a->sysbus)
                 sysbus_cancel(a->sysbus);
         if (a->aws && a->remedy_running)
@@ -121,15 +122,70 @@ static int on_reboot_overdue(sd_event_source *s, uint64_t usec, void *userdata) 
         return 0;
 }
 
-static void wait_for_reboot(Agent *a, const char *accepted) {
+static void reboot_timer_arm(Agent *a, usec_t left) {
         int r;
 
-        step_result(a, accepted);
-        log_notice("remedy: %s; waiting for the machine to go down", accepted);
-        r = sd_event_add_time_relative(a->event, &a->remedy_timer, CLOCK_BOOTTIME, a->config->remedy.reboot_timeout,
-                                       USEC_PER_SEC, on_reboot_overdue, a);
+        a->remedy_timer = sd_event_source_disable_unref(a->remedy_timer);
+        r = sd_event_add_time_relative(a->event, &a->remedy_timer, CLOCK_BOOTTIME, left, USEC_PER_SEC,
+                                       on_reboot_overdue, a);
         if (r < 0)
                 log_warning_errno(r, "remedy: cannot time the reboot: %m");
+}
+
+static void wait_for_reboot(Agent *a, const char *accepted) {
+        Incident *i = &a->persist.incident;
+
+        (void) incident_step_result(i, accepted);
+        /* A restart before the machine goes down must know that a reboot
+         * is due (remedy_await_reboot), not ask for another. */
+        if (i->n_steps > 0)
+                i->steps[i->n_steps - 1].awaiting_reboot = true;
+        agent_persist_save(a);
+        log_notice("remedy: %s; waiting for the machine to go down", accepted);
+        reboot_timer_arm(a, a->config->remedy.reboot_timeout);
+}
+
+static int on_awaited_reboot_overdue(sd_event_source *s, uint64_t usec, void *userdata) {
+        Agent *a = userdata;
+        const IncidentStep *st = incident_reboot_awaited(&a->persist.incident);
+        char why[200], d[32];
+
+        a->remedy_timer = sd_event_source_disable_unref(a->remedy_timer);
+        a->reboot_awaited = false;
+        snprintf(why, sizeof why, "%s was accepted but the machine was still running %s later",
+                 st ? st->step : "the reboot", format_duration(d, sizeof d, a->config->remedy.reboot_timeout));
+        log_warning("remedy: %s", why);
+        step_result(a, why);
+        (void) agent_post_event(a, EVENT_CHECKS_FAILED, why);
+        return 0;
+}
+
+int remedy_await_reboot(Agent *a) {
+        const IncidentStep *st = incident_reboot_awaited(&a->persist.incident);
+        usec_t timeout = a->config->remedy.reboot_timeout, now = agent_now_guard(a), left = timeout;
+        char d[32];
+        int r;
+
+        if (!a->reboot_awaited || !st) {
+                a->reboot_awaited = false;
+                return -ENOENT;
+        }
+        /* Counted from the step. A wall clock stepped back cannot make the
+         * wait longer than reboot_timeout, nor one stepped ahead shorter
+         * than nothing. */
+        if (now >= st->at)
+                left = now - st->at >= timeout ? 0 : timeout - (now - st->at);
+        log_notice("remedy: %s was accepted before this restart; waiting %s more for the machine to go down, "
+                   "out of the pool", st->step, format_duration(d, sizeof d, left));
+        a->remedy_timer = sd_event_source_disable_unref(a->remedy_timer);
+        r = sd_event_add_time_relative(a->event, &a->remedy_timer, CLOCK_BOOTTIME, MAX(left, USEC_PER_MSEC),
+                                       USEC_PER_SEC, on_awaited_reboot_overdue, a);
+        if (r < 0) {
+                log_warning_errno(r, "remedy: cannot time the reboot: %m; checking now");
+                a->reboot_awaited = false;
+                return r;
+        }
+        return 0;
 }
 
 static void on_ec2_reboot(const Ec2Result *res, void *userdata) {
@@ -139,8 +195,15 @@ static void on_ec2_reboot(const Ec2Result *res, void *userdata) {
         if (!a->remedy_running)
                 return;
         if (res->outcome == EC2_REBOOTING) {
-                snprintf(text, sizeof text, "%s: EC2 accepted the reboot of %s (request id %s)", a->config->agent.host,
-                         strna(aws_instance_id(a->aws)), res->request_id);
+                if (res->uncertain)
+                        /* no "accepted": EC2 never said so, but it may reboot us any moment */
+                        snprintf(text, sizeof text,
+                                 "%s: EC2 never answered the reboot of %s, so it may have taken it: staying out of the "
+                                 "pool and waiting for the reboot (%s)",
+                                 a->config->agent.host, strna(aws_instance_id(a->aws)), res->detail);
+                else
+                        snprintf(text, sizeof text, "%s: EC2 accepted the reboot of %s (request id %s)",
+                                 a->config->agent.host, strna(aws_instance_id(a->aws)), res->request_id);
                 /* spooled now, delivered after the boot if the reboot is quick */
                 alerts_step_result(a, text, res->request_id);
                 wait_for_reboot(a, res->detail);
@@ -223,9 +286,19 @@ static void step_start(Agent *a) {
                 return;
         }
 
-        /* written down and announced before it is taken */
+        /* written down and announced before it is taken; not taken if
+         * it cannot be written down */
         (void) incident_step_add(&a->persist.incident, step, agent_now_wall(a));
-        agent_persist_save(a);
+        r = agent_persist_save(a);
+        if (r < 0) {
+                a->remedy_running = false;
+                if (asprintf(&why, "cannot record the step %s in state.json (%s): not taking it", step,
+                             strerror(-r)) < 0)
+                        why = NULL;
+                (void) incident_step_result(&a->persist.incident, why ? why : "not recorded, not taken");
+                (void) agent_post_event(a, EVENT_REMEDY_FAILED, why ? why : "cannot record the step");
+                return;
+        }
         if (asprintf(&text, "%s: %s%s%s%s", c->agent.host, c->remedy.dry_run ? "DRY RUN: would " : "", step,
                      a->ladder_pos > 0 ? ", after " : "", a->ladder_pos > 0 ? strna(a->remedy_last_failure) : "") < 0)
                 text = NULL;
@@ -346,6 +419,7 @@ json_object *remedy_status_json(Agent *a) {
         }
         json_object_object_add(o, "ladder", ladder);
         json_object_object_add(o, "running", json_object_new_boolean(a->remedy_running));
+        json_object_object_add(o, "awaiting_reboot", json_object_new_boolean(a->reboot_awaited));
         json_object_object_add(o, "step", a->remedy_running ? json_object_new_int((int) a->ladder_pos) : NULL);
         json_object_object_add(o, "aws", a->aws ? aws_status_json(a->aws) : NULL);
         return o;

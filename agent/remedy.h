@@ -27,6 +27,12 @@ void remedy_start(Agent *a);
 
 /* Run the ladder from its first step (the machine is in REMEDIATING). */
 int remedy_run(Agent *a);
+/* Restarted in the same boot after a reboot step was accepted (the
+ * incident's last step awaits it; the machine is in CHECKING, out of the
+ * pool): wait for the rest of reboot_timeout, counted from the step,
+ * without asking again. Overdue: the step failed, CHECKS_FAILED
+ * (QUARANTINED: alert, re-check later). -ENOENT when no reboot is due. */
+int remedy_await_reboot(Agent *a);
 /* The machine left REMEDIATING another way (operator drain): stop. */
 void remedy_cancel(Agent *a);
 

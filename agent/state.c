@@ -1,6 +1,7 @@
 /* state.json: what survives a reboot. Parsing and formatting are pure
  * json-c; load/save are the only I/O, and a bad file is moved aside so
  * the agent always starts. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -54,7 +55,14 @@ int incident_step_result(Incident *i, const char *result) {
                 return -ENOMEM;
         free(i->steps[i->n_steps - 1].result);
         i->steps[i->n_steps - 1].result = r;
+        i->steps[i->n_steps - 1].awaiting_reboot = false;
         return 0;
+}
+
+const IncidentStep *incident_reboot_awaited(const Incident *i) {
+        if (!i || !i->id || i->ended != 0 || i->n_steps == 0 || !i->steps[i->n_steps - 1].awaiting_reboot)
+                return NULL;
+        return &i->steps[i->n_steps - 1];
 }
 
 void incident_clear(Incident *i) {
@@ -258,6 +266,13 @@ static int parse_steps(json_object *obj, Incident *inc, char **ret_error) {
                         r = parse_opt_usec(e, "at", &st.at, "incident.steps.", ret_error);
                 if (r >= 0)
                         r = parse_opt_string(e, "result", &st.result, "incident.steps.", ret_error);
+                if (r >= 0) {
+                        json_object *w = get_field(e, "awaiting_reboot");
+                        if (w && !json_object_is_type(w, json_type_boolean))
+                                r = field_error(ret_error, "incident.steps.", "awaiting_reboot", "expected boolean");
+                        else if (w)
+                                st.awaiting_reboot = json_object_get_boolean(w);
+                }
                 if (r >= 0 && !st.step)
                         r = field_error(ret_error, "incident.steps.", "step", "missing");
                 if (r < 0) {
@@ -335,6 +350,18 @@ static int parse_object(json_object *root, PersistentState *s, char **ret_error)
         r = parse_opt_string(root, "held_reason", &s->held_reason, "", ret_error);
         if (r < 0)
                 return r;
+
+        v = get_field(root, "clock_anchor");
+        if (v) {
+                if (!json_object_is_type(v, json_type_object))
+                        return field_error(ret_error, "", "clock_anchor", "expected object or null");
+                r = parse_opt_usec(v, "wall", &s->anchor_wall, "clock_anchor.", ret_error);
+                if (r < 0)
+                        return r;
+                r = parse_opt_usec(v, "boottime", &s->anchor_boottime, "clock_anchor.", ret_error);
+                if (r < 0)
+                        return r;
+        }
 
         v = get_field(root, "remediations");
         if (v) {
@@ -463,6 +490,10 @@ static int format_incident(const Incident *i, json_object **ret) {
                             (r = json_add(e, "at", json_object_new_uint64(i->steps[k].at))) < 0 ||
                             (r = json_add_string(e, "result", i->steps[k].result)) < 0)
                                 return r;
+                        /* only while true: files without it read as false */
+                        if (i->steps[k].awaiting_reboot &&
+                            (r = json_add(e, "awaiting_reboot", json_object_new_boolean(true))) < 0)
+                                return r;
                 }
         }
 
@@ -501,6 +532,14 @@ int state_format(const PersistentState *s, char **ret) {
             (r = json_add_string(o, "held_reason", s->held_reason)) < 0 ||
             (r = json_add_string(o, "last_checks", s->last_checks)) < 0)
                 return r;
+
+        if (s->anchor_wall != 0) {
+                json_object *a = json_object_new_object();
+                if ((r = json_add(o, "clock_anchor", a)) < 0 ||
+                    (r = json_add(a, "wall", json_object_new_uint64(s->anchor_wall))) < 0 ||
+                    (r = json_add(a, "boottime", json_object_new_uint64(s->anchor_boottime))) < 0)
+                        return r;
+        }
 
         rem = json_object_new_array_ext((int) s->n_remediations);
         r = json_add(o, "remediations", rem);
@@ -583,6 +622,29 @@ static int move_aside(const char *path, char **ret) {
         return -EEXIST;
 }
 
+/* A write cut short (SIGKILL, power loss between the temp file and the
+ * rename) leaves state.json.tmp-XXXXXX behind; nothing else will ever
+ * remove it, and each crash would add one. The state dir is ours alone, so
+ * at load no write of ours is in progress. */
+static void remove_stale_temp_files(const char *state_dir) {
+        _cleanup_(closep) int fd = -1;
+        struct dirent *de;
+        unsigned n = 0;
+        DIR *d;
+
+        fd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || !(d = fdopendir(fd)))
+                return;
+        TAKE_FD(fd);
+        while ((de = readdir(d)))
+                if (strncmp(de->d_name, STATE_FILE_NAME ".tmp-", strlen(STATE_FILE_NAME ".tmp-")) == 0 &&
+                    unlinkat(dirfd(d), de->d_name, 0) >= 0)
+                        n++;
+        closedir(d);
+        if (n > 0)
+                log_info("%s: removed %u unfinished write%s of " STATE_FILE_NAME, state_dir, n, n == 1 ? "" : "s");
+}
+
 int state_load(const char *state_dir, PersistentState *ret, char **ret_moved_aside) {
         _cleanup_(freep) char *path = NULL, *buf = NULL, *error = NULL, *moved = NULL;
         _cleanup_(closep) int fd = -1;
@@ -596,6 +658,8 @@ int state_load(const char *state_dir, PersistentState *ret, char **ret_moved_asi
 
         if (asprintf(&path, "%s/" STATE_FILE_NAME, state_dir) < 0)
                 return -ENOMEM;
+
+        remove_stale_temp_files(state_dir);
 
         /* O_NONBLOCK: a FIFO planted here must not hang the start-up. */
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);

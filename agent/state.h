@@ -18,6 +18,7 @@ typedef struct IncidentStep {
         char *step;           /* "restart-unit:app.service", "reboot-instance", "reboot-local" */
         usec_t at;            /* wall clock */
         char *result;         /* NULL until it ended (a reboot that happened never ends here) */
+        bool awaiting_reboot; /* the reboot it asked for was accepted; the machine should go down */
 } IncidentStep;
 
 typedef struct Incident {
@@ -36,8 +37,11 @@ typedef struct Incident {
 void incident_clear(Incident *i);
 /* Record a step as taken now; the oldest goes when full. */
 int incident_step_add(Incident *i, const char *step, usec_t at);
-/* Set the result of the last step. */
+/* Set the result of the last step; it is no longer awaiting a reboot. */
 int incident_step_result(Incident *i, const char *result);
+/* The last step, if it asked for a reboot that was accepted and has not
+ * happened yet in the boot state.json was written in; NULL otherwise. */
+const IncidentStep *incident_reboot_awaited(const Incident *i);
 
 typedef struct PersistentState {
         char boot_id[BOOT_ID_LEN + 1]; /* boot id seen when last written, "" when unknown */
@@ -52,6 +56,10 @@ typedef struct PersistentState {
         size_t n_remediations;
         Incident incident;             /* the last incident, open or closed */
         char *last_checks;             /* the last check report (JSON text), shown again after a restart */
+        /* The wall clock and CLOCK_BOOTTIME read together at the first
+         * start in boot `boot_id` (0 = none): with it, a wall clock that
+         * steps while this boot runs does not move the reboot-loop guard. */
+        usec_t anchor_wall, anchor_boottime;
 } PersistentState;
 
 void persistent_state_init(PersistentState *s);  /* zero + state BOOT */

@@ -6,6 +6,8 @@ protocol errors on the raw socket."""
 import json
 import os
 import queue
+import signal
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,7 +16,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (MONKEYCTL, Agent, LineReader, check, control_exchange, control_send,  # noqa: E402
-                     describe, fail, main, make_tmpdir, run_ctl, sorted_history, spawn)
+                     describe, fail, main, make_tmpdir, run_ctl, sorted_history, spawn, wait_until)
 
 REQUIRED = {
     "": ["host", "state", "since", "cpu", "pool", "last_checks", "last_incident"],
@@ -328,6 +330,83 @@ def c6_protocol_errors():
             check(r.get("ok") is True and len(r["history"]) <= 2, "history limit 2: %r" % r)
 
 
+_ctl_copy = []
+
+
+def ctl_as(a, setpriv_args, *args):
+    """monkeyctl as the user setpriv_args make (from a copy anyone can run:
+    the build tree may be closed to other users)."""
+    if not _ctl_copy:
+        d = make_tmpdir("monkey-it-bin-")
+        _ctl_copy.append(os.path.join(d, "monkeyctl"))
+        shutil.copy(MONKEYCTL, _ctl_copy[0])
+        os.chmod(_ctl_copy[0], 0o755)
+    return run_ctl(["setpriv"] + list(setpriv_args) + [_ctl_copy[0], "--socket", a.socket] + list(args))
+
+
+NOBODY_ONLY = ["--reuid=65534", "--regid=65534", "--clear-groups"]
+NOBODY_IN_STAFF = ["--reuid=65534", "--regid=65534", "--groups=50"]       # supplementary
+NOBODY_STAFF_PRIMARY = ["--reuid=65534", "--regid=50", "--clear-groups"]  # primary gid
+
+
+def c8_control_group():
+    """[agent] control_group: members may drain and resume (as a
+    supplementary group, SO_PEERGROUPS, or as their primary gid,
+    SO_PEERCRED); others are told which command, which uid and how to get
+    in; root always may; reading stays open to all. By name and by gid."""
+    for group in ("staff", "50"):
+        with Agent("group-%s" % group, extra="") as a:
+            a.write_config(raw=a.config_text().replace("[cpu]", "control_group = %s\n\n[cpu]" % group, 1))
+            a.start()
+            cp = ctl_as(a, NOBODY_ONLY, "status")
+            check(cp.returncode == 0, "status as nobody: " + describe(cp))
+            cp = ctl_as(a, NOBODY_ONLY, "drain", "not", "a", "member")
+            check(cp.returncode == 1, "drain by a non-member: want exit 1, " + describe(cp))
+            shown = "group 'staff'" if group == "staff" else "gid 50"
+            for needle in ("permission denied", "'drain'", "uid 65534", shown, "add you to " + shown):
+                check(needle in cp.stderr, "the refusal lacks %r: %r" % (needle, cp.stderr))
+            print("   %s" % cp.stderr.strip())
+            check(a.state() == "SERVING", "a refused drain changed the state")
+
+            for label, who in (("supplementary", NOBODY_IN_STAFF), ("primary", NOBODY_STAFF_PRIMARY)):
+                cp = ctl_as(a, who, "drain", "by", "a", label, "member")
+                check(cp.returncode == 0, "drain by a %s member of %s: %s" % (label, group, describe(cp)))
+                st, _ = a.wait_state("MAINTENANCE", 3)
+                check(st["maintenance_reason"] == "by a %s member" % label, "reason %r" % st["maintenance_reason"])
+                cp = ctl_as(a, who, "resume")
+                check(cp.returncode == 0, "resume by a %s member: %s" % (label, describe(cp)))
+                a.wait_state("SERVING", 3)
+            a.wait_log(r"allowed as a member of", 2, "the group's access logged")
+
+            cp = a.ctl("drain", "root")
+            check(cp.returncode == 0, "drain as root: " + describe(cp))
+            a.wait_state("MAINTENANCE", 3)
+            cp = ctl_as(a, NOBODY_ONLY, "resume")
+            check(cp.returncode == 1 and "permission denied" in cp.stderr, "resume by a non-member: " + describe(cp))
+            cp = a.ctl("resume")
+            check(cp.returncode == 0, "resume as root: " + describe(cp))
+            a.wait_state("SERVING", 3)
+
+
+def c9_control_group_reload():
+    """A reload grants and revokes control_group at once (SIGHUP)."""
+    with Agent("group-reload") as a:
+        a.start()
+        cp = ctl_as(a, NOBODY_IN_STAFF, "drain", "before")
+        check(cp.returncode == 1 and "permission denied" in cp.stderr, "drain before the grant: " + describe(cp))
+        a.write_config(raw=a.config_text().replace("[cpu]", "control_group = staff\n\n[cpu]", 1))
+        a.signal(signal.SIGHUP)
+        a.wait_log(r"Reloaded ", 3)
+        cp = ctl_as(a, NOBODY_IN_STAFF, "drain", "granted")
+        check(cp.returncode == 0, "drain after the grant: " + describe(cp))
+        a.wait_state("MAINTENANCE", 3)
+        a.write_config()
+        a.signal(signal.SIGHUP)
+        wait_until(lambda: a.log_text().count("Reloaded ") >= 2, 3, what="the second reload")
+        cp = ctl_as(a, NOBODY_IN_STAFF, "resume")
+        check(cp.returncode == 1 and "permission denied" in cp.stderr, "resume after the revoke: " + describe(cp))
+
+
 def c7_malformed_replies():
     """An agent (here a fake on the socket) whose reply lacks the answer:
     monkeyctl says what is missing and exits 3, for each command."""
@@ -368,4 +447,4 @@ def c7_malformed_replies():
 
 if __name__ == "__main__":
     main([c1_status_exit_codes_and_json, c2_usage_errors, c3_history, c4_watch_stream,
-          c5_drain_permissions, c6_protocol_errors, c7_malformed_replies])
+          c5_drain_permissions, c6_protocol_errors, c7_malformed_replies, c8_control_group, c9_control_group_reload])

@@ -770,6 +770,11 @@ def t10_pool_state_lost():
     re-joins it: the budget cannot see them, so nobody may leave on the
     strength of "already out". They hold until the heartbeat puts them back,
     then one at a time leaves."""
+    if harness.VALGRIND:
+        # The race it stages (every host breaches before its next heartbeat)
+        # needs the agents started within a second of each other.
+        print("   skipped under valgrind: the staged race needs native speed")
+        return
     redis = Redis().start()
     agents = []
     try:

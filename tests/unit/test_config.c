@@ -332,6 +332,8 @@ static void test_defaults(void **state) {
         assert_string_equal(c->agent.proc_stat, "/proc/stat");
         assert_string_equal(c->agent.boot_id, "/proc/sys/kernel/random/boot_id");
         assert_int_equal(c->agent.log_level, LOG_INFO);
+        assert_null(c->agent.control_group);
+        assert_false(c->agent.control_gid_set);
 
         assert_true(c->cpu.threshold == 90.0);
         assert_int_equal(c->cpu.window, 60 * USEC_PER_SEC);
@@ -877,9 +879,27 @@ static void test_config_load(void **state) {
         /* anyone may rewrite it: refused even without secrets */
         p = write_file(dir, "open.conf", "[cpu]\n", 0666);
         assert_int_equal(config_load(p, &c, &err), -EPERM);
-        assert_true(asprintf(&want, "%s: is writable by others (mode 0666); chmod o-w it", p) > 0);
+        assert_true(asprintf(&want, "%s: is writable by others (mode 0666); chmod go-w it", p) > 0);
         assert_string_equal(err, want);
-        free(err), free(want), free(p);
+        free(err), free(want);
+        /* so may its group: whoever writes it decides who may drain */
+        assert_int_equal(chmod(p, 0660), 0);
+        assert_int_equal(config_load(p, &c, &err), -EPERM);
+        assert_true(asprintf(&want, "%s: is writable by its group (mode 0660); chmod go-w it", p) > 0);
+        assert_string_equal(err, want);
+        free(err), free(want);
+        assert_int_equal(chmod(p, 0640), 0);
+        assert_int_equal(config_load(p, &c, &err), 0);
+        c = config_free(c);
+        /* owned by another user (not root, not us) */
+        if (geteuid() == 0) {
+                assert_int_equal(chown(p, 65534, 65534), 0);
+                assert_int_equal(config_load(p, &c, &err), -EPERM);
+                assert_true(asprintf(&want, "%s: owned by uid 65534, expected root or uid 0 (the agent's)", p) > 0);
+                assert_string_equal(err, want);
+                free(err), free(want);
+        }
+        free(p);
 
         /* binary */
         p = write_file(dir, "nul.conf", "", 0600);
@@ -890,9 +910,38 @@ static void test_config_load(void **state) {
                 close(fd);
         }
         assert_int_equal(config_load(p, &c, &err), -EINVAL);
-        assert_true(asprintf(&want, "%s: holds a NUL byte, not a text file", p) > 0);
+        assert_true(asprintf(&want, "%s:2: holds a NUL byte, not a text file", p) > 0);
         assert_string_equal(err, want);
         free(err), free(want), free(p);
+
+        /* control_group: a name is looked up at load, naming the line when unknown */
+        p = write_file(dir, "group.conf", "[agent]\n\ncontrol_group = root\n", 0600);
+        assert_int_equal(config_load(p, &c, &err), 0);
+        assert_string_equal(c->agent.control_group, "root");
+        assert_true(c->agent.control_gid_set);
+        assert_int_equal(c->agent.control_gid, 0);
+        c = config_free(c);
+        free(p);
+        p = write_file(dir, "group.conf", "[agent]\ncontrol_group = nogroup\n", 0600);
+        assert_int_equal(config_load(p, &c, &err), 0);
+        assert_int_equal(c->agent.control_gid, 65534);
+        c = config_free(c);
+        free(p);
+        p = write_file(dir, "group.conf", "[agent]\nhost = x\ncontrol_group = no-such-group-monkey\n", 0600);
+        assert_int_equal(config_load(p, &c, &err), -EINVAL);
+        assert_null(c);
+        assert_true(asprintf(&want,
+                             "%s:3: [agent] control_group: no such group 'no-such-group-monkey' (create it with "
+                             "groupadd, or give a numeric gid)",
+                             p) > 0);
+        assert_string_equal(err, want);
+        free(err), free(want), free(p);
+        /* a numeric gid needs no name: LDAP, containers */
+        p = write_file(dir, "group.conf", "[agent]\ncontrol_group = 424242\n", 0600);
+        assert_int_equal(config_load(p, &c, &err), 0);
+        assert_int_equal(c->agent.control_gid, 424242);
+        c = config_free(c);
+        free(p);
 
         rm_rf(dir);
         free(dir);
@@ -977,13 +1026,107 @@ static void test_secret_files(void **state) {
         free(dir);
 }
 
+static void test_control_group(void **state) {
+        Config *c;
+
+        /* a number is a gid at once; a name waits for config_load() */
+        c = parse_ok("[agent]\ncontrol_group = 50\n");
+        assert_string_equal(c->agent.control_group, "50");
+        assert_true(c->agent.control_gid_set);
+        assert_int_equal(c->agent.control_gid, 50);
+        config_free(c);
+        c = parse_ok("[agent]\ncontrol_group = 0\n");
+        assert_int_equal(c->agent.control_gid, 0);
+        config_free(c);
+        c = parse_ok("[agent]\ncontrol_group = 4294967294\n");
+        assert_int_equal(c->agent.control_gid, 4294967294u);
+        config_free(c);
+        c = parse_ok("[agent]\ncontrol_group = monkey-ops_2.x\n");
+        assert_string_equal(c->agent.control_group, "monkey-ops_2.x");
+        assert_false(c->agent.control_gid_set);
+        config_free(c);
+        c = parse_ok("[agent]\ncontrol_group = ops@example.com\n");
+        config_free(c);
+        c = parse_ok("[agent]\ncontrol_group = machines$\n");
+        config_free(c);
+
+        parse_fails("[agent]\ncontrol_group = 4294967295\n",
+                    P ":2: [agent] control_group: gid 4294967295 is out of range (0-4294967294)");
+        parse_fails("[agent]\ncontrol_group = 99999999999999999999999\n",
+                    P ":2: [agent] control_group: gid 99999999999999999999999 is out of range (0-4294967294)");
+        parse_fails("[agent]\ncontrol_group = 12ab\n",
+                    P ":2: [agent] control_group: invalid group '12ab' (a group name or a numeric gid)");
+        parse_fails("[agent]\ncontrol_group = monkey ops\n",
+                    P ":2: [agent] control_group: invalid group name 'monkey ops' (letters, digits, '.', '_', '-', "
+                      "'@'; or a numeric gid)");
+        parse_fails("[agent]\ncontrol_group = a:b\n",
+                    P ":2: [agent] control_group: invalid group name 'a:b' (letters, digits, '.', '_', '-', '@'; or a "
+                      "numeric gid)");
+        parse_fails("[agent]\ncontrol_group = a$b\n",
+                    P ":2: [agent] control_group: invalid group name 'a$b' (letters, digits, '.', '_', '-', '@'; or a "
+                      "numeric gid)");
+        parse_fails("[agent]\ncontrol_group = -ops\n",
+                    P ":2: [agent] control_group: invalid group name '-ops' (must not start with '-')");
+        parse_fails("[agent]\ncontrol_group = "
+                    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+                    P ":2: [agent] control_group: group name is too long (65 characters, at most 64)");
+        parse_fails("[agent]\ncontrol_group = root\ncontrol_group = root\n",
+                    P ":3: duplicate key 'control_group' in [agent] (first set at line 2)");
+}
+
+static void test_bad_bytes(void **state) {
+        Config *c;
+
+        /* UTF-8 is fine in values; in comments anything goes */
+        c = parse_ok("# caf\xe9 (Latin-1 in a comment)\n; \xff\n[checks]\nurl = http://a/\n"
+                     "expect_content = caf\xc3\xa9 \xf0\x9f\x90\x92\n");
+        assert_string_equal(c->checks.expect_content, "caf\xc3\xa9 \xf0\x9f\x90\x92");
+        config_free(c);
+
+        parse_fails("[agent]\nhost = h\xff" "1\n", P ":2: [agent] host: invalid UTF-8 (the file must be UTF-8 text)");
+        parse_fails("[checks]\nurl = http://a/\nexpect_content = caf\xe9\n",
+                    P ":3: [checks] expect_content: invalid UTF-8 (the file must be UTF-8 text)");
+        /* overlong '/', a UTF-16 surrogate, above U+10FFFF, a cut sequence */
+        parse_fails("[agent]\nhost = a\xc0\xaf" "b\n", P ":2: [agent] host: invalid UTF-8 (the file must be UTF-8 text)");
+        parse_fails("[agent]\nhost = a\xed\xa0\x80\n", P ":2: [agent] host: invalid UTF-8 (the file must be UTF-8 text)");
+        parse_fails("[agent]\nhost = a\xf4\x90\x80\x80\n",
+                    P ":2: [agent] host: invalid UTF-8 (the file must be UTF-8 text)");
+        parse_fails("[agent]\nhost = a\xe2\x82\n", P ":2: [agent] host: invalid UTF-8 (the file must be UTF-8 text)");
+        /* in a key or a section name: no key to name */
+        parse_fails("[agent]\nho\xffst = a\n", P ":2: invalid UTF-8 (the file must be UTF-8 text)");
+        parse_fails("[ag\xff" "ent]\n", P ":1: invalid UTF-8 (the file must be UTF-8 text)");
+
+        /* an over-long line names its key, so the reader knows what to fix */
+        {
+                char text[1200];
+                char v[1001];
+
+                memset(v, 'x', 1000);
+                v[1000] = '\0';
+                snprintf(text, sizeof text, "[cpu]\nthreshold = 80\n[remedy]\nunit = %s.service\n", v);
+                parse_fails(text, P ":4: [remedy] unit: line is too long (at most 198 characters)");
+                snprintf(text, sizeof text, "[cpu]\nthreshold: %s\n", v);
+                parse_fails(text, P ":2: [cpu] threshold: line is too long (at most 198 characters)");
+                snprintf(text, sizeof text, "[cpu]\n%s = 1\n", v); /* not one of ours */
+                parse_fails(text, P ":2: line is too long (at most 198 characters)");
+        }
+
+        /* [remedy] unit is a unit name, as in restart-unit:NAME */
+        c = parse_ok("[remedy]\nladder = restart-unit\nunit = app@1.service\n");
+        assert_string_equal(c->remedy.unit, "app@1.service");
+        config_free(c);
+        parse_fails("[remedy]\nunit = app\n", P ":2: [remedy] unit: 'app' is not a unit name (e.g. app.service)");
+        parse_fails("[remedy]\nunit = a/b.service\n",
+                    P ":2: [remedy] unit: 'a/b.service' is not a unit name (e.g. app.service)");
+}
+
 /* ---- the reference config ---- */
 
 #define REF SOURCE_ROOT "/conf/monkeyd.conf"
 
 static const char *const all_keys[] = {
         "agent.host", "agent.state_dir", "agent.control_socket", "agent.proc_stat", "agent.boot_id",
-        "agent.log_level", "cpu.threshold", "cpu.window", "cpu.interval", "cpu.clear_below", "cpu.jitter",
+        "agent.log_level", "agent.control_group", "cpu.threshold", "cpu.window", "cpu.interval", "cpu.clear_below", "cpu.jitter",
         "pool.redis", "pool.password_file", "pool.name", "pool.address", "pool.min_serving", "pool.max_unavailable",
         "pool.list_key", "pool.drain", "pool.lease", "pool.heartbeat", "pool.on_unreachable", "pool.out_max", "slack.webhook_url",
         "slack.token", "slack.token_file", "slack.channel", "slack.api_url", "slack.webhook_url_file",
@@ -1129,6 +1272,8 @@ int main(void) {
                 cmocka_unit_test(test_secret_files),
                 cmocka_unit_test(test_reference_config),
                 cmocka_unit_test(test_ladder_units),
+                cmocka_unit_test(test_control_group),
+                cmocka_unit_test(test_bad_bytes),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

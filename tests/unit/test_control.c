@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "config.h"
 #include "control.h"
 
 static void json_putp(json_object **o) {
@@ -158,6 +159,14 @@ static void test_parse_bad(void **state) {
         expect_bad("{\"version\":0,\"command\":\"status\"}", "unsupported version 0");
         expect_bad("{\"version\":2,\"command\":\"status\"}", "unsupported version 2");
         expect_bad("{\"version\":-1,\"command\":\"status\"}", "unsupported version -1");
+        /* json-c clamps these to INT64_MAX/MIN: no number nobody sent in the answer */
+        expect_bad("{\"version\":99999999999999999999999999,\"command\":\"status\"}",
+                   "unsupported version (out of range; this agent speaks 1)");
+        expect_bad("{\"version\":18446744073709551617,\"command\":\"status\"}", "unsupported version (out of range");
+        expect_bad("{\"version\":-99999999999999999999999999,\"command\":\"status\"}",
+                   "unsupported version (out of range");
+        expect_bad("{\"version\":1e0,\"command\":\"status\"}", "\"version\" is not an integer");
+        expect_bad("{\"version\":{},\"command\":\"status\"}", "\"version\" is not an integer");
         expect_bad("{\"version\":\"1\",\"command\":\"status\"}", "\"version\" is not an integer");
         expect_bad("{\"version\":1.0,\"command\":\"status\"}", "\"version\" is not an integer");
         expect_bad("{\"version\":true,\"command\":\"status\"}", "\"version\" is not an integer");
@@ -182,8 +191,16 @@ static void test_parse_bad(void **state) {
         static const char nul_inside[] = "{\"version\":1,\"com\0mand\":\"status\"}";
         expect_bad_len(nul_inside, sizeof nul_inside - 1, "NUL");
 
-        /* invalid UTF-8 is not JSON */
-        expect_bad("{\"version\":1,\"command\":\"drain\",\"reason\":\"\xff\xfe\"}", "not JSON");
+        /* invalid UTF-8, including what json-c's own check lets through
+         * (overlong forms, surrogates, above U+10FFFF): replies, events and
+         * Slack messages must stay UTF-8 */
+        expect_bad("{\"version\":1,\"command\":\"drain\",\"reason\":\"\xff\xfe\"}", "not valid UTF-8");
+        expect_bad("{\"version\":1,\"command\":\"drain\",\"reason\":\"\xc0\xaf\"}", "not valid UTF-8");
+        expect_bad("{\"version\":1,\"command\":\"drain\",\"reason\":\"\xed\xa0\x80\"}", "not valid UTF-8");
+        expect_bad("{\"version\":1,\"command\":\"drain\",\"reason\":\"\xf4\x90\x80\x80\"}", "not valid UTF-8");
+        expect_bad("{\"version\":1,\"command\":\"drain\",\"reason\":\"\xe2\x82\"}", "not valid UTF-8");
+        expect_bad("{\"version\":1,\"command\":\"st\xc3\x28" "atus\"}", "not valid UTF-8");
+        expect_bad("{\"version\":1,\"\xc0\xaf" "command\":\"status\"}", "not valid UTF-8");
 
         /* longer than the protocol allows, even if it were valid */
         char *big = malloc(CONTROL_REQUEST_MAX + 2);
@@ -912,7 +929,8 @@ static int unprivileged_child(const char *path) {
                         break;
         }
         if (!strstr(buf, "{\"version\":1,\"ok\":false,\"error\":"
-                         "\"permission denied: 'drain' needs root (peer uid 65534)\"}\n"))
+                         "\"permission denied: 'drain' is for root; you are uid 65534. Run it with sudo, or have the "
+                         "admin grant a group with [agent] control_group in the agent's config\"}\n"))
                 return 15;
         if (!strstr(strchr(buf, '\n') + 1, "\"ok\":true,\"status\":"))
                 return 16;
@@ -951,6 +969,262 @@ static void test_server_drain_refused(void **state) {
                 fail_msg("unprivileged child failed at step %d", WEXITSTATUS(status));
         assert_int_equal(env->fake.drain_calls, 0);
         assert_int_equal(env->fake.status_calls, 1);
+}
+
+/* A peer with these credentials (taken at connect()) sends `req` and
+ * the first reply line must contain `want`. Runs in a forked child: no
+ * cmocka here, the exit status says which step failed. */
+static int peer_child(const char *path, uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups, const char *req,
+                      const char *want) {
+        char buf[4096];
+        size_t len = 0;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd;
+
+        if (setgroups(n_groups, groups) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
+                return 10;
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0)
+                return 11;
+        if (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t) strlen(req))
+                return 12;
+        while (!memchr(buf, '\n', len)) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                ssize_t n;
+
+                if (poll(&p, 1, 5000) <= 0)
+                        return 13;
+                n = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+                if (n <= 0)
+                        return 14;
+                len += (size_t) n;
+                buf[len] = '\0';
+        }
+        if (!strstr(buf, want)) {
+                fprintf(stderr, "peer_child: reply %s does not contain %s\n", buf, want);
+                return 15;
+        }
+        return 0;
+}
+
+/* Forks a peer_child and runs the loop until it is done. */
+static void run_peer(Env *env, uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups, const char *req,
+                     const char *want) {
+        uint64_t end;
+        pid_t pid;
+        int status = -1;
+
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+                _exit(peer_child(env->path, uid, gid, groups, n_groups, req, want));
+        end = mono_usec() + 10 * USEC_PER_SEC;
+        while (mono_usec() < end) {
+                pid_t r = waitpid(pid, &status, WNOHANG);
+                assert_true(r >= 0);
+                if (r == pid)
+                        break;
+                assert_true(sd_event_run(env->e, 10 * USEC_PER_MSEC) >= 0);
+        }
+        if (!WIFEXITED(status)) {
+                kill(pid, SIGKILL);
+                (void) waitpid(pid, &status, 0);
+                fail_msg("peer child did not finish");
+        }
+        if (WEXITSTATUS(status) != 0)
+                fail_msg("peer child (uid %u gid %u, %zu groups) failed at step %d, wanted %s", (unsigned) uid,
+                         (unsigned) gid, n_groups, WEXITSTATUS(status), want);
+}
+
+static void test_access_check(void **state) {
+        const gid_t groups[] = { 100, 4242, 27 };
+        ControlAccess none = { .owner = 1000 };
+        ControlAccess grp = { .owner = 1000, .have_group = true, .group = 4242, .group_name = "monkeyops" };
+        ControlAccess root_owner = { .owner = 0, .have_group = true, .group = 4242 };
+
+        /* root always, the agent's own uid always */
+        assert_int_equal(control_access_check(0, 0, NULL, 0, &none), CONTROL_GRANT_ROOT);
+        assert_int_equal(control_access_check(0, 65534, NULL, 0, NULL), CONTROL_GRANT_ROOT);
+        assert_int_equal(control_access_check(1000, 1000, NULL, 0, &none), CONTROL_GRANT_OWNER);
+        /* no group configured: nobody else, whatever groups they have */
+        assert_int_equal(control_access_check(65534, 4242, groups, 3, &none), CONTROL_GRANT_DENIED);
+        assert_int_equal(control_access_check(65534, 65534, NULL, 0, NULL), CONTROL_GRANT_DENIED);
+        /* the group: as primary gid, or among the supplementary groups */
+        assert_int_equal(control_access_check(65534, 4242, NULL, 0, &grp), CONTROL_GRANT_GROUP);
+        assert_int_equal(control_access_check(65534, 65534, groups, 3, &grp), CONTROL_GRANT_GROUP);
+        assert_int_equal(control_access_check(65534, 65534, groups, 1, &grp), CONTROL_GRANT_DENIED);
+        assert_int_equal(control_access_check(65534, 65534, NULL, 3, &grp), CONTROL_GRANT_DENIED);
+        assert_int_equal(control_access_check(65534, 65534, NULL, 0, &grp), CONTROL_GRANT_DENIED);
+        /* the owner's group alone is not the owner */
+        assert_int_equal(control_access_check(1001, 1000, NULL, 0, &none), CONTROL_GRANT_DENIED);
+        /* group 0 configured: members of root's group only, not "everyone with gid 0 unset" */
+        assert_int_equal(control_access_check(65534, 65534, NULL, 0, &root_owner), CONTROL_GRANT_DENIED);
+        assert_int_equal(control_access_check(1000, 1000, NULL, 0, &root_owner), CONTROL_GRANT_DENIED);
+
+        assert_string_equal(control_grant_to_string(CONTROL_GRANT_GROUP), "group");
+        assert_null(control_grant_to_string(_CONTROL_GRANT_MAX));
+}
+
+static void test_access_denied_message(void **state) {
+        ControlAccess none = { .owner = 0 };
+        ControlAccess own = { .owner = 998 };
+        ControlAccess grp = { .owner = 998, .have_group = true, .group = 4242, .group_name = "monkeyops" };
+        ControlAccess num = { .owner = 0, .have_group = true, .group = 4242 };
+        char *m;
+
+        m = control_access_denied_message("drain", true, 1001, &none);
+        assert_string_equal(m, "permission denied: 'drain' is for root; you are uid 1001. Run it with sudo, or have "
+                               "the admin grant a group with [agent] control_group in the agent's config");
+        free(m);
+        m = control_access_denied_message("resume", true, 1001, &own);
+        assert_string_equal(m, "permission denied: 'resume' is for root, uid 998 (the agent's); you are uid 1001. Run it "
+                               "with sudo, or have the admin grant a group with [agent] control_group in the agent's "
+                               "config");
+        free(m);
+        m = control_access_denied_message("test-reboot", true, 1001, &grp);
+        assert_string_equal(m, "permission denied: 'test-reboot' is for root, uid 998 (the agent's) or members of group "
+                               "'monkeyops'; you are uid 1001. Run it with sudo, or ask an admin to add you to group "
+                               "'monkeyops' (it counts from your next login)");
+        free(m);
+        m = control_access_denied_message("drain", false, 0, &num);
+        assert_string_equal(m, "permission denied: 'drain' is for root or members of gid 4242; your credentials are "
+                               "unknown. Run it with sudo, or ask an admin to add you to gid 4242 (it counts from your "
+                               "next login)");
+        free(m);
+}
+
+#define DRAIN_REQ "{\"version\":1,\"command\":\"drain\",\"reason\":\"x\"}\n"
+
+static void test_server_group_access(void **state) {
+        Env *env = *state;
+        const gid_t with[] = { 100, 4242 }, without[] = { 100 };
+
+        if (geteuid() != 0)
+                skip();
+        env_start(env);
+
+        /* no group: the uid alone decides */
+        run_peer(env, 65534, 4242, with, 2, DRAIN_REQ, "permission denied: 'drain' is for root; you are uid 65534");
+        assert_int_equal(env->fake.drain_calls, 0);
+
+        assert_int_equal(control_server_set_group(env->s, true, 4242, "monkeyops"), 0);
+        run_peer(env, 65534, 65534, NULL, 0, DRAIN_REQ,
+                 "permission denied: 'drain' is for root or members of group 'monkeyops'; you are uid 65534");
+        run_peer(env, 65534, 65534, without, 1, DRAIN_REQ, "ask an admin to add you to group 'monkeyops'");
+        assert_int_equal(env->fake.drain_calls, 0);
+        /* primary gid (SO_PEERCRED) */
+        run_peer(env, 65534, 4242, NULL, 0, DRAIN_REQ, "\"ok\":true,\"message\":\"draining: x\"");
+        assert_int_equal(env->fake.drain_calls, 1);
+        /* a supplementary group (SO_PEERGROUPS) */
+        run_peer(env, 65534, 65534, with, 2, DRAIN_REQ, "\"ok\":true,\"message\":\"draining: x\"");
+        assert_int_equal(env->fake.drain_calls, 2);
+        /* reading stays open to all */
+        run_peer(env, 65534, 65534, NULL, 0, STATUS_REQ, "\"ok\":true,\"status\":");
+
+        /* numeric, no name; then the group taken away again */
+        assert_int_equal(control_server_set_group(env->s, true, 4242, NULL), 0);
+        run_peer(env, 65534, 65534, NULL, 0, DRAIN_REQ, "members of gid 4242");
+        run_peer(env, 65534, 65534, with, 2, DRAIN_REQ, "\"ok\":true");
+        assert_int_equal(control_server_set_group(env->s, false, 0, "ignored"), 0);
+        run_peer(env, 65534, 65534, with, 2, DRAIN_REQ, "with [agent] control_group");
+        assert_int_equal(env->fake.drain_calls, 3);
+        assert_int_equal(control_server_set_group(NULL, true, 1, NULL), -EINVAL);
+
+        /* from a config, as main() and a reload do */
+        {
+                Config *c = NULL;
+                char *err = NULL;
+
+                assert_int_equal(config_parse_string("[agent]\ncontrol_group = 4242\n", "t.conf", &c, &err), 0);
+                assert_int_equal(control_server_apply_config(env->s, c), 0);
+                run_peer(env, 65534, 4242, NULL, 0, DRAIN_REQ, "\"ok\":true");
+                run_peer(env, 65534, 65534, NULL, 0, DRAIN_REQ, "members of gid 4242;");
+                config_free(c);
+                /* a name config_load() resolved */
+                assert_int_equal(config_parse_string("[agent]\ncontrol_group = monkeyops\n", "t.conf", &c, &err), 0);
+                c->agent.control_gid = 4242;
+                c->agent.control_gid_set = true;
+                assert_int_equal(control_server_apply_config(env->s, c), 0);
+                run_peer(env, 65534, 65534, NULL, 0, DRAIN_REQ, "members of group 'monkeyops';");
+                config_free(c);
+                /* and taken away by a config without it */
+                assert_int_equal(config_parse_string("[agent]\n", "t.conf", &c, &err), 0);
+                assert_int_equal(control_server_apply_config(env->s, c), 0);
+                run_peer(env, 65534, 4242, NULL, 0, DRAIN_REQ, "with [agent] control_group");
+                config_free(c);
+                assert_int_equal(control_server_apply_config(env->s, NULL), -EINVAL);
+        }
+        assert_int_equal(env->fake.drain_calls, 4);
+}
+
+/* A child that drops to nobody, opens n connections and holds them until
+ * its stdin (a pipe) closes. */
+static pid_t hold_connections(const char *path, unsigned n, int *ret_release) {
+        int p[2];
+        pid_t pid;
+
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                struct sockaddr_un sa = { .sun_family = AF_UNIX };
+                char b;
+
+                close(p[1]);
+                if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0)
+                        _exit(10);
+                snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+                for (unsigned i = 0; i < n; i++) {
+                        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+                        if (fd < 0 || connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0)
+                                _exit(11);
+                }
+                (void) read(p[0], &b, 1);
+                _exit(0);
+        }
+        close(p[0]);
+        *ret_release = p[1];
+        return pid;
+}
+
+static void test_server_reserved_slots(void **state) {
+        Env *env = *state;
+        Client *root[CONTROL_CLIENTS_RESERVED], *extra;
+        int release, status;
+        pid_t pid;
+
+        if (geteuid() != 0)
+                skip();
+        env_start(env);
+
+        /* an unprivileged user takes every slot it may have */
+        pid = hold_connections(env->path, CONTROL_CLIENTS_MAX - CONTROL_CLIENTS_RESERVED, &release);
+        assert_true(pump_n_clients(env, CONTROL_CLIENTS_MAX - CONTROL_CLIENTS_RESERVED));
+        /* it gets no more */
+        run_peer(env, 65534, 65534, NULL, 0, STATUS_REQ, "too many clients");
+        assert_int_equal(control_server_n_clients(env->s), CONTROL_CLIENTS_MAX - CONTROL_CLIENTS_RESERVED);
+        /* while root still gets in, and may drain */
+        for (unsigned i = 0; i < CONTROL_CLIENTS_RESERVED; i++)
+                root[i] = client_connect(env->path);
+        assert_true(pump_n_clients(env, CONTROL_CLIENTS_MAX));
+        client_send(root[0], DRAIN_REQ);
+        {
+                _cleanup_(json_putp) json_object *o = reply_json(pump_line(env, root[0]));
+                assert_true(jbool(o, "ok"));
+        }
+        /* and when all are taken, nobody gets in */
+        extra = client_connect(env->path);
+        assert_error_reply(pump_line(env, extra), "too many clients");
+        client_close(extra);
+
+        close(release);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        assert_true(pump_n_clients(env, CONTROL_CLIENTS_RESERVED));
+        for (unsigned i = 0; i < CONTROL_CLIENTS_RESERVED; i++)
+                client_close(root[i]);
+        assert_true(pump_n_clients(env, 0));
 }
 
 static void test_server_stale_socket(void **state) {
@@ -1058,6 +1332,10 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_server_slow_watcher_dropped, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_server_drain_privileged, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_server_drain_refused, env_setup, env_teardown),
+                cmocka_unit_test(test_access_check),
+                cmocka_unit_test(test_access_denied_message),
+                cmocka_unit_test_setup_teardown(test_server_group_access, env_setup, env_teardown),
+                cmocka_unit_test_setup_teardown(test_server_reserved_slots, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_server_stale_socket, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_server_live_socket, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_server_bad_paths, env_setup, env_teardown),

@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""Fault matrix, Slack: 5xx, 429 with Retry-After, a Slack that accepts and
+never answers, and a name that does not resolve. In every cell an incident
+runs its whole cycle (breach, remediation, back: three messages) while
+Slack is broken; once Slack is back each message arrives exactly once, in
+order, the replies in the breach's thread, and every body the double got
+was valid UTF-8 JSON.
+
+The DNS cell never sends a query off the machine: monkeyd runs in its own
+mount namespace where /etc/resolv.conf names a stub on 127.53.x.y:53 that
+answers NXDOMAIN to everything (and records what it was asked)."""
+
+import json
+import os
+import random
+import signal
+import socket
+import struct
+import threading
+import time
+
+import faultlib
+from faultlib import cell, check, fail
+
+from harness import Agent, atomic_write  # noqa: E402
+from slack_double import SlackDouble  # noqa: E402
+
+TOKEN = "xoxb-4242424242-4242424242424-faultsMATRIXtoken"
+
+
+def token_file(a):
+    path = os.path.join(a.dir, "slack-token")
+    atomic_write(path, TOKEN + "\n", mode=0o600)
+    return path
+
+
+def slack_agent(c, api_url, name="slack", remedy="dry_run = yes\n", more=""):
+    a = Agent(name=name, window="1s", interval="100ms")
+    a.api_url = api_url
+    a.slack_extra = "[slack]\ntoken_file = %s\nchannel = #incidents\napi_url = %s\ntimeout = 1s\n%s\n" \
+                    "[remedy]\n%s" % (token_file(a), api_url, more, remedy)
+    a.write_config(extra=a.slack_extra)
+    return c.track(a)
+
+
+KINDS = (("breach", "is overloaded"), ("remediating", "reboot-instance"), ("back", "is back in the pool"),
+         ("quarantined", "is quarantined"), ("test", "Test alert"))
+
+
+def kinds(msgs):
+    out = []
+    for m in msgs:
+        t = (m.get("body") or {}).get("text", "")
+        out.append(next((k for k, w in KINDS if w in t), "?" + t[:40]))
+    return out
+
+
+def bodies_valid(d):
+    """Every request the double got (delivered or not) was valid UTF-8 JSON."""
+    for r in d.requests():
+        raw = r["raw_body"]
+        try:
+            raw.encode("utf-8")
+            json.loads(raw)
+        except ValueError as e:
+            fail("a body Slack got is not valid UTF-8 JSON: %s: %r" % (e, raw[:200]))
+        check(r["body"] is not None, "the double could not parse a body: %r" % raw[:200])
+
+
+def incident_during_outage(c, a):
+    """Overload until the (dry-run) remediation, then back to serving: the
+    three messages are spooled whatever Slack does."""
+    a.feeder.set_busy(95)
+    c.wait(a, lambda: "REMEDIATING" in faultlib.states(a), 10, "a remediation")
+    a.feeder.set_busy(5)
+    c.wait(a, lambda: a.state() == "SERVING", 10, "SERVING again")
+    c.wait(a, lambda: a.status()["slack"]["outbox"]["pending"] + a.status()["slack"]["outbox"]["delivered"] >= 3,
+           5, "three messages spooled")
+
+
+def delivered_once_in_order(c, a, d, timeout=20):
+    msgs = c.wait(a, lambda: len(d.messages()) >= 3 and d.messages(), timeout, "three messages delivered")
+    time.sleep(1.0)  # anything sent twice shows now
+    msgs = d.messages()
+    k = kinds(msgs)
+    check(k == ["breach", "remediating", "back"], "delivered %r: want breach, remediating, back once each" % k)
+    texts = [m["body"]["text"] for m in msgs]
+    check(len(set(texts)) == len(texts), "a message arrived twice")
+    parent = msgs[0]
+    check(parent["thread_ts"] is None and parent["ts"], "the breach is not the thread's parent: %r" % parent)
+    for m in msgs[1:]:
+        check(m["thread_ts"] == parent["ts"], "%s not in the breach's thread" % kinds([m]))
+    c.wait(a, lambda: a.status()["slack"]["outbox"]["pending"] == 0, 3, "the outbox to empty")
+    bodies_valid(d)
+    return msgs
+
+
+def outbox(a):
+    return a.status()["slack"]["outbox"]
+
+
+def double(c, **kw):
+    return SlackDouble(token=TOKEN, **kw).start()
+
+
+@cell("slack", "5xx")
+def http_5xx(c):
+    d = double(c)
+    try:
+        a = slack_agent(c, d.api_url)
+        a.start()
+        d.set_default("http:503")
+        incident_during_outage(c, a)
+        c.wait(a, lambda: len(d.requests()) >= 3, 10, "three refused posts")
+        check(d.messages() == [], "delivered while Slack answered 503")
+        ob = outbox(a)
+        check(ob["pending"] == 3 and "503" in (ob.get("last_error") or ""), "outbox during the outage: %r" % ob)
+        reqs = d.requests()
+        check(all(r["status"] == 503 for r in reqs), "answers %r" % [r["status"] for r in reqs])
+        gaps = [round(reqs[i + 1]["at"] - reqs[i]["at"], 2) for i in range(len(reqs) - 1)]
+        check(len(reqs) >= 3 and all(g >= 0.45 for g in gaps) and gaps[-1] > gaps[0],
+              "retries without a growing backoff: gaps %r" % gaps)
+        d.set_default("ok")
+        delivered_once_in_order(c, a, d)
+        c.result("3 messages held through %d refused posts (backoff %s s), then delivered once each, in order, "
+                 "in the thread; status showed '%s'" % (len(reqs), "/".join("%.1f" % g for g in gaps),
+                                                        ob["last_error"]))
+    finally:
+        d.stop()
+
+
+@cell("slack", "429")
+def rate_limited(c):
+    d = double(c)
+    try:
+        a = slack_agent(c, d.api_url)
+        a.start()
+        d.script("ratelimit:3")
+        incident_during_outage(c, a)
+        c.probe_for(a, 0.5)
+        reqs = d.wait_for(lambda rs: len(rs) >= 2, 10, source="requests")
+        check(reqs[0]["status"] == 429, "first answer %r" % reqs[0]["status"])
+        gap = reqs[1]["at"] - reqs[0]["at"]
+        check(gap >= 3.0, "the next post came %.2fs after a 429 with Retry-After: 3" % gap)
+        check(gap < 5.0, "the next post came only %.2fs after Retry-After: 3" % gap)
+        delivered_once_in_order(c, a, d)
+        c.result("nothing sent for %.1fs after '429, Retry-After: 3', then the 3 messages once each, in order, "
+                 "in the thread" % gap)
+    finally:
+        d.stop()
+
+
+@cell("slack", "hang")
+def hanging(c):
+    d = double(c)
+    try:
+        a = slack_agent(c, d.api_url)
+        a.start()
+        d.set_default("hang:30")
+        incident_during_outage(c, a)
+        c.wait(a, lambda: len(d.requests()) >= 2, 10, "two unanswered posts")
+        ob = outbox(a)
+        check(ob["pending"] == 3 and "timeout" in (ob.get("last_error") or ""), "outbox during the hang: %r" % ob)
+        n = len(d.requests())
+        check(n >= 2 and d.messages() == [], "requests %d, messages %d" % (n, len(d.messages())))
+        d.set_default("ok")
+        delivered_once_in_order(c, a, d)
+        c.result("each post timed out after 1 s (%d unanswered, status '%s'), then the 3 messages once each, in "
+                 "order, in the thread" % (n, ob["last_error"]))
+    finally:
+        d.stop()
+
+
+class NxdomainStub(threading.Thread):
+    """UDP DNS on 127.53.x.y:53 answering NXDOMAIN to every query; the first
+    `slow` queries `delay` seconds late, longer than the agent's Slack
+    timeout: a call that times out while its name is still being resolved
+    must not stall the agent's loop until the resolver returns."""
+
+    def __init__(self, delay=2.0, slow=4):
+        self.delay, self.slow = delay, slow
+        super().__init__(daemon=True)
+        for _ in range(20):
+            self.addr = "127.53.%d.%d" % (random.randint(1, 254), random.randint(1, 254))
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                self.sock.bind((self.addr, 53))
+                break
+            except OSError:
+                self.sock.close()
+        else:
+            fail("no free 127.53.x.y:53 for the DNS stub")
+        self.sock.settimeout(0.2)
+        self.names = []
+        self.stopping = False
+        self.start()
+
+    def run(self):
+        while not self.stopping:
+            try:
+                q, peer = self.sock.recvfrom(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if len(q) < 12:
+                continue
+            qid, flags = struct.unpack("!HH", q[:4])
+            i, labels = 12, []
+            while i < len(q) and q[i]:
+                labels.append(q[i + 1:i + 1 + q[i]].decode(errors="replace"))
+                i += 1 + q[i]
+            self.names.append(".".join(labels))
+            question = q[12:i + 5]
+            # QR, the query's opcode and RD, RA; RCODE 3 (NXDOMAIN); one question back
+            rflags = 0x8000 | (flags & 0x7900) | 0x0080 | 3
+            answer = struct.pack("!HHHHHH", qid, rflags, 1, 0, 0, 0) + question
+            if len(self.names) <= self.slow:
+                threading.Timer(self.delay, self._send, (answer, peer)).start()
+            else:
+                self._send(answer, peer)
+
+    def _send(self, answer, peer):
+        try:
+            self.sock.sendto(answer, peer)
+        except OSError:
+            pass
+
+    def stop(self):
+        self.stopping = True
+        self.join(1)
+        self.sock.close()
+
+
+# monkeyd in a mount namespace of its own, resolv.conf pointing at the stub
+RESOLV_WRAPPER = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                  'mount --bind "$MONKEY_FAULT_RESOLV" /etc/resolv.conf && exec "$0" "$@"']
+
+
+@cell("slack", "dns")
+def dns_failure(c):
+    d = double(c)
+    stub = NxdomainStub()
+    try:
+        bad = "http://slack.invalid:%d/api/" % d.port
+        a = slack_agent(c, bad)
+        resolv = os.path.join(a.dir, "resolv.conf")
+        atomic_write(resolv, "nameserver %s\noptions timeout:3 attempts:1\n" % stub.addr)
+        a.start(env={"MONKEY_FAULT_RESOLV": resolv}, wrapper=RESOLV_WRAPPER)
+        incident_during_outage(c, a)
+        c.wait(a, lambda: "cannot resolve host" in (outbox(a).get("last_error") or ""), 8,
+               "'cannot resolve host' in status once the stub answers at once")
+        c.probe_for(a, 0.5)
+        check("timeout resolving the host after 1.0s" in a.log_text(),
+              "the posts that timed out while resolving do not say so")
+        ob = outbox(a)
+        check(ob["pending"] == 3 and d.requests() == [], "outbox %r, requests %d" % (ob, len(d.requests())))
+        check(any(n == "slack.invalid" for n in stub.names), "the stub was never asked: %r" % stub.names[:5])
+        asked = len(stub.names)
+        # the operator fixes api_url and reloads
+        a.write_config(extra=a.slack_extra.replace(bad, d.api_url))
+        a.signal(signal.SIGHUP)
+        delivered_once_in_order(c, a, d)
+        c.result("status '%s' (first 'timeout resolving the host after 1.0s' while the stub answered 2 s late; NXDOMAIN to %d queries for slack.invalid); api_url fixed and "
+                 "reloaded: the 3 messages once each, in order, in the thread" % (ob["last_error"], asked))
+    finally:
+        d.stop()
+        stub.stop()
+
+
+if __name__ == "__main__":
+    faultlib.main()
