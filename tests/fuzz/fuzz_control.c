@@ -1,0 +1,49 @@
+/* The control socket's decoder: control_request_parse() on one request
+ * line (the socket hands it over without its newline), the encoder
+ * monkeyctl uses on what it accepted, and the one-line replies built from
+ * its outcome. */
+#include "control.h"
+#include "fuzz.h"
+
+/* A reply is one line of the newline-delimited protocol. */
+static void check_reply(char *reply) {
+        FUZZ_CHECK(reply);
+        FUZZ_CHECK(!strchr(reply, '\n'));
+        free(reply);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+        _cleanup_(freep) char *error = NULL, *line = NULL, *error2 = NULL;
+        ControlRequest req = {}, again = {};
+        int r;
+
+        r = control_request_parse((const char *) data, size, &req, &error);
+        if (r < 0) {
+                FUZZ_CHECK(r == -EBADMSG || r == -ENOMEM);
+                /* what the agent answers (control.c: client_handle_line) */
+                check_reply(control_reply_error(error ? error : "cannot parse request"));
+                return 0;
+        }
+
+        FUZZ_CHECK(!error);
+        FUZZ_CHECK(req.version == CONTROL_PROTOCOL_VERSION);
+        FUZZ_CHECK(control_command_to_string(req.command));
+        FUZZ_CHECK(!req.reason || (*req.reason && strlen(req.reason) <= 200));
+        FUZZ_CHECK(req.limit <= 1000);
+        (void) control_command_is_mutating(req.command);
+
+        /* What was accepted encodes, and decodes back to the same request. */
+        r = control_request_format(&req, &line);
+        FUZZ_CHECK(r >= 0);
+        FUZZ_CHECK(!strchr(line, '\n'));
+        r = control_request_parse(line, strlen(line), &again, &error2);
+        FUZZ_CHECK(r >= 0);
+        FUZZ_CHECK(again.command == req.command && again.limit == req.limit && streq_ptr(again.reason, req.reason));
+
+        /* The reason is free text that comes back in replies and events. */
+        check_reply(control_reply_message(req.reason ? req.reason : "ok"));
+
+        control_request_done(&again);
+        control_request_done(&req);
+        return 0;
+}
