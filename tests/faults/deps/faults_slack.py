@@ -14,6 +14,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 import socket
 import struct
 import threading
@@ -237,8 +238,50 @@ RESOLV_WRAPPER = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
                   'mount --bind "$MONKEY_FAULT_RESOLV" /etc/resolv.conf && exec "$0" "$@"']
 
 
+def private_mounts_refused():
+    """Why monkeyd cannot get a private mount namespace here (a chroot,
+    whose / is no mount point), or None when it can. FAULTS_NO_MOUNTNS=1
+    pretends it cannot, to try that path."""
+    if os.environ.get("FAULTS_NO_MOUNTNS"):
+        return "FAULTS_NO_MOUNTNS is set"
+    try:
+        p = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
+                           capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return str(e)
+    return None if p.returncode == 0 else (p.stderr.strip() or "exit %d" % p.returncode)
+
+
+def dns_failure_system_resolver(c, why):
+    """The same fault through the machine's own resolver: a .invalid name
+    never resolves (RFC 2606), answered NXDOMAIN or not at all."""
+    d = double(c)
+    try:
+        bad = "http://slack.invalid:%d/api/" % d.port
+        a = slack_agent(c, bad)
+        a.start()
+        incident_during_outage(c, a)
+        c.wait(a, lambda: any(w in (outbox(a).get("last_error") or "")
+                              for w in ("cannot resolve host", "timeout resolving the host")), 8,
+               "a name resolution failure in status")
+        c.probe_for(a, 0.5)
+        ob = outbox(a)
+        check(ob["pending"] == 3 and d.requests() == [], "outbox %r, requests %d" % (ob, len(d.requests())))
+        a.write_config(extra=a.slack_extra.replace(bad, d.api_url))
+        a.signal(signal.SIGHUP)
+        delivered_once_in_order(c, a, d)
+        c.result("status '%s' (the system resolver: no private mount namespace for a stub here: %s); api_url "
+                 "fixed and reloaded: the 3 messages once each, in order, in the thread" % (ob["last_error"], why))
+    finally:
+        d.stop()
+
+
 @cell("slack", "dns")
 def dns_failure(c):
+    why = private_mounts_refused()
+    if why:
+        print("note: %s: the cell uses the system resolver instead of the stub" % why, flush=True)
+        return dns_failure_system_resolver(c, why)
     d = double(c)
     stub = NxdomainStub()
     try:

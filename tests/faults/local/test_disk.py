@@ -31,6 +31,19 @@ def reexec_in_mount_namespace():
     if os.environ.get(NS_FLAG) or os.environ.get("FAULTS_FORCE_SHIM"):
         return
     env = dict(os.environ, **{NS_FLAG: "1"})
+    # In a chroot, / is no mount point and unshare cannot make it private:
+    # then no mount at all (one would show outside), the shim imitates it.
+    try:
+        probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
+                               capture_output=True, text=True, timeout=10)
+        refused = probe.returncode != 0 and (probe.stderr.strip() or "exit %d" % probe.returncode)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        refused = str(e)
+    if refused:
+        print("note: no private mount namespace here (%s): faultshim.c imitates the full and read-only disk"
+              % refused, flush=True)
+        os.environ["FAULTS_FORCE_SHIM"] = "1"
+        return
     try:
         os.execvpe("unshare", ["unshare", "--mount", "--propagation", "private", "--",
                                sys.executable] + sys.argv, env)
