@@ -937,9 +937,29 @@ static int unprivileged_child(const char *path) {
         return 0;
 }
 
+/* Runs the server's loop until the forked child exits (10 s at most);
+ * returns its exit status, killing it if it hangs. */
+static int pump_until_child_exits(Env *env, pid_t pid, const char *what) {
+        uint64_t end = mono_usec() + 10 * USEC_PER_SEC;
+        int status = -1;
+
+        while (mono_usec() < end) {
+                pid_t r = waitpid(pid, &status, WNOHANG);
+                assert_true(r >= 0);
+                if (r == pid)
+                        break;
+                assert_true(sd_event_run(env->e, 10 * USEC_PER_MSEC) >= 0);
+        }
+        if (!WIFEXITED(status)) {
+                kill(pid, SIGKILL);
+                (void) waitpid(pid, &status, 0);
+                fail_msg("%s did not finish", what);
+        }
+        return WEXITSTATUS(status);
+}
+
 static void test_server_drain_refused(void **state) {
         Env *env = *state;
-        uint64_t end;
         pid_t pid;
         int status = -1;
 
@@ -952,21 +972,9 @@ static void test_server_drain_refused(void **state) {
         if (pid == 0)
                 _exit(unprivileged_child(env->path));
 
-        end = mono_usec() + 10 * USEC_PER_SEC;
-        while (mono_usec() < end) {
-                pid_t r = waitpid(pid, &status, WNOHANG);
-                assert_true(r >= 0);
-                if (r == pid)
-                        break;
-                assert_true(sd_event_run(env->e, 10 * USEC_PER_MSEC) >= 0);
-        }
-        if (!WIFEXITED(status)) {
-                kill(pid, SIGKILL);
-                (void) waitpid(pid, &status, 0);
-                fail_msg("unprivileged child did not finish");
-        }
-        if (WEXITSTATUS(status) != 0)
-                fail_msg("unprivileged child failed at step %d", WEXITSTATUS(status));
+        status = pump_until_child_exits(env, pid, "unprivileged child");
+        if (status != 0)
+                fail_msg("unprivileged child failed at step %d", status);
         assert_int_equal(env->fake.drain_calls, 0);
         assert_int_equal(env->fake.status_calls, 1);
 }
@@ -1015,7 +1023,6 @@ static int peer_child(const char *path, uid_t uid, gid_t gid, const gid_t *group
 /* Forks a peer_child and runs the loop until it is done. */
 static void run_peer(Env *env, uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups, const char *req,
                      const char *want) {
-        uint64_t end;
         pid_t pid;
         int status = -1;
 
@@ -1023,22 +1030,10 @@ static void run_peer(Env *env, uid_t uid, gid_t gid, const gid_t *groups, size_t
         assert_true(pid >= 0);
         if (pid == 0)
                 _exit(peer_child(env->path, uid, gid, groups, n_groups, req, want));
-        end = mono_usec() + 10 * USEC_PER_SEC;
-        while (mono_usec() < end) {
-                pid_t r = waitpid(pid, &status, WNOHANG);
-                assert_true(r >= 0);
-                if (r == pid)
-                        break;
-                assert_true(sd_event_run(env->e, 10 * USEC_PER_MSEC) >= 0);
-        }
-        if (!WIFEXITED(status)) {
-                kill(pid, SIGKILL);
-                (void) waitpid(pid, &status, 0);
-                fail_msg("peer child did not finish");
-        }
-        if (WEXITSTATUS(status) != 0)
+        status = pump_until_child_exits(env, pid, "peer child");
+        if (status != 0)
                 fail_msg("peer child (uid %u gid %u, %zu groups) failed at step %d, wanted %s", (unsigned) uid,
-                         (unsigned) gid, n_groups, WEXITSTATUS(status), want);
+                         (unsigned) gid, n_groups, status, want);
 }
 
 static void test_access_check(void **state) {
