@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "alerts.h"
+#include "capture.h"
 #include "checks.h"
 #include "remedy.h"
 #include "effects.h"
@@ -455,6 +456,9 @@ static void retry_schedule(Agent *a, usec_t delay) {
 static int on_drained(sd_event_source *s, uint64_t usec, void *userdata) {
         Agent *a = userdata;
         a->drain_timer = sd_event_source_disable_unref(a->drain_timer);
+        /* a reboot would take the profile with it */
+        if (capture_hold_drain(a))
+                return 0;
         return agent_post_event(a, EVENT_DRAINED, "drain grace over");
 }
 
@@ -526,6 +530,7 @@ static void cpu_sample(Agent *a, usec_t now) {
 
         r = cpu_interval_between(&a->cpu_prev, &cur, cpu_reader_max_ticks(a->cpu, now - a->cpu_prev_at), &iv);
         usec_t start = a->cpu_prev_at;
+        CpuSample interval_start = a->cpu_prev;
         a->cpu_prev = cur;
         a->cpu_prev_at = now;
         if (r < 0) {
@@ -549,6 +554,7 @@ static void cpu_sample(Agent *a, usec_t now) {
 
         DetectorVerdict v = detector_feed(&a->detector, start, now, busy);
         alerts_on_sample(a);
+        capture_on_sample(a, &interval_start);
         if (v == DETECTOR_BREACH || v == DETECTOR_CLEARED)
                 log_debug("Detector: %s at %.1f%%", detector_verdict_to_string(v), busy);
 
@@ -729,7 +735,7 @@ json_object *agent_status_json(Agent *a) {
         json_object_object_add(o, "integrations", integ);
         json_object_object_add(o, "slack", alerts_status_json(a));
         {
-                json_object *ev = json_object_new_object();
+                json_object *ev = capture_status_json(a);
                 json_object_object_add(ev, "top", alerts_evidence_json(a));
                 json_object_object_add(o, "evidence", ev);
         }
@@ -819,7 +825,17 @@ static int control_check(void *userdata, uint64_t ticket, const char *text, char
         return effect_checks_manual(userdata, ticket, ret_message);
 }
 
+static json_object *control_incidents(void *userdata, char **ret_message) {
+        return capture_incidents_json(userdata, ret_message);
+}
+
+static json_object *control_incident(void *userdata, const char *id, char **ret_message) {
+        return capture_incident_json(userdata, id, ret_message);
+}
+
 static const ControlHandlers control_handlers = {
+        .incidents = control_incidents,
+        .incident = control_incident,
         .check = control_check,
         .test_alert = control_test_alert,
         .test_reboot = control_test_reboot,
@@ -1026,6 +1042,8 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
         a->config_path = strdup(config_path);
         if (!a->config_path)
                 return -ENOMEM;
+        /* The profile worker is this binary again; NULL: no profiles. */
+        a->self_exe = realpath("/proc/self/exe", NULL);
         r = config_load(config_path, &a->config, ret_error);
         if (r < 0)
                 return r;
@@ -1068,6 +1086,7 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGCHLD); /* sd-event's child sources: the profile worker */
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
                 return log_error_errno(errno, "Cannot block signals: %m");
         r = sd_event_add_signal(a->event, &a->sig_term, SIGTERM, on_signal, a);
@@ -1162,6 +1181,8 @@ Agent *agent_free(Agent *a) {
         effect_checks_manual_free(a);
         a->checks = checks_free(a->checks);
         remedy_free(a);
+        capture_done(a);
+        free(a->self_exe);
         alerts_free(a);
         a->control = control_server_free(a->control);
         a->agent_check = agentcheck_free(a->agent_check);

@@ -2,6 +2,8 @@
  * spool and the retries are the outbox's, the wire is slack.c's: this file
  * gathers the facts from the agent and wires the three together. */
 #include "alerts.h"
+#include "capture.h"
+#include "profile.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -341,7 +343,7 @@ static void spool(Agent *a, const NoticeFacts *f) {
 }
 
 void alerts_notify(Agent *a, Notice n, const char *text, const char *reason) {
-        _cleanup_(freep) char *checks = NULL;
+        _cleanup_(freep) char *checks = NULL, *pressure = NULL, *evidence = NULL;
         char next[400];
         NoticeFacts f;
         const Incident *i = &a->persist.incident;
@@ -356,6 +358,14 @@ void alerts_notify(Agent *a, Notice n, const char *text, const char *reason) {
                 f.n_top = a->n_top;
                 f.top_since_start = a->top_since_start;
                 f.next = pool_next(a, next, sizeof next);
+                /* on disk before anything is done to the host */
+                capture_breach(a, &pressure);
+                f.pressure = pressure;
+                if (a->evidence_incident && streq_ptr(a->evidence_incident, i->id) &&
+                    asprintf(&evidence, "`monkeyctl incident %s`%s", i->id,
+                             profile_running(a->profile) ? "; a CPU profile is being taken, its hottest stacks follow in this thread" : "") < 0)
+                        evidence = NULL;
+                f.evidence = evidence;
                 break;
         case NOTICE_BACK:
                 checks = checks_lines(a);
@@ -371,6 +381,26 @@ void alerts_notify(Agent *a, Notice n, const char *text, const char *reason) {
                 break;
         }
         spool(a, &f);
+}
+
+void alerts_profile(Agent *a, const char *incident, const char *text, const char *detail) {
+        _cleanup_(freep) char *payload = NULL;
+        NoticeFacts f;
+        int r;
+
+        log_notice("alert (profile): %s", text);
+        if (!a->outbox)
+                return;
+        facts_base(a, NOTICE_PROFILE, text, &f);
+        f.detail = detail;
+        /* the thread of the incident profiled, which may have closed since */
+        f.incident = incident;
+        r = notice_payload(&f, &payload);
+        if (r >= 0)
+                r = outbox_add(a->outbox, notice_to_string(NOTICE_PROFILE), incident,
+                               incident ? OUTBOX_REPLY : OUTBOX_STANDALONE, false, payload, NULL);
+        if (r < 0)
+                log_error_errno(r, "slack: cannot spool the profile alert: %m; it is in the journal only");
 }
 
 void alerts_remediating(Agent *a, const char *step, const char *text, const char *after) {

@@ -52,5 +52,8 @@ int alerts_test(Agent *a, uint64_t ticket, const char *text, char **ret_message)
 
 /* "slack" in status: mode, channel, outbox; never a secret. */
 json_object *alerts_status_json(Agent *a);
+/* The incident's profile result, as a reply in that incident's thread. */
+void alerts_profile(Agent *a, const char *incident, const char *text, const char *detail);
+
 /* "evidence" in status: the top processes of the last breach. */
 json_object *alerts_evidence_json(Agent *a);

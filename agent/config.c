@@ -961,6 +961,7 @@ static const ConfigSection config_sections[] = {
         { "checks", offsetof(Config, checks.enabled) },
         { "remedy", offsetof(Config, remedy.enabled) },
         { "proxy", offsetof(Config, proxy.enabled) },
+        { "evidence", SIZE_MAX },
 };
 
 /* Every key, its type, bounds and default. conf/monkeyd.conf documents the
@@ -1033,6 +1034,12 @@ static const ConfigItem config_items[] = {
 
         ITEM("proxy", "agent_check_port", item_port, proxy.agent_check_port, 1, 65535, NULL, REQ),
         ITEM("proxy", "agent_check_address", item_ipaddr, proxy.agent_check_address, 0, 0, "127.0.0.1", S),
+
+        ITEM("evidence", "profile", item_duration, evidence.profile, 0, 5 * MINUTE, "0", 0),
+        ITEM("evidence", "frequency", item_unsigned, evidence.frequency, 1, 10000, "99", 0),
+        ITEM("evidence", "perf", item_path, evidence.perf, 0, 0, "/usr/bin/perf", S),
+        ITEM("evidence", "keep", item_unsigned, evidence.keep, 1, 10000, "20", 0),
+        ITEM("evidence", "max_bytes", item_size, evidence.max_bytes, 1024 * 1024, 1ULL << 40, "256M", 0),
 };
 
 #undef MS

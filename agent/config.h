@@ -148,6 +148,16 @@ typedef struct Config {
                 uint16_t agent_check_port;
                 char *agent_check_address; /* default 127.0.0.1 */
         } proxy;
+
+        /* Always on: the summary of every incident is written; only the
+         * perf profile is opt-in (profile > 0). */
+        struct {
+                usec_t profile;          /* perf record this long at breach, 0 = off (default) */
+                unsigned frequency;      /* perf record -F, default 99 */
+                char *perf;              /* the perf binary, default /usr/bin/perf */
+                unsigned keep;           /* incidents kept, default 20 */
+                size_t max_bytes;        /* and bytes in state_dir/incidents, default 256M */
+        } evidence;
 } Config;
 
 /* Parse INI text. `path` names the file in messages. On failure returns a

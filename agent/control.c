@@ -32,6 +32,8 @@ static const char *const command_table[_CONTROL_COMMAND_MAX] = {
         [CONTROL_TEST_ALERT] = "test-alert",
         [CONTROL_TEST_REBOOT] = "test-reboot",
         [CONTROL_CHECK] = "check",
+        [CONTROL_INCIDENTS] = "incidents",
+        [CONTROL_INCIDENT] = "incident",
 };
 
 const char *control_command_to_string(ControlCommand c) {
@@ -121,6 +123,8 @@ void control_request_done(ControlRequest *r) {
                 return;
         free(r->reason);
         r->reason = NULL;
+        free(r->id);
+        r->id = NULL;
 }
 
 /* Error text for the request parser; only -ENOMEM if even that fails. */
@@ -160,7 +164,7 @@ static void sanitize_for_message(const char *s, size_t len, char *buf, size_t si
 int control_request_parse(const char *line, size_t len, ControlRequest *ret, char **ret_error) {
         _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
         _cleanup_(json_object_putp) json_object *root = NULL;
-        _cleanup_(freep) char *reason = NULL, *copy = NULL;
+        _cleanup_(freep) char *reason = NULL, *copy = NULL, *id = NULL;
         json_object *v;
         enum json_tokener_error jerr;
         unsigned limit = 0;
@@ -266,11 +270,29 @@ int control_request_parse(const char *line, size_t len, ControlRequest *ret, cha
                 limit = (unsigned) l;
         }
 
+        if (json_object_object_get_ex(root, "id", &v) && !json_object_is_type(v, json_type_null)) {
+                size_t n;
+
+                if (!json_object_is_type(v, json_type_string))
+                        return parse_fail(ret_error, "\"id\" is not a string");
+                n = (size_t) json_object_get_string_len(v);
+                if (n == 0 || n > CONTROL_ID_MAX)
+                        return parse_fail(ret_error, "\"id\" must be 1..%d bytes", CONTROL_ID_MAX);
+                if (memchr(json_object_get_string(v), '\0', n))
+                        return parse_fail(ret_error, "\"id\" contains a NUL byte");
+                id = strdup(json_object_get_string(v));
+                if (!id)
+                        return -ENOMEM;
+        }
+        if (command == CONTROL_INCIDENT && !id)
+                return parse_fail(ret_error, "\"incident\" needs an \"id\"");
+
         *ret = (ControlRequest) {
                 .version = (int) version,
                 .command = command,
                 .reason = TAKE_PTR(reason),
                 .limit = limit,
+                .id = TAKE_PTR(id),
         };
         return 0;
 }
@@ -323,6 +345,10 @@ int control_request_format(const ControlRequest *r, char **ret) {
         if (r->limit > 0 && object_add(o, "limit", json_object_new_int((int) r->limit)) < 0)
                 return -ENOMEM;
         if (r->reason && object_add(o, "reason", json_object_new_string(r->reason)) < 0)
+                return -ENOMEM;
+        if (r->id && (strlen(r->id) == 0 || strlen(r->id) > CONTROL_ID_MAX))
+                return -E2BIG;
+        if (r->id && object_add(o, "id", json_object_new_string(r->id)) < 0)
                 return -ENOMEM;
         return json_to_line(o, ret);
 }
@@ -777,6 +803,19 @@ static char *handle_request(ControlClient *c, const ControlRequest *req) {
 
         case CONTROL_POOL:
                 return handle_pool(c);
+
+        case CONTROL_INCIDENTS:
+        case CONTROL_INCIDENT: {
+                _cleanup_(freep) char *message = NULL;
+
+                if (!h->incidents || !h->incident)
+                        return control_reply_error("'incidents' is not supported by this agent");
+                o = req->command == CONTROL_INCIDENTS ? h->incidents(c->server->userdata, &message)
+                                                      : h->incident(c->server->userdata, req->id, &message);
+                if (!o)
+                        return control_reply_error(message ? message : "incidents unavailable");
+                return control_reply_object(control_command_to_string(req->command), o);
+        }
 
         case CONTROL_WATCH:
                 c->watching = true;

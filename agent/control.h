@@ -18,9 +18,13 @@
  *             {"version":1,"command":"test-alert","reason":"optional text"}
  *             {"version":1,"command":"test-reboot"}
  *             {"version":1,"command":"check"}
+ *             {"version":1,"command":"incidents"}
+ *             {"version":1,"command":"incident","id":"20261122T170012Z-web-1"}
  *   reply:    {"version":1,"ok":true,"status":{...}}
  *             {"version":1,"ok":true,"pool":{...}}   (the status' "pool" object)
  *             {"version":1,"ok":true,"history":[...]}
+ *             {"version":1,"ok":true,"incidents":{"dir":...,"incidents":[...]}}
+ *             {"version":1,"ok":true,"incident":{...summary.json...,"dir":...,"files":[...]}}
  *             {"version":1,"ok":true,"message":"..."}
  *             {"version":1,"ok":false,"error":"..."}
  *   watch:    {"version":1,"ok":true,"watching":true} then one
@@ -35,6 +39,7 @@
 
 #define CONTROL_PROTOCOL_VERSION 1
 #define CONTROL_REQUEST_MAX 4096
+#define CONTROL_ID_MAX 128
 #define CONTROL_CLIENTS_MAX 32
 #define CONTROL_CLIENTS_RESERVED 4 /* of CONTROL_CLIENTS_MAX, for privileged peers */
 /* The error a client gets instead of a session when the table is full; the
@@ -53,6 +58,8 @@ typedef enum ControlCommand {
         CONTROL_TEST_ALERT,
         CONTROL_TEST_REBOOT,
         CONTROL_CHECK,
+        CONTROL_INCIDENTS,
+        CONTROL_INCIDENT,
         _CONTROL_COMMAND_MAX,
         _CONTROL_COMMAND_INVALID = -EINVAL,
 } ControlCommand;
@@ -94,6 +101,7 @@ typedef struct ControlRequest {
         ControlCommand command;
         char *reason;     /* drain: optional, free text, at most 200 bytes */
         unsigned limit;   /* history: 0 = default (20), at most 1000 */
+        char *id;         /* incident: required, at most CONTROL_ID_MAX bytes */
 } ControlRequest;
 
 void control_request_done(ControlRequest *r);
@@ -129,6 +137,9 @@ typedef struct ControlHandlers {
         int (*test_reboot)(void *userdata, uint64_t ticket, const char *text, char **ret_message);
         /* The three checks, now; the report goes in the answer's "result". */
         int (*check)(void *userdata, uint64_t ticket, const char *text, char **ret_message);
+        /* The incidents kept on disk, and one incident's summary. */
+        json_object *(*incidents)(void *userdata, char **ret_message);
+        json_object *(*incident)(void *userdata, const char *id, char **ret_message);
 } ControlHandlers;
 
 typedef struct ControlServer ControlServer;

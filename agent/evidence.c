@@ -3,6 +3,7 @@
 #include <limits.h>
 
 #include "evidence.h"
+#include "utf8.h"
 #include "numparse.h"
 
 /* The common case: a stat line is ~300 bytes; the fields we need end before
@@ -144,39 +145,6 @@ int proc_stat_parse(const char *buf, size_t len, ProcStat *ret) {
         return 0;
 }
 
-/* A valid UTF-8 sequence at p: its length (2..4), or 0 (overlong,
- * surrogate, past U+10FFFF, cut, or a C1 control, which is valid UTF-8
- * but steers terminals as the C0 ones do). */
-static size_t utf8_char_len(const unsigned char *p, size_t left) {
-        unsigned char c = p[0], lo = 0x80, hi = 0xbf;
-        size_t n;
-
-        if (c >= 0xc2 && c <= 0xdf)
-                n = 2;
-        else if (c >= 0xe0 && c <= 0xef) {
-                n = 3;
-                if (c == 0xe0)
-                        lo = 0xa0;
-                else if (c == 0xed)
-                        hi = 0x9f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-                n = 4;
-                if (c == 0xf0)
-                        lo = 0x90;
-                else if (c == 0xf4)
-                        hi = 0x8f;
-        } else
-                return 0;
-
-        if (left < n || p[1] < lo || p[1] > hi)
-                return 0;
-        for (size_t i = 2; i < n; i++)
-                if ((p[i] & 0xc0) != 0x80)
-                        return 0;
-        if (c == 0xc2 && p[1] <= 0x9f)
-                return 0;
-        return n;
-}
 
 /* Append in[0..len) to out at *out_len, NUL as a blank, escaping what a
  * terminal or Slack should not get raw, never a unit cut in half and never
@@ -198,7 +166,7 @@ static bool escape_append(const char *in, size_t len, char *out, size_t *out_len
                 } else if (c >= 0x20 && c < 0x7f) {
                         unit = (const char *) s + i;
                         u = step = 1;
-                } else if (c >= 0x80 && (u = utf8_char_len(s + i, len - i)) > 0) {
+                } else if (c >= 0x80 && (u = utf8_printable_len(s + i, len - i)) > 0) {
                         unit = (const char *) s + i;
                         step = u;
                 } else {

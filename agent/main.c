@@ -5,6 +5,7 @@
 #include "agent.h"
 #include "config.h"
 #include "log.h"
+#include "profile.h"
 
 static void help(void) {
         printf("Usage: monkeyd --config FILE\n"
@@ -39,6 +40,13 @@ int main(int argc, char *argv[]) {
         if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
                 fprintf(stderr, "monkeyd: cannot make the process non-dumpable: %m\n");
                 return 1;
+        }
+
+        /* Not in --help: the agent starts it for an incident's profile. */
+        if (argc > 1 && streq(argv[1], "--profile-worker")) {
+                /* nothing of the agent's (sockets, the Redis link) goes on into perf */
+                (void) close_range(3, ~0U, 0);
+                return profile_worker_main(argc - 1, argv + 1);
         }
 
         while ((c = getopt_long(argc, argv, "c:h", options, NULL)) >= 0)

@@ -12,8 +12,15 @@
 #include <sys/un.h>
 #include <time.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "fileio.h"
+#include "flamegraph.h"
+#include "folded.h"
 #include "jsonutil.h"
 #include "control.h"
+#include "stackdiff.h"
 #include "macro.h"
 #include "status_text.h"
 
@@ -44,12 +51,15 @@ typedef struct Ctl {
         bool timeout_given;
         unsigned limit; /* 0: the agent's default */
         bool limit_set;
+        const char *output; /* incident diff/flame: the SVG's path */
+        bool negate;        /* incident diff: A's widths */
 } Ctl;
 
 typedef enum VerbArgs {
         VERB_ARGS_NONE,
         VERB_ARGS_WORDS, /* free text, joined with spaces */
         VERB_ARGS_IGNORED,
+        VERB_ARGS_LIST, /* positional, checked by the verb */
 } VerbArgs;
 
 typedef struct Verb {
@@ -71,6 +81,8 @@ static int verb_test_alert(Ctl *ctl, char **args, size_t n_args);
 static int verb_test_reboot(Ctl *ctl, char **args, size_t n_args);
 static int verb_check(Ctl *ctl, char **args, size_t n_args);
 static int verb_help(Ctl *ctl, char **args, size_t n_args);
+static int verb_incidents(Ctl *ctl, char **args, size_t n_args);
+static int verb_incident(Ctl *ctl, char **args, size_t n_args);
 
 static const Verb verbs[] = {
         { "status", "status [--json]", "state, CPU, pool, checks, last incident\n"
@@ -95,6 +107,19 @@ static const Verb verbs[] = {
         { "test-reboot", "test-reboot", "ask EC2 whether this host may reboot itself (DryRun), print\n"
           "                            the verdict (exit 1 if denied or unknown); needs privilege*",
           VERB_ARGS_NONE, false, verb_test_reboot },
+        { "incidents", "incidents [--json]", "the incidents whose evidence is kept, newest first",
+          VERB_ARGS_NONE, false, verb_incidents },
+        { "incident", "incident ID [--json]", "an incident's evidence: CPU split, load, pressure, top\n"
+          "                            processes, the profile's hottest stacks",
+          VERB_ARGS_LIST, false, verb_incident },
+        { "incident diff", "incident diff A B [--negate] [-o SVG]", "differential flame graph from A to B\n"
+          "                            (incident ids or folded files): the frames that changed\n"
+          "                            most, and the SVG (default flame-diff.svg); red grew,\n"
+          "                            blue shrank; widths of B, or of A with --negate",
+          VERB_ARGS_LIST, false, NULL },
+        { "incident flame", "incident flame A [-o SVG]", "render an incident's or a folded file's flame graph\n"
+          "                            (default flame.svg)",
+          VERB_ARGS_LIST, false, NULL },
         { "help", "help", "show this text", VERB_ARGS_IGNORED, false, verb_help },
 };
 
@@ -106,7 +131,10 @@ static void usage(FILE *f) {
               "Commands (any unique prefix works, e.g. \"st\" for status):\n",
               f);
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
-                fprintf(f, "  %-26s%s\n", verbs[i].synopsis, verbs[i].help);
+                if (strlen(verbs[i].synopsis) < 26)
+                        fprintf(f, "  %-26s%s\n", verbs[i].synopsis, verbs[i].help);
+                else
+                        fprintf(f, "  %s\n  %-26s%s\n", verbs[i].synopsis, "", verbs[i].help);
         fputs("\n"
               "Options (also accepted after the command):\n"
               "  -s, --socket PATH   control socket (default " DEFAULT_SOCKET ",\n"
@@ -114,6 +142,8 @@ static void usage(FILE *f) {
               "  -j, --json          print JSON for scripts instead of text\n"
               "  -t, --timeout SEC   give up on the agent after SEC seconds (default 5)\n"
               "  -n, --limit N       history: how many transitions to show\n"
+              "  -o, --output FILE   incident diff/flame: where the SVG goes\n"
+              "      --negate        incident diff: widths of A, so what vanished shows\n"
               "  -h, --help          show this text\n"
               "  -V, --version       show the version\n"
               "\n"
@@ -143,12 +173,12 @@ static const Verb *verb_find(const char *name) {
         size_t n = strlen(name), matches = 0;
 
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
-                if (streq(verbs[i].name, name))
+                if (verbs[i].run && streq(verbs[i].name, name))
                         return &verbs[i];
         if (n == 0)
                 return NULL;
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
-                if (strncmp(verbs[i].name, name, n) == 0) {
+                if (verbs[i].run && strncmp(verbs[i].name, name, n) == 0) {
                         found = &verbs[i];
                         matches++;
                 }
@@ -162,7 +192,7 @@ static const Verb *verb_find(const char *name) {
                 bool first = true;
                 fprintf(stderr, "ambiguous command '%s': matches ", name);
                 for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
-                        if (strncmp(verbs[i].name, name, n) == 0) {
+                        if (verbs[i].run && strncmp(verbs[i].name, name, n) == 0) {
                                 fprintf(stderr, "%s%s", first ? "" : ", ", verbs[i].name);
                                 first = false;
                         }
@@ -798,6 +828,247 @@ static int verb_pool(Ctl *ctl, char **args, size_t n_args) {
         return finish_output(EXIT_OK);
 }
 
+static int verb_incidents(Ctl *ctl, char **args, size_t n_args) {
+        _cleanup_(json_object_putp) json_object *reply = NULL;
+        _cleanup_(freep) char *text = NULL;
+        json_object *o;
+        int r;
+
+        r = ctl_call_object(ctl, CONTROL_INCIDENTS, json_type_object, &reply, &o);
+        if (r != EXIT_OK)
+                return r;
+        if (ctl->json) {
+                print_json(o);
+                return finish_output(EXIT_OK);
+        }
+        r = status_text_format_incidents(o, &text);
+        if (r < 0) {
+                fprintf(stderr, "monkeyctl: cannot format the incidents: %s\n", strerror(-r));
+                return EXIT_NOT_OK;
+        }
+        fputs(text, stdout);
+        return finish_output(EXIT_OK);
+}
+
+/* One incident's summary from the agent: the reply (kept in *reply) and
+ * the object in it. */
+static int incident_fetch(Ctl *ctl, const char *id, json_object **reply, json_object **ret) {
+        ControlRequest req = { .version = CONTROL_PROTOCOL_VERSION, .command = CONTROL_INCIDENT, .id = (char *) id };
+        int r;
+
+        if (strlen(id) > CONTROL_ID_MAX)
+                return usage_error("incident id too long (at most %d bytes)", CONTROL_ID_MAX);
+        r = ctl_call(ctl, &req, reply, NULL, NULL);
+        if (r != EXIT_OK)
+                return r;
+        if (!reply_ok(*reply))
+                return agent_refused("incident", *reply);
+        if (!json_object_object_get_ex(*reply, "incident", ret) || !json_object_is_type(*ret, json_type_object))
+                return garbage(ctl, "no \"incident\" object in the reply");
+        return EXIT_OK;
+}
+
+#define FOLDED_FILE_MAX (512u * 1024u * 1024u)
+
+/* A profile named on the command line: a folded file (a path, or a name
+ * that exists), or an incident id whose stacks.folded the agent's
+ * directory holds. *ret_label names it in the output. */
+static int profile_load(Ctl *ctl, const char *arg, Folded *ret, char **ret_label) {
+        _cleanup_(json_object_putp) json_object *reply = NULL;
+        _cleanup_(freep) char *path = NULL, *text = NULL, *err = NULL;
+        _cleanup_(closep) int fd = -1;
+        json_object *inc, *v;
+        struct stat st;
+        size_t len;
+        int r;
+
+        if (strchr(arg, '/') || stat(arg, &st) == 0) {
+                path = strdup(arg);
+                if (!path)
+                        return EXIT_NOT_OK;
+        } else {
+                const char *state = NULL, *why = NULL;
+
+                r = incident_fetch(ctl, arg, &reply, &inc);
+                if (r != EXIT_OK)
+                        return r;
+                if (!json_object_object_get_ex(inc, "dir", &v) || !json_object_is_type(v, json_type_string))
+                        return garbage(ctl, "no \"dir\" in the incident");
+                if (asprintf(&path, "%s/stacks.folded", json_object_get_string(v)) < 0)
+                        return EXIT_NOT_OK;
+                if (json_object_object_get_ex(inc, "profile", &v)) {
+                        json_object *x;
+                        if (json_object_object_get_ex(v, "state", &x))
+                                state = json_object_get_string(x);
+                        if (json_object_object_get_ex(v, "reason", &x))
+                                why = json_object_get_string(x);
+                }
+                if (access(path, F_OK) < 0 && errno == ENOENT) {
+                        fprintf(stderr, "monkeyctl: incident %s has no profile (%s%s%s)\n", arg, strna(state),
+                                why ? ": " : "", strempty(why));
+                        return EXIT_NOT_OK;
+                }
+        }
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0) {
+                fprintf(stderr, "monkeyctl: %s: %s%s\n", path, strerror(errno),
+                        errno == EACCES ? " (the agent's state directory is root's: try sudo)" : "");
+                return EXIT_NOT_OK;
+        }
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                fprintf(stderr, "monkeyctl: %s: not a regular file\n", path);
+                return EXIT_NOT_OK;
+        }
+        r = read_full_fd(fd, FOLDED_FILE_MAX, &text, &len);
+        if (r < 0) {
+                fprintf(stderr, "monkeyctl: %s: %s\n", path,
+                        r == -EFBIG ? "larger than 512 MiB, not a profile this tool reads" : strerror(-r));
+                return EXIT_NOT_OK;
+        }
+        r = folded_parse(text, len, ret, &err);
+        if (r < 0) {
+                fprintf(stderr, "monkeyctl: %s: %s\n", path, err ? err : strerror(-r));
+                return EXIT_NOT_OK;
+        }
+        *ret_label = TAKE_PTR(path);
+        return EXIT_OK;
+}
+
+typedef struct SvgJob {
+        const Folded *a, *b; /* b NULL: one profile */
+        const FlameOptions *o;
+} SvgJob;
+
+/* The SVG goes to a temporary file beside the target, renamed over it
+ * when whole: a failed render leaves no half graph behind. */
+static int svg_write(const char *target, const SvgJob *job) {
+        _cleanup_(freep) char *tmp = NULL;
+        FILE *f;
+        int fd, r;
+
+        if (asprintf(&tmp, "%s.tmp-XXXXXX", target) < 0)
+                return -ENOMEM;
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        (void) fchmod(fd, 0644);
+        f = fdopen(fd, "w");
+        if (!f) {
+                r = -errno;
+                close(fd);
+                (void) unlink(tmp);
+                return r;
+        }
+        r = job->b ? flamegraph_render_diff(job->a, job->b, job->o, f) : flamegraph_render(job->a, job->o, f);
+        if (fclose(f) != 0 && r >= 0)
+                r = -errno;
+        if (r >= 0 && rename(tmp, target) < 0)
+                r = -errno;
+        if (r < 0)
+                (void) unlink(tmp);
+        return r;
+}
+
+static int incident_diff(Ctl *ctl, const char *arg_a, const char *arg_b) {
+        _cleanup_(folded_done) Folded a = FOLDED_INIT, b = FOLDED_INIT;
+        _cleanup_(freep) char *label_a = NULL, *label_b = NULL, *title = NULL;
+        _cleanup_(stackdiff_freep) StackDiff *d = NULL;
+        const char *out = ctl->output ? ctl->output : "flame-diff.svg";
+        FlameOptions o = { .negate = ctl->negate };
+        SvgJob job = { .a = &a, .b = &b, .o = &o };
+        int r;
+
+        r = profile_load(ctl, arg_a, &a, &label_a);
+        if (r != EXIT_OK)
+                return r;
+        r = profile_load(ctl, arg_b, &b, &label_b);
+        if (r != EXIT_OK)
+                return r;
+        r = stackdiff_compute(&a, &b, &d);
+        if (r < 0) {
+                fprintf(stderr, "monkeyctl: cannot compare the profiles: %s\n", strerror(-r));
+                return EXIT_NOT_OK;
+        }
+        printf("A: %s\nB: %s\n\n", label_a, label_b);
+        r = stackdiff_summary(d, 10, stdout);
+        if (r < 0) {
+                fprintf(stderr, "monkeyctl: cannot write the summary: %s\n", strerror(-r));
+                return EXIT_NOT_OK;
+        }
+        if (asprintf(&title, "Differential flame graph: %s -> %s%s", arg_a, arg_b,
+                     ctl->negate ? " (widths of A)" : "") < 0)
+                return EXIT_NOT_OK;
+        o.title = title;
+        o.subtitle = "red grew, blue shrank: the change of each frame's share of its own profile's samples";
+        r = svg_write(out, &job);
+        if (r < 0) {
+                fprintf(stderr, "monkeyctl: %s: %s\n", out, strerror(-r));
+                return EXIT_NOT_OK;
+        }
+        printf("\ndifferential flame graph: %s (widths of %s; open it in a browser)\n", out, ctl->negate ? "A" : "B");
+        return finish_output(EXIT_OK);
+}
+
+static int incident_flame(Ctl *ctl, const char *arg) {
+        _cleanup_(folded_done) Folded a = FOLDED_INIT;
+        _cleanup_(freep) char *label = NULL, *title = NULL;
+        const char *out = ctl->output ? ctl->output : "flame.svg";
+        FlameOptions o = {};
+        SvgJob job = { .a = &a, .o = &o };
+        int r;
+
+        r = profile_load(ctl, arg, &a, &label);
+        if (r != EXIT_OK)
+                return r;
+        if (asprintf(&title, "Flame graph: %s", arg) < 0)
+                return EXIT_NOT_OK;
+        o.title = title;
+        r = svg_write(out, &job);
+        if (r < 0) {
+                fprintf(stderr, "monkeyctl: %s: %s\n", out, strerror(-r));
+                return EXIT_NOT_OK;
+        }
+        printf("flame graph of %s (%" PRIu64 " samples, %zu stacks): %s\n", label, a.total, a.n, out);
+        return finish_output(EXIT_OK);
+}
+
+static int verb_incident(Ctl *ctl, char **args, size_t n_args) {
+        _cleanup_(json_object_putp) json_object *reply = NULL;
+        _cleanup_(freep) char *text = NULL;
+        json_object *o;
+        int r;
+
+        if (n_args >= 1 && streq(args[0], "diff")) {
+                if (n_args != 3)
+                        return usage_error("'incident diff' takes two profiles: incident ids or folded files");
+                return incident_diff(ctl, args[1], args[2]);
+        }
+        if (n_args >= 1 && streq(args[0], "flame")) {
+                if (n_args != 2)
+                        return usage_error("'incident flame' takes one profile: an incident id or a folded file");
+                return incident_flame(ctl, args[1]);
+        }
+        if (n_args != 1)
+                return usage_error("'incident' takes one incident id (see 'monkeyctl incidents'), or diff A B, "
+                                   "or flame A");
+        if (ctl->output || ctl->negate)
+                return usage_error("-o/--output and --negate only go with 'incident diff' and 'incident flame'");
+        r = incident_fetch(ctl, args[0], &reply, &o);
+        if (r != EXIT_OK)
+                return r;
+        if (ctl->json) {
+                print_json(o);
+                return finish_output(EXIT_OK);
+        }
+        r = status_text_format_incident(o, &text);
+        if (r < 0) {
+                fprintf(stderr, "monkeyctl: cannot format the incident: %s\n", strerror(-r));
+                return EXIT_NOT_OK;
+        }
+        fputs(text, stdout);
+        return finish_output(EXIT_OK);
+}
+
 static int verb_help(Ctl *ctl, char **args, size_t n_args) {
         usage(stdout);
         return finish_output(EXIT_OK);
@@ -835,6 +1106,8 @@ int main(int argc, char *argv[]) {
                 { "json", no_argument, NULL, 'j' },
                 { "timeout", required_argument, NULL, 't' },
                 { "limit", required_argument, NULL, 'n' },
+                { "output", required_argument, NULL, 'o' },
+                { "negate", no_argument, NULL, 'N' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {},
@@ -848,7 +1121,7 @@ int main(int argc, char *argv[]) {
         int c;
 
         /* GNU getopt permutes: options may follow the command ("status --json"). */
-        while ((c = getopt_long(argc, argv, "s:jt:n:hV", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "s:jt:n:o:hV", options, NULL)) >= 0) {
                 switch (c) {
                 case 's':
                         if (isempty(optarg))
@@ -868,6 +1141,14 @@ int main(int argc, char *argv[]) {
                         if (parse_limit(optarg, &ctl.limit) < 0)
                                 return usage_error("invalid count '%s' (1..%d)", optarg, HISTORY_LIMIT_MAX);
                         ctl.limit_set = true;
+                        break;
+                case 'o':
+                        if (isempty(optarg))
+                                return usage_error("--output needs a path");
+                        ctl.output = optarg;
+                        break;
+                case 'N':
+                        ctl.negate = true;
                         break;
                 case 'h':
                         usage(stdout);
@@ -896,6 +1177,8 @@ int main(int argc, char *argv[]) {
                 return usage_error("'%s' takes no arguments (got '%s')", verb->name, argv[optind]);
         if (ctl.limit_set && !verb->takes_limit)
                 return usage_error("-n/--limit only goes with 'history'");
+        if ((ctl.output || ctl.negate) && verb->run != verb_incident)
+                return usage_error("-o/--output and --negate only go with 'incident diff' and 'incident flame'");
 
         return verb->run(&ctl, argv + optind, (size_t) (argc - optind));
 }

@@ -17,6 +17,7 @@ static const char *const notice_table[_NOTICE_MAX] = {
         [NOTICE_POOL_DOWN] = "pool-down",     [NOTICE_POOL_UP] = "pool-up",
         [NOTICE_TEST] = "test",
         [NOTICE_PERMISSION] = "permission",   [NOTICE_GRACE] = "grace",
+        [NOTICE_PROFILE] = "profile",
 };
 
 const char *notice_to_string(Notice n) {
@@ -128,6 +129,10 @@ int notice_payload(const NoticeFacts *f, char **ret) {
                 cpu_fields(&c, f);
                 field(&c, "Pool", "%s", f->pool ? f->pool : "not configured");
                 field(&c, "Instance", "%s", f->instance_id ? f->instance_id : "unknown");
+                if (f->pressure)
+                        field(&c, "Load", "%s", f->pressure);
+                if (f->evidence)
+                        field(&c, "Evidence", "%s", f->evidence);
                 if (f->n_top > 0) {
                         r = notice_top_table(f->top, f->n_top, f->top_since_start, &table);
                         if (r < 0)
@@ -240,6 +245,12 @@ int notice_payload(const NoticeFacts *f, char **ret) {
                 snprintf(c.text, sizeof c.text, "The pool is reachable again after %s.",
                          human_duration(o, sizeof o, f->ongoing));
                 field(&c, "Pool", "%s", strna(f->pool));
+                break;
+        case NOTICE_PROFILE:
+                c.m.emoji = ":fire:";
+                snprintf(c.title, sizeof c.title, "%s: what burned the CPU", host);
+                snprintf(c.text, sizeof c.text, "%s", strna(f->reason));
+                c.m.detail = f->detail;
                 break;
         case NOTICE_TEST:
                 c.m.emoji = ":test_tube:";

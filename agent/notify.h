@@ -21,6 +21,7 @@ typedef enum Notice {
         NOTICE_TEST,             /* monkeyctl test-alert */
         NOTICE_PERMISSION,       /* the EC2 self-test says the reboot is denied */
         NOTICE_GRACE,            /* overloaded again right after a reboot: not acting yet */
+        NOTICE_PROFILE,          /* the incident's CPU profile: its hottest stacks, or why there is none */
         _NOTICE_MAX,
         _NOTICE_INVALID = -EINVAL,
 } Notice;
@@ -48,6 +49,9 @@ typedef struct NoticeFacts {
         unsigned reminder;             /* 0: first alert; n: n-th reminder */
         usec_t ongoing;                /* how long the condition has lasted, for reminders */
         bool recovered;                /* the condition ended (POOL_UP, ...) */
+        const char *pressure;          /* breach: load, CPU pressure, steal in one line */
+        const char *evidence;          /* breach: where the evidence is ("monkeyctl incident ID") */
+        const char *detail;            /* profile: the hottest stacks, preformatted */
 } NoticeFacts;
 
 /* Pure: the Slack payload (Block Kit + fallback text) for these facts. */

@@ -742,3 +742,183 @@ int status_text_format_event(json_object *event, char **ret) {
 
         return memstream_finish(f, &buf, ret);
 }
+
+static const char *bytes_text(double b, char *buf, size_t size) {
+        if (b >= 1024.0 * 1024 * 1024)
+                snprintf(buf, size, "%.1f GiB", b / (1024.0 * 1024 * 1024));
+        else if (b >= 1024.0 * 1024)
+                snprintf(buf, size, "%.1f MiB", b / (1024.0 * 1024));
+        else if (b >= 1024)
+                snprintf(buf, size, "%.0f KiB", b / 1024);
+        else
+                snprintf(buf, size, "%.0f B", b);
+        return buf;
+}
+
+int status_text_format_incidents(json_object *o, char **ret) {
+        json_object *list = field(o, "incidents");
+        char *buf = NULL, t[64], b[32];
+        size_t size = 0, n;
+        double bytes;
+        FILE *f;
+
+        if (!ret)
+                return -EINVAL;
+        f = open_memstream(&buf, &size);
+        if (!f)
+                return -ENOMEM;
+        n = list && json_object_is_type(list, json_type_array) ? json_object_array_length(list) : 0;
+        if (n == 0) {
+                fputs("no incidents kept in ", f);
+                put_sane(f, str_field(o, "dir"));
+                fputc('\n', f);
+                return memstream_finish(f, &buf, ret);
+        }
+        fprintf(f, "%-42s%-25s%-11s%9s  %s\n", "INCIDENT", "STARTED", "PROFILE", "SIZE", "TOP PROCESS");
+        for (size_t i = 0; i < n; i++) {
+                json_object *row = json_object_array_get_idx(list, i);
+
+                put_cell(f, str_field(row, "id"), 40);
+                put_cell(f, str_field(row, "started") ? status_text_time(str_field(row, "started"), t, sizeof t) : "?",
+                         23);
+                put_cell(f, str_field(row, "profile"), 9);
+                fprintf(f, " %9s  ", num_field(row, "bytes", &bytes) ? bytes_text(bytes, b, sizeof b) : UNKNOWN);
+                if (str_field(row, "error"))
+                        put_sane(f, str_field(row, "error"));
+                else
+                        put_cell(f, str_field(row, "top_command"), 60);
+                fputc('\n', f);
+        }
+        fprintf(f, "%zu incident(s), %s in ", n,
+                num_field(o, "bytes", &bytes) ? bytes_text(bytes, b, sizeof b) : UNKNOWN);
+        put_sane(f, str_field(o, "dir"));
+        fputc('\n', f);
+        return memstream_finish(f, &buf, ret);
+}
+
+int status_text_format_incident(json_object *o, char **ret) {
+        json_object *cpu = field(o, "cpu_window"), *load = field(o, "loadavg"), *psi = field(o, "psi"),
+                    *top = field(o, "top"), *prof = field(o, "profile"), *files = field(o, "files"), *v;
+        char *buf = NULL, t[64], d[32];
+        size_t size = 0;
+        double x, y, z;
+        FILE *f;
+
+        if (!ret)
+                return -EINVAL;
+        f = open_memstream(&buf, &size);
+        if (!f)
+                return -ENOMEM;
+
+        put_label(f, "incident");
+        put_sane(f, str_field(o, "id"));
+        fputs(" on ", f);
+        put_sane(f, str_field(o, "host"));
+        fputc('\n', f);
+        put_label(f, "started");
+        put_sane(f, str_field(o, "started") ? status_text_time(str_field(o, "started"), t, sizeof t) : NULL);
+        fputc('\n', f);
+        put_label(f, "reason");
+        put_sane(f, str_field(o, "reason"));
+        fputc('\n', f);
+
+        put_label(f, "cpu (window)");
+        if (cpu && json_object_is_type(cpu, json_type_object)) {
+                fputs("busy ", f);
+                put_pct(f, cpu, "busy_pct", 1);
+                fputs(" (user ", f);
+                put_pct(f, cpu, "user_pct", 1);
+                fputs(", system ", f);
+                put_pct(f, cpu, "system_pct", 1);
+                fputs(", irq ", f);
+                put_pct(f, cpu, "irq_pct", 1);
+                fputs("), iowait ", f);
+                put_pct(f, cpu, "iowait_pct", 1);
+                fputs(", steal ", f);
+                put_pct(f, cpu, "steal_pct", 1);
+        } else
+                fputs("not measured (no sample at the start of the window)", f);
+        if (num_field(o, "cpus", &x))
+                fprintf(f, "; %.0f CPUs", x);
+        if (num_field(o, "window_sec", &y))
+                fprintf(f, "; window %s", status_text_duration(y, d, sizeof d));
+        fputc('\n', f);
+
+        put_label(f, "load average");
+        if (num_field(load, "1m", &x) && num_field(load, "5m", &y) && num_field(load, "15m", &z)) {
+                double r = 0, tasks = 0;
+                fprintf(f, "%.2f %.2f %.2f", x, y, z);
+                if (num_field(load, "runnable", &r) && num_field(load, "tasks", &tasks))
+                        fprintf(f, " (%.0f runnable of %.0f tasks)", r, tasks);
+        } else
+                fputs(UNKNOWN, f);
+        fputc('\n', f);
+
+        put_label(f, "cpu pressure");
+        v = field(psi, "some");
+        if (v && num_field(v, "avg10", &x) && num_field(v, "avg60", &y) && num_field(v, "avg300", &z))
+                fprintf(f, "some %.2f%% (10s), %.2f%% (60s), %.2f%% (300s)", x, y, z);
+        else if (str_field(psi, "unavailable")) {
+                fputs("unavailable: ", f);
+                put_sane(f, str_field(psi, "unavailable"));
+        } else
+                fputs(UNKNOWN, f);
+        fputc('\n', f);
+
+        fprintf(f, "top processes by CPU over the window%s:\n",
+                bool_field(o, "top_since_start") == 1 ? " (share since process start: no baseline)" : "");
+        if (top && json_object_is_type(top, json_type_array) && json_object_array_length(top) > 0) {
+                fprintf(f, "  %7s  %6s  %9s  %s\n", "PID", "%CPU", "RSS", "COMMAND");
+                for (size_t i = 0; i < json_object_array_length(top); i++) {
+                        json_object *p = json_object_array_get_idx(top, i);
+                        double pid = 0, pct = 0, rss = 0;
+                        char b[32];
+                        (void) num_field(p, "pid", &pid);
+                        (void) num_field(p, "cpu_pct", &pct);
+                        (void) num_field(p, "rss_kb", &rss);
+                        fprintf(f, "  %7.0f  %6.1f  %9s  ", pid, pct, bytes_text(rss * 1024, b, sizeof b));
+                        put_sane(f, str_field(p, "command"));
+                        fputc('\n', f);
+                }
+        } else
+                fputs("  none used any CPU, or /proc could not be read\n", f);
+
+        put_label(f, "profile");
+        put_sane(f, str_field(prof, "state"));
+        if (str_field(prof, "reason")) {
+                fputs(": ", f);
+                put_sane(f, str_field(prof, "reason"));
+        } else if (num_field(prof, "folded", &x)) {
+                double idle = 0, stacks = 0;
+                (void) num_field(prof, "idle", &idle);
+                (void) num_field(prof, "stacks", &stacks);
+                fprintf(f, ": %.0f samples in %.0f distinct stacks (%.0f idle left out)%s", x, stacks, idle,
+                        bool_field(prof, "partial") == 1 ? ", partial (perf script ran out of time)" : "");
+        }
+        fputc('\n', f);
+        v = field(prof, "top_stacks");
+        if (v && json_object_is_type(v, json_type_array) && json_object_array_length(v) > 0) {
+                fputs("hottest stacks:\n", f);
+                for (size_t i = 0; i < json_object_array_length(v); i++) {
+                        json_object *s = json_object_array_get_idx(v, i);
+                        fputs("  ", f);
+                        if (num_field(s, "pct", &x))
+                                fprintf(f, "%5.1f%%  ", x);
+                        put_sane(f, str_field(s, "stack"));
+                        fputc('\n', f);
+                }
+        }
+        put_label(f, "directory");
+        put_sane(f, str_field(o, "dir"));
+        fputc('\n', f);
+        if (files && json_object_is_type(files, json_type_array)) {
+                put_label(f, "files");
+                for (size_t i = 0; i < json_object_array_length(files); i++) {
+                        if (i > 0)
+                                fputc(' ', f);
+                        put_sane(f, json_object_get_string(json_object_array_get_idx(files, i)));
+                }
+                fputc('\n', f);
+        }
+        return memstream_finish(f, &buf, ret);
+}

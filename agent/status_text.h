@@ -28,3 +28,11 @@ const char *status_text_duration(double sec, char *buf, size_t size);
 /* "2026-11-22T17:00:00Z" (fractions allowed) -> "2026-11-22 17:00:00 UTC";
  * anything else is copied as is, control characters replaced by '?'. */
 const char *status_text_time(const char *iso, char *buf, size_t size);
+
+/* `monkeyctl incidents`: one line per incident kept, newest first, then
+ * how many and how much. Same tolerance as above. */
+int status_text_format_incidents(json_object *incidents, char **ret);
+
+/* `monkeyctl incident ID`: the summary (CPU split, load, pressure, top
+ * processes) and the profile's result with its hottest stacks. */
+int status_text_format_incident(json_object *incident, char **ret);

@@ -8,13 +8,18 @@ while HTTP load through haproxy loses nothing.
     tests/fleet/demo                 scenario 1: one host overloads
     tests/fleet/demo --whole-fleet   then scenario 2: every host at once
     tests/fleet/demo --all           every scenario the e2e test runs
+    tests/fleet/demo --profile 0     without the CPU profiles (on by default
+                                     where perf may profile the system)
+    tests/fleet/demo --keep-evidence DIR   copy every incident's evidence there
 
 Colour when stdout is a terminal (--colour/--no-colour to choose). Exits 0
 when every step happened as it should; everything stops by itself."""
 
 import argparse
 import os
+import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -29,13 +34,40 @@ it; ec2: a request to the EC2 double; reboot: the simulated instance), the
 host, and the details."""
 
 
+def perf_refusal():
+    """None when `perf record -a -g` works here, else why not."""
+    if not os.access("/usr/bin/perf", os.X_OK):
+        return "/usr/bin/perf is not installed (Debian: linux-perf)"
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            cp = subprocess.run(["/usr/bin/perf", "record", "-a", "-g", "-q", "-o", os.path.join(d, "p"), "--", "true"],
+                                capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return "perf record failed: %s" % e
+        if cp.returncode != 0:
+            return "perf record -a -g is refused here: %s" % ((cp.stderr.strip().splitlines() or ["?"])[-1])
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--whole-fleet", action="store_true", help="also run scenario 2 (every host overloaded)")
     ap.add_argument("--all", action="store_true", help="run all five scenarios")
     ap.add_argument("--colour", dest="colour", action="store_true", default=None)
     ap.add_argument("--no-colour", dest="colour", action="store_false")
+    ap.add_argument("--profile", default="3s", metavar="DURATION",
+                    help="[evidence] profile of every agent (default 3s; 0 turns it off)")
+    ap.add_argument("--keep-evidence", metavar="DIR", help="copy every incident's evidence to DIR at the end")
     a = ap.parse_args()
+    if a.profile not in ("0", "0s", ""):
+        why = perf_refusal()
+        if why:
+            print("CPU profiles are off: %s" % why, flush=True)
+        else:
+            os.environ["MONKEY_FLEET_PROFILE"] = a.profile
+    if a.keep_evidence:
+        os.makedirs(a.keep_evidence, exist_ok=True)
+        os.environ["MONKEY_FLEET_KEEP_EVIDENCE"] = os.path.abspath(a.keep_evidence)
     colour = sys.stdout.isatty() if a.colour is None else a.colour
     run = [scenarios.one_host]
     if a.all:

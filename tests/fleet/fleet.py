@@ -8,7 +8,7 @@ endpoint, one metadata listener per host on the host's own address).
 A host's CPU source is a file in /proc/stat format that the fleet writes
 (harness.StatFeeder): the fleet decides when a host is overloaded. What
 burns is real, though: an overload also starts a bounded, niced busy loop
-(runaway_worker.py) so the agent's top-process evidence, read from the real
+(runaway_worker.c) so the agent's top-process evidence, read from the real
 /proc, has a culprit to name.
 
 The EC2 double "reboots" a host when it accepts a correctly signed
@@ -49,7 +49,7 @@ REGION = "us-east-1"
 ROLE = "web-monkey"
 BASELINE = 15.0      # % CPU of a healthy host
 OVERLOAD = 97.0
-RUNAWAY = os.path.join(HERE, "runaway_worker.py")
+RUNAWAY = os.path.join(harness.BUILD_ROOT, "tests", "runaway_worker")
 MAX_RUNAWAY = 60.0   # a runaway worker never outlives this, whatever happens
 
 AGENT_TIMING = dict(threshold=85, clear_below=60, window="3s", interval="250ms")
@@ -211,7 +211,8 @@ class Host:
             redis=f.redis.url(), pool=POOL, addr=self.addr, port=self.port, name=self.name,
             max_unavailable=f.max_unavailable, token_file=token_file, slack_api=f.slack.api_url,
             ec2=f.aws.endpoint_url, imds=f.aws.serve_imds(self.iid, self.addr),
-            dry_run="yes" if dry_run else "no"))
+            dry_run="yes" if dry_run else "no") +
+            ("\n[evidence]\nprofile = %s\n" % f.profile if f.profile else ""))
         # Credentials come from the instance role through IMDS, as on EC2:
         # nothing in the environment or a home directory may shadow them.
         a.env_extra = {"HOME": a.dir}
@@ -230,9 +231,8 @@ class Host:
 
     def start_runaway(self, seconds):
         self.stop_runaway()
-        self.runaway = harness.spawn([sys.executable, RUNAWAY, "--host", self.name,
-                                      "--seconds", "%.0f" % min(seconds, MAX_RUNAWAY)],
-                                     stdin=subprocess.DEVNULL)
+        self.runaway = harness.spawn([RUNAWAY, "--host", self.name, "--seconds", "%.0f" % min(seconds, MAX_RUNAWAY),
+                                      "--work", self.fleet.work], stdin=subprocess.DEVNULL)
 
     def stop_runaway(self):
         p, self.runaway = self.runaway, None
@@ -496,8 +496,17 @@ class Timeline:
 
 class Fleet:
     def __init__(self, n=3, max_unavailable=1, dry_run=False, live=False, colour=None, boot_delay=2.0,
-                 load_seconds=120.0, load_workers=3, title=None):
+                 load_seconds=120.0, load_workers=3, title=None, work="checksum"):
         self.title = title
+        # What the runaway worker burns on ("checksum", or "both" with
+        # compression: the regression of the demo's differential graph).
+        self.work = work
+        # [evidence] profile for every agent ("3s"), from the demo's
+        # --profile; and where each host's incidents are copied at the
+        # end (--keep-evidence). Off for the e2e test: its timings are
+        # the cycle's own.
+        self.profile = os.environ.get("MONKEY_FLEET_PROFILE") or None
+        self.keep_evidence = os.environ.get("MONKEY_FLEET_KEEP_EVIDENCE") or None
         self.n = n
         self.max_unavailable = max_unavailable
         self.dry_run = dry_run
@@ -583,6 +592,17 @@ class Fleet:
         time.sleep(2.5 * self.timeline.tick)  # the timeline shows it before the next line does
         return v
 
+    def save_evidence(self, h):
+        """Copy the host's incidents to keep_evidence/SCENARIO-HOST-ID/."""
+        src = os.path.join(h.agent.state_dir, "incidents")
+        if not self.keep_evidence or not os.path.isdir(src):
+            return
+        import shutil
+        tag = (self.title or "fleet").split(":")[0].strip().lower().replace(" ", "")
+        for iid in sorted(os.listdir(src)):
+            dst = os.path.join(self.keep_evidence, "%s-%s-%s" % (tag, h.name, iid))
+            shutil.copytree(os.path.join(src, iid), dst, dirs_exist_ok=True)
+
     def stop(self):
         self.stopping.set()
         if self.load is not None:
@@ -604,6 +624,7 @@ class Fleet:
                     rc = h.agent.stop()
                     if rc != 0:
                         self.errors.append("%s: monkeyd exited %s on SIGTERM" % (h.name, rc))
+                self.save_evidence(h)
                 h.agent.close()
                 logs = h.agent.all_logs()
                 for mark in ("Sanitizer", "runtime error:"):

@@ -383,6 +383,13 @@ static void test_defaults(void **state) {
         assert_false(c->proxy.enabled);
         assert_string_equal(c->proxy.agent_check_address, "127.0.0.1");
 
+        /* the summary is always written; the profile is opt-in */
+        assert_int_equal(c->evidence.profile, 0);
+        assert_int_equal(c->evidence.frequency, 99);
+        assert_string_equal(c->evidence.perf, "/usr/bin/perf");
+        assert_int_equal(c->evidence.keep, 20);
+        assert_int_equal(c->evidence.max_bytes, 256 * 1024 * 1024);
+
         assert_null(config_free(c));
         assert_null(config_free(NULL));
 }
@@ -1135,6 +1142,7 @@ static const char *const all_keys[] = {
         "checks.expect_status", "checks.expect_content", "checks.public_address", "checks.attempts",
         "checks.timeout", "checks.local_address", "checks.every", "checks.rise", "checks.fall", "remedy.ladder", "remedy.settle", "remedy.reboot_timeout", "remedy.grace", "remedy.max_per_window",
         "remedy.window", "remedy.dry_run", "remedy.unit", "proxy.agent_check_port", "proxy.agent_check_address",
+        "evidence.profile", "evidence.frequency", "evidence.perf", "evidence.keep", "evidence.max_bytes",
 };
 
 static char *read_text(const char *path) {

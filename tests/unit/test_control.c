@@ -69,6 +69,13 @@ static void test_parse_good(void **state) {
         assert_int_equal(req.limit, 1000);
         control_request_done(&req);
 
+        assert_int_equal(parse_str("{\"version\":1,\"command\":\"incident\",\"id\":\"20261122T170012Z-web-1\"}",
+                                   &req, &err), 0);
+        assert_int_equal(req.command, CONTROL_INCIDENT);
+        assert_string_equal(req.id, "20261122T170012Z-web-1");
+        control_request_done(&req);
+        assert_null(req.id);
+
         assert_int_equal(parse_str("{\"version\":1,\"command\":\"history\",\"limit\":0}", &req, &err), 0);
         assert_int_equal(req.limit, 0);
         control_request_done(&req);
@@ -135,6 +142,10 @@ static void test_parse_bad(void **state) {
 
         expect_bad("", "not JSON");
         expect_bad("hello", "not JSON");
+        expect_bad("{\"version\":1,\"command\":\"incident\"}", "\"incident\" needs an \"id\"");
+        expect_bad("{\"version\":1,\"command\":\"incident\",\"id\":7}", "\"id\" is not a string");
+        expect_bad("{\"version\":1,\"command\":\"incident\",\"id\":\"\"}", "\"id\" must be 1..128 bytes");
+        expect_bad("{\"version\":1,\"command\":\"incident\",\"id\":\"a\\u0000b\"}", "\"id\" contains a NUL byte");
         expect_bad("{\"version\":1,\"command\":\"status\"", "not JSON");
         expect_bad("{'version':1,'command':'status'}", "not JSON");
         expect_bad("{\"version\":1,\"command\":\"status\",}", "not JSON");
@@ -224,7 +235,9 @@ static void test_format_round_trip(void **state) {
                 for (size_t i = 0; i < ELEMENTSOF(reasons); i++)
                         for (unsigned limit = 0; limit <= 1000; limit += 500) {
                                 ControlRequest in = { .version = 1, .command = c, .reason = (char *) reasons[i],
-                                                      .limit = limit }, out = {};
+                                                      .limit = limit,
+                                                      .id = c == CONTROL_INCIDENT ? (char *) "20261122T170012Z-web-1"
+                                                                                  : NULL }, out = {};
                                 char *line = NULL, *err = NULL;
 
                                 assert_int_equal(control_request_format(&in, &line), 0);
@@ -237,6 +250,10 @@ static void test_format_round_trip(void **state) {
                                         assert_string_equal(out.reason, reasons[i]);
                                 else
                                         assert_null(out.reason);
+                                if (in.id)
+                                        assert_string_equal(out.id, in.id);
+                                else
+                                        assert_null(out.id);
                                 control_request_done(&out);
                                 free(line);
                         }

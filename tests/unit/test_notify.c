@@ -234,6 +234,13 @@ static void cases(Case **ret, size_t *ret_n) {
                 { "web-1", "3 remediations in 1h", "monkeyctl resume" },
         };
         c[n++] = (Case) {
+                "profile",
+                { .kind = NOTICE_PROFILE, .host = "web-1", .incident = INCIDENT,
+                  .reason = "CPU profile: 593 samples over 10 s", .detail = " 32.2%  burner;main;burn_inner",
+                  .cpu_now = -1, .cpu_window = -1, .threshold = -1 },
+                { "web-1", "what burned the CPU", "593 samples", "burner;main;burn_inner" },
+        };
+        c[n++] = (Case) {
                 "maintenance",
                 { .kind = NOTICE_MAINTENANCE, .host = "web-1", .reason = "drained by alice",
                   .cpu_now = -1, .cpu_window = -1, .threshold = -1 },
@@ -513,6 +520,39 @@ static void test_pool_down_up(void **state) {
         rendered_done(&u);
 }
 
+static void test_breach_evidence(void **state) {
+        NoticeFacts f = breach_facts();
+        Rendered r;
+
+        f.pressure = "load 2.31 1.10 0.52 (3 runnable) \u00b7 CPU pressure 63.2% (some, 10 s)";
+        f.evidence = "`monkeyctl incident " INCIDENT "`";
+        compose(&f, &r);
+        must_contain("blocks", r.blocks, "Load");
+        must_contain("blocks", r.blocks, "load 2.31 1.10 0.52 (3 runnable)");
+        must_contain("blocks", r.blocks, "CPU pressure 63.2%");
+        must_contain("blocks", r.blocks, "monkeyctl incident " INCIDENT);
+        rendered_done(&r);
+}
+
+static void test_profile_notice(void **state) {
+        NoticeFacts f = { .kind = NOTICE_PROFILE, .host = "web-1", .incident = INCIDENT, .cpu_now = -1,
+                          .cpu_window = -1, .threshold = -1,
+                          .reason = "No CPU profile (skipped): perf may not profile the whole system here" };
+        Rendered r;
+
+        compose(&f, &r);
+        must_contain("header", r.header, "what burned the CPU");
+        must_contain("text", r.blocks, "perf may not profile the whole system here");
+        assert_null(strstr(r.blocks, "```")); /* no stacks, no empty code block */
+        rendered_done(&r);
+        f.detail = " 41.0%  burner;main;burn_outer;burn_inner\n 12.5%  swapper;[unknown]";
+        compose(&f, &r);
+        must_contain("blocks", r.blocks, "```");
+        must_contain("blocks", r.blocks, "burner;main;burn_outer;burn_inner");
+        must_contain("context", r.context, INCIDENT);
+        rendered_done(&r);
+}
+
 static void test_test_notice(void **state) {
         NoticeFacts f = { .kind = NOTICE_TEST, .host = "web-1", .cpu_now = -1, .cpu_window = -1, .threshold = -1 };
         Rendered r;
@@ -678,6 +718,8 @@ int main(void) {
                 cmocka_unit_test(test_holding_first_reminder_recovered),
                 cmocka_unit_test(test_pool_down_up),
                 cmocka_unit_test(test_test_notice),
+                cmocka_unit_test(test_breach_evidence),
+                cmocka_unit_test(test_profile_notice),
                 cmocka_unit_test(test_context_incident),
                 cmocka_unit_test(test_invalid_kind),
                 cmocka_unit_test(test_notice_strings),
