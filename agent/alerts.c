@@ -631,7 +631,7 @@ json_object *alerts_evidence_json(Agent *a) {
                         break;
                 json_object_object_add(p, "pid", json_object_new_int(a->top[k].pid));
                 json_object_object_add(p, "command", json_object_new_string(a->top[k].cmdline));
-                json_object_object_add(p, "cpu_pct", json_object_new_double(round(a->top[k].cpu_pct * 10) / 10));
+                json_object_object_add(p, "cpu_pct", json_new_rounded(a->top[k].cpu_pct, 1));
                 json_object_object_add(p, "rss_kb", json_object_new_uint64(a->top[k].rss_kb));
                 json_object_array_add(arr, p);
         }

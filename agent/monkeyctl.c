@@ -131,7 +131,7 @@ static void usage(FILE *f) {
               "Commands (any unique prefix works, e.g. \"st\" for status):\n",
               f);
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
-                if (strlen(verbs[i].synopsis) < 26)
+                if (strlen(verbs[i].synopsis) < 25)
                         fprintf(f, "  %-26s%s\n", verbs[i].synopsis, verbs[i].help);
                 else
                         fprintf(f, "  %s\n  %-26s%s\n", verbs[i].synopsis, "", verbs[i].help);

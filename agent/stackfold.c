@@ -383,9 +383,17 @@ static int sample_flush(StackFolder *f) {
 
         memcpy(f->out, f->comm, f->comm_len);
         len = f->comm_len;
-        for (size_t i = f->n; i > 0; i--) {
+        for (size_t i = f->n, unknown = 0; i > 0; i--) {
                 const FrameRef *fr = &f->frames[(f->first + i - 1) % FRAMES_MAX];
+                bool is_unknown = equals(f->arena + fr->offset, fr->len, "[unknown]");
 
+                /* A frame-pointer walk through code built without them
+                 * reads garbage: runs of [unknown], 100 deep at times. One
+                 * box says as much, and the graph keeps its height. */
+                if (is_unknown && unknown++ > 0)
+                        continue;
+                if (!is_unknown)
+                        unknown = 0;
                 f->out[len++] = ';';
                 memcpy(f->out + len, f->arena + fr->offset, fr->len);
                 len += fr->len;

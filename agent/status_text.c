@@ -541,6 +541,29 @@ static void format_checks(FILE *f, json_object *st) {
         fputc('\n', f);
 }
 
+/* "evidence    monkeyctl incident ID; profile 10s (profiling now)" */
+static void format_evidence(FILE *f, json_object *ev) {
+        if (!str_field(ev, "last_incident"))
+                return;
+        put_label(f, "evidence");
+        fputs("monkeyctl incident ", f);
+        put_sane(f, str_field(ev, "last_incident"));
+        fputs("; profile ", f);
+        put_sane(f, str_field(ev, "profile"));
+        if (bool_field(ev, "profiling") == 1)
+                fputs(" (profiling now)", f);
+        else if (str_field(ev, "last_profile")) {
+                fputs(" (last: ", f);
+                put_sane(f, str_field(ev, "last_profile"));
+                fputc(')', f);
+        }
+        if (str_field(ev, "error")) {
+                fputs("; cannot write it: ", f);
+                put_sane(f, str_field(ev, "error"));
+        }
+        fputc('\n', f);
+}
+
 static void format_incident(FILE *f, json_object *st) {
         json_object *inc = field(st, "last_incident");
         char buf[64];
@@ -565,6 +588,7 @@ static void format_incident(FILE *f, json_object *st) {
         if (str_field(inc, "started"))
                 fprintf(f, "  (started %s)", time_field(inc, "started", NULL, buf, sizeof buf));
         fputc('\n', f);
+        format_evidence(f, field(st, "evidence"));
 }
 
 /* "aws         i-0abc in us-east-1, credentials instance-role (role x): reboot permitted" */
@@ -822,7 +846,7 @@ int status_text_format_incident(json_object *o, char **ret) {
         put_sane(f, str_field(o, "reason"));
         fputc('\n', f);
 
-        put_label(f, "cpu (window)");
+        put_label(f, "cpu window");
         if (cpu && json_object_is_type(cpu, json_type_object)) {
                 fputs("busy ", f);
                 put_pct(f, cpu, "busy_pct", 1);
@@ -844,7 +868,7 @@ int status_text_format_incident(json_object *o, char **ret) {
                 fprintf(f, "; window %s", status_text_duration(y, d, sizeof d));
         fputc('\n', f);
 
-        put_label(f, "load average");
+        put_label(f, "load");
         if (num_field(load, "1m", &x) && num_field(load, "5m", &y) && num_field(load, "15m", &z)) {
                 double r = 0, tasks = 0;
                 fprintf(f, "%.2f %.2f %.2f", x, y, z);
@@ -854,10 +878,10 @@ int status_text_format_incident(json_object *o, char **ret) {
                 fputs(UNKNOWN, f);
         fputc('\n', f);
 
-        put_label(f, "cpu pressure");
+        put_label(f, "pressure");
         v = field(psi, "some");
         if (v && num_field(v, "avg10", &x) && num_field(v, "avg60", &y) && num_field(v, "avg300", &z))
-                fprintf(f, "some %.2f%% (10s), %.2f%% (60s), %.2f%% (300s)", x, y, z);
+                fprintf(f, "cpu some %.2f%% (10s), %.2f%% (60s), %.2f%% (300s)", x, y, z);
         else if (str_field(psi, "unavailable")) {
                 fputs("unavailable: ", f);
                 put_sane(f, str_field(psi, "unavailable"));

@@ -4,7 +4,7 @@
  * reading: serve_forever -> handle_request -> parse_headers,
  * checksum_body, render_template, and with --work both also
  * compress_response (the "regression" the demo's differential flame graph
- * shows as new). Built with frame pointers and no inlining so perf's -g
+ * shows as new). Built at -O0 with frame pointers (tests/meson.build) so perf's -g
  * walk sees every frame. Niced to 19 so the machine running the fleet
  * stays responsive, and bounded: it ends by itself after --seconds (at
  * most 120). */

@@ -270,9 +270,9 @@ static void test_text_incident(void **state) {
 
         assert_non_null(o);
         assert_int_equal(status_text_format_incident(o, &text), 0);
-        assert_non_null(strstr(text, "busy 97.1% (user 90.2%, system 6.9%, irq 0.0%), iowait 0.0%, steal 1.5%; 2 CPUs; window 1m"));
-        assert_non_null(strstr(text, "2.31 1.10 0.52 (3 runnable of 412 tasks)"));
-        assert_non_null(strstr(text, "some 63.20% (10s), 20.10% (60s), 5.00% (300s)"));
+        assert_non_null(strstr(text, "cpu window  busy 97.1% (user 90.2%, system 6.9%, irq 0.0%), iowait 0.0%, steal 1.5%; 2 CPUs; window 1m"));
+        assert_non_null(strstr(text, "load        2.31 1.10 0.52 (3 runnable of 412 tasks)"));
+        assert_non_null(strstr(text, "pressure    cpu some 63.20% (10s), 20.10% (60s), 5.00% (300s)"));
         assert_non_null(strstr(text, "      123    98.0    1.1 MiB  burner 60"));
         assert_non_null(strstr(text, "done: 593 samples in 13 distinct stacks (12 idle left out)"));
         assert_non_null(strstr(text, " 32.2%  burner;main;burn_inner"));
@@ -287,12 +287,34 @@ static void test_text_incident(void **state) {
         json_object_put(skipped);
 }
 
+static void test_status_evidence_line(void **state) {
+        json_object *st = json_tokener_parse(
+                "{\"last_incident\":{\"id\":\"I1\",\"reason\":\"cpu\",\"outcome\":null},"
+                "\"evidence\":{\"last_incident\":\"I1\",\"profile\":\"10s\",\"profiling\":true}}");
+        char *text = NULL;
+
+        assert_int_equal(status_text_format(st, &text), 0);
+        assert_non_null(strstr(text, "evidence    monkeyctl incident I1; profile 10s (profiling now)\n"));
+        free(text);
+        json_object_object_add(json_object_object_get(st, "evidence"), "profiling", json_object_new_boolean(false));
+        json_object_object_add(json_object_object_get(st, "evidence"), "last_profile", json_object_new_string("skipped"));
+        json_object_object_add(json_object_object_get(st, "evidence"), "error", json_object_new_string("No space left on device"));
+        assert_int_equal(status_text_format(st, &text), 0);
+        assert_non_null(strstr(text, "profile 10s (last: skipped); cannot write it: No space left on device\n"));
+        free(text);
+        json_object_object_del(json_object_object_get(st, "evidence"), "last_incident");
+        assert_int_equal(status_text_format(st, &text), 0);
+        assert_null(strstr(text, "evidence "));
+        free(text);
+        json_object_put(st);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_loadavg),        cmocka_unit_test(test_psi),
                 cmocka_unit_test(test_id_valid),       cmocka_unit_test(test_retention),
                 cmocka_unit_test(test_list_and_prune), cmocka_unit_test(test_text_incidents),
-                cmocka_unit_test(test_text_incident),
+                cmocka_unit_test(test_text_incident),  cmocka_unit_test(test_status_evidence_line),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -36,7 +36,8 @@ static const StackDiffEntry *stack(const StackDiff *d, const char *s) {
         return e;
 }
 
-static char *summary(const StackDiff *d, size_t top) {
+/* noinline: gcc -O3 takes the memstream's buffer for a dangling local once inlined */
+__attribute__((noinline)) static char *summary(const StackDiff *d, size_t top) {
         char *buf = NULL;
         size_t len = 0;
         FILE *m = open_memstream(&buf, &len);

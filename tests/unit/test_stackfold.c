@@ -259,6 +259,11 @@ static void test_frames(void **state) {
         expect_folded(H "\t 10 [unknown] ([unknown])\n\t 20 [unknown] (/usr/lib/libfoo.so.1)\n"
                         "\t 30 [unknown] ([vdso])\n\t 40 [unknown] (/memfd:x (deleted))\n\t 50 [unknown]\n",
                       "c;[unknown];[memfd:x];[vdso];[libfoo.so.1];[unknown] 1\n");
+        /* a run of [unknown] (a frame-pointer walk through code without them) is one box */
+        expect_folded(H "\t 10 leaf (/x)\n\t 20 [unknown] ([unknown])\n\t 30 [unknown] ([unknown])\n"
+                        "\t 40 [unknown] ([unknown])\n\t 50 mid (/x)\n\t 60 [unknown] ([unknown])\n"
+                        "\t 70 [unknown] (/usr/lib/libfoo.so.1)\n\t 80 [unknown] (/usr/lib/libfoo.so.1)\n",
+                      "c;[libfoo.so.1];[libfoo.so.1];[unknown];mid;[unknown];leaf 1\n");
         /* kernel: kallsyms, modules, vmlinux, .ko, a kernel address without an object */
         expect_folded(H "\t ffffffff81000001 a+0x1 ([kernel.kallsyms])\n\t ffffffffc0000001 b ([ext4])\n"
                         "\t ffffffffc0000002 c ([nf_tables])\n\t ffffffff81000002 d (/boot/vmlinux-6.1.0)\n"
