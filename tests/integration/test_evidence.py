@@ -184,6 +184,9 @@ def s2_profile_with_real_perf():
             wait_until(lambda: os.path.isdir(incidents_dir(a)) and os.listdir(incidents_dir(a)), 10,
                        what="the incident directory")
             iid = incident_id(a)
+            # the directory comes first, then the summary's atomic rename
+            wait_until(lambda: os.path.exists(os.path.join(incidents_dir(a), iid, "summary.json")), 10,
+                       what="summary.json")
             check(summary(a, iid)["profile"]["state"] == "running", "profile: %r" % summary(a, iid)["profile"])
             # perf and the folding run in the worker: the loop answers at once meanwhile
             worst = 0.0
