@@ -101,12 +101,24 @@ def parse_svg(path):
     return boxes
 
 
-def overload(a, burner, seconds=60, other=False):
+def overload(a, burner, seconds=60):
     """The fake /proc/stat says 95% busy; the real burner is what /proc/PID
     shows burning, so the top processes and the profile name it."""
-    p = spawn([burner, str(seconds)] + (["other"] if other else []))
+    p = spawn([burner, str(seconds)])
     a.feeder.set_busy(95)
     return p
+
+
+def burn_until_reboot(a, d, burner, timeout, seconds=60, what="the reboot call"):
+    """Overload with the burner until EC2 is asked to reboot; the burner
+    stops either way. Returns its pid."""
+    p = overload(a, burner, seconds)
+    try:
+        wait_until(lambda: reboot_calls(d), timeout, what=what)
+    finally:
+        p.kill()
+        p.wait()
+    return p.pid
 
 
 def s1_summary_before_the_reboot():
@@ -118,12 +130,7 @@ def s1_summary_before_the_reboot():
     with AwsDouble(credentials={AK: (SECRET, None)}) as d, SlackDouble(token="xoxb-evidence-test") as sl, \
             new_agent("summary", d, sl) as a:
         a.start()
-        p = overload(a, burner)
-        try:
-            wait_until(lambda: reboot_calls(d), 15, what="the reboot call")
-        finally:
-            p.kill()
-            p.wait()
+        pid = burn_until_reboot(a, d, burner, 15)
         iid = incident_id(a)
         path = os.path.join(incidents_dir(a), iid, "summary.json")
         call = reboot_calls(d)[0]
@@ -133,7 +140,7 @@ def s1_summary_before_the_reboot():
         check(s["id"] == iid and s["host"] == "test-1" and "cpu" in s["reason"], "summary head: %r" % s)
         top = s["top"]
         # among the top: another test's compiler may outburn it on a busy CI machine
-        mine = [t for t in top if t["pid"] == p.pid]
+        mine = [t for t in top if t["pid"] == pid]
         check(mine and "burner" in mine[0]["command"] and mine[0]["cpu_pct"] > 30,
               "the burner is not among the top processes: %r" % top)
         check(s["cpu_window"]["busy_pct"] >= 80 and "steal_pct" in s["cpu_window"], "cpu: %r" % s["cpu_window"])
@@ -263,12 +270,7 @@ def s3_retention():
             with open(os.path.join(incidents_dir(a), iid, "summary.json"), "w") as f:
                 f.write("{}" if i < 2 else "{}" + " " * (2 * 1024 * 1024))
         a.start()
-        p = overload(a, burner)
-        try:
-            wait_until(lambda: reboot_calls(d), 15, what="the reboot call")
-        finally:
-            p.kill()
-            p.wait()
+        pid = burn_until_reboot(a, d, burner, 15)
         left = sorted(os.listdir(incidents_dir(a)))
         # the 2 MiB one breaks max_bytes on its own: only the new incident is left
         check(len(left) == 1 and left[0] not in old, "retention left %r" % left)
@@ -293,12 +295,7 @@ def s4_perf_missing_or_refused():
                 new_agent("noperf-" + name, d, sl, evidence="profile = 10s\n" + ev) as a:
             a.start(wrapper=wrapper)
             t0 = time.time()
-            p = overload(a, burner)
-            try:
-                wait_until(lambda: reboot_calls(d), 20, what="the reboot call")
-            finally:
-                p.kill()
-                p.wait()
+            burn_until_reboot(a, d, burner, 20)
             check(reboot_calls(d)[0]["wall"] - t0 < 8, "the reboot waited for a profile that never ran")
             prof = summary(a, incident_id(a))["profile"]
             check(prof["state"] == "skipped" and want in prof.get("reason", ""), "%s: %r" % (name, prof))
@@ -318,13 +315,8 @@ def s5_perf_hangs():
     with AwsDouble(credentials={AK: (SECRET, None)}) as d, SlackDouble(token="xoxb-evidence-test") as sl, \
             new_agent("hang", d, sl, evidence="profile = 1s\nperf = %s\n" % fake) as a:
         a.start()
-        p = overload(a, burner, seconds=120)
         t0 = time.time()
-        try:
-            wait_until(lambda: reboot_calls(d), 60, what="the reboot call after perf was killed")
-        finally:
-            p.kill()
-            p.wait()
+        burn_until_reboot(a, d, burner, 60, seconds=120, what="the reboot call after perf was killed")
         waited = reboot_calls(d)[0]["wall"] - t0
         check(20 < waited < 45, "the reboot came %.1f s after the breach (capture 1 s + 20 s grace + 5 s)" % waited)
         s = a.status()

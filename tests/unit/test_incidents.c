@@ -13,27 +13,31 @@
 #include "incidents.h"
 #include "status_text.h"
 
-/* Parses a copy sized exactly `len`, so ASan catches any read past it. */
-static int loadavg_n(const char *text, LoadAvg *ret) {
+/* Parsers get a copy sized exactly, so ASan catches any read past it. */
+static char *exact_copy(const char *text, size_t *ret_len) {
         size_t len = strlen(text);
         char *copy = malloc(len ?: 1);
-        int r;
 
         assert_non_null(copy);
         memcpy(copy, text, len);
-        r = loadavg_parse(copy, len, ret);
+        *ret_len = len;
+        return copy;
+}
+
+static int loadavg_n(const char *text, LoadAvg *ret) {
+        size_t len;
+        char *copy = exact_copy(text, &len);
+        int r = loadavg_parse(copy, len, ret);
+
         free(copy);
         return r;
 }
 
 static int psi_n(const char *text, Psi *ret) {
-        size_t len = strlen(text);
-        char *copy = malloc(len ?: 1);
-        int r;
+        size_t len;
+        char *copy = exact_copy(text, &len);
+        int r = psi_parse(copy, len, ret);
 
-        assert_non_null(copy);
-        memcpy(copy, text, len);
-        r = psi_parse(copy, len, ret);
         free(copy);
         return r;
 }

@@ -1,9 +1,8 @@
 /* A CPU burner with a call chain a profile can name: main -> burn_outer
- * -> burn_inner (or burn_other with "other"). Built by the evidence test
+ * -> burn_inner. Built by the evidence test
  * with frame pointers and no inlining so perf's -g walk sees each frame.
  * It stops by itself after the seconds given (default 60). */
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
 static volatile unsigned long sink;
@@ -13,24 +12,15 @@ __attribute__((noinline)) static void burn_inner(void) {
                 sink += i * i;
 }
 
-__attribute__((noinline)) static void burn_other(void) {
-        for (unsigned long i = 0; i < 100000; i++)
-                sink ^= i + (sink << 1);
-}
-
-__attribute__((noinline)) static void burn_outer(int other) {
-        if (other)
-                burn_other();
-        else
-                burn_inner();
+__attribute__((noinline)) static void burn_outer(void) {
+        burn_inner();
 }
 
 int main(int argc, char **argv) {
         double seconds = argc > 1 ? strtod(argv[1], NULL) : 60;
-        int other = argc > 2 && strcmp(argv[2], "other") == 0;
         time_t end = time(NULL) + (time_t) (seconds > 0 && seconds < 3600 ? seconds : 60);
 
         while (time(NULL) < end)
-                burn_outer(other);
+                burn_outer();
         return 0;
 }
