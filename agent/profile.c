@@ -146,18 +146,18 @@ static int spawn(Worker *w, char *const argv[], int stdout_fd, pid_t *ret) {
         posix_spawn_file_actions_adddup2(&fa, stdout_fd, 1);
         posix_spawn_file_actions_adddup2(&fa, w->log_fd, 2);
         posix_spawnattr_setsigmask(&attr, &none);
-        /* a group of its own: a timeout stops perf and its workload, not us */
-        posix_spawnattr_setpgroup(&attr, 0);
-        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
+        /* In the worker's process group, which the agent kills whole when
+         * its own deadline passes: nothing of the profile outlives it. */
+        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
         r = posix_spawn(ret, argv[0], &fa, &attr, argv, child_env);
         posix_spawn_file_actions_destroy(&fa);
         posix_spawnattr_destroy(&attr);
         return -r;
 }
 
-/* Wait for pid until `deadline` (CLOCK_MONOTONIC); then SIGINT to its
- * group (perf record writes what it has), and SIGKILL 5 s later. -ETIME
- * when it had to be stopped; *ret_status is waitpid's. */
+/* Wait for pid until `deadline` (CLOCK_MONOTONIC); then SIGINT (perf
+ * record writes what it has, and ends its workload), and SIGKILL 5 s
+ * later. -ETIME when it had to be stopped; *ret_status is waitpid's. */
 static int wait_until(pid_t pid, usec_t deadline, int *ret_status) {
         bool interrupted = false;
 
@@ -172,11 +172,11 @@ static int wait_until(pid_t pid, usec_t deadline, int *ret_status) {
                 now = mono_usec();
                 if (now >= deadline) {
                         if (!interrupted) {
-                                (void) kill(-pid, SIGINT);
+                                (void) kill(pid, SIGINT);
                                 interrupted = true;
                                 deadline = now + 5 * USEC_PER_SEC;
                         } else {
-                                (void) kill(-pid, SIGKILL);
+                                (void) kill(pid, SIGKILL);
                                 deadline = now + 60 * USEC_PER_SEC;
                         }
                 }
@@ -292,7 +292,7 @@ static int fold(Worker *w, Folded *ret, StackFoldStats *ret_stats) {
 
                 if (now >= deadline) {
                         partial = true;
-                        (void) kill(-pid, SIGKILL);
+                        (void) kill(pid, SIGKILL);
                         break;
                 }
                 r = poll(&p, 1, (int) MIN((deadline - now) / USEC_PER_MSEC + 1, (usec_t) 1000));
@@ -308,7 +308,7 @@ static int fold(Worker *w, Folded *ret, StackFoldStats *ret_stats) {
                 r = stackfold_feed(f, buf, (size_t) n);
                 if (r < 0) {
                         partial = true;
-                        (void) kill(-pid, SIGKILL);
+                        (void) kill(pid, SIGKILL);
                         break;
                 }
         }

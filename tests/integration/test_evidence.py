@@ -327,6 +327,56 @@ def s5_perf_hangs():
         check(not leftover, "the hanging perf still runs: %r" % leftover)
 
 
+def s6_stop_while_profiling():
+    """SIGTERM while a 60 s profile runs: the agent stops at once, and the
+    worker and its perf go with it (one process group, killed whole)."""
+    why = perf_permitted()
+    if why:
+        print("SKIP s6_stop_while_profiling: %s" % why)
+        return
+    tmp = make_tmpdir("monkey-ev-")
+    burner = build_burner(tmp)
+    with AwsDouble(credentials={AK: (SECRET, None)}) as d, SlackDouble(token="xoxb-evidence-test") as sl, \
+            new_agent("stop", d, sl, evidence="profile = 60s\n") as a:
+        a.start()
+        p = overload(a, burner)
+        try:
+            wait_until(lambda: a.status()["evidence"].get("profiling"), 10, what="the profile to start")
+            iid = incident_id(a)
+
+            def worker():
+                out = subprocess.run(["pgrep", "-f", "--", "--profile-worker %s" % os.path.join(incidents_dir(a), iid)],
+                                     capture_output=True, text=True).stdout.split()
+                return int(out[0]) if out else None
+
+            def children(pid):
+                out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+                return [int(x) for x in out]
+
+            wait_until(lambda: worker() and children(worker()), 10, what="perf record under the worker")
+            procs = [worker()] + children(worker())  # the worker, perf record (and its workload)
+            procs += [g for c in procs[1:] for g in children(c)]
+            t = time.monotonic()
+            rc = a.stop()
+            check(rc == 0 and time.monotonic() - t < 5, "monkeyd exited %s after %.1f s" % (rc, time.monotonic() - t))
+
+            def alive():
+                left = []
+                for pid in procs:
+                    try:
+                        with open("/proc/%d/stat" % pid) as f:
+                            if f.read().split(") ", 1)[1][0] != "Z":
+                                left.append(pid)
+                    except (FileNotFoundError, ProcessLookupError):
+                        pass
+                return left
+            wait_until(lambda: not alive(), 5, what="the worker and perf to be gone (left: %r)" % alive())
+        finally:
+            p.kill()
+            p.wait()
+        check(not reboot_calls(d), "rebooted while stopping")
+
+
 if __name__ == "__main__":
     main([s1_summary_before_the_reboot, s2_profile_with_real_perf, s3_retention, s4_perf_missing_or_refused,
-          s5_perf_hangs])
+          s5_perf_hangs, s6_stop_while_profiling])
