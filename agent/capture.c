@@ -188,13 +188,12 @@ static void on_profile_done(Profile *p, json_object *result, const char *error, 
         }
         if (same) {
                 prof = result ? json_object_get(result) : profile_state_json(a, "failed", error);
-                if (prof && !result)
-                        json_object_object_add(prof, "state", json_object_new_string("failed"));
                 json_object_object_add(a->evidence_summary, "profile", prof);
                 (void) summary_save(a);
         }
         if (text)
                 alerts_profile(a, a->profile_incident, text, detail);
+        free(a->profile_last_state);
         a->profile_last_state = strdup(state);
         prune(a);
         a->profile = profile_free(a->profile);

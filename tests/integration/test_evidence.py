@@ -377,6 +377,42 @@ def s6_stop_while_profiling():
         check(not reboot_calls(d), "rebooted while stopping")
 
 
+def s7_observe_only_twice():
+    """Without [remedy]: each overload is its own incident with its own
+    summary and profile result, in its own Slack thread; the agent stops
+    cleanly after both (the sanitizer build checks for leaks there)."""
+    tmp = make_tmpdir("monkey-ev-")
+    with SlackDouble(token="xoxb-evidence-test") as sl:
+        a = Agent("twice", window="1s", interval="100ms")
+        tok = os.path.join(a.dir, "slack-token")
+        with open(tok, "w") as f:
+            f.write("xoxb-evidence-test\n")
+        os.chmod(tok, 0o600)
+        a.write_config(extra="[slack]\ntoken_file = %s\nchannel = #incidents\napi_url = %s\n\n"
+                             "[evidence]\nprofile = 1s\nperf = %s/no-perf\n" % (tok, sl.api_url, tmp))
+        with a:
+            a.start()
+            for k in range(2):
+                a.feeder.set_busy(95)
+                a.wait_state("OVERLOADED", 10)
+                wait_until(lambda: a.status()["evidence"].get("last_profile") and
+                           not a.status()["evidence"].get("profiling"), 10, what="profile %d" % (k + 1))
+                a.feeder.set_busy(5)
+                a.wait_state("SERVING", 10)
+                time.sleep(1.1)  # the next incident id is a second later
+            ids = sorted(os.listdir(incidents_dir(a)))
+            check(len(ids) == 2, "incidents: %r" % ids)
+            for iid in ids:
+                prof = summary(a, iid)["profile"]
+                check(prof["state"] == "skipped" and "no-perf" in prof["reason"], "%s: %r" % (iid, prof))
+            msgs = sl.wait_for(lambda ms: sum("what burned the CPU" in m["body"]["text"] for m in ms) == 2, 10)
+            parents = [m["ts"] for m in msgs if "is overloaded" in m["body"]["text"]]
+            replies = [m.get("thread_ts") for m in msgs if "what burned the CPU" in m["body"]["text"]]
+            check(len(parents) == 2 and replies == parents, "threads: parents %r, replies %r" % (parents, replies))
+            rc = a.stop()
+            check(rc == 0, "monkeyd exited %s" % rc)
+
+
 if __name__ == "__main__":
     main([s1_summary_before_the_reboot, s2_profile_with_real_perf, s3_retention, s4_perf_missing_or_refused,
-          s5_perf_hangs, s6_stop_while_profiling])
+          s5_perf_hangs, s6_stop_while_profiling, s7_observe_only_twice])
