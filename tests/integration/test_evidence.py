@@ -168,6 +168,9 @@ def s1_summary_before_the_reboot():
                   "incident %r: rc %d, %r" % (bad, cp.returncode, cp.stderr))
         cp = ctl(a, "incident")
         check(cp.returncode == 2, "incident without an id: rc %d" % cp.returncode)
+        cp = ctl(a, "incident", "diff", iid, iid, "-o", os.path.join(tmp, "none.svg"))
+        check(cp.returncode == 1 and "incident %s has no profile (off)" % iid in cp.stderr
+              and not os.path.exists(os.path.join(tmp, "none.svg")), "diff without a profile: %r" % (cp,))
         cp = ctl(a, "incident", iid, "diff")
         check(cp.returncode == 2, "stray arguments accepted: rc %d" % cp.returncode)
 
