@@ -633,6 +633,7 @@ json_object *alerts_evidence_json(Agent *a) {
                 json_object_object_add(p, "command", json_object_new_string(a->top[k].cmdline));
                 json_object_object_add(p, "cpu_pct", json_new_rounded(a->top[k].cpu_pct, 1));
                 json_object_object_add(p, "rss_kb", json_object_new_uint64(a->top[k].rss_kb));
+                json_object_object_add(p, "new_in_window", json_object_new_boolean(a->top[k].new_in_window));
                 json_object_array_add(arr, p);
         }
         return arr;

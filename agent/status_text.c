@@ -902,7 +902,7 @@ int status_text_format_incident(json_object *o, char **ret) {
                         (void) num_field(p, "rss_kb", &rss);
                         fprintf(f, "  %7.0f  %6.1f  %9s  ", pid, pct, bytes_text(rss * 1024, b, sizeof b));
                         put_sane(f, str_field(p, "command"));
-                        fputc('\n', f);
+                        fputs(bool_field(p, "new_in_window") == 1 ? "  (started in the window)\n" : "\n", f);
                 }
         } else
                 fputs("  none used any CPU, or /proc could not be read\n", f);

@@ -263,7 +263,8 @@ static void test_text_incident(void **state) {
                 "\"iowait_pct\":0,\"steal_pct\":1.5},"
                 "\"loadavg\":{\"1m\":2.31,\"5m\":1.1,\"15m\":0.52,\"runnable\":3,\"tasks\":412},"
                 "\"psi\":{\"some\":{\"avg10\":63.2,\"avg60\":20.1,\"avg300\":5,\"total_usec\":1}},"
-                "\"top\":[{\"pid\":123,\"command\":\"burner 60\",\"cpu_pct\":98,\"rss_kb\":1124}],"
+                "\"top\":[{\"pid\":123,\"command\":\"burner 60\",\"cpu_pct\":98,\"rss_kb\":1124},"
+                "{\"pid\":7,\"command\":\"cc1\",\"cpu_pct\":5,\"rss_kb\":10,\"new_in_window\":true}],"
                 "\"profile\":{\"state\":\"done\",\"folded\":593,\"idle\":12,\"stacks\":13,"
                 "\"top_stacks\":[{\"stack\":\"burner;main;burn_inner\",\"samples\":191,\"pct\":32.2}]},"
                 "\"dir\":\"/var/lib/monkeyd/incidents/I1\",\"files\":[\"summary.json\",\"flame.svg\"]}");
@@ -277,7 +278,8 @@ static void test_text_incident(void **state) {
         assert_non_null(strstr(text, "cpu window  busy 97.1% (user 90.2%, system 6.9%, irq 0.0%), iowait 0.0%, steal 1.5%; 2 CPUs; window 1m"));
         assert_non_null(strstr(text, "load        2.31 1.10 0.52 (3 runnable of 412 tasks)"));
         assert_non_null(strstr(text, "pressure    cpu some 63.20% (10s), 20.10% (60s), 5.00% (300s)"));
-        assert_non_null(strstr(text, "      123    98.0    1.1 MiB  burner 60"));
+        assert_non_null(strstr(text, "      123    98.0    1.1 MiB  burner 60\n"));
+        assert_non_null(strstr(text, "        7     5.0     10 KiB  cc1  (started in the window)\n"));
         assert_non_null(strstr(text, "done: 593 samples in 13 distinct stacks (12 idle left out)"));
         assert_non_null(strstr(text, " 32.2%  burner;main;burn_inner"));
         assert_non_null(strstr(text, "summary.json flame.svg"));
