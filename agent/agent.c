@@ -13,6 +13,7 @@
 #include "checks.h"
 #include "remedy.h"
 #include "effects.h"
+#include "history.h"
 #include "log.h"
 #include "outbox.h"
 
@@ -108,6 +109,18 @@ static json_object *transition_json(Agent *a, const Transition *t, const char *r
         return o;
 }
 
+/* The line for o in state_dir/history.jsonl (history.h: why no fsync),
+ * and the file cut back to the ring once it holds twice as much. */
+static void history_persist(Agent *a, json_object *o) {
+        json_object *ordered[AGENT_HISTORY_MAX];
+
+        if (!a->history_file || history_file_append(a->history_file, o) <= 0)
+                return;
+        for (size_t k = 0; k < a->history_len; k++)
+                ordered[k] = a->history[(a->history_head + k) % AGENT_HISTORY_MAX];
+        (void) history_file_rewrite(a->history_file, ordered, a->history_len);
+}
+
 static void history_add(Agent *a, json_object *o) {
         size_t slot = (a->history_head + a->history_len) % AGENT_HISTORY_MAX;
         if (a->history_len == AGENT_HISTORY_MAX) {
@@ -117,26 +130,22 @@ static void history_add(Agent *a, json_object *o) {
         } else
                 a->history_len++;
         a->history[slot] = json_object_get(o);
+        history_persist(a, o);
 }
 
-static int persist_save(Agent *a) {
-        int r;
+/* A save's outcome, once the disk answered (the writer thread ran it). */
+static void on_persisted(void *userdata, uint64_t cookie, int error) {
+        Agent *a = userdata;
 
-        memcpy(a->persist.boot_id, a->boot_id, sizeof a->persist.boot_id);
-        a->persist.state = a->state;
-        a->persist.since = a->state_since_wall;
-        free(a->persist.reason);
-        a->persist.reason = a->state_reason ? strdup(a->state_reason) : NULL;
-        r = state_save(a->config->agent.state_dir, &a->persist);
-        if (r < 0) {
-                /* state_save logged why; the old file is intact. */
+        if (error < 0) {
+                /* the old file is intact */
                 if (a->persist_failures++ == 0)
                         a->persist_failing_since = agent_now_wall(a);
-                a->persist_error = r;
-                log_warning_errno(r, "Cannot save %s/state.json: %m; running on, what it must remember is kept in "
-                                     "memory and written with the next save that works",
+                a->persist_error = error;
+                log_warning_errno(error, "Cannot save %s/state.json: %m; running on, what it must remember is kept in "
+                                         "memory and written with the next save that works",
                                   a->config->agent.state_dir);
-                return r;
+                return;
         }
         if (a->persist_failures > 0)
                 log_notice("%s/state.json saved again after %" PRIu64 " failed save(s)", a->config->agent.state_dir,
@@ -144,11 +153,64 @@ static int persist_save(Agent *a) {
         a->persist_failures = 0;
         a->persist_failing_since = 0;
         a->persist_error = 0;
-        return 0;
+}
+
+/* This moment's state, queued on the writer: saves land in the order they
+ * were made, behind every alert spooled before. */
+static int persist_save_then(Agent *a, void (*done)(void *a, uint64_t cookie, int error), uint64_t cookie) {
+        WriterDone d[] = { { on_persisted, a, 0 }, { done, a, cookie } };
+        int r;
+
+        memcpy(a->persist.boot_id, a->boot_id, sizeof a->persist.boot_id);
+        a->persist.state = a->state;
+        a->persist.since = a->state_since_wall;
+        free(a->persist.reason);
+        a->persist.reason = a->state_reason ? strdup(a->state_reason) : NULL;
+        r = state_save_queued(a->writer, a->config->agent.state_dir, &a->persist, d, done ? 2 : 1);
+        if (r < 0)
+                on_persisted(a, 0, r);
+        return r;
+}
+
+static int persist_save(Agent *a) {
+        return persist_save_then(a, NULL, 0);
 }
 
 int agent_persist_save(Agent *a) {
         return persist_save(a);
+}
+
+int agent_persist_save_then(Agent *a, void (*done)(void *a, uint64_t cookie, int error), uint64_t cookie) {
+        return persist_save_then(a, done, cookie);
+}
+
+int agent_after_writes(Agent *a, void (*done)(void *a, uint64_t cookie, int error), uint64_t cookie) {
+        return writer_barrier(a->writer, &(WriterDone) { done, a, cookie });
+}
+
+/* The remediation counted at `at` is on disk (or the disk refused it). */
+static void on_remediation_recorded(void *userdata, uint64_t at, int error) {
+        Agent *a = userdata;
+        _cleanup_(freep) char *text = NULL;
+        size_t n = a->persist.n_remediations;
+
+        /* stopping, an operator stepped in meanwhile, or not this one's */
+        if (a->stopping || a->state != STATE_REMEDIATING || a->remedy_running || n == 0 ||
+            a->persist.remediations[n - 1] != at)
+                return;
+        if (error < 0) {
+                /* It did not happen: not counted. (An oldest entry dropped
+                 * to make room for it stays dropped: past any window.) */
+                a->persist.n_remediations--;
+                if (asprintf(&text, "cannot record the remediation in %s/state.json (%s): not remediating "
+                                    "what the reboot-loop guard could not count",
+                             a->config->agent.state_dir, strerror(-error)) < 0)
+                        text = NULL;
+                agent_post_event(a, EVENT_REMEDY_FAILED, text ? text : "cannot record the remediation");
+                return;
+        }
+        /* each ladder step is recorded and announced by remedy.c */
+        (void) effect_remediate(a);
 }
 
 static void incident_open(Agent *a, const char *reason) {
@@ -189,8 +251,8 @@ static void timers_cancel(Agent *a) {
 
 static void action_run(Agent *a, const Transition *t, const char *reason) {
         _cleanup_(freep) char *text = NULL;
-        usec_t kept[STATE_REMEDIATIONS_MAX];
-        size_t n_kept;
+        usec_t at;
+        int r;
         switch (t->action) {
         case ACTION_NONE:
                 break;
@@ -248,6 +310,27 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
                         alerts_notify(a, NOTICE_BREACH, text, reason);
                 break;
 
+        case ACTION_DRY_RUN:
+                incident_open(a, reason);
+                if (asprintf(&text, "%s overloaded: %s; DRY RUN: nothing will be done", a->config->agent.host,
+                             strna(reason)) >= 0)
+                        alerts_notify(a, NOTICE_BREACH, text, reason);
+                (void) effect_dry_run(a);
+                break;
+
+        case ACTION_NOTE_DRY_RUN:
+                /* Still hot, maybe: the detector stays breached until the
+                 * load clears, and the same overload is not told twice. */
+                a->dry_run_told = a->detector.breached;
+                incident_close(a, "dry run");
+                break;
+
+        case ACTION_WAIT_COOL:
+                /* Re-check at least every window: the first check after the
+                 * CPU cooled for a whole window lets the host rejoin. */
+                retry_schedule(a, MIN(backoff_delay(a->retry_attempt++), a->config->cpu.window));
+                break;
+
         case ACTION_HOLD:
                 alerts_holding(a, reason);
                 /* Re-ask at the heartbeat pace: the budget frees up as soon
@@ -279,23 +362,13 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
         case ACTION_REMEDIATE:
                 /* Counted and saved before acting: a reboot must find it.
                  * One the disk will not record could repeat after the boot,
-                 * past max_per_window: not acting beats a reboot loop. */
-                memcpy(kept, a->persist.remediations, sizeof kept);
-                n_kept = a->persist.n_remediations;
-                persistent_state_add_remediation(&a->persist, agent_now_wall(a));
-                if (persist_save(a) < 0) {
-                        /* it did not happen: as it was */
-                        memcpy(a->persist.remediations, kept, sizeof kept);
-                        a->persist.n_remediations = n_kept;
-                        if (asprintf(&text, "cannot record the remediation in %s/state.json (%s): not remediating "
-                                            "what the reboot-loop guard could not count",
-                                     a->config->agent.state_dir, strerror(-a->persist_error)) < 0)
-                                text = NULL;
-                        (void) agent_post_event(a, EVENT_REMEDY_FAILED, text ? text : "cannot record the remediation");
-                        break;
-                }
-                /* each ladder step is recorded and announced by remedy.c */
-                (void) effect_remediate(a);
+                 * past max_per_window: not acting beats a reboot loop. The
+                 * save runs off the loop; on_remediation_recorded acts. */
+                at = agent_now_wall(a);
+                persistent_state_add_remediation(&a->persist, at);
+                r = persist_save_then(a, on_remediation_recorded, at);
+                if (r < 0)
+                        on_remediation_recorded(a, at, r);
                 break;
 
         case ACTION_QUARANTINE:
@@ -337,11 +410,13 @@ static void agent_step(Agent *a, Event ev, const char *reason) {
         Transition t;
         FsmInputs in = {
                 .remedy_enabled = a->config->remedy.enabled,
+                .dry_run = a->config->remedy.dry_run,
+                .rejoin_allowed = !a->rejoin_needs_cool || detector_cooled(&a->detector),
                 .remedy_allowed = remedy_count_in_window(a->persist.remediations, a->persist.n_remediations,
                                                          agent_now_guard(a), a->config->remedy.window) <
                                   a->config->remedy.max_per_window,
         };
-        _cleanup_(freep) char *limit_reason = NULL;
+        _cleanup_(freep) char *limit_reason = NULL, *hot_reason = NULL;
         int r;
 
         r = fsm_step(a->state, ev, &in, &t);
@@ -354,6 +429,19 @@ static void agent_step(Agent *a, Event ev, const char *reason) {
             asprintf(&limit_reason, "remediation limit reached: %u in the last %s", a->config->remedy.max_per_window,
                      format_duration((char[32]) {}, 32, a->config->remedy.window)) >= 0)
                 reason = limit_reason;
+
+        if (t.guard == GUARD_REJOIN_HOT &&
+            asprintf(&hot_reason, "checks pass, but after the failed remediation the CPU must stay below %.0f%% for "
+                                  "a whole window (%s) before the host rejoins: below it for %s so far",
+                     a->config->cpu.clear_below, format_duration((char[32]) {}, 32, a->config->cpu.window),
+                     format_duration((char[32]) {}, 32, detector_cool_length(&a->detector))) >= 0)
+                reason = hot_reason;
+        /* A host whose remediation failed is still sick: it rejoins when
+         * cool, or when an operator says so. */
+        if (t.from == STATE_REMEDIATING && t.to == STATE_QUARANTINED)
+                a->rejoin_needs_cool = true;
+        else if (t.to == STATE_SERVING || ev == EVENT_RESUME)
+                a->rejoin_needs_cool = false;
 
         if (t.to == STATE_CHECKING && t.from == STATE_MAINTENANCE)
                 a->persist.maintenance = false;
@@ -411,30 +499,29 @@ static void agent_step(Agent *a, Event ev, const char *reason) {
 
 static int queue_dispatch(sd_event_source *s, void *userdata) {
         Agent *a = userdata;
+        Event e;
+        char *reason;
 
         /* Events posted by actions land at the end and run in this same
          * dispatch, in order. Stopping: nothing more is decided (the state
          * is what state.json holds), as if we had exited at once. */
-        for (size_t i = 0; i < a->queue_len; i++) {
-                if (a->stopping) {
-                        free(a->queue[i].reason);
-                        a->queue[i].reason = NULL;
-                        continue;
-                }
-                QueuedEvent q = a->queue[i];
-                a->queue[i].reason = NULL;
-                agent_step(a, q.event, q.reason);
-                free(q.reason);
+        while (eventq_pop(&a->queue, &e, &reason)) {
+                if (!a->stopping)
+                        agent_step(a, e, reason);
+                free(reason);
         }
-        a->queue_len = 0;
         return sd_event_source_set_enabled(s, SD_EVENT_OFF);
 }
 
-int agent_post_event(Agent *a, Event e, const char *reason) {
-        if (a->queue_len >= AGENT_EVENT_QUEUE_MAX)
-                return log_error_errno(ENOBUFS, "Event queue full, dropping %s", event_to_string(e));
-        a->queue[a->queue_len++] = (QueuedEvent) { e, reason ? strdup(reason) : NULL };
-        return sd_event_source_set_enabled(a->queue_defer, SD_EVENT_ONESHOT);
+void agent_post_event(Agent *a, Event e, const char *reason) {
+        int r;
+
+        eventq_push(&a->queue, e, reason);
+        /* Cannot fail on a defer source we own; were it to, the event is
+         * still queued and runs with the next one posted. */
+        r = sd_event_source_set_enabled(a->queue_defer, SD_EVENT_ONESHOT);
+        if (r < 0)
+                log_error_errno(r, "Cannot schedule the event queue for %s: %m", event_to_string(e));
 }
 
 /* ---- timers owned by actions ---- */
@@ -442,7 +529,8 @@ int agent_post_event(Agent *a, Event e, const char *reason) {
 static int on_retry(sd_event_source *s, uint64_t usec, void *userdata) {
         Agent *a = userdata;
         a->retry_timer = sd_event_source_disable_unref(a->retry_timer);
-        return agent_post_event(a, EVENT_RETRY, a->state == STATE_HOLDING ? "asking the budget again" : "re-checking");
+        agent_post_event(a, EVENT_RETRY, a->state == STATE_HOLDING ? "asking the budget again" : "re-checking");
+        return 0;
 }
 
 static void retry_schedule(Agent *a, usec_t delay) {
@@ -459,7 +547,8 @@ static int on_drained(sd_event_source *s, uint64_t usec, void *userdata) {
         /* a reboot would take the profile with it */
         if (capture_hold_drain(a))
                 return 0;
-        return agent_post_event(a, EVENT_DRAINED, "drain grace over");
+        agent_post_event(a, EVENT_DRAINED, "drain grace over");
+        return 0;
 }
 
 static void drain_schedule(Agent *a, usec_t delay) {
@@ -468,7 +557,7 @@ static void drain_schedule(Agent *a, usec_t delay) {
         r = sd_event_add_time_relative(a->event, &a->drain_timer, CLOCK_BOOTTIME, delay, USEC_PER_MSEC, on_drained, a);
         if (r < 0) {
                 log_warning_errno(r, "Cannot schedule the drain timer: %m; proceeding now");
-                (void) agent_post_event(a, EVENT_DRAINED, "drain timer unavailable");
+                agent_post_event(a, EVENT_DRAINED, "drain timer unavailable");
         }
 }
 
@@ -559,8 +648,11 @@ static void cpu_sample(Agent *a, usec_t now) {
                 log_debug("Detector: %s at %.1f%%", detector_verdict_to_string(v), busy);
 
         /* Level-triggered: the machine hears the detector's current view
-         * each sample in the states where it matters. */
-        if (a->detector.breached && a->state == STATE_SERVING) {
+         * each sample in the states where it matters. A dry run told once
+         * per overload: back in SERVING it waits for the load to clear. */
+        if (!a->detector.breached)
+                a->dry_run_told = false;
+        if (a->detector.breached && a->state == STATE_SERVING && !a->dry_run_told) {
                 char reason[160];
                 usec_t mono = now_clock(a->event, CLOCK_MONOTONIC);
                 format_breach_reason(a, reason, sizeof reason);
@@ -572,11 +664,11 @@ static void cpu_sample(Agent *a, usec_t now) {
                         }
                         return;
                 }
-                (void) agent_post_event(a, EVENT_BREACH, reason);
+                agent_post_event(a, EVENT_BREACH, reason);
         } else if (!a->detector.breached && (a->state == STATE_OVERLOADED || a->state == STATE_HOLDING)) {
                 char reason[96];
                 snprintf(reason, sizeof reason, "cpu %.1f%% < %.0f%%", busy, a->config->cpu.clear_below);
-                (void) agent_post_event(a, EVENT_CLEARED, reason);
+                agent_post_event(a, EVENT_CLEARED, reason);
         }
 }
 
@@ -617,10 +709,24 @@ json_object *agent_status_json(Agent *a) {
         if (have)
                 cpu_interval_usage(&a->cpu_last, &u);
 
+        json_object_object_add(o, "schema", json_object_new_int(CONTROL_JSON_SCHEMA));
         json_object_object_add(o, "host", json_object_new_string(c->agent.host));
         json_object_object_add(o, "version", json_object_new_string(MONKEY_VERSION));
         json_object_object_add(o, "pid", json_object_new_int((int) getpid()));
         json_object_object_add(o, "config", json_object_new_string(a->config_path));
+        /* what runs: compare with `sha256sum` of the file, and what the last reload said */
+        json_object_object_add(o, "config_sha256", c->sha256[0] ? json_object_new_string(c->sha256) : NULL);
+        if (a->reload_at) {
+                json_object *rl = json_object_new_object();
+                json_object_object_add(rl, "at", json_iso_or_null(a->reload_at));
+                json_object_object_add(rl, "at_unix", json_object_new_double((double) a->reload_at / USEC_PER_SEC));
+                json_object_object_add(rl, "ok", json_object_new_boolean(a->reload_result >= 0));
+                json_object_object_add(rl, "result", json_object_new_string(a->reload_result >= 0 ? "ok"
+                                                                             : strna(a->reload_error)));
+                json_object_object_add(rl, "via", json_object_new_string(strna(a->reload_via)));
+                json_object_object_add(o, "last_reload", rl);
+        } else
+                json_object_object_add(o, "last_reload", NULL);
         json_object_object_add(o, "state", json_object_new_string(state_to_string(a->state)));
         json_object_object_add(o, "since", json_iso_or_null(a->state_since_wall));
         json_object_object_add(o, "since_unix", json_object_new_double((double) a->state_since_wall / USEC_PER_SEC));
@@ -644,6 +750,7 @@ json_object *agent_status_json(Agent *a) {
                 json_object_object_add(sf, "failed_saves", json_object_new_uint64(a->persist_failures));
                 json_object_object_add(o, "state_file", sf);
         }
+        json_object_object_add(o, "disk_writes", writer_status_json(a->writer));
 
         json_object_object_add(cpu, "busy_pct", json_pct_or_null(have, a->cpu_last_busy));
         json_object_object_add(cpu, "window_pct", json_pct_or_null(true, window_pct));
@@ -706,6 +813,11 @@ json_object *agent_status_json(Agent *a) {
         json_object_object_add(remedy, "mode", json_object_new_string(!c->remedy.enabled ? "observe only"
                                                                       : c->remedy.dry_run ? "dry run"
                                                                                           : "enabled"));
+        /* "none": [remedy] without [pool] (budget = none, or a dry run) */
+        json_object_object_add(remedy, "budget",
+                               c->remedy.enabled ? json_object_new_string(c->pool.enabled ? "pool" : "none") : NULL);
+        json_object_object_add(remedy, "budget_note",
+                               config_no_fleet_budget(c) ? json_object_new_string(config_no_fleet_budget(c)) : NULL);
         json_object_object_add(remedy, "count_in_window",
                                json_object_new_int((int) remedy_count_in_window(a->persist.remediations,
                                                                                 a->persist.n_remediations,
@@ -733,11 +845,24 @@ json_object *agent_status_json(Agent *a) {
         INTEG("proxy", c->proxy.enabled);
 #undef INTEG
         json_object_object_add(o, "integrations", integ);
+        json_object_object_add(o, "agent_check", agentcheck_status_json(a->agent_check));
         json_object_object_add(o, "slack", alerts_status_json(a));
         {
                 json_object *ev = capture_status_json(a);
                 json_object_object_add(ev, "top", alerts_evidence_json(a));
                 json_object_object_add(o, "evidence", ev);
+        }
+        {
+                /* the same judgement monkeyctl status's exit code makes */
+                _cleanup_(freep) char *why = NULL;
+                ControlVerdict v = control_status_verdict(o, &why);
+                json_object *rt = json_object_new_object();
+
+                json_object_object_add(rt, "verdict", json_object_new_string(control_verdict_to_string(v)));
+                json_object_object_add(rt, "routed", json_object_new_boolean(v != CONTROL_VERDICT_NOT_ROUTED));
+                json_object_object_add(rt, "degraded", json_object_new_boolean(v == CONTROL_VERDICT_DEGRADED));
+                json_object_object_add(rt, "why", why ? json_object_new_string(why) : NULL);
+                json_object_object_add(o, "routing", rt);
         }
         return o;
 }
@@ -762,8 +887,13 @@ static int control_drain(void *userdata, const char *reason, char **ret_message)
         Agent *a = userdata;
         char *m = NULL;
 
+        /* Idempotent, so config management may drain again: the first
+         * reason stays, the answer says so. */
         if (a->state == STATE_MAINTENANCE) {
-                if (asprintf(&m, "already in maintenance since %s", a->state_reason ? a->state_reason : "?") < 0)
+                const char *why = a->persist.maintenance_reason ? a->persist.maintenance_reason : a->state_reason;
+
+                if (asprintf(&m, "already drained: %s is in maintenance (%s) until `monkeyctl resume`",
+                             a->config->agent.host, strna(why)) < 0)
                         return -ENOMEM;
                 *ret_message = m;
                 return 0;
@@ -774,7 +904,7 @@ static int control_drain(void *userdata, const char *reason, char **ret_message)
         }
         free(a->persist.maintenance_reason);
         a->persist.maintenance_reason = strdup(isempty(reason) ? "operator drain" : reason);
-        (void) agent_post_event(a, EVENT_MAINTENANCE, a->persist.maintenance_reason);
+        agent_post_event(a, EVENT_MAINTENANCE, a->persist.maintenance_reason);
         if (asprintf(&m, "draining %s: leaving the pool and staying out until `monkeyctl resume`",
                      a->config->agent.host) < 0)
                 return -ENOMEM;
@@ -786,16 +916,68 @@ static int control_resume(void *userdata, char **ret_message) {
         Agent *a = userdata;
         char *m = NULL;
 
+        /* Idempotent as drain is: no drain or give-up in force means the
+         * resume is done, whatever the state is otherwise. */
+        if (a->state == STATE_BOOT) {
+                *ret_message = strdup("the agent is still starting; try again");
+                return -EBUSY;
+        }
         if (a->state != STATE_MAINTENANCE && a->state != STATE_QUARANTINED) {
-                if (asprintf(&m, "nothing to resume: state is %s", state_to_string(a->state)) < 0)
+                int k = a->state == STATE_CHECKING
+                                ? asprintf(&m, "already resumed: %s is checking, then rejoins the pool",
+                                           a->config->agent.host)
+                        : a->state == STATE_SERVING
+                                ? asprintf(&m, "already serving: %s has no drain in force", a->config->agent.host)
+                                : asprintf(&m, "already resumed: %s has no drain in force; it is %s (%s)",
+                                           a->config->agent.host, state_to_string(a->state), strna(a->state_reason));
+                if (k < 0)
                         return -ENOMEM;
                 *ret_message = m;
-                return -EALREADY;
+                return 0;
         }
-        (void) agent_post_event(a, EVENT_RESUME, "operator resume");
+        agent_post_event(a, EVENT_RESUME, "operator resume");
         if (asprintf(&m, "resuming %s: checking, then rejoining the pool", a->config->agent.host) < 0)
                 return -ENOMEM;
         *ret_message = m;
+        return 0;
+}
+
+/* agent_reload(), and its outcome kept for status: the lead's reload does
+ * the work, this only records it. */
+static int agent_reload_recorded(Agent *a, const char *via, char **ret_error) {
+        _cleanup_(freep) char *err = NULL;
+        int r;
+
+        r = agent_reload(a, &err);
+        a->reload_at = agent_now_wall(a);
+        a->reload_result = MIN(r, 0);
+        a->reload_via = via;
+        free(a->reload_error);
+        a->reload_error = r < 0 ? strdup(err ? err : strerror(-r)) : NULL;
+        if (ret_error)
+                *ret_error = TAKE_PTR(err);
+        return r;
+}
+
+static int control_reload(void *userdata, char **ret_message) {
+        Agent *a = userdata;
+        _cleanup_(freep) char *err = NULL;
+        char *m = NULL;
+        int r;
+
+        if (a->stopping) {
+                *ret_message = strdup("the agent is stopping; the file is read at the next start");
+                return -ESHUTDOWN;
+        }
+        r = agent_reload_recorded(a, "monkeyctl", &err);
+        if (r < 0) {
+                *ret_message = TAKE_PTR(err);
+                return r;
+        }
+        /* reloaded whatever happens to this text: NULL says "ok" */
+        if ((a->config->sha256[0] ? asprintf(&m, "reloaded %s (sha256 %s)", a->config_path, a->config->sha256)
+                                  : asprintf(&m, "reloaded %s", a->config_path)) >= 0)
+                *ret_message = m;
         return 0;
 }
 
@@ -844,25 +1026,83 @@ static const ControlHandlers control_handlers = {
         .history = control_history,
         .drain = control_drain,
         .resume = control_resume,
+        .reload = control_reload,
 };
 
 /* ---- signals and reload ---- */
 
-static int agent_reload(Agent *a) {
+/* HAProxy's agent-check listener follows [proxy] on a reload (and the
+ * addresses its default comes from): a new address or port gets a new
+ * socket; if it cannot be had, the old one stays, so a proxy asking there
+ * keeps getting answers. */
+static void agent_check_reconfigure(Agent *a, const Config *nc) {
+        const Config *oc = a->config;
+        AgentCheck *fresh = NULL;
+        int r;
+
+        if (nc->proxy.enabled == oc->proxy.enabled && nc->proxy.agent_check_port == oc->proxy.agent_check_port &&
+            streq_ptr(nc->proxy.agent_check_address, oc->proxy.agent_check_address) &&
+            streq_ptr(nc->pool.address, oc->pool.address) &&
+            streq_ptr(nc->checks.public_address, oc->checks.public_address))
+                return;
+        if (!nc->proxy.enabled) {
+                a->agent_check = agentcheck_free(a->agent_check);
+                log_info("reload: [proxy] removed, agent-check listener closed");
+                return;
+        }
+        r = agentcheck_new_from_config(a->event, nc, agent_state_of, a, &fresh);
+        if (r == -EADDRINUSE && a->agent_check) {
+                /* the same port on an overlapping address: hand it over */
+                a->agent_check = agentcheck_free(a->agent_check);
+                r = agentcheck_new_from_config(a->event, nc, agent_state_of, a, &fresh);
+                if (r < 0 && oc->proxy.enabled)
+                        (void) agentcheck_new_from_config(a->event, oc, agent_state_of, a, &a->agent_check);
+        }
+        if (r < 0) {
+                log_warning_errno(r, "reload: cannot listen for HAProxy's agent-check on port %u: %m, %s",
+                                  (unsigned) nc->proxy.agent_check_port,
+                                  a->agent_check ? "keeping the previous listener" : "no listener now");
+                return;
+        }
+        agentcheck_free(a->agent_check);
+        a->agent_check = fresh;
+        log_info("reload: agent-check listener on port %u from the new [proxy] settings",
+                 (unsigned) nc->proxy.agent_check_port);
+}
+
+/* The reload's verdict, for the log, sd_notify and the caller: "SECTION:
+ * DETAIL" when a part refused the new config, or the loader's own
+ * "FILE:LINE: message" (section NULL). Takes detail. */
+static int reload_refused(Agent *a, char **ret_error, int r, const char *section, char *detail) {
+        char *why = NULL;
+
+        if (section) {
+                if (asprintf(&why, "%s: %s", section, detail ? detail : strerror(-r)) < 0)
+                        why = NULL;
+                free(detail);
+        } else
+                why = detail;
+        log_warning("reload failed, keeping the running config: %s", why ? why : strerror(-r));
+        if (ret_error)
+                *ret_error = why ? why : strdup(strerror(-r));
+        else
+                free(why);
+        sd_notify(0, "READY=1");
+        sd_notify_status(a);
+        return r < 0 ? r : -EINVAL;
+}
+
+int agent_reload(Agent *a, char **ret_error) {
         _cleanup_(config_freep) Config *nc = NULL;
-        _cleanup_(freep) char *err = NULL;
+        char *err = NULL;
         Config *oc = a->config;
         int r;
 
         sd_notifyf(0, "RELOADING=1\nSTATUS=Reloading %s\nMONOTONIC_USEC=%llu", a->config_path,
                    (unsigned long long) now_clock(NULL, CLOCK_MONOTONIC));
         r = config_load(a->config_path, &nc, &err);
-        if (r < 0) {
-                log_warning("reload failed, keeping the running config: %s", strna(err));
-                sd_notify(0, "READY=1");
-                sd_notify_status(a);
-                return 0;
-        }
+        if (r < 0)
+                return reload_refused(a, ret_error, r, NULL, err);
 
         /* These are bound at start; changing them live would orphan the
          * socket or split the state between two directories. */
@@ -876,24 +1116,25 @@ static int agent_reload(Agent *a) {
         nc->agent.control_socket = strdup(oc->agent.control_socket);
         free(nc->agent.boot_id);
         nc->agent.boot_id = strdup(oc->agent.boot_id);
-        if (!nc->agent.state_dir || !nc->agent.control_socket || !nc->agent.boot_id) {
-                sd_notify(0, "READY=1");
-                return log_oom();
-        }
+        if (!nc->agent.state_dir || !nc->agent.control_socket || !nc->agent.boot_id)
+                return reload_refused(a, ret_error, -ENOMEM, NULL, NULL);
+
+        /* What can still refuse the file comes first, each all or nothing,
+         * before anything else is applied. */
+        if (a->checks && nc->checks.enabled) {
+                r = checks_reconfigure(a->checks, nc, &err);
+                if (r < 0)
+                        return reload_refused(a, ret_error, r, "[checks]", err);
+        } else if (!!a->checks != nc->checks.enabled)
+                log_warning("reload: adding or removing [checks] takes effect at the next restart, ignoring");
 
         r = alerts_reload(a, nc, &err);
-        if (r < 0) {
-                log_warning("reload failed, keeping the running config: slack: %s", err ? err : strerror(-r));
-                sd_notify(0, "READY=1");
-                return 0;
-        }
+        if (r < 0)
+                return reload_refused(a, ret_error, r, "[slack]", err);
         r = detector_reconfigure(&a->detector, nc->cpu.threshold, nc->cpu.clear_below, nc->cpu.window,
                                  nc->cpu.interval);
-        if (r < 0) {
-                log_warning_errno(r, "reload failed, keeping the running config: detector: %m");
-                sd_notify(0, "READY=1");
-                return 0;
-        }
+        if (r < 0)
+                return reload_refused(a, ret_error, r, "[cpu]", NULL);
         if (!streq(nc->agent.proc_stat, oc->agent.proc_stat)) {
                 a->cpu = cpu_reader_free(a->cpu);
                 a->cpu_prev_at = 0;
@@ -905,13 +1146,12 @@ static int agent_reload(Agent *a) {
         }
         if (a->pool && nc->pool.enabled) {
                 r = pool_reconfigure(a->pool, nc);
-                if (r < 0) {
-                        log_warning_errno(r, "reload failed, keeping the running config: pool: %m");
-                        sd_notify(0, "READY=1");
-                        return 0;
-                }
+                if (r < 0)
+                        return reload_refused(a, ret_error, r, "[pool]", NULL);
         } else if (!!a->pool != nc->pool.enabled)
                 log_warning("reload: adding or removing [pool] takes effect at the next restart, ignoring");
+        agent_check_reconfigure(a, nc);
+        (void) remedy_reconfigure(a, nc);
         log_max_level = nc->agent.log_level;
         /* A reload may grant or revoke [agent] control_group at once. */
         r = control_server_apply_config(a->control, nc);
@@ -944,7 +1184,7 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         int r;
 
         if (si->ssi_signo == SIGHUP)
-                return agent_reload(a);
+                return agent_reload_recorded(a, "SIGHUP", NULL), 0;
 
         if (a->stopping) /* a second signal: now */
                 return sd_event_exit(a->event, 0);
@@ -975,7 +1215,7 @@ static int state_dir_prepare(const char *dir) {
 }
 
 static void agent_start_machine(Agent *a) {
-        char reason[192];
+        char reason[192], due[160] = "";
         const char *prev = a->persist.boot_id;
         usec_t last;
 
@@ -989,13 +1229,10 @@ static void agent_start_machine(Agent *a) {
 
         log_info("Starting: %s", reason);
         last = a->persist.n_remediations > 0 ? a->persist.remediations[a->persist.n_remediations - 1] : 0;
-        /* The reboot a step waited for has happened; or it is still due:
-         * killed (OOM, SIGKILL) between EC2's yes and the shutdown. */
-        if (a->new_boot)
-                for (size_t k = 0; k < a->persist.incident.n_steps; k++)
-                        a->persist.incident.steps[k].awaiting_reboot = false;
-        a->reboot_awaited = !a->new_boot && a->persist.state == STATE_REMEDIATING && a->config->remedy.enabled &&
-                            incident_reboot_awaited(&a->persist.incident);
+        /* The reboot a step asked for has happened; or it is still due:
+         * killed (OOM, SIGKILL) with RebootInstances in flight, or between
+         * EC2's yes and the shutdown (remedy.c). */
+        a->reboot_awaited = remedy_reboot_due(a, due, sizeof due);
         /* A boot that follows our own remediation: give the app time. */
         if (a->new_boot && !isempty(prev) && a->config->remedy.enabled && a->config->remedy.grace > 0 &&
             remedy_count_in_window(&last, a->persist.n_remediations > 0, agent_now_guard(a),
@@ -1013,18 +1250,17 @@ static void agent_start_machine(Agent *a) {
                 char m[256];
                 snprintf(m, sizeof m, "%s; operator drain still in force: %s", reason,
                          strna(a->persist.maintenance_reason));
-                (void) agent_post_event(a, EVENT_RESTORE_MAINTENANCE, m);
+                agent_post_event(a, EVENT_RESTORE_MAINTENANCE, m);
         } else if (a->persist.held) {
                 char m[320];
                 snprintf(m, sizeof m, "%s; still held out of the pool: %s", reason, strna(a->persist.held_reason));
-                (void) agent_post_event(a, EVENT_RESTORE_HOLD, m);
+                agent_post_event(a, EVENT_RESTORE_HOLD, m);
         } else if (a->reboot_awaited) {
                 char m[320];
-                snprintf(m, sizeof m, "%s; %s was accepted and the machine has not gone down yet: waiting for it",
-                         reason, incident_reboot_awaited(&a->persist.incident)->step);
-                (void) agent_post_event(a, EVENT_START, m);
+                snprintf(m, sizeof m, "%s; %s and the machine has not gone down yet: waiting for it", reason, due);
+                agent_post_event(a, EVENT_START, m);
         } else
-                (void) agent_post_event(a, EVENT_START, reason);
+                agent_post_event(a, EVENT_START, reason);
 }
 
 int agent_new(const char *config_path, Agent **ret, char **ret_error) {
@@ -1063,6 +1299,12 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
         if (moved)
                 log_warning("%s/state.json was corrupt; moved aside to %s, starting fresh",
                             a->config->agent.state_dir, moved);
+        /* The transitions before this start (a restart, a reboot). */
+        r = history_file_open(a->config->agent.state_dir, AGENT_HISTORY_MAX, a->history, &a->history_len,
+                              &a->history_file);
+        if (r < 0)
+                log_warning_errno(r, "Cannot open %s/history.jsonl: %m; history is kept in memory only, ignoring",
+                                  a->config->agent.state_dir);
 
         if (a->persist.last_checks)
                 a->last_checks = json_tokener_parse(a->persist.last_checks); /* NULL if garbage: "not run" */
@@ -1081,6 +1323,9 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
         r = sd_event_new(&a->event);
         if (r < 0)
                 return log_error_errno(r, "Cannot create the event loop: %m");
+        r = writer_new(a->event, &a->writer);
+        if (r < 0)
+                return log_error_errno(r, "Cannot start the writer thread: %m");
 
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
@@ -1134,8 +1379,7 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
                         return r;
         }
         if (a->config->proxy.enabled) {
-                r = agentcheck_new(a->event, a->config->proxy.agent_check_address, a->config->proxy.agent_check_port,
-                                   agent_state_of, a, &a->agent_check);
+                r = agentcheck_new_from_config(a->event, a->config, agent_state_of, a, &a->agent_check);
                 if (r < 0)
                         return log_error_errno(r, "Cannot listen for HAProxy's agent-check on %s port %u: %m",
                                                a->config->proxy.agent_check_address,
@@ -1176,6 +1420,8 @@ int agent_run(Agent *a) {
 Agent *agent_free(Agent *a) {
         if (!a)
                 return NULL;
+        /* Stopping: what was saved or spooled reaches the disk first. */
+        writer_stop(a->writer);
         effect_checks_cancel(a);
         effect_readiness_stop(a);
         effect_checks_manual_free(a);
@@ -1194,10 +1440,11 @@ Agent *agent_free(Agent *a) {
         sd_event_source_disable_unref(a->sig_term);
         sd_event_source_disable_unref(a->sig_int);
         sd_event_source_disable_unref(a->sig_hup);
-        for (size_t i = 0; i < a->queue_len; i++)
-                free(a->queue[i].reason);
+        eventq_clear(&a->queue);
         for (size_t k = 0; k < a->history_len; k++)
                 json_object_put(a->history[(a->history_head + k) % AGENT_HISTORY_MAX]);
+        history_file_free(a->history_file);
+        free(a->reload_error);
         json_object_put(a->last_checks);
         cpu_reader_free(a->cpu);
         detector_done(&a->detector);
@@ -1208,6 +1455,7 @@ Agent *agent_free(Agent *a) {
         free(a->state_reason);
         config_free(a->config);
         free(a->config_path);
+        a->writer = writer_free(a->writer);
         sd_event_unref(a->event);
         free(a);
         return NULL;

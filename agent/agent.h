@@ -19,18 +19,13 @@
 #include "control.h"
 #include "cpu.h"
 #include "detector.h"
+#include "eventq.h"
 #include "machine.h"
 #include "pool.h"
 #include "state.h"
 #include "ticker.h"
 
 #define AGENT_HISTORY_MAX 200
-#define AGENT_EVENT_QUEUE_MAX 32
-
-typedef struct QueuedEvent {
-        Event event;
-        char *reason;
-} QueuedEvent;
 
 /* On SIGTERM, how long to wait for Slack's answer to a message in flight. */
 #define AGENT_STOP_GRACE_USEC (2 * USEC_PER_SEC)
@@ -58,8 +53,7 @@ typedef struct Agent {
         usec_t state_since_mono;    /* CLOCK_MONOTONIC */
         usec_t state_since_wall;    /* CLOCK_REALTIME */
         char *state_reason;
-        QueuedEvent queue[AGENT_EVENT_QUEUE_MAX];
-        size_t queue_len;
+        EventQueue queue;
         sd_event_source *queue_defer;
 
         /* Timers owned by actions */
@@ -68,6 +62,7 @@ typedef struct Agent {
         unsigned retry_attempt;         /* for backoff */
 
         /* Persistence */
+        Writer *writer;                 /* every durable write, off the loop (writer.h) */
         PersistentState persist;
         int persist_error;              /* the last save's error, 0 when it worked */
         usec_t persist_failing_since;   /* wall clock of the first failed save in a row, 0 = saving */
@@ -114,13 +109,19 @@ typedef struct Agent {
         struct Aws *aws;                /* NULL without [aws] or reboot-instance */
         struct SysBus *sysbus;          /* NULL without local steps */
         size_t ladder_pos;
+        uint64_t remedy_gen;            /* tells a step's write completion from a cancelled ladder's */
+        uint64_t leave_gen;             /* the same for the budget request waiting on the breach alert */
         bool remedy_running;
         bool reboot_awaited;            /* restarted in CHECKING while an accepted reboot is due */
         sd_event_source *remedy_timer;  /* settle after a restart, or the reboot that must come */
+        sd_event_source *remedy_deadline; /* [remedy] step_timeout: the step's call has not answered */
+        bool remedy_timed_out;          /* a step of this ladder run never answered: give the slot back */
         char *remedy_last_failure;
         uint64_t reboot_test_ticket;    /* monkeyctl test-reboot waiting, 0 = none */
         sd_event_source *reboot_test_deadline;
         usec_t grace_until;             /* CLOCK_MONOTONIC; breaches only alert before it */
+        bool rejoin_needs_cool;         /* the ladder failed: rejoin only after a cool window */
+        bool dry_run_told;              /* this overload's dry run is told; cleared when it clears */
         bool grace_alerted;
 
         /* Checks (effects.c; NULL without [checks]) */
@@ -140,6 +141,13 @@ typedef struct Agent {
         /* History ring of transition objects (json) */
         json_object *history[AGENT_HISTORY_MAX];
         size_t history_len, history_head;
+        struct HistoryFile *history_file; /* state_dir/history.jsonl; NULL when it cannot be opened */
+
+        /* The last reload's outcome, for status (agent_reload_recorded) */
+        usec_t reload_at;               /* CLOCK_REALTIME, 0: none since start */
+        int reload_result;              /* 0, or agent_reload()'s negative errno */
+        char *reload_error;             /* what it said, NULL when it worked */
+        const char *reload_via;         /* "SIGHUP" or "monkeyctl" */
 
         ControlServer *control;
         sd_event_source *sig_term, *sig_int, *sig_hup;
@@ -159,13 +167,30 @@ static inline void agent_freep(Agent **a) {
 int agent_run(Agent *a);
 
 /* Queue an event for the machine; processed from a defer source, never
- * re-entrantly. `reason` is copied. */
-int agent_post_event(Agent *a, Event e, const char *reason);
+ * re-entrantly, in the order posted. `reason` is copied. Cannot fail: see
+ * eventq.h. */
+void agent_post_event(Agent *a, Event e, const char *reason);
 
 /* Write state.json now (an integration learned something that must
- * survive a reboot, e.g. the incident's Slack thread). A negative errno
- * when the disk refused it (logged, shown in status as state_file). */
+ * survive a reboot, e.g. the incident's Slack thread): queued on the
+ * writer, off the loop, after every durable write queued before. A refusal
+ * of the disk is logged and shown in status as state_file once the disk
+ * answered; < 0 here only when the save could not be queued. */
 int agent_persist_save(Agent *a);
+/* The same, then done(a, cookie, error) on the loop once this save is on
+ * disk (0) or the disk refused it: "record it, then act". < 0: not
+ * queued, done will not run. */
+int agent_persist_save_then(Agent *a, void (*done)(void *a, uint64_t cookie, int error), uint64_t cookie);
+/* done(a, cookie, 0) once every durable write queued so far has ended
+ * (the alerts spooled are on disk): "announce it, then act". < 0: not
+ * queued, done will not run. */
+int agent_after_writes(Agent *a, void (*done)(void *a, uint64_t cookie, int error), uint64_t cookie);
+
+/* Parse the config file again and swap it in only if it is valid. Returns
+ * 0 when the new file runs, or a negative errno when it was refused (the
+ * running config stays) with *ret_error = "FILE:LINE: message" (or another
+ * reason naming what was refused) when ret_error is not NULL. */
+int agent_reload(Agent *a, char **ret_error);
 
 /* Status object (STATUS schema in README). New reference. */
 json_object *agent_status_json(Agent *a);

@@ -28,6 +28,14 @@ struct AgentCheck {
         uint16_t port;
         State (*state_of)(void *userdata);
         void *userdata;
+
+        /* for status; set by agentcheck_new_from_config() only */
+        char *address;     /* bound */
+        const char *from;  /* static: where the address came from */
+        char *proxy_address;
+        AgentCheckReach reach;
+        char *warning;
+        char *note;
 };
 
 static const char *const word_table[_STATE_MAX] = {
@@ -207,10 +215,145 @@ AgentCheck *agentcheck_free(AgentCheck *a) {
         if (a->fd >= 0)
                 close(a->fd);
         sd_event_unref(a->event);
+        free(a->address);
+        free(a->proxy_address);
+        free(a->warning);
+        free(a->note);
         free(a);
         return NULL;
 }
 
 uint16_t agentcheck_port(const AgentCheck *a) {
         return a ? a->port : 0;
+}
+
+/* Family and bytes of an IP literal ("[::1]" too). */
+static int ip_parse(const char *s, int *ret_family, struct in6_addr *ret) {
+        struct sockaddr_storage ss;
+        socklen_t sl;
+
+        if (isempty(s) || parse_address(s, 0, &ss, &sl) < 0)
+                return -EINVAL;
+        *ret = (struct in6_addr) {};
+        *ret_family = ss.ss_family;
+        if (ss.ss_family == AF_INET)
+                memcpy(ret, &((struct sockaddr_in *) &ss)->sin_addr, sizeof(struct in_addr));
+        else
+                *ret = ((struct sockaddr_in6 *) &ss)->sin6_addr;
+        return 0;
+}
+
+AgentCheckReach agentcheck_reachable(const char *listen_ip, const char *proxy_ip) {
+        struct in6_addr l, p;
+        int lf, pf;
+
+        if (ip_parse(proxy_ip, &pf, &p) < 0)
+                return AGENTCHECK_REACH_UNKNOWN;
+        if (ip_parse(listen_ip, &lf, &l) < 0 || lf != pf)
+                return AGENTCHECK_REACH_NO; /* an IPv6 listener is V6ONLY */
+        if (memcmp(&l, &p, sizeof l) == 0)
+                return AGENTCHECK_REACH_YES;
+        /* the wildcard of the family takes every address of this host */
+        if (lf == AF_INET ? ((struct in_addr *) &l)->s_addr == htonl(INADDR_ANY) : IN6_IS_ADDR_UNSPECIFIED(&l))
+                return AGENTCHECK_REACH_YES;
+        return AGENTCHECK_REACH_NO;
+}
+
+static bool address_is_ipv6(const char *s) {
+        struct in6_addr a;
+        int f;
+
+        return ip_parse(s, &f, &a) >= 0 && f == AF_INET6;
+}
+
+int agentcheck_new_from_config(sd_event *e, const Config *c, State (*state_of)(void *userdata), void *userdata,
+                               AgentCheck **ret) {
+        _cleanup_(agentcheck_freep) AgentCheck *a = NULL;
+        const char *address = c->proxy.agent_check_address, *proxy = c->proxy.proxy_address;
+        AgentCheckFrom from = c->proxy.agent_check_from;
+        bool fell_back = false;
+        int r;
+
+        if (!e || !c || !ret)
+                return -EINVAL;
+        if (!address) {
+                address = "0.0.0.0";
+                from = AGENT_CHECK_FROM_WILDCARD;
+        }
+        r = agentcheck_new(e, address, c->proxy.agent_check_port, state_of, userdata, &a);
+        if (r == -EADDRNOTAVAIL && from != AGENT_CHECK_FROM_CONFIG && from != AGENT_CHECK_FROM_WILDCARD) {
+                /* The advertised address is not on this host (NAT, an
+                 * elastic IP): connections for it arrive on some local one. */
+                log_warning("agent-check: %s (from %s) is not an address of this host, listening on all addresses "
+                            "instead",
+                            address, agent_check_from_to_string(from));
+                address = address_is_ipv6(address) ? "::" : "0.0.0.0";
+                fell_back = true;
+                r = agentcheck_new(e, address, c->proxy.agent_check_port, state_of, userdata, &a);
+        }
+        if (r < 0)
+                return r;
+
+        a->address = strdup(address);
+        a->proxy_address = proxy ? strdup(proxy) : NULL;
+        if (!a->address || (proxy && !a->proxy_address))
+                return -ENOMEM;
+        a->from = fell_back ? "wildcard: the derived address is not on this host" : agent_check_from_to_string(from);
+        a->reach = agentcheck_reachable(a->address, proxy);
+
+        switch (a->reach) {
+        case AGENTCHECK_REACH_NO:
+                /* Said at start and in status, not at every poll: HAProxy
+                 * itself never says that its agent connection is refused. */
+                if (asprintf(&a->warning,
+                             "HAProxy connects agent-check to the server's own address %s (from %s), but the "
+                             "listener is on %s port %u: a drain never reaches HAProxy unless its server line sets "
+                             "agent-addr %s; set [proxy] agent_check_address = %s, or remove it",
+                             proxy, agent_check_from_to_string(c->proxy.proxy_address_from), a->address, (unsigned) a->port, a->address, proxy) < 0)
+                        return -ENOMEM;
+                log_warning("agent-check: %s", a->warning);
+                break;
+        case AGENTCHECK_REACH_UNKNOWN:
+                if (asprintf(&a->note,
+                             "the address HAProxy connects to is not known here ([pool] address is %s): listening on "
+                             "%s port %u; make sure HAProxy's server line (or its agent-addr) reaches it",
+                             c->pool.address ? "not an IP literal" : "not set", a->address, (unsigned) a->port) < 0)
+                        return -ENOMEM;
+                log_notice("agent-check: %s", a->note);
+                break;
+        case AGENTCHECK_REACH_YES:
+                log_info("agent-check: listening on %s port %u (from %s)", a->address, (unsigned) a->port, a->from);
+                break;
+        }
+
+        *ret = TAKE_PTR(a);
+        return 0;
+}
+
+const char *agentcheck_warning(const AgentCheck *a) {
+        return a ? a->warning : NULL;
+}
+
+static json_object *string_or_null(const char *s) {
+        return s ? json_object_new_string(s) : NULL;
+}
+
+json_object *agentcheck_status_json(const AgentCheck *a) {
+        json_object *o;
+
+        if (!a)
+                return NULL;
+        o = json_object_new_object();
+        if (!o)
+                return NULL;
+        json_object_object_add(o, "address", string_or_null(a->address));
+        json_object_object_add(o, "port", json_object_new_int(a->port));
+        json_object_object_add(o, "from", string_or_null(a->from));
+        json_object_object_add(o, "proxies_connect_to", string_or_null(a->proxy_address));
+        json_object_object_add(o, "reachable", a->reach == AGENTCHECK_REACH_UNKNOWN
+                                                       ? NULL
+                                                       : json_object_new_boolean(a->reach == AGENTCHECK_REACH_YES));
+        json_object_object_add(o, "warning", string_or_null(a->warning));
+        json_object_object_add(o, "note", string_or_null(a->note));
+        return o;
 }

@@ -10,6 +10,7 @@
 
 #include "agent.h"
 #include "aws.h"
+#include "checks.h"
 #include "log.h"
 #include "outbox.h"
 #include "slack.h"
@@ -130,7 +131,7 @@ int alerts_start(Agent *a, char **ret_error) {
         r = slack_new(a->http, c, &a->slack, ret_error);
         if (r < 0)
                 return r;
-        r = outbox_new(a->event, c->agent.state_dir, &l, &transport, a, &a->outbox);
+        r = outbox_new(a->event, a->writer, c->agent.state_dir, &l, &transport, a, &a->outbox);
         if (r < 0)
                 return log_error_errno(r, "Cannot open the Slack outbox in %s: %m", c->agent.state_dir);
         if (a->persist.incident.id && a->persist.incident.slack_thread)
@@ -234,9 +235,19 @@ static const char *pool_next(Agent *a, char *buf, size_t size) {
                 snprintf(buf, size, "observe only ([remedy] not configured): staying in the pool");
                 return buf;
         }
+        if (c->remedy.dry_run) {
+                if (a->pool)
+                        snprintf(buf, size,
+                                 "DRY RUN: asking pool %s's budget without taking a slot (min_serving %u, "
+                                 "max_unavailable %u), then the ladder as messages; staying in the pool",
+                                 c->pool.name, c->pool.min_serving, c->pool.max_unavailable);
+                else
+                        snprintf(buf, size, "DRY RUN: the ladder as messages; staying in the pool");
+                return buf;
+        }
         if (!a->pool) {
-                snprintf(buf, size, "%s%s", c->remedy.dry_run ? "dry run: would " : "",
-                         remedy_step_to_string(c->remedy.ladder[0]));
+                snprintf(buf, size, "%s%s%s", c->remedy.budget == REMEDY_BUDGET_NONE ? "no fleet budget: " : "",
+                         c->remedy.dry_run ? "dry run: would " : "", remedy_step_to_string(c->remedy.ladder[0]));
                 return buf;
         }
         st = pool_status_json(a->pool);
@@ -283,8 +294,13 @@ static char *checks_lines(Agent *a) {
                 fprintf(f, "%s %s: %s%s%s\n", pass ? "\u2713" : streq_ptr(verdict, "fail") ? "\u2717" : "-", names[i],
                         strempty(d), pass || isempty(d) ? "" : " ", pass || !isempty(d) ? "" : strna(verdict));
         }
-        if (failed && json_object_object_get_ex(lc, "body_excerpt", &v) && json_object_get_string_len(v) > 0)
-                fprintf(f, "body: %s\n", json_object_get_string(v));
+        if (failed && json_object_object_get_ex(lc, "body_excerpt", &v) && json_object_get_string_len(v) > 0) {
+                /* the JSON holds the body's text: escaped here, once, to stay one line */
+                char body[(CHECKS_EXCERPT * 3 + 4) * 4 + 8];
+                checks_excerpt(json_object_get_string(v), (size_t) json_object_get_string_len(v), sizeof body,
+                               body, sizeof body);
+                fprintf(f, "body: %s\n", body);
+        }
         fclose(f);
         if (s && len > 0 && s[len - 1] == '\n')
                 s[len - 1] = '\0';
@@ -305,6 +321,7 @@ static void facts_base(Agent *a, Notice n, const char *reason, NoticeFacts *f) {
                 .threshold = c->cpu.threshold,
                 .window = c->cpu.window,
                 .dry_run = c->remedy.dry_run,
+                .no_fleet_budget = config_no_fleet_budget(c),
         };
         if (isnan(f->cpu_window))
                 f->cpu_window = -1;
@@ -312,7 +329,7 @@ static void facts_base(Agent *a, Notice n, const char *reason, NoticeFacts *f) {
 
 static bool in_thread(Notice n) {
         return n == NOTICE_HOLDING || n == NOTICE_CLEARED || n == NOTICE_REMEDIATING || n == NOTICE_BACK ||
-               n == NOTICE_QUARANTINED || n == NOTICE_GAVE_UP || n == NOTICE_GRACE;
+               n == NOTICE_QUARANTINED || n == NOTICE_GAVE_UP || n == NOTICE_GRACE || n == NOTICE_DRY_RUN;
 }
 
 static void spool(Agent *a, const NoticeFacts *f) {
@@ -410,6 +427,18 @@ void alerts_remediating(Agent *a, const char *step, const char *text, const char
         facts_base(a, NOTICE_REMEDIATING, text, &f);
         f.step = step;
         f.next = after;
+        spool(a, &f);
+}
+
+void alerts_dry_run(Agent *a, const char *verdict, const char *budget, const char *ladder) {
+        NoticeFacts f;
+
+        log_notice("alert (dry run): %s: DRY RUN: %s; budget: %s; ladder: %s", a->config->agent.host, verdict,
+                   strna(budget), strna(ladder));
+        facts_base(a, NOTICE_DRY_RUN, budget, &f);
+        f.step = verdict;
+        f.next = ladder;
+        f.dry_run = true;
         spool(a, &f);
 }
 

@@ -30,6 +30,10 @@ void alerts_notify(Agent *a, Notice n, const char *text, const char *reason);
 
 /* A ladder step about to be taken (after: why the previous one failed). */
 void alerts_remediating(Agent *a, const char *step, const char *text, const char *after);
+/* [remedy] dry_run: the budget's verdict ("would leave the pool"), its
+ * detail, and the whole ladder in one line; each step follows through
+ * alerts_remediating(). */
+void alerts_dry_run(Agent *a, const char *verdict, const char *budget, const char *ladder);
 /* A step's result worth telling (EC2 accepted the reboot: request id). An
  * empty request id: EC2 never answered, so it may have taken the reboot. */
 void alerts_step_result(Agent *a, const char *text, const char *request_id);

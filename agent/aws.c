@@ -7,6 +7,7 @@
 
 #include "awscreds.h"
 #include "imds.h"
+#include "jsonutil.h"
 #include "log.h"
 
 #define AWS_RETRY_MIN (2 * USEC_PER_SEC)
@@ -31,7 +32,9 @@ typedef struct AwsWant {
         bool dry_run;
         bool self_test;          /* our own start-up check: updates the permission */
         bool refreshed;          /* already retried once with fresh role credentials */
+        bool hold;               /* aws_when_ready(): send nothing, tell ready_cb, keep the place for aws_reboot() */
         ec2_done_t cb;
+        aws_ready_t ready_cb;    /* NULL once told */
         void *userdata;
 } AwsWant;
 
@@ -344,7 +347,10 @@ static void identity_step(Aws *a) {
                         identity_failed(a, "cannot set up the EC2 client");
                         return;
                 }
-                log_info("aws: instance %s in %s, EC2 endpoint %s", a->instance_id, a->region, ec2_endpoint(a->ec2));
+                char how[512];
+                const char *proxy = http_env_proxy_describe(ec2_endpoint(a->ec2), http_getenv, how, sizeof how);
+                log_info("aws: instance %s in %s, EC2 endpoint %s%s%s", a->instance_id, a->region,
+                         ec2_endpoint(a->ec2), proxy ? " " : "", strempty(proxy));
         }
         want_run(a);
 }
@@ -370,12 +376,30 @@ static void want_run(Aws *a) {
                 identity_step(a); /* comes back here when ready */
                 return;
         }
+        if (a->want.hold) {
+                aws_ready_t cb = a->want.ready_cb;
+
+                /* told once; the place stays taken (no self-test slips in)
+                 * until aws_reboot() or aws_cancel() */
+                a->want.ready_cb = NULL;
+                if (cb)
+                        cb(a, a->want.userdata);
+                return;
+        }
         if (a->want.self_test)
                 permission_set(a, AWS_PERMISSION_CHECKING, "DryRun RebootInstances in flight");
         r = ec2_reboot(a->ec2, &a->cred, a->instance_id, a->want.dry_run, on_ec2, a);
         if (r < 0) {
                 Ec2Result res = { .outcome = EC2_FAILED };
-                snprintf(res.detail, sizeof res.detail, "cannot call EC2: %s", strerror(-r));
+                /* "Invalid argument" alone sends the operator hunting: say
+                 * which value and what it should look like. The id may come
+                 * from the config or from IMDS. */
+                if (r == -EINVAL && !aws_instance_id_is_valid(a->instance_id))
+                        snprintf(res.detail, sizeof res.detail,
+                                 "cannot call EC2: instance id '%.40s' is not valid (" AWS_INSTANCE_ID_FORM ")",
+                                 strna(a->instance_id));
+                else
+                        snprintf(res.detail, sizeof res.detail, "cannot call EC2: %s", strerror(-r));
                 on_ec2(&res, a);
         }
 }
@@ -410,11 +434,36 @@ static void on_ec2(const Ec2Result *res, void *userdata) {
 }
 
 int aws_reboot(Aws *a, bool dry_run, ec2_done_t cb, void *userdata) {
-        if (a->want.pending)
+        if (a->want.pending && !a->want.hold)
                 return -EBUSY;
         a->want = (AwsWant) { .pending = true, .dry_run = dry_run, .cb = cb, .userdata = userdata };
         want_run(a);
         return 0;
+}
+
+int aws_when_ready(Aws *a, aws_ready_t cb, void *userdata) {
+        if (a->want.pending)
+                return -EBUSY;
+        a->want = (AwsWant) { .pending = true, .hold = true, .ready_cb = cb, .userdata = userdata };
+        want_run(a);
+        return 0;
+}
+
+const char *aws_waiting_for(Aws *a, const char **ret_last_error) {
+        const char *last = NULL, *what = NULL;
+
+        if (a->want.pending && a->ec2 && ec2_busy(a->ec2)) {
+                what = "EC2";
+                last = ec2_last_detail(a->ec2);
+        } else if (a->want.pending && !ready(a)) {
+                /* the identity walk and the role credentials: IMDS */
+                what = "IMDS";
+                last = a->identity_error;
+        } else if (a->want.pending)
+                what = "EC2";
+        if (ret_last_error)
+                *ret_last_error = isempty(last) ? NULL : last;
+        return what;
 }
 
 int aws_self_test(Aws *a, ec2_done_t cb, void *userdata) {
@@ -465,8 +514,11 @@ json_object *aws_status_json(const Aws *a) {
         json_object_object_add(o, "permission", json_object_new_string(aws_permission_to_string(a->permission)));
         json_object_object_add(o, "permission_detail",
                                a->permission_detail ? json_object_new_string(a->permission_detail) : NULL);
-        if (a->checked_at)
-                json_object_object_add(o, "checked_at", json_object_new_uint64(a->checked_at / USEC_PER_SEC));
+        if (a->checked_at) {
+                /* status's one time format: RFC 3339 UTC, and the Unix seconds beside it */
+                json_object_object_add(o, "checked_at", json_new_rfc3339(a->checked_at));
+                json_object_object_add(o, "checked_at_unix", json_object_new_uint64(a->checked_at / USEC_PER_SEC));
+        }
         if (a->imds)
                 json_object_object_add(o, "imds", imds_status_json(a->imds));
         return o;

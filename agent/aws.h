@@ -50,6 +50,20 @@ int aws_start(Aws *a);
 int aws_reboot(Aws *a, bool dry_run, ec2_done_t cb, void *userdata);
 void aws_cancel(Aws *a);
 
+/* The identity and fresh credentials, fetched as needed, then cb once
+ * (it may run before this returns) and nothing is sent: the caller writes
+ * down the reboot it is about to ask for, then calls aws_reboot(), which
+ * goes out at once. The place is kept for that aws_reboot() (no self-test
+ * in between) until aws_reboot() or aws_cancel(). -EBUSY while another
+ * call runs. */
+typedef void (*aws_ready_t)(Aws *a, void *userdata);
+int aws_when_ready(Aws *a, aws_ready_t cb, void *userdata);
+
+/* What the call in progress waits for: "IMDS" (instance identity or role
+ * credentials) or "EC2", NULL when none runs; *ret_last_error the last
+ * failure seen there (borrowed, NULL when none yet). */
+const char *aws_waiting_for(Aws *a, const char **ret_last_error);
+
 /* Run the self-test now; the answer also goes to cb (may be NULL). */
 int aws_self_test(Aws *a, ec2_done_t cb, void *userdata);
 
@@ -58,6 +72,6 @@ const char *aws_local_ipv4(const Aws *a);  /* from IMDS; NULL until known or whe
 AwsPermission aws_permission(const Aws *a);
 
 /* {"instance_id","region","endpoint","identity","credentials":{"source",
- *  "origin","expires"},"permission","permission_detail","checked_at",
- *  "imds":{...}}: never a key. */
+ *  "origin","expires"},"permission","permission_detail","checked_at" (RFC
+ *  3339 UTC),"checked_at_unix","imds":{...}}: never a key. */
 json_object *aws_status_json(const Aws *a);

@@ -86,6 +86,23 @@ static json_object *profile_state_json(Agent *a, const char *state, const char *
         return o;
 }
 
+/* The summary's write ended (the writer thread ran it). */
+static void on_summary_written(void *userdata, uint64_t cookie, int error) {
+        Agent *a = userdata;
+
+        if (error < 0) {
+                log_warning_errno(error, "evidence: cannot write %s/incidents/%s/" INCIDENT_SUMMARY ": %m",
+                                  a->config->agent.state_dir, strna(a->evidence_incident));
+                a->evidence_error = error;
+                return;
+        }
+        log_info("evidence: %s/incidents/%s/" INCIDENT_SUMMARY " written", a->config->agent.state_dir,
+                 strna(a->evidence_incident));
+        a->evidence_error = 0;
+}
+
+/* Queued on the writer, off the loop: the alert spooled after it and the
+ * remediation that waits for that alert both come after it on disk. */
 static int summary_save(Agent *a) {
         const char *text;
         int r;
@@ -96,15 +113,11 @@ static int summary_save(Agent *a) {
                                                                            JSON_C_TO_STRING_NOSLASHESCAPE);
         if (!text)
                 return -ENOMEM;
-        r = incident_write(a->config->agent.state_dir, a->evidence_incident, INCIDENT_SUMMARY, text, strlen(text));
-        if (r < 0) {
-                log_warning_errno(r, "evidence: cannot write %s/incidents/%s/" INCIDENT_SUMMARY ": %m",
-                                  a->config->agent.state_dir, a->evidence_incident);
-                a->evidence_error = r;
-                return r;
-        }
-        a->evidence_error = 0;
-        return 0;
+        r = incident_write_queued(a->writer, a->config->agent.state_dir, a->evidence_incident, INCIDENT_SUMMARY, text,
+                                  strlen(text), &(WriterDone) { on_summary_written, a, 0 });
+        if (r < 0)
+                on_summary_written(a, 0, r);
+        return r;
 }
 
 static void prune(Agent *a) {
@@ -200,7 +213,7 @@ static void on_profile_done(Profile *p, json_object *result, const char *error, 
         if (a->drain_waiting) {
                 a->drain_waiting = false;
                 if (a->state == STATE_DRAINING)
-                        (void) agent_post_event(a, EVENT_DRAINED, "drain grace over, evidence captured");
+                        agent_post_event(a, EVENT_DRAINED, "drain grace over, evidence captured");
         }
         (void) p;
 }
@@ -337,8 +350,7 @@ void capture_breach(Agent *a, char **ret_pressure) {
                 profile_begin(a, dir);
         else
                 json_object_object_add(a->evidence_summary, "profile", profile_state_json(a, "off", NULL));
-        if (summary_save(a) >= 0)
-                log_info("evidence: %s/" INCIDENT_SUMMARY " written", dir);
+        (void) summary_save(a);
         prune(a);
 
         if (asprintf(&line, "%s%s%s%s%s", loadtxt, *loadtxt && *psitxt ? " · " : "", psitxt,

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 
 #include "log.h"
+#include "utf8.h"
 
 static const char *const verdict_table[_CHECK_VERDICT_MAX] = {
         [CHECK_PASS] = "pass",
@@ -43,6 +44,44 @@ void checks_excerpt(const char *body, size_t len, size_t max, char *buf, size_t 
         buf[o] = '\0';
 }
 
+/* Bytes of the character at p worth keeping as text, 0 when it is not. */
+static size_t text_char_len(const unsigned char *p, size_t left) {
+        if (p[0] >= 0x80)
+                return utf8_printable_len(p, left);
+        return (p[0] >= 0x20 && p[0] != 0x7f) || p[0] == '\n' || p[0] == '\t' || p[0] == '\r';
+}
+
+void checks_excerpt_text(const char *body, size_t len, size_t max, char *buf, size_t size) {
+        static const char replacement[] = "\xef\xbf\xbd"; /* U+FFFD */
+        const unsigned char *p = (const unsigned char *) body;
+        size_t o = 0, i = 0, end = MIN(len, max);
+
+        if (size == 0)
+                return;
+        while (i < end) {
+                size_t n = text_char_len(p + i, len - i);
+
+                if (n > 0 && i + n > end)
+                        break; /* a character cut by max: stop before it */
+                if (o + MAX(n, sizeof replacement - 1) + 4 > size)
+                        break;
+                if (n == 0) {
+                        memcpy(buf + o, replacement, sizeof replacement - 1);
+                        o += sizeof replacement - 1;
+                        i++;
+                } else {
+                        memcpy(buf + o, p + i, n);
+                        o += n;
+                        i += n;
+                }
+        }
+        if (i < len && o + 4 <= size) {
+                memcpy(buf + o, "...", 3);
+                o += 3;
+        }
+        buf[o] = '\0';
+}
+
 static bool body_contains(const char *body, size_t len, const char *needle) {
         size_t n = strlen(needle);
         return n == 0 || (len >= n && memmem(body, len, needle, n) != NULL);
@@ -54,7 +93,8 @@ void checks_evaluate_http(const Config *c, const regex_t *re, CURLcode result, l
         char ex[80];
 
         r->http_status = result == CURLE_OK ? status : 0;
-        checks_excerpt(body ? body : "", body ? len : 0, CHECKS_EXCERPT, r->excerpt, sizeof r->excerpt);
+        /* text, not escaped: JSON escapes it once (a \x0a of ours became "\\x0a") */
+        checks_excerpt_text(body ? body : "", body ? len : 0, CHECKS_EXCERPT, r->excerpt, sizeof r->excerpt);
         if (result != CURLE_OK) {
                 r->status.verdict = r->content.verdict = CHECK_FAIL;
                 snprintf(r->status.detail, sizeof r->status.detail, "no answer from %s: %s", c->checks.url,
@@ -174,10 +214,14 @@ json_object *check_report_json(const CheckReport *r) {
 struct Checks {
         sd_event *event;
         Http *http;
-        const Config *config;   /* borrowed: the agent swaps configs between runs only */
+        /* A reference of our own (config_ref): a reload hands us the new
+         * config through checks_reconfigure() and drops the agent's
+         * reference to the old one while a run may still be reading it. */
+        Config *config;
         regex_t re;
         bool have_re;
         char *url, *public_address, *local_address;
+        bool local_from_imds;   /* local_address came from IMDS, not [checks] */
 
         bool running, http_done, tcp_done;
         HttpCall *call;
@@ -188,34 +232,110 @@ struct Checks {
         void *userdata;
 };
 
-int checks_new(sd_event *e, Http *http, const Config *c, Checks **ret, char **ret_error) {
-        Checks *k;
+/* What a Checks takes from a config, built apart so that a reload either
+ * applies all of it or none. */
+typedef struct ChecksSettings {
+        regex_t re;
+        bool have_re;
+        char *url, *public_address, *local_address;
+} ChecksSettings;
 
-        k = calloc(1, sizeof *k);
-        if (!k)
-                return -ENOMEM;
-        k->fd = -1;
-        k->event = sd_event_ref(e);
-        k->http = http;
-        k->config = c;
-        k->url = strdup(strempty(c->checks.url));
-        k->public_address = c->checks.public_address ? strdup(c->checks.public_address) : NULL;
-        k->local_address = c->checks.local_address ? strdup(c->checks.local_address) : NULL;
-        if (!k->url || (c->checks.public_address && !k->public_address) ||
-            (c->checks.local_address && !k->local_address)) {
-                checks_free(k);
+static void checks_settings_done(ChecksSettings *s) {
+        if (s->have_re)
+                regfree(&s->re);
+        free(s->url);
+        free(s->public_address);
+        free(s->local_address);
+        *s = (ChecksSettings) {};
+}
+
+static int checks_settings_load(const Config *c, ChecksSettings *ret, char **ret_error) {
+        ChecksSettings s = {};
+
+        s.url = strdup(strempty(c->checks.url));
+        s.public_address = c->checks.public_address ? strdup(c->checks.public_address) : NULL;
+        s.local_address = c->checks.local_address ? strdup(c->checks.local_address) : NULL;
+        if (!s.url || (c->checks.public_address && !s.public_address) ||
+            (c->checks.local_address && !s.local_address)) {
+                checks_settings_done(&s);
                 return -ENOMEM;
         }
         if (c->checks.expect_content && strncmp(c->checks.expect_content, "re:", 3) == 0) {
-                if (regcomp(&k->re, c->checks.expect_content + 3, REG_EXTENDED | REG_NOSUB | REG_NEWLINE) != 0) {
+                if (regcomp(&s.re, c->checks.expect_content + 3, REG_EXTENDED | REG_NOSUB | REG_NEWLINE) != 0) {
                         if (ret_error)
                                 *ret_error = strdup("[checks] expect_content: invalid regular expression");
-                        checks_free(k);
+                        checks_settings_done(&s);
                         return -EINVAL;
                 }
-                k->have_re = true;
+                s.have_re = true;
         }
+        *ret = s;
+        return 0;
+}
+
+/* Move s into k (k's old settings end up in s, for the caller to drop). */
+static void checks_settings_swap(Checks *k, ChecksSettings *s) {
+        ChecksSettings old = { .have_re = k->have_re, .url = k->url, .public_address = k->public_address,
+                               .local_address = k->local_address };
+
+        if (k->have_re)
+                old.re = k->re;
+        k->have_re = s->have_re;
+        if (s->have_re)
+                k->re = s->re;
+        k->url = s->url;
+        k->public_address = s->public_address;
+        k->local_address = s->local_address;
+        *s = old;
+}
+
+int checks_new(sd_event *e, Http *http, Config *c, Checks **ret, char **ret_error) {
+        ChecksSettings s = {};
+        Checks *k;
+        int r;
+
+        r = checks_settings_load(c, &s, ret_error);
+        if (r < 0)
+                return r;
+        k = calloc(1, sizeof *k);
+        if (!k) {
+                checks_settings_done(&s);
+                return -ENOMEM;
+        }
+        k->fd = -1;
+        k->event = sd_event_ref(e);
+        k->http = http;
+        k->config = config_ref(c);
+        checks_settings_swap(k, &s);
         *ret = k;
+        return 0;
+}
+
+int checks_reconfigure(Checks *k, Config *c, char **ret_error) {
+        ChecksSettings s = {};
+        int r;
+
+        if (!k || !c)
+                return -EINVAL;
+        r = checks_settings_load(c, &s, ret_error);
+        if (r < 0)
+                return r;
+        /* An address IMDS gave us stays unless [checks] now names one. */
+        if (!s.local_address && k->local_from_imds && k->local_address) {
+                s.local_address = strdup(k->local_address);
+                if (!s.local_address) {
+                        checks_settings_done(&s);
+                        return -ENOMEM;
+                }
+        } else
+                k->local_from_imds = false;
+        /* A run in flight finishes under the new settings: its request was
+         * already handed to curl (which copied the URL), and every later
+         * read (the verdicts, the binding's detail) now sees one config. */
+        checks_settings_swap(k, &s);
+        checks_settings_done(&s);
+        config_free(k->config);
+        k->config = config_ref(c);
         return 0;
 }
 
@@ -245,6 +365,7 @@ Checks *checks_free(Checks *k) {
         free(k->url);
         free(k->public_address);
         free(k->local_address);
+        config_free(k->config);
         sd_event_unref(k->event);
         free(k);
         return NULL;
@@ -260,6 +381,7 @@ int checks_set_local_address(Checks *k, const char *addr) {
                 return -ENOMEM;
         free(k->local_address);
         k->local_address = s;
+        k->local_from_imds = s != NULL;
         return 0;
 }
 

@@ -42,7 +42,7 @@ typedef struct CheckReport {
         bool ok;             /* nothing failed */
         usec_t at;           /* wall clock */
         long http_status;    /* 0: no answer */
-        char excerpt[CHECKS_EXCERPT * 4 + 8]; /* the body's first 200 bytes, escaped */
+        char excerpt[CHECKS_EXCERPT * 4 + 8]; /* the body's first 200 bytes as text (checks_excerpt_text) */
         unsigned attempt;    /* set by the caller: which try of a series */
 } CheckReport;
 
@@ -54,6 +54,12 @@ void checks_evaluate_http(const Config *c, const regex_t *re, CURLcode result, l
 /* Pure: the first `max` bytes of a body, printable ASCII kept, anything
  * else as \xNN, for an alert that quotes what the app answered. */
 void checks_excerpt(const char *body, size_t len, size_t max, char *buf, size_t size);
+/* Pure: the first `max` bytes of a body as text for JSON, not escaped:
+ * valid UTF-8 (newlines and tabs included) kept, a byte that is not, or
+ * another control character, as U+FFFD; "..." when cut. JSON escapes it
+ * once, and whoever shows it escapes it for its medium (checks_excerpt for
+ * a terminal or Slack). size >= max * 3 + 4 holds any body. */
+void checks_excerpt_text(const char *body, size_t len, size_t max, char *buf, size_t size);
 
 /* Pure: is `addr` (an IPv4/IPv6 literal) configured on one of these
  * interfaces (getifaddrs' list): one of their addresses, or inside the
@@ -69,8 +75,12 @@ json_object *check_report_json(const CheckReport *r);
 typedef struct Checks Checks;
 typedef void (*checks_done_t)(const CheckReport *r, void *userdata);
 
-/* -EINVAL with *ret_error for a config the checks cannot use. */
-int checks_new(sd_event *e, Http *http, const Config *c, Checks **ret, char **ret_error);
+/* -EINVAL with *ret_error for a config the checks cannot use. Takes a
+ * reference to c (config_ref) for as long as it lives. */
+int checks_new(sd_event *e, Http *http, Config *c, Checks **ret, char **ret_error);
+/* A reload: use c from now on (a new reference; the old one is dropped).
+ * All or nothing: on failure the running settings stay. */
+int checks_reconfigure(Checks *k, Config *c, char **ret_error);
 Checks *checks_free(Checks *k);
 static inline void checks_freep(Checks **k) {
         checks_free(*k);

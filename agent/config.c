@@ -1,3 +1,4 @@
+#include <assert.h>
 #include <ctype.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -14,6 +15,7 @@
 #include "config.h"
 #include "fileio.h"
 #include "log.h"
+#include "sha256.h"
 
 /* A config file is a few hundred lines; anything far larger is a mistake
  * (wrong file), not a config. */
@@ -31,6 +33,7 @@ static const char *const remedy_step_table[_REMEDY_STEP_MAX] = {
         [REMEDY_RESTART_UNIT] = "restart-unit",
         [REMEDY_REBOOT_INSTANCE] = "reboot-instance",
         [REMEDY_LOCAL_REBOOT] = "reboot-local",
+        [REMEDY_NONE] = "none",
 };
 
 const char *remedy_step_to_string(RemedyStep s) {
@@ -68,6 +71,47 @@ PoolOnUnreachable pool_on_unreachable_from_string(const char *s) {
                 if (streq(pool_on_unreachable_table[i], s))
                         return (PoolOnUnreachable) i;
         return _POOL_ON_UNREACHABLE_INVALID;
+}
+
+static const char *const remedy_budget_table[_REMEDY_BUDGET_MAX] = {
+        [REMEDY_BUDGET_POOL] = "pool",
+        [REMEDY_BUDGET_NONE] = "none",
+};
+
+const char *remedy_budget_to_string(RemedyBudget b) {
+        if (b < 0 || b >= _REMEDY_BUDGET_MAX)
+                return NULL;
+        return remedy_budget_table[b];
+}
+
+RemedyBudget remedy_budget_from_string(const char *s) {
+        if (!s)
+                return _REMEDY_BUDGET_INVALID;
+        for (size_t i = 0; i < ELEMENTSOF(remedy_budget_table); i++)
+                if (streq(remedy_budget_table[i], s))
+                        return (RemedyBudget) i;
+        return _REMEDY_BUDGET_INVALID;
+}
+
+static const char *const agent_check_from_table[_AGENT_CHECK_FROM_MAX] = {
+        [AGENT_CHECK_FROM_CONFIG] = "[proxy] agent_check_address",
+        [AGENT_CHECK_FROM_POOL] = "[pool] address",
+        [AGENT_CHECK_FROM_PUBLIC_ADDRESS] = "[checks] public_address",
+        [AGENT_CHECK_FROM_WILDCARD] = "wildcard",
+};
+
+const char *agent_check_from_to_string(AgentCheckFrom f) {
+        if (f < 0 || f >= _AGENT_CHECK_FROM_MAX)
+                return NULL;
+        return agent_check_from_table[f];
+}
+
+const char *config_no_fleet_budget(const Config *c) {
+        if (!c || !c->remedy.enabled || c->pool.enabled)
+                return NULL;
+        if (c->remedy.budget == REMEDY_BUDGET_NONE)
+                return "no fleet budget ([remedy] budget = none)";
+        return "no fleet budget (a dry run without [pool])";
 }
 
 /* ---- small string helpers ---- */
@@ -669,19 +713,6 @@ static int item_path(const ConfigItem *it, const char *value, Config *c, void *d
         return set_string(dest, value);
 }
 
-static int item_url(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
-        const char *host = NULL;
-
-        if (strncmp(value, "http://", 7) == 0)
-                host = value + 7;
-        else if (strncmp(value, "https://", 8) == 0)
-                host = value + 8;
-        if (!host || !*host || *host == '/' || has_space_or_control(value))
-                return reason(ret_reason, -EINVAL, "invalid URL '%s' (use http://HOST/... or https://HOST/...)",
-                              shown(it, value));
-        return set_string(dest, value);
-}
-
 static bool port_valid(const char *s, size_t n) {
         uint64_t v = 0;
 
@@ -732,6 +763,47 @@ static bool hostport_valid(const char *s, size_t n, bool port_required) {
         if (colon == s || memchr(s, ':', (size_t) (colon - s)))
                 return false; /* empty host, or a bare IPv6 address without brackets */
         return port_valid(colon + 1, (size_t) (s + n - colon - 1));
+}
+
+/* A host name as DNS has them (letters, digits, '.', '-', '_'), an IPv4
+ * literal (the same characters), or a bracketed IPv6 literal: `n` bytes. */
+static bool url_host_valid(const char *s, size_t n) {
+        if (n == 0)
+                return false;
+        if (s[0] == '[')
+                return true; /* hostport_valid() parses the literal */
+        for (size_t i = 0; i < n && s[i] != ':'; i++)
+                if (!isalnum((unsigned char) s[i]) && !strchr(".-_", s[i]))
+                        return false;
+        return s[0] != ':';
+}
+
+/* http(s)://[USERINFO@]HOST[:PORT][/PATH][?QUERY][#FRAGMENT]: what curl
+ * would take, checked here so a typo is a file:line at start, not an HTTP
+ * error at the worst moment. */
+static bool http_url_valid(const char *value) {
+        const char *auth, *end, *at;
+
+        if (strncmp(value, "http://", 7) == 0)
+                auth = value + 7;
+        else if (strncmp(value, "https://", 8) == 0)
+                auth = value + 8;
+        else
+                return false;
+        if (has_space_or_control(value))
+                return false;
+        end = auth + strcspn(auth, "/?#");
+        at = memrchr(auth, '@', (size_t) (end - auth));
+        if (at)
+                auth = at + 1;
+        return url_host_valid(auth, (size_t) (end - auth)) && hostport_valid(auth, (size_t) (end - auth), false);
+}
+
+static int item_url(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        if (!http_url_valid(value))
+                return reason(ret_reason, -EINVAL, "invalid URL '%s' (use http://HOST/... or https://HOST/...)",
+                              shown(it, value));
+        return set_string(dest, value);
 }
 
 static int item_hostport(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
@@ -804,11 +876,87 @@ static int item_redis_url(const ConfigItem *it, const char *value, Config *c, vo
                         auth = at + 1;
                 ok = hostport_valid(auth, (size_t) (end - auth), false) && redis_db_valid(end);
         }
-        if (!ok)
+        if (!ok) {
+                /* The URL helps find the typo; only its password is secret. */
+                _cleanup_(freep) char *redacted = redis_url_redact(value);
+
+                if (!redacted)
+                        return -ENOMEM;
                 return reason(ret_reason, -EINVAL,
                               "invalid URL '%s' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], unix:///PATH or "
                               "sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])",
-                              shown(it, value));
+                              redacted);
+        }
+        return set_string(dest, value);
+}
+
+char *redis_url_redact(const char *url) {
+        const char *rest, *at, *colon;
+        char *out = NULL;
+
+        if (!url)
+                return NULL;
+        rest = strstr(url, "://");
+        rest = rest ? rest + 3 : url;
+        /* The last '@' anywhere: a password may hold '/' or '@', and a
+         * malformed URL is exactly the one we are quoting. Redacting too
+         * much is the safe side. */
+        at = strrchr(rest, '@');
+        if (!at)
+                return strdup(url);
+        colon = memchr(rest, ':', (size_t) (at - rest));
+        if (asprintf(&out, "%.*s<redacted>%s", (int) (colon ? colon + 1 - url : rest - url), url, at) < 0)
+                return NULL;
+        return out;
+}
+
+bool aws_region_is_valid(const char *s) {
+        const char *p = s;
+        size_t words = 0;
+
+        /* "us-east-1", "us-gov-west-1", "ap-southeast-3": two letters, one
+         * or more words, a number. A pattern, not a list: new regions open
+         * every year. */
+        if (!s || strlen(s) > 32 || !islower((unsigned char) p[0]) || !islower((unsigned char) p[1]) || p[2] != '-')
+                return false;
+        p += 2;
+        while (*p == '-' && islower((unsigned char) p[1])) {
+                p++;
+                while (islower((unsigned char) *p))
+                        p++;
+                words++;
+        }
+        if (words == 0 || *p != '-' || !is_digit(p[1]))
+                return false;
+        for (p++; is_digit(*p); p++)
+                ;
+        return *p == '\0';
+}
+
+bool aws_instance_id_is_valid(const char *s) {
+        size_t n;
+
+        if (!s || strncmp(s, "i-", 2) != 0)
+                return false;
+        n = strlen(s + 2);
+        if (n != 8 && n != 17)
+                return false;
+        for (const char *p = s + 2; *p; p++)
+                if (!is_digit(*p) && !(*p >= 'a' && *p <= 'f'))
+                        return false;
+        return true;
+}
+
+static int item_region(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        if (!aws_region_is_valid(value))
+                return reason(ret_reason, -EINVAL,
+                              "invalid region '%s' (the AWS form, e.g. us-east-1, eu-central-1 or us-gov-west-1)", value);
+        return set_string(dest, value);
+}
+
+static int item_instance_id(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        if (!aws_instance_id_is_valid(value))
+                return reason(ret_reason, -EINVAL, "invalid instance id '%s' (" AWS_INSTANCE_ID_FORM ")", value);
         return set_string(dest, value);
 }
 
@@ -828,6 +976,15 @@ static int item_on_unreachable(const ConfigItem *it, const char *value, Config *
         if (p < 0)
                 return reason(ret_reason, -EINVAL, "invalid value '%s' (use hold or remediate)", value);
         *(PoolOnUnreachable *) dest = p;
+        return 0;
+}
+
+static int item_budget(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        RemedyBudget b = remedy_budget_from_string(value);
+
+        if (b < 0)
+                return reason(ret_reason, -EINVAL, "invalid value '%s' (use pool or none)", value);
+        *(RemedyBudget *) dest = b;
         return 0;
 }
 
@@ -889,7 +1046,7 @@ static int item_ladder(const ConfigItem *it, const char *value, Config *c, void 
                 }
                 if (s < 0) {
                         r = reason(ret_reason, -EINVAL,
-                                   "unknown step '%.*s' (use restart-unit:UNIT, reboot-instance or reboot-local)",
+                                   "unknown step '%.*s' (use restart-unit:UNIT, reboot-instance, reboot-local or none)",
                                    (int) MIN(len, (size_t) 64), start);
                         goto fail;
                 }
@@ -1005,8 +1162,8 @@ static const ConfigItem config_items[] = {
         ITEM("slack", "outbox_max", item_unsigned, slack.outbox_max, 10, 1000000, "1000", 0),
         ITEM("slack", "outbox_max_bytes", item_size, slack.outbox_max_bytes, 64 * 1024, 1ULL << 30, "8M", 0),
 
-        ITEM("aws", "region", item_name, aws.region, 0, 0, NULL, S),
-        ITEM("aws", "instance_id", item_name, aws.instance_id, 0, 0, NULL, S),
+        ITEM("aws", "region", item_region, aws.region, 0, 0, NULL, S),
+        ITEM("aws", "instance_id", item_instance_id, aws.instance_id, 0, 0, NULL, S),
         ITEM("aws", "endpoint_url", item_url, aws.endpoint_url, 0, 0, NULL, S),
         ITEM("aws", "imds_url", item_url, aws.imds_url, 0, 0, "http://169.254.169.254", S),
         ITEM("aws", "profile", item_word, aws.profile, 0, 0, NULL, S),
@@ -1030,10 +1187,13 @@ static const ConfigItem config_items[] = {
         ITEM("remedy", "unit", item_unit, remedy.unit, 0, 0, NULL, S),
         ITEM("remedy", "settle", item_duration, remedy.settle, SEC, HOUR, "60s", 0),
         ITEM("remedy", "reboot_timeout", item_duration, remedy.reboot_timeout, 30 * SEC, HOUR, "10m", 0),
+        ITEM("remedy", "step_timeout", item_duration, remedy.step_timeout, SEC, HOUR, "120s", 0),
         ITEM("remedy", "grace", item_duration, remedy.grace, 0, DAY, "10m", 0),
+        ITEM("remedy", "budget", item_budget, remedy.budget, 0, 0, "pool", 0),
 
         ITEM("proxy", "agent_check_port", item_port, proxy.agent_check_port, 1, 65535, NULL, REQ),
-        ITEM("proxy", "agent_check_address", item_ipaddr, proxy.agent_check_address, 0, 0, "127.0.0.1", S),
+        /* default: derived in config_finalize() from [pool] / [checks] */
+        ITEM("proxy", "agent_check_address", item_ipaddr, proxy.agent_check_address, 0, 0, NULL, S),
 
         ITEM("evidence", "profile", item_duration, evidence.profile, 0, 5 * MINUTE, "0", 0),
         ITEM("evidence", "frequency", item_unsigned, evidence.frequency, 1, 10000, "99", 0),
@@ -1469,12 +1629,89 @@ static void check_cross(ParseContext *ctx) {
                                  "set unit)");
 }
 
+/* Remediation without a fleet-wide budget must be asked for in writing: a
+ * load spike on the whole fleet would otherwise reboot every host at once.
+ * A dry run takes no slot and changes nothing, so it needs no budget. */
+static void check_budget(ParseContext *ctx) {
+        const Config *c = ctx->config;
+        unsigned line = later_line(ctx, "remedy", OFF(remedy.budget), OFF(remedy.budget));
+
+        if (!c->remedy.enabled)
+                return;
+        if (c->remedy.budget == REMEDY_BUDGET_NONE && c->pool.enabled)
+                ctx_fail(ctx, line, -EINVAL,
+                         "[remedy] budget = none contradicts [pool] (line %u): with a pool every leave is checked "
+                         "against min_serving and max_unavailable; remove budget = none (raise max_unavailable to "
+                         "let more hosts out at once)",
+                         section_line_of(ctx, "pool"));
+        else if (c->remedy.budget == REMEDY_BUDGET_POOL && !c->pool.enabled && !c->remedy.dry_run)
+                ctx_fail(ctx, line, -EINVAL,
+                         "[remedy] without [pool]: no fleet budget limits how many hosts remediate at once, so an "
+                         "overload of the whole fleet would reboot every host; add a [pool] section, or write "
+                         "budget = none in [remedy] to accept that");
+}
+
+/* The IP of "HOST:PORT" / "[V6]:PORT" into buf, when HOST is an IP literal. */
+static bool hostport_ip(const char *hp, char *buf, size_t size) {
+        const char *start = hp, *end;
+        struct in6_addr a;
+        size_t n;
+
+        if (!hp)
+                return false;
+        if (*hp == '[') {
+                start = hp + 1;
+                end = strchr(start, ']');
+        } else
+                end = strrchr(hp, ':');
+        if (!end)
+                return false;
+        n = (size_t) (end - start);
+        if (n == 0 || n >= size)
+                return false;
+        memcpy(buf, start, n);
+        buf[n] = '\0';
+        return inet_pton(AF_INET, buf, &a) == 1 || inet_pton(AF_INET6, buf, &a) == 1;
+}
+
+/* HAProxy's agent-check connects to the server's own address (unless its
+ * server line says agent-addr): a listener on 127.0.0.1 behind a server on
+ * another address is never reached, and HAProxy ignores that silently. So
+ * the default is the address proxies route to. */
+static void derive_agent_check_address(ParseContext *ctx) {
+        Config *c = ctx->config;
+        char ip[INET6_ADDRSTRLEN];
+        AgentCheckFrom from = AGENT_CHECK_FROM_WILDCARD;
+
+        if (hostport_ip(c->pool.address, ip, sizeof ip))
+                from = AGENT_CHECK_FROM_POOL;
+        else if (hostport_ip(c->checks.public_address, ip, sizeof ip))
+                from = AGENT_CHECK_FROM_PUBLIC_ADDRESS;
+        if (from != AGENT_CHECK_FROM_WILDCARD) {
+                c->proxy.proxy_address = strdup(ip);
+                c->proxy.proxy_address_from = from;
+                if (!c->proxy.proxy_address) {
+                        ctx_fail_oom(ctx);
+                        return;
+                }
+        }
+        if (c->proxy.agent_check_address) {
+                c->proxy.agent_check_from = AGENT_CHECK_FROM_CONFIG;
+                return;
+        }
+        c->proxy.agent_check_from = from;
+        c->proxy.agent_check_address = strdup(from == AGENT_CHECK_FROM_WILDCARD ? "0.0.0.0" : ip);
+        if (!c->proxy.agent_check_address)
+                ctx_fail_oom(ctx);
+}
+
 static void config_finalize(ParseContext *ctx) {
         Config *c = ctx->config;
 
         check_required(ctx);
         check_slack(ctx);
         check_cross(ctx);
+        check_budget(ctx);
         if (ctx->failed)
                 return;
 
@@ -1494,9 +1731,12 @@ static void config_finalize(ParseContext *ctx) {
         }
         if (!c->checks.public_address && c->pool.address) {
                 c->checks.public_address = strdup(c->pool.address);
-                if (!c->checks.public_address)
+                if (!c->checks.public_address) {
                         ctx_fail_oom(ctx);
+                        return;
+                }
         }
+        derive_agent_check_address(ctx);
 }
 
 #undef OFF
@@ -1507,6 +1747,7 @@ static int config_new_defaults(Config **ret) {
         c = calloc(1, sizeof *c);
         if (!c)
                 return -ENOMEM;
+        c->n_ref = 1;
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++) {
                 const ConfigItem *it = &config_items[i];
                 _cleanup_(freep) char *why = NULL;
@@ -1577,8 +1818,19 @@ int config_parse_string(const char *text, const char *path, Config **ret_config,
         return config_parse_lines(text, path, ret_config, ret_error, NULL);
 }
 
+Config *config_ref(Config *c) {
+        if (c) {
+                assert(c->n_ref > 0);
+                c->n_ref++;
+        }
+        return c;
+}
+
 Config *config_free(Config *c) {
         if (!c)
+                return NULL;
+        assert(c->n_ref > 0);
+        if (--c->n_ref > 0)
                 return NULL;
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++) {
                 const ConfigItem *it = &config_items[i];
@@ -1593,6 +1845,7 @@ Config *config_free(Config *c) {
         }
         for (size_t i = 0; i < REMEDY_LADDER_MAX; i++)
                 free(c->remedy.ladder_unit[i]);
+        free(c->proxy.proxy_address);
         free(c->path);
         free(c);
         return NULL;
@@ -1669,6 +1922,82 @@ static int group_resolve(const char *name, gid_t *ret) {
         }
 }
 
+static int secret_file_verdict(const char *path, const struct stat *st, char **ret_error);
+static int secret_file_open(const char *path, int *ret_fd, char **ret_error);
+
+/* A systemd credential (LoadCredential=) exists only while the service
+ * runs: checked when the agent starts (CREDENTIALS_DIRECTORY is set then),
+ * not by an operator's --check-config from a shell. */
+static bool credential_absent_outside_service(const char *path) {
+        const char *dir = getenv("CREDENTIALS_DIRECTORY");
+        size_t n;
+
+        if (strncmp(path, "/run/credentials/", 17) != 0)
+                return false;
+        if (isempty(dir))
+                return true;
+        n = strlen(dir);
+        return !(strncmp(path, dir, n) == 0 && path[n] == '/');
+}
+
+/* Every secret file the config names passes the rule that the reader
+ * applies at start (secret_file_open()): it exists, is a regular file, not
+ * a symlink, has no group/other access and is owned by root or by us. So
+ * --check-config, start and reload all refuse a missing token file with
+ * FILE:LINE, not the first alert hours later.
+ *
+ * Run by an unprivileged user (a CI lint, an operator without sudo), the
+ * open fails with EACCES on a root-only file: then the same rule is applied
+ * to lstat()'s answer, which needs no read access; when even that is denied
+ * (a 0700 directory), the file is left to the start-up check with a warning,
+ * rather than failing a config that is right. */
+static int check_secret_files(const Config *c, const unsigned *lines, char **ret_error) {
+        static const size_t offsets[] = {
+                offsetof(Config, pool.password_file),
+                offsetof(Config, slack.token_file),
+                offsetof(Config, slack.webhook_url_file),
+                offsetof(Config, aws.credentials_file),
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(offsets); i++) {
+                size_t k = item_index_by_offset(offsets[i]);
+                const ConfigItem *it = &config_items[k];
+                const char *file = *(char *const *) ((const uint8_t *) c + offsets[i]);
+                _cleanup_(freep) char *why = NULL;
+                struct stat st;
+                int r;
+
+                if (!file)
+                        continue;
+                r = secret_file_open(file, NULL, &why);
+                if (r == -ENOENT && credential_absent_outside_service(file)) {
+                        log_warning("%s:%u: [%s] %s: %s is a systemd credential, present only while the service "
+                                    "runs: checked when the agent starts",
+                                    c->path, lines[k], it->section, it->key, file);
+                        continue;
+                }
+                if (r == -EACCES && geteuid() != 0) {
+                        free(TAKE_PTR(why));
+                        if (lstat(file, &st) >= 0)
+                                r = secret_file_verdict(file, &st, &why);
+                        else if (errno != EACCES)
+                                r = file_error(&why, negative_errno(), "%s: cannot stat: %m", file);
+                        else {
+                                log_warning("%s:%u: [%s] %s: cannot check %s as uid %u (permission denied): it is "
+                                            "checked when the agent starts",
+                                            c->path, lines[k], it->section, it->key, file, (unsigned) geteuid());
+                                continue;
+                        }
+                }
+                if (r < 0 && !why)
+                        return r;
+                if (r < 0)
+                        return file_error(ret_error, r, "%s:%u: [%s] %s: %s", c->path, lines[k], it->section, it->key,
+                                          why);
+        }
+        return 0;
+}
+
 int config_load(const char *path, Config **ret_config, char **ret_error) {
         _cleanup_(config_freep) Config *c = NULL;
         _cleanup_(buffer_wipe) Buffer text = {};
@@ -1717,7 +2046,6 @@ int config_load(const char *path, Config **ret_config, char **ret_error) {
         r = config_parse_lines(text.data, path, &c, ret_error, lines);
         if (r < 0)
                 return r;
-
         if (c->agent.control_group && !c->agent.control_gid_set) {
                 unsigned gline = lines[item_index_by_offset(offsetof(Config, agent.control_group))];
 
@@ -1754,13 +2082,42 @@ int config_load(const char *path, Config **ret_config, char **ret_error) {
                                   "chmod 600 it or use %s",
                                   path, line, secret, (unsigned) (st.st_mode & 07777), instead);
 
+        r = check_secret_files(c, lines, ret_error);
+        if (r < 0)
+                return r;
+
+        /* What status shows, to compare with `sha256sum` of the file on
+         * disk. Not for a file with a secret in it: status is open to every
+         * local user, and the hash of a known layout would let one guess a
+         * weak password offline. */
+        if (!secret)
+                (void) sha256_hex(text.data, text.size, c->sha256);
+
         *ret_config = TAKE_PTR(c);
+        return 0;
+}
+
+/* The rule for a secret file, on its metadata: one place for the reader
+ * and for the config check. */
+static int secret_file_verdict(const char *path, const struct stat *st, char **ret_error) {
+        if (S_ISLNK(st->st_mode))
+                return file_error(ret_error, -EPERM, "%s: is a symlink, refusing; name the file itself", path);
+        if (!S_ISREG(st->st_mode))
+                return file_error(ret_error, -EPERM, "%s: not a regular file", path);
+        if (st->st_mode & (S_IRWXG | S_IRWXO))
+                return file_error(ret_error, -EPERM,
+                                  "%s: holds a secret but is accessible by group/others (mode %04o); chmod 600 it", path,
+                                  (unsigned) (st->st_mode & 07777));
+        if (st->st_uid != 0 && st->st_uid != geteuid())
+                return file_error(ret_error, -EPERM, "%s: owned by uid %u, expected root or uid %u", path,
+                                  (unsigned) st->st_uid, (unsigned) geteuid());
         return 0;
 }
 
 static int secret_file_open(const char *path, int *ret_fd, char **ret_error) {
         _cleanup_(closep) int fd = -1;
         struct stat st;
+        int r;
 
         if (isempty(path) || path[0] != '/')
                 return file_error(ret_error, -EINVAL, "%s: not an absolute path", strna(path));
@@ -1775,15 +2132,9 @@ static int secret_file_open(const char *path, int *ret_fd, char **ret_error) {
         }
         if (fstat(fd, &st) < 0)
                 return file_error(ret_error, negative_errno(), "%s: cannot stat: %m", path);
-        if (!S_ISREG(st.st_mode))
-                return file_error(ret_error, -EPERM, "%s: not a regular file", path);
-        if (st.st_mode & (S_IRWXG | S_IRWXO))
-                return file_error(ret_error, -EPERM,
-                                  "%s: holds a secret but is accessible by group/others (mode %04o); chmod 600 it", path,
-                                  (unsigned) (st.st_mode & 07777));
-        if (st.st_uid != 0 && st.st_uid != geteuid())
-                return file_error(ret_error, -EPERM, "%s: owned by uid %u, expected root or uid %u", path,
-                                  (unsigned) st.st_uid, (unsigned) geteuid());
+        r = secret_file_verdict(path, &st, ret_error);
+        if (r < 0)
+                return r;
         if (ret_fd)
                 *ret_fd = TAKE_FD(fd);
         return 0;

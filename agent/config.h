@@ -16,6 +16,7 @@ typedef enum RemedyStep {
         REMEDY_RESTART_UNIT,     /* restart the app's systemd unit */
         REMEDY_REBOOT_INSTANCE,  /* EC2 RebootInstances */
         REMEDY_LOCAL_REBOOT,     /* logind reboot of this machine ("reboot-local") */
+        REMEDY_NONE,             /* nothing: the host leaves, drains, is checked and rejoins (a rehearsal) */
         _REMEDY_STEP_MAX,
         _REMEDY_STEP_INVALID = -EINVAL,
 } RemedyStep;
@@ -33,6 +34,29 @@ typedef enum PoolOnUnreachable {
 const char *pool_on_unreachable_to_string(PoolOnUnreachable p);
 PoolOnUnreachable pool_on_unreachable_from_string(const char *s);
 
+/* Who limits how many hosts remediate at once. */
+typedef enum RemedyBudget {
+        REMEDY_BUDGET_POOL, /* default: the [pool]'s disruption budget (Redis, atomic) */
+        REMEDY_BUDGET_NONE, /* explicit opt-out: each host decides alone ("no fleet budget") */
+        _REMEDY_BUDGET_MAX,
+        _REMEDY_BUDGET_INVALID = -EINVAL,
+} RemedyBudget;
+
+const char *remedy_budget_to_string(RemedyBudget b);
+RemedyBudget remedy_budget_from_string(const char *s);
+
+/* Where [proxy] agent_check_address came from when it was not written. */
+typedef enum AgentCheckFrom {
+        AGENT_CHECK_FROM_CONFIG,         /* [proxy] agent_check_address */
+        AGENT_CHECK_FROM_POOL,           /* the IP of [pool] address */
+        AGENT_CHECK_FROM_PUBLIC_ADDRESS, /* the IP of [checks] public_address */
+        AGENT_CHECK_FROM_WILDCARD,       /* neither is an IP literal: 0.0.0.0 */
+        _AGENT_CHECK_FROM_MAX,
+        _AGENT_CHECK_FROM_INVALID = -EINVAL,
+} AgentCheckFrom;
+
+const char *agent_check_from_to_string(AgentCheckFrom f);
+
 /* A set of HTTP status codes: "200", "200-299,301". */
 typedef struct StatusRange {
         unsigned lo, hi;
@@ -49,7 +73,10 @@ bool status_set_contains(const StatusSet *s, unsigned code);
 #define REMEDY_LADDER_MAX 8
 
 typedef struct Config {
+        unsigned n_ref; /* config_ref()/config_free(): see below */
         char *path; /* the file this was read from, for messages */
+        char sha256[65]; /* config_load(): of the exact text parsed, as sha256sum prints it; "" when
+                          * the file holds a secret inline (status is world-readable), or not from a file */
 
         struct {
                 char *host;           /* default: gethostname() at load time */
@@ -140,13 +167,24 @@ typedef struct Config {
                 char *unit;              /* unit for a bare restart-unit */
                 usec_t settle;           /* after restart-unit, the load must fall within this, default 60s */
                 usec_t reboot_timeout;   /* still up this long after a reboot call: next step, default 10m */
+                usec_t step_timeout;     /* a step that has no answer (IMDS, EC2, D-Bus) this long: failed, default 120s */
                 usec_t grace;            /* after a reboot we caused, breaches wait this long, default 10m */
+                RemedyBudget budget;     /* default pool; "none" must be written to run without [pool] */
         } remedy;
 
         struct {
                 bool enabled;
                 uint16_t agent_check_port;
-                char *agent_check_address; /* default 127.0.0.1 */
+                /* Default: the IP of [pool] address (HAProxy's agent-check
+                 * connects to the server's own address), else of [checks]
+                 * public_address, else 0.0.0.0; agent_check_from says which. */
+                char *agent_check_address;
+                AgentCheckFrom agent_check_from;
+                /* The IP proxies know this host by (the same sources, never
+                 * the written agent_check_address), NULL when unknown: what
+                 * the listener must be reachable on. */
+                char *proxy_address;
+                AgentCheckFrom proxy_address_from; /* POOL or PUBLIC_ADDRESS, when known */
         } proxy;
 
         /* Always on: the summary of every incident is written; only the
@@ -160,6 +198,11 @@ typedef struct Config {
         } evidence;
 } Config;
 
+/* NULL while a fleet-wide budget limits remediation (or there is none to
+ * limit: observe only); else what status and every remediation alert say,
+ * starting with "no fleet budget". */
+const char *config_no_fleet_budget(const Config *c);
+
 /* Parse INI text. `path` names the file in messages. On failure returns a
  * negative errno (-EINVAL for bad content) and *ret_error holds one line
  * "PATH:LINE: message" (LINE is 0 for whole-file problems such as a
@@ -168,11 +211,22 @@ typedef struct Config {
 int config_parse_string(const char *text, const char *path, Config **ret_config, char **ret_error);
 
 /* Read the file and parse it. Refuses files that hold an inline secret
- * (slack token, pool password in the URL) while group/world readable, and
+ * (slack token, pool password in the URL) while group/world readable,
  * resolves [agent] control_group to a gid (an unknown group is an error
- * naming its line). */
+ * naming its line), and checks every secret file the config names
+ * (token_file, webhook_url_file, password_file, credentials_file) by the
+ * reader's own rule (secret_file_check()), naming the key's line. Run by
+ * an unprivileged user, a file it may not open is judged by lstat(), and
+ * one it may not even see is left to the start with a log_warning(); so is
+ * a systemd credential outside the service. */
 int config_load(const char *path, Config **ret_config, char **ret_error);
 
+/* A Config is immutable once loaded and reference-counted: an object that
+ * keeps one beyond a call (the checks, a manual check in flight) takes a
+ * reference, so a reload that swaps the agent's config can never free
+ * what a running check still reads. config_free() drops one reference
+ * and frees on the last; both take NULL. */
+Config *config_ref(Config *c);
 Config *config_free(Config *c);
 static inline void config_freep(Config **c) {
         config_free(*c);
@@ -194,6 +248,17 @@ int secret_file_check(const char *path, char **ret_error);
 int secret_file_read_all(const char *path, size_t max, char **ret, char **ret_error);
 /* Read the first line of a secret file, stripped. Checks it first. */
 int secret_file_read(const char *path, char **ret_secret, char **ret_error);
+
+/* Offline checks of AWS identifiers: a region is letters-letters-digit
+ * ("us-east-1", "us-gov-west-1", "cn-north-1"), an instance id "i-" and 8
+ * or 17 lowercase hex digits. */
+bool aws_region_is_valid(const char *s);
+bool aws_instance_id_is_valid(const char *s);
+#define AWS_INSTANCE_ID_FORM "i- followed by 8 or 17 lowercase hex digits, e.g. i-0123456789abcdef0"
+
+/* A Redis URL for messages: the password (or a bare user info, which some
+ * clients read as one) replaced by "<redacted>", the rest as written. */
+char *redis_url_redact(const char *url);
 
 /* Strict UTF-8 (no overlong forms, surrogates or code points above
  * U+10FFFF), for text that ends up in JSON: json-c's own check lets those

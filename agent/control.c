@@ -34,6 +34,7 @@ static const char *const command_table[_CONTROL_COMMAND_MAX] = {
         [CONTROL_CHECK] = "check",
         [CONTROL_INCIDENTS] = "incidents",
         [CONTROL_INCIDENT] = "incident",
+        [CONTROL_RELOAD] = "reload",
 };
 
 const char *control_command_to_string(ControlCommand c) {
@@ -52,7 +53,15 @@ ControlCommand control_command_from_string(const char *s) {
 }
 
 bool control_command_is_mutating(ControlCommand c) {
-        return c == CONTROL_DRAIN || c == CONTROL_RESUME || c == CONTROL_TEST_ALERT || c == CONTROL_TEST_REBOOT;
+        return c == CONTROL_DRAIN || c == CONTROL_RESUME || c == CONTROL_TEST_ALERT || c == CONTROL_TEST_REBOOT ||
+               c == CONTROL_RELOAD;
+}
+
+/* What the config file says runs as root: whoever may change that is root
+ * already, and whoever may SIGHUP the agent may reload it. A member of the
+ * control group may drain, which the group was granted for, not more. */
+bool control_command_is_root_only(ControlCommand c) {
+        return c == CONTROL_RELOAD;
 }
 
 static const char *const grant_table[_CONTROL_GRANT_MAX] = {
@@ -116,6 +125,130 @@ char *control_access_denied_message(const char *command, bool have_uid, uid_t ui
                             strna(command), who, peer) < 0)
                 return NULL;
         return m;
+}
+
+char *control_root_only_message(const char *command, bool have_uid, uid_t uid, const ControlAccess *access) {
+        char owner[64] = "", peer[48];
+        char *m = NULL;
+
+        if (access && access->owner != 0)
+                snprintf(owner, sizeof owner, " and uid %u (the agent's)", (unsigned) access->owner);
+        if (have_uid)
+                snprintf(peer, sizeof peer, "you are uid %u", (unsigned) uid);
+        else
+                snprintf(peer, sizeof peer, "your credentials are unknown");
+        if (asprintf(&m, "permission denied: '%s' is for root%s only, not for [agent] control_group; %s. Run it "
+                         "with sudo (systemctl reload monkeyd does)",
+                     strna(command), owner, peer) < 0)
+                return NULL;
+        return m;
+}
+
+static const char *const verdict_table[_CONTROL_VERDICT_MAX] = {
+        [CONTROL_VERDICT_ROUTED] = "routed",
+        [CONTROL_VERDICT_NOT_ROUTED] = "not routed",
+        [CONTROL_VERDICT_DEGRADED] = "degraded",
+};
+
+const char *control_verdict_to_string(ControlVerdict v) {
+        if (v < 0 || v >= _CONTROL_VERDICT_MAX)
+                return NULL;
+        return verdict_table[v];
+}
+
+static json_object *verdict_field(json_object *o, const char *key, json_type type) {
+        json_object *v = NULL;
+
+        if (!o || !json_object_is_type(o, json_type_object) || !json_object_object_get_ex(o, key, &v) ||
+            !json_object_is_type(v, type))
+                return NULL;
+        return v;
+}
+
+static const char *verdict_str(json_object *o, const char *key) {
+        json_object *v = verdict_field(o, key, json_type_string);
+        return v ? json_object_get_string(v) : NULL;
+}
+
+/* -1 unknown, 0 false, 1 true */
+static int verdict_bool(json_object *o, const char *key) {
+        json_object *v = verdict_field(o, key, json_type_boolean);
+        return v ? json_object_get_boolean(v) : -1;
+}
+
+/* "what: detail (extra)" appended to the memstream, "; " between problems. */
+static void verdict_note(FILE *f, bool *first, const char *what, const char *detail, const char *extra) {
+        fprintf(f, "%s%s", *first ? "" : "; ", what);
+        *first = false;
+        if (!isempty(detail))
+                fprintf(f, ": %s", detail);
+        if (!isempty(extra))
+                fprintf(f, " (%s)", extra);
+}
+
+static void sanitize_for_message(const char *s, size_t len, char *buf, size_t size);
+
+ControlVerdict control_status_verdict(json_object *status, char **ret_why) {
+        static const char *const routed_states[] = { "SERVING", "OVERLOADED", "HOLDING" };
+        json_object *pool = verdict_field(status, "pool", json_type_object);
+        json_object *slack = verdict_field(status, "slack", json_type_object);
+        json_object *outbox = verdict_field(slack, "outbox", json_type_object);
+        json_object *sf = verdict_field(status, "state_file", json_type_object);
+        const char *state = verdict_str(status, "state");
+        ControlVerdict v = CONTROL_VERDICT_NOT_ROUTED;
+        _cleanup_(freep) char *raw = NULL;
+        bool first = true, routable = false;
+        size_t size = 0;
+        FILE *f;
+
+        f = open_memstream(&raw, &size);
+        for (size_t i = 0; state && i < ELEMENTSOF(routed_states); i++)
+                routable = routable || streq(state, routed_states[i]);
+        if (!routable) {
+                if (f)
+                        fprintf(f, "state %s", state ? state : "unknown");
+        } else if (verdict_bool(pool, "configured") == 1 && verdict_bool(pool, "serving") != 1) {
+                if (f)
+                        fprintf(f, "%s, but not in the pool", state);
+        } else {
+                v = CONTROL_VERDICT_ROUTED;
+                if (verdict_bool(pool, "configured") == 1 && !streq_ptr(verdict_str(pool, "status"), "connected")) {
+                        v = CONTROL_VERDICT_DEGRADED;
+                        if (f)
+                                verdict_note(f, &first, "Redis", strna(verdict_str(pool, "status")),
+                                             verdict_str(pool, "last_error"));
+                }
+                if (verdict_bool(slack, "configured") == 1 &&
+                    (verdict_bool(outbox, "paused") == 1 || verdict_str(outbox, "last_error") ||
+                     verdict_str(outbox, "disk_error"))) {
+                        const char *e = verdict_str(outbox, "last_error");
+                        v = CONTROL_VERDICT_DEGRADED;
+                        if (f)
+                                verdict_note(f, &first, "Slack",
+                                             verdict_bool(outbox, "paused") == 1 ? "paused" : "not delivering",
+                                             e ? e : verdict_str(outbox, "disk_error"));
+                }
+                if (verdict_bool(sf, "ok") == 0) {
+                        v = CONTROL_VERDICT_DEGRADED;
+                        if (f)
+                                verdict_note(f, &first, "state file", "cannot save", verdict_str(sf, "last_error"));
+                }
+                if (v == CONTROL_VERDICT_ROUTED && f)
+                        fprintf(f, "%s%s", state, verdict_bool(pool, "configured") == 1 ? ", in the pool" : "");
+        }
+        if (!f || fclose(f) != 0) {
+                free(TAKE_PTR(raw));
+                size = 0;
+        }
+        if (ret_why) {
+                char *why = NULL;
+
+                /* one line, whatever the agent's texts hold */
+                if (raw && (why = malloc(size + 4)))
+                        sanitize_for_message(raw, size, why, size + 4);
+                *ret_why = why;
+        }
+        return v;
 }
 
 void control_request_done(ControlRequest *r) {
@@ -693,10 +826,13 @@ static char *handle_mutating(ControlClient *c, const ControlRequest *req) {
 
         if (control_command_is_mutating(req->command)) {
                 ControlGrant g = client_grant(c);
+                bool root_only = control_command_is_root_only(req->command);
 
-                if (g == CONTROL_GRANT_DENIED) {
+                if (g == CONTROL_GRANT_DENIED || (root_only && g == CONTROL_GRANT_GROUP)) {
+                        const ControlAccess *acc = &c->server->access;
                         _cleanup_(freep) char *denied =
-                                control_access_denied_message(name, c->have_cred, c->cred.uid, &c->server->access);
+                                root_only ? control_root_only_message(name, c->have_cred, c->cred.uid, acc)
+                                          : control_access_denied_message(name, c->have_cred, c->cred.uid, acc);
                         uint64_t now = 0;
                         unsigned more;
 
@@ -726,6 +862,10 @@ static char *handle_mutating(ControlClient *c, const ControlRequest *req) {
                 if (!h->drain)
                         return control_reply_error("'drain' is not supported by this agent");
                 r = h->drain(c->server->userdata, req->reason, &message);
+        } else if (req->command == CONTROL_RELOAD) {
+                if (!h->reload)
+                        return control_reply_error("'reload' is not supported by this agent");
+                r = h->reload(c->server->userdata, &message);
         } else if (req->command == CONTROL_TEST_ALERT || req->command == CONTROL_TEST_REBOOT ||
                    req->command == CONTROL_CHECK) {
                 int (*handler)(void *, uint64_t, const char *, char **) =
@@ -829,6 +969,7 @@ static char *handle_request(ControlClient *c, const ControlRequest *req) {
         case CONTROL_RESUME:
         case CONTROL_TEST_ALERT:
         case CONTROL_TEST_REBOOT:
+        case CONTROL_RELOAD:
         case CONTROL_CHECK: /* answered later, like the tests; anyone may ask */
                 return handle_mutating(c, req);
 

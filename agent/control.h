@@ -7,8 +7,9 @@
  * privileged peer: uid 0, the agent's own euid, or a member of the
  * configured control group (the peer's gid from SO_PEERCRED or one of its
  * supplementary groups from SO_PEERGROUPS, as they were at connect()).
- * Everything else is open to every local user. `watch` turns the
- * connection into a stream of transition events.
+ * `reload` is for uid 0 and the agent's own euid only: those who could
+ * send it SIGHUP anyway. Everything else is open to every local user.
+ * `watch` turns the connection into a stream of transition events.
  *
  * Wire format (version 1):
  *   request:  {"version":1,"command":"status"}
@@ -20,6 +21,7 @@
  *             {"version":1,"command":"check"}
  *             {"version":1,"command":"incidents"}
  *             {"version":1,"command":"incident","id":"20261122T170012Z-web-1"}
+ *             {"version":1,"command":"reload"}
  *   reply:    {"version":1,"ok":true,"status":{...}}
  *             {"version":1,"ok":true,"pool":{...}}   (the status' "pool" object)
  *             {"version":1,"ok":true,"history":[...]}
@@ -27,6 +29,8 @@
  *             {"version":1,"ok":true,"incident":{...summary.json...,"dir":...,"files":[...]}}
  *             {"version":1,"ok":true,"message":"..."}
  *             {"version":1,"ok":false,"error":"..."}
+ *             reload: {"version":1,"ok":true,"message":"reloaded FILE (sha256 ...)"}, or
+ *             {"version":1,"ok":false,"error":"FILE:LINE: message"} (the running config stays)
  *   watch:    {"version":1,"ok":true,"watching":true} then one
  *             {"version":1,"event":{...}} per transition. */
 #pragma once
@@ -38,6 +42,10 @@
 #include "macro.h"
 
 #define CONTROL_PROTOCOL_VERSION 1
+/* The version of the JSON that status and monkeyctl --json print (the
+ * objects' shapes and meanings), apart from the protocol's framing:
+ * "schema":N at the top of each. */
+#define CONTROL_JSON_SCHEMA 1
 #define CONTROL_REQUEST_MAX 4096
 #define CONTROL_ID_MAX 128
 #define CONTROL_CLIENTS_MAX 32
@@ -60,6 +68,7 @@ typedef enum ControlCommand {
         CONTROL_CHECK,
         CONTROL_INCIDENTS,
         CONTROL_INCIDENT,
+        CONTROL_RELOAD,
         _CONTROL_COMMAND_MAX,
         _CONTROL_COMMAND_INVALID = -EINVAL,
 } ControlCommand;
@@ -67,6 +76,8 @@ typedef enum ControlCommand {
 const char *control_command_to_string(ControlCommand c);
 ControlCommand control_command_from_string(const char *s);
 bool control_command_is_mutating(ControlCommand c);
+/* Mutating and beyond the control group: root and the agent's own euid. */
+bool control_command_is_root_only(ControlCommand c);
 
 /* Who may run the mutating commands. */
 typedef struct ControlAccess {
@@ -95,6 +106,28 @@ ControlGrant control_access_check(uid_t uid, gid_t gid, const gid_t *groups, siz
  * mutating command: names the command and the uid and says how to get
  * access. Returns NULL on OOM. */
 char *control_access_denied_message(const char *command, bool have_uid, uid_t uid, const ControlAccess *access);
+/* The same for a root-only command (the control group does not help). */
+char *control_root_only_message(const char *command, bool have_uid, uid_t uid, const ControlAccess *access);
+
+/* What a status object says about routing, for scripts and health checks
+ * (monkeyctl status's exit code). Routed: in a state that takes traffic
+ * (SERVING, or OVERLOADED/HOLDING, which stay in the pool) and, with a
+ * [pool], in it. Degraded: routed, but the pool's Redis is not connected,
+ * Slack is not taking messages, or state.json cannot be saved. */
+typedef enum ControlVerdict {
+        CONTROL_VERDICT_ROUTED,
+        CONTROL_VERDICT_NOT_ROUTED,
+        CONTROL_VERDICT_DEGRADED,
+        _CONTROL_VERDICT_MAX,
+        _CONTROL_VERDICT_INVALID = -EINVAL,
+} ControlVerdict;
+
+const char *control_verdict_to_string(ControlVerdict v); /* "routed", "not routed", "degraded" */
+/* Pure. Any field may be missing or of the wrong type: an unknown state is
+ * not routed, unknown health is not degraded. *ret_why (may be NULL; NULL
+ * on OOM) says why, one line without control characters: "state
+ * MAINTENANCE", "Redis: unreachable (connection refused); Slack: ...". */
+ControlVerdict control_status_verdict(json_object *status, char **ret_why);
 
 typedef struct ControlRequest {
         int version;
@@ -140,6 +173,9 @@ typedef struct ControlHandlers {
         /* The incidents kept on disk, and one incident's summary. */
         json_object *(*incidents)(void *userdata, char **ret_message);
         json_object *(*incident)(void *userdata, const char *id, char **ret_message);
+        /* Parse the config file again and swap it in if valid: 0 with
+         * "reloaded FILE", or < 0 with the reason ("FILE:LINE: message"). */
+        int (*reload)(void *userdata, char **ret_message);
 } ControlHandlers;
 
 typedef struct ControlServer ControlServer;

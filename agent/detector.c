@@ -62,6 +62,7 @@ int detector_init(Detector *d, double threshold, double clear_below, usec_t wind
                 .window = window,
                 .slack = window_slack(interval),
                 .run_start = USEC_INFINITY,
+                .cool_start = USEC_INFINITY,
                 .last_end = 0,
                 .last_busy = NAN,
                 .ring = ring,
@@ -183,6 +184,10 @@ DetectorVerdict detector_feed(Detector *d, usec_t start, usec_t end, double busy
                 d->run_start = USEC_INFINITY;
         else if (gap || d->run_start == USEC_INFINITY)
                 d->run_start = start;
+        if (busy >= d->clear_below)
+                d->cool_start = USEC_INFINITY;
+        else if (gap || d->cool_start == USEC_INFINITY)
+                d->cool_start = start;
 
         ring_push(d, start, end, busy);
         d->last_end = end;
@@ -229,4 +234,14 @@ usec_t detector_run_length(const Detector *d) {
         if (!d || d->run_start == USEC_INFINITY || d->last_end < d->run_start)
                 return 0;
         return d->last_end - d->run_start;
+}
+
+usec_t detector_cool_length(const Detector *d) {
+        if (!d || d->cool_start == USEC_INFINITY || d->last_end < d->cool_start)
+                return 0;
+        return d->last_end - d->cool_start;
+}
+
+bool detector_cooled(const Detector *d) {
+        return d && detector_cool_length(d) + d->slack >= d->window && detector_cool_length(d) > 0;
 }

@@ -39,6 +39,7 @@ typedef struct Detector {
 
         bool breached;
         usec_t run_start;   /* start of the current hot run, USEC_INFINITY when none */
+        usec_t cool_start;  /* start of the current run below clear_below, USEC_INFINITY when none */
         usec_t last_end;    /* end of the last fed interval, 0 when none */
         double last_busy;
 
@@ -63,5 +64,10 @@ void detector_reset(Detector *d);
 double detector_window_pct(const Detector *d);
 /* How long the current hot run has lasted, 0 when none. */
 usec_t detector_run_length(const Detector *d);
+/* How long the samples have stayed below clear_below without a gap, and
+ * whether that covers a whole window (with the timer's slack): the rule
+ * for a host whose remediation failed before it may rejoin. */
+usec_t detector_cool_length(const Detector *d);
+bool detector_cooled(const Detector *d);
 
 const char *detector_verdict_to_string(DetectorVerdict v);

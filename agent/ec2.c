@@ -201,7 +201,7 @@ static bool instance_id_valid(const char *id) {
         if (!id || strncmp(id, "i-", 2) != 0)
                 return false;
         n = strlen(id + 2);
-        if (n < 8 || n > 17)
+        if (n != 8 && n != 17) /* the two forms EC2 has issued */
                 return false;
         for (const char *p = id + 2; *p; p++)
                 if (!isxdigit((unsigned char) *p) || isupper((unsigned char) *p))
@@ -323,6 +323,10 @@ bool ec2_busy(const Ec2 *c) {
 
 const char *ec2_endpoint(const Ec2 *c) {
         return c->endpoint;
+}
+
+const char *ec2_last_detail(const Ec2 *c) {
+        return c && c->busy && c->attempt > 0 && c->last.detail[0] ? c->last.detail : NULL;
 }
 
 static void finish(Ec2 *c, Ec2Outcome o) {
@@ -472,6 +476,7 @@ static int attempt_start(Ec2 *c) {
                 .timeout = EC2_TIMEOUT,
                 .body_max = EC2_BODY_MAX,
                 .aws_sigv4 = c->sigv4,
+                .use_env_proxy = true, /* an AWS API: https_proxy/no_proxy, as the AWS SDKs */
         };
         int k;
 

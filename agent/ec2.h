@@ -79,3 +79,5 @@ int ec2_reboot(Ec2 *c, const AwsCredentials *cred, const char *instance_id, bool
 void ec2_cancel(Ec2 *c);
 bool ec2_busy(const Ec2 *c);
 const char *ec2_endpoint(const Ec2 *c);
+/* While a call runs: what its last failed attempt said; NULL otherwise. */
+const char *ec2_last_detail(const Ec2 *c);

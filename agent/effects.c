@@ -39,11 +39,11 @@ static void on_budget_answer(Pool *p, PoolLeaveResult r, const char *detail, voi
                 }
                 a->pool_serving = false;
                 snprintf(reason, sizeof reason, "left the pool: %s", strna(detail));
-                (void) agent_post_event(a, EVENT_BUDGET_GRANTED, reason);
+                agent_post_event(a, EVENT_BUDGET_GRANTED, reason);
                 break;
         case POOL_LEAVE_DENIED:
                 snprintf(reason, sizeof reason, "disruption budget: %s", strna(detail));
-                (void) agent_post_event(a, EVENT_BUDGET_DENIED, reason);
+                agent_post_event(a, EVENT_BUDGET_DENIED, reason);
                 break;
         case POOL_LEAVE_UNREACHABLE:
         default:
@@ -53,28 +53,135 @@ static void on_budget_answer(Pool *p, PoolLeaveResult r, const char *detail, voi
                         a->pool_serving = false;
                         /* Still out in our own view: reconciled when Redis returns. */
                         pool_set_state(p, state_to_string(a->state), reason, false);
-                        (void) agent_post_event(a, EVENT_BUDGET_GRANTED, reason);
+                        agent_post_event(a, EVENT_BUDGET_GRANTED, reason);
                 } else {
                         snprintf(reason, sizeof reason,
                                  "pool unreachable (%s): not leaving while possibly still routed", strna(detail));
-                        (void) agent_post_event(a, EVENT_BUDGET_DENIED, reason);
+                        agent_post_event(a, EVENT_BUDGET_DENIED, reason);
                 }
                 break;
         }
 }
 
-int effect_pool_request_leave(Agent *a) {
+static int request_leave_now(Agent *a) {
         int r;
 
         if (!a->pool) {
-                log_info("pool: not configured, leaving is granted without a budget check");
-                return agent_post_event(a, EVENT_BUDGET_GRANTED, "no pool configured");
+                /* only with [remedy] budget = none: the config refuses a
+                 * remediation without a pool otherwise */
+                log_notice("no fleet budget ([remedy] budget = none): leaving without asking the other hosts");
+                agent_post_event(a, EVENT_BUDGET_GRANTED, "no fleet budget ([remedy] budget = none)");
+                return 0;
         }
         r = pool_leave(a->pool, false, a->state_reason, on_budget_answer, a);
         if (r < 0) {
                 log_warning_errno(r, "pool: cannot ask the budget: %m");
                 on_budget_answer(a->pool, POOL_LEAVE_UNREACHABLE, "cannot send the request", a);
         }
+        return 0;
+}
+
+/* [remedy] dry_run: the budget's verdict, the ladder told step by step,
+ * and back to serving. Nothing here changes routing, the budget or the
+ * reboot-loop guard. */
+static void dry_run_tell(Agent *a, PoolLeaveResult r, const char *detail) {
+        const Config *c = a->config;
+        _cleanup_(freep) char *ladder = NULL, *done = NULL;
+        const char *verdict;
+        size_t len = 0;
+        FILE *f;
+
+        if (a->state != STATE_OVERLOADED) {
+                /* cleared, or an operator stepped in, while the budget answered */
+                log_info("dry run: the budget answered (%s) after the host left OVERLOADED, not telling the ladder",
+                         strna(detail));
+                return;
+        }
+        switch (r) {
+        case POOL_LEAVE_WOULD_LEAVE:
+                verdict = "would leave the pool: the budget allows it";
+                break;
+        case POOL_LEAVE_DENIED:
+                verdict = "would hold in the pool: the budget says no";
+                break;
+        case POOL_LEAVE_ALREADY_OUT:
+                verdict = "not in the pool's serving set: nothing to leave";
+                break;
+        case POOL_LEAVE_LEFT: /* a peek never takes a slot; were it to, say so */
+                verdict = "left the pool (unexpected for a dry run)";
+                break;
+        case POOL_LEAVE_UNREACHABLE:
+        default:
+                verdict = c->pool.on_unreachable == POOL_ON_UNREACHABLE_REMEDIATE
+                                  ? "cannot ask the budget: the pool is unreachable; on_unreachable = remediate would go on"
+                                  : "would hold: the pool is unreachable, so the budget cannot be asked";
+                break;
+        }
+
+        f = open_memstream(&ladder, &len);
+        if (!f) {
+                log_oom();
+        } else {
+                for (size_t i = 0; i < c->remedy.ladder_len; i++) {
+                        _cleanup_(freep) char *step = remedy_step_describe(c, i);
+                        const char *id = c->remedy.ladder[i] == REMEDY_REBOOT_INSTANCE ? aws_instance_id(a->aws) : NULL;
+                        fprintf(f, "%s%zu. %s%s%s", i ? ", " : "", i + 1, strna(step), id ? " " : "", strempty(id));
+                }
+                fclose(f);
+        }
+        alerts_dry_run(a, verdict, a->pool ? detail : "no [pool]: no fleet budget to ask", ladder);
+        /* The ladder as messages, as a real run would announce each step,
+         * but only where a real run would get that far. */
+        if (r == POOL_LEAVE_WOULD_LEAVE || !a->pool ||
+            (r == POOL_LEAVE_UNREACHABLE && c->pool.on_unreachable == POOL_ON_UNREACHABLE_REMEDIATE))
+                for (size_t i = 0; i < c->remedy.ladder_len; i++) {
+                        _cleanup_(freep) char *step = remedy_step_describe(c, i), *text = NULL;
+                        const char *id = c->remedy.ladder[i] == REMEDY_REBOOT_INSTANCE ? aws_instance_id(a->aws) : NULL;
+
+                        if (asprintf(&text, "%s: DRY RUN: would %s%s%s%s", c->agent.host, strna(step), id ? " " : "",
+                                     strempty(id), i > 0 ? " if the step before failed" : "") < 0)
+                                text = NULL;
+                        alerts_remediating(a, step, text ? text : "DRY RUN", NULL);
+                }
+        if (asprintf(&done, "DRY RUN: %s; nothing was done", verdict) < 0)
+                done = NULL;
+        agent_post_event(a, EVENT_DRY_RUN_DONE, done ? done : "DRY RUN: nothing was done");
+}
+
+static void on_dry_run_budget(Pool *p, PoolLeaveResult r, const char *detail, void *userdata) {
+        dry_run_tell(userdata, r, detail);
+}
+
+int effect_dry_run(Agent *a) {
+        int r;
+
+        if (!a->pool) {
+                dry_run_tell(a, POOL_LEAVE_WOULD_LEAVE, NULL);
+                return 0;
+        }
+        r = pool_leave_peek(a->pool, a->state_reason, on_dry_run_budget, a);
+        if (r < 0) {
+                log_warning_errno(r, "pool: cannot ask the budget for the dry run: %m");
+                dry_run_tell(a, POOL_LEAVE_UNREACHABLE, "cannot send the request");
+        }
+        return 0;
+}
+
+/* What announces the leave (the breach alert, the incident's summary)
+ * is on disk: now ask, unless the overload went meanwhile or a newer ask
+ * took over. */
+static void on_leave_announced(void *userdata, uint64_t gen, int error) {
+        Agent *a = userdata;
+
+        if (a->stopping || gen != a->leave_gen || (a->state != STATE_OVERLOADED && a->state != STATE_HOLDING))
+                return;
+        (void) request_leave_now(a);
+}
+
+int effect_pool_request_leave(Agent *a) {
+        /* write-ahead: the alert spooled for this leave is durable first */
+        if (agent_after_writes(a, on_leave_announced, ++a->leave_gen) < 0)
+                return request_leave_now(a);
         return 0;
 }
 
@@ -164,7 +271,7 @@ static void on_checks_done(const CheckReport *report, void *userdata) {
         if (r.ok) {
                 snprintf(reason, sizeof reason, "checks passed (attempt %u): content %s; status %s; binding %s",
                          r.attempt, r.content.detail, r.status.detail, r.binding.detail);
-                (void) agent_post_event(a, EVENT_CHECKS_PASSED, reason);
+                agent_post_event(a, EVENT_CHECKS_PASSED, reason);
                 return;
         }
         a->checks_passes = 0;
@@ -183,7 +290,7 @@ static void on_checks_done(const CheckReport *report, void *userdata) {
          * when what failed changes */
         log_notice("checks: failed after %u attempt%s", r.attempt, r.attempt == 1 ? "" : "s");
         snprintf(reason, sizeof reason, "%s check failed: %s", name, bad->detail);
-        (void) agent_post_event(a, EVENT_CHECKS_FAILED, reason);
+        agent_post_event(a, EVENT_CHECKS_FAILED, reason);
 }
 
 static void checks_attempt_start(Agent *a) {
@@ -197,7 +304,7 @@ static void checks_attempt_start(Agent *a) {
         if (r < 0) {
                 char reason[160];
                 snprintf(reason, sizeof reason, "cannot run the checks: %s", strerror(-r));
-                (void) agent_post_event(a, EVENT_CHECKS_FAILED, reason);
+                agent_post_event(a, EVENT_CHECKS_FAILED, reason);
         }
 }
 
@@ -266,7 +373,8 @@ void effect_checks_cancel(Agent *a) {
 int effect_checks_run(Agent *a, bool patient) {
         if (!a->checks) {
                 log_info("checks: not configured, passing");
-                return agent_post_event(a, EVENT_CHECKS_PASSED, "no checks configured");
+                agent_post_event(a, EVENT_CHECKS_PASSED, "no checks configured");
+                return 0;
         }
         effect_checks_cancel(a);
         a->checks_attempt = 0;
@@ -293,7 +401,7 @@ static void on_readiness_leave(Pool *p, PoolLeaveResult r, const char *detail, v
         if (r == POOL_LEAVE_LEFT || r == POOL_LEAVE_ALREADY_OUT) {
                 a->pool_serving = false;
                 snprintf(reason, sizeof reason, "%s", strna(a->readiness_reason));
-                (void) agent_post_event(a, EVENT_CHECKS_FAILED, reason);
+                agent_post_event(a, EVENT_CHECKS_FAILED, reason);
                 return;
         }
         /* a whole fleet failing its checks at once (a shared dependency
@@ -335,7 +443,7 @@ static void on_readiness_done(const CheckReport *report, void *userdata) {
         a->readiness_reason = strdup(reason);
         a->readiness_fails = 0;
         if (!a->pool) {
-                (void) agent_post_event(a, EVENT_CHECKS_FAILED, reason);
+                agent_post_event(a, EVENT_CHECKS_FAILED, reason);
                 return;
         }
         k = pool_leave(a->pool, false, reason, on_readiness_leave, a);

@@ -18,6 +18,9 @@ typedef struct Agent Agent;
 int effect_pool_join(Agent *a);
 int effect_pool_request_leave(Agent *a);
 int effect_pool_leave(Agent *a, const char *why);
+/* [remedy] dry_run on a breach: ask the budget without taking a slot,
+ * tell the ladder, answer EVENT_DRY_RUN_DONE. */
+int effect_dry_run(Agent *a);
 
 /* Checks: posts CHECKS_PASSED or CHECKS_FAILED. patient: the app may be
  * starting (after a boot or a remediation): all [checks] attempts, with

@@ -12,6 +12,9 @@ int read_full_fd(int fd, size_t max, char **ret, size_t *ret_len);
 /* explicit_bzero then free; takes NULL. */
 void free_wiped(char *p, size_t n);
 
+/* write(2) until all of p is written (EINTR retried); 0 or a negative errno. */
+int write_all(int fd, const char *p, size_t n);
+
 /* Write `dir_fd`/`name` atomically and durably: NAME.tmp-XXXXXX (mode
  * 0600), write, fsync, close, rename over NAME, fsync the directory. On
  * failure the old file is untouched and the temp file removed. Logs

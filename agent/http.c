@@ -6,6 +6,7 @@
  * cancel freely. */
 #include "http.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <inttypes.h>
 #include <sys/epoll.h>
@@ -106,6 +107,8 @@ static void process_done(Http *h) {
                 /* A body cut on purpose ends with a write error: that is an answer. */
                 if (c->response.result == CURLE_WRITE_ERROR && c->response.truncated && c->response.status > 0)
                         c->response.result = CURLE_OK;
+                if (c->response.result != CURLE_OK)
+                        (void) curl_easy_getinfo(c->easy, CURLINFO_HTTP_CONNECTCODE, &c->response.proxy_status);
                 if (c->response.result != CURLE_OK && c->response.error[0] == '\0')
                         snprintf(c->response.error, sizeof c->response.error, "%s",
                                  curl_easy_strerror(c->response.result));
@@ -358,8 +361,17 @@ static int call_setup(HttpCall *c, const HttpRequest *req) {
          * The thread cleans up after itself when it returns. */
         SET(CURLOPT_QUICK_EXIT, 1L);
 #endif
-        if (req->no_proxy)
-                SET(CURLOPT_NOPROXY, "*");
+        if (req->use_env_proxy) {
+                HttpEnvProxy ep;
+                http_env_proxy(req->url, http_getenv, &ep);
+                /* Our decision, set explicitly: curl reading the environment
+                 * again would skip HTTP_PROXY, and its own no_proxy reading
+                 * is turned off by a set (empty) CURLOPT_NOPROXY. */
+                SET(CURLOPT_PROXY, ep.use);
+                SET(CURLOPT_NOPROXY, "");
+        } else
+                /* "" turns off curl's own reading of http_proxy & co. */
+                SET(CURLOPT_PROXY, "");
         if (streq(method, "POST")) {
                 SET(CURLOPT_POST, 1L);
                 SET(CURLOPT_POSTFIELDSIZE, (long) c->body_copy_len);
@@ -505,13 +517,208 @@ const char *http_describe_failure(const HttpResponse *r, char *buf, size_t size)
         case CURLE_COULDNT_RESOLVE_HOST:
                 snprintf(buf, size, "cannot resolve host");
                 break;
+        case CURLE_COULDNT_RESOLVE_PROXY:
+                snprintf(buf, size, "cannot resolve the proxy");
+                break;
         case CURLE_GOT_NOTHING:
                 snprintf(buf, size, "empty reply (connection closed)");
                 break;
         default:
+                if (r->proxy_status >= 300) {
+                        /* the proxy refused the tunnel: say so, or a 407 or 502
+                         * would read as a fault of Slack or AWS */
+                        snprintf(buf, size, "the proxy answered CONNECT with HTTP %ld", r->proxy_status);
+                        break;
+                }
                 /* curl's text may quote the URL: keep only the code's own words. */
                 snprintf(buf, size, "%s", curl_easy_strerror(r->result));
                 break;
         }
+        return buf;
+}
+
+const char *http_getenv(const char *name) {
+        return getenv(name);
+}
+
+static const char *first_set(http_getenv_t lookup, const char *lower, const char *upper, const char **ret_var) {
+        const char *v = lookup(lower);
+
+        *ret_var = lower;
+        if (!v) {
+                v = lookup(upper);
+                *ret_var = upper;
+        }
+        if (!v)
+                *ret_var = NULL;
+        return v;
+}
+
+/* The host of a URL as curl parses it (an IPv6 address in brackets):
+ * NULL when curl cannot parse it (then no_proxy cannot name it). */
+static char *url_host(const char *url) {
+        CURLU *u = curl_url();
+        char *host = NULL, *out = NULL;
+
+        if (u && url && curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+                out = strdup(host);
+        curl_free(host);
+        curl_url_cleanup(u);
+        return out;
+}
+
+void http_env_proxy(const char *url, http_getenv_t lookup, HttpEnvProxy *ret) {
+        bool https = url && strncasecmp(url, "https://", 8) == 0;
+        const char *var = NULL;
+
+        *ret = (HttpEnvProxy) { .use = "" };
+        ret->proxy = https ? first_set(lookup, "https_proxy", "HTTPS_PROXY", &var)
+                           : first_set(lookup, "http_proxy", "HTTP_PROXY", &var);
+        if (!ret->proxy)
+                ret->proxy = first_set(lookup, "all_proxy", "ALL_PROXY", &var);
+        ret->proxy_var = var;
+        ret->no_proxy = first_set(lookup, "no_proxy", "NO_PROXY", &ret->no_proxy_var);
+        if (isempty(ret->proxy))
+                return;
+        if (!isempty(ret->no_proxy)) {
+                _cleanup_(freep) char *host = url_host(url);
+                ret->exempt = host && http_no_proxy_match(ret->no_proxy, host);
+        }
+        if (!ret->exempt)
+                ret->use = ret->proxy;
+}
+
+/* An IPv4 or IPv6 address in network order; its family, or 0 when `s` is no address. */
+static int parse_ip(const char *s, size_t len, unsigned char addr[static 16]) {
+        char buf[INET6_ADDRSTRLEN + 2];
+
+        if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
+                s++;
+                len -= 2;
+        }
+        if (len == 0 || len >= sizeof buf)
+                return 0;
+        memcpy(buf, s, len);
+        buf[len] = '\0';
+        if (inet_pton(AF_INET, buf, addr) == 1)
+                return AF_INET;
+        if (inet_pton(AF_INET6, buf, addr) == 1)
+                return AF_INET6;
+        return 0;
+}
+
+static bool prefix_equal(const unsigned char *a, const unsigned char *b, unsigned bits) {
+        unsigned bytes = bits / 8, rest = bits % 8;
+
+        if (memcmp(a, b, bytes) != 0)
+                return false;
+        return rest == 0 || ((a[bytes] ^ b[bytes]) & (0xffU << (8 - rest)) & 0xffU) == 0;
+}
+
+static bool entry_matches(const char *e, size_t elen, const char *host, size_t hlen) {
+        unsigned char hip[16], eip[16];
+        int hfam = parse_ip(host, hlen, hip);
+
+        if (elen == 1 && e[0] == '*')
+                return true;
+        if (hfam != 0) {
+                const char *slash = memchr(e, '/', elen);
+                unsigned bits = hfam == AF_INET ? 32 : 128, max = bits;
+
+                if (slash) {
+                        const char *p = slash + 1;
+                        if (p == e + elen || elen - (size_t) (p - e) > 3)
+                                return false;
+                        bits = 0;
+                        for (; p < e + elen; p++) {
+                                if (*p < '0' || *p > '9')
+                                        return false;
+                                bits = bits * 10 + (unsigned) (*p - '0');
+                        }
+                        if (bits > max)
+                                return false;
+                        elen = (size_t) (slash - e);
+                }
+                return parse_ip(e, elen, eip) == hfam && prefix_equal(hip, eip, bits);
+        }
+        /* a name: itself or a subdomain of it; "*.corp" as Go and Java
+         * write it is ".corp" */
+        if (elen > 2 && e[0] == '*' && e[1] == '.') {
+                e++;
+                elen--;
+        }
+        while (elen > 0 && e[0] == '.') {
+                e++;
+                elen--;
+        }
+        while (elen > 0 && e[elen - 1] == '.')
+                elen--;
+        if (elen == 0 || elen > hlen)
+                return false;
+        if (strncasecmp(host + hlen - elen, e, elen) != 0)
+                return false;
+        return elen == hlen || host[hlen - elen - 1] == '.';
+}
+
+bool http_no_proxy_match(const char *no_proxy, const char *host) {
+        size_t hlen;
+
+        if (isempty(no_proxy) || isempty(host))
+                return false;
+        hlen = strlen(host);
+        if (hlen > 0 && host[hlen - 1] == '.' && host[0] != '[')
+                hlen--;
+        for (const char *p = no_proxy; *p;) {
+                size_t n;
+
+                p += strspn(p, ", \t");
+                n = strcspn(p, ", \t");
+                if (n > 0 && entry_matches(p, n, host, hlen))
+                        return true;
+                p += n;
+        }
+        return false;
+}
+
+const char *http_proxy_display(const char *proxy, char *buf, size_t size) {
+        CURLU *u = curl_url();
+        _cleanup_(freep) char *with_scheme = NULL;
+        char *scheme = NULL, *host = NULL, *port = NULL;
+
+        /* Rebuilt from its parts, so that a user, a password or anything
+         * else the operator put in the URL never reaches a log. curl takes
+         * "proxy.corp:3128" without a scheme as http:// (CURLU_DEFAULT_SCHEME
+         * would say https). */
+        if (proxy && !strstr(proxy, "://") && asprintf(&with_scheme, "http://%s", proxy) < 0)
+                with_scheme = NULL; /* then shown "(unparsable)" */
+        if (u && proxy &&
+            curl_url_set(u, CURLUPART_URL, with_scheme ? with_scheme : proxy, CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+                (void) curl_url_get(u, CURLUPART_PORT, &port, 0); /* absent: the scheme's own */
+                snprintf(buf, size, "%s://%s%s%s", scheme, host, port ? ":" : "", strempty(port));
+        } else
+                snprintf(buf, size, "(unparsable)");
+        curl_free(scheme);
+        curl_free(host);
+        curl_free(port);
+        curl_url_cleanup(u);
+        return buf;
+}
+
+const char *http_env_proxy_describe(const char *url, http_getenv_t lookup, char *buf, size_t size) {
+        HttpEnvProxy ep;
+        char shown[256];
+
+        http_env_proxy(url, lookup, &ep);
+        if (isempty(ep.proxy))
+                return NULL;
+        if (ep.exempt) {
+                _cleanup_(freep) char *host = url_host(url);
+                snprintf(buf, size, "direct (%s names %s)", ep.no_proxy_var, strna(host));
+        } else
+                snprintf(buf, size, "through the proxy %s (%s)", http_proxy_display(ep.proxy, shown, sizeof shown),
+                         ep.proxy_var);
         return buf;
 }

@@ -29,7 +29,12 @@ typedef struct HttpRequest {
         size_t body_max;           /* bytes of response kept; more is cut (truncated = true); 0 = default */
         const char *aws_sigv4;     /* CURLOPT_AWS_SIGV4 provider string, e.g. "aws:amz:us-east-1:ec2" */
         const char *userpwd;       /* with aws_sigv4: "ACCESS_KEY:SECRET" */
-        bool no_proxy;             /* never through a proxy (IMDS is link-local) */
+        /* false (the zero value): always direct, whatever http_proxy says:
+         * the local app's checks and IMDS (link-local) must never meet a
+         * proxy. true: through the proxy the environment names for this URL
+         * (http_env_proxy()), as curl and the AWS SDKs do: Slack and the AWS
+         * APIs, which a host behind an egress proxy reaches only through it. */
+        bool use_env_proxy;
 } HttpRequest;
 
 typedef struct HttpResponse {
@@ -44,6 +49,7 @@ typedef struct HttpResponse {
         usec_t elapsed;            /* total time of the call */
         bool sent;                 /* the request went out (or began to): without an answer, the
                                     * server may still have acted on it */
+        long proxy_status;         /* the proxy's answer to CONNECT (https through a proxy), 0 when none */
         char error[CURL_ERROR_SIZE]; /* curl's message when result != CURLE_OK */
 } HttpResponse;
 
@@ -85,3 +91,44 @@ static inline int http_text_prefix(const char *s, int max) {
  * "HTTP 503", "timeout after 10s", "connection refused". No URL (it may
  * hold a secret, as a webhook URL does). */
 const char *http_describe_failure(const HttpResponse *r, char *buf, size_t size);
+
+/* The proxy a use_env_proxy call takes, read from the environment the way
+ * curl and the AWS SDKs read it: for an https:// URL https_proxy, else
+ * HTTPS_PROXY; for http:// http_proxy, else HTTP_PROXY (curl alone ignores
+ * HTTP_PROXY, a CGI concern that a daemon does not have); then all_proxy,
+ * ALL_PROXY. The first variable that is set wins, and set to "" it means
+ * direct (so `https_proxy=` overrides an inherited HTTPS_PROXY). no_proxy,
+ * else NO_PROXY, lists the hosts that stay direct (http_no_proxy_match()).
+ * The decision is ours, not curl's, so the log says what the call does. */
+typedef struct HttpEnvProxy {
+        const char *proxy;         /* what the variable says; may hold a password: never logged as is */
+        const char *proxy_var;     /* the variable it came from, NULL when none */
+        const char *no_proxy;      /* NULL when neither variable is set */
+        const char *no_proxy_var;
+        bool exempt;               /* no_proxy names the URL's host */
+        const char *use;           /* what the call takes: the proxy, or "" for direct */
+} HttpEnvProxy;
+
+typedef const char *(*http_getenv_t)(const char *name);
+
+/* Pure but for `lookup` (http_getenv in the daemon). */
+void http_env_proxy(const char *url, http_getenv_t lookup, HttpEnvProxy *ret);
+const char *http_getenv(const char *name);
+
+/* Pure: whether `no_proxy` keeps `host` direct, by curl's rules (plus Go's
+ * "*.corp"): entries separated by commas or blanks; "*" is every host; a
+ * name matches itself and its subdomains (a leading "." or "*." and a
+ * trailing dot are ignored, case too); an IP address matches itself;
+ * "ADDR/BITS" a CIDR range (IPv4 or IPv6). `host` as in a URL: an IPv6
+ * address may be in brackets. */
+bool http_no_proxy_match(const char *no_proxy, const char *host);
+
+/* A proxy URL for logs: scheme, host and port, never the user or password
+ * ("http://proxy.corp:3128"); "(unparsable)" when curl cannot parse it. */
+const char *http_proxy_display(const char *proxy, char *buf, size_t size);
+
+/* For a start-up log line about calls to `url` that opt in to the
+ * environment's proxy: "through the proxy http://proxy.corp:3128
+ * (https_proxy)", "direct (no_proxy names slack.corp)", or NULL when the
+ * environment names no proxy. No credentials. */
+const char *http_env_proxy_describe(const char *url, http_getenv_t lookup, char *buf, size_t size);

@@ -166,7 +166,7 @@ static void request_send(ImdsRequest *r) {
                 .method = "GET",
                 .timeout = IMDS_TIMEOUT,
                 .body_max = IMDS_BODY_MAX,
-                .no_proxy = true,
+                .use_env_proxy = false, /* link-local: never through a proxy */
         };
         int k;
 
@@ -239,7 +239,7 @@ static void token_fetch(Imds *m) {
                 .headers = headers,
                 .timeout = IMDS_TIMEOUT,
                 .body_max = IMDS_TOKEN_MAX,
-                .no_proxy = true,
+                .use_env_proxy = false, /* link-local: never through a proxy */
         };
         int k;
 

@@ -196,6 +196,17 @@ int incident_write(const char *state_dir, const char *id, const char *name, cons
         return write_file_atomic_at(fd, name, data, len);
 }
 
+int incident_write_queued(Writer *w, const char *state_dir, const char *id, const char *name, const char *data,
+                          size_t len, const WriterDone *done) {
+        _cleanup_(freep) char *dir = NULL;
+        int r;
+
+        r = incident_dir_make(state_dir, id, &dir);
+        if (r < 0)
+                return r;
+        return writer_save(w, dir, name, data, len, done, done ? 1 : 0);
+}
+
 int incident_read(const char *state_dir, const char *id, const char *name, size_t max, char **ret, size_t *ret_len) {
         _cleanup_(freep) char *dir = NULL, *path = NULL;
         _cleanup_(closep) int fd = -1;

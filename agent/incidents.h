@@ -9,6 +9,7 @@
 #include <json-c/json.h>
 
 #include "macro.h"
+#include "writer.h"
 
 #define INCIDENT_SUMMARY "summary.json"
 #define INCIDENT_FOLDED "stacks.folded"
@@ -49,6 +50,11 @@ int incident_dir_path(const char *state_dir, const char *id, char **ret);
 
 /* Write one file of an incident atomically (temp, fsync, rename). */
 int incident_write(const char *state_dir, const char *id, const char *name, const char *data, size_t len);
+/* The same, its directory made now and the write queued on `w` (off the
+ * loop, in order with every other durable write); done (may be NULL)
+ * learns how it went. */
+int incident_write_queued(Writer *w, const char *state_dir, const char *id, const char *name, const char *data,
+                          size_t len, const WriterDone *done);
 /* Read one file of an incident, at most max bytes (-EFBIG beyond). */
 int incident_read(const char *state_dir, const char *id, const char *name, size_t max, char **ret, size_t *ret_len);
 

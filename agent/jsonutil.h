@@ -2,7 +2,9 @@
 #pragma once
 
 #include <json-c/json.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 static inline void json_object_putp(json_object **o) {
         if (*o)
@@ -12,6 +14,19 @@ static inline void json_object_putp(json_object **o) {
 static inline void json_tokener_freep(json_tokener **t) {
         if (*t)
                 json_tokener_free(*t);
+}
+
+/* Wall-clock microseconds as RFC 3339 UTC, "2026-11-22T17:00:00Z": the one
+ * time format of status and monkeyctl --json (CONTROL_JSON_SCHEMA), with a
+ * "_unix" number beside it where scripts compute with it. */
+static inline json_object *json_new_rfc3339(uint64_t wall_usec) {
+        time_t t = (time_t) (wall_usec / 1000000);
+        struct tm tm;
+        char buf[32];
+
+        if (!gmtime_r(&t, &tm) || strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+                return NULL;
+        return json_object_new_string(buf);
 }
 
 /* A double written with `decimals` digits after the point ("39.7", not

@@ -30,6 +30,7 @@ static const char *const event_table[_EVENT_MAX] = {
         [EVENT_MAINTENANCE] = "maintenance",
         [EVENT_RESUME] = "resume",
         [EVENT_RESTORE_HOLD] = "restore-hold",
+        [EVENT_DRY_RUN_DONE] = "dry-run-done",
 };
 
 static const char *const action_table[_ACTION_MAX] = {
@@ -45,6 +46,9 @@ static const char *const action_table[_ACTION_MAX] = {
         [ACTION_QUARANTINE] = "quarantine",
         [ACTION_GIVE_UP] = "give-up",
         [ACTION_ENTER_MAINTENANCE] = "enter-maintenance",
+        [ACTION_DRY_RUN] = "dry-run",
+        [ACTION_NOTE_DRY_RUN] = "note-dry-run",
+        [ACTION_WAIT_COOL] = "wait-cool",
 };
 
 static const char *const guard_table[_GUARD_MAX] = {
@@ -53,6 +57,9 @@ static const char *const guard_table[_GUARD_MAX] = {
         [GUARD_REMEDY_DISABLED] = "remedy-disabled",
         [GUARD_REMEDY_ALLOWED] = "remedy-allowed",
         [GUARD_REMEDY_EXHAUSTED] = "remedy-exhausted",
+        [GUARD_REMEDY_DRY_RUN] = "remedy-dry-run",
+        [GUARD_REJOIN_ALLOWED] = "rejoin-allowed",
+        [GUARD_REJOIN_HOT] = "rejoin-hot",
 };
 
 #define T(f, e, g, t, a) { STATE_##f, EVENT_##e, GUARD_##g, STATE_##t, ACTION_##a }
@@ -71,6 +78,11 @@ static const Transition transitions[] = {
 
         T(SERVING,     BREACH,              REMEDY_ENABLED,   OVERLOADED,  REQUEST_LEAVE),
         T(SERVING,     BREACH,              REMEDY_DISABLED,  OVERLOADED,  ALERT_BREACH),
+        /* A dry run changes neither routing nor the reboot-loop guard: it
+         * asks the budget without taking a slot, tells the ladder, and is
+         * back to SERVING as soon as that is said. */
+        T(SERVING,     BREACH,              REMEDY_DRY_RUN,   OVERLOADED,  DRY_RUN),
+        T(OVERLOADED,  DRY_RUN_DONE,        NONE,             SERVING,     NOTE_DRY_RUN),
         /* Periodic readiness checks keep running while serving. */
         T(SERVING,     CHECKS_FAILED,       NONE,             QUARANTINED, QUARANTINE),
 
@@ -90,7 +102,10 @@ static const Transition transitions[] = {
         T(REMEDIATING, REMEDY_FAILED,       NONE,             QUARANTINED, QUARANTINE),
 
         T(QUARANTINED, RETRY,               NONE,             QUARANTINED, RUN_CHECKS),
-        T(QUARANTINED, CHECKS_PASSED,       NONE,             SERVING,     POOL_JOIN),
+        /* After a failed remediation passing checks are not enough: a host
+         * still hot would breach again at once and rerun the whole ladder. */
+        T(QUARANTINED, CHECKS_PASSED,       REJOIN_ALLOWED,   SERVING,     POOL_JOIN),
+        T(QUARANTINED, CHECKS_PASSED,       REJOIN_HOT,       QUARANTINED, WAIT_COOL),
         T(QUARANTINED, CHECKS_FAILED,       NONE,             QUARANTINED, QUARANTINE),
         /* The operator clears a give-up: no automatic retry does. */
         T(QUARANTINED, RESUME,              NONE,             CHECKING,    RUN_CHECKS),
@@ -115,7 +130,13 @@ static bool guard_holds(Guard g, const FsmInputs *in) {
         case GUARD_NONE:
                 return true;
         case GUARD_REMEDY_ENABLED:
-                return in->remedy_enabled;
+                return in->remedy_enabled && !in->dry_run;
+        case GUARD_REMEDY_DRY_RUN:
+                return in->remedy_enabled && in->dry_run;
+        case GUARD_REJOIN_ALLOWED:
+                return in->rejoin_allowed;
+        case GUARD_REJOIN_HOT:
+                return !in->rejoin_allowed;
         case GUARD_REMEDY_DISABLED:
                 return !in->remedy_enabled;
         case GUARD_REMEDY_ALLOWED:

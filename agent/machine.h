@@ -35,6 +35,7 @@ typedef enum Event {
         EVENT_MAINTENANCE,     /* monkeyctl drain */
         EVENT_RESUME,          /* monkeyctl resume */
         EVENT_RESTORE_HOLD,    /* started, and state.json says we gave up: stay out until resume */
+        EVENT_DRY_RUN_DONE,    /* [remedy] dry_run: the budget asked, the ladder told, nothing done */
         _EVENT_MAX,
         _EVENT_INVALID = -EINVAL,
 } Event;
@@ -52,16 +53,22 @@ typedef enum Action {
         ACTION_QUARANTINE,      /* stay out of the pool, alert, schedule a re-check */
         ACTION_GIVE_UP,         /* remediation limit reached: stay out, alert, no retry */
         ACTION_ENTER_MAINTENANCE, /* leave the pool unconditionally, stay out */
+        ACTION_DRY_RUN,         /* alert, ask the budget without taking a slot, tell the ladder; stay in */
+        ACTION_NOTE_DRY_RUN,    /* the dry run is told: back to serving, nothing changed */
+        ACTION_WAIT_COOL,       /* checks pass but the CPU is not yet cool: stay out, re-check later */
         _ACTION_MAX,
         _ACTION_INVALID = -EINVAL,
 } Action;
 
 typedef enum Guard {
         GUARD_NONE,
-        GUARD_REMEDY_ENABLED,   /* [remedy] configured: act on a breach */
+        GUARD_REMEDY_ENABLED,   /* [remedy] configured, not a dry run: act on a breach */
         GUARD_REMEDY_DISABLED,  /* no [remedy]: observe and alert only */
         GUARD_REMEDY_ALLOWED,   /* under max_per_window */
         GUARD_REMEDY_EXHAUSTED, /* max_per_window reached */
+        GUARD_REMEDY_DRY_RUN,   /* [remedy] dry_run = yes: say what would be done, do nothing */
+        GUARD_REJOIN_ALLOWED,   /* no failed remediation to recover from, or the CPU stayed cool a window */
+        GUARD_REJOIN_HOT,       /* a remediation failed and the CPU has not stayed cool a whole window */
         _GUARD_MAX,
         _GUARD_INVALID = -EINVAL,
 } Guard;
@@ -70,6 +77,8 @@ typedef enum Guard {
 typedef struct FsmInputs {
         bool remedy_enabled;
         bool remedy_allowed;
+        bool dry_run;           /* [remedy] dry_run (meaningful with remedy_enabled) */
+        bool rejoin_allowed;    /* see GUARD_REJOIN_ALLOWED */
 } FsmInputs;
 
 typedef struct Transition {

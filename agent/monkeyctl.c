@@ -1,7 +1,9 @@
 /* monkeyctl: the operator's client for monkeyd's control socket. Commands
  * come from one declarative table (any unique prefix selects one, as in
  * relayctl); every way of failing maps to a distinct exit code, so scripts
- * and monitoring can tell "not serving" from "agent unreachable". */
+ * and monitoring can tell "not routed" from "degraded" from "agent
+ * unreachable". Under --json every answer, errors included, is one JSON
+ * document on stdout carrying "schema" (CONTROL_JSON_SCHEMA). */
 #include <getopt.h>
 #include <math.h>
 #include <poll.h>
@@ -15,6 +17,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include "checks.h"
 #include "fileio.h"
 #include "flamegraph.h"
 #include "folded.h"
@@ -37,16 +40,19 @@
 /* history of 1000 transitions is ~250 KiB; anything near this is garbage */
 #define REPLY_MAX (16u * 1024u * 1024u)
 
+/* The contract with health checks and config management (README, --help). */
 enum {
-        EXIT_OK = 0,          /* status: SERVING */
-        EXIT_NOT_OK = 1,      /* status: not SERVING; others: the agent said no */
+        EXIT_OK = 0,          /* status: routed; others: done */
+        EXIT_NOT_OK = 1,      /* status: not routed; others: the agent said no, or it failed */
         EXIT_USAGE = 2,
-        EXIT_UNREACHABLE = 3, /* connect failed, timeout, or garbage from the agent */
+        EXIT_UNREACHABLE = 3, /* connect failed, timeout, the agent went away, or garbage from it */
+        EXIT_DEGRADED = 4,    /* status: routed, but Redis, Slack or state.json is failing */
 };
 
 typedef struct Ctl {
         const char *socket_path;
         bool json;
+        bool json_lines; /* watch: one JSON document per line, errors included */
         double timeout_sec;
         bool timeout_given;
         unsigned limit; /* 0: the agent's default */
@@ -83,21 +89,29 @@ static int verb_check(Ctl *ctl, char **args, size_t n_args);
 static int verb_help(Ctl *ctl, char **args, size_t n_args);
 static int verb_incidents(Ctl *ctl, char **args, size_t n_args);
 static int verb_incident(Ctl *ctl, char **args, size_t n_args);
+static int verb_reload(Ctl *ctl, char **args, size_t n_args);
 
 static const Verb verbs[] = {
-        { "status", "status [--json]", "state, CPU, pool, checks, last incident\n"
-          "                            (exit 0 when SERVING, 1 otherwise)",
+        { "status", "status [--json]", "state, routing, CPU, pool, checks, last incident, config;\n"
+          "                            exit 0 routed, 1 not routed, 4 degraded (see below)",
           VERB_ARGS_NONE, false, verb_status },
         { "history", "history [--json] [-n N]", "the last N transitions (default 20, at most 1000)",
           VERB_ARGS_NONE, true, verb_history },
-        { "watch", "watch [--json]", "print transitions as they happen, until interrupted",
+        { "watch", "watch [--json]", "print transitions as they happen, until interrupted\n"
+          "                            (exit 3 when the agent goes away)",
           VERB_ARGS_NONE, false, verb_watch },
         { "pool", "pool [--json]", "pool members (state, address, lease) and the disruption budget",
           VERB_ARGS_NONE, false, verb_pool },
-        { "drain", "drain [REASON...]", "leave the pool and stay out (maintenance); needs privilege*",
+        { "drain", "drain [REASON...]", "leave the pool and stay out (maintenance); needs privilege*;\n"
+          "                            again while drained: exit 0, \"already drained\"",
           VERB_ARGS_WORDS, false, verb_drain },
-        { "resume", "resume", "end maintenance or a give-up and return to service; needs privilege*",
+        { "resume", "resume", "end maintenance or a give-up and return to service; needs\n"
+          "                            privilege*; with nothing to resume: exit 0, \"already ...\"",
           VERB_ARGS_NONE, false, verb_resume },
+        { "reload", "reload", "have the agent read its config file again and wait for the\n"
+          "                            verdict: exit 0 \"reloaded FILE\", or 1 and FILE:LINE: why\n"
+          "                            (the running config stays); root only**",
+          VERB_ARGS_NONE, false, verb_reload },
         { "test-alert", "test-alert [TEXT...]", "post a test message to Slack through the outbox and print\n"
           "                            what Slack answered (exit 1 if it refused); needs privilege*",
           VERB_ARGS_WORDS, false, verb_test_alert },
@@ -148,36 +162,116 @@ static void usage(FILE *f) {
               "  -V, --version       show the version\n"
               "\n"
               "* root, the agent's own user, or a member of the agent's [agent] control_group.\n"
-              "  Everything else is open to every local user.\n"
+              "** root or the agent's own user (who may SIGHUP it anyway), not the control group.\n"
+              "Everything else is open to every local user.\n"
               "\n"
-              "Exit status: 0 ok (status: SERVING); 1 not SERVING, or the agent refused;\n"
-              "2 usage error; 3 agent unreachable, too slow, or its reply unreadable.\n",
+              "Exit status:\n"
+              "  0  status: routed (in the pool, or taking traffic without one: SERVING, or\n"
+              "     OVERLOADED/HOLDING, which stay in); other commands: done\n"
+              "  1  status: not routed (CHECKING, QUARANTINED, MAINTENANCE, DRAINING,\n"
+              "     REMEDIATING, BOOT, or out of the pool); others: the agent refused or it failed\n"
+              "  2  usage error\n"
+              "  3  agent unreachable: no socket, no answer in time, went away, or unreadable\n"
+              "  4  status: degraded: routed, but Redis or Slack unreachable, or state.json\n"
+              "     cannot be saved\n"
+              "With --json, errors too are JSON on stdout: {\"schema\":1,\"error\":{\"exit\":N,\n"
+              "\"kind\":\"usage|unreachable|malformed|refused|permission|failed\",\"message\":...}}.\n",
               f);
 }
 
-static int usage_error(const char *format, ...) _printf_(1, 2);
-static int usage_error(const char *format, ...) {
-        va_list ap;
+/* An object with "schema" first, then o's members (borrowed), for
+ * everything --json prints. */
+static json_object *with_schema(json_object *o) {
+        json_object *out = json_object_new_object();
 
-        fputs("monkeyctl: ", stderr);
-        va_start(ap, format);
-        vfprintf(stderr, format, ap);
-        va_end(ap);
-        fputs("\nTry 'monkeyctl --help'.\n", stderr);
-        return EXIT_USAGE;
+        if (!out)
+                return NULL;
+        json_object_object_add(out, "schema", json_object_new_int(CONTROL_JSON_SCHEMA));
+        if (o && json_object_is_type(o, json_type_object)) {
+                json_object_object_foreach(o, k, v) {
+                        if (!streq(k, "schema"))
+                                json_object_object_add(out, k, json_object_get(v));
+                }
+        }
+        return out;
 }
 
+#define JSON_OUT_FLAGS (JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+/* An object with the schema added, or an array as {"schema":N,KEY:[...]}. */
+static void print_json(const char *key, json_object *o) {
+        _cleanup_(json_object_putp) json_object *out = NULL;
+
+        if (json_object_is_type(o, json_type_object))
+                out = with_schema(o);
+        else {
+                out = with_schema(NULL);
+                if (out)
+                        json_object_object_add(out, key, json_object_get(o));
+        }
+        if (out)
+                puts(json_object_to_json_string_ext(out, JSON_OUT_FLAGS));
+}
+
+/* Every failure: "monkeyctl: MESSAGE" on stderr for people, and under
+ * --json {"schema":N,"error":{"exit":CODE,"kind":KIND,"message":...}} on
+ * stdout for scripts. Returns code. */
+static int json_error(const Ctl *ctl, int code, const char *kind, const char *message) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        json_object *e;
+
+        if (!ctl || !ctl->json)
+                return code;
+        o = with_schema(NULL);
+        e = json_object_new_object();
+        if (!o || !e) {
+                json_object_put(e);
+                return code;
+        }
+        json_object_object_add(e, "exit", json_object_new_int(code));
+        json_object_object_add(e, "kind", json_object_new_string(kind));
+        json_object_object_add(e, "message", message ? json_object_new_string(message) : NULL);
+        json_object_object_add(o, "error", e);
+        puts(json_object_to_json_string_ext(o, ctl->json_lines ? JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE
+                                                               : JSON_OUT_FLAGS));
+        (void) fflush(stdout);
+        return code;
+}
+
+static int fail(const Ctl *ctl, int code, const char *kind, const char *format, ...) _printf_(4, 5);
+static int fail(const Ctl *ctl, int code, const char *kind, const char *format, ...) {
+        _cleanup_(freep) char *m = NULL;
+        va_list ap;
+        int r;
+
+        va_start(ap, format);
+        r = vasprintf(&m, format, ap);
+        va_end(ap);
+        if (r < 0)
+                m = NULL;
+        fprintf(stderr, "monkeyctl: %s\n", m ? m : "out of memory");
+        return json_error(ctl, code, kind, m);
+}
+
+#define usage_error(ctl, ...)                                              \
+        ({                                                                 \
+                int _c_ = fail((ctl), EXIT_USAGE, "usage", __VA_ARGS__); \
+                fputs("Try 'monkeyctl --help'.\n", stderr);                \
+                _c_;                                                       \
+        })
+
 /* Exact name first, then a unique prefix. */
-static const Verb *verb_find(const char *name) {
+static const Verb *verb_find(const Ctl *ctl, const char *name) {
         const Verb *found = NULL;
         size_t n = strlen(name), matches = 0;
+        _cleanup_(freep) char *list = NULL;
+        size_t size = 0;
+        FILE *f;
 
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                 if (verbs[i].run && streq(verbs[i].name, name))
                         return &verbs[i];
-        if (n == 0)
-                return NULL;
-        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+        for (size_t i = 0; n > 0 && i < ELEMENTSOF(verbs); i++)
                 if (verbs[i].run && strncmp(verbs[i].name, name, n) == 0) {
                         found = &verbs[i];
                         matches++;
@@ -185,19 +279,24 @@ static const Verb *verb_find(const char *name) {
         if (matches == 1)
                 return found;
 
-        fputs("monkeyctl: ", stderr);
-        if (matches == 0)
-                fprintf(stderr, "unknown command '%s'", name);
-        else {
+        if (matches == 0) {
+                usage_error(ctl, "unknown command '%s'", name);
+                return NULL;
+        }
+        f = open_memstream(&list, &size);
+        if (f) {
                 bool first = true;
-                fprintf(stderr, "ambiguous command '%s': matches ", name);
                 for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                         if (verbs[i].run && strncmp(verbs[i].name, name, n) == 0) {
-                                fprintf(stderr, "%s%s", first ? "" : ", ", verbs[i].name);
+                                fprintf(f, "%s%s", first ? "" : ", ", verbs[i].name);
                                 first = false;
                         }
+                if (fclose(f) != 0) {
+                        free(list);
+                        list = NULL;
+                }
         }
-        fputs("\nTry 'monkeyctl --help'.\n", stderr);
+        usage_error(ctl, "ambiguous command '%s': matches %s", name, strna(list));
         return NULL;
 }
 
@@ -231,13 +330,13 @@ static int unreachable(const Ctl *ctl, int error, const char *what) {
                 hint = " (is monkeyd running?)";
         else if (error == EACCES)
                 hint = " (no permission on the socket)";
-        fprintf(stderr, "monkeyctl: %s %s: %s%s\n", what, ctl->socket_path, strerror(error), hint);
-        return EXIT_UNREACHABLE;
+        return fail(ctl, EXIT_UNREACHABLE, "unreachable", "%s %s: %s%s", what, ctl->socket_path, strerror(error),
+                    hint);
 }
 
 static int garbage(const Ctl *ctl, const char *why) {
-        fprintf(stderr, "monkeyctl: malformed reply from the agent at %s: %s\n", ctl->socket_path, why);
-        return EXIT_UNREACHABLE;
+        return fail(ctl, EXIT_UNREACHABLE, "malformed", "malformed reply from the agent at %s: %s", ctl->socket_path,
+                    why);
 }
 
 /* Returns a connected fd, or -errno. A full backlog is EAGAIN on a Unix
@@ -408,17 +507,14 @@ static int parse_line(const char *line, json_object **ret, const char **ret_why)
 static int read_failure(const Ctl *ctl, int r) {
         switch (r) {
         case 0:
-                fprintf(stderr, "monkeyctl: the agent at %s closed the connection without replying\n",
-                        ctl->socket_path);
-                return EXIT_UNREACHABLE;
+                return fail(ctl, EXIT_UNREACHABLE, "unreachable",
+                            "the agent at %s closed the connection without replying", ctl->socket_path);
         case -EPROTO:
-                fprintf(stderr, "monkeyctl: truncated reply from the agent at %s (connection closed mid-line)\n",
-                        ctl->socket_path);
-                return EXIT_UNREACHABLE;
+                return fail(ctl, EXIT_UNREACHABLE, "unreachable",
+                            "truncated reply from the agent at %s (connection closed mid-line)", ctl->socket_path);
         case -ETIMEDOUT:
-                fprintf(stderr, "monkeyctl: no reply from the agent at %s within %gs: %s\n", ctl->socket_path,
-                        ctl->timeout_sec, strerror(ETIMEDOUT));
-                return EXIT_UNREACHABLE;
+                return fail(ctl, EXIT_UNREACHABLE, "unreachable", "no reply from the agent at %s within %gs: %s",
+                            ctl->socket_path, ctl->timeout_sec, strerror(ETIMEDOUT));
         case -EMSGSIZE:
                 return garbage(ctl, "reply too large");
         default:
@@ -434,9 +530,8 @@ static bool too_many(json_object *reply) {
 }
 
 static int refused_for_now(const Ctl *ctl) {
-        fprintf(stderr, "monkeyctl: the agent at %s has no room for another client: %s\n", ctl->socket_path,
-                CONTROL_ERROR_TOO_MANY);
-        return EXIT_UNREACHABLE;
+        return fail(ctl, EXIT_UNREACHABLE, "unreachable", "the agent at %s has no room for another client: %s",
+                    ctl->socket_path, CONTROL_ERROR_TOO_MANY);
 }
 
 /* Connects, sends `req`, reads one reply. On success returns EXIT_OK with
@@ -456,22 +551,16 @@ static int ctl_call(const Ctl *ctl, const ControlRequest *req, json_object **ret
 
         r = control_request_format(req, &request);
         if (r == -E2BIG)
-                return usage_error("reason too long (at most %d bytes)", REASON_MAX);
-        if (r < 0) {
-                fprintf(stderr, "monkeyctl: cannot format request: %s\n", strerror(-r));
-                return EXIT_USAGE;
-        }
-        if (asprintf(&framed, "%s\n", request) < 0) {
-                fprintf(stderr, "monkeyctl: out of memory\n");
-                return EXIT_UNREACHABLE;
-        }
+                return usage_error(ctl, "reason too long (at most %d bytes)", REASON_MAX);
+        if (r < 0)
+                return usage_error(ctl, "cannot format request: %s", strerror(-r));
+        if (asprintf(&framed, "%s\n", request) < 0)
+                return fail(ctl, EXIT_UNREACHABLE, "failed", "out of memory");
 
         fd = ctl_connect(ctl, deadline);
-        if (fd == -ETIMEDOUT) {
-                fprintf(stderr, "monkeyctl: cannot connect to the agent at %s within %gs: %s\n",
-                        ctl->socket_path, ctl->timeout_sec, strerror(ETIMEDOUT));
-                return EXIT_UNREACHABLE;
-        }
+        if (fd == -ETIMEDOUT)
+                return fail(ctl, EXIT_UNREACHABLE, "unreachable", "cannot connect to the agent at %s within %gs: %s",
+                            ctl->socket_path, ctl->timeout_sec, strerror(ETIMEDOUT));
         if (fd < 0)
                 return unreachable(ctl, -fd, "cannot connect to the agent at");
 
@@ -518,15 +607,20 @@ static int ctl_call(const Ctl *ctl, const ControlRequest *req, json_object **ret
         return EXIT_OK;
 }
 
-/* ok:false replies: the agent's own words on stderr. */
-static int agent_refused(const char *command, json_object *reply) {
+/* ok:false replies: the agent's own words. */
+static const char *reply_error(json_object *reply) {
         json_object *v;
-        const char *err = "unknown error";
 
         if (json_object_object_get_ex(reply, "error", &v) && json_object_is_type(v, json_type_string))
-                err = json_object_get_string(v);
-        fprintf(stderr, "monkeyctl: %s: %s\n", command, err);
-        return EXIT_NOT_OK;
+                return json_object_get_string(v);
+        return "unknown error";
+}
+
+static int agent_refused(const Ctl *ctl, const char *command, json_object *reply) {
+        const char *err = reply_error(reply);
+
+        return fail(ctl, EXIT_NOT_OK, strncmp(err, "permission denied", 17) == 0 ? "permission" : "refused", "%s: %s",
+                    command, err);
 }
 
 static bool reply_ok(json_object *reply) {
@@ -534,13 +628,9 @@ static bool reply_ok(json_object *reply) {
         return json_object_object_get_ex(reply, "ok", &v) && json_object_get_boolean(v);
 }
 
-static void print_json(json_object *o) {
-        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-                                                       JSON_C_TO_STRING_NOSLASHESCAPE));
-}
-
 static int finish_output(int code) {
         if (fflush(stdout) != 0 || ferror(stdout)) {
+                /* stdout is what failed: stderr only */
                 fprintf(stderr, "monkeyctl: cannot write output: %s\n", strerror(errno));
                 return code == EXIT_OK ? EXIT_NOT_OK : code;
         }
@@ -562,7 +652,7 @@ static int ctl_call_object(Ctl *ctl, ControlCommand command, json_type type, jso
         if (r != EXIT_OK)
                 return r;
         if (!reply_ok(*reply))
-                return agent_refused(name, *reply);
+                return agent_refused(ctl, name, *reply);
         if (!json_object_object_get_ex(*reply, name, ret) || !json_object_is_type(*ret, type)) {
                 snprintf(why, sizeof why, "no \"%s\" %s in the reply", name,
                          type == json_type_array ? "array" : "object");
@@ -571,10 +661,21 @@ static int ctl_call_object(Ctl *ctl, ControlCommand command, json_type type, jso
         return EXIT_OK;
 }
 
+static int status_exit_code(ControlVerdict v) {
+        switch (v) {
+        case CONTROL_VERDICT_ROUTED:
+                return EXIT_OK;
+        case CONTROL_VERDICT_DEGRADED:
+                return EXIT_DEGRADED;
+        default:
+                return EXIT_NOT_OK;
+        }
+}
+
 static int verb_status(Ctl *ctl, char **args, size_t n_args) {
         _cleanup_(json_object_putp) json_object *reply = NULL;
         _cleanup_(freep) char *text = NULL;
-        json_object *status, *state;
+        json_object *status;
         int r;
 
         r = ctl_call_object(ctl, CONTROL_STATUS, json_type_object, &reply, &status);
@@ -582,21 +683,16 @@ static int verb_status(Ctl *ctl, char **args, size_t n_args) {
                 return r;
 
         if (ctl->json)
-                print_json(status);
+                print_json("status", status);
         else {
                 r = status_text_format(status, &text);
-                if (r < 0) {
-                        fprintf(stderr, "monkeyctl: cannot format status: %s\n", strerror(-r));
-                        return EXIT_NOT_OK;
-                }
+                if (r < 0)
+                        return fail(ctl, EXIT_NOT_OK, "failed", "cannot format status: %s", strerror(-r));
                 fputs(text, stdout);
         }
-
-        r = json_object_object_get_ex(status, "state", &state) && json_object_is_type(state, json_type_string) &&
-                            streq(json_object_get_string(state), "SERVING")
-                    ? EXIT_OK
-                    : EXIT_NOT_OK;
-        return finish_output(r);
+        /* Judged here from what the agent says, not from its own
+         * "routing": the same rule whatever the agent's version. */
+        return finish_output(status_exit_code(control_status_verdict(status, NULL)));
 }
 
 static int verb_history(Ctl *ctl, char **args, size_t n_args) {
@@ -610,7 +706,7 @@ static int verb_history(Ctl *ctl, char **args, size_t n_args) {
                 return r;
 
         if (ctl->json) {
-                print_json(history);
+                print_json("history", history);
                 return finish_output(EXIT_OK);
         }
         n = json_object_array_length(history);
@@ -620,10 +716,8 @@ static int verb_history(Ctl *ctl, char **args, size_t n_args) {
                 _cleanup_(freep) char *text = NULL;
 
                 r = status_text_format_event(json_object_array_get_idx(history, i), &text);
-                if (r < 0) {
-                        fprintf(stderr, "monkeyctl: cannot format history: %s\n", strerror(-r));
-                        return EXIT_NOT_OK;
-                }
+                if (r < 0)
+                        return fail(ctl, EXIT_NOT_OK, "failed", "cannot format history: %s", strerror(-r));
                 puts(text);
         }
         return finish_output(EXIT_OK);
@@ -637,26 +731,23 @@ static int verb_watch(Ctl *ctl, char **args, size_t n_args) {
         sigset_t mask;
         int r, code = EXIT_OK;
 
+        ctl->json_lines = true;
         /* Signals become readable events next to the socket: no handler, no global flag. */
         sigemptyset(&mask);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGTERM);
-        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
-                fprintf(stderr, "monkeyctl: cannot block signals: %s\n", strerror(errno));
-                return EXIT_NOT_OK;
-        }
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return fail(ctl, EXIT_NOT_OK, "failed", "cannot block signals: %s", strerror(errno));
         sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-        if (sig_fd < 0) {
-                fprintf(stderr, "monkeyctl: signalfd: %s\n", strerror(errno));
-                return EXIT_NOT_OK;
-        }
+        if (sig_fd < 0)
+                return fail(ctl, EXIT_NOT_OK, "failed", "signalfd: %s", strerror(errno));
 
         r = ctl_call(ctl, &req, &reply, &fd, &lr);
         if (r != EXIT_OK)
                 return r;
         if (!reply_ok(reply)) {
                 line_reader_done(&lr);
-                return agent_refused("watch", reply);
+                return agent_refused(ctl, "watch", reply);
         }
 
         for (;;) {
@@ -666,10 +757,20 @@ static int verb_watch(Ctl *ctl, char **args, size_t n_args) {
                 json_object *event;
 
                 r = read_line(&lr, fd, sig_fd, -1, &line);
-                if (r == 0 || r == -EINTR)
-                        break; /* the agent went away, or ^C: both are a normal end */
+                if (r == -EINTR)
+                        break; /* ^C or SIGTERM: the watcher ends it, a normal end */
+                if (r == 0 || r == -EPROTO || r == -ECONNRESET) {
+                        /* A supervisor running `watch` must learn that the
+                         * stream is over: the agent stopped or crashed. */
+                        (void) fflush(stdout);
+                        code = fail(ctl, EXIT_UNREACHABLE, "unreachable",
+                                    "the agent at %s went away (connection closed): no more transitions",
+                                    ctl->socket_path);
+                        break;
+                }
                 if (r < 0) {
-                        code = r == -EPROTO ? EXIT_OK : read_failure(ctl, r);
+                        (void) fflush(stdout);
+                        code = read_failure(ctl, r);
                         break;
                 }
                 if (parse_line(line, &msg, &why) < 0) {
@@ -679,9 +780,16 @@ static int verb_watch(Ctl *ctl, char **args, size_t n_args) {
                 /* newer agents may send other kinds of lines: skip what we do not know */
                 if (!json_object_object_get_ex(msg, "event", &event) || !json_object_is_type(event, json_type_object))
                         continue;
-                if (ctl->json)
-                        puts(line);
-                else {
+                if (ctl->json) {
+                        /* one line per event, as the agent sent it, with the schema */
+                        _cleanup_(json_object_putp) json_object *out = with_schema(msg);
+                        if (!out) {
+                                code = EXIT_NOT_OK;
+                                break;
+                        }
+                        puts(json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN |
+                                                                         JSON_C_TO_STRING_NOSLASHESCAPE));
+                } else {
                         if (status_text_format_event(event, &text) < 0) {
                                 code = EXIT_NOT_OK;
                                 break;
@@ -697,27 +805,56 @@ static int verb_watch(Ctl *ctl, char **args, size_t n_args) {
         return finish_output(code);
 }
 
+static int mutate_print(Ctl *ctl, json_object *reply) {
+        json_object *v;
+
+        if (ctl->json)
+                print_json("reply", reply);
+        else if (json_object_object_get_ex(reply, "message", &v) && json_object_is_type(v, json_type_string))
+                puts(json_object_get_string(v));
+        return finish_output(EXIT_OK);
+}
+
 /* drain and resume: the same exchange, a message back. */
 static int mutate(Ctl *ctl, ControlCommand command, const char *reason) {
         _cleanup_(json_object_putp) json_object *reply = NULL;
         ControlRequest req = { .version = CONTROL_PROTOCOL_VERSION, .command = command, .reason = (char *) reason };
-        json_object *v;
         int r;
 
         r = ctl_call(ctl, &req, &reply, NULL, NULL);
         if (r != EXIT_OK)
                 return r;
         if (!reply_ok(reply))
-                return agent_refused(control_command_to_string(command), reply);
-        if (ctl->json)
-                print_json(reply);
-        else if (json_object_object_get_ex(reply, "message", &v) && json_object_is_type(v, json_type_string))
-                puts(json_object_get_string(v));
-        return finish_output(EXIT_OK);
+                return agent_refused(ctl, control_command_to_string(command), reply);
+        return mutate_print(ctl, reply);
+}
+
+/* For config management and ExecReload=: the agent's verdict on the file.
+ * A refusal's first line on stderr is the agent's "FILE:LINE: message" as
+ * is, the form editors and CI logs jump to. */
+static int verb_reload(Ctl *ctl, char **args, size_t n_args) {
+        _cleanup_(json_object_putp) json_object *reply = NULL;
+        ControlRequest req = { .version = CONTROL_PROTOCOL_VERSION, .command = CONTROL_RELOAD };
+        const char *err;
+        int r;
+
+        /* Parsing is quick, but an overloaded host's loop may be slow to get to it. */
+        if (!ctl->timeout_given)
+                ctl->timeout_sec = 30.0;
+        r = ctl_call(ctl, &req, &reply, NULL, NULL);
+        if (r != EXIT_OK)
+                return r;
+        if (reply_ok(reply))
+                return mutate_print(ctl, reply);
+        err = reply_error(reply);
+        if (strncmp(err, "permission denied", 17) == 0)
+                return agent_refused(ctl, "reload", reply);
+        fprintf(stderr, "%s\nmonkeyctl: reload refused; the agent keeps running its previous config\n", err);
+        return json_error(ctl, EXIT_NOT_OK, "refused", err);
 }
 
 /* The words after a verb as one text (drain's reason, a test alert). */
-static int join_words(char **args, size_t n_args, char **ret) {
+static int join_words(const Ctl *ctl, char **args, size_t n_args, char **ret) {
         _cleanup_(freep) char *text = NULL;
         size_t len = 0, pos = 0;
 
@@ -725,10 +862,8 @@ static int join_words(char **args, size_t n_args, char **ret) {
                 len += strlen(args[i]) + 1;
         if (len > 0) {
                 text = malloc(len);
-                if (!text) {
-                        fprintf(stderr, "monkeyctl: out of memory\n");
-                        return EXIT_NOT_OK;
-                }
+                if (!text)
+                        return fail(ctl, EXIT_NOT_OK, "failed", "out of memory");
                 for (size_t i = 0; i < n_args; i++) {
                         size_t l = strlen(args[i]);
                         memcpy(text + pos, args[i], l);
@@ -736,7 +871,7 @@ static int join_words(char **args, size_t n_args, char **ret) {
                         text[pos++] = i + 1 < n_args ? ' ' : '\0';
                 }
                 if (strlen(text) > REASON_MAX)
-                        return usage_error("text too long (%zu bytes, at most %d)", strlen(text), REASON_MAX);
+                        return usage_error(ctl, "text too long (%zu bytes, at most %d)", strlen(text), REASON_MAX);
         }
         *ret = TAKE_PTR(text);
         return EXIT_OK;
@@ -744,7 +879,7 @@ static int join_words(char **args, size_t n_args, char **ret) {
 
 static int verb_drain(Ctl *ctl, char **args, size_t n_args) {
         _cleanup_(freep) char *reason = NULL;
-        int r = join_words(args, n_args, &reason);
+        int r = join_words(ctl, args, n_args, &reason);
 
         if (r != EXIT_OK)
                 return r;
@@ -753,7 +888,7 @@ static int verb_drain(Ctl *ctl, char **args, size_t n_args) {
 
 static int verb_test_alert(Ctl *ctl, char **args, size_t n_args) {
         _cleanup_(freep) char *text = NULL;
-        int r = join_words(args, n_args, &text);
+        int r = join_words(ctl, args, n_args, &text);
 
         if (r != EXIT_OK)
                 return r;
@@ -777,9 +912,10 @@ static int verb_check(Ctl *ctl, char **args, size_t n_args) {
         if (r != EXIT_OK)
                 return r;
         if (!json_object_object_get_ex(reply, "result", &result) || !json_object_is_type(result, json_type_object))
-                return reply_ok(reply) ? garbage(ctl, "no \"result\" in the reply") : agent_refused("check", reply);
+                return reply_ok(reply) ? garbage(ctl, "no \"result\" in the reply")
+                                       : agent_refused(ctl, "check", reply);
         if (ctl->json) {
-                print_json(result);
+                print_json("result", result);
                 return finish_output(reply_ok(reply) ? EXIT_OK : EXIT_NOT_OK);
         }
         json_object_object_get_ex(result, "detail", &detail);
@@ -789,8 +925,13 @@ static int verb_check(Ctl *ctl, char **args, size_t n_args) {
                        detail && json_object_object_get_ex(detail, names[i], &v) ? json_object_get_string(v) : "");
         }
         if (!reply_ok(reply) && json_object_object_get_ex(result, "body_excerpt", &v) &&
-            json_object_get_string_len(v) > 0)
-                printf("%-8s %-7s %s\n", "body", "", json_object_get_string(v));
+            json_object_get_string_len(v) > 0) {
+                /* the body's own text: escaped for the terminal here, once */
+                char body[(CHECKS_EXCERPT * 3 + 4) * 4 + 8];
+                checks_excerpt(json_object_get_string(v), (size_t) json_object_get_string_len(v), sizeof body, body,
+                               sizeof body);
+                printf("%-8s %-7s %s\n", "body", "", body);
+        }
         return finish_output(reply_ok(reply) ? EXIT_OK : EXIT_NOT_OK);
 }
 
@@ -816,14 +957,12 @@ static int verb_pool(Ctl *ctl, char **args, size_t n_args) {
                 return r;
 
         if (ctl->json) {
-                print_json(pool);
+                print_json("pool", pool);
                 return finish_output(EXIT_OK);
         }
         r = status_text_format_pool(pool, &text);
-        if (r < 0) {
-                fprintf(stderr, "monkeyctl: cannot format the pool: %s\n", strerror(-r));
-                return EXIT_NOT_OK;
-        }
+        if (r < 0)
+                return fail(ctl, EXIT_NOT_OK, "failed", "cannot format the pool: %s", strerror(-r));
         fputs(text, stdout);
         return finish_output(EXIT_OK);
 }
@@ -838,14 +977,12 @@ static int verb_incidents(Ctl *ctl, char **args, size_t n_args) {
         if (r != EXIT_OK)
                 return r;
         if (ctl->json) {
-                print_json(o);
+                print_json("result", o);
                 return finish_output(EXIT_OK);
         }
         r = status_text_format_incidents(o, &text);
-        if (r < 0) {
-                fprintf(stderr, "monkeyctl: cannot format the incidents: %s\n", strerror(-r));
-                return EXIT_NOT_OK;
-        }
+        if (r < 0)
+                return fail(ctl, EXIT_NOT_OK, "failed", "cannot format the incidents: %s", strerror(-r));
         fputs(text, stdout);
         return finish_output(EXIT_OK);
 }
@@ -857,12 +994,12 @@ static int incident_fetch(Ctl *ctl, const char *id, json_object **reply, json_ob
         int r;
 
         if (strlen(id) > CONTROL_ID_MAX)
-                return usage_error("incident id too long (at most %d bytes)", CONTROL_ID_MAX);
+                return usage_error(ctl, "incident id too long (at most %d bytes)", CONTROL_ID_MAX);
         r = ctl_call(ctl, &req, reply, NULL, NULL);
         if (r != EXIT_OK)
                 return r;
         if (!reply_ok(*reply))
-                return agent_refused("incident", *reply);
+                return agent_refused(ctl, "incident", *reply);
         if (!json_object_object_get_ex(*reply, "incident", ret) || !json_object_is_type(*ret, json_type_object))
                 return garbage(ctl, "no \"incident\" object in the reply");
         return EXIT_OK;
@@ -903,33 +1040,23 @@ static int profile_load(Ctl *ctl, const char *arg, Folded *ret, char **ret_label
                         if (json_object_object_get_ex(v, "reason", &x))
                                 why = json_object_get_string(x);
                 }
-                if (access(path, F_OK) < 0 && errno == ENOENT) {
-                        fprintf(stderr, "monkeyctl: incident %s has no profile (%s%s%s)\n", arg, strna(state),
-                                why ? ": " : "", strempty(why));
-                        return EXIT_NOT_OK;
-                }
+                if (access(path, F_OK) < 0 && errno == ENOENT)
+                        return fail(ctl, EXIT_NOT_OK, "failed", "incident %s has no profile (%s%s%s)", arg,
+                                    strna(state), why ? ": " : "", strempty(why));
         }
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-        if (fd < 0) {
-                fprintf(stderr, "monkeyctl: %s: %s%s\n", path, strerror(errno),
-                        errno == EACCES ? " (the agent's state directory is root's: try sudo)" : "");
-                return EXIT_NOT_OK;
-        }
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-                fprintf(stderr, "monkeyctl: %s: not a regular file\n", path);
-                return EXIT_NOT_OK;
-        }
+        if (fd < 0)
+                return fail(ctl, EXIT_NOT_OK, "failed", "%s: %s%s", path, strerror(errno),
+                            errno == EACCES ? " (the agent's state directory is root's: try sudo)" : "");
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+                return fail(ctl, EXIT_NOT_OK, "failed", "%s: not a regular file", path);
         r = read_full_fd(fd, FOLDED_FILE_MAX, &text, &len);
-        if (r < 0) {
-                fprintf(stderr, "monkeyctl: %s: %s\n", path,
-                        r == -EFBIG ? "larger than 512 MiB, not a profile this tool reads" : strerror(-r));
-                return EXIT_NOT_OK;
-        }
+        if (r < 0)
+                return fail(ctl, EXIT_NOT_OK, "failed", "%s: %s", path,
+                            r == -EFBIG ? "larger than 512 MiB, not a profile this tool reads" : strerror(-r));
         r = folded_parse(text, len, ret, &err);
-        if (r < 0) {
-                fprintf(stderr, "monkeyctl: %s: %s\n", path, err ? err : strerror(-r));
-                return EXIT_NOT_OK;
-        }
+        if (r < 0)
+                return fail(ctl, EXIT_NOT_OK, "failed", "%s: %s", path, err ? err : strerror(-r));
         *ret_label = TAKE_PTR(path);
         return EXIT_OK;
 }
@@ -985,26 +1112,20 @@ static int incident_diff(Ctl *ctl, const char *arg_a, const char *arg_b) {
         if (r != EXIT_OK)
                 return r;
         r = stackdiff_compute(&a, &b, &d);
-        if (r < 0) {
-                fprintf(stderr, "monkeyctl: cannot compare the profiles: %s\n", strerror(-r));
-                return EXIT_NOT_OK;
-        }
+        if (r < 0)
+                return fail(ctl, EXIT_NOT_OK, "failed", "cannot compare the profiles: %s", strerror(-r));
         printf("A: %s\nB: %s\n\n", label_a, label_b);
         r = stackdiff_summary(d, 10, stdout);
-        if (r < 0) {
-                fprintf(stderr, "monkeyctl: cannot write the summary: %s\n", strerror(-r));
-                return EXIT_NOT_OK;
-        }
+        if (r < 0)
+                return fail(ctl, EXIT_NOT_OK, "failed", "cannot write the summary: %s", strerror(-r));
         if (asprintf(&title, "Differential flame graph: %s -> %s%s", arg_a, arg_b,
                      ctl->negate ? " (widths of A)" : "") < 0)
                 return EXIT_NOT_OK;
         o.title = title;
         o.subtitle = "red grew, blue shrank: the change of each frame's share of its own profile's samples";
         r = svg_write(out, &job);
-        if (r < 0) {
-                fprintf(stderr, "monkeyctl: %s: %s\n", out, strerror(-r));
-                return EXIT_NOT_OK;
-        }
+        if (r < 0)
+                return fail(ctl, EXIT_NOT_OK, "failed", "%s: %s", out, strerror(-r));
         printf("\ndifferential flame graph: %s (widths of %s; open it in a browser)\n", out, ctl->negate ? "A" : "B");
         return finish_output(EXIT_OK);
 }
@@ -1024,10 +1145,8 @@ static int incident_flame(Ctl *ctl, const char *arg) {
                 return EXIT_NOT_OK;
         o.title = title;
         r = svg_write(out, &job);
-        if (r < 0) {
-                fprintf(stderr, "monkeyctl: %s: %s\n", out, strerror(-r));
-                return EXIT_NOT_OK;
-        }
+        if (r < 0)
+                return fail(ctl, EXIT_NOT_OK, "failed", "%s: %s", out, strerror(-r));
         printf("flame graph of %s (%" PRIu64 " samples, %zu stacks): %s\n", label, a.total, a.n, out);
         return finish_output(EXIT_OK);
 }
@@ -1040,31 +1159,29 @@ static int verb_incident(Ctl *ctl, char **args, size_t n_args) {
 
         if (n_args >= 1 && streq(args[0], "diff")) {
                 if (n_args != 3)
-                        return usage_error("'incident diff' takes two profiles: incident ids or folded files");
+                        return usage_error(ctl, "'incident diff' takes two profiles: incident ids or folded files");
                 return incident_diff(ctl, args[1], args[2]);
         }
         if (n_args >= 1 && streq(args[0], "flame")) {
                 if (n_args != 2)
-                        return usage_error("'incident flame' takes one profile: an incident id or a folded file");
+                        return usage_error(ctl, "'incident flame' takes one profile: an incident id or a folded file");
                 return incident_flame(ctl, args[1]);
         }
         if (n_args != 1)
-                return usage_error("'incident' takes one incident id (see 'monkeyctl incidents'), or diff A B, "
+                return usage_error(ctl, "'incident' takes one incident id (see 'monkeyctl incidents'), or diff A B, "
                                    "or flame A");
         if (ctl->output || ctl->negate)
-                return usage_error("-o/--output and --negate only go with 'incident diff' and 'incident flame'");
+                return usage_error(ctl, "-o/--output and --negate only go with 'incident diff' and 'incident flame'");
         r = incident_fetch(ctl, args[0], &reply, &o);
         if (r != EXIT_OK)
                 return r;
         if (ctl->json) {
-                print_json(o);
+                print_json("result", o);
                 return finish_output(EXIT_OK);
         }
         r = status_text_format_incident(o, &text);
-        if (r < 0) {
-                fprintf(stderr, "monkeyctl: cannot format the incident: %s\n", strerror(-r));
-                return EXIT_NOT_OK;
-        }
+        if (r < 0)
+                return fail(ctl, EXIT_NOT_OK, "failed", "cannot format the incident: %s", strerror(-r));
         fputs(text, stdout);
         return finish_output(EXIT_OK);
 }
@@ -1120,12 +1237,20 @@ int main(int argc, char *argv[]) {
         const Verb *verb;
         int c;
 
-        /* GNU getopt permutes: options may follow the command ("status --json"). */
-        while ((c = getopt_long(argc, argv, "s:jt:n:o:hV", options, NULL)) >= 0) {
+        /* A usage error under --json is JSON too, even when it comes
+         * before getopt reaches the --json. */
+        for (int i = 1; i < argc && !streq(argv[i], "--"); i++)
+                if (streq(argv[i], "--json") || streq(argv[i], "-j"))
+                        ctl.json = true;
+
+        /* GNU getopt permutes: options may follow the command ("status
+         * --json"). Its own messages are off: ours go to JSON as well. */
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":s:jt:n:o:hV", options, NULL)) >= 0) {
                 switch (c) {
                 case 's':
                         if (isempty(optarg))
-                                return usage_error("--socket needs a path");
+                                return usage_error(&ctl, "--socket needs a path");
                         ctl.socket_path = optarg;
                         break;
                 case 'j':
@@ -1134,17 +1259,17 @@ int main(int argc, char *argv[]) {
                 case 't':
                         ctl.timeout_given = true;
                         if (parse_timeout(optarg, &ctl.timeout_sec) < 0)
-                                return usage_error("invalid timeout '%s' (seconds, > 0, at most %.0f)", optarg,
+                                return usage_error(&ctl, "invalid timeout '%s' (seconds, > 0, at most %.0f)", optarg,
                                                    MAX_TIMEOUT_SEC);
                         break;
                 case 'n':
                         if (parse_limit(optarg, &ctl.limit) < 0)
-                                return usage_error("invalid count '%s' (1..%d)", optarg, HISTORY_LIMIT_MAX);
+                                return usage_error(&ctl, "invalid count '%s' (1..%d)", optarg, HISTORY_LIMIT_MAX);
                         ctl.limit_set = true;
                         break;
                 case 'o':
                         if (isempty(optarg))
-                                return usage_error("--output needs a path");
+                                return usage_error(&ctl, "--output needs a path");
                         ctl.output = optarg;
                         break;
                 case 'N':
@@ -1156,29 +1281,33 @@ int main(int argc, char *argv[]) {
                 case 'V':
                         puts("monkeyctl " MONKEY_VERSION);
                         return finish_output(EXIT_OK);
+                case ':':
+                        if (strncmp(argv[optind - 1], "--", 2) != 0)
+                                return usage_error(&ctl, "option '-%c' needs an argument", optopt);
+                        return usage_error(&ctl, "option '%s' needs an argument", argv[optind - 1]);
                 default:
-                        /* getopt already named the option */
-                        fputs("Try 'monkeyctl --help'.\n", stderr);
-                        return EXIT_USAGE;
+                        if (optopt)
+                                return usage_error(&ctl, "invalid option '-%c'", optopt);
+                        return usage_error(&ctl, "unrecognized option '%s'", argv[optind - 1]);
                 }
         }
 
         if (optind >= argc) {
-                fputs("monkeyctl: no command given\n", stderr);
-                usage(stderr);
-                return EXIT_USAGE;
+                if (!ctl.json)
+                        usage(stderr);
+                return usage_error(&ctl, "no command given");
         }
-        verb = verb_find(argv[optind]);
+        verb = verb_find(&ctl, argv[optind]);
         if (!verb)
                 return EXIT_USAGE;
         optind++;
 
         if (verb->args == VERB_ARGS_NONE && optind < argc)
-                return usage_error("'%s' takes no arguments (got '%s')", verb->name, argv[optind]);
+                return usage_error(&ctl, "'%s' takes no arguments (got '%s')", verb->name, argv[optind]);
         if (ctl.limit_set && !verb->takes_limit)
-                return usage_error("-n/--limit only goes with 'history'");
+                return usage_error(&ctl, "-n/--limit only goes with 'history'");
         if ((ctl.output || ctl.negate) && verb->run != verb_incident)
-                return usage_error("-o/--output and --negate only go with 'incident diff' and 'incident flame'");
+                return usage_error(&ctl, "-o/--output and --negate only go with 'incident diff' and 'incident flame'");
 
         return verb->run(&ctl, argv + optind, (size_t) (argc - optind));
 }

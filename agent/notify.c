@@ -18,6 +18,7 @@ static const char *const notice_table[_NOTICE_MAX] = {
         [NOTICE_TEST] = "test",
         [NOTICE_PERMISSION] = "permission",   [NOTICE_GRACE] = "grace",
         [NOTICE_PROFILE] = "profile",
+        [NOTICE_DRY_RUN] = "dry-run",
 };
 
 const char *notice_to_string(Notice n) {
@@ -175,7 +176,7 @@ int notice_payload(const NoticeFacts *f, char **ret) {
                         snprintf(c.text, sizeof c.text, "%s%s%s",
                                  f->next ? "Escalating after: " : "", f->next ? f->next : "",
                                  f->next            ? "."
-                                 : f->dry_run       ? "DRY RUN: nothing is done; the host is checked, then rejoins the pool."
+                                 : f->dry_run       ? "DRY RUN: nothing is done; the host stays in the pool."
                                                     : "Out of the pool; remediating now. The result follows in this thread.");
                 }
                 field(&c, "Step", "%s", strna(f->step));
@@ -246,6 +247,16 @@ int notice_payload(const NoticeFacts *f, char **ret) {
                          human_duration(o, sizeof o, f->ongoing));
                 field(&c, "Pool", "%s", strna(f->pool));
                 break;
+        case NOTICE_DRY_RUN:
+                c.m.emoji = ":test_tube:";
+                snprintf(c.title, sizeof c.title, "%s: DRY RUN: %s", host, strna(f->step));
+                snprintf(c.text, sizeof c.text,
+                         "Budget: %s.\n*Next:* nothing. No budget slot was taken, routing is unchanged and the "
+                         "reboot-loop guard does not count it; the ladder follows as messages, then back to "
+                         "serving.",
+                         strna(f->reason));
+                field(&c, "Ladder", "%s", strna(f->next));
+                break;
         case NOTICE_PROFILE:
                 c.m.emoji = ":fire:";
                 snprintf(c.title, sizeof c.title, "%s: what burned the CPU", host);
@@ -260,6 +271,16 @@ int notice_payload(const NoticeFacts *f, char **ret) {
         default:
                 return -EINVAL;
         }
+        /* Whoever reads a remediation alert (the breach that announces
+         * it, each step and its result, the guard giving up, the grace
+         * after a reboot, a dry run's verdict) must see that no fleet-wide
+         * budget stood between this host and the reboot. Outcomes (back,
+         * quarantined) are left out: a quarantine after failed checks at
+         * boot is no remediation's. */
+        if (f->no_fleet_budget && (f->kind == NOTICE_BREACH || f->kind == NOTICE_REMEDIATING ||
+                                   f->kind == NOTICE_GRACE || f->kind == NOTICE_GAVE_UP ||
+                                   f->kind == NOTICE_DRY_RUN))
+                field(&c, "Budget", "%s", f->no_fleet_budget);
 
         snprintf(c.context, sizeof c.context, "%s%s%smonkeyd %s on %s", f->incident ? "incident " : "",
                  strempty(f->incident), f->incident ? " · " : "", MONKEY_VERSION, host);

@@ -22,6 +22,7 @@ typedef enum Notice {
         NOTICE_PERMISSION,       /* the EC2 self-test says the reboot is denied */
         NOTICE_GRACE,            /* overloaded again right after a reboot: not acting yet */
         NOTICE_PROFILE,          /* the incident's CPU profile: its hottest stacks, or why there is none */
+        NOTICE_DRY_RUN,          /* [remedy] dry_run: what the budget says and what the ladder would do */
         _NOTICE_MAX,
         _NOTICE_INVALID = -EINVAL,
 } Notice;
@@ -52,6 +53,7 @@ typedef struct NoticeFacts {
         const char *pressure;          /* breach: load, CPU pressure, steal in one line */
         const char *evidence;          /* breach: where the evidence is ("monkeyctl incident ID") */
         const char *detail;            /* profile: the hottest stacks, preformatted */
+        const char *no_fleet_budget;   /* remediation without [pool]: config_no_fleet_budget(), else NULL */
 } NoticeFacts;
 
 /* Pure: the Slack payload (Block Kit + fallback text) for these facts. */

@@ -232,6 +232,7 @@ typedef struct OutboxThread {
 
 struct Outbox {
         sd_event *event;
+        Writer *writer;            /* writes and removes the files, off the loop; NULL: inline */
         int dfd, dead_dfd;
         char *path;
         OutboxLimits limits;
@@ -349,50 +350,147 @@ static OutboxRecord *pending_remove(Outbox *o, size_t i) {
         return r;
 }
 
+static OutboxRecord *pending_find(Outbox *o, uint64_t seq) {
+        for (size_t i = 0; i < o->n_pending; i++)
+                if (o->pending[i]->seq == seq)
+                        return o->pending[i];
+        return NULL;
+}
+
 static int dirs_open(Outbox *o);
+static void schedule(Outbox *o, usec_t delay);
+
+/* A record's write ended: the one outbox_add() queued, or a retry of one
+ * the disk refused. Until then the record is not sent. */
+static void on_record_written(void *userdata, uint64_t seq, int error) {
+        Outbox *o = userdata;
+        OutboxRecord *r = pending_find(o, seq);
+        char name[OUTBOX_NAME_DIGITS + 6];
+        bool held;
+
+        if (!r)
+                return; /* dropped or delivered meanwhile: its removal was queued behind this write */
+        held = !r->in_memory; /* deliver_head() waited for this write */
+        r->writing = false;
+        record_name(seq, name);
+        if (error < 0) {
+                free(o->disk_error);
+                o->disk_error = strdup(strerror(-error));
+                if (!r->in_memory) {
+                        /* Not durable, but not lost while we run: an alert
+                         * about a full disk must not be the one that goes
+                         * missing. */
+                        log_error_errno(error, "outbox: cannot spool %s alert to %s/%s: %m; kept in memory until the "
+                                               "disk takes it", r->kind, o->path, name);
+                        r->in_memory = true;
+                        o->n_in_memory++;
+                }
+        } else if (r->in_memory) {
+                r->in_memory = false;
+                o->n_in_memory--;
+                if (o->n_in_memory == 0) {
+                        log_notice("outbox: the disk takes alerts again: every alert kept in memory is written to %s",
+                                   o->path);
+                        free(o->disk_error);
+                        o->disk_error = NULL;
+                }
+        }
+        if (held && o->n_pending > 0 && o->pending[0] == r && !o->in_flight && o->next_at == 0)
+                schedule(o, 0);
+}
+
+/* Queue the record's file on the Writer; on_record_written() learns how
+ * it went. text: the record formatted, or NULL to format it here. */
+static void record_write(Outbox *o, OutboxRecord *r, const char *text) {
+        _cleanup_(freep) char *own = NULL;
+        char name[OUTBOX_NAME_DIGITS + 6];
+        int k = 0;
+
+        if (o->dfd < 0)
+                k = -ENOENT;
+        else if (!text) {
+                k = outbox_record_format(r, &own);
+                text = own;
+        }
+        if (k >= 0) {
+                record_name(r->seq, name);
+                r->writing = true;
+                k = writer_save_at(o->writer, o->dfd, name, text, strlen(text),
+                                   &(WriterDone) { on_record_written, o, r->seq }, 1);
+                if (k >= 0)
+                        return;
+                r->writing = false;
+        }
+        on_record_written(o, r->seq, k);
+}
+
+static void undeleted_add(Outbox *o, uint64_t seq) {
+        uint64_t *u;
+
+        for (size_t i = 0; i < o->n_undeleted; i++)
+                if (o->undeleted[i] == seq)
+                        return;
+        u = reallocarray(o->undeleted, o->n_undeleted + 1, sizeof *u);
+        if (!u)
+                return;
+        o->undeleted = u;
+        u[o->n_undeleted++] = seq;
+}
+
+static void on_record_removed(void *userdata, uint64_t seq, int error) {
+        Outbox *o = userdata;
+        char name[OUTBOX_NAME_DIGITS + 6];
+
+        if (error >= 0)
+                return;
+        record_name(seq, name);
+        /* left there, the next start would send it again */
+        log_warning_errno(error, "outbox: cannot delete delivered %s: %m; trying again later", name);
+        undeleted_add(o, seq);
+}
+
+/* The record left the queue: its file goes too, behind its own write when
+ * that is still queued (FIFO), so a late write cannot bring it back.
+ * report: a failure is retried (a delivered message would go twice). */
+static void record_remove(Outbox *o, const OutboxRecord *r, bool report) {
+        WriterDone done = { on_record_removed, o, r->seq };
+        char name[OUTBOX_NAME_DIGITS + 6];
+
+        if ((r->in_memory && !r->writing) || o->dfd < 0)
+                return;
+        record_name(r->seq, name);
+        if (writer_remove_at(o->writer, o->dfd, name, report ? &done : NULL) < 0 && report)
+                undeleted_add(o, r->seq);
+}
 
 /* The disk refused records (full, read-only, the directory missing):
- * try again to write them, in seq order. */
+ * try again to write them, in seq order, and to remove the delivered ones
+ * it kept. */
 static void disk_retry(Outbox *o) {
-        size_t written = 0;
-
         if (o->n_in_memory == 0 && o->n_undeleted == 0 && o->dfd >= 0 && o->dead_dfd >= 0)
                 return;
         if (o->dfd < 0 || o->dead_dfd < 0)
                 (void) dirs_open(o);
         if (o->dfd < 0)
                 return;
-        while (o->n_undeleted > 0) {
-                char name[OUTBOX_NAME_DIGITS + 6];
+        if (o->n_undeleted > 0) {
+                /* detached: a failure (inline, without a Writer) adds it back */
+                _cleanup_(freep) uint64_t *u = TAKE_PTR(o->undeleted);
+                size_t n = o->n_undeleted;
 
-                record_name(o->undeleted[o->n_undeleted - 1], name);
-                if (unlinkat(o->dfd, name, 0) < 0 && errno != ENOENT)
-                        break;
-                o->n_undeleted--;
-        }
-        for (size_t i = 0; i < o->n_pending && o->n_in_memory > 0; i++) {
-                OutboxRecord *r = o->pending[i];
-                _cleanup_(freep) char *text = NULL;
-                char name[OUTBOX_NAME_DIGITS + 6];
+                o->n_undeleted = 0;
+                for (size_t i = 0; i < n; i++) {
+                        char name[OUTBOX_NAME_DIGITS + 6];
 
-                if (!r->in_memory)
-                        continue;
-                record_name(r->seq, name);
-                if (outbox_record_format(r, &text) < 0 || write_file_atomic_at(o->dfd, name, text, strlen(text)) < 0)
-                        return; /* still refused: next time */
-                r->in_memory = false;
-                o->n_in_memory--;
-                written++;
+                        record_name(u[i], name);
+                        if (writer_remove_at(o->writer, o->dfd, name, &(WriterDone) { on_record_removed, o, u[i] }) < 0)
+                                undeleted_add(o, u[i]);
+                }
         }
-        if (written > 0)
-                log_notice("outbox: the disk takes alerts again: %zu kept in memory written to %s", written, o->path);
-        if (o->n_in_memory == 0) {
-                free(o->disk_error);
-                o->disk_error = NULL;
-        }
+        for (size_t i = 0; i < o->n_pending && o->n_in_memory > 0; i++)
+                if (o->pending[i]->in_memory && !o->pending[i]->writing)
+                        record_write(o, o->pending[i], NULL);
 }
-
-static void schedule(Outbox *o, usec_t delay);
 
 static int timer_handler(sd_event_source *s, uint64_t usec, void *userdata);
 
@@ -547,11 +645,8 @@ static void drop_for_room(Outbox *o, size_t incoming) {
 
         while ((v = outbox_pick_victim(o->pending, o->n_pending, o->bytes, incoming, &o->limits, o->in_flight)) >= 0) {
                 OutboxRecord *r = pending_remove(o, (size_t) v);
-                char name[OUTBOX_NAME_DIGITS + 6];
 
-                record_name(r->seq, name);
-                if (!r->in_memory)
-                        (void) unlinkat(o->dfd, name, 0);
+                record_remove(o, r, false);
                 o->dropped++;
                 o->dropped_unreported++;
                 log_error("outbox: full (%zu messages, %zu bytes): dropped the oldest %s message %s%s%s",
@@ -580,8 +675,8 @@ static int dirs_open(Outbox *o) {
         return 0;
 }
 
-int outbox_new(sd_event *e, const char *state_dir, const OutboxLimits *l, const OutboxTransport *t, void *userdata,
-               Outbox **ret) {
+int outbox_new(sd_event *e, Writer *w, const char *state_dir, const OutboxLimits *l, const OutboxTransport *t,
+               void *userdata, Outbox **ret) {
         _cleanup_(outbox_freep) Outbox *o = NULL;
         int r;
 
@@ -590,6 +685,7 @@ int outbox_new(sd_event *e, const char *state_dir, const OutboxLimits *l, const 
                 return -ENOMEM;
         o->dfd = o->dead_dfd = -1;
         o->event = sd_event_ref(e);
+        o->writer = w;
         o->limits = *l;
         o->transport = *t;
         o->userdata = userdata;
@@ -633,6 +729,8 @@ int outbox_new(sd_event *e, const char *state_dir, const OutboxLimits *l, const 
 Outbox *outbox_free(Outbox *o) {
         if (!o)
                 return NULL;
+        /* its writes still happen; their completions must not find it gone */
+        writer_forget(o->writer, o);
         for (size_t i = 0; i < o->n_pending; i++)
                 record_free(o->pending[i]);
         free(o->pending);
@@ -698,6 +796,10 @@ static void deliver_head(Outbox *o) {
         if (o->in_flight || o->n_pending == 0 || o->quiescing)
                 return;
         r = o->pending[0];
+        /* Sent once it is on disk, or once the disk refused it (then it
+         * goes from memory, even while a retry of its write is queued). */
+        if (r->writing && !r->in_memory)
+                return; /* on_record_written() schedules it */
         if (r->role == OUTBOX_REPLY)
                 thread = thread_lookup(o, r->incident);
         o->in_flight = true;
@@ -754,6 +856,7 @@ static void move_to_dead(Outbox *o, OutboxRecord *r) {
         if (r->in_memory) {
                 log_warning("outbox: %s was never written to disk (%s); dropping it instead of setting it aside",
                             name, strna(o->disk_error));
+                record_remove(o, r, false); /* a retry of its write may still be queued */
                 return;
         }
         if (renameat(o->dfd, name, o->dead_dfd, name) < 0) {
@@ -784,21 +887,9 @@ void outbox_answer(Outbox *o, OutboxVerdict v, usec_t retry_after, const char *d
                         if (o->transport.thread)
                                 o->transport.thread(o->userdata, r->incident, ts);
                 }
-                /* Deleted only now: a crash before this line re-sends it
-                 * (at least once), never loses it. */
-                if (!r->in_memory) {
-                        if (unlinkat(o->dfd, name, 0) < 0 && errno != ENOENT) {
-                                /* left there, the next start would send it again */
-                                log_warning_errno(errno, "outbox: cannot delete delivered %s: %m; trying again later",
-                                                  name);
-                                uint64_t *u = reallocarray(o->undeleted, o->n_undeleted + 1, sizeof *u);
-                                if (u) {
-                                        o->undeleted = u;
-                                        u[o->n_undeleted++] = r->seq;
-                                }
-                        }
-                        (void) fsync(o->dfd);
-                }
+                /* Deleted only now: a crash before the removal is on disk
+                 * re-sends it (at least once), never loses it. */
+                record_remove(o, r, true);
                 record_free(pending_remove(o, 0));
                 o->delivered++;
                 o->attempt = 0;
@@ -858,7 +949,6 @@ void outbox_answer(Outbox *o, OutboxVerdict v, usec_t retry_after, const char *d
 int outbox_add(Outbox *o, const char *kind, const char *incident, OutboxRole role, bool test, const char *payload,
                uint64_t *ret_seq) {
         _cleanup_(freep) char *text = NULL;
-        char name[OUTBOX_NAME_DIGITS + 6];
         OutboxRecord *r;
         int k;
 
@@ -894,27 +984,15 @@ int outbox_add(Outbox *o, const char *kind, const char *incident, OutboxRole rol
         drop_for_room(o, r->size);
 
         disk_retry(o); /* older ones the disk refused go first */
-        record_name(r->seq, name);
-        k = o->dfd < 0 ? -ENOENT : write_file_atomic_at(o->dfd, name, text, r->size);
-        if (k < 0) {
-                /* Not durable, but not lost while we run: an alert about a
-                 * full disk must not be the one that goes missing. */
-                log_error_errno(k, "outbox: cannot spool %s alert to %s/%s: %m; kept in memory until the disk "
-                                   "takes it", kind, o->path, name);
-                free(o->disk_error);
-                o->disk_error = strdup(strerror(-k));
-                r->in_memory = true;
-        }
-        o->next_seq++;
         k = pending_insert(o, r);
         if (k < 0) {
-                if (!r->in_memory)
-                        (void) unlinkat(o->dfd, name, 0);
                 record_free(r);
                 return k;
         }
-        if (r->in_memory)
-                o->n_in_memory++;
+        o->next_seq++;
+        /* in the queue first: without a Writer, on_record_written() runs
+         * right inside this call and looks it up */
+        record_write(o, r, text);
         if (ret_seq)
                 *ret_seq = r->seq;
         /* A test wants an answer now, even from a paused outbox; while a
@@ -1007,9 +1085,14 @@ json_object *outbox_status_json(const Outbox *o, usec_t now) {
                 json_object_object_add(j, "disk_error", json_object_new_string(o->disk_error));
         if (o->last_error)
                 json_object_object_add(j, "last_error", json_object_new_string(o->last_error));
-        if (o->last_error_at)
-                json_object_object_add(j, "last_error_at", json_object_new_uint64(o->last_error_at / USEC_PER_SEC));
-        if (o->last_ok_at)
-                json_object_object_add(j, "last_ok_at", json_object_new_uint64(o->last_ok_at / USEC_PER_SEC));
+        /* status's one time format: RFC 3339 UTC, and the Unix seconds beside it */
+        if (o->last_error_at) {
+                json_object_object_add(j, "last_error_at", json_new_rfc3339(o->last_error_at));
+                json_object_object_add(j, "last_error_at_unix", json_object_new_uint64(o->last_error_at / USEC_PER_SEC));
+        }
+        if (o->last_ok_at) {
+                json_object_object_add(j, "last_ok_at", json_new_rfc3339(o->last_ok_at));
+                json_object_object_add(j, "last_ok_at_unix", json_object_new_uint64(o->last_ok_at / USEC_PER_SEC));
+        }
         return j;
 }

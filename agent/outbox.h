@@ -1,7 +1,9 @@
 /* The write-ahead outbox: every alert is a file in state_dir/outbox/,
- * written and fsynced before the action it announces, delivered one at a
- * time in the order it was written, and deleted only once Slack said ok.
- * An alert spooled just before a reboot is delivered after the boot.
+ * written and fsynced (by the Writer, off the loop) before the action it
+ * announces (the caller waits for a writer_barrier() after outbox_add)
+ * and before it is sent, delivered one at a time in the order it was
+ * written, and deleted only once Slack said ok. An alert spooled just
+ * before a reboot is delivered after the boot.
  *
  * The outbox owns the files, the order, the retry schedule and the bounds;
  * the transport (slack.c) owns the wire. The transport is started with
@@ -18,6 +20,7 @@
 #include <systemd/sd-event.h>
 
 #include "macro.h"
+#include "writer.h"
 
 #define OUTBOX_RECORD_VERSION 1
 #define OUTBOX_RECORD_MAX (256 * 1024) /* bigger files are refused as corrupt */
@@ -46,6 +49,7 @@ typedef struct OutboxRecord {
         char *payload;       /* Slack JSON object text: {"text":...,"blocks":[...]} */
         size_t size;         /* bytes on disk */
         bool in_memory;      /* the disk refused it (full, read-only): not durable */
+        bool writing;        /* its file is queued on the Writer: not sent before that ended */
 } OutboxRecord;
 
 void outbox_record_done(OutboxRecord *r);
@@ -101,9 +105,10 @@ typedef struct OutboxTransport {
 
 /* Opens (creates) DIR, loads the records found there in seq order (a
  * corrupt one is renamed NAME.corrupt and reported; stale temp files are
- * removed) and schedules delivery. */
-int outbox_new(sd_event *e, const char *state_dir, const OutboxLimits *l, const OutboxTransport *t, void *userdata,
-               Outbox **ret);
+ * removed) and schedules delivery. Files are written and removed through
+ * `w` (NULL: at once, on the loop); it must outlive the outbox. */
+int outbox_new(sd_event *e, Writer *w, const char *state_dir, const OutboxLimits *l, const OutboxTransport *t,
+               void *userdata, Outbox **ret);
 Outbox *outbox_free(Outbox *o);
 static inline void outbox_freep(Outbox **o) {
         outbox_free(*o);
@@ -113,8 +118,10 @@ void outbox_set_limits(Outbox *o, const OutboxLimits *l);
 /* Remember a thread for REPLY records of `incident` (from state.json). */
 int outbox_set_thread(Outbox *o, const char *incident, const char *ts);
 
-/* Spool one message: the file is durable when this returns 0, unless the
- * disk refused it (state dir full or read-only): then the message is
+/* Spool one message: its file is queued on the Writer when this returns
+ * 0 (durable once a writer_barrier() queued after it completes; with no
+ * Writer, at once), and the message is not sent before the write ended.
+ * When the disk refuses it (state dir full or read-only) the message is
  * kept in memory and delivered all the same (lost only if monkeyd stops
  * first), the error is logged and shown in status (in_memory,
  * disk_error), and the file is written as soon as the disk takes it.
@@ -146,6 +153,7 @@ size_t outbox_n_pending(const Outbox *o);
  * (found at start; delivered since or not). */
 bool outbox_restored(const Outbox *o, const char *kind, const char *incident);
 /* {"pending","bytes","oldest_age_s","in_flight","next_attempt_in_ms",
- *  "attempts","paused","last_error","last_error_at","last_ok_at",
- *  "delivered","dropped","dead","in_memory","disk_error"} */
+ *  "attempts","paused","last_error","last_error_at","last_error_at_unix",
+ *  "last_ok_at","last_ok_at_unix","delivered","dropped","dead","in_memory",
+ *  "disk_error"}; the *_at are RFC 3339 UTC, the *_at_unix seconds */
 json_object *outbox_status_json(const Outbox *o, usec_t now_wall);

@@ -78,19 +78,27 @@ static const char script_leave[] =
         "  return alive\n"
         "end\n"
         "if redis.call('SISMEMBER', KEYS[1], addr) == 0 then\n"
+        "  if mode == 'peek' then\n"
+        "    return {'already_out', redis.call('SCARD', KEYS[1]), alive_count(), redis.call('ZCARD', KEYS[2]),\n"
+        "            addr .. ' is not in serving'}\n"
+        "  end\n"
         "  if mode == 'budget' and not redis.call('ZSCORE', KEYS[2], host) then\n"
         "    -- neither serving nor counted out: the pool lost our membership (FLUSHALL,\n"
         "    -- eviction, a restore). Not a free pass: the budget cannot see us.\n"
         "    return {'denied', redis.call('SCARD', KEYS[1]), alive_count(), redis.call('ZCARD', KEYS[2]),\n"
         "            addr .. ' is neither serving nor out: the pool lost our membership'}\n"
         "  end\n"
-        "  if mode ~= 'reconcile' then\n"
+        "  if mode == 'release' then\n"
+        "    -- out and staying out, but no longer counted against max_unavailable\n"
+        "    redis.call('ZREM', KEYS[2], host)\n"
+        "  elseif mode ~= 'reconcile' then\n"
         "    redis.call('ZADD', KEYS[2], expires, host)\n"
-        "  elseif tonumber(ARGV[11] or '0') > 0 and tonumber(ARGV[11]) + tonumber(ARGV[5]) > now then\n"
-        "    -- we left at ARGV[11] (ms) and are still out: a Redis that lost the pool\n"
-        "    -- (restart, FLUSHALL) counts us again until out_max after that, so the\n"
+        "  elseif tonumber(ARGV[11] or '') and tonumber(ARGV[11]) >= 0 and tonumber(ARGV[11]) < tonumber(ARGV[5]) then\n"
+        "    -- we have been out for ARGV[11] ms (the agent's CLOCK_BOOTTIME: no wall\n"
+        "    -- clock of ours is compared with TIME): a Redis that lost the pool\n"
+        "    -- (restart, FLUSHALL) counts us again until out_max after we left, so the\n"
         "    -- budget never lets more than max_unavailable go; NX keeps a known expiry\n"
-        "    redis.call('ZADD', KEYS[2], 'NX', tonumber(ARGV[11]) + tonumber(ARGV[5]), host)\n"
+        "    redis.call('ZADD', KEYS[2], 'NX', now - tonumber(ARGV[11]) + tonumber(ARGV[5]), host)\n"
         "  end\n"
         "  redis.call('ZREM', alive_key, addr)\n"
         "  if KEYS[6] then redis.call('LREM', KEYS[6], 0, addr) end\n"
@@ -106,7 +114,7 @@ static const char script_leave[] =
         "  redis.call('ZADD', wait_key, 'NX', now, host)\n"
         "  redis.call('SET', ARGV[8] .. 'asking:' .. host, '1', 'PX', ARGV[10])\n"
         "end\n"
-        "if mode == 'budget' then\n"
+        "if mode == 'budget' or mode == 'peek' then\n"
         "  if alive - 1 < min_serving then\n"
         "    return {'denied', redis.call('SCARD', KEYS[1]), alive, others,\n"
         "            'min_serving ' .. min_serving .. ': only ' .. alive .. ' serving'}\n"
@@ -147,18 +155,30 @@ static const char script_leave[] =
         "    end\n"
         "  end\n"
         "end\n"
+        "if mode == 'peek' then\n"
+        "  -- a dry run: the same rules, nothing taken\n"
+        "  return {'would_leave', redis.call('SCARD', KEYS[1]), alive, others,\n"
+        "          (alive - 1) .. ' would still serve, ' .. (others + 1) .. ' would be out (max_unavailable ' ..\n"
+        "          max_unavailable .. ')'}\n"
+        "end\n"
         "redis.call('ZREM', wait_key, host)\n"
         "redis.call('DEL', ARGV[8] .. 'asking:' .. host)\n"
         "redis.call('SREM', KEYS[1], addr)\n"
         "redis.call('ZREM', alive_key, addr)\n"
         "if redis.call('HGET', KEYS[4], addr) == host then redis.call('HDEL', KEYS[4], addr) end\n"
-        "redis.call('ZADD', KEYS[2], expires, host)\n"
+        "local counted = 1\n"
+        "if mode == 'release' then\n"
+        "  redis.call('ZREM', KEYS[2], host)\n"
+        "  counted = 0\n"
+        "else\n"
+        "  redis.call('ZADD', KEYS[2], expires, host)\n"
+        "end\n"
         "if KEYS[6] then redis.call('LREM', KEYS[6], 0, addr) end\n"
         "redis.call('HSET', KEYS[3], 'left', now, 'left_reason', ARGV[9])\n"
         "redis.call('PUBLISH', KEYS[5], ARGV[7])\n"
         "local n = redis.call('SCARD', KEYS[1])\n"
-        "return {'left', n, alive - 1, others + 1,\n"
-        "        n .. ' still serving, ' .. (others + 1) .. ' out (max_unavailable ' .. max_unavailable .. ')'}\n";
+        "return {'left', n, alive - 1, others + counted,\n"
+        "        n .. ' still serving, ' .. (others + counted) .. ' out (max_unavailable ' .. max_unavailable .. ')'}\n";
 
 static const char script_heartbeat[] =
         "if redis.replicate_commands then redis.replicate_commands() end\n" LUA_NOW LUA_ALIVE_KEY("KEYS[3]")
@@ -229,6 +249,7 @@ static const char *const leave_result_table[_POOL_LEAVE_RESULT_MAX] = {
         [POOL_LEAVE_ALREADY_OUT] = "already-out",
         [POOL_LEAVE_DENIED] = "denied",
         [POOL_LEAVE_UNREACHABLE] = "unreachable",
+        [POOL_LEAVE_WOULD_LEAVE] = "would-leave",
 };
 
 const char *pool_leave_result_to_string(PoolLeaveResult r) {
@@ -299,6 +320,7 @@ int pool_leave_reply_decode(const redisReply *r, PoolLeaveReply *ret) {
                 { "left", POOL_LEAVE_LEFT },
                 { "already_out", POOL_LEAVE_ALREADY_OUT },
                 { "denied", POOL_LEAVE_DENIED },
+                { "would_leave", POOL_LEAVE_WOULD_LEAVE },
         };
         PoolLeaveReply v = { .result = _POOL_LEAVE_RESULT_INVALID };
 
@@ -802,6 +824,7 @@ typedef enum CmdKind {
 typedef struct LeaveReq LeaveReq;
 struct LeaveReq {
         bool force;
+        bool peek;      /* a dry run: the budget's answer, nothing taken */
         char *reason;
         pool_leave_handler_t handler;
         void *userdata;
@@ -809,6 +832,10 @@ struct LeaveReq {
         char *detail;
         LeaveReq *next;
 };
+
+static const char *leave_req_mode(const LeaveReq *r) {
+        return r->peek ? POOL_LEAVE_MODE_PEEK : r->force ? POOL_LEAVE_MODE_FORCE : POOL_LEAVE_MODE_BUDGET;
+}
 
 typedef struct LeaveQueue {
         LeaveReq *head, *tail;
@@ -849,7 +876,8 @@ struct Pool {
         char *state, *reason, *last_checks;
         usec_t since_wall;
         bool desired_serving;
-        usec_t left_wall; /* CLOCK_REALTIME when desired_serving last went false; 0 never left */
+        usec_t left_boottime; /* CLOCK_BOOTTIME when desired_serving last went false; 0: not counted out */
+        bool release_wanted;  /* out, and not counted against max_unavailable (pool_release) */
         int member; /* what Redis said last: 1, 0, -1 unknown */
 
         /* The connection. */
@@ -1317,8 +1345,9 @@ static void send_join(Pool *p) {
 /* Takes req (may be NULL: a reconcile nobody waits for). */
 static void send_leave(Pool *p, const char *mode, LeaveReq *req) {
         _cleanup_(freep) char *ev = NULL;
-        char min_serving[16], max_unavailable[16], ttl[32], asking[32], left[32];
+        char min_serving[16], max_unavailable[16], ttl[32], asking[32], out_for[32];
         const char *reason = req && req->reason ? req->reason : p->reason;
+        usec_t now_boot = now_usec(p, CLOCK_BOOTTIME);
         PoolEvent e = {
                 .type = "leave", .pool = p->name, .host = p->host, .addr = p->address, .reason = reason,
                 .forced = !streq(mode, POOL_LEAVE_MODE_BUDGET), .at = now_usec(p, CLOCK_REALTIME),
@@ -1332,11 +1361,17 @@ static void send_leave(Pool *p, const char *mode, LeaveReq *req) {
         /* A held host re-asks about every heartbeat: three missed asks and
          * it no longer holds a place in the queue. */
         snprintf(asking, sizeof asking, "%llu", (unsigned long long) (3 * p->heartbeat / USEC_PER_MSEC));
-        snprintf(left, sizeof left, "%llu",
-                 (unsigned long long) (p->desired_serving ? 0 : p->left_wall / USEC_PER_MSEC));
+        /* How long we have been out, not when we left: Redis compares it
+         * with its own TIME, and an agent whose wall clock is off must not
+         * shorten or stretch its count in the budget. -1: not counted. */
+        if (p->desired_serving || p->left_boottime == 0)
+                snprintf(out_for, sizeof out_for, "-1");
+        else
+                snprintf(out_for, sizeof out_for, "%llu",
+                         (unsigned long long) ((now_boot - MIN(p->left_boottime, now_boot)) / USEC_PER_MSEC));
         const char *keys[] = { p->key_serving, p->key_out, p->key_host, p->key_addrs, p->key_events, p->list_key };
         const char *args[] = { p->address, p->host, min_serving, max_unavailable, ttl, mode, ev ? ev : "{}",
-                               p->key_prefix, nonnull(reason), asking, left };
+                               p->key_prefix, nonnull(reason), asking, out_for };
         c = script_cmd(p, POOL_SCRIPT_LEAVE, ELEMENTSOF(keys), keys, ELEMENTSOF(args), args);
         if (!c) {
                 log_oom();
@@ -1384,6 +1419,9 @@ static void pool_reconcile(Pool *p) {
                 return;
         if (p->desired_serving && p->member != 1)
                 send_join(p);
+        else if (!p->desired_serving && p->release_wanted)
+                /* each reconnect: whatever counted us again in between is undone */
+                send_leave(p, POOL_LEAVE_MODE_RELEASE, NULL);
         else if (!p->desired_serving && p->member != 0)
                 send_leave(p, POOL_LEAVE_MODE_RECONCILE, NULL);
 }
@@ -1489,6 +1527,12 @@ static void leave_reply(Pool *p, Cmd *c, const redisReply *r) {
 
         membership_done(p, c);
         k = pool_leave_reply_decode(r, &v);
+        if (k >= 0 && streq_ptr(c->mode, POOL_LEAVE_MODE_PEEK)) {
+                /* a dry run changes nothing here either */
+                if (c->leave)
+                        leave_answer(p, TAKE_PTR(c->leave), v.result, v.detail);
+                return;
+        }
         if (k < 0) {
                 if (k == -EIO)
                         snprintf(detail, sizeof detail, "redis error: %s", strna(v.detail));
@@ -1510,7 +1554,8 @@ static void leave_reply(Pool *p, Cmd *c, const redisReply *r) {
                 p->member = 0;
                 if (c->leave && p->desired_serving) {
                         p->desired_serving = false;
-                        p->left_wall = now_usec(p, CLOCK_REALTIME);
+                        p->left_boottime = now_usec(p, CLOCK_BOOTTIME);
+                        p->release_wanted = false;
                 }
                 break;
         case POOL_LEAVE_DENIED:
@@ -2067,7 +2112,7 @@ static void conn_ready(Pool *p) {
         send_heartbeat(p);
         pool_reconcile(p);
         while (p->conn == POOL_CONN_READY && (r = queue_pop(&p->waiting)))
-                send_leave(p, r->force ? POOL_LEAVE_MODE_FORCE : POOL_LEAVE_MODE_BUDGET, r);
+                send_leave(p, leave_req_mode(r), r);
 }
 
 /* ---- heartbeat ---- */
@@ -2343,8 +2388,10 @@ void pool_set_state(Pool *p, const char *state, const char *reason, bool serving
         else if (r > 0)
                 state_changed = true;
         desired_changed = p->desired_serving != serving;
-        if (desired_changed)
-                p->left_wall = serving ? 0 : now_usec(p, CLOCK_REALTIME);
+        if (desired_changed) {
+                p->left_boottime = serving ? 0 : now_usec(p, CLOCK_BOOTTIME);
+                p->release_wanted = false;
+        }
         p->desired_serving = serving;
 
         if (p->conn != POOL_CONN_READY)
@@ -2355,7 +2402,8 @@ void pool_set_state(Pool *p, const char *state, const char *reason, bool serving
                 pool_reconcile(p);
 }
 
-int pool_leave(Pool *p, bool force, const char *reason, pool_leave_handler_t h, void *userdata) {
+static int leave_request(Pool *p, bool force, bool peek, const char *reason, pool_leave_handler_t h,
+                         void *userdata) {
         LeaveReq *r;
 
         if (!p)
@@ -2364,6 +2412,7 @@ int pool_leave(Pool *p, bool force, const char *reason, pool_leave_handler_t h, 
         if (!r)
                 return -ENOMEM;
         r->force = force;
+        r->peek = peek;
         r->handler = h;
         r->userdata = userdata;
         r->reason = reason ? strdup(reason) : NULL;
@@ -2374,7 +2423,7 @@ int pool_leave(Pool *p, bool force, const char *reason, pool_leave_handler_t h, 
 
         switch (p->conn) {
         case POOL_CONN_READY:
-                send_leave(p, force ? POOL_LEAVE_MODE_FORCE : POOL_LEAVE_MODE_BUDGET, r);
+                send_leave(p, leave_req_mode(r), r);
                 break;
         case POOL_CONN_CONNECTING:
         case POOL_CONN_DISCOVERING:
@@ -2391,6 +2440,25 @@ int pool_leave(Pool *p, bool force, const char *reason, pool_leave_handler_t h, 
                 break;
         }
         return 0;
+}
+
+void pool_release(Pool *p) {
+        if (!p || p->desired_serving)
+                return;
+        if (!p->release_wanted)
+                log_notice("pool: %s stays out of %s but no longer counts against max_unavailable", p->host, p->name);
+        p->release_wanted = true;
+        p->left_boottime = 0; /* a Redis that lost the pool must not count us again either */
+        if (p->conn == POOL_CONN_READY)
+                send_leave(p, POOL_LEAVE_MODE_RELEASE, NULL);
+}
+
+int pool_leave(Pool *p, bool force, const char *reason, pool_leave_handler_t h, void *userdata) {
+        return leave_request(p, force, false, reason, h, userdata);
+}
+
+int pool_leave_peek(Pool *p, const char *reason, pool_leave_handler_t h, void *userdata) {
+        return leave_request(p, false, true, reason, h, userdata);
 }
 
 void pool_set_last_checks(Pool *p, const char *json) {

@@ -34,6 +34,7 @@ typedef enum PoolLeaveResult {
         POOL_LEAVE_ALREADY_OUT,      /* was not in serving: nothing to do */
         POOL_LEAVE_DENIED,           /* budget says no; detail says which rule */
         POOL_LEAVE_UNREACHABLE,      /* no answer from Redis in time */
+        POOL_LEAVE_WOULD_LEAVE,      /* pool_leave_peek(): the budget would let us go */
         _POOL_LEAVE_RESULT_MAX,
         _POOL_LEAVE_RESULT_INVALID = -EINVAL,
 } PoolLeaveResult;
@@ -70,6 +71,18 @@ void pool_set_state(Pool *p, const char *state, const char *reason, bool serving
  * never from inside this call. On LEFT/ALREADY_OUT the desired view
  * becomes "out". Returns 0, or a negative errno if it cannot even try. */
 int pool_leave(Pool *p, bool force, const char *reason, pool_leave_handler_t h, void *userdata);
+/* A dry run of a budget-checked leave: the same rules, evaluated
+ * atomically in Redis, but nothing is taken (no slot, no queue place, no
+ * change to serving). Answers WOULD_LEAVE, DENIED (detail says which rule),
+ * ALREADY_OUT or UNREACHABLE. */
+int pool_leave_peek(Pool *p, const char *reason, pool_leave_handler_t h, void *userdata);
+
+/* Out of serving and staying out, but no longer counted against
+ * max_unavailable: the remediation that held the slot ended without an
+ * answer (remedy.c) and the rest of the fleet may use the slot. Kept
+ * across reconnects and a Redis that lost the pool, until the host is in
+ * serving again or leaves anew. No-op while serving is desired. */
+void pool_release(Pool *p);
 
 /* The last check report (JSON text), stored in the host hash as last_checks. */
 void pool_set_last_checks(Pool *p, const char *json);

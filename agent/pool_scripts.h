@@ -14,7 +14,9 @@ typedef enum PoolScript {
         POOL_SCRIPT_JOIN,      /* KEYS serving out host:H addrs events [list]; ARGV addr host event_json */
         POOL_SCRIPT_LEAVE,     /* KEYS serving out host:H addrs events [list]; ARGV addr host min_serving
                                 * max_unavailable out_ttl_ms mode event_json key_prefix reason
-                                * [asking_ttl_ms: budget mode queues askers first come, first served] */
+                                * [asking_ttl_ms: budget mode queues askers first come, first served]
+                                * [out_for_ms: reconcile mode counts us out again for the rest of
+                                * out_ttl_ms; -1 not counted; elapsed, never a wall-clock time] */
         POOL_SCRIPT_HEARTBEAT, /* KEYS lease:H host:H serving; ARGV lease_ms addr -> member 0/1 */
         POOL_SCRIPT_VIEW,      /* KEYS serving out addrs; ARGV key_prefix -> {now, serving[5n], out[6n]} */
         POOL_SCRIPT_STATE,     /* KEYS host:H events; ARGV addr state since reason version event_json */
@@ -29,6 +31,8 @@ const char *pool_script_to_string(PoolScript s);
 #define POOL_LEAVE_MODE_BUDGET "budget"       /* check min_serving and max_unavailable */
 #define POOL_LEAVE_MODE_FORCE "force"         /* maintenance, quarantine: no budget */
 #define POOL_LEAVE_MODE_RECONCILE "reconcile" /* our own view says out: no budget, no new out entry */
+#define POOL_LEAVE_MODE_RELEASE "release"     /* out of serving, and our out entry removed: the slot is free */
+#define POOL_LEAVE_MODE_PEEK "peek"           /* a dry run: the budget's verdict, nothing changed */
 
 /* "monkey:{P}:" + suffix. NULL on OOM. */
 char *pool_key(const char *pool, const char *suffix);

@@ -24,6 +24,10 @@ int remedy_setup(Agent *a, char **ret_error);
 void remedy_free(Agent *a);
 /* After the agent is running: IMDS identity and the DryRun self-test. */
 void remedy_start(Agent *a);
+/* A reload: rebuild the AWS client (and the D-Bus link) when [aws] or the
+ * ladder changed, between remediations only. `nc` is the new config,
+ * a->config still the running one. */
+int remedy_reconfigure(Agent *a, const Config *nc);
 
 /* Run the ladder from its first step (the machine is in REMEDIATING). */
 int remedy_run(Agent *a);
@@ -33,6 +37,11 @@ int remedy_run(Agent *a);
  * without asking again. Overdue: the step failed, CHECKS_FAILED
  * (QUARANTINED: alert, re-check later). -ENOENT when no reboot is due. */
 int remedy_await_reboot(Agent *a);
+/* At start, from state.json: true when a reboot asked for in this boot
+ * may still come (accepted, or RebootInstances in flight when the agent
+ * died), with *ret_why saying which; the machine then waits in CHECKING
+ * (remedy_await_reboot). Forgets what an earlier boot asked for. */
+bool remedy_reboot_due(Agent *a, char *ret_why, size_t size);
 /* The machine left REMEDIATING another way (operator drain): stop. */
 void remedy_cancel(Agent *a);
 

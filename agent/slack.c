@@ -506,6 +506,11 @@ int slack_new(Http *http, const Config *c, Slack **ret, char **ret_error) {
                              s->api_url[strlen(s->api_url) - 1] == '/' ? "" : "/") < 0)
                         return -ENOMEM;
         }
+        {
+                char how[512];
+                if (http_env_proxy_describe(s->url, http_getenv, how, sizeof how))
+                        log_info("slack: %s", how);
+        }
         *ret = TAKE_PTR(s);
         return 0;
 }
@@ -549,6 +554,7 @@ static int start_call(Slack *s) {
                 .url = s->url,
                 .timeout = s->timeout,
                 .body_max = SLACK_RESPONSE_MAX,
+                .use_env_proxy = true, /* outside the network: https_proxy/no_proxy */
         };
         int r;
 

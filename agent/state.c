@@ -363,6 +363,26 @@ static int parse_object(json_object *root, PersistentState *s, char **ret_error)
                         return r;
         }
 
+        v = get_field(root, "reboot_requested");
+        if (v) {
+                json_object *b;
+
+                if (!json_object_is_type(v, json_type_object))
+                        return field_error(ret_error, "", "reboot_requested", "expected object or null");
+                r = parse_opt_usec(v, "at", &s->reboot_requested.at, "reboot_requested.", ret_error);
+                if (r < 0)
+                        return r;
+                r = parse_opt_usec(v, "boottime", &s->reboot_requested.boottime, "reboot_requested.", ret_error);
+                if (r < 0)
+                        return r;
+                b = get_field(v, "boot_id");
+                if (!b || !json_object_is_type(b, json_type_string) ||
+                    !boot_id_valid(json_object_get_string(b), (size_t) json_object_get_string_len(b)))
+                        return field_error(ret_error, "reboot_requested.", "boot_id",
+                                           "expected 36 characters of hex and dashes");
+                memcpy(s->reboot_requested.boot_id, json_object_get_string(b), BOOT_ID_LEN + 1);
+        }
+
         v = get_field(root, "remediations");
         if (v) {
                 if (!json_object_is_type(v, json_type_array))
@@ -538,6 +558,18 @@ int state_format(const PersistentState *s, char **ret) {
                 if ((r = json_add(o, "clock_anchor", a)) < 0 ||
                     (r = json_add(a, "wall", json_object_new_uint64(s->anchor_wall))) < 0 ||
                     (r = json_add(a, "boottime", json_object_new_uint64(s->anchor_boottime))) < 0)
+                        return r;
+        }
+
+        if (s->reboot_requested.at != 0) {
+                json_object *q = json_object_new_object();
+                if (!boot_id_valid(s->reboot_requested.boot_id, strnlen(s->reboot_requested.boot_id,
+                                                                        sizeof s->reboot_requested.boot_id)))
+                        return -EINVAL;
+                if ((r = json_add(o, "reboot_requested", q)) < 0 ||
+                    (r = json_add(q, "at", json_object_new_uint64(s->reboot_requested.at))) < 0 ||
+                    (r = json_add(q, "boottime", json_object_new_uint64(s->reboot_requested.boottime))) < 0 ||
+                    (r = json_add_string(q, "boot_id", s->reboot_requested.boot_id)) < 0)
                         return r;
         }
 
@@ -728,6 +760,20 @@ int state_save(const char *state_dir, const PersistentState *s) {
         if (r < 0)
                 return log_error_errno(r, "Failed to write %s/" STATE_FILE_NAME ": %m", state_dir);
         return 0;
+}
+
+int state_save_queued(Writer *w, const char *state_dir, const PersistentState *s, const WriterDone *done,
+                      size_t n_done) {
+        _cleanup_(freep) char *text = NULL;
+        int r;
+
+        if (!state_dir || !s)
+                return -EINVAL;
+        /* formatted now: the thread writes this moment's state, not a later one */
+        r = state_format(s, &text);
+        if (r < 0)
+                return log_error_errno(r, "Failed to format state: %m");
+        return writer_save(w, state_dir, STATE_FILE_NAME, text, strlen(text), done, n_done);
 }
 
 int boot_id_read(const char *path, char ret[BOOT_ID_LEN + 1]) {

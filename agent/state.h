@@ -6,6 +6,7 @@
 
 #include "machine.h"
 #include "macro.h"
+#include "writer.h"
 
 #define BOOT_ID_LEN 36 /* 8-4-4-4-12 hex with dashes */
 #define STATE_REMEDIATIONS_MAX 32
@@ -60,6 +61,15 @@ typedef struct PersistentState {
          * start in boot `boot_id` (0 = none): with it, a wall clock that
          * steps while this boot runs does not move the reboot-loop guard. */
         usec_t anchor_wall, anchor_boottime;
+        /* A RebootInstances that EC2 may have acted on: written before it
+         * is sent, kept while it is in flight, accepted or unanswered,
+         * dropped when EC2 said no. A restart in the same boot waits for
+         * the reboot and never sends a second one in that boot. at: wall
+         * clock (for humans), 0 = none; boottime: CLOCK_BOOTTIME then. */
+        struct {
+                usec_t at, boottime;
+                char boot_id[BOOT_ID_LEN + 1];
+        } reboot_requested;
 } PersistentState;
 
 void persistent_state_init(PersistentState *s);  /* zero + state BOOT */
@@ -84,6 +94,11 @@ int state_load(const char *state_dir, PersistentState *ret, char **ret_moved_asi
 /* Atomic write: state.json.tmp-XXXXXX, fsync, rename, fsync dir. On any
  * error the old file stays intact and the temp file is removed. */
 int state_save(const char *state_dir, const PersistentState *s);
+/* The same save queued on the writer (writer.h): off the loop, in order
+ * with every other durable write; `done` learns the write's error. < 0
+ * only when it could not be formatted or queued. */
+int state_save_queued(Writer *w, const char *state_dir, const PersistentState *s, const WriterDone *done,
+                      size_t n_done);
 
 /* Read a boot id file (/proc/sys/kernel/random/boot_id or a test's file):
  * 36 chars of hex and dashes, trailing newline allowed. -EBADMSG otherwise. */

@@ -249,6 +249,59 @@ static void format_state(FILE *f, json_object *st) {
         fputc('\n', f);
 }
 
+/* routing     DEGRADED: Redis: unreachable (connection refused)
+ * the verdict behind monkeyctl status's exit code */
+static void format_routing(FILE *f, json_object *st) {
+        json_object *rt = field(st, "routing");
+        const char *verdict = str_field(rt, "verdict"), *why = str_field(rt, "why");
+
+        if (!rt)
+                return; /* an older agent */
+        put_label(f, "routing");
+        fputs(streq_ptr(verdict, "degraded") ? "DEGRADED" : verdict ? verdict : UNKNOWN, f);
+        if (!isempty(why)) {
+                fputs(": ", f);
+                put_sane(f, why);
+        }
+        fputc('\n', f);
+}
+
+/* config      /etc/monkeyd/monkeyd.conf sha256 3f2a...
+ * reload      2026-11-22 17:00:00 UTC (monkeyctl): REFUSED, still running the file above: FILE:LINE: ... */
+static void format_config(FILE *f, json_object *st) {
+        json_object *rl = field(st, "last_reload");
+        char buf[64];
+
+        if (!has_field(st, "config_sha256"))
+                return; /* an older agent */
+        put_label(f, "config");
+        put_sane(f, str_field(st, "config"));
+        if (str_field(st, "config_sha256")) {
+                fputs(" sha256 ", f);
+                put_sane(f, str_field(st, "config_sha256"));
+        } else
+                fputs(" (no sha256 shown: the file holds a secret inline)", f);
+        fputc('\n', f);
+        put_label(f, "reload");
+        if (!rl || !json_object_is_type(rl, json_type_object)) {
+                fputs("none since the agent started\n", f);
+                return;
+        }
+        fputs(time_field(rl, "at", "at_unix", buf, sizeof buf), f);
+        if (str_field(rl, "via")) {
+                fputs(" (", f);
+                put_sane(f, str_field(rl, "via"));
+                fputc(')', f);
+        }
+        if (bool_field(rl, "ok") == 1)
+                fputs(": ok", f);
+        else {
+                fputs(": REFUSED, still running the config above: ", f);
+                put_sane(f, str_field(rl, "result"));
+        }
+        fputc('\n', f);
+}
+
 static void format_cpu(FILE *f, json_object *st) {
         json_object *cpu = field(st, "cpu");
         const char *err;
@@ -648,8 +701,41 @@ static void format_remedy(FILE *f, json_object *st) {
                 fprintf(f, "  post-boot grace %s left", status_text_duration(grace, d, sizeof d));
         }
         fputc('\n', f);
+        if (str_field(remedy, "budget_note")) {
+                put_label(f, "");
+                put_sane(f, str_field(remedy, "budget_note"));
+                fputc('\n', f);
+        }
         if (aws && json_object_is_type(aws, json_type_object))
                 format_aws(f, aws);
+}
+
+/* proxy       agent-check on 127.0.0.3 port 5555 (from [pool] address)
+ *             WARNING: HAProxy connects agent-check to ... */
+static void format_agent_check(FILE *f, json_object *st) {
+        json_object *ac = field(st, "agent_check");
+
+        if (!ac || !json_object_is_type(ac, json_type_object))
+                return; /* no [proxy], or an older agent */
+        put_label(f, "proxy");
+        fputs("agent-check on ", f);
+        put_sane(f, str_field(ac, "address"));
+        fputs(" port ", f);
+        put_count(f, ac, "port");
+        fputs(" (from ", f);
+        put_sane(f, str_field(ac, "from"));
+        fputs(")\n", f);
+        if (str_field(ac, "warning")) {
+                put_label(f, "");
+                fputs("WARNING: ", f);
+                put_sane(f, str_field(ac, "warning"));
+                fputc('\n', f);
+        } else if (str_field(ac, "note")) {
+                put_label(f, "");
+                fputs("note: ", f);
+                put_sane(f, str_field(ac, "note"));
+                fputc('\n', f);
+        }
 }
 
 /* slack  bot-token #incidents: 2 waiting (next try in 4s), 17 delivered
@@ -728,12 +814,15 @@ int status_text_format(json_object *status, char **ret) {
 
         format_host(f, status);
         format_state(f, status);
+        format_routing(f, status);
         format_cpu(f, status);
         format_pool(f, status);
         format_checks(f, status);
         format_incident(f, status);
         format_remedy(f, status);
+        format_agent_check(f, status);
         format_slack(f, status);
+        format_config(f, status);
 
         return memstream_finish(f, &buf, ret);
 }

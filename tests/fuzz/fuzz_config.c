@@ -22,6 +22,18 @@ static void typed_parsers(const char *s) {
         if (parse_percent(s, &pct) >= 0)
                 FUZZ_CHECK(pct >= 0.0 && pct <= 100.0);
         (void) parse_bool(s, &b);
+        (void) aws_region_is_valid(s);
+        (void) aws_instance_id_is_valid(s);
+        {
+                /* a message quotes the URL as written, or with its user
+                 * info hidden up to the same host part */
+                _cleanup_(freep) char *red = redis_url_redact(s);
+                const char *at = strrchr(s, '@');
+
+                FUZZ_CHECK(red);
+                FUZZ_CHECK(streq(red, s) || (at && strstr(red, "<redacted>") &&
+                                             streq(red + strlen(red) - strlen(at), at)));
+        }
         (void) parse_size(s, &size);
         if (parse_status_set(s, &set) >= 0) {
                 FUZZ_CHECK(set.n > 0 && set.n <= STATUS_SET_MAX);

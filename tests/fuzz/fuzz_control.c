@@ -12,10 +12,33 @@ static void check_reply(char *reply) {
         free(reply);
 }
 
+/* monkeyctl status's exit code comes from whatever JSON the agent sent:
+ * any object gives a verdict and one line saying why. */
+static void check_verdict(const uint8_t *data, size_t size) {
+        _cleanup_(freep) char *why = NULL;
+        json_tokener *tok = json_tokener_new();
+        json_object *o;
+        ControlVerdict v;
+
+        if (!tok || size > INT32_MAX) {
+                json_tokener_free(tok);
+                return;
+        }
+        o = json_tokener_parse_ex(tok, (const char *) data, (int) size);
+        json_tokener_free(tok);
+        v = control_status_verdict(o, &why);
+        FUZZ_CHECK(control_verdict_to_string(v));
+        for (const char *p = why; p && *p; p++)
+                FUZZ_CHECK((unsigned char) *p >= 0x20 && *p != 0x7f);
+        json_object_put(o);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         _cleanup_(freep) char *error = NULL, *line = NULL, *error2 = NULL;
         ControlRequest req = {}, again = {};
         int r;
+
+        check_verdict(data, size);
 
         r = control_request_parse((const char *) data, size, &req, &error);
         if (r < 0) {

@@ -478,6 +478,12 @@ def bad_values(parser, mn, mx):
         return "re:(", ["c" * LONG]
     if parser == "item_ladder":
         return "reboot-now", [",".join("restart-unit:a%d.s" % i for i in range(9))]
+    if parser == "item_budget":
+        return "nobody", ["0"]
+    if parser == "item_region":
+        return "us-east1", ["r" * LONG + "-1"]
+    if parser == "item_instance_id":
+        return "0123456789", ["i-" + "0" * 16]
     fail("no bad values for parser %s: teach test_badinput.py the new type" % parser)
 
 
@@ -518,7 +524,9 @@ def b7_every_key_wrong_type_and_out_of_range():
         wrong, ranges = bad_values(parser, mn, mx)
         for kind, value in [("wrong type", wrong)] + [("out of range", v) for v in ranges]:
             harness.atomic_write(path, "# generated: %s\n[%s]\n%s = %s\n" % (kind, section, key, value), mode=0o600)
-            msg = expect_refused(path, 3, "[%s] %s" % (section, key), value if "SECRET" in flags else None,
+            # a Redis URL is quoted with only its password hidden (none here)
+            secret = value if "SECRET" in flags and parser != "item_redis_url" else None
+            msg = expect_refused(path, 3, "[%s] %s" % (section, key), secret,
                                  "[%s] %s = %s (%s)" % (section, key, value[:40], kind))
             n += 1
             if n % 15 == 1:
@@ -563,8 +571,10 @@ def b8_broken_files():
         print("   %-34s -> %s" % (label, msg[:100]))
 
     # still fine: Latin-1 in a comment, and a UTF-8 value
+    # (the token file must exist: the config check opens every secret file it names)
+    tok = write("slack-token", "xoxb-badinput\n")
     p = write("ok.conf", "# caf\xe9\n".encode("latin-1") + base.encode() + "[slack]\nchannel = #caf\u00e9\n"
-              "token_file = /etc/monkeyd/slack-token\n".encode())
+              "token_file = {}\n".format(tok).encode())
     cp = run_check(p)
     check(cp.returncode == 0, "a Latin-1 comment and a UTF-8 value: %s" % cp.stderr[-300:])
 

@@ -158,7 +158,7 @@ def s7_report_in_slack():
             os.chmod(tok, 0o600)
             a.write_config(extra=checks_config("http://127.0.0.2:%d/" % port, "127.0.0.2:%d" % port) +
                            "\n[slack]\ntoken_file = %s\nchannel = #incidents\napi_url = %s\n\n"
-                           "[remedy]\ndry_run = yes\n" % (tok, sl.api_url))
+                           "[remedy]\nladder = none\nbudget = none\n" % (tok, sl.api_url))
             a.start()
             a.feeder.set_busy(95)
             wait_until(lambda: any(h.get("to") == "REMEDIATING" for h in a.history(100)), 10, what="remediation")
@@ -226,8 +226,11 @@ def s9_report_in_redis_and_state():
             raw = wait_until(lambda: redis.cmd("HGET", "monkey:{chk}:host:test-1", "last_checks"), 5,
                              what="last_checks in Redis")
             check('"content":"pass"' in raw and '"ok":true' in raw, "Redis last_checks: %r" % raw)
-            with open(a.state_json_path()) as f:
-                check("last_checks" in json.load(f), "state.json lacks last_checks")
+            def saved():
+                with open(a.state_json_path()) as f:
+                    return "last_checks" in json.load(f)
+            # saved with the transition, off the loop: a moment after status shows it
+            wait_until(saved, 2, what="last_checks in state.json")
             a.stop()
             app.stop()
             a.start(wait_serving=False)

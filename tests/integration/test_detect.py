@@ -147,12 +147,14 @@ def t5_status_latency():
         check(max(times) < 100.0, "monkeyctl status took %.1f ms (max), want < 100 ms" % max(times))
 
 
-def t6_dry_run_cycle_to_give_up():
-    extra = "[remedy]\ndry_run = yes\nmax_per_window = 1\nwindow = 1h\n"
-    with Agent("dryrun", extra=extra) as a:
+def t6_rehearsal_cycle_to_give_up():
+    # ladder = none: the whole cycle with nothing done to the host (a dry
+    # run no longer leaves the pool: see test_remedy_rules)
+    extra = "[remedy]\nladder = none\nbudget = none\nmax_per_window = 1\nwindow = 1h\n"
+    with Agent("rehearsal", extra=extra) as a:
         a.start()
         st = a.status()
-        check(st["remedy"]["mode"] == "dry run", "remedy.mode %r with dry_run = yes" % st["remedy"]["mode"])
+        check(st["remedy"]["mode"] == "enabled", "remedy.mode %r with ladder = none" % st["remedy"]["mode"])
         check(st["remedy"]["max_per_window"] == 1, "remedy.max_per_window %r" % st["remedy"]["max_per_window"])
         a.feeder.set_busy(95)
         # First breach: the whole cycle with no-op effects, back to serving
@@ -220,4 +222,4 @@ def t6_dry_run_cycle_to_give_up():
 
 if __name__ == "__main__":
     main([t1_window_timing, t2_spike_does_not_fire, t3_hysteresis, t4_garbage_input,
-          t5_status_latency, t6_dry_run_cycle_to_give_up])
+          t5_status_latency, t6_rehearsal_cycle_to_give_up])

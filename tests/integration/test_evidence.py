@@ -57,7 +57,7 @@ def new_agent(name, d, sl, evidence="", drain="0"):
         f.write("xoxb-evidence-test\n")
     os.chmod(tok, 0o600)
     a.write_config(extra="[aws]\nregion = us-east-1\ninstance_id = %s\nendpoint_url = %s\nimds_url = %s\n\n"
-                         "[remedy]\nladder = reboot-instance\nmax_per_window = 5\nreboot_timeout = 5m\n\n"
+                         "[remedy]\nladder = reboot-instance\nmax_per_window = 5\nreboot_timeout = 5m\nbudget = none\n\n"
                          "[slack]\ntoken_file = %s\nchannel = #incidents\napi_url = %s\n\n"
                          "[evidence]\n%s\n" % (IID, d.endpoint_url, d.url, tok, sl.api_url, evidence))
     a.env_extra = {"AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": SECRET, "HOME": a.dir}

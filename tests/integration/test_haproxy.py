@@ -6,7 +6,7 @@ request:
 
   h1  agent-check: monkeyctl drain / resume on one host's monkeyd moves
       HAProxy within one agent-inter; 0 failed requests.
-  h2  agent-check: an overload cycle (dry run) shows DRAINING as drain in
+  h2  agent-check: an overload cycle (ladder = none) shows DRAINING as drain in
       HAProxy, then the host comes back (drain grace from [pool]).
   h3  runtime API: monkey-proxy-sync fills server-template slots from the
       Redis keys (pool.h data model, written directly): leave -> drain ->
@@ -99,7 +99,7 @@ agent_check_port = {port}
 agent_check_address = 127.0.0.1
 
 [remedy]
-dry_run = yes
+ladder = none
 """
 
 
@@ -116,7 +116,7 @@ def h1_agent_check_drain_resume():
         lines = ""
         for i, (name, addr) in enumerate(zip(NAMES, APP_ADDRS), 1):
             ap = free_port()
-            a = Agent("ac-%s" % name, host=name, extra=PROXY_EXTRA.format(port=ap))
+            a = Agent("ac-%s" % name, host=name, extra=PROXY_EXTRA.format(port=ap) + "budget = none\n")
             agents.append(a)
             a.start()
             lines += agent_check_line(i, addr, port, ap)

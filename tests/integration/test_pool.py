@@ -183,7 +183,7 @@ class Events(threading.Thread):
 def pool_extra(redis_url, addr, min_serving=1, max_unavailable=1, more=""):
     return ("[pool]\nredis = %s\nname = %s\naddress = %s\nmin_serving = %d\nmax_unavailable = %d\n"
             "drain = 1s\nlease = 3s\nheartbeat = 1s\n%s\n"
-            "[remedy]\ndry_run = yes\nmax_per_window = 100\nwindow = 1h\n"
+            "[remedy]\nladder = none\nmax_per_window = 100\nwindow = 1h\n"
             % (redis_url, POOL, addr, min_serving, max_unavailable, more))
 
 
@@ -783,7 +783,7 @@ def t10_pool_state_lost():
             addr = "127.0.0.%d:8080" % (2 + i)
             a = Agent(name="lost%d" % i, host="web-%d" % (i + 1), window="1s", interval="100ms",
                       extra=("[pool]\nredis = %s\nname = %s\naddress = %s\nmin_serving = 1\nmax_unavailable = 1\n"
-                             "drain = 1s\nlease = 20s\nheartbeat = 6s\n\n[remedy]\ndry_run = yes\n"
+                             "drain = 1s\nlease = 20s\nheartbeat = 6s\n\n[remedy]\nladder = none\n"
                              "max_per_window = 100\nwindow = 1h\n" % (redis.url(), POOL, addr)))
             agents.append(a)
         for a in agents:

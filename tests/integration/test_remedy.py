@@ -35,7 +35,8 @@ def aws_section(d, with_identity=True, extra=""):
 
 
 def remedy_section(ladder="reboot-instance", extra=""):
-    return "[remedy]\nladder = %s\nmax_per_window = 2\nreboot_timeout = 30s\n%s\n" % (ladder, extra)
+    # no [pool] in these tests: running without a fleet budget must be written down
+    return "[remedy]\nladder = %s\nmax_per_window = 2\nreboot_timeout = 30s\nbudget = none\n%s\n" % (ladder, extra)
 
 
 def new_agent(name, d, ladder="reboot-instance", remedy_extra="", aws_extra="", with_identity=True, slack=None,
@@ -249,7 +250,7 @@ def s6_guard_across_reboot():
     with AwsDouble(credentials={AK: (SECRET, None)}) as d, \
             new_agent("guard", d, remedy_extra="grace = 0\n") as a:
         a.write_config(extra=aws_section(d) + "[remedy]\nladder = reboot-instance\nmax_per_window = 1\n"
-                                             "reboot_timeout = 30s\ngrace = 0\n")
+                                             "reboot_timeout = 30s\ngrace = 0\nbudget = none\n")
         a.start()
         wait_permission(a, "permitted")
         overload_until(a, lambda: d.reboots() == [IID], what="the first reboot")
@@ -301,6 +302,12 @@ def s8_restart_unit_then_escalate():
             a.feeder.set_busy(5)  # the restart fixed it
             st, _ = a.wait_state("SERVING", 10)
             check(d.reboots() == [], "rebooted although the restart helped")
+
+            def last_result():
+                with open(a.state_json_path()) as f:
+                    return (json.load(f)["incident"]["steps"][-1].get("result") or "")
+            # state.json is written off the loop: it catches up with status
+            wait_until(lambda: "CPU fell" in last_result(), 5, what="the step's result in state.json")
             with open(a.state_json_path()) as f:
                 steps = json.load(f)["incident"]["steps"]
             check([s["step"] for s in steps] == ["restart-unit:app.service"] and "CPU fell" in steps[0]["result"],

@@ -358,6 +358,8 @@ def checks_section(port):
 
 
 REMEDY = "[remedy]\nladder = reboot-instance\nmax_per_window = 2\nreboot_timeout = 30s\n\n"
+# without [pool], remediating with no fleet budget must be written down
+REMEDY_NO_POOL = REMEDY.rstrip("\n") + "\nbudget = none\n\n"
 # No AWS variables, no ~/.aws: the secrets come from the files planted here.
 ENV = {"HOME": "/nonexistent"}
 
@@ -459,7 +461,7 @@ def x2_instance_role_credentials():
     with AwsDouble(credentials={}, role=ROLE) as d:
         a = Agent("role", window="1s", interval="100ms")
         with a:
-            a.write_config(extra=aws_section(a, d, credentials=False) + REMEDY)
+            a.write_config(extra=aws_section(a, d, credentials=False) + REMEDY_NO_POOL)
             a.env_extra = dict(ENV)
             a.start()
             wait_until(lambda: (a.status()["remedy"].get("aws") or {}).get("permission") == "permitted", 10,
@@ -537,7 +539,7 @@ def x4_open_secret_files_refused():
             for mode in (0o640, 0o604):
                 a = Agent("perm-%s-%o" % (what, mode))
                 try:
-                    extra = {"slack": lambda: slack_section(a, sl), "aws": lambda: aws_section(a, d) + REMEDY,
+                    extra = {"slack": lambda: slack_section(a, sl), "aws": lambda: aws_section(a, d) + REMEDY_NO_POOL,
                              "pool": lambda: pool_section(a, redis)}[what]()
                     a.write_config(extra=extra)
                     path = os.path.join(a.dir, fname)

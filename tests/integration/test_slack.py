@@ -32,7 +32,7 @@ def token_file(a, token=TOKEN, name="slack-token"):
     return path
 
 
-def bot_config(a, double, remedy="dry_run = yes", slack_extra=""):
+def bot_config(a, double, remedy="ladder = none\nbudget = none", slack_extra=""):
     return """[slack]
 token_file = %s
 channel = #incidents
@@ -45,7 +45,9 @@ timeout = 2s
 """ % (token_file(a), double.api_url, slack_extra, remedy)
 
 
-def new_agent(name, double, remedy="dry_run = yes", slack_extra="", pool=""):
+def new_agent(name, double, remedy=None, slack_extra="", pool=""):
+    if remedy is None:  # a rehearsal of the cycle; without a pool, no fleet budget must be written down
+        remedy = "ladder = none" if pool else "ladder = none\nbudget = none"
     a = Agent(name, window="1s", interval="100ms")
     a.write_config(extra=bot_config(a, double, remedy, slack_extra) + pool)
     return a
@@ -56,6 +58,7 @@ def kinds(msgs):
     for m in msgs:
         t = (m["body"] or {}).get("text", "")
         for k, word in (("breach", "is overloaded"), ("remediating", "reboot-instance"),
+                        ("remediating", "nothing done to the host"),
                         ("back", "is back in the pool"), ("quarantined", "is quarantined"),
                         ("maintenance", "is in maintenance"), ("test", "Test alert"),
                         ("dropped", "were dropped"), ("pool-down", "cannot reach Redis"),
@@ -260,7 +263,7 @@ def s7_reboot_with_unsent_alert():
     """The 'rebooting' alert is spooled and Slack is down when the host
     goes away; after the boot it is delivered, then the 'back' report, in
     the incident's thread."""
-    with SlackDouble(token=TOKEN) as d, new_agent("reboot", d, remedy="ladder = reboot-instance") as a:
+    with SlackDouble(token=TOKEN) as d, new_agent("reboot", d, remedy="ladder = reboot-instance\nbudget = none") as a:
         a.start()
         d.set_default("http:503")
         a.feeder.set_busy(95)
@@ -294,7 +297,7 @@ def s8_webhook_mode():
             with open(url_file, "w") as f:
                 f.write(d.url + WEBHOOK_PATH + "\n")
             os.chmod(url_file, 0o600)
-            a.write_config(extra="[slack]\nwebhook_url_file = %s\n\n[remedy]\ndry_run = yes\n" % url_file)
+            a.write_config(extra="[slack]\nwebhook_url_file = %s\n\n[remedy]\nladder = none\nbudget = none\n" % url_file)
             a.start()
             msgs = overload_cycle(a, d)
             check(kinds(msgs) == ["breach", "remediating", "back"], "messages: %r" % kinds(msgs))

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "agentcheck.h"
+#include "config.h"
 
 typedef struct Fake {
         State state;
@@ -261,6 +262,124 @@ static void test_free_with_pending(void **state) {
         assert_int_equal(f.asked, 0);
 }
 
+/* --- the address proxies reach ------------------------------------------ */
+
+static void test_reachable(void **state) {
+        static const struct {
+                const char *listen, *proxy;
+                AgentCheckReach want;
+        } t[] = {
+                { "127.0.0.3", "127.0.0.3", AGENTCHECK_REACH_YES },
+                { "0.0.0.0", "127.0.0.3", AGENTCHECK_REACH_YES },
+                { "127.0.0.1", "127.0.0.3", AGENTCHECK_REACH_NO }, /* the old default */
+                { "::1", "::1", AGENTCHECK_REACH_YES },
+                { "[::1]", "::1", AGENTCHECK_REACH_YES },
+                { "::", "::1", AGENTCHECK_REACH_YES },
+                { "::", "127.0.0.3", AGENTCHECK_REACH_NO },       /* V6ONLY */
+                { "0.0.0.0", "::1", AGENTCHECK_REACH_NO },
+                { "127.0.0.1", NULL, AGENTCHECK_REACH_UNKNOWN },
+                { "0.0.0.0", "", AGENTCHECK_REACH_UNKNOWN },
+                { NULL, "127.0.0.3", AGENTCHECK_REACH_NO },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(t); i++)
+                if (agentcheck_reachable(t[i].listen, t[i].proxy) != t[i].want)
+                        fail_msg("listen %s, proxy %s: got %d, want %d", strna(t[i].listen), strna(t[i].proxy),
+                                 agentcheck_reachable(t[i].listen, t[i].proxy), t[i].want);
+}
+
+static Config *config_of(const char *text) {
+        Config *c = NULL;
+        char *err = NULL;
+
+        if (config_parse_string(text, "t.conf", &c, &err) < 0)
+                fail_msg("%s", strna(err));
+        c->proxy.agent_check_port = 0; /* any free port */
+        return c;
+}
+
+static const char *json_str(json_object *o, const char *key) {
+        json_object *v;
+
+        return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : NULL;
+}
+
+static void test_from_config(void **state) {
+        _cleanup_(event_unrefp) sd_event *e = NULL;
+        AgentCheck *a = NULL;
+        Fake f = { .state = STATE_DRAINING };
+        char buf[64];
+        json_object *st, *v;
+        Config *c;
+
+        assert_int_equal(sd_event_new(&e), 0);
+
+        /* Not written: the pool's address, where HAProxy connects. */
+        c = config_of("[pool]\nredis = redis://127.0.0.1\nname = w\naddress = 127.0.0.3:8080\n"
+                      "[proxy]\nagent_check_port = 1\n");
+        assert_int_equal(agentcheck_new_from_config(e, c, fake_state_of, &f, &a), 0);
+        config_free(c); /* nothing of it is kept */
+        assert_null(agentcheck_warning(a));
+        ask(e, AF_INET, "127.0.0.3", agentcheck_port(a), buf, sizeof(buf));
+        assert_string_equal(buf, "drain\n");
+        st = agentcheck_status_json(a);
+        assert_string_equal(json_str(st, "address"), "127.0.0.3");
+        assert_string_equal(json_str(st, "from"), "[pool] address");
+        assert_string_equal(json_str(st, "proxies_connect_to"), "127.0.0.3");
+        assert_true(json_object_object_get_ex(st, "reachable", &v) && json_object_get_boolean(v));
+        assert_true(json_object_object_get_ex(st, "warning", &v) && v == NULL);
+        json_object_put(st);
+        a = agentcheck_free(a);
+
+        /* Written elsewhere than where HAProxy connects: a warning, in status too. */
+        c = config_of("[pool]\nredis = redis://127.0.0.1\nname = w\naddress = 127.0.0.3:8080\n"
+                      "[proxy]\nagent_check_port = 1\nagent_check_address = 127.0.0.1\n");
+        assert_int_equal(agentcheck_new_from_config(e, c, fake_state_of, &f, &a), 0);
+        config_free(c);
+        assert_non_null(agentcheck_warning(a));
+        assert_non_null(strstr(agentcheck_warning(a), "server's own address 127.0.0.3 (from [pool] address)"));
+        assert_non_null(strstr(agentcheck_warning(a), "agent-addr 127.0.0.1"));
+        st = agentcheck_status_json(a);
+        assert_true(json_object_object_get_ex(st, "reachable", &v) && !json_object_get_boolean(v));
+        assert_string_equal(json_str(st, "warning"), agentcheck_warning(a));
+        json_object_put(st);
+        a = agentcheck_free(a);
+
+        /* Nothing tells where proxies connect: the wildcard, with a note. */
+        c = config_of("[proxy]\nagent_check_port = 1\n");
+        assert_int_equal(agentcheck_new_from_config(e, c, fake_state_of, &f, &a), 0);
+        config_free(c);
+        assert_null(agentcheck_warning(a));
+        ask(e, AF_INET, "127.0.0.4", agentcheck_port(a), buf, sizeof(buf));
+        assert_string_equal(buf, "drain\n");
+        st = agentcheck_status_json(a);
+        assert_string_equal(json_str(st, "address"), "0.0.0.0");
+        assert_true(json_object_object_get_ex(st, "reachable", &v) && v == NULL);
+        assert_non_null(json_str(st, "note"));
+        json_object_put(st);
+        a = agentcheck_free(a);
+
+        /* A derived address that is not on this host (NAT): the wildcard. */
+        c = config_of("[pool]\nredis = redis://127.0.0.1\nname = w\naddress = 0.0.0.1:8080\n"
+                      "[proxy]\nagent_check_port = 1\n");
+        assert_int_equal(agentcheck_new_from_config(e, c, fake_state_of, &f, &a), 0);
+        st = agentcheck_status_json(a);
+        assert_string_equal(json_str(st, "address"), "0.0.0.0");
+        assert_non_null(strstr(json_str(st, "from"), "not on this host"));
+        json_object_put(st);
+        a = agentcheck_free(a);
+        /* ... but a written one that cannot be bound stops the start */
+        free(c->proxy.agent_check_address);
+        c->proxy.agent_check_address = strdup("0.0.0.1");
+        c->proxy.agent_check_from = AGENT_CHECK_FROM_CONFIG;
+        assert_int_equal(agentcheck_new_from_config(e, c, fake_state_of, &f, &a), -EADDRNOTAVAIL);
+        assert_null(a);
+        config_free(c);
+
+        assert_null(agentcheck_status_json(NULL));
+        assert_null(agentcheck_warning(NULL));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_words),
@@ -270,6 +389,8 @@ int main(void) {
                 cmocka_unit_test(test_listener_ipv6),
                 cmocka_unit_test(test_listener_errors),
                 cmocka_unit_test(test_free_with_pending),
+                cmocka_unit_test(test_reachable),
+                cmocka_unit_test(test_from_config),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,6 +11,7 @@
 #include <net/if.h>
 
 #include "checks.h"
+#include "jsonutil.h"
 
 static Config *config_with(const char *checks) {
         Config *c = NULL;
@@ -42,7 +43,8 @@ static void test_substring(void **state) {
         evaluate(c, NULL, CURLE_OK, 200, "host=app2\n", &r);
         assert_int_equal(r.content.verdict, CHECK_FAIL);
         assert_non_null(strstr(r.content.detail, "do not contain"));
-        assert_string_equal(r.excerpt, "host=app2\\x0a");
+        /* the body's text: JSON escapes it, not us too */
+        assert_string_equal(r.excerpt, "host=app2\n");
 
         /* an empty body never passes, whatever is expected */
         evaluate(c, NULL, CURLE_OK, 200, "", &r);
@@ -110,6 +112,46 @@ static void test_excerpt(void **state) {
         /* a small buffer is never overrun */
         checks_excerpt("\x01\x02\x03\x04", 4, CHECKS_EXCERPT, buf, 10);
         assert_true(strlen(buf) < 10);
+}
+
+/* What status's last_checks.body_excerpt holds: the text itself, so that
+ * JSON escapes it once ("\n", not "\\x0a"); only what is not text is
+ * replaced. */
+#define FFFD "\xef\xbf\xbd"
+
+static void test_excerpt_text(void **state) {
+        char buf[CHECKS_EXCERPT * 4 + 8], big[300];
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        CheckReport r = {};
+
+        checks_excerpt_text("ok\r\n\tdone", 9, CHECKS_EXCERPT, buf, sizeof buf);
+        assert_string_equal(buf, "ok\r\n\tdone");
+        /* NUL, other controls, DEL, C1, a lone continuation byte, a bad lead: U+FFFD each */
+        checks_excerpt_text("a\0b\x01\x7f\xc2\x85\x80\xff", 9, CHECKS_EXCERPT, buf, sizeof buf);
+        assert_string_equal(buf, "a" FFFD "b" FFFD FFFD FFFD FFFD FFFD FFFD);
+        /* valid UTF-8 stays, and a character cut by the limit is left out whole */
+        checks_excerpt_text("h\xc3\xa9llo", 6, CHECKS_EXCERPT, buf, sizeof buf);
+        assert_string_equal(buf, "h\xc3\xa9llo");
+        memset(big, 'a', sizeof big);
+        big[CHECKS_EXCERPT - 1] = (char) 0xc3;
+        big[CHECKS_EXCERPT] = (char) 0xa9;
+        checks_excerpt_text(big, sizeof big, CHECKS_EXCERPT, buf, sizeof buf);
+        assert_int_equal(strlen(buf), CHECKS_EXCERPT - 1 + 3);
+        assert_string_equal(buf + CHECKS_EXCERPT - 1, "...");
+        /* the worst body fits the report's buffer */
+        memset(big, 0xff, sizeof big);
+        checks_excerpt_text(big, sizeof big, CHECKS_EXCERPT, r.excerpt, sizeof r.excerpt);
+        assert_int_equal(strlen(r.excerpt), CHECKS_EXCERPT * 3 + 3);
+        /* a small buffer is never overrun */
+        checks_excerpt_text("\x01\x02\x03\x04", 4, CHECKS_EXCERPT, buf, 10);
+        assert_true(strlen(buf) < 10);
+
+        /* and in the report's JSON, escaped once */
+        snprintf(r.excerpt, sizeof r.excerpt, "host=app2\n");
+        o = check_report_json(&r);
+        assert_non_null(o);
+        assert_non_null(strstr(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN),
+                               "\"body_excerpt\":\"host=app2\\n\""));
 }
 
 static void test_address_configured(void **state) {
@@ -185,7 +227,7 @@ int main(void) {
                 cmocka_unit_test(test_substring),       cmocka_unit_test(test_regex),
                 cmocka_unit_test(test_status_sets),     cmocka_unit_test(test_no_answer),
                 cmocka_unit_test(test_excerpt),         cmocka_unit_test(test_address_configured),
-                cmocka_unit_test(test_report_json),
+                cmocka_unit_test(test_report_json),     cmocka_unit_test(test_excerpt_text),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <syslog.h>
 
 #include "config.h"
@@ -270,7 +271,7 @@ static void test_ladder_units(void **state) {
         char *err = NULL;
 
         assert_int_equal(config_parse_string("[remedy]\nladder = restart-unit:app.service, restart-unit:worker@2.service,"
-                                             " reboot-instance, local-reboot\nsettle = 30s\ngrace = 0\n",
+                                             " reboot-instance, local-reboot\nsettle = 30s\ngrace = 0\nbudget = none\n",
                                              "t.conf", &c, &err),
                          0);
         assert_null(err);
@@ -285,6 +286,7 @@ static void test_ladder_units(void **state) {
         assert_int_equal(c->remedy.settle, 30 * USEC_PER_SEC);
         assert_int_equal(c->remedy.grace, 0);
         assert_int_equal(c->remedy.reboot_timeout, 10 * USEC_PER_MINUTE);
+        assert_int_equal(c->remedy.step_timeout, 120 * USEC_PER_SEC);
         config_free(c);
 }
 
@@ -379,9 +381,13 @@ static void test_defaults(void **state) {
         assert_int_equal(c->remedy.window, USEC_PER_HOUR);
         assert_false(c->remedy.dry_run);
         assert_null(c->remedy.unit);
+        assert_int_equal(c->remedy.budget, REMEDY_BUDGET_POOL);
 
+        /* nothing says where proxies connect: the wildcard, and no address to check it against */
         assert_false(c->proxy.enabled);
-        assert_string_equal(c->proxy.agent_check_address, "127.0.0.1");
+        assert_string_equal(c->proxy.agent_check_address, "0.0.0.0");
+        assert_int_equal(c->proxy.agent_check_from, AGENT_CHECK_FROM_WILDCARD);
+        assert_null(c->proxy.proxy_address);
 
         /* the summary is always written; the profile is opt-in */
         assert_int_equal(c->evidence.profile, 0);
@@ -489,10 +495,13 @@ static void test_full_and_enabled(void **state) {
         assert_true(c->proxy.enabled);
         assert_int_equal(c->proxy.agent_check_port, 5555);
         assert_string_equal(c->proxy.agent_check_address, "::1");
+        assert_int_equal(c->proxy.agent_check_from, AGENT_CHECK_FROM_CONFIG);
+        assert_string_equal(c->proxy.proxy_address, "127.0.0.2");
         config_free(c);
 
-        /* A section with no keys still turns its integration on. */
-        c = parse_ok("[aws]\n[remedy]\n");
+        /* A section with no keys still turns its integration on ([remedy]
+         * without [pool] only with budget = none, see test_budget). */
+        c = parse_ok("[aws]\n[remedy]\nbudget = none\n");
         assert_true(c->aws.enabled);
         assert_true(c->remedy.enabled);
         assert_false(c->pool.enabled);
@@ -631,25 +640,25 @@ static void test_errors(void **state) {
                 { "[slack]\napi_url = slack.com/api\n",
                   P ":2: [slack] api_url: invalid URL 'slack.com/api' (use http://HOST/... or https://HOST/...)" },
                 { "[pool]\nredis = rediss://127.0.0.1\n",
-                  P ":2: [pool] redis: invalid URL '<redacted>' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                  P ":2: [pool] redis: invalid URL 'rediss://127.0.0.1' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = redis://127.0.0.1:0/0\n",
-                  P ":2: [pool] redis: invalid URL '<redacted>' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                  P ":2: [pool] redis: invalid URL 'redis://127.0.0.1:0/0' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = unix://run/redis.sock\n",
-                  P ":2: [pool] redis: invalid URL '<redacted>' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                  P ":2: [pool] redis: invalid URL 'unix://run/redis.sock' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = sentinel://127.0.0.1:26379\n",
-                  P ":2: [pool] redis: invalid URL '<redacted>' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                  P ":2: [pool] redis: invalid URL 'sentinel://127.0.0.1:26379' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = sentinel://127.0.0.1:26379,/m\n",
-                  P ":2: [pool] redis: invalid URL '<redacted>' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                  P ":2: [pool] redis: invalid URL 'sentinel://127.0.0.1:26379,/m' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = sentinel://h:1/m{x}\n",
-                  P ":2: [pool] redis: invalid URL '<redacted>' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                  P ":2: [pool] redis: invalid URL 'sentinel://h:1/m{x}' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = sentinel://h:1/m/x\n",
-                  P ":2: [pool] redis: invalid URL '<redacted>' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                  P ":2: [pool] redis: invalid URL 'sentinel://h:1/m/x' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nout_max = 0\n", P ":2: [pool] out_max: 0 is out of range (1s-7d)" },
                 { "[agent]\nstate_dir = var/lib\n", P ":2: [agent] state_dir: 'var/lib' is not an absolute path" },
@@ -684,7 +693,7 @@ static void test_errors(void **state) {
                   P ":2: [checks] expect_status: too many ranges in "
                     "'200,201,202,203,204,205,206,207,208,209,210,211,212,213,214,215,216' (at most 16)" },
                 { "[remedy]\nladder = reboot-instance, reboot\n",
-                  P ":2: [remedy] ladder: unknown step 'reboot' (use restart-unit:UNIT, reboot-instance or reboot-local)" },
+                  P ":2: [remedy] ladder: unknown step 'reboot' (use restart-unit:UNIT, reboot-instance, reboot-local or none)" },
                 { "[remedy]\nladder = reboot-instance:x.service\n",
                   P ":2: [remedy] ladder: step 'reboot-instance' takes no argument" },
                 { "[remedy]\nladder = restart-unit:app service\n",
@@ -732,6 +741,18 @@ static void test_errors(void **state) {
                 { POOL_OK "lease = 5s\n", P ":5: [pool] heartbeat (5s) must be shorter than lease (5s)" },
                 { "[remedy]\nladder = restart-unit\n",
                   P ":2: [remedy] ladder has restart-unit but no unit is set (write restart-unit:NAME, or set unit)" },
+                /* references checked offline: AWS identifiers and URLs */
+                { "[aws]\nregion = us-east1\n",
+                  P ":2: [aws] region: invalid region 'us-east1' (the AWS form, e.g. us-east-1, eu-central-1 or "
+                    "us-gov-west-1)" },
+                { "[aws]\ninstance_id = 0123456789\n",
+                  P ":2: [aws] instance_id: invalid instance id '0123456789' (i- followed by 8 or 17 lowercase hex "
+                    "digits, e.g. i-0123456789abcdef0)" },
+                { "[aws]\nendpoint_url = https://:443/\n",
+                  P ":2: [aws] endpoint_url: invalid URL 'https://:443/' (use http://HOST/... or https://HOST/...)" },
+                { "[checks]\nurl = http://127.0.0.2:0/health\n",
+                  P ":2: [checks] url: invalid URL 'http://127.0.0.2:0/health' (use http://HOST/... or https://HOST/...)" },
+                { "[remedy]\nbudget = maybe\n", P ":2: [remedy] budget: invalid value 'maybe' (use pool or none)" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(t); i++)
@@ -820,6 +841,8 @@ static void test_config_load(void **state) {
         assert_int_equal(config_load(p, &c, &err), 0);
         assert_true(c->cpu.threshold == 80.0);
         assert_string_equal(c->path, p);
+        /* status's fingerprint: what `sha256sum plain.conf` prints */
+        assert_string_equal(c->sha256, "c916c891b284311efd4ac2f83254c2eeb57fc94c38aa06108027cdcac56aa4aa");
         c = config_free(c);
         free(p);
         p = write_file(dir, "bad.conf", "[cpu]\n\nthreshold = 101\n", 0600);
@@ -847,6 +870,8 @@ static void test_config_load(void **state) {
         assert_int_equal(chmod(p, 0600), 0);
         assert_int_equal(config_load(p, &c, &err), 0);
         assert_string_equal(c->slack.token, "xoxb-secret");
+        /* no fingerprint of a secret for every local user to read in status */
+        assert_string_equal(c->sha256, "");
         c = config_free(c);
         free(p);
 
@@ -1119,7 +1144,7 @@ static void test_bad_bytes(void **state) {
         }
 
         /* [remedy] unit is a unit name, as in restart-unit:NAME */
-        c = parse_ok("[remedy]\nladder = restart-unit\nunit = app@1.service\n");
+        c = parse_ok("[remedy]\nladder = restart-unit\nunit = app@1.service\nbudget = none\n");
         assert_string_equal(c->remedy.unit, "app@1.service");
         config_free(c);
         parse_fails("[remedy]\nunit = app\n", P ":2: [remedy] unit: 'app' is not a unit name (e.g. app.service)");
@@ -1140,8 +1165,8 @@ static const char *const all_keys[] = {
         "slack.timeout", "slack.remind", "slack.outbox_max", "slack.outbox_max_bytes", "aws.region", "aws.instance_id",
         "aws.endpoint_url", "aws.imds_url", "aws.profile", "aws.credentials_file", "checks.url",
         "checks.expect_status", "checks.expect_content", "checks.public_address", "checks.attempts",
-        "checks.timeout", "checks.local_address", "checks.every", "checks.rise", "checks.fall", "remedy.ladder", "remedy.settle", "remedy.reboot_timeout", "remedy.grace", "remedy.max_per_window",
-        "remedy.window", "remedy.dry_run", "remedy.unit", "proxy.agent_check_port", "proxy.agent_check_address",
+        "checks.timeout", "checks.local_address", "checks.every", "checks.rise", "checks.fall", "remedy.ladder", "remedy.settle", "remedy.reboot_timeout", "remedy.step_timeout", "remedy.grace", "remedy.max_per_window",
+        "remedy.window", "remedy.dry_run", "remedy.unit", "remedy.budget", "proxy.agent_check_port", "proxy.agent_check_address",
         "evidence.profile", "evidence.frequency", "evidence.perf", "evidence.keep", "evidence.max_bytes",
 };
 
@@ -1162,19 +1187,19 @@ static void test_reference_config(void **state) {
         bool seen[ELEMENTSOF(all_keys)] = {};
         size_t off = 0, size;
 
+        /* As installed it observes only: no integration is on, so it starts
+         * on any host, with no Redis, Slack or AWS (test_shipped_config.py
+         * starts it). */
         assert_int_equal(config_load(REF, &c, &err), 0);
         assert_null(err);
-        assert_true(c->pool.enabled && c->slack.enabled && c->aws.enabled && c->checks.enabled && c->remedy.enabled &&
-                    c->proxy.enabled);
-        assert_string_equal(c->pool.name, "web");
-        assert_string_equal(c->pool.address, "127.0.0.2:8080");
-        assert_null(c->slack.token); /* no inline secret */
-        assert_non_null(c->slack.token_file);
-        assert_true(c->remedy.dry_run);
+        assert_false(c->pool.enabled || c->slack.enabled || c->aws.enabled || c->checks.enabled || c->remedy.enabled ||
+                     c->proxy.enabled);
+        assert_null(config_no_fleet_budget(c));
 
-        /* Every key is in it, set or commented out, in its section; and with
-         * the comments removed it still parses: the documented defaults and
-         * examples are valid values. */
+        /* Every key is in it, set or commented out, in its section (every
+         * section but [agent], [cpu] and [evidence] is itself commented
+         * out); and with the comments removed it still parses: the
+         * documented defaults and examples are valid values. */
         text = read_text(REF);
         size = strlen(text) + 1;
         uncommented = calloc(1, size);
@@ -1184,11 +1209,15 @@ static void test_reference_config(void **state) {
                 char name[64];
                 bool commented = false;
 
-                if (line[0] == '[') {
-                        assert_int_equal(sscanf(line, "[%31[^]]]", section), 1);
-                } else if (line[0] == ';') {
+                if (line[0] == ';') {
                         k++;
                         commented = true;
+                }
+                if (k[0] == '[') {
+                        assert_int_equal(sscanf(k, "[%31[^]]]", section), 1);
+                        /* an integration is off as installed */
+                        assert_true(commented == !(streq(section, "agent") || streq(section, "cpu") ||
+                                                   streq(section, "evidence")));
                 }
                 if (k[0] != '#' && k[0] != '[' && sscanf(k, "%63[a-z_] =", name) == 1 && strstr(k, " = ")) {
                         char full[128];
@@ -1223,6 +1252,25 @@ static void test_reference_config(void **state) {
         if (config_parse_string(uncommented, "uncommented", &u, &err) < 0)
                 print_error("%s\n", err);
         assert_non_null(u);
+        assert_true(u->pool.enabled && u->slack.enabled && u->aws.enabled && u->checks.enabled && u->remedy.enabled &&
+                    u->proxy.enabled);
+        assert_null(u->slack.token); /* the example uses a token file, not an inline secret */
+        assert_non_null(u->slack.token_file);
+        assert_false(u->remedy.dry_run); /* shown at its default */
+        /* the commented example of agent_check_address is the default it documents */
+        assert_int_equal(u->proxy.agent_check_from, AGENT_CHECK_FROM_CONFIG);
+        {
+                Config *d = NULL;
+                char *no_addr = strdup(uncommented), *q = strstr(no_addr, "\nagent_check_address = ");
+
+                assert_non_null(q);
+                q[1] = '#';
+                assert_int_equal(config_parse_string(no_addr, "defaulted", &d, &err), 0);
+                assert_int_equal(d->proxy.agent_check_from, AGENT_CHECK_FROM_POOL);
+                assert_string_equal(d->proxy.agent_check_address, u->proxy.agent_check_address);
+                config_free(d);
+                free(no_addr);
+        }
 
         /* What the comments call the default is the default. */
         assert_string_equal(u->agent.state_dir, c->agent.state_dir);
@@ -1244,7 +1292,7 @@ static void test_reference_config(void **state) {
         assert_int_equal(u->slack.outbox_max_bytes, c->slack.outbox_max_bytes);
         assert_string_equal(u->aws.imds_url, c->aws.imds_url);
         assert_memory_equal(&u->checks.expect_status, &c->checks.expect_status, sizeof(StatusSet));
-        assert_string_equal(u->checks.public_address, c->checks.public_address);
+        assert_string_equal(u->checks.public_address, u->pool.address); /* "Default: [pool] address" */
         assert_int_equal(u->checks.attempts, c->checks.attempts);
         assert_int_equal(u->checks.timeout, c->checks.timeout);
         assert_int_equal(u->checks.every, c->checks.every);
@@ -1252,12 +1300,386 @@ static void test_reference_config(void **state) {
         assert_int_equal(u->checks.fall, c->checks.fall);
         assert_int_equal(u->remedy.max_per_window, c->remedy.max_per_window);
         assert_int_equal(u->remedy.window, c->remedy.window);
-        assert_string_equal(u->proxy.agent_check_address, c->proxy.agent_check_address);
+        assert_int_equal(u->remedy.dry_run, c->remedy.dry_run);
+        assert_int_equal(u->remedy.budget, c->remedy.budget);
 
         config_free(u);
         config_free(c);
         free(text);
         free(uncommented);
+}
+
+/* ---- [remedy] budget ---- */
+
+#define NO_POOL_ERR                                                                                                \
+        "[remedy] without [pool]: no fleet budget limits how many hosts remediate at once, so an overload of the " \
+        "whole fleet would reboot every host; add a [pool] section, or write budget = none in [remedy] to accept that"
+
+static void test_budget(void **state) {
+        Config *c;
+
+        /* remediation without a pool: refused, naming both sections, at the
+         * [remedy] header (or the budget line when written) */
+        parse_fails("[remedy]\nladder = reboot-instance\n", P ":1: " NO_POOL_ERR);
+        parse_fails("[cpu]\nthreshold = 80\n\n[remedy]\nmax_per_window = 3\n", P ":4: " NO_POOL_ERR);
+        parse_fails("[remedy]\nladder = reboot-instance\nbudget = pool\n", P ":3: " NO_POOL_ERR);
+        parse_fails("[remedy]\ndry_run = no\n", P ":1: " NO_POOL_ERR);
+
+        /* ... unless the file says so */
+        c = parse_ok("[remedy]\nladder = reboot-instance\nbudget = none\n");
+        assert_int_equal(c->remedy.budget, REMEDY_BUDGET_NONE);
+        assert_string_equal(config_no_fleet_budget(c), "no fleet budget ([remedy] budget = none)");
+        config_free(c);
+
+        /* ladder = none: a rehearsal (out, drained, checked, back) still
+         * takes hosts out, so it needs the budget like any other step */
+        parse_fails("[remedy]\nladder = none\n", P ":1: " NO_POOL_ERR);
+        c = parse_ok("[remedy]\nladder = none\nbudget = none\n");
+        assert_int_equal(c->remedy.ladder_len, 1);
+        assert_int_equal(c->remedy.ladder[0], REMEDY_NONE);
+        assert_string_equal(remedy_step_to_string(REMEDY_NONE), "none");
+        config_free(c);
+        parse_fails("[remedy]\nladder = none:app.service\nbudget = none\n",
+                    P ":2: [remedy] ladder: step 'none' takes no argument");
+
+        /* a dry run takes no slot and changes nothing: no pool needed */
+        c = parse_ok("[remedy]\ndry_run = yes\n");
+        assert_int_equal(c->remedy.budget, REMEDY_BUDGET_POOL);
+        assert_string_equal(config_no_fleet_budget(c), "no fleet budget (a dry run without [pool])");
+        config_free(c);
+        c = parse_ok("[remedy]\ndry_run = yes\nbudget = none\n");
+        config_free(c);
+
+        /* with a pool: its budget applies, none contradicts it */
+        c = parse_ok(POOL_OK "[remedy]\n");
+        assert_null(config_no_fleet_budget(c));
+        config_free(c);
+        c = parse_ok(POOL_OK "[remedy]\nbudget = pool\n");
+        config_free(c);
+        parse_fails(POOL_OK "\n[remedy]\nbudget = none\n",
+                    P ":7: [remedy] budget = none contradicts [pool] (line 1): with a pool every leave is checked "
+                      "against min_serving and max_unavailable; remove budget = none (raise max_unavailable to let "
+                      "more hosts out at once)");
+
+        /* observe only: nothing to limit */
+        c = parse_ok("[cpu]\n");
+        assert_null(config_no_fleet_budget(c));
+        config_free(c);
+
+        assert_string_equal(remedy_budget_to_string(REMEDY_BUDGET_NONE), "none");
+        assert_int_equal(remedy_budget_from_string("pool"), REMEDY_BUDGET_POOL);
+        assert_int_equal(remedy_budget_from_string("None"), _REMEDY_BUDGET_INVALID);
+        assert_null(remedy_budget_to_string(_REMEDY_BUDGET_MAX));
+}
+
+/* ---- references checked offline ---- */
+
+static void test_aws_identifiers(void **state) {
+        static const char *const regions_ok[] = {
+                "us-east-1", "eu-central-1", "us-gov-west-1", "cn-north-1", "ap-southeast-3", "il-central-1",
+                "us-isob-east-1", "ca-west-1", "eu-south-12",
+        };
+        static const char *const regions_bad[] = {
+                "us-east1", "us-east-", "useast-1", "US-EAST-1", "us-east-1a", "us--east-1", "u-east-1",
+                "us-1", "us-east-1-", "", "us east 1", "us-east-x", "usa-east-1", "us-east-1\n",
+        };
+        static const char *const ids_ok[] = { "i-0123456789abcdef0", "i-1234abcd", "i-00000000" };
+        static const char *const ids_bad[] = {
+                "0123456789", "i-0123456789", "i-0123456789ABCDEF0", "i-1234abc", "i-0123456789abcdef01",
+                "I-1234abcd", "i-1234abcg", "i-", "", "i-1234abcd ",
+        };
+        Config *c;
+
+        for (size_t i = 0; i < ELEMENTSOF(regions_ok); i++) {
+                char text[128];
+                if (!aws_region_is_valid(regions_ok[i]))
+                        fail_msg("refused region %s", regions_ok[i]);
+                snprintf(text, sizeof text, "[aws]\nregion = %s\n", regions_ok[i]);
+                c = parse_ok(text);
+                assert_string_equal(c->aws.region, regions_ok[i]);
+                config_free(c);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(regions_bad); i++)
+                if (aws_region_is_valid(regions_bad[i]))
+                        fail_msg("accepted region \"%s\"", regions_bad[i]);
+        assert_false(aws_region_is_valid(NULL));
+
+        for (size_t i = 0; i < ELEMENTSOF(ids_ok); i++) {
+                char text[128];
+                assert_true(aws_instance_id_is_valid(ids_ok[i]));
+                snprintf(text, sizeof text, "[aws]\ninstance_id = %s\n", ids_ok[i]);
+                c = parse_ok(text);
+                config_free(c);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(ids_bad); i++)
+                if (aws_instance_id_is_valid(ids_bad[i]))
+                        fail_msg("accepted instance id \"%s\"", ids_bad[i]);
+        assert_false(aws_instance_id_is_valid(NULL));
+}
+
+static void test_urls(void **state) {
+        static const char *const ok[] = {
+                "http://127.0.0.1:9999/api", "https://slack.com/api", "https://hooks.slack.com/services/T/B/X",
+                "http://[::1]:8080/health", "http://user:pw@127.0.0.1/x", "https://ec2.us-east-1.amazonaws.com",
+                "http://host?x=1", "http://host#top", "https://vpce-1.ec2.us-east-1.vpce.amazonaws.com/",
+                "http://169.254.169.254",
+        };
+        static const char *const bad[] = {
+                "http://:8080/", "http://host:/", "http://host:99999/", "http://[::1/", "http:///x", "http://h@/",
+                "https://exa$mple.com/", "http://host:80:80/", "http//host/", "ftp://host/", "http://", "https://",
+                "http://?x", "http://host:http/",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(ok); i++) {
+                char text[256];
+                Config *c;
+
+                snprintf(text, sizeof text, "[aws]\nendpoint_url = %s\n", ok[i]);
+                c = parse_ok(text);
+                assert_string_equal(c->aws.endpoint_url, ok[i]);
+                config_free(c);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                char text[256], want[512];
+
+                snprintf(text, sizeof text, "[checks]\nurl = %s\n", bad[i]);
+                snprintf(want, sizeof want, P ":2: [checks] url: invalid URL '%s' (use http://HOST/... or https://HOST/...)",
+                         bad[i]);
+                parse_fails(text, want);
+        }
+        /* the webhook URL is itself a secret: never quoted */
+        parse_fails("[slack]\nwebhook_url = https://:1/services/T/B/hunter2\n",
+                    P ":2: [slack] webhook_url: invalid URL '<redacted>' (use http://HOST/... or https://HOST/...)");
+}
+
+static void test_redis_url_redact(void **state) {
+        static const struct {
+                const char *in, *out;
+        } t[] = {
+                { "redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0" },
+                { "redis://:hunter2@127.0.0.1:6379/0", "redis://:<redacted>@127.0.0.1:6379/0" },
+                { "redis://monkey:hunter2@127.0.0.1:6379/0", "redis://monkey:<redacted>@127.0.0.1:6379/0" },
+                /* a bare user info may be read as a password */
+                { "redis://hunter2@127.0.0.1", "redis://<redacted>@127.0.0.1" },
+                /* '/' and '@' in a password */
+                { "redis://:hun/ter@2@127.0.0.1:6379/0", "redis://:<redacted>@127.0.0.1:6379/0" },
+                { "sentinel://:hunter2@s1:26379,s2:26379/m", "sentinel://:<redacted>@s1:26379,s2:26379/m" },
+                { "unix:///run/redis.sock", "unix:///run/redis.sock" },
+                { "rediss://127.0.0.1", "rediss://127.0.0.1" },
+                { "redis//:hunter2@host", "redis//:<redacted>@host" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                char *r = redis_url_redact(t[i].in);
+                assert_non_null(r);
+                if (!streq(r, t[i].out))
+                        fail_msg("%s -> %s, want %s", t[i].in, r, t[i].out);
+                free(r);
+        }
+        assert_null(redis_url_redact(NULL));
+
+        /* the config error shows the URL, with only the password hidden */
+        parse_fails("[pool]\nredis = redis://:hunter2@127.0.0.1:notaport/0\n",
+                    P ":2: [pool] redis: invalid URL 'redis://:<redacted>@127.0.0.1:notaport/0' (use "
+                      "redis://[USER:PASSWORD@]HOST[:PORT][/DB], unix:///PATH or "
+                      "sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])");
+}
+
+/* ---- [proxy] agent_check_address ---- */
+
+static void test_agent_check_default(void **state) {
+        Config *c;
+
+        /* HAProxy connects to the server's own address: the pool's IP */
+        c = parse_ok(POOL_OK "[proxy]\nagent_check_port = 5555\n");
+        assert_string_equal(c->proxy.agent_check_address, "127.0.0.2");
+        assert_int_equal(c->proxy.agent_check_from, AGENT_CHECK_FROM_POOL);
+        assert_string_equal(c->proxy.proxy_address, "127.0.0.2");
+        assert_int_equal(c->proxy.proxy_address_from, AGENT_CHECK_FROM_POOL);
+        assert_string_equal(agent_check_from_to_string(c->proxy.agent_check_from), "[pool] address");
+        config_free(c);
+
+        c = parse_ok("[pool]\nredis = redis://127.0.0.1\nname = w\naddress = [::1]:8080\n[proxy]\nagent_check_port = 1\n");
+        assert_string_equal(c->proxy.agent_check_address, "::1");
+        config_free(c);
+
+        /* a name cannot be bound without DNS: the checks' public address */
+        c = parse_ok("[pool]\nredis = redis://127.0.0.1\nname = w\naddress = web-1.internal:8080\n"
+                     "[checks]\nurl = http://127.0.0.3/\npublic_address = 127.0.0.3:8080\n[proxy]\nagent_check_port = 1\n");
+        assert_string_equal(c->proxy.agent_check_address, "127.0.0.3");
+        assert_int_equal(c->proxy.agent_check_from, AGENT_CHECK_FROM_PUBLIC_ADDRESS);
+        assert_string_equal(c->proxy.proxy_address, "127.0.0.3");
+        config_free(c);
+        c = parse_ok("[checks]\nurl = http://127.0.0.5/\npublic_address = 127.0.0.5:80\n[proxy]\nagent_check_port = 1\n");
+        assert_string_equal(c->proxy.agent_check_address, "127.0.0.5");
+        config_free(c);
+
+        /* neither: the wildcard, and the address proxies use is unknown */
+        c = parse_ok("[pool]\nredis = redis://127.0.0.1\nname = w\naddress = web-1.internal:8080\n[proxy]\nagent_check_port = 1\n");
+        assert_string_equal(c->proxy.agent_check_address, "0.0.0.0");
+        assert_int_equal(c->proxy.agent_check_from, AGENT_CHECK_FROM_WILDCARD);
+        assert_null(c->proxy.proxy_address);
+        config_free(c);
+
+        /* written: as written, and the proxies' address is still known for the start-up check */
+        c = parse_ok(POOL_OK "[proxy]\nagent_check_port = 1\nagent_check_address = 127.0.0.1\n");
+        assert_string_equal(c->proxy.agent_check_address, "127.0.0.1");
+        assert_int_equal(c->proxy.agent_check_from, AGENT_CHECK_FROM_CONFIG);
+        assert_string_equal(c->proxy.proxy_address, "127.0.0.2");
+        config_free(c);
+}
+
+/* ---- secret files named by the config ---- */
+
+static void load_fails(const char *path, int code, const char *want) {
+        Config *c = NULL;
+        char *err = NULL;
+
+        assert_int_equal(config_load(path, &c, &err), code);
+        assert_null(c);
+        assert_non_null(err);
+        if (!streq(err, want))
+                print_error("expected: %s\n     got: %s\n", want, err);
+        assert_string_equal(err, want);
+        free(err);
+}
+
+static void load_ok(const char *path) {
+        Config *c = NULL;
+        char *err = NULL;
+
+        if (config_load(path, &c, &err) < 0)
+                print_error("unexpected: %s\n", strna(err));
+        assert_non_null(c);
+        config_free(c);
+}
+
+/* In a child as uid/gid 65534: config_load() of `path` must return `code`. */
+static void load_as_nobody(const char *path, int code) {
+        pid_t pid = fork();
+        int status = 0;
+
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                Config *c = NULL;
+                char *err = NULL;
+                int r;
+
+                if (setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0)
+                        _exit(100);
+                r = config_load(path, &c, &err);
+                if (r != code)
+                        fprintf(stderr, "as nobody: got %d (%s), want %d\n", r, strna(err), code);
+                _exit(r == code ? 0 : 1);
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void test_secret_file_references(void **state) {
+        char *dir = tmp_dir(), *p, *tok, *want = NULL, *text = NULL, *link = NULL, *missing = NULL, *closed = NULL;
+
+        assert_int_equal(chmod(dir, 0755), 0);
+        tok = write_file(dir, "slack-token", "xoxb-1\n", 0600);
+        assert_true(asprintf(&missing, "%s/no-such-token", dir) > 0);
+
+        /* a token file that is not there: refused at load, naming the key's line */
+        assert_true(asprintf(&text, "[slack]\nchannel = #ops\n\ntoken_file = %s\n", missing) > 0);
+        p = write_file(dir, "t.conf", text, 0600);
+        assert_true(asprintf(&want, "%s:4: [slack] token_file: %s: cannot open: No such file or directory", p, missing) > 0);
+        load_fails(p, -ENOENT, want);
+        free(want), free(text), free(p);
+
+        /* there, 0600: fine */
+        assert_true(asprintf(&text, "[slack]\nchannel = #ops\ntoken_file = %s\n", tok) > 0);
+        p = write_file(dir, "t.conf", text, 0600);
+        load_ok(p);
+        /* readable by others: the same rule as at start */
+        assert_int_equal(chmod(tok, 0644), 0);
+        assert_true(asprintf(&want,
+                             "%s:3: [slack] token_file: %s: holds a secret but is accessible by group/others (mode 0644); "
+                             "chmod 600 it",
+                             strna(p), strna(tok)) > 0); /* strna(): gcc's -Wformat-overflow under ASan */
+        load_fails(p, -EPERM, want);
+        free(want);
+        assert_int_equal(chmod(tok, 0600), 0);
+        free(text), free(p);
+
+        /* a symlink to it */
+        assert_true(asprintf(&link, "%s/token-link", dir) > 0);
+        assert_int_equal(symlink(tok, link), 0);
+        assert_true(asprintf(&text, "[slack]\nchannel = #ops\ntoken_file = %s\n", link) > 0);
+        p = write_file(dir, "t.conf", text, 0600);
+        assert_true(asprintf(&want, "%s:3: [slack] token_file: %s: is a symlink, refusing; name the file itself", p, link) >
+                    0);
+        load_fails(p, -EPERM, want);
+        free(want), free(text), free(p);
+
+        /* every *_file that holds a secret */
+        assert_true(asprintf(&text, "[slack]\nwebhook_url_file = %s\n", missing) > 0);
+        p = write_file(dir, "t.conf", text, 0600);
+        assert_true(asprintf(&want, "%s:2: [slack] webhook_url_file: %s: cannot open: No such file or directory", p,
+                             missing) > 0);
+        load_fails(p, -ENOENT, want);
+        free(want), free(text), free(p);
+        assert_true(asprintf(&text, POOL_OK "password_file = %s\n", missing) > 0);
+        p = write_file(dir, "t.conf", text, 0600);
+        assert_true(asprintf(&want, "%s:5: [pool] password_file: %s: cannot open: No such file or directory", p, missing) >
+                    0);
+        load_fails(p, -ENOENT, want);
+        free(want), free(text), free(p);
+        assert_true(asprintf(&text, "[aws]\nregion = us-east-1\ncredentials_file = %s\n", missing) > 0);
+        p = write_file(dir, "t.conf", text, 0600);
+        assert_true(asprintf(&want, "%s:3: [aws] credentials_file: %s: cannot open: No such file or directory", p,
+                             missing) > 0);
+        load_fails(p, -ENOENT, want);
+        free(want), free(text), free(p);
+
+        /* a systemd credential exists only while the service runs: left to
+         * the start when checked from a shell, checked inside the service */
+        p = write_file(dir, "t.conf",
+                       "[slack]\nchannel = #ops\ntoken_file = /run/credentials/monkeyd.service/no-such-token\n", 0600);
+        assert_int_equal(unsetenv("CREDENTIALS_DIRECTORY"), 0);
+        load_ok(p);
+        assert_int_equal(setenv("CREDENTIALS_DIRECTORY", "/run/credentials/monkeyd.service", 1), 0);
+        assert_true(asprintf(&want,
+                             "%s:3: [slack] token_file: /run/credentials/monkeyd.service/no-such-token: cannot open: No "
+                             "such file or directory",
+                             p) > 0);
+        load_fails(p, -ENOENT, want);
+        assert_int_equal(unsetenv("CREDENTIALS_DIRECTORY"), 0);
+        free(want), free(p);
+
+        /* --check-config as an unprivileged user on root's files: the rule
+         * on what lstat() shows, and what cannot be seen is left to the start */
+        if (geteuid() == 0) {
+                assert_true(asprintf(&text, "[slack]\nchannel = #ops\ntoken_file = %s\n", tok) > 0);
+                p = write_file(dir, "nobody.conf", text, 0644); /* no inline secret: others may read it */
+                free(text);
+                load_as_nobody(p, 0);              /* root's 0600 file: fine */
+                assert_int_equal(chmod(tok, 0640), 0);
+                load_as_nobody(p, -EPERM);         /* too open, seen without reading it */
+                assert_int_equal(chmod(tok, 0600), 0);
+                free(p);
+                assert_true(asprintf(&text, "[slack]\nchannel = #ops\ntoken_file = %s\n", missing) > 0);
+                p = write_file(dir, "nobody.conf", text, 0644);
+                free(text);
+                load_as_nobody(p, -ENOENT);        /* missing is missing for everyone */
+                free(p);
+                assert_true(asprintf(&closed, "%s/closed", dir) > 0);
+                assert_int_equal(mkdir(closed, 0700), 0);
+                free(write_file(closed, "token", "xoxb-1\n", 0600));
+                assert_true(asprintf(&text, "[slack]\nchannel = #ops\ntoken_file = %s/token\n", closed) > 0);
+                p = write_file(dir, "nobody.conf", text, 0644);
+                free(text);
+                load_as_nobody(p, 0);              /* cannot be seen: a warning, not a refusal */
+                free(p);
+        }
+
+        free(tok), free(link), free(missing), free(closed);
+        rm_rf(dir);
+        free(dir);
 }
 
 int main(void) {
@@ -1282,6 +1704,12 @@ int main(void) {
                 cmocka_unit_test(test_ladder_units),
                 cmocka_unit_test(test_control_group),
                 cmocka_unit_test(test_bad_bytes),
+                cmocka_unit_test(test_budget),
+                cmocka_unit_test(test_aws_identifiers),
+                cmocka_unit_test(test_urls),
+                cmocka_unit_test(test_redis_url_redact),
+                cmocka_unit_test(test_agent_check_default),
+                cmocka_unit_test(test_secret_file_references),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

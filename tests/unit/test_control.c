@@ -46,6 +46,103 @@ static void test_command_table(void **state) {
         assert_false(control_command_is_mutating(CONTROL_WATCH));
         assert_false(control_command_is_mutating(CONTROL_POOL));
         assert_string_equal(control_command_to_string(CONTROL_POOL), "pool");
+
+        /* reload: mutating, and beyond what the control group may do */
+        assert_int_equal(control_command_from_string("reload"), CONTROL_RELOAD);
+        assert_true(control_command_is_mutating(CONTROL_RELOAD));
+        assert_true(control_command_is_root_only(CONTROL_RELOAD));
+        for (ControlCommand c = 0; c < _CONTROL_COMMAND_MAX; c++)
+                if (c != CONTROL_RELOAD)
+                        assert_false(control_command_is_root_only(c));
+}
+
+/* The exit code of `monkeyctl status`, from the status JSON alone. */
+static ControlVerdict verdict_of(const char *status_json, char **ret_why) {
+        _cleanup_(json_putp) json_object *o = status_json ? json_tokener_parse(status_json) : NULL;
+
+        if (status_json && !o)
+                fail_msg("test JSON does not parse: %s", status_json);
+        return control_status_verdict(o, ret_why);
+}
+
+static void assert_verdict(const char *status_json, ControlVerdict want, const char *why_has) {
+        _cleanup_(freep) char *why = NULL;
+        ControlVerdict v = verdict_of(status_json, &why);
+
+        if (v != want)
+                fail_msg("verdict %s, want %s, for %s (why: %s)", control_verdict_to_string(v),
+                         control_verdict_to_string(want), status_json, strna(why));
+        assert_non_null(why);
+        if (!strstr(why, why_has))
+                fail_msg("why \"%s\" lacks \"%s\" for %s", why, why_has, status_json);
+}
+
+#define NO_POOL "\"pool\":{\"configured\":false,\"serving\":true}"
+#define IN_POOL "\"pool\":{\"configured\":true,\"serving\":true,\"status\":\"connected\"}"
+
+static void test_status_verdict(void **state) {
+        /* the states that take traffic, without a pool: routed */
+        assert_verdict("{\"state\":\"SERVING\"," NO_POOL "}", CONTROL_VERDICT_ROUTED, "SERVING");
+        /* observe-only overload and a held host stay in: routed (exit 1 before) */
+        assert_verdict("{\"state\":\"OVERLOADED\"," NO_POOL "}", CONTROL_VERDICT_ROUTED, "OVERLOADED");
+        assert_verdict("{\"state\":\"HOLDING\"," IN_POOL "}", CONTROL_VERDICT_ROUTED, "in the pool");
+        /* the others do not */
+        for (const char *const *st = (const char *const[]) { "BOOT", "CHECKING", "DRAINING", "REMEDIATING",
+                                                            "QUARANTINED", "MAINTENANCE", NULL };
+             *st; st++) {
+                char j[160], want[64];
+                snprintf(j, sizeof j, "{\"state\":\"%s\"," IN_POOL "}", *st);
+                snprintf(want, sizeof want, "state %s", *st);
+                assert_verdict(j, CONTROL_VERDICT_NOT_ROUTED, want);
+        }
+        /* with a pool, out of it is not routed whatever the state says */
+        assert_verdict("{\"state\":\"SERVING\",\"pool\":{\"configured\":true,\"serving\":false,"
+                       "\"status\":\"connected\"}}",
+                       CONTROL_VERDICT_NOT_ROUTED, "not in the pool");
+
+        /* routed, but Redis down (exit 0 before): degraded, with the error */
+        assert_verdict("{\"state\":\"SERVING\",\"pool\":{\"configured\":true,\"serving\":true,"
+                       "\"status\":\"unreachable\",\"last_error\":\"Connection refused\"}}",
+                       CONTROL_VERDICT_DEGRADED, "Redis: unreachable (Connection refused)");
+        assert_verdict("{\"state\":\"SERVING\",\"pool\":{\"configured\":true,\"serving\":true,"
+                       "\"status\":\"reconnecting\"}}",
+                       CONTROL_VERDICT_DEGRADED, "Redis: reconnecting");
+        /* Slack: paused, or its last try failed; a slack that works is fine */
+        assert_verdict("{\"state\":\"SERVING\"," NO_POOL ",\"slack\":{\"configured\":true,\"outbox\":"
+                       "{\"paused\":false,\"last_error\":\"HTTP 503\"}}}",
+                       CONTROL_VERDICT_DEGRADED, "Slack: not delivering (HTTP 503)");
+        assert_verdict("{\"state\":\"SERVING\"," NO_POOL ",\"slack\":{\"configured\":true,\"outbox\":"
+                       "{\"paused\":true,\"last_error\":\"invalid_auth\"}}}",
+                       CONTROL_VERDICT_DEGRADED, "Slack: paused (invalid_auth)");
+        assert_verdict("{\"state\":\"SERVING\"," NO_POOL ",\"slack\":{\"configured\":true,\"outbox\":"
+                       "{\"paused\":false,\"pending\":0}}}",
+                       CONTROL_VERDICT_ROUTED, "SERVING");
+        assert_verdict("{\"state\":\"SERVING\"," NO_POOL ",\"slack\":{\"configured\":false}}",
+                       CONTROL_VERDICT_ROUTED, "SERVING");
+        /* state.json failing */
+        assert_verdict("{\"state\":\"SERVING\"," NO_POOL ",\"state_file\":{\"ok\":false,\"last_error\":"
+                       "\"No space left on device\"}}",
+                       CONTROL_VERDICT_DEGRADED, "state file: cannot save (No space left on device)");
+        /* all at once, one line, the agent's control characters made harmless */
+        assert_verdict("{\"state\":\"OVERLOADED\",\"pool\":{\"configured\":true,\"serving\":true,"
+                       "\"status\":\"unreachable\"},\"slack\":{\"configured\":true,\"outbox\":{\"paused\":true}},"
+                       "\"state_file\":{\"ok\":false,\"last_error\":\"bad\\nline\"}}",
+                       CONTROL_VERDICT_DEGRADED, "Redis: unreachable; Slack: paused; state file: cannot save (bad?line)");
+        /* degraded never hides "not routed" */
+        assert_verdict("{\"state\":\"MAINTENANCE\",\"pool\":{\"configured\":true,\"serving\":false,"
+                       "\"status\":\"unreachable\"}}",
+                       CONTROL_VERDICT_NOT_ROUTED, "state MAINTENANCE");
+
+        /* what an odd or older agent sends: never a crash, unknown state is not routed */
+        assert_verdict("{}", CONTROL_VERDICT_NOT_ROUTED, "state unknown");
+        assert_verdict("{\"state\":7,\"pool\":[]}", CONTROL_VERDICT_NOT_ROUTED, "state unknown");
+        assert_verdict("[1]", CONTROL_VERDICT_NOT_ROUTED, "state unknown");
+        assert_verdict("{\"state\":\"SERVING\"}", CONTROL_VERDICT_ROUTED, "SERVING");
+        assert_verdict("{\"state\":\"SERVING\",\"pool\":{\"configured\":true,\"serving\":\"yes\"}}",
+                       CONTROL_VERDICT_NOT_ROUTED, "not in the pool");
+        assert_int_equal(verdict_of(NULL, NULL), CONTROL_VERDICT_NOT_ROUTED);
+        assert_string_equal(control_verdict_to_string(CONTROL_VERDICT_DEGRADED), "degraded");
+        assert_null(control_verdict_to_string(_CONTROL_VERDICT_MAX));
 }
 
 static int parse_str(const char *s, ControlRequest *req, char **err) {
@@ -336,7 +433,8 @@ static void test_reply_builders(void **state) {
 
 typedef struct Fake {
         ControlServer *server;
-        unsigned status_calls, history_calls, drain_calls, resume_calls;
+        unsigned status_calls, history_calls, drain_calls, resume_calls, reload_calls;
+        bool reload_refuses;
         unsigned history_limit;
         char *drain_reason;
         bool broadcast_on_drain;
@@ -381,11 +479,20 @@ static int fake_resume(void *userdata, char **ret_message) {
         return -EBUSY;
 }
 
+static int fake_reload(void *userdata, char **ret_message) {
+        Fake *f = userdata;
+
+        f->reload_calls++;
+        *ret_message = strdup(f->reload_refuses ? "t.conf:3: [cpu] threshold: invalid percentage 'x'" : "reloaded t.conf");
+        return f->reload_refuses ? -EINVAL : 0;
+}
+
 static const ControlHandlers fake_handlers = {
         .status = fake_status,
         .history = fake_history,
         .drain = fake_drain,
         .resume = fake_resume,
+        .reload = fake_reload,
 };
 
 typedef struct Env {
@@ -1174,6 +1281,41 @@ static void test_server_group_access(void **state) {
         assert_int_equal(env->fake.drain_calls, 4);
 }
 
+#define RELOAD_REQ "{\"version\":1,\"command\":\"reload\"}\n"
+
+/* reload: the verdict comes back as the reply (ok, or the file's
+ * FILE:LINE as the error), and only root or the agent's uid may ask: the
+ * control group may drain, not change what runs as root. */
+static void test_server_reload(void **state) {
+        Env *env = *state;
+        const gid_t with[] = { 4242 };
+        _cleanup_(json_putp) json_object *ok = NULL;
+        Client *c;
+
+        env_start(env);
+        c = client_connect(env->path); /* root, or the server's own uid */
+        client_send(c, RELOAD_REQ);
+        ok = reply_json(pump_line(env, c));
+        assert_true(jbool(ok, "ok"));
+        assert_string_equal(jstr(ok, "message"), "reloaded t.conf");
+        env->fake.reload_refuses = true;
+        client_send(c, RELOAD_REQ);
+        assert_error_reply(pump_line(env, c), "t.conf:3: [cpu] threshold: invalid percentage 'x'");
+        assert_int_equal(env->fake.reload_calls, 2);
+        client_close(c);
+
+        if (geteuid() != 0)
+                return; /* the rest needs to become someone else */
+        assert_int_equal(control_server_set_group(env->s, true, 4242, "monkeyops"), 0);
+        run_peer(env, 65534, 65534, NULL, 0, RELOAD_REQ,
+                 "permission denied: 'reload' is for root only, not for [agent] control_group; you are uid 65534");
+        /* a member of the group: may drain, may not reload */
+        run_peer(env, 65534, 65534, with, 1, RELOAD_REQ, "'reload' is for root only");
+        run_peer(env, 65534, 4242, NULL, 0, RELOAD_REQ, "'reload' is for root only");
+        run_peer(env, 65534, 65534, with, 1, DRAIN_REQ, "\"ok\":true");
+        assert_int_equal(env->fake.reload_calls, 2);
+}
+
 /* A child that drops to nobody, opens n connections and holds them until
  * its stdin (a pipe) closes. */
 static pid_t hold_connections(const char *path, unsigned n, int *ret_release) {
@@ -1334,6 +1476,8 @@ static void test_server_free(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_command_table),
+                cmocka_unit_test(test_status_verdict),
+                cmocka_unit_test_setup_teardown(test_server_reload, env_setup, env_teardown),
                 cmocka_unit_test(test_parse_good),
                 cmocka_unit_test(test_parse_bad),
                 cmocka_unit_test(test_format_round_trip),

@@ -266,6 +266,42 @@ static void test_hysteresis(void **state) {
         assert_verdict(feed(&f, 5 * S, 0.0), DETECTOR_CLEARED);
 }
 
+/* After a failed remediation the host rejoins only after a whole window
+ * below clear_below: a sample at or above clear_below (even under the
+ * threshold) or a gap starts the cool run over. */
+static void test_cool_window(void **state) {
+        Detector *d = *state;
+        Feeder f = feeder(d);
+
+        assert_int_equal(detector_cool_length(d), 0);
+        assert_false(detector_cooled(d));
+        breach(&f);
+        assert_false(detector_cooled(d));
+        /* 55 s below clear_below: not yet a window of 60 s */
+        for (unsigned i = 0; i < 11; i++)
+                (void) feed(&f, 5 * S, 10.0);
+        assert_true(detector_cool_length(d) == 55 * S);
+        assert_false(detector_cooled(d));
+        /* 80 %: under the threshold, over clear_below: not cool, start over */
+        (void) feed(&f, 5 * S, 80.0);
+        assert_int_equal(detector_cool_length(d), 0);
+        assert_false(detector_cooled(d));
+        for (unsigned i = 0; i < 11; i++)
+                (void) feed(&f, 5 * S, 10.0);
+        assert_false(detector_cooled(d));
+        /* a hole (a missed sample) starts the cool run over too */
+        f.t += 1 * S;
+        (void) feed(&f, 5 * S, 10.0);
+        assert_true(detector_cool_length(d) == 5 * S);
+        for (unsigned i = 0; i < 11; i++)
+                (void) feed(&f, 5 * S, 10.0);
+        assert_true(detector_cool_length(d) == 60 * S);
+        assert_true(detector_cooled(d));
+        /* a reset (a rejoin) keeps the samples, so the cool run too */
+        detector_reset(d);
+        assert_true(detector_cooled(d));
+}
+
 static void test_no_hysteresis(void **state) {
         Detector d;
         Feeder f;
@@ -545,6 +581,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reconfigure, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_ring_wraps, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_cool_window, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_ring_irregular, setup, teardown),
         };
 

@@ -414,6 +414,7 @@ static void test_body_bad_ids(void **state) {
                 "i-1234567",                             /* too short */
                 "i-",                                    /* nothing */
                 "i-0123456789abcdef01",                  /* too long */
+                "i-0123456789",                          /* between the two lengths EC2 issues */
                 "0123456789abcdef0",                     /* no i- */
                 "x-0123456789abcdef0",                   /* wrong prefix */
                 "I-0123456789abcdef0",                   /* prefix case */

@@ -12,8 +12,9 @@
 /* Which input a cell's outcome depends on. */
 typedef enum Dep {
         DEP_NONE,
-        DEP_ENABLED, /* FsmInputs.remedy_enabled */
+        DEP_MODE,    /* remedy_enabled, then dry_run: to_false when disabled, to_dry on a dry run */
         DEP_ALLOWED, /* FsmInputs.remedy_allowed */
+        DEP_REJOIN,  /* FsmInputs.rejoin_allowed */
 } Dep;
 
 typedef struct Cell {
@@ -23,6 +24,8 @@ typedef struct Cell {
         Dep dep;
         State to_false; /* when the input is false */
         Action action_false;
+        State to_dry;   /* DEP_MODE: remedy enabled with dry_run */
+        Action action_dry;
 } Cell;
 
 #define __ { .ok = false }
@@ -30,25 +33,68 @@ typedef struct Cell {
 #define G(d, t, a, tf, af)                                                       \
         { .ok = true, .to = STATE_##t, .action = ACTION_##a, .dep = DEP_##d,     \
           .to_false = STATE_##tf, .action_false = ACTION_##af }
+#define M(t, a, tf, af, td, ad)                                                  \
+        { .ok = true, .to = STATE_##t, .action = ACTION_##a, .dep = DEP_MODE,    \
+          .to_false = STATE_##tf, .action_false = ACTION_##af,                   \
+          .to_dry = STATE_##td, .action_dry = ACTION_##ad }
 
 /* Written from the design, not from the table: a change to machine.c must
  * be made here as well, on purpose. */
 static const Cell expected[_STATE_MAX][_EVENT_MAX] = {
-        /*                 start                  restore-maintenance                 checks-passed         checks-failed            breach                                                        cleared                 budget-granted         budget-denied  retry                    drained                                                  remedy-done          remedy-failed            maintenance                         resume                    restore-hold */
-        [STATE_BOOT]        = { C(CHECKING, RUN_CHECKS), C(MAINTENANCE, ENTER_MAINTENANCE), __,                 __,                       __,                                                           __,                     __,                    __,            __,                      __,                                                      __,                  __,                      __,                                 __, C(QUARANTINED, GIVE_UP) },
-        [STATE_CHECKING]    = { __,                  __,                                 C(SERVING, POOL_JOIN), C(QUARANTINED, QUARANTINE), __,                                                        __,                     __,                    __,            __,                      __,                                                      __,                  __,                      C(MAINTENANCE, ENTER_MAINTENANCE), __, __ },
-        [STATE_SERVING]     = { __,                  __,                                 __,                 C(QUARANTINED, QUARANTINE), G(ENABLED, OVERLOADED, REQUEST_LEAVE, OVERLOADED, ALERT_BREACH), __,                   __,                    __,            __,                      __,                                                      __,                  __,                      C(MAINTENANCE, ENTER_MAINTENANCE), __, __ },
-        [STATE_OVERLOADED]  = { __,                  __,                                 __,                 __,                       __,                                                           C(SERVING, NOTE_CLEARED), C(DRAINING, START_DRAIN), C(HOLDING, HOLD), __,                __,                                                      __,                  __,                      C(MAINTENANCE, ENTER_MAINTENANCE), __, __ },
-        [STATE_HOLDING]     = { __,                  __,                                 __,                 __,                       __,                                                           C(SERVING, NOTE_CLEARED), C(DRAINING, START_DRAIN), C(HOLDING, HOLD), C(HOLDING, REQUEST_LEAVE), __,                                             __,                  __,                      C(MAINTENANCE, ENTER_MAINTENANCE), __, __ },
-        [STATE_DRAINING]    = { __,                  __,                                 __,                 __,                       __,                                                           __,                     __,                    __,            __,                      G(ALLOWED, REMEDIATING, REMEDIATE, QUARANTINED, GIVE_UP), __,                  __,                      C(MAINTENANCE, ENTER_MAINTENANCE), __, __ },
-        [STATE_REMEDIATING] = { __,                  __,                                 __,                 __,                       __,                                                           __,                     __,                    __,            __,                      __,                                                      C(CHECKING, RUN_CHECKS), C(QUARANTINED, QUARANTINE), C(MAINTENANCE, ENTER_MAINTENANCE), __, __ },
-        [STATE_QUARANTINED] = { __,                  __,                                 C(SERVING, POOL_JOIN), C(QUARANTINED, QUARANTINE), __,                                                        __,                     __,                    __,            C(QUARANTINED, RUN_CHECKS), __,                                                   __,                  __,                      C(MAINTENANCE, ENTER_MAINTENANCE), C(CHECKING, RUN_CHECKS), __ },
-        [STATE_MAINTENANCE] = { __,                  __,                                 __,                 __,                       __,                                                           __,                     __,                    __,            __,                      __,                                                      __,                  __,                      __,                                 C(CHECKING, RUN_CHECKS), __ },
+        [STATE_BOOT] = {
+                [EVENT_START] = C(CHECKING, RUN_CHECKS),
+                [EVENT_RESTORE_MAINTENANCE] = C(MAINTENANCE, ENTER_MAINTENANCE),
+                [EVENT_RESTORE_HOLD] = C(QUARANTINED, GIVE_UP),
+        },
+        [STATE_CHECKING] = {
+                [EVENT_CHECKS_PASSED] = C(SERVING, POOL_JOIN),
+                [EVENT_CHECKS_FAILED] = C(QUARANTINED, QUARANTINE),
+                [EVENT_MAINTENANCE] = C(MAINTENANCE, ENTER_MAINTENANCE),
+        },
+        [STATE_SERVING] = {
+                [EVENT_CHECKS_FAILED] = C(QUARANTINED, QUARANTINE),
+                [EVENT_BREACH] = M(OVERLOADED, REQUEST_LEAVE, OVERLOADED, ALERT_BREACH, OVERLOADED, DRY_RUN),
+                [EVENT_MAINTENANCE] = C(MAINTENANCE, ENTER_MAINTENANCE),
+        },
+        [STATE_OVERLOADED] = {
+                [EVENT_CLEARED] = C(SERVING, NOTE_CLEARED),
+                [EVENT_BUDGET_GRANTED] = C(DRAINING, START_DRAIN),
+                [EVENT_BUDGET_DENIED] = C(HOLDING, HOLD),
+                [EVENT_MAINTENANCE] = C(MAINTENANCE, ENTER_MAINTENANCE),
+                [EVENT_DRY_RUN_DONE] = C(SERVING, NOTE_DRY_RUN),
+        },
+        [STATE_HOLDING] = {
+                [EVENT_CLEARED] = C(SERVING, NOTE_CLEARED),
+                [EVENT_BUDGET_GRANTED] = C(DRAINING, START_DRAIN),
+                [EVENT_BUDGET_DENIED] = C(HOLDING, HOLD),
+                [EVENT_RETRY] = C(HOLDING, REQUEST_LEAVE),
+                [EVENT_MAINTENANCE] = C(MAINTENANCE, ENTER_MAINTENANCE),
+        },
+        [STATE_DRAINING] = {
+                [EVENT_DRAINED] = G(ALLOWED, REMEDIATING, REMEDIATE, QUARANTINED, GIVE_UP),
+                [EVENT_MAINTENANCE] = C(MAINTENANCE, ENTER_MAINTENANCE),
+        },
+        [STATE_REMEDIATING] = {
+                [EVENT_REMEDY_DONE] = C(CHECKING, RUN_CHECKS),
+                [EVENT_REMEDY_FAILED] = C(QUARANTINED, QUARANTINE),
+                [EVENT_MAINTENANCE] = C(MAINTENANCE, ENTER_MAINTENANCE),
+        },
+        [STATE_QUARANTINED] = {
+                [EVENT_CHECKS_PASSED] = G(REJOIN, SERVING, POOL_JOIN, QUARANTINED, WAIT_COOL),
+                [EVENT_CHECKS_FAILED] = C(QUARANTINED, QUARANTINE),
+                [EVENT_RETRY] = C(QUARANTINED, RUN_CHECKS),
+                [EVENT_MAINTENANCE] = C(MAINTENANCE, ENTER_MAINTENANCE),
+                [EVENT_RESUME] = C(CHECKING, RUN_CHECKS),
+        },
+        [STATE_MAINTENANCE] = {
+                [EVENT_RESUME] = C(CHECKING, RUN_CHECKS),
+        },
 };
 
 #undef __
 #undef C
 #undef G
+#undef M
 
 static void test_every_pair(void **state) {
         (void) state;
@@ -56,10 +102,12 @@ static void test_every_pair(void **state) {
 
         for (int s = 0; s < _STATE_MAX; s++)
                 for (int e = 0; e < _EVENT_MAX; e++)
-                        for (int combo = 0; combo < 4; combo++) {
+                        for (int combo = 0; combo < 16; combo++) {
                                 FsmInputs in = {
                                         .remedy_enabled = combo & 1,
                                         .remedy_allowed = combo & 2,
+                                        .dry_run = combo & 4,
+                                        .rejoin_allowed = combo & 8,
                                 };
                                 const Cell *c = &expected[s][e];
                                 Transition t = {
@@ -79,10 +127,12 @@ static void test_every_pair(void **state) {
                                         continue;
                                 }
 
-                                bool input = c->dep == DEP_ENABLED ? in.remedy_enabled :
-                                             c->dep == DEP_ALLOWED ? in.remedy_allowed : true;
-                                State want_to = input ? c->to : c->to_false;
-                                Action want_action = input ? c->action : c->action_false;
+                                bool input = c->dep == DEP_MODE      ? in.remedy_enabled :
+                                             c->dep == DEP_ALLOWED   ? in.remedy_allowed :
+                                             c->dep == DEP_REJOIN    ? in.rejoin_allowed : true;
+                                bool dry = c->dep == DEP_MODE && in.remedy_enabled && in.dry_run;
+                                State want_to = dry ? c->to_dry : input ? c->to : c->to_false;
+                                Action want_action = dry ? c->action_dry : input ? c->action : c->action_false;
 
                                 if (r != 0 || t.to != want_to || t.action != want_action)
                                         print_error("%s + %s (enabled=%d allowed=%d): got r=%d %s/%s, want %s/%s\n",
@@ -98,9 +148,9 @@ static void test_every_pair(void **state) {
                                 transitions++;
                         }
 
-        assert_int_equal(checked, _STATE_MAX * _EVENT_MAX * 4);
-        /* 29 cells with a transition, each tried with 4 input combinations. */
-        assert_int_equal(transitions, 29 * 4);
+        assert_int_equal(checked, _STATE_MAX * _EVENT_MAX * 16);
+        /* 30 cells with a transition, each tried with 16 input combinations. */
+        assert_int_equal(transitions, 30 * 16);
 }
 
 static void test_guards_reported(void **state) {
@@ -111,6 +161,20 @@ static void test_guards_reported(void **state) {
         assert_int_equal(t.guard, GUARD_REMEDY_ENABLED);
         assert_int_equal(fsm_step(STATE_SERVING, EVENT_BREACH, &(FsmInputs) { .remedy_enabled = false }, &t), 0);
         assert_int_equal(t.guard, GUARD_REMEDY_DISABLED);
+        /* a dry run never asks to leave: it only peeks at the budget */
+        assert_int_equal(fsm_step(STATE_SERVING, EVENT_BREACH, &(FsmInputs) { .remedy_enabled = true, .dry_run = true }, &t), 0);
+        assert_int_equal(t.guard, GUARD_REMEDY_DRY_RUN);
+        assert_int_equal(t.action, ACTION_DRY_RUN);
+        assert_int_equal(t.to, STATE_OVERLOADED);
+        assert_int_equal(fsm_step(STATE_SERVING, EVENT_BREACH, &(FsmInputs) { .dry_run = true }, &t), 0);
+        assert_int_equal(t.guard, GUARD_REMEDY_DISABLED);
+        /* after a failed ladder, passing checks alone do not let a hot host back in */
+        assert_int_equal(fsm_step(STATE_QUARANTINED, EVENT_CHECKS_PASSED, &(FsmInputs) { .rejoin_allowed = false }, &t), 0);
+        assert_int_equal(t.guard, GUARD_REJOIN_HOT);
+        assert_int_equal(t.to, STATE_QUARANTINED);
+        assert_int_equal(fsm_step(STATE_QUARANTINED, EVENT_CHECKS_PASSED, &(FsmInputs) { .rejoin_allowed = true }, &t), 0);
+        assert_int_equal(t.guard, GUARD_REJOIN_ALLOWED);
+        assert_int_equal(t.to, STATE_SERVING);
         assert_int_equal(fsm_step(STATE_DRAINING, EVENT_DRAINED, &(FsmInputs) { .remedy_allowed = true }, &t), 0);
         assert_int_equal(t.guard, GUARD_REMEDY_ALLOWED);
         assert_int_equal(fsm_step(STATE_DRAINING, EVENT_DRAINED, &(FsmInputs) { .remedy_allowed = false }, &t), 0);
@@ -143,6 +207,12 @@ static bool guards_overlap(Guard a, Guard b) {
                 return false;
         if ((a == GUARD_REMEDY_ALLOWED && b == GUARD_REMEDY_EXHAUSTED) ||
             (a == GUARD_REMEDY_EXHAUSTED && b == GUARD_REMEDY_ALLOWED))
+                return false;
+        /* enabled (not dry), disabled and dry run split one fact three ways */
+        if ((a == GUARD_REMEDY_DRY_RUN && (b == GUARD_REMEDY_ENABLED || b == GUARD_REMEDY_DISABLED)) ||
+            (b == GUARD_REMEDY_DRY_RUN && (a == GUARD_REMEDY_ENABLED || a == GUARD_REMEDY_DISABLED)))
+                return false;
+        if ((a == GUARD_REJOIN_ALLOWED && b == GUARD_REJOIN_HOT) || (a == GUARD_REJOIN_HOT && b == GUARD_REJOIN_ALLOWED))
                 return false;
         /* enabled/disabled vs allowed/exhausted: independent facts, both can hold */
         return true;
@@ -192,6 +262,8 @@ static void test_table_matches_walk(void **state) {
                 FsmInputs in = {
                         .remedy_enabled = tab[i].guard != GUARD_REMEDY_DISABLED,
                         .remedy_allowed = tab[i].guard != GUARD_REMEDY_EXHAUSTED,
+                        .dry_run = tab[i].guard == GUARD_REMEDY_DRY_RUN,
+                        .rejoin_allowed = tab[i].guard != GUARD_REJOIN_HOT,
                 };
                 Transition t;
 
@@ -233,14 +305,16 @@ static void test_strings(void **state) {
                 "start", "restore-maintenance", "checks-passed", "checks-failed", "breach",
                 "cleared", "budget-granted", "budget-denied", "retry", "drained",
                 "remedy-done", "remedy-failed", "maintenance", "resume", "restore-hold",
+                "dry-run-done",
         };
         static const char *const actions[] = {
                 "none", "run-checks", "pool-join", "request-leave", "alert-breach", "hold",
                 "note-cleared", "start-drain", "remediate", "quarantine", "give-up",
-                "enter-maintenance",
+                "enter-maintenance", "dry-run", "note-dry-run", "wait-cool",
         };
         static const char *const guards[] = {
                 "none", "remedy-enabled", "remedy-disabled", "remedy-allowed", "remedy-exhausted",
+                "remedy-dry-run", "rejoin-allowed", "rejoin-hot",
         };
 
         assert_int_equal(ELEMENTSOF(states), _STATE_MAX);

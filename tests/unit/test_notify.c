@@ -654,6 +654,47 @@ static void test_top_table_long_cmdline(void **state) {
 
 /* --- AlertGate ----------------------------------------------------------- */
 
+/* [remedy] budget = none: every remediation alert says so; alerts that are
+ * no remediation's (Redis, tests) and alerts under a pool do not. */
+static void test_no_fleet_budget(void **state) {
+        static const Notice said[] = { NOTICE_BREACH, NOTICE_REMEDIATING, NOTICE_GRACE, NOTICE_GAVE_UP };
+        /* outcomes and alerts that are no remediation's (a quarantine after
+         * failed checks at boot, Redis, tests) */
+        static const Notice unsaid[] = {
+                NOTICE_BACK, NOTICE_QUARANTINED, NOTICE_POOL_DOWN, NOTICE_TEST, NOTICE_MAINTENANCE, NOTICE_PROFILE,
+        };
+        const char *note = "no fleet budget ([remedy] budget = none)";
+
+        for (size_t i = 0; i < ELEMENTSOF(said); i++) {
+                NoticeFacts f = breach_facts();
+                Rendered r;
+
+                f.kind = said[i];
+                f.pool = NULL;
+                f.step = "reboot-instance";
+                f.no_fleet_budget = note;
+                compose(&f, &r);
+                must_contain(notice_to_string(said[i]), r.blocks, "no fleet budget");
+                must_contain(notice_to_string(said[i]), r.fallback, "Budget: no fleet budget");
+                rendered_done(&r);
+
+                f.no_fleet_budget = NULL; /* under a pool: nothing to say */
+                compose(&f, &r);
+                assert_null(strstr(r.fallback, "fleet budget"));
+                rendered_done(&r);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(unsaid); i++) {
+                NoticeFacts f = breach_facts();
+                Rendered r;
+
+                f.kind = unsaid[i];
+                f.no_fleet_budget = note;
+                compose(&f, &r);
+                assert_null(strstr(r.fallback, "fleet budget"));
+                rendered_done(&r);
+        }
+}
+
 static void test_gate(void **state) {
         AlertGate g = {};
         usec_t remind = 10 * USEC_PER_MINUTE, t0 = 1000 * USEC_PER_SEC;
@@ -719,6 +760,7 @@ int main(void) {
                 cmocka_unit_test(test_pool_down_up),
                 cmocka_unit_test(test_test_notice),
                 cmocka_unit_test(test_breach_evidence),
+                cmocka_unit_test(test_no_fleet_budget),
                 cmocka_unit_test(test_profile_notice),
                 cmocka_unit_test(test_context_incident),
                 cmocka_unit_test(test_invalid_kind),

@@ -491,6 +491,7 @@ typedef struct Step {
 typedef struct Fake {
         char dir[64], outbox[80], dead[96];
         sd_event *e;
+        Writer *w;             /* NULL: files written inline; set by the tests of the writer thread */
         Outbox *o;
         OutboxLimits limits;
 
@@ -541,9 +542,16 @@ static void arm_answer(Fake *f, const Step *st) {
 
 static int fake_send(void *userdata, const OutboxRecord *r, const char *thread_ts) {
         Fake *f = userdata;
+        char name[32];
         Sent *s;
 
         assert_true(f->n_sent < SENT_MAX);
+        /* write-ahead: nothing goes out before its file is on disk */
+        snprintf(name, sizeof name, "%020" PRIu64 ".json", r->seq);
+        if (!r->in_memory) {
+                assert_false(r->writing);
+                assert_true(exists(f->outbox, name));
+        }
         if (f->fail_sends > 0) {
                 f->fail_sends--;
                 s = &f->sent[f->n_sent++];
@@ -630,7 +638,7 @@ static void run_for(Fake *f, usec_t duration) {
 
 static void fake_open(Fake *f) {
         assert_null(f->o);
-        assert_int_equal(outbox_new(f->e, f->dir, &f->limits, &fake_transport, f, &f->o), 0);
+        assert_int_equal(outbox_new(f->e, f->w, f->dir, &f->limits, &fake_transport, f, &f->o), 0);
         assert_non_null(f->o);
 }
 
@@ -659,6 +667,7 @@ static int teardown(void **state) {
         Fake *f = *state;
 
         f->o = outbox_free(f->o);
+        f->w = writer_free(f->w);
         sd_event_unref(f->e);
         rm_rf(f->dir);
         free(f);
@@ -1418,8 +1427,8 @@ static void test_status_json(void **state) {
         assert_int_equal(status_int(j, "delivered"), 1);
         assert_int_equal(status_int(j, "pending"), 1);
         assert_int_equal(status_int(j, "bytes"), st2.st_size);
-        assert_true((usec_t) status_int(j, "last_ok_at") >= now_s - 1);
-        assert_true((usec_t) status_int(j, "last_ok_at") <= now_s + 5);
+        assert_true((usec_t) status_int(j, "last_ok_at_unix") >= now_s - 1);
+        assert_true((usec_t) status_int(j, "last_ok_at_unix") <= now_s + 5);
         json_object_put(j);
 
         answer_now(f, OUTBOX_RETRY, USEC_INFINITY, NULL);
@@ -1428,7 +1437,7 @@ static void test_status_json(void **state) {
         assert_false(status_bool(j, "in_flight"));
         assert_true(json_object_object_get_ex(j, "last_error", &v));
         assert_string_equal(json_object_get_string(v), "retry");
-        assert_true((usec_t) status_int(j, "last_error_at") >= now_s - 1);
+        assert_true((usec_t) status_int(j, "last_error_at_unix") >= now_s - 1);
         assert_true(status_int(j, "next_attempt_in_ms") <= 1000);
         json_object_put(j);
 }
@@ -1446,18 +1455,84 @@ static void test_status_json_contract_keys(void **state) {
         assert_true(run_until_answered(f, 2, 2 * USEC_PER_SEC));
         j = status(f);
         static const char *const keys[] = { "pending", "bytes", "oldest_age_s", "in_flight", "next_attempt_in_ms",
-                                            "paused", "last_error", "last_error_at", "last_ok_at", "delivered",
+                                            "paused", "last_error", "last_error_at", "last_error_at_unix", "last_ok_at", "last_ok_at_unix", "delivered",
                                             "dropped", "dead" };
         for (size_t i = 0; i < ELEMENTSOF(keys); i++)
                 (void) status_int(j, keys[i]);
         json_object_put(j);
 }
 
+/* --- with the writer thread ------------------------------------------------ */
+
+static void run_until_written(Fake *f, usec_t timeout) {
+        usec_t end = mono_now() + timeout;
+
+        while (writer_pending(f->w) > 0 && mono_now() < end)
+                assert_true(sd_event_run(f->e, 20 * USEC_PER_MSEC) >= 0);
+        assert_int_equal(writer_pending(f->w), 0);
+}
+
+static void test_writer_thread_sends_once_on_disk(void **state) {
+        Fake *f = *state;
+
+        assert_int_equal(writer_new(f->e, &f->w), 0);
+        fake_open(f);
+        for (size_t i = 0; i < 3; i++)
+                script(f, OUTBOX_DELIVERED, USEC_INFINITY, NULL);
+        add(f, "a", NULL, OUTBOX_STANDALONE, false);
+        add(f, "b", "inc-1", OUTBOX_PARENT, false);
+        add(f, "c", "inc-1", OUTBOX_REPLY, false);
+        /* queued, not sent: fake_send checks each file is there first */
+        assert_int_equal(f->n_sent, 0);
+        assert_true(run_until_answered(f, 3, 3 * USEC_PER_SEC));
+        assert_string_equal(f->sent[0].kind, "a");
+        assert_string_equal(f->sent[1].kind, "b");
+        assert_string_equal(f->sent[2].kind, "c");
+        /* the removals of the delivered ones are durable too */
+        run_until_written(f, 3 * USEC_PER_SEC);
+        assert_int_equal(count_entries(f->outbox), 0);
+}
+
+static void test_writer_thread_drop_while_writing(void **state) {
+        Fake *f = *state;
+
+        /* a is dropped for b while its write may still be queued: the
+         * removal queued behind that write keeps it from coming back */
+        assert_int_equal(writer_new(f->e, &f->w), 0);
+        f->limits = (OutboxLimits) { .max_count = 1, .max_bytes = 0 };
+        fake_open(f);
+        add(f, "a", NULL, OUTBOX_STANDALONE, false);
+        add(f, "b", NULL, OUTBOX_STANDALONE, false);
+        assert_int_equal(outbox_n_pending(f->o), 1);
+        run_until_written(f, 3 * USEC_PER_SEC);
+        assert_false(exists(f->outbox, NAME(01)));
+        assert_true(exists(f->outbox, NAME(02)));
+}
+
+static void test_writer_thread_refused(void **state) {
+        Fake *f = *state;
+        json_object *j;
+
+        /* the directory gone (as a disk that refuses the write): kept in
+         * memory, sent all the same, the error in status */
+        assert_int_equal(writer_new(f->e, &f->w), 0);
+        fake_open(f);
+        rm_rf(f->outbox);
+        script(f, OUTBOX_DELIVERED, USEC_INFINITY, NULL);
+        add(f, "a", NULL, OUTBOX_STANDALONE, false);
+        run_until_written(f, 3 * USEC_PER_SEC);
+        j = status(f);
+        assert_int_equal(status_int(j, "in_memory"), 1);
+        json_object_put(j);
+        assert_true(run_until_answered(f, 1, 3 * USEC_PER_SEC));
+        assert_string_equal(f->sent[0].kind, "a");
+}
+
 static void test_new_bad_dir(void **state) {
         Fake *f = *state;
         Outbox *o = (Outbox *) 0x1;
 
-        assert_true(outbox_new(f->e, "/nonexistent/monkey-test", &f->limits, &fake_transport, f, &o) < 0);
+        assert_true(outbox_new(f->e, f->w, "/nonexistent/monkey-test", &f->limits, &fake_transport, f, &o) < 0);
         assert_ptr_equal(o, (Outbox *) 0x1);
         assert_null(outbox_free(NULL));
         assert_int_equal(outbox_n_pending(NULL), 0);
@@ -1503,6 +1578,9 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_answer_without_flight, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_status_json, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_status_json_contract_keys, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_writer_thread_sends_once_on_disk, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_writer_thread_drop_while_writing, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_writer_thread_refused, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_new_bad_dir, setup, teardown),
         };
 

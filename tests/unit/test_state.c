@@ -232,6 +232,33 @@ static void test_incident_steps(void **state) {
         persistent_state_done(&a);
 }
 
+/* The reboot intent: written before RebootInstances goes out, read back
+ * by a restarted agent; absent when none, a bad boot id refused. */
+static void test_reboot_requested(void **state) {
+        PersistentState a, b;
+        _cleanup_(freep) char *text = NULL, *none = NULL, *err = NULL;
+
+        persistent_state_init(&a);
+        assert_int_equal(state_format(&a, &none), 0);
+        assert_null(strstr(none, "reboot_requested"));
+        a.reboot_requested.at = 1795374237000000ULL;
+        a.reboot_requested.boottime = 123456789;
+        memcpy(a.reboot_requested.boot_id, BOOT_A, BOOT_ID_LEN + 1);
+        assert_int_equal(state_format(&a, &text), 0);
+        assert_non_null(strstr(text, "\"reboot_requested\": {"));
+        assert_int_equal(parse_exact(text, strlen(text), &b, &err), 0);
+        assert_int_equal(b.reboot_requested.at, a.reboot_requested.at);
+        assert_int_equal(b.reboot_requested.boottime, 123456789);
+        assert_string_equal(b.reboot_requested.boot_id, BOOT_A);
+        persistent_state_done(&b);
+
+        static const char bad[] = "{\"version\":1,\"state\":\"REMEDIATING\",\"reboot_requested\":{\"at\":1,"
+                                  "\"boottime\":2,\"boot_id\":\"nope\"}}";
+        assert_int_equal(parse_exact(bad, strlen(bad), &b, &err), -EBADMSG);
+        assert_non_null(strstr(err, "reboot_requested.boot_id"));
+        persistent_state_done(&a);
+}
+
 static void test_round_trip_fresh(void **state) {
         (void) state;
         PersistentState a, b;
@@ -893,6 +920,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_round_trip_full),
                 cmocka_unit_test(test_incident_steps),
+                cmocka_unit_test(test_reboot_requested),
                 cmocka_unit_test(test_round_trip_fresh),
                 cmocka_unit_test(test_parse_valid_doc),
                 cmocka_unit_test(test_field_type_errors),

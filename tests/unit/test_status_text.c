@@ -418,6 +418,85 @@ static void test_remedy_lines(void **state) {
         free(t);
 }
 
+/* [remedy] budget = none, and the agent-check listener with its warning */
+static void test_budget_and_agent_check_lines(void **state) {
+        char buf[256], *t;
+
+        t = format_str("{\"state\":\"SERVING\",\"remedy\":{\"mode\":\"enabled\",\"count_in_window\":0,"
+                       "\"max_per_window\":2,\"window_sec\":3600,\"budget\":\"none\",\"budget_note\":"
+                       "\"no fleet budget ([remedy] budget = none)\"}}");
+        assert_string_equal(line_of(t, "remedy", buf, sizeof buf), "enabled (0 of 2 in 1h)");
+        assert_non_null(strstr(t, "\n            no fleet budget ([remedy] budget = none)\n"));
+        free(t);
+        t = format_str("{\"state\":\"SERVING\",\"remedy\":{\"mode\":\"enabled\",\"budget\":\"pool\","
+                       "\"budget_note\":null}}");
+        assert_null(strstr(t, "fleet budget"));
+        free(t);
+
+        t = format_str("{\"state\":\"SERVING\",\"agent_check\":{\"address\":\"127.0.0.3\",\"port\":5555,"
+                       "\"from\":\"[pool] address\",\"proxies_connect_to\":\"127.0.0.3\",\"reachable\":true,"
+                       "\"warning\":null,\"note\":null}}");
+        assert_string_equal(line_of(t, "proxy", buf, sizeof buf), "agent-check on 127.0.0.3 port 5555 (from [pool] address)");
+        assert_null(strstr(t, "WARNING"));
+        free(t);
+        t = format_str("{\"state\":\"SERVING\",\"agent_check\":{\"address\":\"127.0.0.1\",\"port\":5555,"
+                       "\"from\":\"[proxy] agent_check_address\",\"reachable\":false,\"warning\":\"HAProxy connects "
+                       "agent-check to the server's own address 127.0.0.3\"}}");
+        assert_non_null(strstr(t, "\n            WARNING: HAProxy connects agent-check to the server's own address "
+                                  "127.0.0.3\n"));
+        free(t);
+        /* no [proxy]: no line */
+        t = format_str("{\"state\":\"SERVING\",\"agent_check\":null}");
+        assert_null(strstr(t, "agent-check"));
+        free(t);
+}
+
+/* The verdict behind the exit code, the config that runs and the last reload. */
+static void test_routing_config_reload_lines(void **state) {
+        char buf[512], *t;
+
+        t = format_str("{\"state\":\"SERVING\",\"routing\":{\"verdict\":\"degraded\",\"routed\":true,"
+                       "\"degraded\":true,\"why\":\"Redis: unreachable (Connection refused)\"},"
+                       "\"config\":\"/etc/monkeyd/monkeyd.conf\",\"config_sha256\":"
+                       "\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\",\"last_reload\":null}");
+        assert_string_equal(line_of(t, "routing", buf, sizeof buf), "DEGRADED: Redis: unreachable (Connection refused)");
+        assert_string_equal(line_of(t, "config", buf, sizeof buf),
+                            "/etc/monkeyd/monkeyd.conf sha256 "
+                            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_string_equal(line_of(t, "reload", buf, sizeof buf), "none since the agent started");
+        free(t);
+
+        t = format_str("{\"state\":\"MAINTENANCE\",\"routing\":{\"verdict\":\"not routed\",\"why\":"
+                       "\"state MAINTENANCE\"},\"config\":\"/etc/m.conf\",\"config_sha256\":\"ab\","
+                       "\"last_reload\":{\"at\":\"2026-11-22T17:00:00Z\",\"at_unix\":1795366800,\"ok\":true,"
+                       "\"result\":\"ok\",\"via\":\"monkeyctl\"}}");
+        assert_string_equal(line_of(t, "routing", buf, sizeof buf), "not routed: state MAINTENANCE");
+        assert_string_equal(line_of(t, "reload", buf, sizeof buf), "2026-11-22 17:00:00 UTC (monkeyctl): ok");
+        free(t);
+
+        /* a refusal: what the agent said, on one line */
+        t = format_str("{\"state\":\"SERVING\",\"config\":\"/etc/m.conf\",\"config_sha256\":\"ab\","
+                       "\"last_reload\":{\"at_unix\":1795366800,\"ok\":false,\"via\":\"SIGHUP\",\"result\":"
+                       "\"/etc/m.conf:7: [cpu] threshold: invalid\\npercentage\"}}");
+        assert_string_equal(line_of(t, "reload", buf, sizeof buf),
+                            "2026-11-22 17:00:00 UTC (SIGHUP): REFUSED, still running the config above: "
+                            "/etc/m.conf:7: [cpu] threshold: invalid?percentage");
+        free(t);
+
+        /* a config with a secret inline: no hash for every local user to read */
+        t = format_str("{\"state\":\"SERVING\",\"config\":\"/etc/m.conf\",\"config_sha256\":null,"
+                       "\"last_reload\":null}");
+        assert_string_equal(line_of(t, "config", buf, sizeof buf),
+                            "/etc/m.conf (no sha256 shown: the file holds a secret inline)");
+        free(t);
+
+        /* an older agent: no such lines */
+        t = format_str("{\"state\":\"SERVING\"}");
+        assert_null(strstr(t, "routing"));
+        assert_null(strstr(t, "reload"));
+        free(t);
+}
+
 static void test_duration(void **state) {
         static const struct {
                 double sec;
@@ -464,6 +543,8 @@ int main(void) {
                 cmocka_unit_test(test_pool_listing),
                 cmocka_unit_test(test_slack_line),
                 cmocka_unit_test(test_remedy_lines),
+                cmocka_unit_test(test_budget_and_agent_check_lines),
+                cmocka_unit_test(test_routing_config_reload_lines),
                 cmocka_unit_test(test_duration),
                 cmocka_unit_test(test_time),
         };

@@ -46,6 +46,8 @@ ORDER = []
 # A cell that runs longer than this is killed and fails.
 CELL_TIMEOUT = float(os.environ.get("MONKEY_FAULTS_CELL_TIMEOUT", "120")) * harness.SLOWDOWN
 PROBE_TIMEOUT = "0.1"
+# monkeyctl status answered: routed, not routed, degraded (a dependency down)
+ANSWERED = (0, 1, 4)
 # A probe is tried up to this many times in a row (each with the 100 ms
 # bound) before the cell fails: a stall of a few hundred ms from a busy
 # disk passes, a loop that a dependency blocks (seconds) does not.
@@ -96,14 +98,14 @@ class Cell:
             agent.assert_alive()
             cp, ms = self._ctl_status(agent)
             tries = 1
-            while cp.returncode not in (0, 1) and tries < PROBE_TRIES:
+            while cp.returncode not in ANSWERED and tries < PROBE_TRIES:
                 # Two cores shared with other jobs, and the agent's own fsyncs
                 # (state.json, the outbox) on a busy disk: a miss may be
                 # local. A loop blocked on a dependency misses every time.
                 self.misses += 1
                 tries += 1
                 cp, ms = self._ctl_status(agent)
-            if cp.returncode not in (0, 1):
+            if cp.returncode not in ANSWERED:
                 agent.assert_alive()
                 fail("monkeyctl status did not answer within %ss %d times in a row while the fault is on: exit %d, %s"
                      % (PROBE_TIMEOUT, tries, cp.returncode, cp.stderr.decode(errors="replace").strip()[:300]))
@@ -122,7 +124,7 @@ class Cell:
                             stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
         ms = (time.monotonic() - t) * 1000
         self.probes += 1
-        if cp.returncode in (0, 1):
+        if cp.returncode in ANSWERED:
             self.worst_ms = max(self.worst_ms, ms)
         return cp, ms
 

@@ -66,7 +66,7 @@ def ec2_agent(c, d, sl, remedy_extra=""):
         f.write(SLACK_TOKEN + "\n")
     os.chmod(tok, 0o600)
     a.write_config(extra="[aws]\nregion = us-east-1\ninstance_id = %s\nendpoint_url = %s\nimds_url = %s\n\n"
-                         "[remedy]\nladder = reboot-instance\nmax_per_window = 3\nreboot_timeout = 30s\n%s\n"
+                         "[remedy]\nladder = reboot-instance\nmax_per_window = 3\nreboot_timeout = 30s\nbudget = none\n%s\n"
                          "[slack]\ntoken_file = %s\nchannel = #incidents\napi_url = %s\ntimeout = 2s\n"
                    % (IID, d.endpoint_url, d.url, remedy_extra, tok, sl.api_url))
     a.env_extra = {"AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": SECRET, "HOME": a.dir}
@@ -125,10 +125,16 @@ def ec2_5xx(c):
         check("InternalError" in reason and "giving up" in reason, "quarantine reason %r" % reason)
         alert = c.wait(a, lambda: [t for t in slack_texts(sl) if "quarantined" in t and "InternalError" in t], 5,
                        "a quarantine alert naming InternalError")
-        # EC2 recovers; the load is still there
+        # EC2 recovers; the load is still there: the ladder failed, so the
+        # host stays out until its CPU has been cool for a whole window
         d.set_ec2_default("ok")
         t_ok = time.time()
-        c.wait(a, lambda: a.state() == "SERVING" or d.reboots(), 15, "the quarantine's checks to rejoin")
+        c.probe_for(a, 3.0)
+        check(a.state() == "QUARANTINED" and not d.reboots(), "rejoined or rebooted while still hot: %s"
+              % a.state())
+        a.feeder.set_busy(5)
+        c.wait(a, lambda: a.state() == "SERVING", 15, "the rejoin once cool for a window")
+        a.feeder.set_busy(95)
         c.wait(a, lambda: d.reboots() == [IID], 15, "the next overload to reboot through EC2")
         only_out_of_pool(a, d)
         a.feeder.set_busy(5)
@@ -136,7 +142,8 @@ def ec2_5xx(c):
         check("SERVING" in after and after.index("SERVING") < after.index("REMEDIATING"),
               "after EC2 recovered: %s" % after)
         c.result("5 attempts, InternalError each, backoff %s s, no reboot; QUARANTINED, alert '%s'; EC2 back: "
-                 "checks, rejoined, the next overload rebooted once, out of the pool"
+                 "stayed out while hot, rejoined once cool for a window, the next overload rebooted once, out of "
+                 "the pool"
                  % ("/".join("%.1f" % x for x in g),
                     next(ln for ln in alert[0].splitlines() if "InternalError" in ln)[:100]))
     finally:
@@ -189,15 +196,22 @@ def unauthorized(c):
                "the permission alert")
         c.probe_for(a, 0.5)
         check(d.reboots() == [], "rebooted")
-        # the grant is back: the self-test says so, the next overload reboots
+        # the grant is back: the self-test says so; still hot after the
+        # failed ladder, the host stays out; cool for a window, it rejoins;
+        # the next overload reboots
         d.set_allowed(True)
         r = a.ctl("test-reboot", timeout=30)
         check(r.returncode == 0 and "permitted" in r.stdout, "test-reboot after the fix: %r" % r.stdout)
+        check(a.state() == "QUARANTINED", "rejoined while still hot: %s" % a.state())
+        a.feeder.set_busy(5)
+        c.wait(a, lambda: a.state() == "SERVING", 15, "the rejoin once cool for a window")
+        a.feeder.set_busy(95)
         c.wait(a, lambda: d.reboots() == [IID], 20, "a reboot once permitted again")
         only_out_of_pool(a, d)
         a.feeder.set_busy(5)
         c.result("one call, not retried; QUARANTINED with AWS's code, alert in Slack, permission 'denied' in "
-                 "status; granted again: test-reboot permitted, the next overload rebooted once, out of the pool")
+                 "status; granted again: test-reboot permitted, out while hot, rejoined once cool, the next "
+                 "overload rebooted once, out of the pool")
     finally:
         d.stop()
         sl.stop()

@@ -22,7 +22,7 @@ ROLE = "monkey-role"
 def imds_agent(c, url):
     a = Agent(name="imds", window="1s", interval="100ms")
     a.write_config(extra="[aws]\nendpoint_url = %s/\nimds_url = %s\n\n"
-                         "[remedy]\nladder = reboot-instance\nmax_per_window = 3\nreboot_timeout = 30s\n"
+                         "[remedy]\nladder = reboot-instance\nmax_per_window = 3\nreboot_timeout = 30s\nbudget = none\n"
                    % (url, url))
     a.env_extra = {"HOME": "/nonexistent"}  # no key anywhere: the instance role, as on EC2
     return c.track(a)

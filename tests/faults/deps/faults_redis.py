@@ -42,7 +42,7 @@ def pool_agent(c, redis_url, i=0, drain="1s", more="", host=None):
     host = host or "web-%d" % (i + 1)
     extra = ("[pool]\nredis = %s\nname = %s\naddress = %s\nmin_serving = 0\nmax_unavailable = 1\n"
              "drain = %s\nlease = 3s\nheartbeat = 1s\n%s\n"
-             "[remedy]\ndry_run = yes\nmax_per_window = 100\nwindow = 1h\n" % (redis_url, POOL, addr, drain, more))
+             "[remedy]\nladder = none\nmax_per_window = 100\nwindow = 1h\n" % (redis_url, POOL, addr, drain, more))
     a = Agent(name="redis-%s" % host, host=host, window="1s", interval="100ms", extra=extra)
     a.addr = addr
     a.host = host

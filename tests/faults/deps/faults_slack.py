@@ -35,7 +35,7 @@ def token_file(a):
     return path
 
 
-def slack_agent(c, api_url, name="slack", remedy="dry_run = yes\n", more=""):
+def slack_agent(c, api_url, name="slack", remedy="ladder = none\nbudget = none\n", more=""):
     a = Agent(name=name, window="1s", interval="100ms")
     a.api_url = api_url
     a.slack_extra = "[slack]\ntoken_file = %s\nchannel = #incidents\napi_url = %s\ntimeout = 1s\n%s\n" \
@@ -44,7 +44,8 @@ def slack_agent(c, api_url, name="slack", remedy="dry_run = yes\n", more=""):
     return c.track(a)
 
 
-KINDS = (("breach", "is overloaded"), ("remediating", "reboot-instance"), ("back", "is back in the pool"),
+KINDS = (("breach", "is overloaded"), ("remediating", "reboot-instance"),
+         ("remediating", "nothing done to the host"), ("back", "is back in the pool"),
          ("quarantined", "is quarantined"), ("test", "Test alert"))
 
 

@@ -28,7 +28,16 @@
  *    no real clock step does. Listed before libfaketime in LD_PRELOAD,
  *    this hands timerfd_settime/gettime of non-realtime timers straight
  *    to the kernel and leaves realtime ones to libfaketime, so a monkeyd
- *    started after a jump (the simulated reboot) has real timers. */
+ *    started after a jump (the simulated reboot) has real timers.
+ *
+ * 4. A slow disk (FAULTSHIM_FSYNC_DELAY_MS): every fsync and fdatasync
+ *    sleeps that long first, as on a loaded disk (issue 17 measured
+ *    260-413 ms per fsync), whichever thread calls it. FAULTSHIM_IO_LOG
+ *    names a file that gets one line per fsync/fdatasync and per rename
+ *    once it returned: "<CLOCK_REALTIME seconds> fsync|rename <path>"
+ *    (a rename logs its new path), so a test can tell when a file was
+ *    durable and compare that with when another process saw what it
+ *    announced. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +51,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_TRACKED_FD 4096
@@ -326,6 +336,67 @@ int mkdir(const char *path, mode_t mode) {
         return REAL(mkdir)(path, mode);
 }
 
+/* ---- 4. the slow disk, and its timeline ---- */
+
+static void io_log(const char *what, int dfd, const char *path) {
+        const char *log = getenv("FAULTSHIM_IO_LOG");
+        char p[PATH_MAX], line[PATH_MAX + 64];
+        struct timespec ts;
+        int fd, n;
+
+        if (!log || !*log)
+                return;
+        if (!full_path(dfd, path, p, sizeof p))
+                snprintf(p, sizeof p, "?");
+        clock_gettime(CLOCK_REALTIME, &ts);
+        n = snprintf(line, sizeof line, "%lld.%09ld %s %s\n", (long long) ts.tv_sec, ts.tv_nsec, what, p);
+        if (n < 0)
+                return;
+        if ((size_t) n >= sizeof line)
+                n = sizeof line - 1;
+        /* O_APPEND and one write a line: lines of two threads never mix */
+        fd = raw_openat(AT_FDCWD, log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return;
+        (void) !raw_write(fd, line, (size_t) n);
+        (void) syscall(SYS_close, fd);
+}
+
+static void slow_disk(void) {
+        const char *e = getenv("FAULTSHIM_FSYNC_DELAY_MS");
+        unsigned long ms = e && *e ? strtoul(e, NULL, 10) : 0;
+        struct timespec ts = { .tv_sec = (time_t) (ms / 1000), .tv_nsec = (long) (ms % 1000) * 1000000L };
+
+        while (ms > 0 && nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
+static int sync_common(int fd, bool data_only) {
+        char link[64], p[PATH_MAX];
+        ssize_t n;
+        int r, saved;
+
+        slow_disk();
+        r = data_only ? REAL(fdatasync)(fd) : REAL(fsync)(fd);
+        saved = errno;
+        if (r == 0 && getenv("FAULTSHIM_IO_LOG")) {
+                snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+                n = readlink(link, p, sizeof p - 1);
+                p[n > 0 ? n : 0] = '\0';
+                io_log(data_only ? "fdatasync" : "fsync", AT_FDCWD, n > 0 ? p : "?");
+        }
+        errno = saved;
+        return r;
+}
+
+int fsync(int fd) {
+        return sync_common(fd, false);
+}
+
+int fdatasync(int fd) {
+        return sync_common(fd, true);
+}
+
 /* ---- renames: both features meet here ---- */
 
 static int rename_common(int odfd, const char *old, int ndfd, const char *new, unsigned flags, int which) {
@@ -342,6 +413,8 @@ static int rename_common(int odfd, const char *old, int ndfd, const char *new, u
                 r = REAL(renameat)(odfd, old, ndfd, new);
         else
                 r = REAL(renameat2)(odfd, old, ndfd, new, flags);
+        if (r == 0)
+                io_log("rename", ndfd, new);
         if (d == 2 && r == 0)
                 kill_now("after");
         return r;

@@ -208,6 +208,49 @@ def sigv4_skew():
                 "alerts delivered; status %.0f ms" % (len(calls), dt, st["reason"], ms * 1000))
 
 
+def reconcile_skew(offset):
+    """The agent's wall clock is off by `offset` while it is out of the
+    pool (an operator drain: counted against max_unavailable, as a
+    remediation is), then Redis loses the pool (its keys go, the connection
+    drops). The agent writes its membership back and counts itself out
+    again until out_max after it left, on Redis's clock: it sends how long
+    it has been out (CLOCK_BOOTTIME), never a wall-clock time for Redis to
+    compare with TIME (a clock behind would drop the count and free the
+    slot for one host too many; one ahead would stretch it)."""
+    h, c = new_host("clk-reconcile")
+    r = faults.redis()
+    out_key = "monkey:{%s}:out" % h.pool
+    host = "fault-clk-reconcile"
+
+    def score():
+        v = r.cmd("ZSCORE", out_key, host)
+        return float(v) if v else None
+    with h:
+        h.start()
+        c.set(offset)
+        check(h.a.ctl("drain", "clock", "reconcile").returncode == 0, "drain")
+        h.a.wait_state("MAINTENANCE", 5)
+        skew = check_faked(h, c)
+        first = wait_until(score, 5, 0.05, what="the drained host counted out")
+        time.sleep(1.0)
+        keys = [k for k in r.cmd("KEYS", "monkey:{%s}:*" % h.pool).split("\n") if k]
+        check(keys, "no keys of pool %s in Redis" % h.pool)
+        r.cmd("DEL", *keys)
+        r.cmd("CLIENT", "KILL", "TYPE", "normal")
+        try:
+            again = wait_until(score, 10, 0.05, what="counted out again")
+        except faults.TestFailure:
+            fail("agent clock %+.0fs: after Redis lost the pool the drained host is no longer counted out "
+                 "(its slot in max_unavailable is free): the reconcile compared the agent's wall clock with "
+                 "Redis's" % skew)
+        check(abs(again - first) < 3000, "agent clock %+.0fs: counted out until %+.1fs from the first count "
+              "(want the same expiry, out_max after it left)" % (skew, (again - first) / 1000))
+        check(h.addr() not in h.serving_set(), "back in serving while drained")
+        ms = assert_responsive(h.a)
+        return ("agent clock %+.0fs, Redis lost the pool: counted out again, expiry %+.0f ms from the first "
+                "count (out_max after it left), not serving, status %.0f ms" % (skew, again - first, ms * 1000))
+
+
 def main():
     faults.preflight()
     if not os.path.exists(faults.LIBFAKETIME):
@@ -221,6 +264,8 @@ def main():
     cells.run("clock", "forward-1h-after-reboot-guard", guard_after_reboot, HOUR)
     cells.run("clock", "backward-1h-after-reboot-guard", guard_after_reboot, -HOUR)
     cells.run("clock", "forward-1h-sigv4", sigv4_skew)
+    cells.run("clock", "backward-1h-pool-reconcile", reconcile_skew, -HOUR)
+    cells.run("clock", "forward-1h-pool-reconcile", reconcile_skew, HOUR)
     cells.finish()
 
 

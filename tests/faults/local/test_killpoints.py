@@ -107,7 +107,10 @@ def kill_cell(point, run, match, nth, shows, when):
                 if perm == "permitted":
                     h.a.feeder.set_busy(95)
                     overloaded = True
-            if h.reboots() and st["state"] == "SERVING" and (st.get("last_incident") or {}).get("outcome") == "rejoined":
+            # status answers from memory while state.json is written off the
+            # loop: the cycle is over once the disk has caught up too
+            if h.reboots() and st["state"] == "SERVING" and (st.get("last_incident") or {}).get("outcome") == "rejoined" \
+                    and (st.get("disk_writes") or {}).get("pending", 0) == 0:
                 break
             time.sleep(0.05)
         h.wait_reboots_done()
