@@ -4,9 +4,10 @@ readiness checks every 300 ms against a real nginx app, the pool's
 heartbeat on a real redis-server, Slack answering 429 and 503 so the outbox
 retries, incident evidence and a CPU profile from a dry-run breach, and
 HAProxy's agent-check listener. Five reloads (unchanged, changed, broken,
-unchanged while drained, changed after resume) must leave a healthy host
-SERVING with every check passing, show the new values in status, and give
-AddressSanitizer nothing to report (CI runs this under ASan+UBSan).
+unchanged while drained, changed after resume), then a restart and a
+reboot, must leave a healthy host SERVING with every check passing, show
+the new values in status, and give AddressSanitizer nothing to report (CI
+runs this under ASan+UBSan).
 
 This is the reload that freed the Config the checks still read: the
 checks then compared the app's answer with freed memory and a healthy
@@ -21,7 +22,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "doubles"))
-from harness import Agent, check, main, wait_until  # noqa: E402
+from harness import BOOT_B, Agent, check, main, wait_until  # noqa: E402
 from proxyfleet import Redis, free_port, nginx_app  # noqa: E402
 from slack_double import SlackDouble  # noqa: E402
 
@@ -150,6 +151,21 @@ def l1_five_reloads_under_load():
             sl.wait_for(lambda ms: any("DRY RUN" in m["body"].get("text", "") for m in ms), 15)
             hist = [h.get("to") for h in a.history(200)]
             check("QUARANTINED" not in hist, "the host quarantined itself during the reloads: %r" % hist)
+
+            # restart (same boot), then a reboot (new boot id): the same
+            # periodic jobs, SERVING again, the history kept across both
+            before = len(a.history(200))
+            rc = a.stop()
+            check(rc == 0, "monkeyd exited %r after SIGTERM" % rc)
+            a.start(timeout=15)
+            assert_serving_for(a, 1.0, "after a restart")
+            check(len(a.history(200)) > before, "the history did not survive the restart")
+            check(a.stop() == 0, "exit status after the second SIGTERM")
+            a.set_boot_id(BOOT_B)
+            a.start(timeout=15)
+            assert_serving_for(a, 1.0, "after a reboot")
+            check(redis.cmd("SISMEMBER", "monkey:{live}:serving", "127.0.0.2:%d" % app_port) == "1",
+                  "not back in the pool's serving set after the reboot")
 
             rc = a.stop()
             check(rc == 0, "monkeyd exited %r after SIGTERM" % rc)
