@@ -342,7 +342,7 @@ def pool_keys(pool):
 
 
 def pool_put(redis, pool, host, addr, lease_ms=60000):
-    """What an agent's join leaves in Redis (agent/pool.h data model)."""
+    """What an agent's join leaves in Redis (agent/routing/pool.h data model)."""
     k = pool_keys(pool)
     redis.cmd("SET", k["lease"](host), "1", "PX", lease_ms)
     redis.cmd("HSET", k["addrs"], addr, host)

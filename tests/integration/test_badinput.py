@@ -11,7 +11,7 @@ are answered within 100 ms), 200 clients at once (each answered or told
 holding every connection it may (the operator still gets in), and a log
 line forged through a drain reason.
 
-Config: every key of agent/config.c's table, generated from the table
+Config: every key of agent/core/config.c's table, generated from the table
 itself, given a value of the wrong type and an out-of-range one:
 `monkeyd --check-config` exits 2 with one line "FILE:LINE: message" naming
 the key; then unknown section and key, duplicate key, a line without '=',
@@ -411,8 +411,8 @@ def b6_forged_log_line():
 # Config: every key from the table
 
 def config_table():
-    """(section, key, parser, min, max, flags) for every ITEM() in agent/config.c."""
-    with open(os.path.join(SOURCE_ROOT, "agent", "config.c")) as f:
+    """(section, key, parser, min, max, flags) for every ITEM() in agent/core/config.c."""
+    with open(os.path.join(SOURCE_ROOT, "agent", "core", "config.c")) as f:
         text = f.read()
     body = text[text.index("static const ConfigItem config_items[]"):]
     body = body[:body.index("};")]
@@ -518,7 +518,7 @@ def b7_every_key_wrong_type_and_out_of_range():
     path = os.path.join(d, "bad.conf")
     table = config_table()
     sections = sorted({s for s, *_ in table})
-    print("   %d keys in %d sections, from agent/config.c" % (len(table), len(sections)))
+    print("   %d keys in %d sections, from agent/core/config.c" % (len(table), len(sections)))
     n = 0
     for section, key, parser, mn, mx, flags in table:
         wrong, ranges = bad_values(parser, mn, mx)

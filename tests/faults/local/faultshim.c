@@ -4,7 +4,7 @@
  *
  * 1. SIGKILL at a persist (FAULTSHIM_KILL_MATCH): the agent persists each
  *    transition by renaming a fsynced temp file onto state.json
- *    (agent/fileio.c). At the NTH rename onto FAULTSHIM_KILL_TARGET
+ *    (agent/base/fileio.c). At the NTH rename onto FAULTSHIM_KILL_TARGET
  *    (default "state.json") whose new content contains the MATCH
  *    substring, raise SIGKILL right before the rename (FAULTSHIM_KILL_WHEN
  *    = before: the old file stays, the temp file is left behind) or right
