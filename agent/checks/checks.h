@@ -17,6 +17,7 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "excerpt.h"
 #include "http.h"
 
 #define CHECKS_BODY_MAX (256 * 1024)
@@ -50,16 +51,6 @@ typedef struct CheckReport {
  * curl's; status 0 when none). `re` is NULL unless expect is "re:...". */
 void checks_evaluate_http(const Config *c, const regex_t *re, CURLcode result, long status, const char *body,
                           size_t len, bool truncated, const char *error, CheckReport *r);
-
-/* Pure: the first `max` bytes of a body, printable ASCII kept, anything
- * else as \xNN, for an alert that quotes what the app answered. */
-void checks_excerpt(const char *body, size_t len, size_t max, char *buf, size_t size);
-/* Pure: the first `max` bytes of a body as text for JSON, not escaped:
- * valid UTF-8 (newlines and tabs included) kept, a byte that is not, or
- * another control character, as U+FFFD; "..." when cut. JSON escapes it
- * once, and whoever shows it escapes it for its medium (checks_excerpt for
- * a terminal or Slack). size >= max * 3 + 4 holds any body. */
-void checks_excerpt_text(const char *body, size_t len, size_t max, char *buf, size_t size);
 
 /* Pure: is `addr` (an IPv4/IPv6 literal) configured on one of these
  * interfaces (getifaddrs' list): one of their addresses, or inside the
