@@ -43,13 +43,14 @@
 
 #include "fileio.h"
 #include "log.h"
+#include "parse.h"
 #include "proxysync.h"
 #include "redis_event.h"
+#include "secret.h"
 
 #define PROG "monkey-proxy-sync"
 #define HAPROXY_ANSWER_MAX (4U * 1024U * 1024U)
 #define NGINX_FILE_MAX (1024U * 1024U)
-#define PASSWORD_MAX 4096
 #define BACKOFF_MIN_USEC (100 * USEC_PER_MSEC)
 #define BACKOFF_MAX_USEC (5 * USEC_PER_SEC)
 /* Events come in bursts (a leave is several writes): one sync for all. */
@@ -1263,7 +1264,9 @@ static void help(void) {
                "Options:\n"
                "  --redis URL             redis://[USER:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH\n"
                "                          (default redis://127.0.0.1:6379)\n"
-               "  --password-file FILE    Redis password (first line), instead of the URL\n"
+               "  --password-file FILE    Redis password (first line), instead of the URL; an\n"
+               "                          absolute path to a file of ours or root's, no symlink,\n"
+               "                          no group/other access (chmod 600)\n"
                "  --interval DUR          periodic full resync (default 5s)\n"
                "  --timeout DUR           per Redis/HAProxy exchange (default 1s)\n"
                "  --reload-timeout DUR    the reload command is killed after this (default 10s)\n"
@@ -1276,7 +1279,8 @@ static void help(void) {
                "  --log-level LEVEL       error, warning, notice, info (default), debug\n"
                "  --version, -h --help\n"
                "\n"
-               "Durations: 500ms, 5s, 2m. Exit status 2 on usage errors.\n");
+               "Durations as in monkeyd.conf: 500ms, 5s, 1m30s (a day at most).\n"
+               "Exit status 2 on usage errors.\n");
 }
 
 static int usage(const char *format, ...) _printf_(1, 2);
@@ -1289,20 +1293,6 @@ static int usage(const char *format, ...) {
         va_end(ap);
         fputs(" (see --help)\n", stderr);
         return 2;
-}
-
-static int read_password_file(const char *path, char **ret) {
-        _cleanup_(freep) char *text = NULL;
-        int r;
-
-        r = read_small_file(path, PASSWORD_MAX, &text);
-        if (r < 0)
-                return r;
-        text[strcspn(text, "\r\n")] = '\0';
-        if (!*text)
-                return -ENODATA;
-        *ret = TAKE_PTR(text);
-        return 0;
 }
 
 static bool url_userinfo_is_one_word(const char *url) {
@@ -1376,7 +1366,7 @@ int main(int argc, char *argv[]) {
         };
         _cleanup_(sync_freep) Sync *s = NULL;
         const char *redis_url = "redis://127.0.0.1:6379", *password_file = NULL;
-        _cleanup_(freep) char *url_error = NULL;
+        _cleanup_(freep) char *url_error = NULL, *secret_error = NULL;
         int c, r, level = -1;
         usec_t *dur;
 
@@ -1404,7 +1394,9 @@ int main(int argc, char *argv[]) {
                             : c == ARG_INTERVAL    ? &o.interval
                             : c == ARG_TIMEOUT     ? &o.timeout
                                                    : &o.reload_timeout;
-                        if (proxysync_parse_duration(optarg, dur) < 0) {
+                        /* monkeyd's grammar ("1m30s"); a day at most, as
+                         * none of these is useful longer. */
+                        if (parse_duration(optarg, dur) < 0 || *dur > USEC_PER_DAY) {
                                 const char *name = "?";
                                 for (size_t i = 0; options[i].name; i++)
                                         if (options[i].val == c)
@@ -1462,9 +1454,11 @@ int main(int argc, char *argv[]) {
                 }
                 if (o.redis.password)
                         return usage("give the Redis password in the URL or in --password-file, not both");
-                r = read_password_file(password_file, &o.redis.password);
+                /* monkeyd's rules for its own password_file: a password
+                 * others can read is refused, not used. */
+                r = secret_file_read(password_file, &o.redis.password, &secret_error);
                 if (r < 0) {
-                        fprintf(stderr, PROG ": cannot read the password file %s: %s\n", password_file, strerror(-r));
+                        fprintf(stderr, PROG ": --password-file: %s\n", secret_error ? secret_error : strerror(-r));
                         return 2;
                 }
         }

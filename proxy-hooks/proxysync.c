@@ -6,6 +6,8 @@
 #include <stdarg.h>
 #include <sys/un.h>
 
+#include "numparse.h"
+
 #define NAME_MAX_LEN 64
 #define SERVERS_STATE_MAX_LINE 4096
 
@@ -37,50 +39,18 @@ bool proxysync_name_is_valid(const char *s) {
         return n > 0 && n <= NAME_MAX_LEN;
 }
 
-/* Strict decimal: digits only, no sign, no blanks, within max. */
+/* Strict decimal (numparse.h's grammar) within max. */
 static int parse_ulong(const char *s, size_t len, unsigned long max, unsigned long *ret) {
-        unsigned long v = 0;
+        uint64_t v;
+        int r;
 
-        if (len == 0 || len > 20)
-                return -EINVAL;
-        for (size_t i = 0; i < len; i++) {
-                if (!isdigit((unsigned char) s[i]))
-                        return -EINVAL;
-                unsigned long d = (unsigned long) (s[i] - '0');
-                if (v > (ULONG_MAX - d) / 10)
-                        return -ERANGE;
-                v = v * 10 + d;
-        }
+        r = parse_u64_decimal(s, len, &v);
+        if (r < 0)
+                return r;
         if (v > max)
                 return -ERANGE;
-        *ret = v;
+        *ret = (unsigned long) v;
         return 0;
-}
-
-int proxysync_parse_duration(const char *s, usec_t *ret) {
-        static const struct {
-                const char *suffix;
-                usec_t mult;
-        } units[] = {
-                { "ms", USEC_PER_MSEC }, { "s", USEC_PER_SEC }, { "m", USEC_PER_MINUTE }, { "h", USEC_PER_HOUR }, { "", USEC_PER_SEC },
-        };
-        unsigned long v;
-        size_t digits;
-
-        if (!s || !ret)
-                return -EINVAL;
-        digits = strspn(s, "0123456789");
-        if (digits == 0)
-                return -EINVAL;
-        for (size_t i = 0; i < ELEMENTSOF(units); i++) {
-                if (!streq(s + digits, units[i].suffix))
-                        continue;
-                if (parse_ulong(s, digits, USEC_PER_DAY / units[i].mult, &v) < 0)
-                        return -ERANGE;
-                *ret = (usec_t) v * units[i].mult;
-                return 0;
-        }
-        return -EINVAL;
 }
 
 static int unhex(char c) {

@@ -13,9 +13,6 @@
  * accepts, and safe inside a Redis key, a HAProxy command and nginx text. */
 bool proxysync_name_is_valid(const char *s);
 
-/* "5s", "500ms", "2m", "1h", or plain seconds ("5"); at most a day. */
-int proxysync_parse_duration(const char *s, usec_t *ret);
-
 typedef struct RedisUrl {
         char *host;     /* TCP host (brackets removed), NULL for a unix socket */
         uint16_t port;  /* default 6379 */

@@ -13,9 +13,10 @@ static void freestrp(char **p) {
         free(*p);
 }
 
-static void test_names_and_durations(void **state) {
-        usec_t u;
-
+/* Durations are parse_duration()'s (agent/base/parse.h), tested in
+ * tests/unit/test_parse.c; the options that take one, by h6 of
+ * tests/integration/test_haproxy.py. */
+static void test_names(void **state) {
         assert_true(proxysync_name_is_valid("web"));
         assert_true(proxysync_name_is_valid("web-2.prod_eu"));
         assert_false(proxysync_name_is_valid(""));
@@ -30,28 +31,6 @@ static void test_names_and_durations(void **state) {
         assert_false(proxysync_name_is_valid(big));
         big[64] = '\0';
         assert_true(proxysync_name_is_valid(big));
-
-        assert_int_equal(proxysync_parse_duration("5s", &u), 0);
-        assert_int_equal(u, 5 * USEC_PER_SEC);
-        assert_int_equal(proxysync_parse_duration("250ms", &u), 0);
-        assert_int_equal(u, 250 * USEC_PER_MSEC);
-        assert_int_equal(proxysync_parse_duration("2m", &u), 0);
-        assert_int_equal(u, 2 * USEC_PER_MINUTE);
-        assert_int_equal(proxysync_parse_duration("1h", &u), 0);
-        assert_int_equal(u, USEC_PER_HOUR);
-        assert_int_equal(proxysync_parse_duration("7", &u), 0);
-        assert_int_equal(u, 7 * USEC_PER_SEC);
-        assert_int_equal(proxysync_parse_duration("0", &u), 0);
-        assert_int_equal(u, 0);
-        u = 42;
-        assert_true(proxysync_parse_duration("", &u) < 0);
-        assert_true(proxysync_parse_duration("s", &u) < 0);
-        assert_true(proxysync_parse_duration("-1s", &u) < 0);
-        assert_true(proxysync_parse_duration("5 s", &u) < 0);
-        assert_true(proxysync_parse_duration("5sec", &u) < 0);
-        assert_true(proxysync_parse_duration("25h", &u) < 0);
-        assert_true(proxysync_parse_duration("99999999999999999999999s", &u) < 0);
-        assert_int_equal(u, 42);
 }
 
 static void test_redis_url(void **state) {
@@ -447,7 +426,7 @@ static void test_nginx_servers_and_missing(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_names_and_durations),
+                cmocka_unit_test(test_names),
                 cmocka_unit_test(test_redis_url),
                 cmocka_unit_test(test_endpoints),
                 cmocka_unit_test(test_routable),

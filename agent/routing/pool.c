@@ -21,6 +21,7 @@
 #include "log.h"
 #include "pool_scripts.h"
 #include "redis_event.h"
+#include "secret.h"
 
 #define POOL_COMMAND_TIMEOUT_USEC (2 * USEC_PER_SEC)
 #define POOL_CONNECT_TIMEOUT_USEC (2 * USEC_PER_SEC)
