@@ -46,6 +46,7 @@
 #include "parse.h"
 #include "proxysync.h"
 #include "redis_event.h"
+#include "redisurl.h"
 #include "secret.h"
 
 #define PROG "monkey-proxy-sync"
@@ -192,7 +193,7 @@ static int redis_connect_sync(const Options *o, redisContext **ret, char **ret_e
         redisContext *c;
 
         c = o->redis.path ? redisConnectUnixWithTimeout(o->redis.path, tv)
-                          : redisConnectWithTimeout(o->redis.host, o->redis.port, tv);
+                          : redisConnectWithTimeout(o->redis.server.host, o->redis.server.port, tv);
         if (!c)
                 return -ENOMEM;
         if (c->err) {
@@ -1081,7 +1082,8 @@ static void sub_connect(Sync *s) {
         uint64_t now;
         int r;
 
-        ac = o->redis.path ? redisAsyncConnectUnix(o->redis.path) : redisAsyncConnect(o->redis.host, o->redis.port);
+        ac = o->redis.path ? redisAsyncConnectUnix(o->redis.path)
+                           : redisAsyncConnect(o->redis.server.host, o->redis.server.port);
         if (!ac) {
                 log_oom();
                 sub_schedule_reconnect(s);
@@ -1262,7 +1264,8 @@ static void help(void) {
                "        defaults to the pool name) and runs CMD with /bin/sh when it changed.\n"
                "\n"
                "Options:\n"
-               "  --redis URL             redis://[USER:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH\n"
+               "  --redis URL             redis://[USER:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH[?db=DB],\n"
+               "                          as monkeyd's [pool] redis\n"
                "                          (default redis://127.0.0.1:6379)\n"
                "  --password-file FILE    Redis password (first line), instead of the URL; an\n"
                "                          absolute path to a file of ours or root's, no symlink,\n"
@@ -1295,19 +1298,8 @@ static int usage(const char *format, ...) {
         return 2;
 }
 
-static bool url_userinfo_is_one_word(const char *url) {
-        const char *auth, *end, *at;
-
-        if (strncmp(url, "redis://", 8) != 0)
-                return false;
-        auth = url + 8;
-        end = strchrnul(auth, '/');
-        at = memrchr(auth, '@', (size_t) (end - auth));
-        return at && !memchr(auth, ':', (size_t) (at - auth));
-}
-
 static void options_done(Options *o) {
-        proxysync_redis_url_done(&o->redis);
+        redis_url_done(&o->redis);
 }
 
 enum {
@@ -1420,8 +1412,15 @@ int main(int argc, char *argv[]) {
                 return usage("--pool NAME is required");
         if (!proxysync_name_is_valid(o.pool))
                 return usage("invalid pool name '%s' (letters, digits, '.', '_', '-')", o.pool);
-        if (proxysync_parse_redis_url(redis_url, &o.redis, &url_error) < 0)
+        /* monkeyd's grammar, so a URL copied from its [pool] redis means
+         * the same socket and DB here. */
+        r = redis_url_parse(redis_url, &o.redis, &url_error);
+        if (r == -ENOMEM)
+                return log_oom(), 1;
+        if (r < 0)
                 return usage("%s", url_error ? url_error : "invalid --redis URL");
+        if (o.redis.kind == REDIS_URL_SENTINEL)
+                return usage("--redis: sentinel:// is not supported, give the master's redis:// URL");
         if (o.haproxy_socket && o.nginx_file)
                 return usage("--haproxy-socket and --nginx-upstream exclude each other");
         if (o.haproxy_socket) {
@@ -1448,7 +1447,7 @@ int main(int argc, char *argv[]) {
                 return usage("--interval must be at least 100ms, --timeout and --reload-timeout at least 10ms");
         if (password_file) {
                 /* "redis://syncer@host" with a password file: the word names the user. */
-                if (o.redis.password && !o.redis.user && url_userinfo_is_one_word(redis_url)) {
+                if (o.redis.password && o.redis.bare_userinfo) {
                         o.redis.user = o.redis.password;
                         o.redis.password = NULL;
                 }

@@ -16,6 +16,7 @@
 #include "fileio.h"
 #include "log.h"
 #include "parse.h"
+#include "redisurl.h"
 #include "secret.h"
 #include "sha256.h"
 
@@ -578,60 +579,17 @@ static int item_ipaddr(const ConfigItem *it, const char *value, Config *c, void 
 }
 
 /* The DB number after the last '/', if any ("" or "/" alone mean 0). */
-static bool redis_db_valid(const char *p) {
-        uint64_t db;
-
-        if (*p == '\0' || (p[0] == '/' && p[1] == '\0'))
-                return true;
-        return *p == '/' && parse_u64_digits(p + 1, &db) == 0 && db <= 1000;
-}
-
-/* sentinel://[user[:password]@]host[:port][,host[:port]...]/master[/db] */
-static bool sentinel_url_valid(const char *s) {
-        const char *end = strchrnul(s, '/'), *at = memrchr(s, '@', (size_t) (end - s)), *p, *name;
-
-        if (at)
-                s = at + 1;
-        if (s == end || *end != '/')
-                return false;
-        for (p = s; p < end;) {
-                const char *comma = memchr(p, ',', (size_t) (end - p));
-                const char *stop = comma ? comma : end;
-
-                if (!hostport_valid(p, (size_t) (stop - p), false))
-                        return false;
-                p = comma ? comma + 1 : end;
-                if (comma && p == end)
-                        return false;
-        }
-        name = end + 1;
-        end = strchrnul(name, '/');
-        if (end == name)
-                return false;
-        for (p = name; p < end; p++)
-                if (!isalnum((unsigned char) *p) && !strchr("._-", *p))
-                        return false;
-        return redis_db_valid(end);
-}
-
-/* redis://[user[:password]@]host[:port][/db], unix:///path, or sentinel://... */
+/* redisurl.h's grammar: what the pool connection will parse, the config
+ * check accepts, and nothing else. */
 static int item_redis_url(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
-        bool ok = false;
+        _cleanup_(redis_url_done) RedisUrl u = {};
+        bool ok;
+        int r;
 
-        if (has_space_or_control(value))
-                ok = false;
-        else if (strncmp(value, "unix://", 7) == 0)
-                ok = value[7] == '/' && value[8] != '\0';
-        else if (strncmp(value, "sentinel://", 11) == 0)
-                ok = sentinel_url_valid(value + 11);
-        else if (strncmp(value, "redis://", 8) == 0) {
-                const char *auth = value + 8, *end = strchrnul(auth, '/'), *at;
-
-                at = memrchr(auth, '@', (size_t) (end - auth));
-                if (at)
-                        auth = at + 1;
-                ok = hostport_valid(auth, (size_t) (end - auth), false) && redis_db_valid(end);
-        }
+        r = redis_url_parse(value, &u, NULL);
+        if (r == -ENOMEM)
+                return r;
+        ok = r >= 0;
         if (!ok) {
                 /* The URL helps find the typo; only its password is secret. */
                 _cleanup_(freep) char *redacted = redis_url_redact(value);

@@ -20,6 +20,9 @@ request:
       monkeyd.conf's grammar (--interval 1m30s), and --password-file read
       by monkeyd's secret reader (a group-readable or symlinked file is
       refused, naming it; a 0600 one authenticates).
+  h7  one Redis URL grammar: with unix:///PATH?db=2, monkeyd's config
+      check takes it, its pool joins in DB 2 over the socket, and
+      monkey-proxy-sync reads DB 2 over the same socket.
 
 Prints the measured figures: time from the leave to the last request the
 leaving host received, and from the rejoin to its first request."""
@@ -506,11 +509,54 @@ def h6_options_as_monkeyd():
         stop_all(redis)
 
 
+class RedisDb:
+    """One DB of a Redis, for pool_put and cmd."""
+
+    def __init__(self, redis, db):
+        self.redis, self.db = redis, db
+
+    def cmd(self, *args):
+        return self.redis.cmd("-n", self.db, *args)
+
+
+def h7_unix_socket_db():
+    redis = Redis().start()
+    port, apps = start_apps()
+    agent = None
+    try:
+        db2 = RedisDb(redis, 2)
+        url = redis.unix_url(db=2)
+        # A decoy in DB 0: whoever read the wrong DB would route to it.
+        pool_put(redis, "web", "decoy", "127.0.0.9:8080")
+        addr = "%s:%d" % (APP_ADDRS[0], port)
+        agent = Agent("pool-unix-db", host=NAMES[0],
+                      extra=POOL_EXTRA.format(url=url, pool="web", address=addr, min_serving=0, drain="1s"))
+        agent.start(timeout=10)
+        wait_until(lambda: db2.cmd("SISMEMBER", "monkey:{web}:serving", addr) == "1", 8.0, 0.05,
+                   "monkeyd to join the pool in DB 2 over %s" % url)
+        check(redis.cmd("SISMEMBER", "monkey:{web}:serving", addr) == "0", "monkeyd joined in DB 0")
+
+        d = make_tmpdir("monkey-it-sync-db-")
+        upstream = os.path.join(d, "upstream.conf")
+        cp = ProxySync(["--redis", url, "--pool", "web", "--nginx-upstream", upstream], name="sync-db").once()
+        check(cp.returncode == 0, "monkey-proxy-sync --redis %s: %s" % (url, describe(cp)))
+        text = read_text(upstream)
+        check("server %s;" % addr in text and "127.0.0.9" not in text,
+              "the upstream is not DB 2's pool:\n" + text)
+    except Exception:
+        if agent:
+            agent.dump_log()
+        raise
+    finally:
+        stop_all(agent, apps, redis)
+
+
 if __name__ == "__main__":
     t0 = time.monotonic()
     try:
         main([h1_agent_check_drain_resume, h2_agent_check_overload_cycle, h3_runtime_api_keys,
-              h4_runtime_api_agents, h5_nginx_upstream, h6_options_as_monkeyd])
+              h4_runtime_api_agents, h5_nginx_upstream, h6_options_as_monkeyd,
+              h7_unix_socket_db])
     finally:
         if FIGURES:
             print("figures (%.1f s in all):\n  %s" % (time.monotonic() - t0, "\n  ".join(FIGURES)), flush=True)

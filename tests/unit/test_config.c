@@ -362,6 +362,11 @@ static void test_full_and_enabled(void **state) {
         c = parse_ok("[pool]\nredis = unix:///run/redis/redis.sock\nname = a.b_c-1\naddress = app.internal:80\n");
         assert_string_equal(c->pool.redis, "unix:///run/redis/redis.sock");
         config_free(c);
+        /* "?db=N" after the socket path: checked by the grammar the pool
+         * connects with (redisurl.h), not just "unix:// and something". */
+        c = parse_ok("[pool]\nredis = unix:///run/redis.sock?db=2\nname = web\naddress = 127.0.0.2:8080\n");
+        assert_string_equal(c->pool.redis, "unix:///run/redis.sock?db=2");
+        config_free(c);
 
         /* Sentinel: one or more sentinels (port optional), a master name, a DB. */
         static const char *const sentinel_ok[] = {
@@ -480,6 +485,12 @@ static void test_errors(void **state) {
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = redis://127.0.0.1:0/0\n",
                   P ":2: [pool] redis: invalid URL 'redis://127.0.0.1:0/0' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                    "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
+                { "[pool]\nredis = unix:///run/redis.sock?db=1001\n",
+                  P ":2: [pool] redis: invalid URL 'unix:///run/redis.sock?db=1001' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                    "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
+                { "[pool]\nredis = unix:///run/redis.sock?timeout=1\n",
+                  P ":2: [pool] redis: invalid URL 'unix:///run/redis.sock?timeout=1' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = unix://run/redis.sock\n",
                   P ":2: [pool] redis: invalid URL 'unix://run/redis.sock' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
