@@ -43,13 +43,15 @@
 
 #include "fileio.h"
 #include "log.h"
+#include "parse.h"
 #include "proxysync.h"
 #include "redis_event.h"
+#include "redisurl.h"
+#include "secret.h"
 
 #define PROG "monkey-proxy-sync"
 #define HAPROXY_ANSWER_MAX (4U * 1024U * 1024U)
 #define NGINX_FILE_MAX (1024U * 1024U)
-#define PASSWORD_MAX 4096
 #define BACKOFF_MIN_USEC (100 * USEC_PER_MSEC)
 #define BACKOFF_MAX_USEC (5 * USEC_PER_SEC)
 /* Events come in bursts (a leave is several writes): one sync for all. */
@@ -191,7 +193,7 @@ static int redis_connect_sync(const Options *o, redisContext **ret, char **ret_e
         redisContext *c;
 
         c = o->redis.path ? redisConnectUnixWithTimeout(o->redis.path, tv)
-                          : redisConnectWithTimeout(o->redis.host, o->redis.port, tv);
+                          : redisConnectWithTimeout(o->redis.server.host, o->redis.server.port, tv);
         if (!c)
                 return -ENOMEM;
         if (c->err) {
@@ -1080,7 +1082,8 @@ static void sub_connect(Sync *s) {
         uint64_t now;
         int r;
 
-        ac = o->redis.path ? redisAsyncConnectUnix(o->redis.path) : redisAsyncConnect(o->redis.host, o->redis.port);
+        ac = o->redis.path ? redisAsyncConnectUnix(o->redis.path)
+                           : redisAsyncConnect(o->redis.server.host, o->redis.server.port);
         if (!ac) {
                 log_oom();
                 sub_schedule_reconnect(s);
@@ -1261,9 +1264,12 @@ static void help(void) {
                "        defaults to the pool name) and runs CMD with /bin/sh when it changed.\n"
                "\n"
                "Options:\n"
-               "  --redis URL             redis://[USER:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH\n"
+               "  --redis URL             redis://[USER:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH[?db=DB],\n"
+               "                          as monkeyd's [pool] redis\n"
                "                          (default redis://127.0.0.1:6379)\n"
-               "  --password-file FILE    Redis password (first line), instead of the URL\n"
+               "  --password-file FILE    Redis password (first line), instead of the URL; an\n"
+               "                          absolute path to a file of ours or root's, no symlink,\n"
+               "                          no group/other access (chmod 600)\n"
                "  --interval DUR          periodic full resync (default 5s)\n"
                "  --timeout DUR           per Redis/HAProxy exchange (default 1s)\n"
                "  --reload-timeout DUR    the reload command is killed after this (default 10s)\n"
@@ -1276,7 +1282,8 @@ static void help(void) {
                "  --log-level LEVEL       error, warning, notice, info (default), debug\n"
                "  --version, -h --help\n"
                "\n"
-               "Durations: 500ms, 5s, 2m. Exit status 2 on usage errors.\n");
+               "Durations as in monkeyd.conf: 500ms, 5s, 1m30s (a day at most).\n"
+               "Exit status 2 on usage errors.\n");
 }
 
 static int usage(const char *format, ...) _printf_(1, 2);
@@ -1291,33 +1298,8 @@ static int usage(const char *format, ...) {
         return 2;
 }
 
-static int read_password_file(const char *path, char **ret) {
-        _cleanup_(freep) char *text = NULL;
-        int r;
-
-        r = read_small_file(path, PASSWORD_MAX, &text);
-        if (r < 0)
-                return r;
-        text[strcspn(text, "\r\n")] = '\0';
-        if (!*text)
-                return -ENODATA;
-        *ret = TAKE_PTR(text);
-        return 0;
-}
-
-static bool url_userinfo_is_one_word(const char *url) {
-        const char *auth, *end, *at;
-
-        if (strncmp(url, "redis://", 8) != 0)
-                return false;
-        auth = url + 8;
-        end = strchrnul(auth, '/');
-        at = memrchr(auth, '@', (size_t) (end - auth));
-        return at && !memchr(auth, ':', (size_t) (at - auth));
-}
-
 static void options_done(Options *o) {
-        proxysync_redis_url_done(&o->redis);
+        redis_url_done(&o->redis);
 }
 
 enum {
@@ -1376,7 +1358,7 @@ int main(int argc, char *argv[]) {
         };
         _cleanup_(sync_freep) Sync *s = NULL;
         const char *redis_url = "redis://127.0.0.1:6379", *password_file = NULL;
-        _cleanup_(freep) char *url_error = NULL;
+        _cleanup_(freep) char *url_error = NULL, *secret_error = NULL;
         int c, r, level = -1;
         usec_t *dur;
 
@@ -1404,7 +1386,9 @@ int main(int argc, char *argv[]) {
                             : c == ARG_INTERVAL    ? &o.interval
                             : c == ARG_TIMEOUT     ? &o.timeout
                                                    : &o.reload_timeout;
-                        if (proxysync_parse_duration(optarg, dur) < 0) {
+                        /* monkeyd's grammar ("1m30s"); a day at most, as
+                         * none of these is useful longer. */
+                        if (parse_duration(optarg, dur) < 0 || *dur > USEC_PER_DAY) {
                                 const char *name = "?";
                                 for (size_t i = 0; options[i].name; i++)
                                         if (options[i].val == c)
@@ -1428,8 +1412,15 @@ int main(int argc, char *argv[]) {
                 return usage("--pool NAME is required");
         if (!proxysync_name_is_valid(o.pool))
                 return usage("invalid pool name '%s' (letters, digits, '.', '_', '-')", o.pool);
-        if (proxysync_parse_redis_url(redis_url, &o.redis, &url_error) < 0)
+        /* monkeyd's grammar, so a URL copied from its [pool] redis means
+         * the same socket and DB here. */
+        r = redis_url_parse(redis_url, &o.redis, &url_error);
+        if (r == -ENOMEM)
+                return log_oom(), 1;
+        if (r < 0)
                 return usage("%s", url_error ? url_error : "invalid --redis URL");
+        if (o.redis.kind == REDIS_URL_SENTINEL)
+                return usage("--redis: sentinel:// is not supported, give the master's redis:// URL");
         if (o.haproxy_socket && o.nginx_file)
                 return usage("--haproxy-socket and --nginx-upstream exclude each other");
         if (o.haproxy_socket) {
@@ -1456,15 +1447,17 @@ int main(int argc, char *argv[]) {
                 return usage("--interval must be at least 100ms, --timeout and --reload-timeout at least 10ms");
         if (password_file) {
                 /* "redis://syncer@host" with a password file: the word names the user. */
-                if (o.redis.password && !o.redis.user && url_userinfo_is_one_word(redis_url)) {
+                if (o.redis.password && o.redis.bare_userinfo) {
                         o.redis.user = o.redis.password;
                         o.redis.password = NULL;
                 }
                 if (o.redis.password)
                         return usage("give the Redis password in the URL or in --password-file, not both");
-                r = read_password_file(password_file, &o.redis.password);
+                /* monkeyd's rules for its own password_file: a password
+                 * others can read is refused, not used. */
+                r = secret_file_read(password_file, &o.redis.password, &secret_error);
                 if (r < 0) {
-                        fprintf(stderr, PROG ": cannot read the password file %s: %s\n", password_file, strerror(-r));
+                        fprintf(stderr, PROG ": --password-file: %s\n", secret_error ? secret_error : strerror(-r));
                         return 2;
                 }
         }

@@ -4,7 +4,8 @@
 #include <ctype.h>
 #include <limits.h>
 #include <stdarg.h>
-#include <sys/un.h>
+
+#include "numparse.h"
 
 #define NAME_MAX_LEN 64
 #define SERVERS_STATE_MAX_LINE 4096
@@ -37,201 +38,17 @@ bool proxysync_name_is_valid(const char *s) {
         return n > 0 && n <= NAME_MAX_LEN;
 }
 
-/* Strict decimal: digits only, no sign, no blanks, within max. */
+/* Strict decimal (numparse.h's grammar) within max. */
 static int parse_ulong(const char *s, size_t len, unsigned long max, unsigned long *ret) {
-        unsigned long v = 0;
-
-        if (len == 0 || len > 20)
-                return -EINVAL;
-        for (size_t i = 0; i < len; i++) {
-                if (!isdigit((unsigned char) s[i]))
-                        return -EINVAL;
-                unsigned long d = (unsigned long) (s[i] - '0');
-                if (v > (ULONG_MAX - d) / 10)
-                        return -ERANGE;
-                v = v * 10 + d;
-        }
-        if (v > max)
-                return -ERANGE;
-        *ret = v;
-        return 0;
-}
-
-int proxysync_parse_duration(const char *s, usec_t *ret) {
-        static const struct {
-                const char *suffix;
-                usec_t mult;
-        } units[] = {
-                { "ms", USEC_PER_MSEC }, { "s", USEC_PER_SEC }, { "m", USEC_PER_MINUTE }, { "h", USEC_PER_HOUR }, { "", USEC_PER_SEC },
-        };
-        unsigned long v;
-        size_t digits;
-
-        if (!s || !ret)
-                return -EINVAL;
-        digits = strspn(s, "0123456789");
-        if (digits == 0)
-                return -EINVAL;
-        for (size_t i = 0; i < ELEMENTSOF(units); i++) {
-                if (!streq(s + digits, units[i].suffix))
-                        continue;
-                if (parse_ulong(s, digits, USEC_PER_DAY / units[i].mult, &v) < 0)
-                        return -ERANGE;
-                *ret = (usec_t) v * units[i].mult;
-                return 0;
-        }
-        return -EINVAL;
-}
-
-static int unhex(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
-static int percent_decode(const char *s, size_t len, char **ret) {
-        _cleanup_(freep) char *out = malloc(len + 1);
-        size_t n = 0;
-
-        if (!out)
-                return -ENOMEM;
-        for (size_t i = 0; i < len; i++) {
-                if (s[i] == '%') {
-                        int hi, lo;
-                        if (i + 2 >= len)
-                                return -EINVAL;
-                        hi = unhex(s[i + 1]);
-                        lo = unhex(s[i + 2]);
-                        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
-                                return -EINVAL;
-                        out[n++] = (char) (hi * 16 + lo);
-                        i += 2;
-                } else
-                        out[n++] = s[i];
-        }
-        out[n] = '\0';
-        *ret = TAKE_PTR(out);
-        return 0;
-}
-
-static bool has_space_or_control(const char *s) {
-        for (; *s; s++)
-                if ((unsigned char) *s <= 0x20 || *s == 0x7f)
-                        return true;
-        return false;
-}
-
-void proxysync_redis_url_done(RedisUrl *u) {
-        if (!u)
-                return;
-        free(u->host);
-        free(u->path);
-        free(u->user);
-        if (u->password) {
-                explicit_bzero(u->password, strlen(u->password));
-                free(u->password);
-        }
-        *u = (RedisUrl) {};
-}
-
-int proxysync_parse_redis_url(const char *url, RedisUrl *ret, char **ret_error) {
-        _cleanup_(proxysync_redis_url_done) RedisUrl u = { .port = 6379 };
-        unsigned long v;
+        uint64_t v;
         int r;
 
-        if (!url || !ret)
-                return -EINVAL;
-        if (has_space_or_control(url))
-                return fail_with(ret_error, -EINVAL, "invalid Redis URL: blanks or control characters");
-
-        if (strncmp(url, "unix://", 7) == 0) {
-                const char *p = url + 7, *q = strchr(p, '?');
-                size_t len = q ? (size_t) (q - p) : strlen(p);
-
-                if (len < 2 || p[0] != '/')
-                        return fail_with(ret_error, -EINVAL, "invalid Redis URL '%s' (use unix:///PATH)", url);
-                if (len >= sizeof(((struct sockaddr_un *) NULL)->sun_path))
-                        return fail_with(ret_error, -ENAMETOOLONG, "Redis socket path is too long");
-                u.path = strndup(p, len);
-                if (!u.path)
-                        return -ENOMEM;
-                if (q) {
-                        if (strncmp(q, "?db=", 4) != 0 || parse_ulong(q + 4, strlen(q + 4), 1000, &v) < 0)
-                                return fail_with(ret_error, -EINVAL, "invalid Redis URL '%s' (only ?db=N may follow the path)",
-                                                 url);
-                        u.db = (unsigned) v;
-                }
-                *ret = u;
-                u = (RedisUrl) {};
-                return 0;
-        }
-        if (strncmp(url, "redis://", 8) != 0)
-                return fail_with(ret_error, -EINVAL,
-                                 "invalid Redis URL '%s' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH)",
-                                 url);
-
-        const char *auth = url + 8, *end = strchrnul(auth, '/'), *at, *host, *colon;
-        at = memrchr(auth, '@', (size_t) (end - auth));
-        if (at) {
-                const char *sep = memchr(auth, ':', (size_t) (at - auth));
-                if (sep) {
-                        if (sep > auth) {
-                                r = percent_decode(auth, (size_t) (sep - auth), &u.user);
-                                if (r < 0)
-                                        return fail_with(ret_error, r, "invalid user in the Redis URL");
-                        }
-                        r = percent_decode(sep + 1, (size_t) (at - sep - 1), &u.password);
-                } else
-                        /* "redis://secret@host": like redis-cli, a lone word is the password. */
-                        r = percent_decode(auth, (size_t) (at - auth), &u.password);
-                if (r < 0)
-                        return fail_with(ret_error, r, "invalid password in the Redis URL");
-                if (u.password && !*u.password) {
-                        free(u.password);
-                        u.password = NULL;
-                }
-        }
-        host = at ? at + 1 : auth;
-        if (*host == '[') {
-                const char *rb = memchr(host, ']', (size_t) (end - host));
-                struct in6_addr a6;
-                if (!rb)
-                        return fail_with(ret_error, -EINVAL, "invalid Redis URL '%s': no ']'", url);
-                u.host = strndup(host + 1, (size_t) (rb - host - 1));
-                if (!u.host)
-                        return -ENOMEM;
-                if (inet_pton(AF_INET6, u.host, &a6) != 1)
-                        return fail_with(ret_error, -EINVAL, "invalid IPv6 address in the Redis URL");
-                colon = rb + 1 < end ? rb + 1 : NULL;
-                if (colon && *colon != ':')
-                        return fail_with(ret_error, -EINVAL, "invalid Redis URL '%s'", url);
-        } else {
-                colon = memchr(host, ':', (size_t) (end - host));
-                u.host = strndup(host, (size_t) ((colon ? colon : end) - host));
-                if (!u.host)
-                        return -ENOMEM;
-                for (const char *p = u.host; *p; p++)
-                        if (!isalnum((unsigned char) *p) && !strchr(".-_", *p))
-                                return fail_with(ret_error, -EINVAL, "invalid host in the Redis URL '%s'", url);
-        }
-        if (!*u.host)
-                return fail_with(ret_error, -EINVAL, "invalid Redis URL '%s': no host", url);
-        if (colon) {
-                if (parse_ulong(colon + 1, (size_t) (end - colon - 1), 65535, &v) < 0 || v == 0)
-                        return fail_with(ret_error, -EINVAL, "invalid port in the Redis URL '%s'", url);
-                u.port = (uint16_t) v;
-        }
-        if (*end == '/' && end[1]) {
-                if (parse_ulong(end + 1, strlen(end + 1), 1000, &v) < 0)
-                        return fail_with(ret_error, -EINVAL, "invalid database number in the Redis URL '%s'", url);
-                u.db = (unsigned) v;
-        }
-        *ret = u;
-        u = (RedisUrl) {};
+        r = parse_u64_decimal(s, len, &v);
+        if (r < 0)
+                return r;
+        if (v > max)
+                return -ERANGE;
+        *ret = (unsigned long) v;
         return 0;
 }
 

@@ -1,4 +1,4 @@
-/* monkey-proxy-sync's pure core: the Redis URL, the routable set computed
+/* monkey-proxy-sync's pure core: the routable set computed
  * from the pool's keys, HAProxy's `show servers state` read into slots, the
  * slot plan (which runtime-API commands make HAProxy match the pool), and
  * the nginx upstream text. No I/O here, so every rule has a unit test; the
@@ -12,23 +12,6 @@
 /* Letters, digits, '.', '_' and '-', 1..64 characters: what [pool] name
  * accepts, and safe inside a Redis key, a HAProxy command and nginx text. */
 bool proxysync_name_is_valid(const char *s);
-
-/* "5s", "500ms", "2m", "1h", or plain seconds ("5"); at most a day. */
-int proxysync_parse_duration(const char *s, usec_t *ret);
-
-typedef struct RedisUrl {
-        char *host;     /* TCP host (brackets removed), NULL for a unix socket */
-        uint16_t port;  /* default 6379 */
-        char *path;     /* unix socket path, NULL for TCP */
-        char *user;     /* NULL: the default user */
-        char *password; /* NULL: no AUTH */
-        unsigned db;
-} RedisUrl;
-
-/* redis://[[user]:password@]host[:port][/db], unix:///path[?db=N]. The user
- * info may be percent-encoded. On failure *ret_error (if given) says why. */
-int proxysync_parse_redis_url(const char *url, RedisUrl *ret, char **ret_error);
-void proxysync_redis_url_done(RedisUrl *u);
 
 #define ENDPOINT_STRLEN (INET6_ADDRSTRLEN + 9)
 

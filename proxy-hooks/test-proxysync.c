@@ -1,4 +1,4 @@
-/* monkey-proxy-sync's pure core: URL and endpoint parsing, the routable
+/* monkey-proxy-sync's pure core: endpoint parsing, the routable
  * set (lease rules), HAProxy 2.6 `show servers state` as captured from a
  * real haproxy, the slot plan for every join/leave/rejoin shape, and the
  * nginx upstream text. */
@@ -13,9 +13,10 @@ static void freestrp(char **p) {
         free(*p);
 }
 
-static void test_names_and_durations(void **state) {
-        usec_t u;
-
+/* Durations and the Redis URL are monkeyd's (agent/base/parse.h,
+ * redisurl.h), tested in tests/unit/test_parse.c and test_redisurl.c; the
+ * options that take them, by h6 and h7 of tests/integration/test_haproxy.py. */
+static void test_names(void **state) {
         assert_true(proxysync_name_is_valid("web"));
         assert_true(proxysync_name_is_valid("web-2.prod_eu"));
         assert_false(proxysync_name_is_valid(""));
@@ -30,89 +31,6 @@ static void test_names_and_durations(void **state) {
         assert_false(proxysync_name_is_valid(big));
         big[64] = '\0';
         assert_true(proxysync_name_is_valid(big));
-
-        assert_int_equal(proxysync_parse_duration("5s", &u), 0);
-        assert_int_equal(u, 5 * USEC_PER_SEC);
-        assert_int_equal(proxysync_parse_duration("250ms", &u), 0);
-        assert_int_equal(u, 250 * USEC_PER_MSEC);
-        assert_int_equal(proxysync_parse_duration("2m", &u), 0);
-        assert_int_equal(u, 2 * USEC_PER_MINUTE);
-        assert_int_equal(proxysync_parse_duration("1h", &u), 0);
-        assert_int_equal(u, USEC_PER_HOUR);
-        assert_int_equal(proxysync_parse_duration("7", &u), 0);
-        assert_int_equal(u, 7 * USEC_PER_SEC);
-        assert_int_equal(proxysync_parse_duration("0", &u), 0);
-        assert_int_equal(u, 0);
-        u = 42;
-        assert_true(proxysync_parse_duration("", &u) < 0);
-        assert_true(proxysync_parse_duration("s", &u) < 0);
-        assert_true(proxysync_parse_duration("-1s", &u) < 0);
-        assert_true(proxysync_parse_duration("5 s", &u) < 0);
-        assert_true(proxysync_parse_duration("5sec", &u) < 0);
-        assert_true(proxysync_parse_duration("25h", &u) < 0);
-        assert_true(proxysync_parse_duration("99999999999999999999999s", &u) < 0);
-        assert_int_equal(u, 42);
-}
-
-static void test_redis_url(void **state) {
-        RedisUrl u = {};
-        _cleanup_(freestrp) char *err = NULL;
-
-        assert_int_equal(proxysync_parse_redis_url("redis://127.0.0.1:6380/3", &u, NULL), 0);
-        assert_string_equal(u.host, "127.0.0.1");
-        assert_int_equal(u.port, 6380);
-        assert_int_equal(u.db, 3);
-        assert_null(u.path);
-        assert_null(u.password);
-        assert_null(u.user);
-        proxysync_redis_url_done(&u);
-
-        assert_int_equal(proxysync_parse_redis_url("redis://redis.internal", &u, NULL), 0);
-        assert_string_equal(u.host, "redis.internal");
-        assert_int_equal(u.port, 6379);
-        assert_int_equal(u.db, 0);
-        proxysync_redis_url_done(&u);
-
-        assert_int_equal(proxysync_parse_redis_url("redis://syncer:p%40ss%3Aw@[::1]:7000/", &u, NULL), 0);
-        assert_string_equal(u.host, "::1");
-        assert_int_equal(u.port, 7000);
-        assert_string_equal(u.user, "syncer");
-        assert_string_equal(u.password, "p@ss:w");
-        proxysync_redis_url_done(&u);
-
-        /* A lone word before '@' is the password, as redis-cli reads it. */
-        assert_int_equal(proxysync_parse_redis_url("redis://secret@127.0.1.1", &u, NULL), 0);
-        assert_null(u.user);
-        assert_string_equal(u.password, "secret");
-        proxysync_redis_url_done(&u);
-        assert_int_equal(proxysync_parse_redis_url("redis://:secret@127.0.1.1", &u, NULL), 0);
-        assert_null(u.user);
-        assert_string_equal(u.password, "secret");
-        proxysync_redis_url_done(&u);
-
-        assert_int_equal(proxysync_parse_redis_url("unix:///run/redis/redis.sock", &u, NULL), 0);
-        assert_string_equal(u.path, "/run/redis/redis.sock");
-        assert_null(u.host);
-        proxysync_redis_url_done(&u);
-        assert_int_equal(proxysync_parse_redis_url("unix:///run/redis.sock?db=2", &u, NULL), 0);
-        assert_int_equal(u.db, 2);
-        proxysync_redis_url_done(&u);
-
-        static const char *const bad[] = {
-                "", "http://x", "redis://", "redis://:6379", "redis://host:0", "redis://host:65536",
-                "redis://host:abc", "redis://host/x", "redis://host/1001", "redis://ho st",
-                "redis://[::1", "redis://[nothex]:1", "redis://[::1]x", "unix://", "unix://relative",
-                "unix:///x?db=a", "unix:///x?foo=1", "redis://a%zz@host", "redis://a%00@host",
-                "redis://a%4@host", "redis://host;rm",
-        };
-        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                u = (RedisUrl) {};
-                assert_true(proxysync_parse_redis_url(bad[i], &u, NULL) < 0);
-                assert_null(u.host);
-        }
-        assert_true(proxysync_parse_redis_url("ftp://x", &u, &err) < 0);
-        assert_non_null(err);
-        assert_non_null(strstr(err, "redis://"));
 }
 
 static void test_endpoints(void **state) {
@@ -447,8 +365,7 @@ static void test_nginx_servers_and_missing(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_names_and_durations),
-                cmocka_unit_test(test_redis_url),
+                cmocka_unit_test(test_names),
                 cmocka_unit_test(test_endpoints),
                 cmocka_unit_test(test_routable),
                 cmocka_unit_test(test_servers_state),

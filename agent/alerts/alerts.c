@@ -13,6 +13,7 @@
 #include "checks.h"
 #include "log.h"
 #include "outbox.h"
+#include "parse.h"
 #include "slack.h"
 
 /* A Redis failover is not an incident; an outage longer than our lease

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 
 #include "config.h"
+#include "parse.h"
 #include "slack.h"
 
 static const char *const notice_table[_NOTICE_MAX] = {

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "fileio.h"
 #include "log.h"
+#include "parse.h"
 #include "jsonutil.h"
 
 #define OUTBOX_DEAD_DIR "dead"

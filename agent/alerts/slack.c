@@ -10,6 +10,7 @@
 #include "fileio.h"
 #include "log.h"
 #include "jsonutil.h"
+#include "secret.h"
 
 #define SLACK_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 #define SLACK_FALLBACK_MAX 3000

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 
@@ -10,6 +12,18 @@ void free_wiped(char *p, size_t n) {
                 return;
         explicit_bzero(p, n);
         free(p);
+}
+
+int file_error(char **ret_error, int r, const char *fmt, ...) {
+        va_list ap;
+
+        if (ret_error) {
+                va_start(ap, fmt);
+                if (vasprintf(ret_error, fmt, ap) < 0)
+                        *ret_error = NULL;
+                va_end(ap);
+        }
+        return r;
 }
 
 int read_full_fd(int fd, size_t max, char **ret, size_t *ret_len) {

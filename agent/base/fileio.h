@@ -12,6 +12,22 @@ int read_full_fd(int fd, size_t max, char **ret, size_t *ret_len);
 /* explicit_bzero then free; takes NULL. */
 void free_wiped(char *p, size_t n);
 
+/* A file's bytes, which may hold a secret: _cleanup_(buffer_wipe) wipes
+ * them before freeing. */
+typedef struct Buffer {
+        char *data;
+        size_t size;
+} Buffer;
+
+static inline void buffer_wipe(Buffer *b) {
+        free_wiped(b->data, b->size);
+        *b = (Buffer) {};
+}
+
+/* "PATH: why" for the caller: formats into *ret_error (if given; NULL
+ * when out of memory) and returns r, so a check is one return line. */
+_printf_(3, 4) int file_error(char **ret_error, int r, const char *fmt, ...);
+
 /* write(2) until all of p is written (EINTR retried); 0 or a negative errno. */
 int write_all(int fd, const char *p, size_t n);
 

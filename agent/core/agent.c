@@ -16,6 +16,7 @@
 #include "history.h"
 #include "log.h"
 #include "outbox.h"
+#include "parse.h"
 
 /* A fixed id so journalctl MESSAGE_ID=… finds every transition. */
 #define MESSAGE_ID_TRANSITION "MESSAGE_ID=6d6f6e6b6579640a8c1e3f0b2a7d4e51"

@@ -15,12 +15,14 @@
 #include "config.h"
 #include "fileio.h"
 #include "log.h"
+#include "parse.h"
+#include "redisurl.h"
+#include "secret.h"
 #include "sha256.h"
 
 /* A config file is a few hundred lines; anything far larger is a mistake
  * (wrong file), not a config. */
 #define CONFIG_SIZE_MAX ((size_t) 1024 * 1024)
-#define SECRET_SIZE_MAX ((size_t) 64 * 1024)
 
 /* Suggest a near key only when the typo is small compared to the word. */
 #define SUGGEST_DISTANCE_MAX 3
@@ -116,20 +118,6 @@ const char *config_no_fleet_budget(const Config *c) {
 
 /* ---- small string helpers ---- */
 
-static bool is_digit(char c) {
-        return c >= '0' && c <= '9';
-}
-
-static bool is_blank(char c) {
-        return c == ' ' || c == '\t';
-}
-
-static const char *skip_blank(const char *p) {
-        while (is_blank(*p))
-                p++;
-        return p;
-}
-
 static bool has_space_or_control(const char *s) {
         for (; *s; s++) {
                 unsigned char c = (unsigned char) *s;
@@ -185,27 +173,6 @@ bool utf8_is_valid(const char *s, size_t n) {
         return true;
 }
 
-/* Plain decimal digits only: strtoul() would take signs, blanks and "0x". */
-static int parse_u64_digits(const char *s, uint64_t *ret) {
-        uint64_t v = 0;
-
-        if (!s || !is_digit(*s))
-                return -EINVAL;
-        for (; *s; s++) {
-                if (!is_digit(*s))
-                        return -EINVAL;
-                if (__builtin_mul_overflow(v, (uint64_t) 10, &v) ||
-                    __builtin_add_overflow(v, (uint64_t) (*s - '0'), &v)) {
-                        /* Still tell garbage from a too large number. */
-                        while (is_digit(*s))
-                                s++;
-                        return *s ? -EINVAL : -ERANGE;
-                }
-        }
-        *ret = v;
-        return 0;
-}
-
 size_t string_distance(const char *a, const char *b) {
         size_t la = strlen(a), lb = strlen(b), result;
         _cleanup_(freep) size_t *row = NULL;
@@ -230,182 +197,6 @@ size_t string_distance(const char *a, const char *b) {
 }
 
 /* ---- typed parsers (public) ---- */
-
-static const struct {
-        const char *suffix;
-        usec_t usec;
-} duration_units[] = {
-        { "us", 1 },
-        { "ms", USEC_PER_MSEC },
-        { "s", USEC_PER_SEC },
-        { "sec", USEC_PER_SEC },
-        { "m", USEC_PER_MINUTE },
-        { "min", USEC_PER_MINUTE },
-        { "h", USEC_PER_HOUR },
-        { "d", USEC_PER_DAY },
-};
-
-static int duration_unit(const char *u, size_t n, usec_t *ret) {
-        for (size_t i = 0; i < ELEMENTSOF(duration_units); i++)
-                if (strlen(duration_units[i].suffix) == n && strncmp(duration_units[i].suffix, u, n) == 0) {
-                        *ret = duration_units[i].usec;
-                        return 0;
-                }
-        return -EINVAL;
-}
-
-int parse_duration(const char *s, usec_t *ret) {
-        usec_t total = 0;
-        size_t parts = 0;
-        bool overflow = false;
-        const char *p;
-
-        if (!s)
-                return -EINVAL;
-        p = skip_blank(s);
-        if (!*p)
-                return -EINVAL;
-
-        while (*p) {
-                uint64_t whole = 0, frac = 0, frac_div = 1;
-                usec_t unit, part;
-                const char *u;
-
-                if (!is_digit(*p))
-                        return -EINVAL;
-                for (; is_digit(*p); p++)
-                        if (__builtin_mul_overflow(whole, (uint64_t) 10, &whole) ||
-                            __builtin_add_overflow(whole, (uint64_t) (*p - '0'), &whole))
-                                overflow = true;
-                if (*p == '.') {
-                        p++;
-                        if (!is_digit(*p))
-                                return -EINVAL;
-                        /* Microseconds are the resolution: digits past the
-                         * sixth cannot matter, and skipping them keeps
-                         * frac * unit far from overflowing. */
-                        for (; is_digit(*p); p++)
-                                if (frac_div < 1000000) {
-                                        frac = frac * 10 + (uint64_t) (*p - '0');
-                                        frac_div *= 10;
-                                }
-                }
-
-                p = skip_blank(p);
-                u = p;
-                while (isalpha((unsigned char) *p))
-                        p++;
-                if (p == u) {
-                        /* A bare number means seconds, but only on its own:
-                         * "1m 30" is more likely a mistake than 1m30s. */
-                        if (parts > 0 || *p)
-                                return -EINVAL;
-                        unit = USEC_PER_SEC;
-                } else if (duration_unit(u, (size_t) (p - u), &unit) < 0)
-                        return -EINVAL;
-
-                if (__builtin_mul_overflow(whole, unit, &part) ||
-                    __builtin_add_overflow(part, frac * unit / frac_div, &part) ||
-                    __builtin_add_overflow(total, part, &total))
-                        overflow = true;
-                parts++;
-                p = skip_blank(p);
-        }
-
-        if (overflow || total == USEC_INFINITY)
-                return -ERANGE;
-        *ret = total;
-        return 0;
-}
-
-char *format_duration(char *buf, size_t size, usec_t u) {
-        static const struct {
-                const char *suffix;
-                usec_t usec;
-        } units[] = {
-                { "d", USEC_PER_DAY }, { "h", USEC_PER_HOUR }, { "m", USEC_PER_MINUTE },
-                { "s", USEC_PER_SEC }, { "ms", USEC_PER_MSEC }, { "us", 1 },
-        };
-        size_t off = 0;
-
-        if (!buf || size == 0)
-                return buf;
-        if (u == USEC_INFINITY) {
-                snprintf(buf, size, "infinity");
-                return buf;
-        }
-        if (u == 0) {
-                snprintf(buf, size, "0");
-                return buf;
-        }
-        buf[0] = '\0';
-        for (size_t i = 0; i < ELEMENTSOF(units) && u > 0; i++) {
-                int n;
-
-                if (u < units[i].usec)
-                        continue;
-                n = snprintf(buf + off, size - off, "%" PRIu64 "%s", u / units[i].usec, units[i].suffix);
-                if (n < 0 || (size_t) n >= size - off) {
-                        /* Cut at a unit: "1d1" would read as 1d1s. */
-                        buf[off] = '\0';
-                        break;
-                }
-                off += (size_t) n;
-                u %= units[i].usec;
-        }
-        return buf;
-}
-
-int parse_percent(const char *s, double *ret) {
-        const char *p = s;
-        char *end;
-        double v;
-
-        if (!s || !is_digit(*p))
-                return -EINVAL;
-        /* Own grammar first: strtod() takes signs, hex, exponents, "nan". */
-        while (is_digit(*p))
-                p++;
-        if (*p == '.') {
-                p++;
-                if (!is_digit(*p))
-                        return -EINVAL;
-                while (is_digit(*p))
-                        p++;
-        }
-        if (*p == '%')
-                p++;
-        if (*p)
-                return -EINVAL;
-
-        errno = 0;
-        v = strtod(s, &end);
-        if (errno != 0 && errno != ERANGE)
-                return -EINVAL;
-        if (errno == ERANGE || v > 100.0)
-                return -ERANGE;
-        *ret = v;
-        return 0;
-}
-
-int parse_bool(const char *s, bool *ret) {
-        static const char *const yes[] = { "yes", "true", "on", "1", "y" };
-        static const char *const no[] = { "no", "false", "off", "0", "n" };
-
-        if (!s)
-                return -EINVAL;
-        for (size_t i = 0; i < ELEMENTSOF(yes); i++)
-                if (strcasecmp(s, yes[i]) == 0) {
-                        *ret = true;
-                        return 0;
-                }
-        for (size_t i = 0; i < ELEMENTSOF(no); i++)
-                if (strcasecmp(s, no[i]) == 0) {
-                        *ret = false;
-                        return 0;
-                }
-        return -EINVAL;
-}
 
 static int status_code_read(const char **p, unsigned *ret) {
         unsigned v = 0;
@@ -572,40 +363,6 @@ static int item_unsigned(const ConfigItem *it, const char *value, Config *c, voi
         if (r < 0 || v < it->min || v > it->max || v > UINT_MAX)
                 return range_reason_u64(it, value, ret_reason);
         *(unsigned *) dest = (unsigned) v;
-        return 0;
-}
-
-/* A byte count: 512, 64K, 8M, 1G (powers of 1024). */
-int parse_size(const char *s, uint64_t *ret) {
-        static const struct { char suffix; unsigned shift; } units[] = {
-                { 'K', 10 }, { 'M', 20 }, { 'G', 30 },
-        };
-        _cleanup_(freep) char *digits = NULL;
-        size_t len;
-        unsigned shift = 0;
-        uint64_t v;
-        int r;
-
-        if (isempty(s))
-                return -EINVAL;
-        len = strlen(s);
-        for (size_t i = 0; i < ELEMENTSOF(units); i++)
-                if (s[len - 1] == units[i].suffix || s[len - 1] == units[i].suffix + ('a' - 'A')) {
-                        shift = units[i].shift;
-                        len--;
-                        break;
-                }
-        if (len > 0 && (s[len - 1] == 'B' || s[len - 1] == 'b') && shift == 0)
-                len--;
-        digits = strndup(s, len);
-        if (!digits)
-                return -ENOMEM;
-        r = parse_u64_digits(digits, &v);
-        if (r < 0)
-                return r;
-        if (v > (UINT64_MAX >> shift))
-                return -ERANGE;
-        *ret = v << shift;
         return 0;
 }
 
@@ -822,60 +579,17 @@ static int item_ipaddr(const ConfigItem *it, const char *value, Config *c, void 
 }
 
 /* The DB number after the last '/', if any ("" or "/" alone mean 0). */
-static bool redis_db_valid(const char *p) {
-        uint64_t db;
-
-        if (*p == '\0' || (p[0] == '/' && p[1] == '\0'))
-                return true;
-        return *p == '/' && parse_u64_digits(p + 1, &db) == 0 && db <= 1000;
-}
-
-/* sentinel://[user[:password]@]host[:port][,host[:port]...]/master[/db] */
-static bool sentinel_url_valid(const char *s) {
-        const char *end = strchrnul(s, '/'), *at = memrchr(s, '@', (size_t) (end - s)), *p, *name;
-
-        if (at)
-                s = at + 1;
-        if (s == end || *end != '/')
-                return false;
-        for (p = s; p < end;) {
-                const char *comma = memchr(p, ',', (size_t) (end - p));
-                const char *stop = comma ? comma : end;
-
-                if (!hostport_valid(p, (size_t) (stop - p), false))
-                        return false;
-                p = comma ? comma + 1 : end;
-                if (comma && p == end)
-                        return false;
-        }
-        name = end + 1;
-        end = strchrnul(name, '/');
-        if (end == name)
-                return false;
-        for (p = name; p < end; p++)
-                if (!isalnum((unsigned char) *p) && !strchr("._-", *p))
-                        return false;
-        return redis_db_valid(end);
-}
-
-/* redis://[user[:password]@]host[:port][/db], unix:///path, or sentinel://... */
+/* redisurl.h's grammar: what the pool connection will parse, the config
+ * check accepts, and nothing else. */
 static int item_redis_url(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
-        bool ok = false;
+        _cleanup_(redis_url_done) RedisUrl u = {};
+        bool ok;
+        int r;
 
-        if (has_space_or_control(value))
-                ok = false;
-        else if (strncmp(value, "unix://", 7) == 0)
-                ok = value[7] == '/' && value[8] != '\0';
-        else if (strncmp(value, "sentinel://", 11) == 0)
-                ok = sentinel_url_valid(value + 11);
-        else if (strncmp(value, "redis://", 8) == 0) {
-                const char *auth = value + 8, *end = strchrnul(auth, '/'), *at;
-
-                at = memrchr(auth, '@', (size_t) (end - auth));
-                if (at)
-                        auth = at + 1;
-                ok = hostport_valid(auth, (size_t) (end - auth), false) && redis_db_valid(end);
-        }
+        r = redis_url_parse(value, &u, NULL);
+        if (r == -ENOMEM)
+                return r;
+        ok = r >= 0;
         if (!ok) {
                 /* The URL helps find the typo; only its password is secret. */
                 _cleanup_(freep) char *redacted = redis_url_redact(value);
@@ -1853,29 +1567,6 @@ Config *config_free(Config *c) {
 
 /* ---- files ---- */
 
-_printf_(3, 4) static int file_error(char **ret_error, int r, const char *fmt, ...) {
-        va_list ap;
-
-        if (ret_error) {
-                va_start(ap, fmt);
-                if (vasprintf(ret_error, fmt, ap) < 0)
-                        *ret_error = NULL;
-                va_end(ap);
-        }
-        return r;
-}
-
-typedef struct Buffer {
-        char *data;
-        size_t size;
-} Buffer;
-
-/* The text may hold secrets: wipe before freeing. */
-static void buffer_wipe(Buffer *b) {
-        free_wiped(b->data, b->size);
-        *b = (Buffer) {};
-}
-
 static int read_all(int fd, size_t max, Buffer *ret) {
         return read_full_fd(fd, max, &ret->data, &ret->size);
 }
@@ -1922,9 +1613,6 @@ static int group_resolve(const char *name, gid_t *ret) {
         }
 }
 
-static int secret_file_verdict(const char *path, const struct stat *st, char **ret_error);
-static int secret_file_open(const char *path, int *ret_fd, char **ret_error);
-
 /* A systemd credential (LoadCredential=) exists only while the service
  * runs: checked when the agent starts (CREDENTIALS_DIRECTORY is set then),
  * not by an operator's --check-config from a shell. */
@@ -1941,7 +1629,7 @@ static bool credential_absent_outside_service(const char *path) {
 }
 
 /* Every secret file the config names passes the rule that the reader
- * applies at start (secret_file_open()): it exists, is a regular file, not
+ * applies at start (secret_file_check()): it exists, is a regular file, not
  * a symlink, has no group/other access and is owned by root or by us. So
  * --check-config, start and reload all refuse a missing token file with
  * FILE:LINE, not the first alert hours later.
@@ -1969,7 +1657,7 @@ static int check_secret_files(const Config *c, const unsigned *lines, char **ret
 
                 if (!file)
                         continue;
-                r = secret_file_open(file, NULL, &why);
+                r = secret_file_check(file, &why);
                 if (r == -ENOENT && credential_absent_outside_service(file)) {
                         log_warning("%s:%u: [%s] %s: %s is a systemd credential, present only while the service "
                                     "runs: checked when the agent starts",
@@ -2094,107 +1782,5 @@ int config_load(const char *path, Config **ret_config, char **ret_error) {
                 (void) sha256_hex(text.data, text.size, c->sha256);
 
         *ret_config = TAKE_PTR(c);
-        return 0;
-}
-
-/* The rule for a secret file, on its metadata: one place for the reader
- * and for the config check. */
-static int secret_file_verdict(const char *path, const struct stat *st, char **ret_error) {
-        if (S_ISLNK(st->st_mode))
-                return file_error(ret_error, -EPERM, "%s: is a symlink, refusing; name the file itself", path);
-        if (!S_ISREG(st->st_mode))
-                return file_error(ret_error, -EPERM, "%s: not a regular file", path);
-        if (st->st_mode & (S_IRWXG | S_IRWXO))
-                return file_error(ret_error, -EPERM,
-                                  "%s: holds a secret but is accessible by group/others (mode %04o); chmod 600 it", path,
-                                  (unsigned) (st->st_mode & 07777));
-        if (st->st_uid != 0 && st->st_uid != geteuid())
-                return file_error(ret_error, -EPERM, "%s: owned by uid %u, expected root or uid %u", path,
-                                  (unsigned) st->st_uid, (unsigned) geteuid());
-        return 0;
-}
-
-static int secret_file_open(const char *path, int *ret_fd, char **ret_error) {
-        _cleanup_(closep) int fd = -1;
-        struct stat st;
-        int r;
-
-        if (isempty(path) || path[0] != '/')
-                return file_error(ret_error, -EINVAL, "%s: not an absolute path", strna(path));
-
-        /* O_NOFOLLOW: the mode we check must be the file's own, not that of
-         * whatever a link points to later. O_NONBLOCK: never hang on a FIFO. */
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
-        if (fd < 0) {
-                if (errno == ELOOP)
-                        return file_error(ret_error, -EPERM, "%s: is a symlink, refusing; name the file itself", path);
-                return file_error(ret_error, negative_errno(), "%s: cannot open: %m", path);
-        }
-        if (fstat(fd, &st) < 0)
-                return file_error(ret_error, negative_errno(), "%s: cannot stat: %m", path);
-        r = secret_file_verdict(path, &st, ret_error);
-        if (r < 0)
-                return r;
-        if (ret_fd)
-                *ret_fd = TAKE_FD(fd);
-        return 0;
-}
-
-int secret_file_read_all(const char *path, size_t max, char **ret, char **ret_error) {
-        _cleanup_(buffer_wipe) Buffer b = {};
-        _cleanup_(closep) int fd = -1;
-        int r;
-
-        r = secret_file_open(path, &fd, ret_error);
-        if (r < 0)
-                return r;
-        r = read_all(fd, max, &b);
-        if (r == -EFBIG)
-                return file_error(ret_error, r, "%s: larger than %zu bytes", path, max);
-        if (r < 0) {
-                errno = -r;
-                return file_error(ret_error, r, "%s: cannot read: %m", path);
-        }
-        if (strlen(b.data) != b.size)
-                return file_error(ret_error, -EBADMSG, "%s: holds a NUL byte, not a text file", path);
-        *ret = TAKE_PTR(b.data);
-        b.size = 0;
-        return 0;
-}
-
-int secret_file_check(const char *path, char **ret_error) {
-        return secret_file_open(path, NULL, ret_error);
-}
-
-int secret_file_read(const char *path, char **ret_secret, char **ret_error) {
-        _cleanup_(buffer_wipe) Buffer b = {};
-        _cleanup_(closep) int fd = -1;
-        char *start, *end, *s;
-        int r;
-
-        r = secret_file_open(path, &fd, ret_error);
-        if (r < 0)
-                return r;
-        r = read_all(fd, SECRET_SIZE_MAX, &b);
-        if (r == -EFBIG)
-                return file_error(ret_error, r, "%s: larger than %zu bytes, not a secret", path, SECRET_SIZE_MAX);
-        if (r < 0) {
-                errno = -r;
-                return file_error(ret_error, r, "%s: cannot read: %m", path);
-        }
-
-        start = b.data;
-        while (*start && isspace((unsigned char) *start))
-                start++;
-        end = strchrnul(start, '\n');
-        while (end > start && isspace((unsigned char) end[-1]))
-                end--;
-        if (end == start)
-                return file_error(ret_error, -EINVAL, "%s: is empty", path);
-
-        s = strndup(start, (size_t) (end - start));
-        if (!s)
-                return -ENOMEM;
-        *ret_secret = s;
         return 0;
 }

@@ -232,22 +232,9 @@ static inline void config_freep(Config **c) {
         config_free(*c);
 }
 
-/* Typed parsers, exported for tests and for other modules' own inputs. */
-int parse_duration(const char *s, usec_t *ret);        /* "500ms", "30s", "5m", "1h", "1m30s"; bare number = seconds */
-int parse_percent(const char *s, double *ret);         /* "90", "90%", "87.5%" in [0,100] */
-int parse_bool(const char *s, bool *ret);              /* yes/no, true/false, on/off, 1/0 */
-int parse_status_set(const char *s, StatusSet *ret);   /* "200", "200-299,301" */
-int parse_size(const char *s, uint64_t *ret);          /* "512", "64K", "8M", "1G" (1024-based) */
-/* Formats a duration the way it would be written in the config: "1m30s", "500ms". */
-char *format_duration(char *buf, size_t size, usec_t u);
-
-/* Check a secret file: regular, not group/world readable. Returns 0, or
- * -EPERM with *ret_error saying why. */
-int secret_file_check(const char *path, char **ret_error);
-/* The whole secret file (checked as above), NUL-terminated, at most max bytes. */
-int secret_file_read_all(const char *path, size_t max, char **ret, char **ret_error);
-/* Read the first line of a secret file, stripped. Checks it first. */
-int secret_file_read(const char *path, char **ret_secret, char **ret_error);
+/* The [checks] status set: "200", "200-299,301". (Numbers and durations
+ * are parse.h's.) */
+int parse_status_set(const char *s, StatusSet *ret);
 
 /* Offline checks of AWS identifiers: a region is letters-letters-digit
  * ("us-east-1", "us-gov-west-1", "cn-north-1"), an instance id "i-" and 8

@@ -10,6 +10,7 @@
 #include "incidents.h"
 #include "jsonutil.h"
 #include "log.h"
+#include "parse.h"
 #include "profile.h"
 
 #define SUMMARY_VERSION 1

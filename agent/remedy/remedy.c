@@ -7,6 +7,7 @@
 #include "alerts.h"
 #include "aws.h"
 #include "log.h"
+#include "parse.h"
 #include "sysbus.h"
 
 #define RESTART_TIMEOUT (90 * USEC_PER_SEC)   /* systemd's default stop+start timeouts fit */

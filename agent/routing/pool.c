@@ -21,6 +21,8 @@
 #include "log.h"
 #include "pool_scripts.h"
 #include "redis_event.h"
+#include "redisurl.h"
+#include "secret.h"
 
 #define POOL_COMMAND_TIMEOUT_USEC (2 * USEC_PER_SEC)
 #define POOL_CONNECT_TIMEOUT_USEC (2 * USEC_PER_SEC)
@@ -481,250 +483,6 @@ int pool_role_reply_decode(const redisReply *r, const char **ret_role) {
         return reply_streq(r->element[0], "master") ? 1 : 0;
 }
 
-static int url_fail(char **ret_error, const char *what) {
-        char *m = NULL;
-
-        if (ret_error) {
-                if (asprintf(&m, "invalid Redis URL: %s", what) < 0)
-                        return -ENOMEM;
-                *ret_error = m;
-        }
-        return -EINVAL;
-}
-
-static int hexval(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        c = (char) tolower((unsigned char) c);
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        return -1;
-}
-
-/* Percent-decoding of n bytes; NULL on a bad escape, a NUL, or OOM. */
-static char *percent_decode(const char *s, size_t n) {
-        char *d = malloc(n + 1);
-        size_t k = 0;
-
-        if (!d)
-                return NULL;
-        for (size_t i = 0; i < n; i++) {
-                if (s[i] == '%') {
-                        int hi, lo;
-                        if (i + 2 >= n) {
-                                free(d);
-                                return NULL;
-                        }
-                        hi = hexval(s[i + 1]);
-                        lo = hexval(s[i + 2]);
-                        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-                                free(d);
-                                return NULL;
-                        }
-                        d[k++] = (char) (hi * 16 + lo);
-                        i += 2;
-                } else
-                        d[k++] = s[i];
-        }
-        d[k] = '\0';
-        return d;
-}
-
-static int parse_port(const char *s, size_t n, uint16_t *ret) {
-        unsigned v = 0;
-
-        if (n == 0 || n > 5)
-                return -EINVAL;
-        for (size_t i = 0; i < n; i++) {
-                if (s[i] < '0' || s[i] > '9')
-                        return -EINVAL;
-                v = v * 10 + (unsigned) (s[i] - '0');
-        }
-        if (v < 1 || v > 65535)
-                return -EINVAL;
-        *ret = (uint16_t) v;
-        return 0;
-}
-
-/* "host", "host:port", "[v6]", "[v6]:port" in n bytes. */
-static int parse_endpoint(const char *s, size_t n, uint16_t default_port, PoolEndpoint *ret) {
-        const char *host = s, *colon = NULL;
-        size_t hostlen;
-        uint16_t port = default_port;
-        char *h;
-
-        if (n == 0)
-                return -EINVAL;
-        if (s[0] == '[') {
-                const char *close = memchr(s, ']', n);
-                if (!close || close == s + 1)
-                        return -EINVAL;
-                host = s + 1;
-                hostlen = (size_t) (close - s - 1);
-                if (close + 1 < s + n) {
-                        if (close[1] != ':')
-                                return -EINVAL;
-                        colon = close + 1;
-                }
-        } else {
-                colon = memchr(s, ':', n);
-                hostlen = colon ? (size_t) (colon - s) : n;
-                if (colon && memchr(colon + 1, ':', (size_t) (s + n - colon - 1)))
-                        return -EINVAL; /* a bare IPv6 address needs brackets */
-        }
-        if (hostlen == 0)
-                return -EINVAL;
-        for (size_t i = 0; i < hostlen; i++)
-                if (!isalnum((unsigned char) host[i]) && !strchr(".-_:%", host[i]))
-                        return -EINVAL;
-        if (colon && parse_port(colon + 1, (size_t) (s + n - colon - 1), &port) < 0)
-                return -EINVAL;
-        h = strndup(host, hostlen);
-        if (!h)
-                return -ENOMEM;
-        *ret = (PoolEndpoint) { .host = h, .port = port };
-        return 0;
-}
-
-static int parse_db(const char *s, unsigned *ret) {
-        unsigned v = 0;
-
-        if (*s == '\0') {
-                *ret = 0;
-                return 0;
-        }
-        if (strlen(s) > 4)
-                return -EINVAL;
-        for (const char *p = s; *p; p++) {
-                if (*p < '0' || *p > '9')
-                        return -EINVAL;
-                v = v * 10 + (unsigned) (*p - '0');
-        }
-        if (v > 1000)
-                return -EINVAL;
-        *ret = v;
-        return 0;
-}
-
-void pool_url_done(PoolUrl *u) {
-        if (!u)
-                return;
-        free(u->user);
-        if (u->password)
-                explicit_bzero(u->password, strlen(u->password));
-        free(u->password);
-        free(u->server.host);
-        free(u->path);
-        for (size_t i = 0; i < u->n_sentinels; i++)
-                free(u->sentinels[i].host);
-        free(u->master);
-        *u = (PoolUrl) {};
-}
-
-int pool_url_parse(const char *s, PoolUrl *ret, char **ret_error) {
-        _cleanup_(pool_url_done) PoolUrl u = {};
-        const char *rest, *end, *at;
-        int r;
-
-        if (!s)
-                return url_fail(ret_error, "empty");
-        for (const char *p = s; *p; p++)
-                if ((unsigned char) *p <= ' ' || *p == 0x7f)
-                        return url_fail(ret_error, "blanks or control characters");
-
-        if (strncmp(s, "unix://", 7) == 0) {
-                if (s[7] != '/' || s[8] == '\0')
-                        return url_fail(ret_error, "unix:// needs an absolute path (unix:///run/redis.sock)");
-                u.kind = POOL_URL_UNIX;
-                u.path = strdup(s + 7);
-                if (!u.path)
-                        return -ENOMEM;
-                *ret = u;
-                u = (PoolUrl) {};
-                return 0;
-        }
-        if (strncmp(s, "redis://", 8) == 0) {
-                u.kind = POOL_URL_TCP;
-                rest = s + 8;
-        } else if (strncmp(s, "sentinel://", 11) == 0) {
-                u.kind = POOL_URL_SENTINEL;
-                rest = s + 11;
-        } else
-                return url_fail(ret_error, "use redis://, unix:// or sentinel://");
-
-        end = strchrnul(rest, '/');
-        at = memrchr(rest, '@', (size_t) (end - rest));
-        if (at) {
-                const char *colon = memchr(rest, ':', (size_t) (at - rest));
-                if (colon) {
-                        if (colon > rest) {
-                                u.user = percent_decode(rest, (size_t) (colon - rest));
-                                if (!u.user)
-                                        return url_fail(ret_error, "bad %-escape in the user name");
-                        }
-                        u.password = percent_decode(colon + 1, (size_t) (at - colon - 1));
-                } else {
-                        u.password = percent_decode(rest, (size_t) (at - rest));
-                        u.bare_userinfo = true;
-                }
-                if (!u.password)
-                        return url_fail(ret_error, "bad %-escape in the password");
-                if (u.password[0] == '\0') {
-                        free(u.password);
-                        u.password = NULL;
-                }
-                rest = at + 1;
-        }
-
-        if (u.kind == POOL_URL_TCP) {
-                r = parse_endpoint(rest, (size_t) (end - rest), 6379, &u.server);
-                if (r == -ENOMEM)
-                        return r;
-                if (r < 0)
-                        return url_fail(ret_error, "bad HOST[:PORT]");
-                if (*end == '/' && parse_db(end + 1, &u.db) < 0)
-                        return url_fail(ret_error, "bad DB number (0-1000)");
-        } else {
-                const char *p = rest, *name, *name_end;
-
-                while (p < end) {
-                        const char *comma = memchr(p, ',', (size_t) (end - p));
-                        const char *stop = comma ? comma : end;
-
-                        if (u.n_sentinels >= POOL_SENTINELS_MAX)
-                                return url_fail(ret_error, "too many sentinels (at most 16)");
-                        r = parse_endpoint(p, (size_t) (stop - p), 26379, &u.sentinels[u.n_sentinels]);
-                        if (r == -ENOMEM)
-                                return r;
-                        if (r < 0)
-                                return url_fail(ret_error, "bad sentinel HOST[:PORT]");
-                        u.n_sentinels++;
-                        p = comma ? comma + 1 : end;
-                        if (comma && p == end)
-                                return url_fail(ret_error, "empty sentinel address");
-                }
-                if (u.n_sentinels == 0)
-                        return url_fail(ret_error, "no sentinel address");
-                if (*end != '/')
-                        return url_fail(ret_error, "no master name (sentinel://HOST:PORT/MASTER)");
-                name = end + 1;
-                name_end = strchrnul(name, '/');
-                if (name_end == name)
-                        return url_fail(ret_error, "no master name (sentinel://HOST:PORT/MASTER)");
-                for (const char *q = name; q < name_end; q++)
-                        if (!isalnum((unsigned char) *q) && !strchr("._-", *q))
-                                return url_fail(ret_error, "bad master name");
-                u.master = strndup(name, (size_t) (name_end - name));
-                if (!u.master)
-                        return -ENOMEM;
-                if (*name_end == '/' && parse_db(name_end + 1, &u.db) < 0)
-                        return url_fail(ret_error, "bad DB number (0-1000)");
-        }
-        *ret = u;
-        u = (PoolUrl) {};
-        return 0;
-}
-
 char *pool_url_redact(const char *s) {
         const char *scheme_end, *rest, *end, *at;
         char *out = NULL;
@@ -866,7 +624,7 @@ struct Pool {
 
         /* Copies: the Config is freed on reload. */
         char *url_text, *url_shown, *password_file, *password;
-        PoolUrl url;
+        RedisUrl url;
         char *name, *host, *address, *list_key;
         unsigned min_serving, max_unavailable;
         usec_t lease, heartbeat, out_max;
@@ -1402,7 +1160,7 @@ static void send_heartbeat(Pool *p) {
         }
         if (!p->view_in_flight)
                 send_view(p);
-        if (p->url.kind == POOL_URL_SENTINEL) {
+        if (p->url.kind == REDIS_URL_SENTINEL) {
                 c = cmd_new(p, &p->main, CMD_ROLE_CHECK, 1);
                 if (c && cmd_set(c, 0, "ROLE") < 0) {
                         c->pool = NULL;
@@ -1965,7 +1723,7 @@ static void sentinel_ask(Pool *p) {
         size_t n = p->url.n_sentinels;
 
         while (p->sentinel_tried < n) {
-                const PoolEndpoint *ep = &p->url.sentinels[p->sentinel_next % n];
+                const RedisEndpoint *ep = &p->url.sentinels[p->sentinel_next % n];
 
                 p->sentinel_next = (p->sentinel_next + 1) % n;
                 p->sentinel_tried++;
@@ -2018,13 +1776,13 @@ static void sentinel_query(Pool *p) {
 static void connect_start(Pool *p) {
         int r;
 
-        if (p->url.kind == POOL_URL_SENTINEL) {
+        if (p->url.kind == REDIS_URL_SENTINEL) {
                 p->sentinel_tried = 0;
                 sentinel_ask(p);
                 return;
         }
         p->conn = POOL_CONN_CONNECTING;
-        if (p->url.kind == POOL_URL_UNIX)
+        if (p->url.kind == REDIS_URL_UNIX)
                 r = link_connect(&p->main, NULL, 0, p->url.path);
         else
                 r = link_connect(&p->main, p->url.server.host, p->url.server.port, NULL);
@@ -2074,7 +1832,7 @@ static void handshake_start(Pool *p) {
                 if (!handshake_send(p, simple_cmd(p, CMD_SELECT, "SELECT", db, NULL)))
                         return;
         }
-        if (p->url.kind == POOL_URL_SENTINEL && !handshake_send(p, simple_cmd(p, CMD_ROLE, "ROLE", NULL, NULL)))
+        if (p->url.kind == REDIS_URL_SENTINEL && !handshake_send(p, simple_cmd(p, CMD_ROLE, "ROLE", NULL, NULL)))
                 return;
         for (unsigned i = 0; i < _POOL_SCRIPT_MAX; i++) {
                 Cmd *c = simple_cmd(p, CMD_SCRIPT_LOAD, "SCRIPT", "LOAD", pool_script_text[i]);
@@ -2097,7 +1855,7 @@ static void conn_ready(Pool *p) {
                 snprintf(took, sizeof took, " after %.1fs",
                          (double) (now_usec(p, CLOCK_MONOTONIC) - p->lost_at) / USEC_PER_SEC);
         log_info("pool: connected to Redis %s%s (pool %s, %s)%s", strna(p->main.peer),
-                 p->url.kind == POOL_URL_SENTINEL ? " via sentinel" : "", p->name, p->address, took);
+                 p->url.kind == REDIS_URL_SENTINEL ? " via sentinel" : "", p->name, p->address, took);
         p->lost_at = 0;
         p->ever_ready = true;
         if (p->on_connection)
@@ -2149,7 +1907,7 @@ static int on_heartbeat(sd_event_source *s, uint64_t usec, void *userdata) {
 
 typedef struct PoolSettings {
         char *url_text, *url_shown, *password_file, *password, *list_key;
-        PoolUrl url;
+        RedisUrl url;
 } PoolSettings;
 
 static void pool_settings_done(PoolSettings *s) {
@@ -2158,7 +1916,7 @@ static void pool_settings_done(PoolSettings *s) {
         free(s->password_file);
         free_wiped(s->password);
         free(s->list_key);
-        pool_url_done(&s->url);
+        redis_url_done(&s->url);
         *s = (PoolSettings) {};
 }
 
@@ -2173,7 +1931,7 @@ static int pool_settings_load(const Config *c, PoolSettings *ret, char **ret_err
                         *ret_error = strdup("[pool] needs redis, name and address");
                 return -EINVAL;
         }
-        r = pool_url_parse(c->pool.redis, &s.url, &err);
+        r = redis_url_parse(c->pool.redis, &s.url, &err);
         if (r < 0) {
                 if (ret_error && err && asprintf(ret_error, "%s: [pool] redis: %s", strna(c->path), err) < 0)
                         *ret_error = NULL;
@@ -2574,7 +2332,7 @@ json_object *pool_status_json(Pool *p) {
         json_object_object_add(o, "address", json_object_new_string(p->address));
         json_object_object_add(o, "host", json_object_new_string(p->host));
         json_object_object_add(o, "redis", json_object_new_string(p->url_shown));
-        if (p->url.kind == POOL_URL_SENTINEL && p->master_host) {
+        if (p->url.kind == REDIS_URL_SENTINEL && p->master_host) {
                 snprintf(master, sizeof master, strchr(p->master_host, ':') ? "[%s]:%u" : "%s:%u", p->master_host,
                          (unsigned) p->master_port);
                 json_object_object_add(o, "master", json_object_new_string(master));

@@ -63,36 +63,6 @@ int pool_sentinel_reply_decode(const redisReply *r, char **ret_host, uint16_t *r
 /* ROLE: 1 master, 0 anything else, -EBADMSG. ret_role: "master", "slave", ... (borrowed). */
 int pool_role_reply_decode(const redisReply *r, const char **ret_role);
 
-typedef enum PoolUrlKind {
-        POOL_URL_TCP,
-        POOL_URL_UNIX,
-        POOL_URL_SENTINEL,
-} PoolUrlKind;
-
-#define POOL_SENTINELS_MAX 16
-
-typedef struct PoolEndpoint {
-        char *host; /* without brackets for IPv6 */
-        uint16_t port;
-} PoolEndpoint;
-
-typedef struct PoolUrl {
-        PoolUrlKind kind;
-        char *user, *password; /* percent-decoded, NULL when absent */
-        bool bare_userinfo;    /* "x@host": x is the password, or with [pool] password_file the user */
-        PoolEndpoint server;   /* TCP */
-        char *path;            /* UNIX */
-        PoolEndpoint sentinels[POOL_SENTINELS_MAX];
-        size_t n_sentinels;
-        char *master; /* SENTINEL */
-        unsigned db;
-} PoolUrl;
-
-/* redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (userinfo without ':' is a
- * password), unix:///PATH, sentinel://[userinfo@]H[:P][,H[:P]...]/MASTER[/DB].
- * Default ports 6379 and 26379. *ret_error never holds the password. */
-int pool_url_parse(const char *s, PoolUrl *ret, char **ret_error);
-void pool_url_done(PoolUrl *u);
 /* The URL with any userinfo replaced by "***@", for logs and status. */
 char *pool_url_redact(const char *s);
 

@@ -2,6 +2,7 @@
  * parsers behind its table on the same bytes as one value. */
 #include "config.h"
 #include "fuzz.h"
+#include "parse.h"
 
 /* A value the config would take: format_duration() writes what
  * parse_duration() reads back as the same duration. */

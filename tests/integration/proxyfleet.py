@@ -308,12 +308,17 @@ class Redis:
         self.port = port or free_port()
         self.proc = None
         self.logfile = os.path.join(self.dir, "redis.log")
+        self.socket = os.path.join(self.dir, "redis.sock")
 
     def url(self):
         return "redis://127.0.0.1:%d" % self.port
 
+    def unix_url(self, db=0):
+        return "unix://%s?db=%d" % (self.socket, db)
+
     def start(self):
         self.proc = start_group(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                                 "--unixsocket", self.socket, "--unixsocketperm", "700",
                                  "--save", "", "--appendonly", "no", "--dir", self.dir], self.logfile)
         def pong():
             if self.proc.poll() is not None:

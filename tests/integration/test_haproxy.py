@@ -16,6 +16,13 @@ request:
       Redis.
   h5  nginx: monkey-proxy-sync renders the upstream file and reloads a real
       nginx proxy; leave/rejoin; an empty pool does not empty the file.
+  h6  monkey-proxy-sync's options follow monkeyd's rules: durations in
+      monkeyd.conf's grammar (--interval 1m30s), and --password-file read
+      by monkeyd's secret reader (a group-readable or symlinked file is
+      refused, naming it; a 0600 one authenticates).
+  h7  one Redis URL grammar: with unix:///PATH?db=2, monkeyd's config
+      check takes it, its pool joins in DB 2 over the socket, and
+      monkey-proxy-sync reads DB 2 over the same socket.
 
 Prints the measured figures: time from the leave to the last request the
 leaving host received, and from the rejoin to its first request."""
@@ -25,7 +32,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Agent, check, describe, fail, main, wait_until  # noqa: E402
+from harness import Agent, check, describe, fail, main, make_tmpdir, wait_until  # noqa: E402
 from proxyfleet import (HAProxy, Load, ProxySync, Redis, free_port, mode_of, nginx_app,  # noqa: E402
                         nginx_proxy, pool_put, pool_remove, read_text)
 
@@ -458,11 +465,98 @@ def h5_nginx_upstream():
         stop_all(load, sync, proxy, apps, redis)
 
 
+def h6_options_as_monkeyd():
+    redis = Redis().start()
+    try:
+        pool_put(redis, "web", "app1", "127.0.0.2:8080")
+        d = make_tmpdir("monkey-it-sync-opts-")
+        upstream = os.path.join(d, "upstream.conf")
+        base = ["--redis", redis.url(), "--pool", "web", "--nginx-upstream", upstream]
+
+        # The duration grammar is monkeyd's parse_duration: a compound
+        # duration is taken (the private parser refused it).
+        cp = ProxySync(base + ["--interval", "1m30s", "--settle", "1m 30s"], name="sync-dur").once()
+        check(cp.returncode == 0, "--interval 1m30s: " + describe(cp))
+        check("server 127.0.0.2:8080;" in read_text(upstream), "--once did not render:\n" + read_text(upstream))
+        # Still at most a day: none of these is useful longer.
+        cp = ProxySync(base + ["--interval", "25h"], name="sync-dur").once()
+        check(cp.returncode == 2 and "invalid duration '25h' for --interval" in cp.stderr, "--interval 25h: " + describe(cp))
+
+        # The password file is read by monkeyd's secret reader, with its
+        # rules: a file group or others can read is refused, naming it, and
+        # the password is neither used nor shown.
+        password = "pxs-s3cret-pw"
+        redis.cmd("CONFIG", "SET", "requirepass", password)
+        pw = os.path.join(d, "redis-password")
+        with open(pw, "w") as f:
+            f.write(password + "\n")
+        os.chmod(pw, 0o640)
+        cp = ProxySync(base + ["--password-file", pw], name="sync-pw").once()
+        check(cp.returncode != 0, "a group-readable --password-file was used: " + describe(cp))
+        check(pw in cp.stderr and "group/others" in cp.stderr and "chmod 600" in cp.stderr,
+              "the refusal does not name the file and why: " + describe(cp))
+        check(password not in cp.stdout + cp.stderr, "the password is in the output")
+        link = os.path.join(d, "redis-password.link")
+        os.chmod(pw, 0o600)
+        os.symlink(pw, link)
+        cp = ProxySync(base + ["--password-file", link], name="sync-pw").once()
+        check(cp.returncode != 0 and link in cp.stderr and "symlink" in cp.stderr,
+              "a symlinked --password-file was followed: " + describe(cp))
+        # The same file at mode 0600 authenticates.
+        cp = ProxySync(base + ["--password-file", pw], name="sync-pw").once()
+        check(cp.returncode == 0, "a 0600 --password-file: " + describe(cp))
+    finally:
+        stop_all(redis)
+
+
+class RedisDb:
+    """One DB of a Redis, for pool_put and cmd."""
+
+    def __init__(self, redis, db):
+        self.redis, self.db = redis, db
+
+    def cmd(self, *args):
+        return self.redis.cmd("-n", self.db, *args)
+
+
+def h7_unix_socket_db():
+    redis = Redis().start()
+    port, apps = start_apps()
+    agent = None
+    try:
+        db2 = RedisDb(redis, 2)
+        url = redis.unix_url(db=2)
+        # A decoy in DB 0: whoever read the wrong DB would route to it.
+        pool_put(redis, "web", "decoy", "127.0.0.9:8080")
+        addr = "%s:%d" % (APP_ADDRS[0], port)
+        agent = Agent("pool-unix-db", host=NAMES[0],
+                      extra=POOL_EXTRA.format(url=url, pool="web", address=addr, min_serving=0, drain="1s"))
+        agent.start(timeout=10)
+        wait_until(lambda: db2.cmd("SISMEMBER", "monkey:{web}:serving", addr) == "1", 8.0, 0.05,
+                   "monkeyd to join the pool in DB 2 over %s" % url)
+        check(redis.cmd("SISMEMBER", "monkey:{web}:serving", addr) == "0", "monkeyd joined in DB 0")
+
+        d = make_tmpdir("monkey-it-sync-db-")
+        upstream = os.path.join(d, "upstream.conf")
+        cp = ProxySync(["--redis", url, "--pool", "web", "--nginx-upstream", upstream], name="sync-db").once()
+        check(cp.returncode == 0, "monkey-proxy-sync --redis %s: %s" % (url, describe(cp)))
+        text = read_text(upstream)
+        check("server %s;" % addr in text and "127.0.0.9" not in text,
+              "the upstream is not DB 2's pool:\n" + text)
+    except Exception:
+        if agent:
+            agent.dump_log()
+        raise
+    finally:
+        stop_all(agent, apps, redis)
+
+
 if __name__ == "__main__":
     t0 = time.monotonic()
     try:
         main([h1_agent_check_drain_resume, h2_agent_check_overload_cycle, h3_runtime_api_keys,
-              h4_runtime_api_agents, h5_nginx_upstream])
+              h4_runtime_api_agents, h5_nginx_upstream, h6_options_as_monkeyd,
+              h7_unix_socket_db])
     finally:
         if FIGURES:
             print("figures (%.1f s in all):\n  %s" % (time.monotonic() - t0, "\n  ".join(FIGURES)), flush=True)

@@ -14,6 +14,9 @@
 #include <syslog.h>
 
 #include "config.h"
+#include "parse.h"
+#include "secret.h"
+#include "testutil.h"
 
 #define P "t.conf"
 
@@ -47,176 +50,9 @@ static void parse_fails(const char *text, const char *expected) {
         free(err);
 }
 
-static char *tmp_dir(void) {
-        char *d = strdup("/tmp/test-config-XXXXXX");
-        assert_non_null(d);
-        assert_non_null(mkdtemp(d));
-        return d;
-}
-
-static char *write_file(const char *dir, const char *name, const char *text, mode_t mode) {
-        char *path = NULL;
-        int fd;
-
-        assert_true(asprintf(&path, "%s/%s", dir, name) > 0);
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        assert_true(fd >= 0);
-        assert_int_equal(write(fd, text, strlen(text)), (ssize_t) strlen(text));
-        assert_int_equal(fchmod(fd, mode), 0); /* exact mode, whatever the umask */
-        close(fd);
-        return path;
-}
-
-static void rm_rf(const char *dir) {
-        char *cmd = NULL;
-        assert_true(asprintf(&cmd, "rm -rf '%s'", dir) > 0);
-        assert_int_equal(system(cmd), 0);
-        free(cmd);
-}
-
 #define POOL_OK "[pool]\nredis = redis://127.0.0.1:6379/0\nname = web\naddress = 127.0.0.2:8080\n"
 
 /* ---- typed parsers ---- */
-
-static void test_parse_duration(void **state) {
-        static const struct {
-                const char *in;
-                usec_t out;
-        } good[] = {
-                { "500ms", 500 * USEC_PER_MSEC },
-                { "30s", 30 * USEC_PER_SEC },
-                { "5m", 5 * USEC_PER_MINUTE },
-                { "1h", USEC_PER_HOUR },
-                { "1d", USEC_PER_DAY },
-                { "1m30s", 90 * USEC_PER_SEC },
-                { "1m 30s", 90 * USEC_PER_SEC },
-                { "1h30m15s", USEC_PER_HOUR + 30 * USEC_PER_MINUTE + 15 * USEC_PER_SEC },
-                { "90", 90 * USEC_PER_SEC },
-                { "0", 0 },
-                { "1.5s", 1500 * USEC_PER_MSEC },
-                { "0.25", 250 * USEC_PER_MSEC },
-                { "30 s", 30 * USEC_PER_SEC },
-                { "2min", 2 * USEC_PER_MINUTE },
-                { "100us", 100 },
-                { "1s500ms", 1500 * USEC_PER_MSEC },
-        };
-        static const struct {
-                const char *in;
-                int r;
-        } bad[] = {
-                { "", -EINVAL },        { "abc", -EINVAL },   { "-5s", -EINVAL },   { "5x", -EINVAL },
-                { "1m 30", -EINVAL },   { "s", -EINVAL },     { "1.s", -EINVAL },   { ".5s", -EINVAL },
-                { "5 5s", -EINVAL },    { "1h-", -EINVAL },   { "1e3s", -EINVAL },  { "5mm", -EINVAL },
-                { "+5s", -EINVAL },     { "0x10", -EINVAL },
-                { "99999999999999999999", -ERANGE },
-                { "300000000d", -ERANGE },
-                { "213503982d 1d", -ERANGE },
-        };
-
-        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
-                usec_t u = 12345;
-                if (parse_duration(good[i].in, &u) != 0)
-                        print_error("'%s' should parse\n", good[i].in);
-                assert_int_equal(parse_duration(good[i].in, &u), 0);
-                assert_int_equal(u, good[i].out);
-        }
-        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                usec_t u = 12345;
-                if (parse_duration(bad[i].in, &u) != bad[i].r)
-                        print_error("'%s' should fail with %d\n", bad[i].in, bad[i].r);
-                assert_int_equal(parse_duration(bad[i].in, &u), bad[i].r);
-                assert_int_equal(u, 12345); /* untouched on failure */
-        }
-        assert_int_equal(parse_duration(NULL, &(usec_t) { 0 }), -EINVAL);
-}
-
-static void test_format_duration(void **state) {
-        static const struct {
-                usec_t in;
-                const char *out;
-        } t[] = {
-                { 0, "0" },
-                { 500 * USEC_PER_MSEC, "500ms" },
-                { 90 * USEC_PER_SEC, "1m30s" },
-                { USEC_PER_HOUR, "1h" },
-                { USEC_PER_DAY + USEC_PER_HOUR, "1d1h" },
-                { 1500 * USEC_PER_MSEC, "1s500ms" },
-                { 1, "1us" },
-                { USEC_INFINITY, "infinity" },
-        };
-        char buf[64], small[4];
-
-        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
-                usec_t back;
-
-                assert_ptr_equal(format_duration(buf, sizeof buf, t[i].in), buf);
-                assert_string_equal(buf, t[i].out);
-                /* What we print, the parser reads back. */
-                if (t[i].in != USEC_INFINITY) {
-                        assert_int_equal(parse_duration(buf, &back), 0);
-                        assert_int_equal(back, t[i].in);
-                }
-        }
-        /* Truncates at a unit, never mid-number ("1d1" would read as 1d1s). */
-        format_duration(small, sizeof small, USEC_PER_DAY + USEC_PER_HOUR + 1);
-        assert_string_equal(small, "1d");
-        format_duration(small, sizeof small, 1234 * USEC_PER_DAY);
-        assert_string_equal(small, "");
-}
-
-static void test_parse_percent(void **state) {
-        static const struct {
-                const char *in;
-                double out;
-        } good[] = {
-                { "90", 90.0 }, { "90%", 90.0 }, { "87.5%", 87.5 }, { "0", 0.0 }, { "100", 100.0 }, { "100%", 100.0 },
-                { "0.5", 0.5 },
-        };
-        static const struct {
-                const char *in;
-                int r;
-        } bad[] = {
-                { "", -EINVAL },    { "abc", -EINVAL }, { "-5", -EINVAL },  { "90%%", -EINVAL }, { "1e2", -EINVAL },
-                { "0x10", -EINVAL }, { " 90", -EINVAL }, { "nan", -EINVAL }, { "90.", -EINVAL },  { ".5", -EINVAL },
-                { "90 %", -EINVAL }, { "100.5", -ERANGE }, { "150%", -ERANGE },
-                { "99999999999999999999999999999", -ERANGE },
-        };
-
-        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
-                double v = -1;
-                assert_int_equal(parse_percent(good[i].in, &v), 0);
-                assert_true(v == good[i].out);
-        }
-        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                double v = -1;
-                if (parse_percent(bad[i].in, &v) != bad[i].r)
-                        print_error("'%s'\n", bad[i].in);
-                assert_int_equal(parse_percent(bad[i].in, &v), bad[i].r);
-                assert_true(v == -1);
-        }
-}
-
-static void test_parse_bool(void **state) {
-        static const char *const yes[] = { "yes", "YES", "true", "True", "on", "1", "y" };
-        static const char *const no[] = { "no", "NO", "false", "off", "0", "n" };
-        static const char *const bad[] = { "", "maybe", "2", "yess", "tru", "o" };
-
-        for (size_t i = 0; i < ELEMENTSOF(yes); i++) {
-                bool b = false;
-                assert_int_equal(parse_bool(yes[i], &b), 0);
-                assert_true(b);
-        }
-        for (size_t i = 0; i < ELEMENTSOF(no); i++) {
-                bool b = true;
-                assert_int_equal(parse_bool(no[i], &b), 0);
-                assert_false(b);
-        }
-        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                bool b = true;
-                assert_int_equal(parse_bool(bad[i], &b), -EINVAL);
-                assert_true(b);
-        }
-}
 
 static void test_parse_status_set(void **state) {
         static const struct {
@@ -526,6 +362,11 @@ static void test_full_and_enabled(void **state) {
         c = parse_ok("[pool]\nredis = unix:///run/redis/redis.sock\nname = a.b_c-1\naddress = app.internal:80\n");
         assert_string_equal(c->pool.redis, "unix:///run/redis/redis.sock");
         config_free(c);
+        /* "?db=N" after the socket path: checked by the grammar the pool
+         * connects with (redisurl.h), not just "unix:// and something". */
+        c = parse_ok("[pool]\nredis = unix:///run/redis.sock?db=2\nname = web\naddress = 127.0.0.2:8080\n");
+        assert_string_equal(c->pool.redis, "unix:///run/redis.sock?db=2");
+        config_free(c);
 
         /* Sentinel: one or more sentinels (port optional), a master name, a DB. */
         static const char *const sentinel_ok[] = {
@@ -644,6 +485,12 @@ static void test_errors(void **state) {
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = redis://127.0.0.1:0/0\n",
                   P ":2: [pool] redis: invalid URL 'redis://127.0.0.1:0/0' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                    "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
+                { "[pool]\nredis = unix:///run/redis.sock?db=1001\n",
+                  P ":2: [pool] redis: invalid URL 'unix:///run/redis.sock?db=1001' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                    "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
+                { "[pool]\nredis = unix:///run/redis.sock?timeout=1\n",
+                  P ":2: [pool] redis: invalid URL 'unix:///run/redis.sock?timeout=1' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = unix://run/redis.sock\n",
                   P ":2: [pool] redis: invalid URL 'unix://run/redis.sock' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
@@ -974,85 +821,6 @@ static void test_config_load(void **state) {
         assert_int_equal(c->agent.control_gid, 424242);
         c = config_free(c);
         free(p);
-
-        rm_rf(dir);
-        free(dir);
-}
-
-static void test_secret_files(void **state) {
-        char *dir = tmp_dir(), *p, *err = NULL, *s = NULL, *want = NULL, *link = NULL;
-
-        p = write_file(dir, "ok", "  xoxb-123 \r\nsecond line\n", 0600);
-        assert_int_equal(secret_file_check(p, &err), 0);
-        assert_null(err);
-        assert_int_equal(secret_file_read(p, &s, &err), 0);
-        assert_string_equal(s, "xoxb-123");
-        free(s), s = NULL;
-
-        /* systemd credentials are 0400 */
-        assert_int_equal(chmod(p, 0400), 0);
-        assert_int_equal(secret_file_check(p, &err), 0);
-        assert_int_equal(secret_file_read(p, &s, &err), 0);
-        assert_string_equal(s, "xoxb-123");
-        free(s), s = NULL;
-
-        /* group/others: refused, and the secret is not read */
-        assert_int_equal(chmod(p, 0644), 0);
-        assert_int_equal(secret_file_check(p, &err), -EPERM);
-        assert_true(asprintf(&want, "%s: holds a secret but is accessible by group/others (mode 0644); chmod 600 it", p) >
-                    0);
-        assert_string_equal(err, want);
-        free(err), free(want);
-        assert_int_equal(secret_file_read(p, &s, &err), -EPERM);
-        assert_null(s);
-        assert_null(strstr(err, "xoxb"));
-        free(err);
-        assert_int_equal(chmod(p, 0640), 0);
-        assert_int_equal(secret_file_check(p, &err), -EPERM);
-        free(err);
-        assert_int_equal(chmod(p, 0602), 0);
-        assert_int_equal(secret_file_check(p, &err), -EPERM);
-        free(err);
-        assert_int_equal(chmod(p, 0600), 0);
-
-        /* a symlink, even to a good file */
-        assert_true(asprintf(&link, "%s/link", dir) > 0);
-        assert_int_equal(symlink(p, link), 0);
-        assert_int_equal(secret_file_check(link, &err), -EPERM);
-        assert_true(asprintf(&want, "%s: is a symlink, refusing; name the file itself", link) > 0);
-        assert_string_equal(err, want);
-        free(err), free(want), free(link);
-
-        /* missing, a directory, relative */
-        assert_true(asprintf(&link, "%s/missing", dir) > 0);
-        assert_int_equal(secret_file_check(link, &err), -ENOENT);
-        assert_true(asprintf(&want, "%s: cannot open: No such file or directory", link) > 0);
-        assert_string_equal(err, want);
-        free(err), free(want), free(link);
-        assert_int_equal(chmod(dir, 0700), 0);
-        assert_int_equal(secret_file_check(dir, &err), -EPERM);
-        assert_true(asprintf(&want, "%s: not a regular file", dir) > 0);
-        assert_string_equal(err, want);
-        free(err), free(want);
-        assert_int_equal(secret_file_check("token", &err), -EINVAL);
-        assert_string_equal(err, "token: not an absolute path");
-        free(err);
-        assert_int_equal(secret_file_check(p, NULL), 0);
-
-        /* empty, blank */
-        free(p);
-        p = write_file(dir, "empty", " \n\n", 0600);
-        assert_int_equal(secret_file_read(p, &s, &err), -EINVAL);
-        assert_null(s);
-        assert_true(asprintf(&want, "%s: is empty", p) > 0);
-        assert_string_equal(err, want);
-        free(err), free(want), free(p);
-
-        /* leading blank lines are skipped; no newline at the end is fine */
-        p = write_file(dir, "lead", "\n\nsecret", 0600);
-        assert_int_equal(secret_file_read(p, &s, &err), 0);
-        assert_string_equal(s, "secret");
-        free(s), free(p);
 
         rm_rf(dir);
         free(dir);
@@ -1684,10 +1452,6 @@ static void test_secret_file_references(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_parse_duration),
-                cmocka_unit_test(test_format_duration),
-                cmocka_unit_test(test_parse_percent),
-                cmocka_unit_test(test_parse_bool),
                 cmocka_unit_test(test_parse_status_set),
                 cmocka_unit_test(test_enum_strings),
                 cmocka_unit_test(test_string_distance),
@@ -1699,7 +1463,6 @@ int main(void) {
                 cmocka_unit_test(test_secrets_not_shown),
                 cmocka_unit_test(test_parse_args),
                 cmocka_unit_test(test_config_load),
-                cmocka_unit_test(test_secret_files),
                 cmocka_unit_test(test_reference_config),
                 cmocka_unit_test(test_ladder_units),
                 cmocka_unit_test(test_control_group),

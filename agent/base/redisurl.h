@@ -1,0 +1,40 @@
+/* One Redis URL grammar, for monkeyd's config check, its pool connection
+ * and monkey-proxy-sync: redis://, unix:// (with ?db=N) and sentinel://.
+ * Pure: no I/O. */
+#pragma once
+
+#include "macro.h"
+
+typedef enum RedisUrlKind {
+        REDIS_URL_TCP,
+        REDIS_URL_UNIX,
+        REDIS_URL_SENTINEL,
+} RedisUrlKind;
+
+#define REDIS_SENTINELS_MAX 16
+
+typedef struct RedisEndpoint {
+        char *host; /* without brackets for IPv6 */
+        uint16_t port;
+} RedisEndpoint;
+
+typedef struct RedisUrl {
+        RedisUrlKind kind;
+        char *user, *password; /* percent-decoded, NULL when absent */
+        bool bare_userinfo;    /* "x@host": x is the password, or with a password file the user */
+        RedisEndpoint server;  /* TCP */
+        char *path;            /* UNIX */
+        RedisEndpoint sentinels[REDIS_SENTINELS_MAX];
+        size_t n_sentinels;
+        char *master; /* SENTINEL */
+        unsigned db;
+} RedisUrl;
+
+/* redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (userinfo without ':' is a
+ * password), unix:///PATH[?db=DB], sentinel://[userinfo@]H[:P][,H[:P]...]/MASTER[/DB].
+ * Default ports 6379 and 26379, DB 0..1000. On failure -EINVAL (-ENOMEM)
+ * and *ret_error (if given) says why, never holding the password; ret is
+ * only written on success. */
+int redis_url_parse(const char *s, RedisUrl *ret, char **ret_error);
+/* Frees the strings (the password wiped) and zeroes *u; takes NULL. */
+void redis_url_done(RedisUrl *u);
