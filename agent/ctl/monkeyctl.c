@@ -672,27 +672,36 @@ static int status_exit_code(ControlVerdict v) {
         }
 }
 
+/* The "show" half of fetch-then-show: o as JSON under `key` with --json,
+ * else as the formatter's text; the exit code is the caller's. */
+static int show(Ctl *ctl, const char *key, json_object *o, int (*format)(json_object *o, char **ret),
+                const char *what, int exit_code) {
+        _cleanup_(freep) char *text = NULL;
+        int r;
+
+        if (ctl->json) {
+                print_json(key, o);
+                return finish_output(exit_code);
+        }
+        r = format(o, &text);
+        if (r < 0)
+                return fail(ctl, EXIT_NOT_OK, "failed", "cannot format %s: %s", what, strerror(-r));
+        fputs(text, stdout);
+        return finish_output(exit_code);
+}
+
 static int verb_status(Ctl *ctl, char **args, size_t n_args) {
         _cleanup_(json_object_putp) json_object *reply = NULL;
-        _cleanup_(freep) char *text = NULL;
         json_object *status;
         int r;
 
         r = ctl_call_object(ctl, CONTROL_STATUS, json_type_object, &reply, &status);
         if (r != EXIT_OK)
                 return r;
-
-        if (ctl->json)
-                print_json("status", status);
-        else {
-                r = status_text_format(status, &text);
-                if (r < 0)
-                        return fail(ctl, EXIT_NOT_OK, "failed", "cannot format status: %s", strerror(-r));
-                fputs(text, stdout);
-        }
         /* Judged here from what the agent says, not from its own
          * "routing": the same rule whatever the agent's version. */
-        return finish_output(status_exit_code(control_status_verdict(status, NULL)));
+        return show(ctl, "status", status, status_text_format, "status",
+                    status_exit_code(control_status_verdict(status, NULL)));
 }
 
 static int verb_history(Ctl *ctl, char **args, size_t n_args) {
@@ -948,43 +957,24 @@ static int verb_resume(Ctl *ctl, char **args, size_t n_args) {
 
 static int verb_pool(Ctl *ctl, char **args, size_t n_args) {
         _cleanup_(json_object_putp) json_object *reply = NULL;
-        _cleanup_(freep) char *text = NULL;
         json_object *pool;
         int r;
 
         r = ctl_call_object(ctl, CONTROL_POOL, json_type_object, &reply, &pool);
         if (r != EXIT_OK)
                 return r;
-
-        if (ctl->json) {
-                print_json("pool", pool);
-                return finish_output(EXIT_OK);
-        }
-        r = status_text_format_pool(pool, &text);
-        if (r < 0)
-                return fail(ctl, EXIT_NOT_OK, "failed", "cannot format the pool: %s", strerror(-r));
-        fputs(text, stdout);
-        return finish_output(EXIT_OK);
+        return show(ctl, "pool", pool, status_text_format_pool, "the pool", EXIT_OK);
 }
 
 static int verb_incidents(Ctl *ctl, char **args, size_t n_args) {
         _cleanup_(json_object_putp) json_object *reply = NULL;
-        _cleanup_(freep) char *text = NULL;
         json_object *o;
         int r;
 
         r = ctl_call_object(ctl, CONTROL_INCIDENTS, json_type_object, &reply, &o);
         if (r != EXIT_OK)
                 return r;
-        if (ctl->json) {
-                print_json("result", o);
-                return finish_output(EXIT_OK);
-        }
-        r = status_text_format_incidents(o, &text);
-        if (r < 0)
-                return fail(ctl, EXIT_NOT_OK, "failed", "cannot format the incidents: %s", strerror(-r));
-        fputs(text, stdout);
-        return finish_output(EXIT_OK);
+        return show(ctl, "result", o, status_text_format_incidents, "the incidents", EXIT_OK);
 }
 
 /* One incident's summary from the agent: the reply (kept in *reply) and
@@ -1153,7 +1143,6 @@ static int incident_flame(Ctl *ctl, const char *arg) {
 
 static int verb_incident(Ctl *ctl, char **args, size_t n_args) {
         _cleanup_(json_object_putp) json_object *reply = NULL;
-        _cleanup_(freep) char *text = NULL;
         json_object *o;
         int r;
 
@@ -1175,15 +1164,7 @@ static int verb_incident(Ctl *ctl, char **args, size_t n_args) {
         r = incident_fetch(ctl, args[0], &reply, &o);
         if (r != EXIT_OK)
                 return r;
-        if (ctl->json) {
-                print_json("result", o);
-                return finish_output(EXIT_OK);
-        }
-        r = status_text_format_incident(o, &text);
-        if (r < 0)
-                return fail(ctl, EXIT_NOT_OK, "failed", "cannot format the incident: %s", strerror(-r));
-        fputs(text, stdout);
-        return finish_output(EXIT_OK);
+        return show(ctl, "result", o, status_text_format_incident, "the incident", EXIT_OK);
 }
 
 static int verb_help(Ctl *ctl, char **args, size_t n_args) {

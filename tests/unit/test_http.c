@@ -127,25 +127,25 @@ static void test_no_proxy_match(void **state) {
         /* addresses and CIDR ranges */
         assert_true(http_no_proxy_match("127.0.0.1", "127.0.0.1"));
         assert_false(http_no_proxy_match("127.0.0.1", "127.0.0.2"));
-        assert_true(http_no_proxy_match("10.0.0.0/8", "10.200.3.4"));
-        assert_false(http_no_proxy_match("10.0.0.0/8", "11.0.0.1"));
-        assert_true(http_no_proxy_match("192.168.4.0/22", "192.168.7.255"));
-        assert_false(http_no_proxy_match("192.168.4.0/22", "192.168.8.0"));
-        assert_true(http_no_proxy_match("0.0.0.0/0", "203.0.113.9"));
-        assert_false(http_no_proxy_match("10.0.0.0/33", "10.0.0.1"));
-        assert_false(http_no_proxy_match("10.0.0.0/", "10.0.0.1"));
-        assert_false(http_no_proxy_match("10.0.0.0/8x", "10.0.0.1"));
+        assert_true(http_no_proxy_match("127.0.0.0/8", "127.200.3.4"));
+        assert_false(http_no_proxy_match("127.0.0.0/8", "128.0.0.1"));
+        assert_true(http_no_proxy_match("127.168.4.0/22", "127.168.7.255"));
+        assert_false(http_no_proxy_match("127.168.4.0/22", "127.168.8.0"));
+        assert_true(http_no_proxy_match("0.0.0.0/0", "127.0.0.9"));
+        assert_false(http_no_proxy_match("127.0.0.0/33", "127.0.0.1"));
+        assert_false(http_no_proxy_match("127.0.0.0/", "127.0.0.1"));
+        assert_false(http_no_proxy_match("127.0.0.0/8x", "127.0.0.1"));
         assert_true(http_no_proxy_match("::1", "[::1]"));
-        assert_true(http_no_proxy_match("[fd00::]/8", "[fd12:3456::1]"));
-        assert_false(http_no_proxy_match("fd00::/16", "[fd12::1]"));
-        assert_false(http_no_proxy_match("10.0.0.0/8", "[::ffff:10.0.0.1]")); /* other family */
+        assert_true(http_no_proxy_match("[::]/64", "[::1]"));
+        assert_false(http_no_proxy_match("::2/128", "[::1]"));
+        assert_false(http_no_proxy_match("127.0.0.0/8", "[::ffff:127.0.0.1]")); /* other family */
         /* a name never matches an address by suffix */
-        assert_false(http_no_proxy_match("0.1", "10.0.0.1"));
+        assert_false(http_no_proxy_match("0.1", "127.0.0.1"));
 }
 
 static void test_env_proxy_exempt(void **state) {
         const char *const env[] = { "https_proxy=http://p:3128", "http_proxy=http://p:3128",
-                                    "NO_PROXY=.internal,10.0.0.0/8,127.0.0.1", NULL };
+                                    "NO_PROXY=.internal,127.10.0.0/16,127.0.0.1", NULL };
         HttpEnvProxy ep;
 
         ep = env_proxy("https://slack.com/api/chat.postMessage", env);
@@ -155,7 +155,7 @@ static void test_env_proxy_exempt(void **state) {
         assert_true(ep.exempt);
         assert_string_equal(ep.use, "");
         assert_string_equal(ep.no_proxy_var, "NO_PROXY");
-        ep = env_proxy("http://10.1.2.3:8080/", env);
+        ep = env_proxy("http://127.10.2.3:8080/", env);
         assert_true(ep.exempt);
         ep = env_proxy("http://127.0.0.1:4444/api/", env);
         assert_true(ep.exempt);
@@ -167,7 +167,7 @@ static void test_env_proxy_exempt(void **state) {
 }
 
 static void test_env_proxy_describe(void **state) {
-        const char *const env[] = { "https_proxy=http://ops:s3cr3t@proxy.corp:3128", "no_proxy=.internal,10.0.0.0/8",
+        const char *const env[] = { "https_proxy=http://ops:s3cr3t@proxy.corp:3128", "no_proxy=.internal,127.10.0.0/16",
                                     NULL };
         const char *const off[] = { "https_proxy=", NULL };
         char buf[512];
@@ -178,8 +178,8 @@ static void test_env_proxy_describe(void **state) {
                             "through the proxy http://proxy.corp:3128 (https_proxy)");
         assert_string_equal(http_env_proxy_describe("https://slack.internal/api/", fake_getenv, buf, sizeof buf),
                             "direct (no_proxy names slack.internal)");
-        assert_string_equal(http_env_proxy_describe("https://10.0.0.7/", fake_getenv, buf, sizeof buf),
-                            "direct (no_proxy names 10.0.0.7)");
+        assert_string_equal(http_env_proxy_describe("https://127.10.0.7/", fake_getenv, buf, sizeof buf),
+                            "direct (no_proxy names 127.10.0.7)");
         /* no http_proxy for an http:// URL */
         assert_null(http_env_proxy_describe("http://slack.com/", fake_getenv, buf, sizeof buf));
         fake_env = off;
