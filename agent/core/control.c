@@ -1228,23 +1228,30 @@ static void accept_pause(ControlServer *s) {
 /* At the limit, some of the clients counted may have hung up already: a
  * burst that connects, writes and closes fills the table before the loop
  * gets to their EOF, which waits behind this accept. Do for them now what
- * the loop would do next (read, answer, see EOF), then count again. */
-static void collect_hangups(ControlServer *s) {
+ * the loop would do next (read, answer, see EOF or EPIPE), then count
+ * again. Returns how many slots that freed. */
+static unsigned collect_hangups(ControlServer *s) {
+        unsigned before = s->n_clients;
+
         for (ControlClient *c = s->clients; c; c = c->next) {
-                if (c->dead || c->read_eof || c->awaiting || c->close_when_flushed ||
-                    client_pending(c) > CONTROL_CLIENT_OUTPUT_MAX)
+                if (c->dead || c->awaiting || client_pending(c) > CONTROL_CLIENT_OUTPUT_MAX)
                         continue;
-                client_read(c);
+                if (!c->read_eof && !c->close_when_flushed)
+                        client_read(c);
+                /* an answer queued for a peer that is gone fails here, not later */
+                if (!c->dead && client_pending(c) > 0 && client_flush(c) < 0)
+                        client_disconnect(c);
                 if (c->dead)
                         continue;
                 client_finish_if_done(c);
                 client_update_events(c);
         }
+        return before - s->n_clients;
 }
 
 static int accept_handler(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
         ControlServer *s = userdata;
-        bool collected = false;
+        bool may_collect = true;
 
         /* bounded, so a flood of connections cannot starve the rest of the loop */
         for (unsigned i = 0; i < 2 * CONTROL_CLIENTS_MAX; i++) {
@@ -1277,10 +1284,10 @@ static int accept_handler(sd_event_source *src, int fd, uint32_t revents, void *
                         }
                 }
 
-                if (s->n_clients >= CONTROL_CLIENTS_MAX - CONTROL_CLIENTS_RESERVED && !collected) {
-                        collect_hangups(s);
-                        collected = true;
-                }
+                /* again after every pass that freed a slot: a burst of hang-ups
+                 * longer than the table still waits in the backlog */
+                if (s->n_clients >= CONTROL_CLIENTS_MAX - CONTROL_CLIENTS_RESERVED && may_collect)
+                        may_collect = collect_hangups(s) > 0;
                 if (s->n_clients >= CONTROL_CLIENTS_MAX - CONTROL_CLIENTS_RESERVED) {
                         struct ucred cred;
                         socklen_t sl = sizeof cred;
