@@ -7,14 +7,16 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 
+#include "backoff.h"
 #include "config.h"
+#include "error.h"
 #include "fileio.h"
 #include "log.h"
 #include "parse.h"
 #include "jsonutil.h"
+#include "random.h"
 
 #define OUTBOX_DEAD_DIR "dead"
 #define OUTBOX_DEAD_MAX 100
@@ -96,12 +98,6 @@ int outbox_record_format(const OutboxRecord *r, char **ret) {
         return 0;
 }
 
-static int record_fail(char **ret_error, const char *what) {
-        if (ret_error)
-                *ret_error = strdup(what);
-        return -EBADMSG;
-}
-
 static bool get_typed(json_object *o, const char *key, json_type t, json_object **ret) {
         json_object *v;
         if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, t))
@@ -139,42 +135,42 @@ int outbox_record_parse(const char *buf, size_t len, OutboxRecord *ret, char **r
         const char *p;
 
         if (!buf || len == 0 || len > OUTBOX_RECORD_MAX)
-                return record_fail(ret_error, len == 0 ? "empty file" : "too large");
+                return error_set(ret_error, -EBADMSG, "%s", len == 0 ? "empty file" : "too large");
         if (memchr(buf, '\0', len))
-                return record_fail(ret_error, "NUL byte in record");
+                return error_set(ret_error, -EBADMSG, "NUL byte in record");
         tok = json_tokener_new();
         if (!tok)
                 return -ENOMEM;
         o = json_tokener_parse_ex(tok, buf, (int) len);
         if (!o || json_tokener_get_error(tok) != json_tokener_success)
-                return record_fail(ret_error, "not JSON (truncated?)");
+                return error_set(ret_error, -EBADMSG, "not JSON (truncated?)");
         for (p = buf + json_tokener_get_parse_end(tok); p < buf + len; p++)
                 if (!strchr(" \t\r\n", *p))
-                        return record_fail(ret_error, "trailing data after the record");
+                        return error_set(ret_error, -EBADMSG, "trailing data after the record");
         if (!json_object_is_type(o, json_type_object))
-                return record_fail(ret_error, "not a JSON object");
+                return error_set(ret_error, -EBADMSG, "not a JSON object");
         if (!get_u64(o, "version", &version))
-                return record_fail(ret_error, "\"version\" missing or not a number");
+                return error_set(ret_error, -EBADMSG, "\"version\" missing or not a number");
         if (version != OUTBOX_RECORD_VERSION)
-                return record_fail(ret_error, "unsupported \"version\"");
+                return error_set(ret_error, -EBADMSG, "unsupported \"version\"");
         if (!get_u64(o, "seq", &r.seq))
-                return record_fail(ret_error, "\"seq\" missing or not a non-negative number");
+                return error_set(ret_error, -EBADMSG, "\"seq\" missing or not a non-negative number");
         if (!get_u64(o, "created", &r.created))
-                return record_fail(ret_error, "\"created\" missing or not a non-negative number");
+                return error_set(ret_error, -EBADMSG, "\"created\" missing or not a non-negative number");
         if (!get_typed(o, "kind", json_type_string, &v) || json_object_get_string_len(v) == 0 || has_nul(v))
-                return record_fail(ret_error, "\"kind\" missing or not a string");
+                return error_set(ret_error, -EBADMSG, "\"kind\" missing or not a string");
         if (!get_typed(o, "role", json_type_string, &v) ||
             (r.role = outbox_role_from_string(json_object_get_string(v))) < 0)
-                return record_fail(ret_error, "\"role\" missing or not parent/reply/standalone");
+                return error_set(ret_error, -EBADMSG, "\"role\" missing or not parent/reply/standalone");
         if (json_object_object_get_ex(o, "incident", &v) && !json_object_is_type(v, json_type_null) &&
             (!json_object_is_type(v, json_type_string) || json_object_get_string_len(v) == 0 || has_nul(v)))
-                return record_fail(ret_error, "\"incident\" not a string");
+                return error_set(ret_error, -EBADMSG, "\"incident\" not a string");
         if (r.role != OUTBOX_STANDALONE && !get_typed(o, "incident", json_type_string, &v))
-                return record_fail(ret_error, "\"incident\" missing for a thread message");
+                return error_set(ret_error, -EBADMSG, "\"incident\" missing for a thread message");
         if (json_object_object_get_ex(o, "test", &v) && !json_object_is_type(v, json_type_boolean))
-                return record_fail(ret_error, "\"test\" not a boolean");
+                return error_set(ret_error, -EBADMSG, "\"test\" not a boolean");
         if (!get_typed(o, "payload", json_type_object, &payload))
-                return record_fail(ret_error, "\"payload\" missing or not an object");
+                return error_set(ret_error, -EBADMSG, "\"payload\" missing or not an object");
 
         r.test = json_object_object_get_ex(o, "test", &v) && json_object_get_boolean(v);
         r.kind = strdup(json_object_get_string(json_object_object_get(o, "kind")));
@@ -211,12 +207,8 @@ ssize_t outbox_pick_victim(OutboxRecord *const *pending, size_t n, size_t total_
 }
 
 usec_t outbox_backoff(unsigned attempt, usec_t retry_after, uint64_t random) {
-        usec_t d = OUTBOX_BACKOFF_MIN;
+        usec_t d = backoff_delay(OUTBOX_BACKOFF_MIN, OUTBOX_BACKOFF_MAX, attempt > 0 ? attempt - 1 : 0, random);
 
-        for (unsigned i = 1; i < attempt && d < OUTBOX_BACKOFF_MAX; i++)
-                d *= 2;
-        d = MIN(d, OUTBOX_BACKOFF_MAX);
-        d = d / 2 + (d / 2 > 0 ? random % (d / 2 + 1) : 0);
         if (retry_after != USEC_INFINITY && d < retry_after) {
                 usec_t j = random % (250 * USEC_PER_MSEC + 1);
                 /* saturate: a wrap would turn "much later" into "now" */
@@ -252,7 +244,6 @@ struct Outbox {
         bool quiescing;            /* stopping: no new deliveries */
         void (*quiet_cb)(void *userdata);
         void *quiet_userdata;
-        uint64_t rng;
 
         struct {
                 char *kind, *incident;
@@ -272,14 +263,6 @@ struct Outbox {
         OutboxThread threads[OUTBOX_THREADS_MAX];
         size_t threads_next;
 };
-
-static uint64_t outbox_random(Outbox *o) {
-        /* xorshift64: jitter needs spread, not secrecy */
-        o->rng ^= o->rng << 13;
-        o->rng ^= o->rng >> 7;
-        o->rng ^= o->rng << 17;
-        return o->rng;
-}
 
 static usec_t now_wall(void) {
         struct timespec ts;
@@ -691,8 +674,6 @@ int outbox_new(sd_event *e, Writer *w, const char *state_dir, const OutboxLimits
         o->transport = *t;
         o->userdata = userdata;
         o->next_seq = 1;
-        if (getrandom(&o->rng, sizeof o->rng, GRND_NONBLOCK) != sizeof o->rng || o->rng == 0)
-                o->rng = 0x9e3779b97f4a7c15ULL ^ (uint64_t) getpid();
         if (asprintf(&o->path, "%s/" OUTBOX_DIR, state_dir) < 0)
                 return -ENOMEM;
 
@@ -934,7 +915,7 @@ void outbox_answer(Outbox *o, OutboxVerdict v, usec_t retry_after, const char *d
                 o->attempt++;
                 set_error(o, detail);
                 {
-                        usec_t delay = outbox_backoff(o->attempt, retry_after, outbox_random(o));
+                        usec_t delay = outbox_backoff(o->attempt, retry_after, random_u64());
                         char d[32];
                         log_full(o->attempt == 1 ? LOG_WARNING : LOG_INFO,
                                  "outbox: %s message %s not delivered (%s), attempt %u; retrying in %s", r->kind, name,

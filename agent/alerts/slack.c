@@ -11,6 +11,7 @@
 #include "log.h"
 #include "jsonutil.h"
 #include "secret.h"
+#include "utf8.h"
 
 #define SLACK_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 #define SLACK_FALLBACK_MAX 3000
@@ -28,38 +29,6 @@ const char *slack_mode_to_string(SlackMode m) {
 
 /* --- text ------------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
-static size_t utf8_valid_len(const unsigned char *s, size_t n) {
-        size_t len;
-        uint32_t cp;
-
-        if (s[0] < 0x80)
-                return 1;
-        if ((s[0] & 0xe0) == 0xc0) {
-                len = 2;
-                cp = s[0] & 0x1f;
-        } else if ((s[0] & 0xf0) == 0xe0) {
-                len = 3;
-                cp = s[0] & 0x0f;
-        } else if ((s[0] & 0xf8) == 0xf0) {
-                len = 4;
-                cp = s[0] & 0x07;
-        } else
-                return 0;
-        if (n < len)
-                return 0;
-        for (size_t i = 1; i < len; i++) {
-                if ((s[i] & 0xc0) != 0x80)
-                        return 0;
-                cp = (cp << 6) | (s[i] & 0x3f);
-        }
-        /* overlong forms, surrogates, beyond Unicode */
-        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-                return 0;
-        return len;
-}
-
 static char *escape_text(const char *s, size_t max, bool entities) {
         static const char ellipsis[] = "\xe2\x80\xa6";
         const unsigned char *p = (const unsigned char *) (s ? s : "");
@@ -74,7 +43,7 @@ static char *escape_text(const char *s, size_t max, bool entities) {
                 char piece[8];
                 size_t plen, k;
 
-                k = utf8_valid_len(p, n - (size_t) (p - (const unsigned char *) s));
+                k = *p < 0x80 ? 1 : utf8_sequence_len(p, n - (size_t) (p - (const unsigned char *) s));
                 if (k == 0) {
                         memcpy(piece, "\xef\xbf\xbd", 3);
                         plen = 3;

@@ -4,26 +4,15 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <sys/random.h>
 #include <sys/stat.h>
+
+#include "random.h"
 
 void free_wiped(char *p, size_t n) {
         if (!p)
                 return;
         explicit_bzero(p, n);
         free(p);
-}
-
-int file_error(char **ret_error, int r, const char *fmt, ...) {
-        va_list ap;
-
-        if (ret_error) {
-                va_start(ap, fmt);
-                if (vasprintf(ret_error, fmt, ap) < 0)
-                        *ret_error = NULL;
-                va_end(ap);
-        }
-        return r;
 }
 
 int read_full_fd(int fd, size_t max, char **ret, size_t *ret_len) {
@@ -101,9 +90,7 @@ int write_file_atomic_at(int dir_fd, const char *name, const char *data, size_t 
                 return -EINVAL;
         /* A random suffix, as mkostemp would make, but relative to dir_fd. */
         for (unsigned attempt = 0;; attempt++) {
-                unsigned long long x = 0;
-                if (getrandom(&x, sizeof x, GRND_NONBLOCK) != sizeof x)
-                        x = (unsigned long long) getpid() * 2654435761ULL + attempt;
+                unsigned long long x = random_u64();
                 if (snprintf(tmp, sizeof tmp, "%s.tmp-%012llx", name, x & 0xffffffffffffULL) >= (int) sizeof tmp)
                         return -ENAMETOOLONG;
                 fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);

@@ -2,6 +2,7 @@
  * wiping every buffer it lets go of, since some of them hold secrets. */
 #pragma once
 
+#include "error.h"
 #include "macro.h"
 
 /* Read fd to EOF. The result is NUL-terminated (the NUL is not counted in
@@ -23,10 +24,6 @@ static inline void buffer_wipe(Buffer *b) {
         free_wiped(b->data, b->size);
         *b = (Buffer) {};
 }
-
-/* "PATH: why" for the caller: formats into *ret_error (if given; NULL
- * when out of memory) and returns r, so a check is one return line. */
-_printf_(3, 4) int file_error(char **ret_error, int r, const char *fmt, ...);
 
 /* write(2) until all of p is written (EINTR retried); 0 or a negative errno. */
 int write_all(int fd, const char *p, size_t n);

@@ -3,21 +3,11 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "error.h"
 #include "parse.h"
 #include "redisurl.h"
 
 #define SUN_PATH_MAX (sizeof(((struct sockaddr_un *) NULL)->sun_path) - 1)
-
-static int url_fail(char **ret_error, const char *what) {
-        char *m = NULL;
-
-        if (ret_error) {
-                if (asprintf(&m, "invalid Redis URL: %s", what) < 0)
-                        return -ENOMEM;
-                *ret_error = m;
-        }
-        return -EINVAL;
-}
 
 static int hexval(char c) {
         if (c >= '0' && c <= '9')
@@ -137,10 +127,10 @@ int redis_url_parse(const char *s, RedisUrl *ret, char **ret_error) {
         int r;
 
         if (!s)
-                return url_fail(ret_error, "empty");
+                return error_set(ret_error, -EINVAL, "invalid Redis URL: empty");
         for (const char *p = s; *p; p++)
                 if ((unsigned char) *p <= ' ' || *p == 0x7f)
-                        return url_fail(ret_error, "blanks or control characters");
+                        return error_set(ret_error, -EINVAL, "invalid Redis URL: blanks or control characters");
 
         if (strncmp(s, "unix://", 7) == 0) {
                 /* The path ends at '?': "unix:///run/redis.sock?db=2" is
@@ -149,11 +139,11 @@ int redis_url_parse(const char *s, RedisUrl *ret, char **ret_error) {
                 size_t len = (size_t) (q - path);
 
                 if (path[0] != '/' || len < 2)
-                        return url_fail(ret_error, "unix:// needs an absolute path (unix:///run/redis.sock)");
+                        return error_set(ret_error, -EINVAL, "invalid Redis URL: unix:// needs an absolute path (unix:///run/redis.sock)");
                 if (len > SUN_PATH_MAX)
-                        return url_fail(ret_error, "the socket path is too long");
+                        return error_set(ret_error, -EINVAL, "invalid Redis URL: the socket path is too long");
                 if (*q && (strncmp(q, "?db=", 4) != 0 || parse_db(q + 4, &u.db) < 0 || q[4] == '\0'))
-                        return url_fail(ret_error, "only ?db=N (0-1000) may follow the socket path");
+                        return error_set(ret_error, -EINVAL, "invalid Redis URL: only ?db=N (0-1000) may follow the socket path");
                 u.kind = REDIS_URL_UNIX;
                 u.path = strndup(path, len);
                 if (!u.path)
@@ -169,7 +159,7 @@ int redis_url_parse(const char *s, RedisUrl *ret, char **ret_error) {
                 u.kind = REDIS_URL_SENTINEL;
                 rest = s + 11;
         } else
-                return url_fail(ret_error, "use redis://, unix:// or sentinel://");
+                return error_set(ret_error, -EINVAL, "invalid Redis URL: use redis://, unix:// or sentinel://");
 
         end = strchrnul(rest, '/');
         at = memrchr(rest, '@', (size_t) (end - rest));
@@ -179,7 +169,7 @@ int redis_url_parse(const char *s, RedisUrl *ret, char **ret_error) {
                         if (colon > rest) {
                                 u.user = percent_decode(rest, (size_t) (colon - rest));
                                 if (!u.user)
-                                        return url_fail(ret_error, "bad %-escape in the user name");
+                                        return error_set(ret_error, -EINVAL, "invalid Redis URL: bad %%-escape in the user name");
                         }
                         u.password = percent_decode(colon + 1, (size_t) (at - colon - 1));
                 } else {
@@ -187,7 +177,7 @@ int redis_url_parse(const char *s, RedisUrl *ret, char **ret_error) {
                         u.bare_userinfo = true;
                 }
                 if (!u.password)
-                        return url_fail(ret_error, "bad %-escape in the password");
+                        return error_set(ret_error, -EINVAL, "invalid Redis URL: bad %%-escape in the password");
                 if (u.password[0] == '\0') {
                         free(u.password);
                         u.password = NULL;
@@ -200,9 +190,9 @@ int redis_url_parse(const char *s, RedisUrl *ret, char **ret_error) {
                 if (r == -ENOMEM)
                         return r;
                 if (r < 0)
-                        return url_fail(ret_error, "bad HOST[:PORT]");
+                        return error_set(ret_error, -EINVAL, "invalid Redis URL: bad HOST[:PORT]");
                 if (*end == '/' && parse_db(end + 1, &u.db) < 0)
-                        return url_fail(ret_error, "bad DB number (0-1000)");
+                        return error_set(ret_error, -EINVAL, "invalid Redis URL: bad DB number (0-1000)");
         } else {
                 const char *p = rest, *name, *name_end;
 
@@ -211,33 +201,33 @@ int redis_url_parse(const char *s, RedisUrl *ret, char **ret_error) {
                         const char *stop = comma ? comma : end;
 
                         if (u.n_sentinels >= REDIS_SENTINELS_MAX)
-                                return url_fail(ret_error, "too many sentinels (at most 16)");
+                                return error_set(ret_error, -EINVAL, "invalid Redis URL: too many sentinels (at most 16)");
                         r = parse_endpoint(p, (size_t) (stop - p), 26379, &u.sentinels[u.n_sentinels]);
                         if (r == -ENOMEM)
                                 return r;
                         if (r < 0)
-                                return url_fail(ret_error, "bad sentinel HOST[:PORT]");
+                                return error_set(ret_error, -EINVAL, "invalid Redis URL: bad sentinel HOST[:PORT]");
                         u.n_sentinels++;
                         p = comma ? comma + 1 : end;
                         if (comma && p == end)
-                                return url_fail(ret_error, "empty sentinel address");
+                                return error_set(ret_error, -EINVAL, "invalid Redis URL: empty sentinel address");
                 }
                 if (u.n_sentinels == 0)
-                        return url_fail(ret_error, "no sentinel address");
+                        return error_set(ret_error, -EINVAL, "invalid Redis URL: no sentinel address");
                 if (*end != '/')
-                        return url_fail(ret_error, "no master name (sentinel://HOST:PORT/MASTER)");
+                        return error_set(ret_error, -EINVAL, "invalid Redis URL: no master name (sentinel://HOST:PORT/MASTER)");
                 name = end + 1;
                 name_end = strchrnul(name, '/');
                 if (name_end == name)
-                        return url_fail(ret_error, "no master name (sentinel://HOST:PORT/MASTER)");
+                        return error_set(ret_error, -EINVAL, "invalid Redis URL: no master name (sentinel://HOST:PORT/MASTER)");
                 for (const char *q = name; q < name_end; q++)
                         if (!isalnum((unsigned char) *q) && !strchr("._-", *q))
-                                return url_fail(ret_error, "bad master name");
+                                return error_set(ret_error, -EINVAL, "invalid Redis URL: bad master name");
                 u.master = strndup(name, (size_t) (name_end - name));
                 if (!u.master)
                         return -ENOMEM;
                 if (*name_end == '/' && parse_db(name_end + 1, &u.db) < 0)
-                        return url_fail(ret_error, "bad DB number (0-1000)");
+                        return error_set(ret_error, -EINVAL, "invalid Redis URL: bad DB number (0-1000)");
         }
         *ret = u;
         u = (RedisUrl) {};

@@ -13,15 +13,15 @@
  * and for the config check. */
 int secret_file_verdict(const char *path, const struct stat *st, char **ret_error) {
         if (S_ISLNK(st->st_mode))
-                return file_error(ret_error, -EPERM, "%s: is a symlink, refusing; name the file itself", path);
+                return error_set(ret_error, -EPERM, "%s: is a symlink, refusing; name the file itself", path);
         if (!S_ISREG(st->st_mode))
-                return file_error(ret_error, -EPERM, "%s: not a regular file", path);
+                return error_set(ret_error, -EPERM, "%s: not a regular file", path);
         if (st->st_mode & (S_IRWXG | S_IRWXO))
-                return file_error(ret_error, -EPERM,
+                return error_set(ret_error, -EPERM,
                                   "%s: holds a secret but is accessible by group/others (mode %04o); chmod 600 it", path,
                                   (unsigned) (st->st_mode & 07777));
         if (st->st_uid != 0 && st->st_uid != geteuid())
-                return file_error(ret_error, -EPERM, "%s: owned by uid %u, expected root or uid %u", path,
+                return error_set(ret_error, -EPERM, "%s: owned by uid %u, expected root or uid %u", path,
                                   (unsigned) st->st_uid, (unsigned) geteuid());
         return 0;
 }
@@ -32,18 +32,18 @@ static int secret_file_open(const char *path, int *ret_fd, char **ret_error) {
         int r;
 
         if (isempty(path) || path[0] != '/')
-                return file_error(ret_error, -EINVAL, "%s: not an absolute path", strna(path));
+                return error_set(ret_error, -EINVAL, "%s: not an absolute path", strna(path));
 
         /* O_NOFOLLOW: the mode we check must be the file's own, not that of
          * whatever a link points to later. O_NONBLOCK: never hang on a FIFO. */
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
         if (fd < 0) {
                 if (errno == ELOOP)
-                        return file_error(ret_error, -EPERM, "%s: is a symlink, refusing; name the file itself", path);
-                return file_error(ret_error, negative_errno(), "%s: cannot open: %m", path);
+                        return error_set(ret_error, -EPERM, "%s: is a symlink, refusing; name the file itself", path);
+                return error_set(ret_error, negative_errno(), "%s: cannot open: %m", path);
         }
         if (fstat(fd, &st) < 0)
-                return file_error(ret_error, negative_errno(), "%s: cannot stat: %m", path);
+                return error_set(ret_error, negative_errno(), "%s: cannot stat: %m", path);
         r = secret_file_verdict(path, &st, ret_error);
         if (r < 0)
                 return r;
@@ -63,10 +63,10 @@ static int secret_file_load(const char *path, size_t max, const char *too_big, B
                 return r;
         r = read_full_fd(fd, max, &ret->data, &ret->size);
         if (r == -EFBIG)
-                return file_error(ret_error, r, "%s: larger than %zu bytes%s", path, max, too_big);
+                return error_set(ret_error, r, "%s: larger than %zu bytes%s", path, max, too_big);
         if (r < 0) {
                 errno = -r;
-                return file_error(ret_error, r, "%s: cannot read: %m", path);
+                return error_set(ret_error, r, "%s: cannot read: %m", path);
         }
         return 0;
 }
@@ -79,7 +79,7 @@ int secret_file_read_all(const char *path, size_t max, char **ret, char **ret_er
         if (r < 0)
                 return r;
         if (strlen(b.data) != b.size)
-                return file_error(ret_error, -EBADMSG, "%s: holds a NUL byte, not a text file", path);
+                return error_set(ret_error, -EBADMSG, "%s: holds a NUL byte, not a text file", path);
         *ret = TAKE_PTR(b.data);
         b.size = 0;
         return 0;
@@ -105,7 +105,7 @@ int secret_file_read(const char *path, char **ret_secret, char **ret_error) {
         while (end > start && isspace((unsigned char) end[-1]))
                 end--;
         if (end == start)
-                return file_error(ret_error, -EINVAL, "%s: is empty", path);
+                return error_set(ret_error, -EINVAL, "%s: is empty", path);
 
         s = strndup(start, (size_t) (end - start));
         if (!s)

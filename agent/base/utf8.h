@@ -1,5 +1,7 @@
-/* The length of one UTF-8 sequence, strictly: what the formatters that
- * escape text for a terminal, Slack or XML share. Header-only. */
+/* One UTF-8 check, strict (no overlong forms, surrogates or code points
+ * above U+10FFFF): what the config, the control protocol and the
+ * formatters that escape text for a terminal, Slack or XML share.
+ * Header-only. */
 #pragma once
 
 #include <stdbool.h>
@@ -37,4 +39,21 @@ static inline size_t utf8_printable_len(const unsigned char *p, size_t left) {
         size_t n = utf8_sequence_len(p, left);
 
         return n == 2 && p[0] == 0xc2 && p[1] <= 0x9f ? 0 : n;
+}
+
+/* Strict UTF-8 throughout s[0..n), for text that ends up in JSON (status,
+ * Slack, Redis): json-c's own check lets overlong forms and surrogates
+ * through, and a stray Latin-1 byte makes the whole message invalid far
+ * from its cause. */
+static inline bool utf8_is_valid(const char *s, size_t n) {
+        const unsigned char *p = (const unsigned char *) s;
+
+        for (size_t i = 0; i < n;) {
+                size_t k = p[i] < 0x80 ? 1 : utf8_sequence_len(p + i, n - i);
+
+                if (k == 0)
+                        return false;
+                i += k;
+        }
+        return true;
 }

@@ -19,6 +19,7 @@
 #include "redisurl.h"
 #include "secret.h"
 #include "sha256.h"
+#include "utf8.h"
 
 /* A config file is a few hundred lines; anything far larger is a mistake
  * (wrong file), not a config. */
@@ -134,43 +135,6 @@ static bool has_control(const char *s) {
                         return true;
         }
         return false;
-}
-
-/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
- * Values end up in JSON (status, Slack) and Redis, where a stray Latin-1
- * byte makes the whole message invalid far from its cause. */
-bool utf8_is_valid(const char *s, size_t n) {
-        const unsigned char *p = (const unsigned char *) s, *end = p + n;
-
-        while (p < end) {
-                unsigned char c = *p;
-                size_t len;
-                uint32_t cp, min;
-
-                if (c < 0x80) {
-                        p++;
-                        continue;
-                }
-                if (c >= 0xc2 && c <= 0xdf)
-                        len = 2, cp = c & 0x1f, min = 0x80;
-                else if (c >= 0xe0 && c <= 0xef)
-                        len = 3, cp = c & 0x0f, min = 0x800;
-                else if (c >= 0xf0 && c <= 0xf4)
-                        len = 4, cp = c & 0x07, min = 0x10000;
-                else
-                        return false;
-                if ((size_t) (end - p) < len)
-                        return false;
-                for (size_t i = 1; i < len; i++) {
-                        if ((p[i] & 0xc0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (p[i] & 0x3f);
-                }
-                if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                        return false;
-                p += len;
-        }
-        return true;
 }
 
 size_t string_distance(const char *a, const char *b) {
@@ -1669,7 +1633,7 @@ static int check_secret_files(const Config *c, const unsigned *lines, char **ret
                         if (lstat(file, &st) >= 0)
                                 r = secret_file_verdict(file, &st, &why);
                         else if (errno != EACCES)
-                                r = file_error(&why, negative_errno(), "%s: cannot stat: %m", file);
+                                r = error_set(&why, negative_errno(), "%s: cannot stat: %m", file);
                         else {
                                 log_warning("%s:%u: [%s] %s: cannot check %s as uid %u (permission denied): it is "
                                             "checked when the agent starts",
@@ -1680,7 +1644,7 @@ static int check_secret_files(const Config *c, const unsigned *lines, char **ret
                 if (r < 0 && !why)
                         return r;
                 if (r < 0)
-                        return file_error(ret_error, r, "%s:%u: [%s] %s: %s", c->path, lines[k], it->section, it->key,
+                        return error_set(ret_error, r, "%s:%u: [%s] %s: %s", c->path, lines[k], it->section, it->key,
                                           why);
         }
         return 0;
@@ -1700,35 +1664,35 @@ int config_load(const char *path, Config **ret_config, char **ret_error) {
 
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
-                return file_error(ret_error, negative_errno(), "%s: cannot read: %m", path);
+                return error_set(ret_error, negative_errno(), "%s: cannot read: %m", path);
         if (fstat(fd, &st) < 0)
-                return file_error(ret_error, negative_errno(), "%s: cannot read: %m", path);
+                return error_set(ret_error, negative_errno(), "%s: cannot read: %m", path);
         if (!S_ISREG(st.st_mode))
-                return file_error(ret_error, -EINVAL, "%s: cannot read: not a regular file", path);
+                return error_set(ret_error, -EINVAL, "%s: cannot read: not a regular file", path);
         /* A root daemon must not run what others may rewrite: whoever
          * writes this file picks what runs as root, and who may drain
          * (control_group). */
         if (st.st_mode & (S_IWGRP | S_IWOTH))
-                return file_error(ret_error, -EPERM, "%s: is writable by %s (mode %04o); chmod go-w it", path,
+                return error_set(ret_error, -EPERM, "%s: is writable by %s (mode %04o); chmod go-w it", path,
                                   st.st_mode & S_IWOTH ? "others" : "its group", (unsigned) (st.st_mode & 07777));
         if (st.st_uid != 0 && st.st_uid != geteuid())
-                return file_error(ret_error, -EPERM, "%s: owned by uid %u, expected root or uid %u (the agent's)", path,
+                return error_set(ret_error, -EPERM, "%s: owned by uid %u, expected root or uid %u (the agent's)", path,
                                   (unsigned) st.st_uid, (unsigned) geteuid());
 
         r = read_all(fd, CONFIG_SIZE_MAX, &text);
         if (r == -EFBIG)
-                return file_error(ret_error, r, "%s: cannot read: larger than %zu bytes, not a config file", path,
+                return error_set(ret_error, r, "%s: cannot read: larger than %zu bytes, not a config file", path,
                                   CONFIG_SIZE_MAX);
         if (r < 0) {
                 errno = -r;
-                return file_error(ret_error, r, "%s: cannot read: %m", path);
+                return error_set(ret_error, r, "%s: cannot read: %m", path);
         }
         if (strlen(text.data) != text.size) {
                 /* Where: an editor shows the file, not its bytes. */
                 unsigned nul_line = 1;
                 for (const char *q = text.data; *q; q++)
                         nul_line += *q == '\n';
-                return file_error(ret_error, -EINVAL, "%s:%u: holds a NUL byte, not a text file", path, nul_line);
+                return error_set(ret_error, -EINVAL, "%s:%u: holds a NUL byte, not a text file", path, nul_line);
         }
 
         r = config_parse_lines(text.data, path, &c, ret_error, lines);
@@ -1739,13 +1703,13 @@ int config_load(const char *path, Config **ret_config, char **ret_error) {
 
                 r = group_resolve(c->agent.control_group, &c->agent.control_gid);
                 if (r == -ENOENT)
-                        return file_error(ret_error, -EINVAL,
+                        return error_set(ret_error, -EINVAL,
                                           "%s:%u: [agent] control_group: no such group '%s' (create it with groupadd, "
                                           "or give a numeric gid)",
                                           path, gline, c->agent.control_group);
                 if (r < 0) {
                         errno = -r;
-                        return file_error(ret_error, r, "%s:%u: [agent] control_group: cannot look up group '%s': %m",
+                        return error_set(ret_error, r, "%s:%u: [agent] control_group: cannot look up group '%s': %m",
                                           path, gline, c->agent.control_group);
                 }
                 c->agent.control_gid_set = true;
@@ -1765,7 +1729,7 @@ int config_load(const char *path, Config **ret_config, char **ret_error) {
                 line = lines[item_index_by_offset(offsetof(Config, pool.redis))];
         }
         if (secret && (st.st_mode & (S_IRGRP | S_IROTH)))
-                return file_error(ret_error, -EPERM,
+                return error_set(ret_error, -EPERM,
                                   "%s:%u: file holds a secret (%s) but is readable by group/others (mode %04o); "
                                   "chmod 600 it or use %s",
                                   path, line, secret, (unsigned) (st.st_mode & 07777), instead);

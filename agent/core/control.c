@@ -16,6 +16,7 @@
 #include "config.h"
 #include "log.h"
 #include "jsonutil.h"
+#include "utf8.h"
 
 #define CONTROL_REASON_MAX 200
 #define CONTROL_LIMIT_DEFAULT 20

@@ -7,6 +7,7 @@
 #include <sys/vfs.h>
 
 #include "cpu.h"
+#include "error.h"
 #include "numparse.h"
 
 /* /proc/stat prints 4 numbers since 2.4, 10 since 2.6.33; a newer kernel
@@ -54,24 +55,6 @@ static void quote_token(const char *s, size_t n, char out[static TOKEN_QUOTE_MAX
         out[k] = '\0';
 }
 
-static int parse_error(char **ret_error, const char *fmt, ...) _printf_(2, 3);
-static int parse_error(char **ret_error, const char *fmt, ...) {
-        va_list ap;
-        int r;
-
-        if (!ret_error)
-                return -EBADMSG;
-
-        va_start(ap, fmt);
-        r = vasprintf(ret_error, fmt, ap);
-        va_end(ap);
-        if (r < 0) {
-                *ret_error = NULL;
-                return -ENOMEM;
-        }
-        return -EBADMSG;
-}
-
 /* The numbers of the aggregate line, after the "cpu" token, into v in
  * /proc/stat's order (CpuTimes' field order); fields it lacks stay 0.
  * `eol` is the line's newline: neither blank nor digit, it stops every
@@ -112,7 +95,7 @@ static int parse_aggregate(const char *p, const char *eol, unsigned lineno, uint
                         /* parse_u64_decimal's verdict: a non-digit anywhere wins over overflow */
                         r = parse_u64_decimal(tok, (size_t) (p - tok), &x);
                         quote_token(tok, (size_t) (p - tok), quoted);
-                        return parse_error(ret_error, "line %u: field %u '%s' %s", lineno, n + 1, quoted,
+                        return error_set(ret_error, -EBADMSG, "line %u: field %u '%s' %s", lineno, n + 1, quoted,
                                            r == -ERANGE ? "is out of range" : "is not a number");
                 }
                 if (n < CPU_FIELDS_MAX)
@@ -121,7 +104,7 @@ static int parse_aggregate(const char *p, const char *eol, unsigned lineno, uint
         }
 
         if (n < CPU_FIELDS_MIN)
-                return parse_error(ret_error, "line %u: aggregate cpu line has %u number%s, expected at least %u",
+                return error_set(ret_error, -EBADMSG, "line %u: aggregate cpu line has %u number%s, expected at least %u",
                                    lineno, n, n == 1 ? "" : "s", (unsigned) CPU_FIELDS_MIN);
         return 0;
 }
@@ -136,7 +119,7 @@ int cpu_parse_stat(const char *buf, size_t len, CpuSample *ret, char **ret_error
         if (!buf && len > 0)
                 return -EINVAL;
         if (len == 0)
-                return parse_error(ret_error, "empty input, no aggregate cpu line");
+                return error_set(ret_error, -EBADMSG, "empty input, no aggregate cpu line");
 
         while (p < end) {
                 const char *eol = memchr(p, '\n', (size_t) (end - p));
@@ -152,7 +135,7 @@ int cpu_parse_stat(const char *buf, size_t len, CpuSample *ret, char **ret_error
                         /* A read cut inside this line would yield too few
                          * or too small numbers: only a whole line counts. */
                         if (!eol)
-                                return parse_error(ret_error, "line %u: aggregate cpu line is truncated (no newline)",
+                                return error_set(ret_error, -EBADMSG, "line %u: aggregate cpu line is truncated (no newline)",
                                                    lineno);
                         r = parse_aggregate(p + 3, eol, lineno, v, ret_error);
                         if (r < 0)
@@ -163,7 +146,7 @@ int cpu_parse_stat(const char *buf, size_t len, CpuSample *ret, char **ret_error
                 p = eol ? eol + 1 : end;
         }
 
-        return parse_error(ret_error, "no aggregate cpu line in %u lines", lineno);
+        return error_set(ret_error, -EBADMSG, "no aggregate cpu line in %u lines", lineno);
 }
 
 static int delta(uint64_t prev, uint64_t cur, uint64_t *ret) {

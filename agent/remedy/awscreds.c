@@ -79,11 +79,11 @@ static int credentials_build(const char *ak, const char *sk, const char *token, 
         AwsCredentials c = {};
 
         if (!key_valid(ak, 128))
-                return file_error(ret_error, -EBADMSG, "%s: the access key id is empty or malformed", origin);
+                return error_set(ret_error, -EBADMSG, "%s: the access key id is empty or malformed", origin);
         if (!key_valid(sk, 256))
-                return file_error(ret_error, -EBADMSG, "%s: the secret access key is empty or malformed", origin);
+                return error_set(ret_error, -EBADMSG, "%s: the secret access key is empty or malformed", origin);
         if (token && !key_valid(token, 8192))
-                return file_error(ret_error, -EBADMSG, "%s: the session token is malformed", origin);
+                return error_set(ret_error, -EBADMSG, "%s: the session token is malformed", origin);
         c.access_key = strdup(ak);
         c.secret_key = strdup(sk);
         c.session_token = token ? strdup(token) : NULL;
@@ -102,7 +102,7 @@ int aws_credentials_from_vars(const char *access_key, const char *secret_key, co
         if (isempty(access_key) && isempty(secret_key))
                 return -ENOENT;
         if (isempty(access_key) || isempty(secret_key))
-                return file_error(ret_error, -EINVAL, "environment: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must "
+                return error_set(ret_error, -EINVAL, "environment: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must "
                                                      "be set together (only %s is)",
                                  isempty(access_key) ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID");
         return credentials_build(access_key, secret_key, isempty(session_token) ? NULL : session_token,
@@ -219,19 +219,19 @@ int aws_credentials_parse_file(const char *text, const char *profile, const char
 
         r = file_parse(text, &p, &line);
         if (r == -EBADMSG)
-                r = file_error(ret_error, -EBADMSG, "%s:%u: not a valid credentials file line", origin, line);
+                r = error_set(ret_error, -EBADMSG, "%s:%u: not a valid credentials file line", origin, line);
         if (r < 0)
                 goto done;
         if (!p.found) {
-                r = file_error(ret_error, -ENOENT, "%s: no profile [%s]", origin, p.profile);
+                r = error_set(ret_error, -ENOENT, "%s: no profile [%s]", origin, p.profile);
                 goto done;
         }
         if (p.duplicates > 0) {
-                r = file_error(ret_error, -EBADMSG, "%s: profile [%s] sets a key twice", origin, p.profile);
+                r = error_set(ret_error, -EBADMSG, "%s: profile [%s] sets a key twice", origin, p.profile);
                 goto done;
         }
         if (!p.ak || !p.sk) {
-                r = file_error(ret_error, -EBADMSG, "%s: profile [%s] lacks %s", origin, p.profile,
+                r = error_set(ret_error, -EBADMSG, "%s: profile [%s] lacks %s", origin, p.profile,
                               !p.ak ? "aws_access_key_id" : "aws_secret_access_key");
                 goto done;
         }
@@ -297,7 +297,7 @@ int aws_credentials_parse_role(const char *json, size_t len, const char *role, A
                 return -ENOMEM;
         o = json_tokener_parse_ex(tok, json, (int) MIN(len, (size_t) INT32_MAX));
         if (!o || !json_object_is_type(o, json_type_object))
-                return file_error(ret_error, -EBADMSG, "IMDS %s: credentials are not a JSON object", origin);
+                return error_set(ret_error, -EBADMSG, "IMDS %s: credentials are not a JSON object", origin);
         code = json_string(o, "Code");
         if (code && !streq(code, "Success")) {
                 /* quoted into status and logs: ASCII only, whatever IMDS sent */
@@ -306,13 +306,13 @@ int aws_credentials_parse_role(const char *json, size_t len, const char *role, A
                 for (i = 0; code[i] && i + 1 < sizeof word; i++)
                         word[i] = isalnum((unsigned char) code[i]) || strchr("_.-", code[i]) ? code[i] : '?';
                 word[i] = '\0';
-                return file_error(ret_error, -EBADMSG, "IMDS %s: Code is \"%s\", not Success", origin, word);
+                return error_set(ret_error, -EBADMSG, "IMDS %s: Code is \"%s\", not Success", origin, word);
         }
         exp = json_string(o, "Expiration");
         if (!exp || aws_parse_iso8601(exp, &expiration) < 0)
-                return file_error(ret_error, -EBADMSG, "IMDS %s: missing or malformed Expiration", origin);
+                return error_set(ret_error, -EBADMSG, "IMDS %s: missing or malformed Expiration", origin);
         if (!json_string(o, "Token"))
-                return file_error(ret_error, -EBADMSG, "IMDS %s: no session Token", origin);
+                return error_set(ret_error, -EBADMSG, "IMDS %s: no session Token", origin);
         r = credentials_build(json_string(o, "AccessKeyId"), json_string(o, "SecretAccessKey"), json_string(o, "Token"),
                               AWS_CRED_INSTANCE_ROLE, origin, ret, ret_error);
         if (r < 0)

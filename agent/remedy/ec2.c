@@ -4,10 +4,12 @@
 
 #include <ctype.h>
 #include <expat.h>
-#include <sys/random.h>
 
+#include "backoff.h"
+#include "error.h"
 #include "fileio.h"
 #include "log.h"
+#include "random.h"
 
 #define EC2_TIMEOUT (15 * USEC_PER_SEC)
 #define EC2_BACKOFF_MIN (1 * USEC_PER_SEC)
@@ -146,12 +148,6 @@ static void xml_doctype(void *userdata, const XML_Char *name, const XML_Char *sy
         XML_StopParser(x->parser, XML_FALSE);
 }
 
-static int parse_fail(char **ret_error, const char *what) {
-        if (ret_error)
-                *ret_error = strdup(what);
-        return -EBADMSG;
-}
-
 int ec2_parse_response(const char *xml, size_t len, Ec2Response *ret, char **ret_error) {
         Ec2Response r = {};
         XmlParse x = { .r = &r };
@@ -159,9 +155,9 @@ int ec2_parse_response(const char *xml, size_t len, Ec2Response *ret, char **ret
         int k = 0;
 
         if (!xml || len == 0)
-                return parse_fail(ret_error, "empty answer");
+                return error_set(ret_error, -EBADMSG, "empty answer");
         if (len > INT32_MAX)
-                return parse_fail(ret_error, "answer too large");
+                return error_set(ret_error, -EBADMSG, "answer too large");
         x.parser = XML_ParserCreate(NULL);
         if (!x.parser)
                 return -ENOMEM;
@@ -173,7 +169,7 @@ int ec2_parse_response(const char *xml, size_t len, Ec2Response *ret, char **ret
         if (x.oom)
                 k = -ENOMEM;
         else if (x.too_deep)
-                k = parse_fail(ret_error, "not an EC2 answer (DOCTYPE or nesting too deep)");
+                k = error_set(ret_error, -EBADMSG, "not an EC2 answer (DOCTYPE or nesting too deep)");
         else if (st != XML_STATUS_OK) {
                 if (ret_error && asprintf(ret_error, "not XML: %s at line %lu",
                                           XML_ErrorString(XML_GetErrorCode(x.parser)),
@@ -181,11 +177,11 @@ int ec2_parse_response(const char *xml, size_t len, Ec2Response *ret, char **ret
                         *ret_error = NULL;
                 k = -EBADMSG;
         } else if (x.error_root && !r.code[0])
-                k = parse_fail(ret_error, "an error answer without Errors/Error/Code");
+                k = error_set(ret_error, -EBADMSG, "an error answer without Errors/Error/Code");
         else if (!x.error_root && !x.success_root)
-                k = parse_fail(ret_error, "not an EC2 answer (unexpected root element)");
+                k = error_set(ret_error, -EBADMSG, "not an EC2 answer (unexpected root element)");
         else if (x.success_root && !x.have_request_id)
-                k = parse_fail(ret_error, "a success answer without requestId");
+                k = error_set(ret_error, -EBADMSG, "a success answer without requestId");
         XML_ParserFree(x.parser);
         free(x.text);
         if (k < 0)
@@ -372,14 +368,7 @@ static int on_retry(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 static usec_t backoff(unsigned attempt) {
-        usec_t d = EC2_BACKOFF_MIN;
-        uint64_t rnd = 0;
-
-        for (unsigned i = 1; i < attempt && d < EC2_BACKOFF_MAX; i++)
-                d *= 2;
-        d = MIN(d, EC2_BACKOFF_MAX);
-        (void) getrandom(&rnd, sizeof rnd, GRND_NONBLOCK);
-        return d / 2 + rnd % (d / 2 + 1);
+        return backoff_delay(EC2_BACKOFF_MIN, EC2_BACKOFF_MAX, attempt > 0 ? attempt - 1 : 0, random_u64());
 }
 
 static void on_answer(const HttpResponse *resp, void *userdata) {

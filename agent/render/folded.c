@@ -4,6 +4,7 @@
 #include <limits.h>
 
 #include "folded.h"
+#include "error.h"
 
 static const char *const frame_kind_table[_FRAME_KIND_MAX] = {
         [FRAME_USER] = "user",       [FRAME_KERNEL] = "kernel",   [FRAME_JIT] = "jit",
@@ -115,12 +116,6 @@ void folded_sort(Folded *f) {
                 f->index[index_slot(f, f->stacks[k].stack, strlen(f->stacks[k].stack))] = k;
 }
 
-static int parse_error(char **ret_error, size_t line, const char *what) {
-        if (ret_error && asprintf(ret_error, "line %zu: %s", line, what) < 0)
-                *ret_error = NULL;
-        return -EBADMSG;
-}
-
 int folded_parse(const char *buf, size_t len, Folded *ret, char **ret_error) {
         _cleanup_(folded_done) Folded f = FOLDED_INIT;
         size_t line = 0;
@@ -139,7 +134,7 @@ int folded_parse(const char *buf, size_t len, Folded *ret, char **ret_error) {
                         continue;
                 }
                 if (memchr(p, '\0', (size_t) (e - p)))
-                        return parse_error(ret_error, line, "NUL byte");
+                        return error_set(ret_error, -EBADMSG, "line %zu: NUL byte", line);
                 sp = NULL;
                 for (const char *q = e; q > p; q--)
                         if (q[-1] == ' ') {
@@ -147,21 +142,21 @@ int folded_parse(const char *buf, size_t len, Folded *ret, char **ret_error) {
                                 break;
                         }
                 if (!sp || sp == p)
-                        return parse_error(ret_error, line, "expected \"stack count\"");
+                        return error_set(ret_error, -EBADMSG, "line %zu: expected \"stack count\"", line);
                 if (sp + 1 == e)
-                        return parse_error(ret_error, line, "missing count after the stack");
+                        return error_set(ret_error, -EBADMSG, "line %zu: missing count after the stack", line);
                 for (const char *q = sp + 1; q < e; q++) {
                         if (*q < '0' || *q > '9')
-                                return parse_error(ret_error, line, "count is not a whole number");
+                                return error_set(ret_error, -EBADMSG, "line %zu: count is not a whole number", line);
                         if (count > (UINT64_MAX - (uint64_t) (*q - '0')) / 10)
-                                return parse_error(ret_error, line, "count too large");
+                                return error_set(ret_error, -EBADMSG, "line %zu: count too large", line);
                         count = count * 10 + (uint64_t) (*q - '0');
                 }
                 if ((size_t) (sp - p) > FOLDED_STACK_MAX)
-                        return parse_error(ret_error, line, "stack longer than 64 KiB");
+                        return error_set(ret_error, -EBADMSG, "line %zu: stack longer than 64 KiB", line);
                 r = folded_add(&f, p, (size_t) (sp - p), count);
                 if (r == -EOVERFLOW)
-                        return parse_error(ret_error, line, "total samples too large");
+                        return error_set(ret_error, -EBADMSG, "line %zu: total samples too large", line);
                 if (r < 0)
                         return r;
                 p = eol ? eol + 1 : end;
