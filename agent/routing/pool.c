@@ -12,6 +12,7 @@
  *   - leave answers go through a defer source, never re-entrantly. */
 #include "pool.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -20,6 +21,7 @@
 
 #include "log.h"
 #include "pool_scripts.h"
+#include "poolkeys.h"
 #include "redis_event.h"
 #include "redisurl.h"
 #include "secret.h"
@@ -46,7 +48,9 @@
  * in a whole-fleet overload every held host re-asks each heartbeat. The
  * key is derived from KEYS[serving] ("...serving" -> "...alive"), in the
  * same {P} hash slot. */
-#define LUA_ALIVE_KEY(serving) "local alive_key = string.sub(" serving ", 1, -8) .. 'alive'\n"
+#define LUA_ALIVE_KEY(serving) "local alive_key = string.sub(" serving ", 1, -8) .. '" POOLKEYS_ALIVE "'\n"
+/* -8: the prefix is what precedes "serving" */
+static_assert(sizeof(POOLKEYS_SERVING) == 8, "LUA_ALIVE_KEY cuts 'serving' off the serving key");
 
 static const char script_join[] =
         "if redis.replicate_commands then redis.replicate_commands() end\n" LUA_NOW LUA_ALIVE_KEY("KEYS[1]")
@@ -54,7 +58,7 @@ static const char script_join[] =
         "local added = redis.call('SADD', KEYS[1], addr)\n"
         "if redis.call('HGET', KEYS[4], addr) ~= host then redis.call('HSET', KEYS[4], addr, host) end\n"
         "redis.call('ZREM', KEYS[2], host)\n"
-        "local ttl = redis.call('PTTL', string.sub(KEYS[1], 1, -8) .. 'lease:' .. host)\n"
+        "local ttl = redis.call('PTTL', string.sub(KEYS[1], 1, -8) .. '" POOLKEYS_LEASE "' .. host)\n"
         "if ttl > 0 then redis.call('ZADD', alive_key, now + ttl, addr) end\n"
         "if KEYS[6] then\n"
         "  redis.call('LREM', KEYS[6], 0, addr)\n"
@@ -110,11 +114,11 @@ static const char script_leave[] =
         "local alive = alive_count()\n"
         "local others = redis.call('ZCARD', KEYS[2])\n"
         "if redis.call('ZSCORE', KEYS[2], host) then others = others - 1 end\n"
-        "local wait_key = ARGV[8] .. 'waiting'\n"
+        "local wait_key = ARGV[8] .. '" POOLKEYS_WAITING "'\n"
         "if mode == 'budget' and ARGV[10] then\n"
         "  -- first come, first served: remember when we first asked, and that we still ask\n"
         "  redis.call('ZADD', wait_key, 'NX', now, host)\n"
-        "  redis.call('SET', ARGV[8] .. 'asking:' .. host, '1', 'PX', ARGV[10])\n"
+        "  redis.call('SET', ARGV[8] .. '" POOLKEYS_ASKING "' .. host, '1', 'PX', ARGV[10])\n"
         "end\n"
         "if mode == 'budget' or mode == 'peek' then\n"
         "  if alive - 1 < min_serving then\n"
@@ -141,7 +145,7 @@ static const char script_leave[] =
         "      if #batch == 0 then break end\n"
         "      for _, h in ipairs(batch) do\n"
         "        if h == host then done = true break end\n"
-        "        if redis.call('EXISTS', ARGV[8] .. 'asking:' .. h) == 1 then\n"
+        "        if redis.call('EXISTS', ARGV[8] .. '" POOLKEYS_ASKING "' .. h) == 1 then\n"
         "          table.insert(ahead, h)\n"
         "          if #ahead >= slots then done = true break end\n"
         "        else\n"
@@ -164,7 +168,7 @@ static const char script_leave[] =
         "          max_unavailable .. ')'}\n"
         "end\n"
         "redis.call('ZREM', wait_key, host)\n"
-        "redis.call('DEL', ARGV[8] .. 'asking:' .. host)\n"
+        "redis.call('DEL', ARGV[8] .. '" POOLKEYS_ASKING "' .. host)\n"
         "redis.call('SREM', KEYS[1], addr)\n"
         "redis.call('ZREM', alive_key, addr)\n"
         "if redis.call('HGET', KEYS[4], addr) == host then redis.call('HDEL', KEYS[4], addr) end\n"
@@ -198,10 +202,10 @@ static const char script_view[] =
         "local p = ARGV[1]\n"
         "local function info(host)\n"
         "  if not host or host == '' then return '', '', -2, -1 end\n"
-        "  local h = redis.call('HMGET', p .. 'host:' .. host, 'addr', 'state', 'heartbeat')\n"
+        "  local h = redis.call('HMGET', p .. '" POOLKEYS_HOST "' .. host, 'addr', 'state', 'heartbeat')\n"
         "  local hb, age = tonumber(h[3]), -1\n"
         "  if hb then age = now - hb end\n"
-        "  return h[1] or '', h[2] or '', redis.call('PTTL', p .. 'lease:' .. host), age\n"
+        "  return h[1] or '', h[2] or '', redis.call('PTTL', p .. '" POOLKEYS_LEASE "' .. host), age\n"
         "end\n"
         "local serving, out = {}, {}\n"
         "if ARGV[2] == 'full' then\n"
@@ -259,14 +263,6 @@ const char *pool_leave_result_to_string(PoolLeaveResult r) {
 }
 
 /* ---- pure parts ---- */
-
-char *pool_key(const char *pool, const char *suffix) {
-        char *k = NULL;
-
-        if (asprintf(&k, "monkey:{%s}:%s", pool, suffix) < 0)
-                return NULL;
-        return k;
-}
 
 static bool reply_is_string(const redisReply *r) {
         return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS);
@@ -2019,22 +2015,16 @@ int pool_new(sd_event *e, const Config *c, Pool **ret, char **ret_error) {
         p->name = strdup(c->pool.name);
         p->address = strdup(c->pool.address);
         p->host = strdup(c->agent.host ? c->agent.host : "unknown");
-        p->key_prefix = pool_key(c->pool.name, "");
-        p->key_serving = pool_key(c->pool.name, "serving");
-        p->key_out = pool_key(c->pool.name, "out");
-        p->key_addrs = pool_key(c->pool.name, "addrs");
-        p->key_events = pool_key(c->pool.name, "events");
-        if (!p->name || !p->address || !p->host || !p->key_prefix || !p->key_serving || !p->key_out ||
-            !p->key_addrs || !p->key_events)
+        if (!p->name || !p->address || !p->host)
                 return -ENOMEM;
-        if (asprintf(&p->key_host, "%shost:%s", p->key_prefix, p->host) < 0) {
-                p->key_host = NULL;
-                return -ENOMEM;
-        }
-        if (asprintf(&p->key_lease, "%slease:%s", p->key_prefix, p->host) < 0) {
-                p->key_lease = NULL;
-                return -ENOMEM;
-        }
+        if ((r = poolkeys_key(p->name, POOL_KEY_PREFIX, NULL, &p->key_prefix)) < 0 ||
+            (r = poolkeys_key(p->name, POOL_KEY_SERVING, NULL, &p->key_serving)) < 0 ||
+            (r = poolkeys_key(p->name, POOL_KEY_OUT, NULL, &p->key_out)) < 0 ||
+            (r = poolkeys_key(p->name, POOL_KEY_ADDRS, NULL, &p->key_addrs)) < 0 ||
+            (r = poolkeys_key(p->name, POOL_KEY_EVENTS, NULL, &p->key_events)) < 0 ||
+            (r = poolkeys_key(p->name, POOL_KEY_HOST, p->host, &p->key_host)) < 0 ||
+            (r = poolkeys_key(p->name, POOL_KEY_LEASE, p->host, &p->key_lease)) < 0)
+                return r;
 
         r = sd_event_add_defer(e, &p->answer_defer, on_answer, p);
         if (r >= 0)

@@ -34,9 +34,6 @@ const char *pool_script_to_string(PoolScript s);
 #define POOL_LEAVE_MODE_RELEASE "release"     /* out of serving, and our out entry removed: the slot is free */
 #define POOL_LEAVE_MODE_PEEK "peek"           /* a dry run: the budget's verdict, nothing changed */
 
-/* "monkey:{P}:" + suffix. NULL on OOM. */
-char *pool_key(const char *pool, const char *suffix);
-
 typedef struct PoolLeaveReply {
         PoolLeaveResult result;
         long long serving;       /* SCARD serving after the step */

@@ -298,7 +298,7 @@ static void test_sentinel_and_role(void **state) {
         rep_free(r);
 }
 
-/* --- events, keys, backoff, scripts ----------------------------------- */
+/* --- events, scripts, backoff ------------------------------------------ */
 
 static void test_event_json(void **state) {
         PoolEvent e = {
@@ -338,14 +338,7 @@ static void test_event_json(void **state) {
         assert_null(pool_event_json(NULL));
 }
 
-static void test_keys_and_scripts(void **state) {
-        char *k = pool_key("web", "serving");
-        assert_string_equal(k, "monkey:{web}:serving");
-        free(k);
-        k = pool_key("web", "");
-        assert_string_equal(k, "monkey:{web}:");
-        free(k);
-
+static void test_scripts(void **state) {
         for (PoolScript s = 0; s < _POOL_SCRIPT_MAX; s++) {
                 assert_non_null(pool_script_to_string(s));
                 assert_non_null(pool_script_text[s]);
@@ -598,7 +591,7 @@ int main(void) {
                 cmocka_unit_test(test_view_decode),
                 cmocka_unit_test(test_sentinel_and_role),
                 cmocka_unit_test(test_event_json),
-                cmocka_unit_test(test_keys_and_scripts),
+                cmocka_unit_test(test_scripts),
                 cmocka_unit_test(test_backoff),
                 cmocka_unit_test(test_client_not_started),
                 cmocka_unit_test(test_client_refused),
