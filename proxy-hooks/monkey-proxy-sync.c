@@ -44,6 +44,7 @@
 #include "fileio.h"
 #include "log.h"
 #include "parse.h"
+#include "poolkeys.h"
 #include "proxysync.h"
 #include "redis_event.h"
 #include "redisurl.h"
@@ -1199,10 +1200,10 @@ static int sync_new(Options *o, Sync **ret) {
         if (!s)
                 return -ENOMEM;
         s->opt = o;
-        if (asprintf(&s->k_serving, "monkey:{%s}:serving", o->pool) < 0 ||
-            asprintf(&s->k_lease_prefix, "monkey:{%s}:lease:", o->pool) < 0 ||
-            asprintf(&s->k_addrs, "monkey:{%s}:addrs", o->pool) < 0 ||
-            asprintf(&s->k_events, "monkey:{%s}:events", o->pool) < 0)
+        if (poolkeys_key(o->pool, POOL_KEY_SERVING, NULL, &s->k_serving) < 0 ||
+            poolkeys_key(o->pool, POOL_KEY_LEASE, "", &s->k_lease_prefix) < 0 ||
+            poolkeys_key(o->pool, POOL_KEY_ADDRS, NULL, &s->k_addrs) < 0 ||
+            poolkeys_key(o->pool, POOL_KEY_EVENTS, NULL, &s->k_events) < 0)
                 return -ENOMEM;
         *ret = TAKE_PTR(s);
         return 0;

@@ -2,10 +2,12 @@
  * Redis (hiredis async on sd-event). It keeps the agent's own view of its
  * membership (desired: serving or out) and reconciles Redis to it on every
  * (re)connect and heartbeat, so an outage never loses a join or a leave.
- * Each membership step is one Lua script (EVALSHA, SCRIPT LOAD on
- * NOSCRIPT); the budget-checked leave checks and removes atomically.
+ * Each membership step is one Lua script (pool_scripts.h); the
+ * budget-checked leave checks and removes atomically. The connection,
+ * Sentinel and the timeouts are pool_link.h's.
  *
- * Redis data model for pool P (written "{P}", a cluster hash tag) and host H:
+ * Redis data model for pool P (written "{P}", a cluster hash tag) and host H
+ * (the names are base/poolkeys.h's):
  *   monkey:{P}:serving   SET of advertised ip:port that proxies route to
  *   monkey:{P}:host:H    HASH addr state since reason version heartbeat last_checks
  *   monkey:{P}:lease:H   STRING with PX TTL = [pool] lease, renewed each heartbeat

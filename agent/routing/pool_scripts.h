@@ -1,8 +1,9 @@
 /* The pool's pure parts: its Lua scripts (each one atomic step in Redis),
- * the decoders of their replies, the connection URL, the event JSON and the
- * reconnect backoff. Defined in pool.c; exported for its unit tests and for
- * the benchmark, which replays the same scripts against one redis-server.
- * Nothing here does I/O. */
+ * the decoders of every reply the pool client reads (the scripts', and the
+ * handshake's, Sentinel's and the failover channel's), the connection URL
+ * as shown, the event JSON and the reconnect backoff. Used by pool_link.c
+ * and pool.c, by their unit tests, and by the benchmark, which replays the
+ * same scripts against one redis-server. Nothing here does I/O. */
 #pragma once
 
 #include <hiredis/hiredis.h>
@@ -34,9 +35,6 @@ const char *pool_script_to_string(PoolScript s);
 #define POOL_LEAVE_MODE_RELEASE "release"     /* out of serving, and our out entry removed: the slot is free */
 #define POOL_LEAVE_MODE_PEEK "peek"           /* a dry run: the budget's verdict, nothing changed */
 
-/* "monkey:{P}:" + suffix. NULL on OOM. */
-char *pool_key(const char *pool, const char *suffix);
-
 typedef struct PoolLeaveReply {
         PoolLeaveResult result;
         long long serving;       /* SCARD serving after the step */
@@ -63,6 +61,29 @@ int pool_sentinel_reply_decode(const redisReply *r, char **ret_host, uint16_t *r
 /* ROLE: 1 master, 0 anything else, -EBADMSG. ret_role: "master", "slave", ... (borrowed). */
 int pool_role_reply_decode(const redisReply *r, const char **ret_role);
 
+/* The join script's reply {added 0/1, SCARD serving}; -EBADMSG. */
+int pool_join_reply_decode(const redisReply *r, long long *ret_added, long long *ret_serving);
+/* The heartbeat script's reply: 1 we are in serving, 0 not, -EBADMSG. */
+int pool_heartbeat_reply_decode(const redisReply *r);
+/* SCRIPT LOAD: the 40 hex digits of the SHA1, NUL-terminated; -EBADMSG. */
+int pool_script_load_reply_decode(const redisReply *r, char ret_sha[static 41]);
+/* Redis no longer has the script: send its text (EVAL caches it again). */
+bool pool_reply_is_noscript(const redisReply *r);
+/* Errors after which a connection is no use: a demoted master, a restarted
+ * server that lost our AUTH, one still loading its data. */
+bool pool_reply_needs_reconnect(const redisReply *r);
+
+typedef struct PoolSwitchMaster {
+        char old_ip[64], new_ip[64];
+        unsigned old_port, new_port;
+} PoolSwitchMaster;
+
+/* A message on a sentinel's +switch-master channel, payload "NAME OLDIP
+ * OLDPORT NEWIP NEWPORT": 1 when it moves master, 0 for anything else
+ * (the subscribe confirmation, another master), -EBADMSG for a payload of
+ * another shape. ret is written only on 1. */
+int pool_switch_master_decode(const redisReply *r, const char *master, PoolSwitchMaster *ret);
+
 /* The URL with any userinfo replaced by "***@", for logs and status. */
 char *pool_url_redact(const char *s);
 
@@ -74,6 +95,9 @@ typedef struct PoolEvent {
         int forced;         /* leave: 0/1; -1: omitted */
         usec_t at;          /* CLOCK_REALTIME */
 } PoolEvent;
+
+/* wall (CLOCK_REALTIME) as 2023-11-14T22:13:20Z; "?" when it cannot be shown. */
+void pool_iso8601(char *buf, size_t size, usec_t wall);
 
 /* {"type","pool","host","addr",["state"],"reason",["forced"],"at","at_ms"}. */
 char *pool_event_json(const PoolEvent *e);

@@ -13,6 +13,7 @@
 
 #include "macro.h"
 #include "pool_scripts.h"
+#include "poolkeys.h"
 
 #define PHASE_CAP_SEC 60.0
 
@@ -89,20 +90,16 @@ static redisReply *run_script(redisContext *c, const Bench *b, PoolScript s, int
 /* ret_result: the leave's answer (OP_LEAVE, OP_HERD_LEAVE); _POOL_LEAVE_RESULT_INVALID
  * when there is none. */
 static bool op_run(redisContext *c, const Bench *b, Op op, unsigned agent, PoolLeaveResult *ret_result) {
-        char host[16], addr[32], hostkey[64], leasekey[64], maxu[16];
+        char host[16], addr[32], maxu[16];
         _cleanup_(freep) char *hk = NULL, *lk = NULL;
         redisReply *r = NULL;
         bool ok;
 
         host_name(agent, host, sizeof host);
         host_addr(agent, addr, sizeof addr);
-        snprintf(hostkey, sizeof hostkey, "host:%s", host);
-        snprintf(leasekey, sizeof leasekey, "lease:%s", host);
-        hk = pool_key("bench", hostkey);
-        lk = pool_key("bench", leasekey);
         if (ret_result)
                 *ret_result = _POOL_LEAVE_RESULT_INVALID;
-        if (!hk || !lk)
+        if (poolkeys_key("bench", POOL_KEY_HOST, host, &hk) < 0 || poolkeys_key("bench", POOL_KEY_LEASE, host, &lk) < 0)
                 return false;
 
         switch (op) {
@@ -263,15 +260,13 @@ static int fleet_join(redisContext *c, const Bench *b, bool reset) {
         redisReply *r;
 
         for (unsigned i = 0; i < b->agents; i++) {
-                char host[16], addr[32], hostkey[64], leasekey[64], askkey[64];
+                char host[16], addr[32];
                 host_name(i, host, sizeof host);
                 host_addr(i, addr, sizeof addr);
-                snprintf(hostkey, sizeof hostkey, "host:%s", host);
-                snprintf(leasekey, sizeof leasekey, "lease:%s", host);
-                snprintf(askkey, sizeof askkey, "asking:%s", host);
-                _cleanup_(freep) char *hk = pool_key("bench", hostkey), *lk = pool_key("bench", leasekey),
-                                      *ak = pool_key("bench", askkey);
-                if (!hk || !lk || !ak)
+                _cleanup_(freep) char *hk = NULL, *lk = NULL, *ak = NULL;
+                if (poolkeys_key("bench", POOL_KEY_HOST, host, &hk) < 0 ||
+                    poolkeys_key("bench", POOL_KEY_LEASE, host, &lk) < 0 ||
+                    poolkeys_key("bench", POOL_KEY_ASKING, host, &ak) < 0)
                         return -ENOMEM;
                 if (reset) {
                         redisAppendCommand(c, "DEL %s", ak);
@@ -570,14 +565,13 @@ int main(int argc, char *argv[]) {
                 i++;
         }
 
-        b.k_serving = pool_key("bench", "serving");
-        b.k_out = pool_key("bench", "out");
-        b.k_addrs = pool_key("bench", "addrs");
-        b.k_events = pool_key("bench", "events");
-        b.k_alive = pool_key("bench", "alive");     /* the scripts' alive index */
-        b.k_waiting = pool_key("bench", "waiting"); /* the leave script's first-come queue */
-        b.prefix = pool_key("bench", "");
-        if (!b.k_serving || !b.k_out || !b.k_addrs || !b.k_events || !b.k_alive || !b.k_waiting || !b.prefix)
+        if (poolkeys_key("bench", POOL_KEY_SERVING, NULL, &b.k_serving) < 0 ||
+            poolkeys_key("bench", POOL_KEY_OUT, NULL, &b.k_out) < 0 ||
+            poolkeys_key("bench", POOL_KEY_ADDRS, NULL, &b.k_addrs) < 0 ||
+            poolkeys_key("bench", POOL_KEY_EVENTS, NULL, &b.k_events) < 0 ||
+            poolkeys_key("bench", POOL_KEY_ALIVE, NULL, &b.k_alive) < 0 ||     /* the scripts' alive index */
+            poolkeys_key("bench", POOL_KEY_WAITING, NULL, &b.k_waiting) < 0 || /* the leave script's queue */
+            poolkeys_key("bench", POOL_KEY_PREFIX, NULL, &b.prefix) < 0)
                 return 1;
         if (b.agents < 2) {
                 fprintf(stderr, "pool_bench: the herd needs at least 2 agents (min_serving 1 keeps one)\n");

@@ -813,13 +813,48 @@ def t10_pool_state_lost():
         redis.kill()
 
 
+def t11_script_cache_flushed():
+    """Redis forgets the scripts while the connections stay up (SCRIPT
+    FLUSH): each script's NOSCRIPT is answered by sending its text, so the
+    heartbeat still renews the lease and the budget-checked leave still
+    goes through, and the pool never reports a refusal or a lost link."""
+    redis = Redis().start()
+    agents = []
+    try:
+        agents = start_agents(redis, 2, min_serving=1, max_unavailable=1)
+        wait_until(lambda: len(redis.smembers()) == 2, 10, 0.05, "2 addresses in serving")
+        redis.cmd("SCRIPT", "FLUSH")
+        redis.cmd("DEL", P + "lease:web-1")
+        wait_until(lambda: redis.cmd("EXISTS", P + "lease:web-1") == 1, 5, 0.05,
+                   "web-1's heartbeat to renew its lease after SCRIPT FLUSH")
+        set_busy_now(agents[:1], 97)
+        wait_until(lambda: "DRAINING" in states_seen(agents[0]), 15, 0.1, "web-1 to leave through the budget")
+        check("127.0.0.2:8080" not in redis.smembers(), "web-1 still in serving: %r" % redis.smembers())
+        for a in agents:
+            ps = pool_status(a)
+            check(ps["status"] == "connected" and ps["last_error"] is None,
+                  "%s after SCRIPT FLUSH: %s, %r" % (a.name, ps["status"], ps["last_error"]))
+            log = a.log_text()
+            for bad in ("failed", "unexpected reply", "lost Redis"):
+                check(bad not in log, "%s logged %r after SCRIPT FLUSH" % (a.name, bad))
+        print("   after SCRIPT FLUSH: the lease renewed and web-1 left through the budget")
+        set_busy_now(agents[:1], 5)
+    except Exception:
+        for a in agents:
+            a.dump_log()
+        raise
+    finally:
+        close_all(agents)
+        redis.kill()
+
+
 def main():
     if not REDIS_SERVER:
         print("FAIL: redis-server is not installed (tests/setup-deps)")
         sys.exit(1)
     harness.main([t1_join_idempotent, t2_fleet_overload_budget, t3_min_serving, t4_lease_expiry,
                   t5_redis_dies_mid_cycle, t6_on_unreachable_remediate, t7_sentinel, t8_auth,
-                  t9_first_come_first_served, t10_pool_state_lost])
+                  t9_first_come_first_served, t10_pool_state_lost, t11_script_cache_flushed])
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-/* The pool client without Redis: the URL parser, the decoders of the Lua
- * scripts' replies (fed hand-built hiredis replies), the event JSON, the
+/* The pool client without Redis: the URL as shown, the decoders of every
+ * reply it reads (fed hand-built hiredis replies), the event JSON, the
  * backoff bounds, and the client itself against servers that refuse or
  * never answer, stepped on a real sd-event loop. The Redis side of the
  * scripts is exercised by tests/integration/test_pool.py. */
@@ -298,7 +298,129 @@ static void test_sentinel_and_role(void **state) {
         rep_free(r);
 }
 
-/* --- events, keys, backoff, scripts ----------------------------------- */
+/* The replies the link and the membership read besides the leave's and
+ * the view's: the join, the heartbeat, SCRIPT LOAD, the errors that decide
+ * between EVAL, reconnecting and "degraded", and Sentinel's failover news. */
+static void test_more_replies(void **state) {
+        long long added = -1, serving = -1;
+        char sha[41];
+        PoolSwitchMaster m = {};
+        redisReply *r;
+
+        r = rep_arr(rep_int(1), rep_int(7), NULL);
+        assert_int_equal(pool_join_reply_decode(r, &added, &serving), 0);
+        assert_int_equal(added, 1);
+        assert_int_equal(serving, 7);
+        rep_free(r);
+        r = rep_arr(rep_int(0), rep_str("3"), NULL); /* lenient as every decoder */
+        assert_int_equal(pool_join_reply_decode(r, &added, &serving), 0);
+        assert_int_equal(added, 0);
+        assert_int_equal(serving, 3);
+        rep_free(r);
+        redisReply *bad_join[] = {
+                rep_arr(rep_int(1), NULL), rep_arr(rep_int(1), rep_int(2), rep_int(3), NULL),
+                rep_arr(rep_str("x"), rep_int(2), NULL), rep_int(1), rep_err("NOPERM no"), rep_nil(),
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad_join); i++) {
+                added = serving = -1;
+                assert_int_equal(pool_join_reply_decode(bad_join[i], &added, &serving), -EBADMSG);
+                assert_int_equal(added, -1); /* not written on failure */
+                assert_int_equal(serving, -1);
+                rep_free(bad_join[i]);
+        }
+        assert_int_equal(pool_join_reply_decode(NULL, &added, &serving), -EBADMSG);
+
+        r = rep_int(1);
+        assert_int_equal(pool_heartbeat_reply_decode(r), 1);
+        rep_free(r);
+        r = rep_int(0);
+        assert_int_equal(pool_heartbeat_reply_decode(r), 0);
+        rep_free(r);
+        r = rep_str("1");
+        assert_int_equal(pool_heartbeat_reply_decode(r), 1);
+        rep_free(r);
+        r = rep_err("ERR x");
+        assert_int_equal(pool_heartbeat_reply_decode(r), -EBADMSG);
+        rep_free(r);
+        r = rep_arr(rep_int(1), NULL);
+        assert_int_equal(pool_heartbeat_reply_decode(r), -EBADMSG);
+        rep_free(r);
+        assert_int_equal(pool_heartbeat_reply_decode(NULL), -EBADMSG);
+
+        r = rep_str("e0e1f9fabfc9d4800c877a703b823ac0578ff8db");
+        assert_int_equal(pool_script_load_reply_decode(r, sha), 0);
+        assert_string_equal(sha, "e0e1f9fabfc9d4800c877a703b823ac0578ff8db");
+        rep_free(r);
+        r = rep_str("e0e1f9fabfc9d4800c877a703b823ac0578ff8d"); /* 39 */
+        assert_int_equal(pool_script_load_reply_decode(r, sha), -EBADMSG);
+        rep_free(r);
+        r = rep_err("NOPERM this user has no permissions to run the 'script' command");
+        assert_int_equal(pool_script_load_reply_decode(r, sha), -EBADMSG);
+        rep_free(r);
+
+        r = rep_err("NOSCRIPT No matching script. Please use EVAL.");
+        assert_true(pool_reply_is_noscript(r));
+        assert_false(pool_reply_needs_reconnect(r));
+        rep_free(r);
+        r = rep_str("NOSCRIPT"); /* a string that says so is no error */
+        assert_false(pool_reply_is_noscript(r));
+        rep_free(r);
+        assert_false(pool_reply_is_noscript(NULL));
+
+        static const char *const reconnect[] = {
+                "READONLY You can't write against a read only replica.",
+                "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+                "LOADING Redis is loading the dataset in memory",
+                "NOAUTH Authentication required.",
+                "WRONGPASS invalid username-password pair or user is disabled.",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(reconnect); i++) {
+                r = rep_err(reconnect[i]);
+                assert_true(pool_reply_needs_reconnect(r));
+                rep_free(r);
+        }
+        static const char *const stay[] = {
+                "NOPERM this user has no permissions to run the 'evalsha' command",
+                "OOM command not allowed when used memory > 'maxmemory'.",
+                "ERR Error running script",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(stay); i++) {
+                r = rep_err(stay[i]);
+                assert_false(pool_reply_needs_reconnect(r));
+                rep_free(r);
+        }
+        r = rep_str("READONLY");
+        assert_false(pool_reply_needs_reconnect(r));
+        rep_free(r);
+        assert_false(pool_reply_needs_reconnect(NULL));
+
+        r = rep_arr(rep_str("message"), rep_str("+switch-master"), rep_str("pool 127.0.0.1 6390 127.0.0.1 6391"),
+                    NULL);
+        assert_int_equal(pool_switch_master_decode(r, "pool", &m), 1);
+        assert_string_equal(m.old_ip, "127.0.0.1");
+        assert_int_equal(m.old_port, 6390);
+        assert_string_equal(m.new_ip, "127.0.0.1");
+        assert_int_equal(m.new_port, 6391);
+        m = (PoolSwitchMaster) {};
+        /* another master's failover is not ours */
+        assert_int_equal(pool_switch_master_decode(r, "other", &m), 0);
+        assert_int_equal(m.new_port, 0);
+        rep_free(r);
+        /* the subscribe confirmation */
+        r = rep_arr(rep_str("subscribe"), rep_str("+switch-master"), rep_int(1), NULL);
+        assert_int_equal(pool_switch_master_decode(r, "pool", &m), 0);
+        rep_free(r);
+        r = rep_arr(rep_str("message"), rep_str("+switch-master"), rep_str("pool 127.0.0.1 6390"), NULL);
+        assert_int_equal(pool_switch_master_decode(r, "pool", &m), -EBADMSG);
+        rep_free(r);
+        r = rep_arr(rep_str("message"), rep_str("+switch-master"), rep_int(3), NULL);
+        assert_int_equal(pool_switch_master_decode(r, "pool", &m), -EBADMSG);
+        rep_free(r);
+        assert_int_equal(m.new_port, 0);
+        assert_int_equal(pool_switch_master_decode(NULL, "pool", &m), 0);
+}
+
+/* --- events, scripts, backoff ------------------------------------------ */
 
 static void test_event_json(void **state) {
         PoolEvent e = {
@@ -338,14 +460,7 @@ static void test_event_json(void **state) {
         assert_null(pool_event_json(NULL));
 }
 
-static void test_keys_and_scripts(void **state) {
-        char *k = pool_key("web", "serving");
-        assert_string_equal(k, "monkey:{web}:serving");
-        free(k);
-        k = pool_key("web", "");
-        assert_string_equal(k, "monkey:{web}:");
-        free(k);
-
+static void test_scripts(void **state) {
         for (PoolScript s = 0; s < _POOL_SCRIPT_MAX; s++) {
                 assert_non_null(pool_script_to_string(s));
                 assert_non_null(pool_script_text[s]);
@@ -597,8 +712,9 @@ int main(void) {
                 cmocka_unit_test(test_leave_reply),
                 cmocka_unit_test(test_view_decode),
                 cmocka_unit_test(test_sentinel_and_role),
+                cmocka_unit_test(test_more_replies),
                 cmocka_unit_test(test_event_json),
-                cmocka_unit_test(test_keys_and_scripts),
+                cmocka_unit_test(test_scripts),
                 cmocka_unit_test(test_backoff),
                 cmocka_unit_test(test_client_not_started),
                 cmocka_unit_test(test_client_refused),

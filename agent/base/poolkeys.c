@@ -1,0 +1,42 @@
+/* The pool's key schema: see poolkeys.h. */
+#include "poolkeys.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "macro.h"
+
+static const char *const suffix_table[_POOL_KEY_MAX] = {
+        [POOL_KEY_PREFIX] = "",
+        [POOL_KEY_SERVING] = POOLKEYS_SERVING,
+        [POOL_KEY_OUT] = POOLKEYS_OUT,
+        [POOL_KEY_ADDRS] = POOLKEYS_ADDRS,
+        [POOL_KEY_ALIVE] = POOLKEYS_ALIVE,
+        [POOL_KEY_WAITING] = POOLKEYS_WAITING,
+        [POOL_KEY_EVENTS] = POOLKEYS_EVENTS,
+        [POOL_KEY_HOST] = POOLKEYS_HOST,
+        [POOL_KEY_LEASE] = POOLKEYS_LEASE,
+        [POOL_KEY_ASKING] = POOLKEYS_ASKING,
+};
+
+const char *poolkeys_suffix(PoolKey k) {
+        return k >= 0 && k < _POOL_KEY_MAX ? suffix_table[k] : NULL;
+}
+
+int poolkeys_per_host(PoolKey k) {
+        if (k < 0 || k >= _POOL_KEY_MAX)
+                return -EINVAL;
+        return k == POOL_KEY_HOST || k == POOL_KEY_LEASE || k == POOL_KEY_ASKING;
+}
+
+int poolkeys_key(const char *pool, PoolKey k, const char *host, char **ret) {
+        int per_host = poolkeys_per_host(k);
+        char *s = NULL;
+
+        if (!pool || !ret || per_host < 0 || per_host != !!host)
+                return -EINVAL;
+        if (asprintf(&s, POOLKEYS_NAMESPACE ":{%s}:%s%s", pool, suffix_table[k], strempty(host)) < 0)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}

@@ -1,0 +1,61 @@
+/* The pool's key schema in Redis: the one place that spells a key name.
+ * monkeyd's pool client (and its Lua scripts, spelled with the suffixes
+ * below), monkey-proxy-sync and the pool benchmark all build their keys
+ * here, so a reader and a writer of the pool cannot drift apart.
+ *
+ * Pool P is written "{P}", braces included: a Redis Cluster hash tag, so
+ * every key of a pool lives in one slot and its scripts stay legal when
+ * pools are sharded over a cluster. For pool P and host H:
+ *   monkey:{P}:           the prefix (the scripts append per-host suffixes)
+ *   monkey:{P}:serving    SET of advertised ip:port that proxies route to
+ *   monkey:{P}:out        ZSET H -> expiry (ms): counted against max_unavailable
+ *   monkey:{P}:addrs      HASH ip:port -> H
+ *   monkey:{P}:alive      ZSET ip:port -> lease expiry (ms), serving members only
+ *   monkey:{P}:waiting    ZSET H -> first ask (ms): the budget's queue
+ *   monkey:{P}:events     PUBLISH channel, one JSON object per change
+ *   monkey:{P}:host:H     HASH addr state since reason version heartbeat last_checks
+ *   monkey:{P}:lease:H    STRING with a TTL, renewed by each heartbeat
+ *   monkey:{P}:asking:H   STRING with a TTL: H still asks to leave
+ * Pure: no I/O. */
+#pragma once
+
+#include <errno.h>
+
+#define POOLKEYS_NAMESPACE "monkey"
+
+/* What follows "monkey:{P}:", as literals: the Lua scripts are spelled with
+ * them. The per-host ones end in ':' and are followed by the host name. */
+#define POOLKEYS_SERVING "serving"
+#define POOLKEYS_OUT "out"
+#define POOLKEYS_ADDRS "addrs"
+#define POOLKEYS_ALIVE "alive"
+#define POOLKEYS_WAITING "waiting"
+#define POOLKEYS_EVENTS "events"
+#define POOLKEYS_HOST "host:"
+#define POOLKEYS_LEASE "lease:"
+#define POOLKEYS_ASKING "asking:"
+
+typedef enum PoolKey {
+        POOL_KEY_PREFIX,
+        POOL_KEY_SERVING,
+        POOL_KEY_OUT,
+        POOL_KEY_ADDRS,
+        POOL_KEY_ALIVE,
+        POOL_KEY_WAITING,
+        POOL_KEY_EVENTS,
+        POOL_KEY_HOST,   /* per host */
+        POOL_KEY_LEASE,  /* per host */
+        POOL_KEY_ASKING, /* per host */
+        _POOL_KEY_MAX,
+        _POOL_KEY_INVALID = -EINVAL,
+} PoolKey;
+
+/* "serving", "lease:", ...; "" for the prefix; NULL when out of range. */
+const char *poolkeys_suffix(PoolKey k);
+/* Whether a host name follows the key's suffix. */
+int poolkeys_per_host(PoolKey k);
+
+/* The key k of pool in a new string. host: the host for the per-host keys
+ * ("" gives what every host's key starts with, as monkey-proxy-sync looks
+ * up leases), NULL for the others. -EINVAL on a mismatch, -ENOMEM. */
+int poolkeys_key(const char *pool, PoolKey k, const char *host, char **ret);

@@ -1,0 +1,1082 @@
+/* The pool's connection to Redis: see pool_link.h. hiredis 0.14 owns the
+ * context and frees it by itself when a connection fails, so:
+ *   - a Conn forgets its context (ac = NULL) before anyone frees it, and
+ *     every hiredis callback checks that its context is still the Conn's;
+ *   - a context we give up on is "doomed" and freed by a defer source, on
+ *     a clean stack: never from inside hiredis (0.14 calls the connect
+ *     callback outside its in-callback guard); the connect and disconnect
+ *     callbacks tell us when hiredis freed one itself;
+ *   - every command is a Cmd with its own timeout timer, freed by its reply
+ *     callback, which hiredis calls with NULL while a context is freed. */
+#include "pool_link.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "log.h"
+#include "redis_event.h"
+#include "secret.h"
+
+#define POOL_COMMAND_TIMEOUT_USEC (2 * USEC_PER_SEC)
+#define POOL_CONNECT_TIMEOUT_USEC (2 * USEC_PER_SEC)
+#define DOOMED_MAX 16
+
+typedef enum ConnKind {
+        CONN_MAIN,
+        CONN_SENTINEL,
+} ConnKind;
+
+/* One hiredis connection: the main one, or the sentinel's. */
+typedef struct Conn {
+        PoolLink *link;
+        ConnKind kind;
+        redisAsyncContext *ac; /* NULL once given up or freed by hiredis */
+        sd_event_source *connect_timer;
+        char *peer; /* for messages */
+} Conn;
+
+typedef enum CmdKind {
+        CMD_AUTH,
+        CMD_SELECT,
+        CMD_ROLE,       /* handshake through Sentinel: is this the master? */
+        CMD_ROLE_CHECK, /* the same, with each heartbeat: follows failover */
+        CMD_SCRIPT_LOAD,
+        CMD_SENTINEL_MASTER,
+        CMD_OWNER, /* the owner's: a script (EVALSHA, EVAL after NOSCRIPT) or a plain command */
+} CmdKind;
+
+typedef struct Cmd Cmd;
+struct Cmd {
+        PoolLink *link;
+        Conn *conn;
+        redisAsyncContext *ac; /* the context it went out on */
+        CmdKind kind;
+        PoolScript script; /* CMD_OWNER: _POOL_SCRIPT_INVALID for a plain command */
+        const char *what;  /* CMD_OWNER: the name for messages (static) */
+        bool evaled;       /* NOSCRIPT fallback already used */
+        unsigned index;    /* SCRIPT LOAD: which script */
+        unsigned flags;    /* POOL_LINK_* */
+        pool_link_reply_t handler;
+        void *userdata;
+        char **argv;
+        size_t *argvlen;
+        int argc;
+        sd_event_source *timer;
+        Cmd *prev, *next;
+};
+
+struct PoolLink {
+        sd_event *event;
+        PoolLinkSettings settings;
+        char *label;
+        PoolLinkHandlers handlers;
+
+        PoolLinkState state;
+        Conn main, sentinel;
+        size_t sentinel_next, sentinel_tried;
+        char *master_host;
+        uint16_t master_port;
+        unsigned attempt, handshake_pending;
+        bool ever_ready, freeing;
+        bool degraded; /* connected, but Redis refuses our scripts (NOPERM, OOM...): last_error says why */
+        char *refused; /* the refusal last logged while degraded */
+        char sha[_POOL_SCRIPT_MAX][41];
+        char *last_error, *logged_error;
+        usec_t lost_at; /* CLOCK_MONOTONIC, 0 while fine */
+        sd_event_source *retry_timer, *reaper;
+        redisAsyncContext *doomed[DOOMED_MAX]; /* given up, freed by the reaper */
+        size_t n_doomed;
+
+        Cmd *cmds;
+};
+
+usec_t pool_link_now(sd_event *e, clockid_t clock) {
+        uint64_t t;
+        struct timespec ts;
+
+        if (e && sd_event_now(e, clock, &t) >= 0)
+                return t;
+        clock_gettime(clock, &ts);
+        return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000;
+}
+
+uint64_t pool_link_random(void) {
+        uint64_t v = 0;
+
+        if (getrandom(&v, sizeof v, GRND_NONBLOCK) != sizeof v)
+                v = pool_link_now(NULL, CLOCK_MONOTONIC) * 6364136223846793005ULL;
+        return v;
+}
+
+static void set_error_v(PoolLink *l, const char *format, va_list ap) _printf_(2, 0);
+static void set_error_v(PoolLink *l, const char *format, va_list ap) {
+        char *m = NULL;
+
+        if (vasprintf(&m, format, ap) < 0 || !m)
+                return; /* out of memory: keep the previous error */
+        free(l->last_error);
+        l->last_error = m;
+}
+
+static void set_error(PoolLink *l, const char *format, ...) _printf_(2, 3);
+static void set_error(PoolLink *l, const char *format, ...) {
+        va_list ap;
+
+        va_start(ap, format);
+        set_error_v(l, format, ap);
+        va_end(ap);
+}
+
+const char *pool_link_error(const PoolLink *l, const char *fallback) {
+        return l && l->last_error ? l->last_error : fallback;
+}
+
+static const char *error_or(const PoolLink *l, const char *fallback) {
+        return pool_link_error(l, fallback);
+}
+
+/* ---- settings ---- */
+
+static void free_wiped(char *s) {
+        if (s)
+                explicit_bzero(s, strlen(s));
+        free(s);
+}
+
+void pool_link_settings_done(PoolLinkSettings *s) {
+        free_wiped(s->url_text);
+        free(s->url_shown);
+        free(s->password_file);
+        free_wiped(s->password);
+        redis_url_done(&s->url);
+        *s = (PoolLinkSettings) {};
+}
+
+int pool_link_settings_load(const Config *c, PoolLinkSettings *ret, char **ret_error) {
+        _cleanup_(pool_link_settings_done) PoolLinkSettings s = {};
+        _cleanup_(freep) char *err = NULL;
+        int r;
+
+        r = redis_url_parse(c->pool.redis, &s.url, &err);
+        if (r < 0) {
+                if (ret_error && err && asprintf(ret_error, "%s: [pool] redis: %s", strna(c->path), err) < 0)
+                        *ret_error = NULL;
+                return r;
+        }
+        s.url_text = strdup(c->pool.redis);
+        s.url_shown = pool_url_redact(c->pool.redis);
+        if (!s.url_text || !s.url_shown)
+                return -ENOMEM;
+        if (c->pool.password_file) {
+                s.password_file = strdup(c->pool.password_file);
+                if (!s.password_file)
+                        return -ENOMEM;
+                r = secret_file_read(c->pool.password_file, &s.password, &err);
+                if (r < 0) {
+                        if (ret_error &&
+                            asprintf(ret_error, "[pool] password_file: %s", err ? err : strerror(-r)) < 0)
+                                *ret_error = NULL;
+                        return r;
+                }
+                /* redis://monkey@host with a password file: the ACL user */
+                if (s.url.bare_userinfo && !s.url.user) {
+                        s.url.user = TAKE_PTR(s.url.password);
+                        s.url.bare_userinfo = false;
+                }
+        } else if (s.url.password) {
+                s.password = strdup(s.url.password);
+                if (!s.password)
+                        return -ENOMEM;
+        }
+        *ret = s;
+        s = (PoolLinkSettings) {};
+        return 0;
+}
+
+bool pool_link_swap_settings(PoolLink *l, PoolLinkSettings *s) {
+        PoolLinkSettings old = l->settings;
+        bool changed = !streq_ptr(s->url_text, old.url_text) || !streq_ptr(s->password, old.password);
+
+        l->settings = *s;
+        *s = old;
+        return changed;
+}
+
+const char *pool_link_url_shown(const PoolLink *l) {
+        return l->settings.url_shown;
+}
+
+/* ---- contexts we gave up on ---- */
+
+static int on_reap(sd_event_source *s, void *userdata) {
+        PoolLink *l = userdata;
+
+        /* Out of every hiredis callback here: freeing runs the pending
+         * callbacks with NULL replies, which only fail their commands. */
+        while (l->n_doomed > 0)
+                redisAsyncFree(l->doomed[--l->n_doomed]);
+        return 0;
+}
+
+static void doomed_forget(PoolLink *l, const redisAsyncContext *ac) {
+        for (size_t i = 0; i < l->n_doomed; i++)
+                if (l->doomed[i] == ac) {
+                        l->doomed[i] = l->doomed[--l->n_doomed];
+                        return;
+                }
+}
+
+static void doom(PoolLink *l, redisAsyncContext *ac) {
+        int r;
+
+        if (l->n_doomed == DOOMED_MAX) /* cannot happen: one per reconnect, reaped each loop */
+                on_reap(NULL, l);
+        l->doomed[l->n_doomed++] = ac;
+        r = sd_event_source_set_enabled(l->reaper, SD_EVENT_ONESHOT);
+        /* ESTALE: the loop is exiting (SIGTERM); pool_link_free reaps it. */
+        if (r < 0 && r != -ESTALE)
+                log_error_errno(r, "pool: cannot schedule closing a Redis connection: %m");
+}
+
+/* ---- commands ---- */
+
+static void cmd_unlink(Cmd *c) {
+        PoolLink *l = c->link;
+
+        if (!l)
+                return;
+        if (c->prev)
+                c->prev->next = c->next;
+        else if (l->cmds == c)
+                l->cmds = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        c->prev = c->next = NULL;
+}
+
+static Cmd *cmd_free(Cmd *c) {
+        if (!c)
+                return NULL;
+        c->timer = sd_event_source_disable_unref(c->timer);
+        cmd_unlink(c);
+        for (int i = 0; i < c->argc; i++) {
+                if (c->kind == CMD_AUTH && c->argv[i])
+                        explicit_bzero(c->argv[i], c->argvlen[i]);
+                free(c->argv[i]);
+        }
+        free(c->argv);
+        free(c->argvlen);
+        free(c);
+        return NULL;
+}
+
+static Cmd *cmd_new(PoolLink *l, Conn *conn, CmdKind kind, int argc) {
+        Cmd *c = calloc(1, sizeof *c);
+
+        if (!c)
+                return NULL;
+        c->link = l;
+        c->conn = conn;
+        c->kind = kind;
+        c->script = _POOL_SCRIPT_INVALID;
+        c->argc = argc;
+        c->argv = calloc((size_t) argc, sizeof *c->argv);
+        c->argvlen = calloc((size_t) argc, sizeof *c->argvlen);
+        if (!c->argv || !c->argvlen) {
+                c->link = NULL;
+                return cmd_free(c);
+        }
+        return c;
+}
+
+static int cmd_set(Cmd *c, int i, const char *s) {
+        char *d;
+
+        if (!s)
+                s = "";
+        d = strdup(s);
+        if (!d)
+                return -ENOMEM;
+        free(c->argv[i]);
+        c->argv[i] = d;
+        c->argvlen[i] = strlen(d);
+        return 0;
+}
+
+static int cmd_setf(Cmd *c, int i, const char *format, ...) _printf_(3, 4);
+static int cmd_setf(Cmd *c, int i, const char *format, ...) {
+        va_list ap;
+        char *d = NULL;
+        int r;
+
+        va_start(ap, format);
+        r = vasprintf(&d, format, ap);
+        va_end(ap);
+        if (r < 0)
+                return -ENOMEM;
+        free(c->argv[i]);
+        c->argv[i] = d;
+        c->argvlen[i] = (size_t) r;
+        return 0;
+}
+
+static const char *cmd_name(const Cmd *c) {
+        switch (c->kind) {
+        case CMD_AUTH:
+                return "AUTH";
+        case CMD_SELECT:
+                return "SELECT";
+        case CMD_ROLE:
+        case CMD_ROLE_CHECK:
+                return "ROLE";
+        case CMD_SCRIPT_LOAD:
+                return "SCRIPT LOAD";
+        case CMD_SENTINEL_MASTER:
+                return "SENTINEL get-master-addr-by-name";
+        case CMD_OWNER:
+                return c->what;
+        }
+        return "?";
+}
+
+static void conn_close(Conn *conn);
+static void conn_lost(Conn *conn, const redisAsyncContext *ac, const char *why);
+static int conn_connect(Conn *conn, const char *host, uint16_t port, const char *path);
+static void link_broken(PoolLink *l);
+static void connect_start(PoolLink *l);
+static void sentinel_query(PoolLink *l);
+static void handshake_start(PoolLink *l);
+static void link_fail(PoolLink *l, const char *format, ...) _printf_(2, 3);
+static void sentinel_failed(PoolLink *l, const char *format, ...) _printf_(2, 3);
+static void on_reply(redisAsyncContext *ac, void *reply, void *privdata);
+
+/* A command that will get no reply: its owner hears so. */
+static void cmd_fail(Cmd *c, const char *detail) {
+        if (c->handler)
+                c->handler(c->link, cmd_name(c), NULL, detail, c->ac && c->conn->ac == c->ac, c->userdata);
+        cmd_free(c);
+}
+
+static int on_cmd_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        Cmd *c = userdata;
+        PoolLink *l = c->link;
+        char why[160];
+
+        c->timer = sd_event_source_disable_unref(c->timer);
+        snprintf(why, sizeof why, "no reply to %s from %s within %llums", cmd_name(c), strna(c->conn->peer),
+                 (unsigned long long) (POOL_COMMAND_TIMEOUT_USEC / USEC_PER_MSEC));
+        /* A connection that let one command time out is presumed dead:
+         * the rest of its replies would come late or never. */
+        if (c->conn->ac != c->ac)
+                return 0;
+        if (c->conn->kind == CONN_MAIN)
+                link_fail(l, "%s", why);
+        else
+                sentinel_failed(l, "%s", why);
+        return 0;
+}
+
+/* Takes c in all cases. Returns 0, or a negative errno after failing c. */
+static int cmd_send(Cmd *c) {
+        PoolLink *l = c->link;
+        Conn *conn = c->conn;
+        int r;
+
+        if (!conn->ac) {
+                cmd_fail(c, error_or(l, "not connected"));
+                return -ENOTCONN;
+        }
+        r = sd_event_add_time_relative(l->event, &c->timer, CLOCK_MONOTONIC, POOL_COMMAND_TIMEOUT_USEC,
+                                       USEC_PER_MSEC, on_cmd_timeout, c);
+        if (r < 0) {
+                cmd_fail(c, "cannot arm the command timer");
+                return r;
+        }
+        if (redisAsyncCommandArgv(conn->ac, on_reply, c, c->argc, (const char **) c->argv, c->argvlen) != REDIS_OK) {
+                cmd_fail(c, "cannot queue the command");
+                return -EIO;
+        }
+        c->ac = conn->ac;
+        c->prev = NULL;
+        c->next = l->cmds;
+        if (l->cmds)
+                l->cmds->prev = c;
+        l->cmds = c;
+        return 0;
+}
+
+/* Heard "out of memory" when c is NULL. */
+static int owner_send(PoolLink *l, Cmd *c, const char *what, pool_link_reply_t h, void *userdata) {
+        if (!c) {
+                log_oom();
+                if (h)
+                        h(l, what, NULL, "out of memory", false, userdata);
+                return -ENOMEM;
+        }
+        return cmd_send(c);
+}
+
+int pool_link_script(PoolLink *l, PoolScript s, size_t n_keys, const char *const *keys, size_t n_args,
+                     const char *const *args, unsigned flags, pool_link_reply_t h, void *userdata) {
+        size_t real_keys = 0;
+        Cmd *c;
+        int i = 0;
+
+        assert(s >= 0 && s < _POOL_SCRIPT_MAX);
+        for (size_t k = 0; k < n_keys; k++)
+                if (keys[k])
+                        real_keys++;
+        c = cmd_new(l, &l->main, CMD_OWNER, (int) (3 + real_keys + n_args));
+        if (c) {
+                c->script = s;
+                c->what = pool_script_to_string(s);
+                c->flags = flags;
+                c->handler = h;
+                c->userdata = userdata;
+                if (cmd_set(c, i++, l->sha[s][0] ? "EVALSHA" : "EVAL") < 0 ||
+                    cmd_set(c, i++, l->sha[s][0] ? l->sha[s] : pool_script_text[s]) < 0 ||
+                    cmd_setf(c, i++, "%zu", real_keys) < 0)
+                        goto fail;
+                c->evaled = !l->sha[s][0];
+                for (size_t k = 0; k < n_keys; k++)
+                        if (keys[k] && cmd_set(c, i++, keys[k]) < 0)
+                                goto fail;
+                for (size_t k = 0; k < n_args; k++)
+                        if (cmd_set(c, i++, args[k]) < 0)
+                                goto fail;
+        }
+        return owner_send(l, c, pool_script_to_string(s), h, userdata);
+fail:
+        c->link = NULL;
+        return owner_send(l, cmd_free(c), pool_script_to_string(s), h, userdata);
+}
+
+int pool_link_command(PoolLink *l, const char *what, size_t argc, const char *const *argv, pool_link_reply_t h,
+                      void *userdata) {
+        Cmd *c = cmd_new(l, &l->main, CMD_OWNER, (int) argc);
+
+        if (c) {
+                c->what = what;
+                c->handler = h;
+                c->userdata = userdata;
+                for (size_t i = 0; i < argc; i++)
+                        if (cmd_set(c, (int) i, argv[i]) < 0) {
+                                c->link = NULL;
+                                c = cmd_free(c);
+                                break;
+                        }
+        }
+        return owner_send(l, c, what, h, userdata);
+}
+
+static Cmd *simple_cmd(PoolLink *l, Conn *conn, CmdKind kind, const char *a0, const char *a1, const char *a2) {
+        int argc = a2 ? 3 : a1 ? 2 : 1;
+        Cmd *c = cmd_new(l, conn, kind, argc);
+
+        if (!c)
+                return NULL;
+        if (cmd_set(c, 0, a0) < 0 || (a1 && cmd_set(c, 1, a1) < 0) || (a2 && cmd_set(c, 2, a2) < 0)) {
+                c->link = NULL;
+                return cmd_free(c);
+        }
+        return c;
+}
+
+void pool_link_check_role(PoolLink *l) {
+        Cmd *c;
+
+        if (l->settings.url.kind != REDIS_URL_SENTINEL)
+                return;
+        c = simple_cmd(l, &l->main, CMD_ROLE_CHECK, "ROLE", NULL, NULL);
+        if (!c) {
+                log_oom();
+                return;
+        }
+        if (cmd_send(c) < 0)
+                log_debug("pool: cannot send ROLE, ignoring");
+}
+
+/* ---- what comes back ---- */
+
+void pool_link_refused(PoolLink *l, const char *what, const redisReply *r) {
+        if (pool_reply_needs_reconnect(r)) {
+                link_fail(l, "%s: %s: %s", strna(l->main.peer), what, r->str);
+                return;
+        }
+        /* Connected, yet refused (an ACL without our scripts, OOM): our lease
+         * is not renewed, the budget cannot answer. Status must say so, not
+         * "connected"; the next heartbeat that works clears it. */
+        if (!l->degraded || !streq_ptr(l->refused, r->str))
+                log_warning("pool: %s failed: %s", what, strna(r->str));
+        else
+                log_debug("pool: %s failed: %s", what, strna(r->str));
+        set_error(l, "%s: %s failed: %s", strna(l->main.peer), what, strna(r->str));
+        free(l->refused);
+        l->refused = r->str ? strdup(r->str) : NULL;
+        l->degraded = true;
+}
+
+bool pool_link_accepted(PoolLink *l) {
+        bool was = l->degraded;
+
+        l->degraded = false;
+        return was;
+}
+
+static void link_ready(PoolLink *l);
+
+static void handshake_reply(PoolLink *l, Cmd *c, const redisReply *r) {
+        const char *role = NULL;
+        int k;
+
+        if (r->type == REDIS_REPLY_ERROR) {
+                link_fail(l, "%s: %s failed: %s", strna(c->conn->peer), cmd_name(c), strna(r->str));
+                return;
+        }
+        if (c->kind == CMD_ROLE) {
+                k = pool_role_reply_decode(r, &role);
+                if (k < 0) {
+                        link_fail(l, "%s: unexpected reply to ROLE", strna(c->conn->peer));
+                        return;
+                }
+                if (k == 0) {
+                        link_fail(l, "%s is not the master (role %s); asking the sentinels again",
+                                  strna(c->conn->peer), strna(role));
+                        return;
+                }
+        }
+        if (c->kind == CMD_SCRIPT_LOAD &&
+            (c->index >= _POOL_SCRIPT_MAX || pool_script_load_reply_decode(r, l->sha[c->index]) < 0)) {
+                link_fail(l, "%s: unexpected reply to SCRIPT LOAD", strna(c->conn->peer));
+                return;
+        }
+        if (l->handshake_pending > 0 && --l->handshake_pending == 0)
+                link_ready(l);
+}
+
+static void on_switch_master(redisAsyncContext *ac, void *reply, void *privdata) {
+        Conn *conn = privdata;
+        PoolLink *l = conn->link;
+        PoolSwitchMaster m;
+
+        if (!reply || l->freeing || conn->ac != ac)
+                return; /* the watch is going away with its context */
+        if (pool_switch_master_decode(reply, l->settings.url.master, &m) <= 0)
+                return;
+        log_notice("pool: sentinel %s: master '%s' switched from %s:%u to %s:%u", strna(conn->peer),
+                   l->settings.url.master, m.old_ip, m.old_port, m.new_ip, m.new_port);
+        l->attempt = 0;
+        link_fail(l, "sentinel %s: master '%s' moved to %s:%u", strna(conn->peer), l->settings.url.master,
+                  m.new_ip, m.new_port);
+}
+
+/* Keep the sentinel connection that answered, subscribed to
+ * +switch-master, so a failover is followed as soon as it is decided.
+ * A lost watch only costs that speed: the ROLE check of each heartbeat
+ * and any error on the old master still send us back to the sentinels. */
+static void sentinel_watch(PoolLink *l) {
+        Conn *conn = &l->sentinel;
+
+        if (!conn->ac)
+                return;
+        if (redisAsyncCommand(conn->ac, on_switch_master, conn, "SUBSCRIBE %s", "+switch-master") != REDIS_OK) {
+                log_debug("pool: cannot watch sentinel %s for failovers, ignoring", strna(conn->peer));
+                conn_close(conn);
+        }
+}
+
+static void sentinel_reply(PoolLink *l, const redisReply *r) {
+        _cleanup_(freep) char *host = NULL;
+        uint16_t port = 0;
+        int k;
+
+        k = pool_sentinel_reply_decode(r, &host, &port);
+        if (k == -ENOENT) {
+                sentinel_failed(l, "does not know master '%s'", l->settings.url.master);
+                return;
+        }
+        if (k < 0) {
+                sentinel_failed(l, "unexpected reply to SENTINEL get-master-addr-by-name%s%s",
+                                r->type == REDIS_REPLY_ERROR ? ": " : "",
+                                r->type == REDIS_REPLY_ERROR ? strna(r->str) : "");
+                return;
+        }
+        if (!streq_ptr(l->master_host, host) || l->master_port != port)
+                log_info("pool: sentinel %s: master '%s' is at %s:%u", strna(l->sentinel.peer),
+                         l->settings.url.master, host, (unsigned) port);
+        sentinel_watch(l);
+        free(l->master_host);
+        l->master_host = TAKE_PTR(host);
+        l->master_port = port;
+        l->state = POOL_LINK_CONNECTING;
+        if (conn_connect(&l->main, l->master_host, l->master_port, NULL) < 0)
+                link_broken(l);
+}
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
+        Cmd *c = privdata;
+        PoolLink *l = c->link;
+        Conn *conn = c->conn;
+        redisReply *r = reply;
+
+        c->timer = sd_event_source_disable_unref(c->timer);
+        cmd_unlink(c);
+
+        if (!r) {
+                /* The context is being freed: by our reaper, or by hiredis
+                 * after an error, in which case we hear it first here. */
+                if (!l->freeing && conn->ac == ac)
+                        conn_lost(conn, ac, ac->errstr ? ac->errstr : "connection closed");
+                cmd_fail(c, error_or(l, "connection lost"));
+                return;
+        }
+        if (conn->ac != ac && !(c->flags & POOL_LINK_LATE_REPLY)) {
+                /* A late reply on a connection we gave up on: stale. */
+                cmd_fail(c, error_or(l, "connection given up"));
+                return;
+        }
+
+        if (c->kind == CMD_OWNER && c->script >= 0 && !c->evaled && pool_reply_is_noscript(r)) {
+                /* The script cache was flushed: send the text; EVAL caches it
+                 * again. To the owner the command is still the same one in
+                 * flight. */
+                c->evaled = true;
+                if (cmd_set(c, 0, "EVAL") < 0 || cmd_set(c, 1, pool_script_text[c->script]) < 0) {
+                        cmd_fail(c, "out of memory");
+                        return;
+                }
+                (void) cmd_send(c); /* on failure the owner heard it */
+                return;
+        }
+
+        switch (c->kind) {
+        case CMD_AUTH:
+        case CMD_SELECT:
+        case CMD_ROLE:
+        case CMD_SCRIPT_LOAD:
+                handshake_reply(l, c, r);
+                break;
+        case CMD_ROLE_CHECK: {
+                const char *role = NULL;
+                if (pool_role_reply_decode(r, &role) == 0)
+                        link_fail(l, "%s is no longer the master (role %s); asking the sentinels again",
+                                  strna(conn->peer), strna(role));
+                break;
+        }
+        case CMD_SENTINEL_MASTER:
+                sentinel_reply(l, r);
+                break;
+        case CMD_OWNER:
+                if (c->handler)
+                        c->handler(l, cmd_name(c), r, NULL, conn->ac == ac, c->userdata);
+                break;
+        }
+        cmd_free(c);
+}
+
+/* ---- connections ---- */
+
+static void conn_close(Conn *conn) {
+        redisAsyncContext *ac = TAKE_PTR(conn->ac);
+
+        conn->connect_timer = sd_event_source_disable_unref(conn->connect_timer);
+        if (ac)
+                doom(conn->link, ac);
+}
+
+/* hiredis is freeing `ac` by itself (connect failed, server closed). */
+static void conn_lost(Conn *conn, const redisAsyncContext *ac, const char *why) {
+        PoolLink *l = conn->link;
+
+        doomed_forget(l, ac);
+        if (l->freeing || conn->ac != ac)
+                return;
+        conn->ac = NULL;
+        conn->connect_timer = sd_event_source_disable_unref(conn->connect_timer);
+        if (conn->kind == CONN_MAIN) {
+                set_error(l, "%s: %s", strna(conn->peer), why);
+                link_broken(l);
+        } else
+                sentinel_failed(l, "%s", why);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status) {
+        Conn *conn = ac->data;
+
+        if (!conn)
+                return;
+        if (status != REDIS_OK) {
+                /* hiredis frees this context when we return. */
+                conn_lost(conn, ac, ac->errstr ? ac->errstr : "cannot connect");
+                return;
+        }
+        if (conn->ac != ac)
+                return;
+        conn->connect_timer = sd_event_source_disable_unref(conn->connect_timer);
+        if (conn->kind == CONN_SENTINEL)
+                sentinel_query(conn->link);
+        else
+                handshake_start(conn->link);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status) {
+        Conn *conn = ac->data;
+
+        if (conn)
+                conn_lost(conn, ac,
+                          status == REDIS_OK ? "connection closed" : ac->errstr ? ac->errstr : "connection lost");
+}
+
+static int on_connect_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        Conn *conn = userdata;
+        PoolLink *l = conn->link;
+
+        conn->connect_timer = sd_event_source_disable_unref(conn->connect_timer);
+        if (conn->kind == CONN_MAIN)
+                link_fail(l, "%s: no connection within %llums", strna(conn->peer),
+                          (unsigned long long) (POOL_CONNECT_TIMEOUT_USEC / USEC_PER_MSEC));
+        else
+                sentinel_failed(l, "no connection within %llums",
+                                (unsigned long long) (POOL_CONNECT_TIMEOUT_USEC / USEC_PER_MSEC));
+        return 0;
+}
+
+/* host names go through getaddrinfo() in hiredis, which blocks: use IP
+ * addresses (or /etc/hosts) in [pool] redis. */
+static int conn_connect(Conn *conn, const char *host, uint16_t port, const char *path) {
+        PoolLink *l = conn->link;
+        redisAsyncContext *ac;
+        int r;
+
+        conn_close(conn);
+        free(conn->peer);
+        conn->peer = NULL;
+        if (path)
+                conn->peer = strdup(path);
+        else if (asprintf(&conn->peer, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, (unsigned) port) < 0)
+                conn->peer = NULL;
+        if (!conn->peer)
+                return -ENOMEM;
+
+        ac = path ? redisAsyncConnectUnix(path) : redisAsyncConnect(host, port);
+        if (!ac) {
+                set_error(l, "%s: cannot allocate a connection", conn->peer);
+                return -ENOMEM;
+        }
+        if (ac->err) {
+                set_error(l, "%s: %s", conn->peer, ac->errstr ? ac->errstr : "cannot connect");
+                redisAsyncFree(ac);
+                return -ECONNREFUSED;
+        }
+        r = redis_event_attach(ac, l->event);
+        if (r < 0) {
+                set_error(l, "%s: cannot watch the connection: %s", conn->peer, strerror(-r));
+                redisAsyncFree(ac);
+                return r;
+        }
+        ac->data = conn;
+        conn->ac = ac;
+        (void) redisAsyncSetDisconnectCallback(ac, on_disconnect);
+        (void) redisAsyncSetConnectCallback(ac, on_connect);
+        r = sd_event_add_time_relative(l->event, &conn->connect_timer, CLOCK_MONOTONIC, POOL_CONNECT_TIMEOUT_USEC,
+                                       USEC_PER_MSEC, on_connect_timeout, conn);
+        if (r < 0) {
+                set_error(l, "%s: cannot arm the connect timer: %s", conn->peer, strerror(-r));
+                conn_close(conn);
+                return r;
+        }
+        return 0;
+}
+
+static int on_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        PoolLink *l = userdata;
+
+        l->retry_timer = sd_event_source_disable_unref(l->retry_timer);
+        connect_start(l);
+        return 0;
+}
+
+static void retry_schedule(PoolLink *l) {
+        usec_t d = pool_backoff_delay(l->attempt, pool_link_random());
+        int r;
+
+        if (l->attempt < 64)
+                l->attempt++;
+        l->retry_timer = sd_event_source_disable_unref(l->retry_timer);
+        r = sd_event_add_time_relative(l->event, &l->retry_timer, CLOCK_MONOTONIC, d, USEC_PER_MSEC, on_retry, l);
+        if (r < 0)
+                log_error_errno(r, "pool: cannot schedule a reconnect: %m");
+}
+
+/* The main connection is gone (given up or lost): say so once, tell the
+ * owner, try again later. Commands still on the old context fail when it
+ * is freed. */
+static void link_broken(PoolLink *l) {
+        bool was_ready = l->state == POOL_LINK_READY;
+
+        conn_close(&l->sentinel); /* a watch of the master we just lost */
+        l->state = POOL_LINK_WAITING;
+        if (l->handlers.broken && !l->freeing)
+                l->handlers.broken(l, l->handlers.userdata);
+        l->handshake_pending = 0;
+        l->degraded = false;
+        if (was_ready) {
+                l->lost_at = pool_link_now(l->event, CLOCK_MONOTONIC);
+                log_warning("pool: lost Redis: %s; reconnecting", error_or(l, "?"));
+        } else if (!streq_ptr(l->logged_error, l->last_error))
+                log_warning("pool: cannot reach Redis: %s; retrying with backoff", error_or(l, "?"));
+        else
+                log_debug("pool: cannot reach Redis: %s; retrying", error_or(l, "?"));
+        free(l->logged_error);
+        l->logged_error = l->last_error ? strdup(l->last_error) : NULL;
+        retry_schedule(l);
+}
+
+static void link_fail(PoolLink *l, const char *format, ...) {
+        va_list ap;
+
+        va_start(ap, format);
+        set_error_v(l, format, ap);
+        va_end(ap);
+        conn_close(&l->sentinel);
+        conn_close(&l->main);
+        link_broken(l);
+}
+
+static void sentinel_ask(PoolLink *l) {
+        const RedisUrl *url = &l->settings.url;
+        size_t n = url->n_sentinels;
+
+        while (l->sentinel_tried < n) {
+                const RedisEndpoint *ep = &url->sentinels[l->sentinel_next % n];
+
+                l->sentinel_next = (l->sentinel_next + 1) % n;
+                l->sentinel_tried++;
+                l->state = POOL_LINK_DISCOVERING;
+                if (conn_connect(&l->sentinel, ep->host, ep->port, NULL) >= 0)
+                        return;
+        }
+        set_error(l, "no sentinel gave the address of master '%s' (last: %s)", url->master, error_or(l, "?"));
+        link_broken(l);
+}
+
+static void sentinel_failed(PoolLink *l, const char *format, ...) {
+        va_list ap;
+        char *m = NULL;
+
+        va_start(ap, format);
+        if (vasprintf(&m, format, ap) < 0)
+                m = NULL;
+        va_end(ap);
+        if (l->state != POOL_LINK_DISCOVERING) {
+                /* the failover watch, not the discovery */
+                log_debug("pool: sentinel %s: %s; no longer watching for failovers", strna(l->sentinel.peer),
+                          strna(m));
+                free(m);
+                conn_close(&l->sentinel);
+                return;
+        }
+        set_error(l, "sentinel %s: %s", strna(l->sentinel.peer), strna(m));
+        free(m);
+        log_debug("pool: %s", error_or(l, "?"));
+        conn_close(&l->sentinel);
+        sentinel_ask(l);
+}
+
+static void sentinel_query(PoolLink *l) {
+        Cmd *c = simple_cmd(l, &l->sentinel, CMD_SENTINEL_MASTER, "SENTINEL", "get-master-addr-by-name",
+                            l->settings.url.master);
+
+        if (!c) {
+                sentinel_failed(l, "out of memory");
+                return;
+        }
+        if (cmd_send(c) < 0)
+                sentinel_failed(l, "cannot send the query");
+}
+
+static void connect_start(PoolLink *l) {
+        const RedisUrl *url = &l->settings.url;
+        int r;
+
+        if (url->kind == REDIS_URL_SENTINEL) {
+                l->sentinel_tried = 0;
+                sentinel_ask(l);
+                return;
+        }
+        l->state = POOL_LINK_CONNECTING;
+        if (url->kind == REDIS_URL_UNIX)
+                r = conn_connect(&l->main, NULL, 0, url->path);
+        else
+                r = conn_connect(&l->main, url->server.host, url->server.port, NULL);
+        if (r < 0)
+                link_broken(l);
+}
+
+static bool handshake_send(PoolLink *l, Cmd *c) {
+        if (!c) {
+                link_fail(l, "out of memory");
+                return false;
+        }
+        if (cmd_send(c) < 0) {
+                link_fail(l, "%s: cannot send the handshake", strna(l->main.peer));
+                return false;
+        }
+        l->handshake_pending++;
+        return true;
+}
+
+/* Pipelined: AUTH, SELECT, ROLE (Sentinel), SCRIPT LOAD each script. */
+static void handshake_start(PoolLink *l) {
+        const RedisUrl *url = &l->settings.url;
+        const char *password = l->settings.password;
+        char db[16];
+
+        l->handshake_pending = 0;
+        if (password) {
+                Cmd *c = url->user ? simple_cmd(l, &l->main, CMD_AUTH, "AUTH", url->user, password)
+                                   : simple_cmd(l, &l->main, CMD_AUTH, "AUTH", password, NULL);
+                if (!handshake_send(l, c))
+                        return;
+        }
+        if (url->db > 0) {
+                snprintf(db, sizeof db, "%u", url->db);
+                if (!handshake_send(l, simple_cmd(l, &l->main, CMD_SELECT, "SELECT", db, NULL)))
+                        return;
+        }
+        if (url->kind == REDIS_URL_SENTINEL &&
+            !handshake_send(l, simple_cmd(l, &l->main, CMD_ROLE, "ROLE", NULL, NULL)))
+                return;
+        for (unsigned i = 0; i < _POOL_SCRIPT_MAX; i++) {
+                Cmd *c = simple_cmd(l, &l->main, CMD_SCRIPT_LOAD, "SCRIPT", "LOAD", pool_script_text[i]);
+                if (c)
+                        c->index = i;
+                if (!handshake_send(l, c))
+                        return;
+        }
+}
+
+static void link_ready(PoolLink *l) {
+        char took[64] = "";
+
+        l->state = POOL_LINK_READY;
+        l->attempt = 0;
+        l->degraded = false;
+        if (l->lost_at)
+                snprintf(took, sizeof took, " after %.1fs",
+                         (double) (pool_link_now(l->event, CLOCK_MONOTONIC) - l->lost_at) / USEC_PER_SEC);
+        log_info("pool: connected to Redis %s%s (%s)%s", strna(l->main.peer),
+                 l->settings.url.kind == REDIS_URL_SENTINEL ? " via sentinel" : "", strna(l->label), took);
+        l->lost_at = 0;
+        l->ever_ready = true;
+        free(l->logged_error);
+        l->logged_error = NULL;
+        if (l->handlers.ready)
+                l->handlers.ready(l, l->handlers.userdata);
+}
+
+/* ---- life cycle ---- */
+
+int pool_link_new(sd_event *e, PoolLinkSettings *s, const char *label, const PoolLinkHandlers *h, PoolLink **ret) {
+        _cleanup_(freep) PoolLink *l = NULL;
+        int r;
+
+        if (!e || !s || !ret)
+                return -EINVAL;
+        l = calloc(1, sizeof *l);
+        if (!l)
+                return -ENOMEM;
+        l->label = label ? strdup(label) : NULL;
+        if (label && !l->label)
+                return -ENOMEM;
+        r = sd_event_add_defer(e, &l->reaper, on_reap, l);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(l->reaper, SD_EVENT_OFF);
+        if (r < 0) {
+                sd_event_source_disable_unref(l->reaper);
+                free(l->label);
+                return r;
+        }
+        l->event = sd_event_ref(e);
+        l->main = (Conn) { .link = l, .kind = CONN_MAIN };
+        l->sentinel = (Conn) { .link = l, .kind = CONN_SENTINEL };
+        if (h)
+                l->handlers = *h;
+        l->settings = *s;
+        *s = (PoolLinkSettings) {};
+        *ret = TAKE_PTR(l);
+        return 0;
+}
+
+PoolLink *pool_link_free(PoolLink *l) {
+        if (!l)
+                return NULL;
+        /* From here on callbacks neither answer nor reconnect. */
+        l->freeing = true;
+        conn_close(&l->sentinel);
+        conn_close(&l->main);
+        on_reap(NULL, l);
+        while (l->cmds) /* only ever unsent ones: sent ones died with their context */
+                cmd_fail(l->cmds, "the pool client is going away");
+
+        sd_event_source_disable_unref(l->retry_timer);
+        sd_event_source_disable_unref(l->reaper);
+        free(l->main.peer);
+        free(l->sentinel.peer);
+        pool_link_settings_done(&l->settings);
+        free(l->label);
+        free(l->master_host);
+        free(l->last_error);
+        free(l->logged_error);
+        free(l->refused);
+        sd_event_unref(l->event);
+        free(l);
+        return NULL;
+}
+
+void pool_link_start(PoolLink *l) {
+        if (l->state == POOL_LINK_IDLE)
+                connect_start(l);
+}
+
+void pool_link_reconnect(PoolLink *l) {
+        if (l->state == POOL_LINK_IDLE)
+                return;
+        log_info("pool: Redis settings changed, reconnecting to %s", l->settings.url_shown);
+        l->attempt = 0;
+        free(l->master_host);
+        l->master_host = NULL;
+        link_fail(l, "reconnecting with new settings");
+}
+
+/* ---- status ---- */
+
+PoolLinkState pool_link_state(const PoolLink *l) {
+        return l->state;
+}
+
+const char *pool_link_status(const PoolLink *l) {
+        switch (l->state) {
+        case POOL_LINK_IDLE:
+                return "starting";
+        case POOL_LINK_WAITING:
+                return "unreachable";
+        case POOL_LINK_DISCOVERING:
+                return "discovering";
+        case POOL_LINK_CONNECTING:
+                return l->ever_ready ? "reconnecting" : "connecting";
+        case POOL_LINK_READY:
+                return l->degraded ? "degraded" : "connected";
+        }
+        return "?";
+}
+
+bool pool_link_master(const PoolLink *l, char *buf, size_t size) {
+        if (l->settings.url.kind != REDIS_URL_SENTINEL || !l->master_host)
+                return false;
+        snprintf(buf, size, strchr(l->master_host, ':') ? "[%s]:%u" : "%s:%u", l->master_host,
+                 (unsigned) l->master_port);
+        return true;
+}
