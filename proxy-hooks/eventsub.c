@@ -121,7 +121,7 @@ static void eventsub_connect(EventSub *s) {
         s->subscribed = false;
         redisAsyncSetConnectCallback(ac, eventsub_on_connect);
         redisAsyncSetDisconnectCallback(ac, eventsub_on_disconnect);
-        if (s->url->password) {
+        if (s->url && s->url->password) {
                 if (s->url->user)
                         redisAsyncCommand(ac, eventsub_on_auth, s, "AUTH %s %s", s->url->user, s->url->password);
                 else
@@ -140,6 +140,11 @@ static void eventsub_schedule_reconnect(EventSub *s) {
         uint64_t now;
 
         s->failures++;
+        /* Through Sentinel, a lost master may have been replaced: only a
+         * sync asks the sentinels, and it then moves us (eventsub_follow).
+         * Without this, nothing would sync before --interval. */
+        if (s->url && s->url->kind == REDIS_URL_SENTINEL)
+                s->changed(s->userdata);
         if (sd_event_now(s->event, CLOCK_MONOTONIC, &now) < 0)
                 return;
         if (sd_event_source_set_time(s->timer, now + retry_backoff(s->failures, RETRY_BACKOFF_MAX_USEC)) >= 0)

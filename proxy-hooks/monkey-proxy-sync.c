@@ -12,8 +12,14 @@
  * deadline, then killed). That is a choice, not a shortcut: a sync is this
  * daemon's only work, nothing else waits on it, and events that arrive
  * meanwhile stay in the socket and trigger the next sync. Worst case a
- * sync takes about 5 x --timeout plus --reload-timeout. Name resolution of
+ * sync takes about 5 x --timeout plus --reload-timeout (through Sentinel,
+ * plus 2 x --timeout for each sentinel asked). Name resolution of
  * a Redis host name is the resolver's (use an address to avoid it).
+ *
+ * With a sentinel:// URL the master is the one the sentinels name; a
+ * sync that finds it moved (a failover: the sentinel's +switch-master,
+ * watched, starts one at once) follows it and moves the subscription
+ * there, which resyncs again.
  *
  * Fail static: when Redis or the proxy cannot be reached the proxy keeps
  * what it has; and an empty routable set does not replace a non-empty one
@@ -27,7 +33,7 @@
  *
  * This file owns the Sync object (the loop, its timers and signals, the
  * pool's key names) and main; the modules: options.c (the command line),
- * redisconn.c (the query connection), routable.c (the routable
+ * redisconn.c (the query connection, Sentinel), routable.c (the routable
  * set), eventsub.c (the events subscription), haproxy.c and nginx.c (the
  * writers), proxysync.c (the pure core), problem.c and retry.c. */
 #include <signal.h>
@@ -57,6 +63,7 @@ typedef struct Sync {
         RedisConn *conn;
         Routable *routable;
         EventSub *sub;
+        EventSub *watch; /* sentinel://: +switch-master on the sentinel that answered */
         Haproxy *haproxy; /* one of these two, per --haproxy-socket or --nginx-upstream */
         Nginx *nginx;
 
@@ -75,13 +82,17 @@ static void *mfree(void *p) {
         return NULL;
 }
 
-/* The subscription goes where the query connection went. */
+/* A sentinel:// master may have moved: the subscription goes where the
+ * query connection went, the watch to the sentinel that said so. */
 static void sync_follow_master(Sync *s) {
         const char *host = NULL, *path = NULL;
         uint16_t port = 0;
 
         if (s->sub && redisconn_master(s->conn, &host, &port, &path) >= 0 &&
             eventsub_follow(s->sub, host, port, path) < 0)
+                log_oom();
+        if (s->watch && redisconn_sentinel(s->conn, &host, &port) >= 0 &&
+            eventsub_follow(s->watch, host, port, NULL) < 0)
                 log_oom();
 }
 
@@ -205,6 +216,7 @@ static Sync *sync_free(Sync *s) {
         if (!s)
                 return NULL;
         eventsub_free(s->sub);
+        eventsub_free(s->watch);
         haproxy_free(s->haproxy);
         nginx_free(s->nginx);
         routable_free(s->routable);
@@ -274,7 +286,16 @@ static int sync_run(Sync *s) {
                          on_pool_event, s, &s->sub);
         if (r < 0)
                 return log_error_errno(r, "Cannot add the subscriber: %m");
+        /* A failover is decided on the sentinels: +switch-master says so
+         * at once, and the sync it starts asks them where the master is. */
+        if (s->opt->redis.kind == REDIS_URL_SENTINEL) {
+                r = eventsub_new(s->event, NULL, "+switch-master", s->opt->timeout, &s->problem, on_pool_event, s,
+                                 &s->watch);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot add the sentinel watch: %m");
+        }
 
+        /* Through Sentinel, the first sync finds the master to subscribe on. */
         sync_follow_master(s);
         arm_sync(s, 0);
         log_info(PROG " %s: pool %s -> %s %s", MONKEY_VERSION, s->opt->pool,

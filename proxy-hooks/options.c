@@ -24,8 +24,10 @@ static void options_help(void) {
                "        defaults to the pool name) and runs CMD with /bin/sh when it changed.\n"
                "\n"
                "Options:\n"
-               "  --redis URL             redis://[USER:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH[?db=DB],\n"
-               "                          as monkeyd's [pool] redis\n"
+               "  --redis URL             redis://[USER:PASSWORD@]HOST[:PORT][/DB], unix:///PATH[?db=DB]\n"
+               "                          or sentinel://[USER:PASSWORD@]H[:P][,H[:P]...]/MASTER[/DB]\n"
+               "                          (the master the sentinels name, followed across a\n"
+               "                          failover), as monkeyd's [pool] redis\n"
                "                          (default redis://127.0.0.1:6379)\n"
                "  --password-file FILE    Redis password (first line), instead of the URL; an\n"
                "                          absolute path to a file of ours or root's, no symlink,\n"
@@ -233,14 +235,12 @@ static int options_parse_all(int argc, char *argv[], Options *o) {
         if (!proxysync_name_is_valid(o->pool))
                 return options_usage("invalid pool name '%s' (letters, digits, '.', '_', '-')", o->pool);
         /* monkeyd's grammar, so a URL copied from its [pool] redis means
-         * the same socket and DB here. */
+         * the same socket, DB and sentinels here. */
         r = redis_url_parse(redis_url, &o->redis, &url_error);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
                 return options_usage("%s", url_error ? url_error : "invalid --redis URL");
-        if (o->redis.kind == REDIS_URL_SENTINEL)
-                return options_usage("--redis: sentinel:// is not supported, give the master's redis:// URL");
         r = options_check_target(o);
         if (r < 0)
                 return r;

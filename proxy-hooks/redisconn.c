@@ -9,6 +9,10 @@ struct RedisConn {
         const RedisUrl *url;
         usec_t timeout;
         redisContext *c;
+        char *master_host; /* sentinel:// only: what the sentinels said last */
+        uint16_t master_port;
+        size_t sentinel_first; /* the one that answered last is asked first */
+        bool sentinel_answered; /* ... and it did answer */
 };
 
 void redis_reply_freep(redisReply **r) {
@@ -42,6 +46,7 @@ RedisConn *redisconn_free(RedisConn *c) {
         if (!c)
                 return NULL;
         redisconn_drop(c);
+        free(c->master_host);
         free(c);
         return NULL;
 }
@@ -75,6 +80,93 @@ static int redisconn_open(const RedisConn *c, const char *what, const char *host
         return 0;
 }
 
+/* Asks one sentinel where the master is: "HOST PORT", or nil when the
+ * sentinel does not know the name. */
+static int redisconn_ask_sentinel(RedisConn *c, const RedisEndpoint *s, char **ret_error) {
+        _cleanup_(redis_reply_freep) redisReply *rep = NULL;
+        redisContext *k = NULL;
+        unsigned long port;
+        char *end, *host;
+        int r;
+
+        r = redisconn_open(c, "the sentinel", s->host, s->port, NULL, &k, ret_error);
+        if (r < 0)
+                return r;
+        rep = redisCommand(k, "SENTINEL get-master-addr-by-name %s", c->url->master);
+        if (!rep) {
+                r = file_error(ret_error, -EIO, "sentinel %s:%u: %s", s->host, (unsigned) s->port, k->errstr);
+                redisFree(k);
+                return r;
+        }
+        redisFree(k);
+        if (rep->type == REDIS_REPLY_NIL)
+                return file_error(ret_error, -ENOENT, "sentinel %s:%u does not know master '%s'", s->host,
+                                  (unsigned) s->port, c->url->master);
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 || rep->element[0]->type != REDIS_REPLY_STRING ||
+            rep->element[1]->type != REDIS_REPLY_STRING || rep->element[0]->len == 0)
+                return file_error(ret_error, -EBADMSG, "sentinel %s:%u: unexpected reply to SENTINEL "
+                                  "get-master-addr-by-name%s%s", s->host, (unsigned) s->port,
+                                  rep->type == REDIS_REPLY_ERROR ? ": " : "",
+                                  rep->type == REDIS_REPLY_ERROR ? rep->str : "");
+        errno = 0;
+        port = strtoul(rep->element[1]->str, &end, 10);
+        if (errno != 0 || *end != '\0' || port < 1 || port > 65535)
+                return file_error(ret_error, -EBADMSG, "sentinel %s:%u: bad port '%s'", s->host,
+                                  (unsigned) s->port, rep->element[1]->str);
+        host = strdup(rep->element[0]->str);
+        if (!host)
+                return -ENOMEM;
+        if (!streq_ptr(c->master_host, host) || c->master_port != port)
+                log_info("Sentinel %s:%u: master '%s' is at %s:%lu", s->host, (unsigned) s->port, c->url->master,
+                         host, port);
+        free(c->master_host);
+        c->master_host = host;
+        c->master_port = (uint16_t) port;
+        return 0;
+}
+
+/* Each sentinel in turn, the one that answered last first; the first
+ * answer wins. */
+static int redisconn_discover(RedisConn *c, char **ret_error) {
+        size_t n = c->url->n_sentinels;
+        int r = -EHOSTUNREACH;
+
+        for (size_t k = 0; k < n; k++) {
+                size_t i = (c->sentinel_first + k) % n;
+                _cleanup_(freep) char *why = NULL;
+
+                r = redisconn_ask_sentinel(c, &c->url->sentinels[i], &why);
+                if (r == -ENOMEM)
+                        return r;
+                if (r >= 0) {
+                        c->sentinel_first = i;
+                        c->sentinel_answered = true;
+                        return 0;
+                }
+                log_debug("%s", strna(why));
+                if (k + 1 == n)
+                        return file_error(ret_error, r, "No sentinel gave the address of master '%s' (last: %s)",
+                                          c->url->master, strna(why));
+        }
+        return r;
+}
+
+/* ROLE on the master the sentinels named: a demoted one says "slave". */
+static int redisconn_check_role(RedisConn *c, redisContext *k, char **ret_error) {
+        _cleanup_(redis_reply_freep) redisReply *rep = redisCommand(k, "ROLE");
+
+        if (!rep)
+                return file_error(ret_error, -EIO, "Redis ROLE failed: %s", k->errstr);
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 || rep->element[0]->type != REDIS_REPLY_STRING)
+                return file_error(ret_error, -EBADMSG, "Redis %s:%u: unexpected reply to ROLE",
+                                  c->master_host, (unsigned) c->master_port);
+        if (!streq(rep->element[0]->str, "master"))
+                return file_error(ret_error, -EAGAIN, "Redis %s:%u is not the master (role %s); asking the "
+                                  "sentinels again", c->master_host, (unsigned) c->master_port,
+                                  rep->element[0]->str);
+        return 0;
+}
+
 static int redisconn_handshake(RedisConn *c, redisContext *k, char **ret_error) {
         const RedisUrl *u = c->url;
 
@@ -85,6 +177,11 @@ static int redisconn_handshake(RedisConn *c, redisContext *k, char **ret_error) 
                 if (!rep || rep->type == REDIS_REPLY_ERROR)
                         return file_error(ret_error, -EACCES, "Redis AUTH failed: %s", rep ? rep->str : k->errstr);
         }
+        if (u->kind == REDIS_URL_SENTINEL) {
+                int r = redisconn_check_role(c, k, ret_error);
+                if (r < 0)
+                        return r;
+        }
         if (u->db > 0) {
                 _cleanup_(redis_reply_freep) redisReply *rep = redisCommand(k, "SELECT %u", u->db);
                 if (!rep || rep->type == REDIS_REPLY_ERROR)
@@ -94,12 +191,21 @@ static int redisconn_handshake(RedisConn *c, redisContext *k, char **ret_error) 
         return 0;
 }
 
-static int redisconn_connect(RedisConn *c, char **ret_error) {
+/* discovered: the sentinels were just asked. */
+static int redisconn_connect(RedisConn *c, bool discovered, char **ret_error) {
         const RedisUrl *u = c->url;
         redisContext *k = NULL;
         int r;
 
-        r = redisconn_open(c, "Redis", u->server.host, u->server.port, u->path, &k, ret_error);
+        if (u->kind == REDIS_URL_SENTINEL) {
+                if (!discovered) {
+                        r = redisconn_discover(c, ret_error);
+                        if (r < 0)
+                                return r;
+                }
+                r = redisconn_open(c, "the Redis master", c->master_host, c->master_port, NULL, &k, ret_error);
+        } else
+                r = redisconn_open(c, "Redis", u->server.host, u->server.port, u->path, &k, ret_error);
         if (r < 0)
                 return r;
         r = redisconn_handshake(c, k, ret_error);
@@ -111,11 +217,52 @@ static int redisconn_connect(RedisConn *c, char **ret_error) {
         return 0;
 }
 
-int redisconn_get(RedisConn *c, redisContext **ret, char **ret_error) {
+/* Whether the kept connection is still to the master. A failover
+ * promotes another server at once, while the old master may say "master"
+ * for seconds more, until the sentinels reconfigure it: so the sentinels
+ * are asked first, then ROLE. Sentinels that do not answer keep the
+ * master we have, while it says it is one. *ret_discovered: the kept
+ * connection was dropped after the sentinels named another master. */
+static int redisconn_recheck(RedisConn *c, bool *ret_discovered) {
+        _cleanup_(freep) char *why = NULL, *host = strdup(c->master_host);
+        uint16_t port = c->master_port;
         int r;
 
+        if (!host)
+                return -ENOMEM;
+        r = redisconn_discover(c, &why);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                log_debug("%s; keeping master %s:%u while it says so", strna(why), host, (unsigned) port);
+        else if (!streq(host, c->master_host) || port != c->master_port) {
+                redisconn_drop(c);
+                *ret_discovered = true;
+                return 0;
+        }
+        free(why);
+        why = NULL;
+        r = redisconn_check_role(c, c->c, &why);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                log_debug("%s", strna(why));
+                redisconn_drop(c);
+        }
+        return 0;
+}
+
+int redisconn_get(RedisConn *c, redisContext **ret, char **ret_error) {
+        bool discovered = false;
+        int r;
+
+        if (c->c && c->url->kind == REDIS_URL_SENTINEL) {
+                r = redisconn_recheck(c, &discovered);
+                if (r < 0)
+                        return r;
+        }
         if (!c->c) {
-                r = redisconn_connect(c, ret_error);
+                r = redisconn_connect(c, discovered, ret_error);
                 if (r < 0)
                         return r;
         }
@@ -154,8 +301,22 @@ int redisconn_master(const RedisConn *c, const char **ret_host, uint16_t *ret_po
                 *ret_port = u->server.port;
                 return 0;
         case REDIS_URL_SENTINEL:
-                return -EOPNOTSUPP;
+                if (!c->master_host)
+                        return -ENOENT;
+                *ret_host = c->master_host;
+                *ret_port = c->master_port;
+                return 0;
         }
         return -EINVAL;
 }
 
+int redisconn_sentinel(const RedisConn *c, const char **ret_host, uint16_t *ret_port) {
+        const RedisEndpoint *e;
+
+        if (c->url->kind != REDIS_URL_SENTINEL || !c->sentinel_answered)
+                return -ENOENT;
+        e = &c->url->sentinels[c->sentinel_first];
+        *ret_host = e->host;
+        *ret_port = e->port;
+        return 0;
+}
