@@ -33,7 +33,8 @@ static void eventsub_on_disconnect(const redisAsyncContext *ac, int status) {
         /* hiredis frees the context after this returns. */
         s->ac = NULL;
         if (s->subscribed)
-                log_warning("Lost the Redis events subscription: %s, reconnecting", ac->errstr[0] ? ac->errstr : "closed");
+                log_warning("Lost the Redis events subscription to %s: %s, reconnecting", s->channel,
+                            ac->errstr[0] ? ac->errstr : "closed");
         s->subscribed = false;
         eventsub_schedule_reconnect(s);
 }

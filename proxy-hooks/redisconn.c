@@ -86,10 +86,11 @@ static int redisconn_ask_sentinel(RedisConn *c, const RedisEndpoint *s, char **r
         _cleanup_(redis_reply_freep) redisReply *rep = NULL;
         redisContext *k = NULL;
         unsigned long port;
-        char *end, *host;
+        char *end, *host, what[300];
         int r;
 
-        r = redisconn_open(c, "the sentinel", s->host, s->port, NULL, &k, ret_error);
+        snprintf(what, sizeof what, "sentinel %s:%u", s->host, (unsigned) s->port);
+        r = redisconn_open(c, what, s->host, s->port, NULL, &k, ret_error);
         if (r < 0)
                 return r;
         rep = redisCommand(k, "SENTINEL get-master-addr-by-name %s", c->url->master);
@@ -195,6 +196,7 @@ static int redisconn_handshake(RedisConn *c, redisContext *k, char **ret_error) 
 static int redisconn_connect(RedisConn *c, bool discovered, char **ret_error) {
         const RedisUrl *u = c->url;
         redisContext *k = NULL;
+        char what[300];
         int r;
 
         if (u->kind == REDIS_URL_SENTINEL) {
@@ -203,7 +205,8 @@ static int redisconn_connect(RedisConn *c, bool discovered, char **ret_error) {
                         if (r < 0)
                                 return r;
                 }
-                r = redisconn_open(c, "the Redis master", c->master_host, c->master_port, NULL, &k, ret_error);
+                snprintf(what, sizeof what, "the Redis master %s:%u", c->master_host, (unsigned) c->master_port);
+                r = redisconn_open(c, what, c->master_host, c->master_port, NULL, &k, ret_error);
         } else
                 r = redisconn_open(c, "Redis", u->server.host, u->server.port, u->path, &k, ret_error);
         if (r < 0)
