@@ -127,3 +127,9 @@ int proxysync_missing(const Endpoint *have, size_t n_have, const Endpoint *want,
 /* Safe to put after "server ip:port " in nginx text: no ';', braces, '#',
  * quotes, '$' or control characters. */
 bool proxysync_server_args_are_valid(const char *s);
+
+/* How a proxy writer lets the routable set see what the proxy routes now
+ * before it applies `*want`: it may add servers to keep routed (a new
+ * array in *want) and lower *ret_due (routable_keep_forgotten). */
+typedef int (*ProxysyncKeepFn)(void *userdata, const Endpoint *routed, size_t n_routed, Endpoint **want,
+                               size_t *n_want, usec_t *ret_due, char **ret_error);

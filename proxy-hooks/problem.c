@@ -1,0 +1,38 @@
+/* Warnings once per distinct problem: see problem.h. */
+#include <stdarg.h>
+
+#include "log.h"
+#include "problem.h"
+
+void problem_report(Problem *p, const char *format, ...) {
+        va_list ap;
+        char *m = NULL;
+
+        va_start(ap, format);
+        if (vasprintf(&m, format, ap) < 0)
+                m = NULL;
+        va_end(ap);
+        if (!m) {
+                log_oom();
+                return;
+        }
+        if (streq_ptr(m, p->last))
+                log_debug("%s (again)", m);
+        else
+                log_warning("%s", m);
+        free(p->last);
+        p->last = m;
+}
+
+void problem_recovered(Problem *p) {
+        if (p->last) {
+                log_info("Recovered: in sync again");
+                free(p->last);
+                p->last = NULL;
+        }
+}
+
+void problem_done(Problem *p) {
+        free(p->last);
+        p->last = NULL;
+}

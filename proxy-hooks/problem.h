@@ -1,0 +1,14 @@
+/* What monkey-proxy-sync says when something fails: a warning once per
+ * distinct problem (repeats go to debug), and one "Recovered" when a sync
+ * works again. Owns the text of the last problem. */
+#pragma once
+
+#include "macro.h"
+
+typedef struct Problem {
+        char *last;
+} Problem;
+
+void problem_report(Problem *p, const char *format, ...) _printf_(2, 3);
+void problem_recovered(Problem *p);
+void problem_done(Problem *p);
