@@ -38,3 +38,20 @@ static inline size_t utf8_printable_len(const unsigned char *p, size_t left) {
 
         return n == 2 && p[0] == 0xc2 && p[1] <= 0x9f ? 0 : n;
 }
+
+/* Strict UTF-8 (no overlong forms, surrogates or code points above
+ * U+10FFFF), for text that ends up in JSON, Slack and Redis: json-c's own
+ * check lets those through, and a stray Latin-1 byte makes the whole
+ * message invalid far from its cause. */
+static inline bool utf8_is_valid(const char *s, size_t n) {
+        const unsigned char *p = (const unsigned char *) s, *end = p + n;
+
+        while (p < end) {
+                size_t len = *p < 0x80 ? 1 : utf8_sequence_len(p, (size_t) (end - p));
+
+                if (len == 0)
+                        return false;
+                p += len;
+        }
+        return true;
+}

@@ -19,6 +19,7 @@
 #include "redisurl.h"
 #include "secret.h"
 #include "sha256.h"
+#include "utf8.h"
 
 /* A config file is a few hundred lines; anything far larger is a mistake
  * (wrong file), not a config. */
@@ -134,43 +135,6 @@ static bool has_control(const char *s) {
                         return true;
         }
         return false;
-}
-
-/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
- * Values end up in JSON (status, Slack) and Redis, where a stray Latin-1
- * byte makes the whole message invalid far from its cause. */
-bool utf8_is_valid(const char *s, size_t n) {
-        const unsigned char *p = (const unsigned char *) s, *end = p + n;
-
-        while (p < end) {
-                unsigned char c = *p;
-                size_t len;
-                uint32_t cp, min;
-
-                if (c < 0x80) {
-                        p++;
-                        continue;
-                }
-                if (c >= 0xc2 && c <= 0xdf)
-                        len = 2, cp = c & 0x1f, min = 0x80;
-                else if (c >= 0xe0 && c <= 0xef)
-                        len = 3, cp = c & 0x0f, min = 0x800;
-                else if (c >= 0xf0 && c <= 0xf4)
-                        len = 4, cp = c & 0x07, min = 0x10000;
-                else
-                        return false;
-                if ((size_t) (end - p) < len)
-                        return false;
-                for (size_t i = 1; i < len; i++) {
-                        if ((p[i] & 0xc0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (p[i] & 0x3f);
-                }
-                if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                        return false;
-                p += len;
-        }
-        return true;
 }
 
 size_t string_distance(const char *a, const char *b) {

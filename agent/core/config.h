@@ -247,10 +247,5 @@ bool aws_instance_id_is_valid(const char *s);
  * clients read as one) replaced by "<redacted>", the rest as written. */
 char *redis_url_redact(const char *url);
 
-/* Strict UTF-8 (no overlong forms, surrogates or code points above
- * U+10FFFF), for text that ends up in JSON: json-c's own check lets those
- * through. */
-bool utf8_is_valid(const char *s, size_t n);
-
 /* Levenshtein distance, for "did you mean" suggestions. */
 size_t string_distance(const char *a, const char *b);

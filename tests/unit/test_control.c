@@ -17,7 +17,7 @@
 #include <time.h>
 
 #include "config.h"
-#include "control.h"
+#include "control_server.h"
 
 static void json_putp(json_object **o) {
         if (*o)
