@@ -86,7 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         r = control_request_parse((const char *) data, size, &req, &error);
         if (r < 0) {
                 FUZZ_CHECK(r == -EBADMSG || r == -ENOMEM);
-                /* what the agent answers (control.c: client_handle_line) */
+                /* what the agent answers (control_server.c: client_handle_line) */
                 check_reply(control_reply_error(error ? error : "cannot parse request"));
                 return 0;
         }
