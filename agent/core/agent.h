@@ -16,7 +16,7 @@
 #include "outbox.h"
 #include "slack.h"
 #include "config.h"
-#include "control.h"
+#include "control_server.h"
 #include "cpu.h"
 #include "detector.h"
 #include "eventq.h"

@@ -35,8 +35,6 @@
 #define SOCKET_ENV "MONKEY_CONTROL_SOCKET"
 #define DEFAULT_TIMEOUT_SEC 5.0
 #define MAX_TIMEOUT_SEC 86400.0
-#define HISTORY_LIMIT_MAX 1000
-#define REASON_MAX 200
 /* history of 1000 transitions is ~250 KiB; anything near this is garbage */
 #define REPLY_MAX (16u * 1024u * 1024u)
 
@@ -68,73 +66,97 @@ typedef enum VerbArgs {
         VERB_ARGS_LIST, /* positional, checked by the verb */
 } VerbArgs;
 
-typedef struct Verb {
+#define VERB_LOCAL _CONTROL_COMMAND_INVALID /* no request of its own */
+
+typedef struct Verb Verb;
+
+/* One row per verb. The protocol's row for `command` says the rest: who
+ * may run it, the argument it sends, where the answer is in the reply. */
+struct Verb {
         const char *name;
         const char *synopsis;
         const char *help;
         VerbArgs args;
-        bool takes_limit;
-        int (*run)(Ctl *ctl, char **args, size_t n_args);
-} Verb;
+        bool takes_limit;  /* -n */
+        bool takes_output; /* -o, --negate */
+        ControlCommand command;
+        double timeout_sec; /* the default wait for the answer; 0: DEFAULT_TIMEOUT_SEC */
+        /* Fetch then show: the text formatter of the answer (--json passes it
+         * through under json_key), the exit code it means (NULL: EXIT_OK),
+         * what it is called when it cannot be formatted. */
+        int (*format)(json_object *answer, char **ret);
+        const char *json_key;
+        int (*exit_code)(json_object *answer);
+        const char *what;
+        int (*run)(Ctl *ctl, const Verb *verb, char **args, size_t n_args);
+};
 
-static int verb_status(Ctl *ctl, char **args, size_t n_args);
-static int verb_history(Ctl *ctl, char **args, size_t n_args);
-static int verb_watch(Ctl *ctl, char **args, size_t n_args);
-static int verb_drain(Ctl *ctl, char **args, size_t n_args);
-static int verb_resume(Ctl *ctl, char **args, size_t n_args);
-static int verb_pool(Ctl *ctl, char **args, size_t n_args);
-static int verb_test_alert(Ctl *ctl, char **args, size_t n_args);
-static int verb_test_reboot(Ctl *ctl, char **args, size_t n_args);
-static int verb_check(Ctl *ctl, char **args, size_t n_args);
-static int verb_help(Ctl *ctl, char **args, size_t n_args);
-static int verb_incidents(Ctl *ctl, char **args, size_t n_args);
-static int verb_incident(Ctl *ctl, char **args, size_t n_args);
-static int verb_reload(Ctl *ctl, char **args, size_t n_args);
+static int status_exit_code(json_object *status);
+static int verb_show(Ctl *ctl, const Verb *verb, char **args, size_t n_args);
+static int verb_watch(Ctl *ctl, const Verb *verb, char **args, size_t n_args);
+static int verb_mutate(Ctl *ctl, const Verb *verb, char **args, size_t n_args);
+static int verb_check(Ctl *ctl, const Verb *verb, char **args, size_t n_args);
+static int verb_help(Ctl *ctl, const Verb *verb, char **args, size_t n_args);
+static int verb_incident(Ctl *ctl, const Verb *verb, char **args, size_t n_args);
+static int verb_reload(Ctl *ctl, const Verb *verb, char **args, size_t n_args);
+
+/* The agent's wait for Slack (20 s), for EC2 and IMDS or each check (60 s). */
+#define TIMEOUT_SLACK_SEC 30.0
+#define TIMEOUT_AWS_SEC 70.0
+#define TIMEOUT_RELOAD_SEC 30.0 /* parsing is quick, but an overloaded host's loop may be slow to get to it */
 
 static const Verb verbs[] = {
         { "status", "status [--json]", "state, routing, CPU, pool, checks, last incident, config;\n"
           "                            exit 0 routed, 1 not routed, 4 degraded (see below)",
-          VERB_ARGS_NONE, false, verb_status },
+          VERB_ARGS_NONE, .command = CONTROL_STATUS, .format = status_text_format, .json_key = "status",
+          /* judged here from what the agent says, not from its own
+           * "routing": the same rule whatever the agent's version */
+          .exit_code = status_exit_code, .what = "status", .run = verb_show },
         { "history", "history [--json] [-n N]", "the last N transitions (default 20, at most 1000)",
-          VERB_ARGS_NONE, true, verb_history },
+          VERB_ARGS_NONE, .takes_limit = true, .command = CONTROL_HISTORY, .format = status_text_format_history,
+          .json_key = "history", .what = "history", .run = verb_show },
         { "watch", "watch [--json]", "print transitions as they happen, until interrupted\n"
           "                            (exit 3 when the agent goes away)",
-          VERB_ARGS_NONE, false, verb_watch },
+          VERB_ARGS_NONE, .command = CONTROL_WATCH, .run = verb_watch },
         { "pool", "pool [--json]", "pool members (state, address, lease) and the disruption budget",
-          VERB_ARGS_NONE, false, verb_pool },
+          VERB_ARGS_NONE, .command = CONTROL_POOL, .format = status_text_format_pool, .json_key = "pool",
+          .what = "the pool", .run = verb_show },
         { "drain", "drain [REASON...]", "leave the pool and stay out (maintenance); needs privilege*;\n"
           "                            again while drained: exit 0, \"already drained\"",
-          VERB_ARGS_WORDS, false, verb_drain },
+          VERB_ARGS_WORDS, .command = CONTROL_DRAIN, .run = verb_mutate },
         { "resume", "resume", "end maintenance or a give-up and return to service; needs\n"
           "                            privilege*; with nothing to resume: exit 0, \"already ...\"",
-          VERB_ARGS_NONE, false, verb_resume },
+          VERB_ARGS_NONE, .command = CONTROL_RESUME, .run = verb_mutate },
         { "reload", "reload", "have the agent read its config file again and wait for the\n"
           "                            verdict: exit 0 \"reloaded FILE\", or 1 and FILE:LINE: why\n"
           "                            (the running config stays); root only**",
-          VERB_ARGS_NONE, false, verb_reload },
+          VERB_ARGS_NONE, .command = CONTROL_RELOAD, .timeout_sec = TIMEOUT_RELOAD_SEC, .run = verb_reload },
         { "test-alert", "test-alert [TEXT...]", "post a test message to Slack through the outbox and print\n"
           "                            what Slack answered (exit 1 if it refused); needs privilege*",
-          VERB_ARGS_WORDS, false, verb_test_alert },
+          VERB_ARGS_WORDS, .command = CONTROL_TEST_ALERT, .timeout_sec = TIMEOUT_SLACK_SEC, .run = verb_mutate },
         { "check", "check [--json]", "run the content, status and binding checks now and print\n"
           "                            each result (exit 0 when all pass, 1 otherwise)",
-          VERB_ARGS_NONE, false, verb_check },
+          VERB_ARGS_NONE, .command = CONTROL_CHECK, .timeout_sec = TIMEOUT_AWS_SEC, .run = verb_check },
         { "test-reboot", "test-reboot", "ask EC2 whether this host may reboot itself (DryRun), print\n"
           "                            the verdict (exit 1 if denied or unknown); needs privilege*",
-          VERB_ARGS_NONE, false, verb_test_reboot },
+          VERB_ARGS_NONE, .command = CONTROL_TEST_REBOOT, .timeout_sec = TIMEOUT_AWS_SEC, .run = verb_mutate },
         { "incidents", "incidents [--json]", "the incidents whose evidence is kept, newest first",
-          VERB_ARGS_NONE, false, verb_incidents },
+          VERB_ARGS_NONE, .command = CONTROL_INCIDENTS, .format = status_text_format_incidents, .json_key = "result",
+          .what = "the incidents", .run = verb_show },
         { "incident", "incident ID [--json]", "an incident's evidence: CPU split, load, pressure, top\n"
           "                            processes, the profile's hottest stacks",
-          VERB_ARGS_LIST, false, verb_incident },
+          VERB_ARGS_LIST, .takes_output = true, .command = CONTROL_INCIDENT, .format = status_text_format_incident,
+          .json_key = "result", .what = "the incident", .run = verb_incident },
+        /* help rows: 'incident' runs them */
         { "incident diff", "incident diff A B [--negate] [-o SVG]", "differential flame graph from A to B\n"
           "                            (incident ids or folded files): the frames that changed\n"
           "                            most, and the SVG (default flame-diff.svg); red grew,\n"
           "                            blue shrank; widths of B, or of A with --negate",
-          VERB_ARGS_LIST, false, NULL },
+          VERB_ARGS_LIST, .takes_output = true, .command = VERB_LOCAL },
         { "incident flame", "incident flame A [-o SVG]", "render an incident's or a folded file's flame graph\n"
           "                            (default flame.svg)",
-          VERB_ARGS_LIST, false, NULL },
-        { "help", "help", "show this text", VERB_ARGS_IGNORED, false, verb_help },
+          VERB_ARGS_LIST, .takes_output = true, .command = VERB_LOCAL },
+        { "help", "help", "show this text", VERB_ARGS_IGNORED, .command = VERB_LOCAL, .run = verb_help },
 };
 
 static void usage(FILE *f) {
@@ -551,7 +573,7 @@ static int ctl_call(const Ctl *ctl, const ControlRequest *req, json_object **ret
 
         r = control_request_format(req, &request);
         if (r == -E2BIG)
-                return usage_error(ctl, "reason too long (at most %d bytes)", REASON_MAX);
+                return usage_error(ctl, "reason too long (at most %d bytes)", CONTROL_REASON_MAX);
         if (r < 0)
                 return usage_error(ctl, "cannot format request: %s", strerror(-r));
         if (asprintf(&framed, "%s\n", request) < 0)
@@ -637,32 +659,39 @@ static int finish_output(int code) {
         return code;
 }
 
-/* One request whose reply carries its answer under the command's own
- * name ("status", "history", "pool"): the answer (borrowed from *reply),
- * or the exit code when the agent refused or answered garbage. */
-static int ctl_call_object(Ctl *ctl, ControlCommand command, json_type type, json_object **reply,
-                           json_object **ret) {
-        ControlRequest req = { .version = CONTROL_PROTOCOL_VERSION, .command = command,
-                               .limit = command == CONTROL_HISTORY ? ctl->limit : 0 };
-        const char *name = control_command_to_string(command);
+/* The "fetch" half of fetch-then-show: one request whose reply carries
+ * its answer where the protocol's table says, of the shape it says. The
+ * answer is borrowed from *reply; any other return is the exit code when
+ * the agent refused or answered garbage. `id`: incident's. */
+static int fetch(Ctl *ctl, ControlCommand command, const char *id, json_object **reply, json_object **ret) {
+        const ControlCommandInfo *info = control_command_info(command);
+        json_type type = info->reply == CONTROL_REPLY_ARRAY ? json_type_array : json_type_object;
+        ControlRequest req = {
+                .version = CONTROL_PROTOCOL_VERSION,
+                .command = command,
+                .limit = (info->args & CONTROL_ARG_LIMIT) ? ctl->limit : 0,
+                .id = (info->args & CONTROL_ARG_ID) ? (char *) id : NULL,
+        };
         char why[96];
         int r;
 
+        if (req.id && strlen(req.id) > CONTROL_ID_MAX)
+                return usage_error(ctl, "%s id too long (at most %d bytes)", info->name, CONTROL_ID_MAX);
         r = ctl_call(ctl, &req, reply, NULL, NULL);
         if (r != EXIT_OK)
                 return r;
         if (!reply_ok(*reply))
-                return agent_refused(ctl, name, *reply);
-        if (!json_object_object_get_ex(*reply, name, ret) || !json_object_is_type(*ret, type)) {
-                snprintf(why, sizeof why, "no \"%s\" %s in the reply", name,
+                return agent_refused(ctl, info->name, *reply);
+        if (!json_object_object_get_ex(*reply, info->reply_key, ret) || !json_object_is_type(*ret, type)) {
+                snprintf(why, sizeof why, "no \"%s\" %s in the reply", info->reply_key,
                          type == json_type_array ? "array" : "object");
                 return garbage(ctl, why);
         }
         return EXIT_OK;
 }
 
-static int status_exit_code(ControlVerdict v) {
-        switch (v) {
+static int status_exit_code(json_object *status) {
+        switch (control_status_verdict(status, NULL)) {
         case CONTROL_VERDICT_ROUTED:
                 return EXIT_OK;
         case CONTROL_VERDICT_DEGRADED:
@@ -672,67 +701,41 @@ static int status_exit_code(ControlVerdict v) {
         }
 }
 
-/* The "show" half of fetch-then-show: o as JSON under `key` with --json,
- * else as the formatter's text; the exit code is the caller's. */
-static int show(Ctl *ctl, const char *key, json_object *o, int (*format)(json_object *o, char **ret),
-                const char *what, int exit_code) {
+/* The "show" half: the answer as JSON under the verb's key with --json,
+ * else as its formatter's text; the exit code is the verb's mapping. */
+static int show(Ctl *ctl, const Verb *verb, json_object *o) {
         _cleanup_(freep) char *text = NULL;
+        int exit_code = verb->exit_code ? verb->exit_code(o) : EXIT_OK;
         int r;
 
         if (ctl->json) {
-                print_json(key, o);
+                print_json(verb->json_key, o);
                 return finish_output(exit_code);
         }
-        r = format(o, &text);
+        r = verb->format(o, &text);
         if (r < 0)
-                return fail(ctl, EXIT_NOT_OK, "failed", "cannot format %s: %s", what, strerror(-r));
+                return fail(ctl, EXIT_NOT_OK, "failed", "cannot format %s: %s", verb->what, strerror(-r));
         fputs(text, stdout);
         return finish_output(exit_code);
 }
 
-static int verb_status(Ctl *ctl, char **args, size_t n_args) {
+/* status, history, pool, incidents, and incident ID (args[0]). */
+static int fetch_show(Ctl *ctl, const Verb *verb, const char *id) {
         _cleanup_(json_object_putp) json_object *reply = NULL;
-        json_object *status;
+        json_object *answer;
         int r;
 
-        r = ctl_call_object(ctl, CONTROL_STATUS, json_type_object, &reply, &status);
+        r = fetch(ctl, verb->command, id, &reply, &answer);
         if (r != EXIT_OK)
                 return r;
-        /* Judged here from what the agent says, not from its own
-         * "routing": the same rule whatever the agent's version. */
-        return show(ctl, "status", status, status_text_format, "status",
-                    status_exit_code(control_status_verdict(status, NULL)));
+        return show(ctl, verb, answer);
 }
 
-static int verb_history(Ctl *ctl, char **args, size_t n_args) {
-        _cleanup_(json_object_putp) json_object *reply = NULL;
-        json_object *history;
-        size_t n;
-        int r;
-
-        r = ctl_call_object(ctl, CONTROL_HISTORY, json_type_array, &reply, &history);
-        if (r != EXIT_OK)
-                return r;
-
-        if (ctl->json) {
-                print_json("history", history);
-                return finish_output(EXIT_OK);
-        }
-        n = json_object_array_length(history);
-        if (n == 0)
-                puts("no transitions recorded");
-        for (size_t i = 0; i < n; i++) {
-                _cleanup_(freep) char *text = NULL;
-
-                r = status_text_format_event(json_object_array_get_idx(history, i), &text);
-                if (r < 0)
-                        return fail(ctl, EXIT_NOT_OK, "failed", "cannot format history: %s", strerror(-r));
-                puts(text);
-        }
-        return finish_output(EXIT_OK);
+static int verb_show(Ctl *ctl, const Verb *verb, char **args, size_t n_args) {
+        return fetch_show(ctl, verb, NULL);
 }
 
-static int verb_watch(Ctl *ctl, char **args, size_t n_args) {
+static int verb_watch(Ctl *ctl, const Verb *verb, char **args, size_t n_args) {
         _cleanup_(json_object_putp) json_object *reply = NULL;
         _cleanup_(closep) int fd = -1, sig_fd = -1;
         ControlRequest req = { .version = CONTROL_PROTOCOL_VERSION, .command = CONTROL_WATCH };
@@ -824,7 +827,7 @@ static int mutate_print(Ctl *ctl, json_object *reply) {
         return finish_output(EXIT_OK);
 }
 
-/* drain and resume: the same exchange, a message back. */
+/* drain, resume, test-alert, test-reboot: the same exchange, a message back. */
 static int mutate(Ctl *ctl, ControlCommand command, const char *reason) {
         _cleanup_(json_object_putp) json_object *reply = NULL;
         ControlRequest req = { .version = CONTROL_PROTOCOL_VERSION, .command = command, .reason = (char *) reason };
@@ -841,15 +844,12 @@ static int mutate(Ctl *ctl, ControlCommand command, const char *reason) {
 /* For config management and ExecReload=: the agent's verdict on the file.
  * A refusal's first line on stderr is the agent's "FILE:LINE: message" as
  * is, the form editors and CI logs jump to. */
-static int verb_reload(Ctl *ctl, char **args, size_t n_args) {
+static int verb_reload(Ctl *ctl, const Verb *verb, char **args, size_t n_args) {
         _cleanup_(json_object_putp) json_object *reply = NULL;
         ControlRequest req = { .version = CONTROL_PROTOCOL_VERSION, .command = CONTROL_RELOAD };
         const char *err;
         int r;
 
-        /* Parsing is quick, but an overloaded host's loop may be slow to get to it. */
-        if (!ctl->timeout_given)
-                ctl->timeout_sec = 30.0;
         r = ctl_call(ctl, &req, &reply, NULL, NULL);
         if (r != EXIT_OK)
                 return r;
@@ -879,44 +879,34 @@ static int join_words(const Ctl *ctl, char **args, size_t n_args, char **ret) {
                         pos += l;
                         text[pos++] = i + 1 < n_args ? ' ' : '\0';
                 }
-                if (strlen(text) > REASON_MAX)
-                        return usage_error(ctl, "text too long (%zu bytes, at most %d)", strlen(text), REASON_MAX);
+                if (strlen(text) > CONTROL_REASON_MAX)
+                        return usage_error(ctl, "text too long (%zu bytes, at most %d)", strlen(text),
+                                           CONTROL_REASON_MAX);
         }
         *ret = TAKE_PTR(text);
         return EXIT_OK;
 }
 
-static int verb_drain(Ctl *ctl, char **args, size_t n_args) {
-        _cleanup_(freep) char *reason = NULL;
-        int r = join_words(ctl, args, n_args, &reason);
-
-        if (r != EXIT_OK)
-                return r;
-        return mutate(ctl, CONTROL_DRAIN, isempty(reason) ? NULL : reason);
-}
-
-static int verb_test_alert(Ctl *ctl, char **args, size_t n_args) {
+/* The verb's words, if it takes any, are the request's reason. */
+static int verb_mutate(Ctl *ctl, const Verb *verb, char **args, size_t n_args) {
         _cleanup_(freep) char *text = NULL;
-        int r = join_words(ctl, args, n_args, &text);
+        int r;
 
-        if (r != EXIT_OK)
-                return r;
-        /* The agent answers once Slack has (or within 20 s): wait for it. */
-        if (!ctl->timeout_given)
-                ctl->timeout_sec = 30.0;
-        return mutate(ctl, CONTROL_TEST_ALERT, isempty(text) ? NULL : text);
+        if (verb->args == VERB_ARGS_WORDS) {
+                r = join_words(ctl, args, n_args, &text);
+                if (r != EXIT_OK)
+                        return r;
+        }
+        return mutate(ctl, verb->command, isempty(text) ? NULL : text);
 }
 
-static int verb_check(Ctl *ctl, char **args, size_t n_args) {
+static int verb_check(Ctl *ctl, const Verb *verb, char **args, size_t n_args) {
         static const char *const names[] = { "content", "status", "binding" };
         _cleanup_(json_object_putp) json_object *reply = NULL;
         ControlRequest req = { .version = CONTROL_PROTOCOL_VERSION, .command = CONTROL_CHECK };
         json_object *result, *detail = NULL, *v;
         int r;
 
-        /* each check may take [checks] timeout; the agent answers after one attempt */
-        if (!ctl->timeout_given)
-                ctl->timeout_sec = 70.0;
         r = ctl_call(ctl, &req, &reply, NULL, NULL);
         if (r != EXIT_OK)
                 return r;
@@ -944,57 +934,6 @@ static int verb_check(Ctl *ctl, char **args, size_t n_args) {
         return finish_output(reply_ok(reply) ? EXIT_OK : EXIT_NOT_OK);
 }
 
-static int verb_test_reboot(Ctl *ctl, char **args, size_t n_args) {
-        /* IMDS and EC2 may both be slow to answer: the agent gives up at 60 s */
-        if (!ctl->timeout_given)
-                ctl->timeout_sec = 70.0;
-        return mutate(ctl, CONTROL_TEST_REBOOT, NULL);
-}
-
-static int verb_resume(Ctl *ctl, char **args, size_t n_args) {
-        return mutate(ctl, CONTROL_RESUME, NULL);
-}
-
-static int verb_pool(Ctl *ctl, char **args, size_t n_args) {
-        _cleanup_(json_object_putp) json_object *reply = NULL;
-        json_object *pool;
-        int r;
-
-        r = ctl_call_object(ctl, CONTROL_POOL, json_type_object, &reply, &pool);
-        if (r != EXIT_OK)
-                return r;
-        return show(ctl, "pool", pool, status_text_format_pool, "the pool", EXIT_OK);
-}
-
-static int verb_incidents(Ctl *ctl, char **args, size_t n_args) {
-        _cleanup_(json_object_putp) json_object *reply = NULL;
-        json_object *o;
-        int r;
-
-        r = ctl_call_object(ctl, CONTROL_INCIDENTS, json_type_object, &reply, &o);
-        if (r != EXIT_OK)
-                return r;
-        return show(ctl, "result", o, status_text_format_incidents, "the incidents", EXIT_OK);
-}
-
-/* One incident's summary from the agent: the reply (kept in *reply) and
- * the object in it. */
-static int incident_fetch(Ctl *ctl, const char *id, json_object **reply, json_object **ret) {
-        ControlRequest req = { .version = CONTROL_PROTOCOL_VERSION, .command = CONTROL_INCIDENT, .id = (char *) id };
-        int r;
-
-        if (strlen(id) > CONTROL_ID_MAX)
-                return usage_error(ctl, "incident id too long (at most %d bytes)", CONTROL_ID_MAX);
-        r = ctl_call(ctl, &req, reply, NULL, NULL);
-        if (r != EXIT_OK)
-                return r;
-        if (!reply_ok(*reply))
-                return agent_refused(ctl, "incident", *reply);
-        if (!json_object_object_get_ex(*reply, "incident", ret) || !json_object_is_type(*ret, json_type_object))
-                return garbage(ctl, "no \"incident\" object in the reply");
-        return EXIT_OK;
-}
-
 #define FOLDED_FILE_MAX (512u * 1024u * 1024u)
 
 /* A profile named on the command line: a folded file (a path, or a name
@@ -1016,7 +955,7 @@ static int profile_load(Ctl *ctl, const char *arg, Folded *ret, char **ret_label
         } else {
                 const char *state = NULL, *why = NULL;
 
-                r = incident_fetch(ctl, arg, &reply, &inc);
+                r = fetch(ctl, CONTROL_INCIDENT, arg, &reply, &inc);
                 if (r != EXIT_OK)
                         return r;
                 if (!json_object_object_get_ex(inc, "dir", &v) || !json_object_is_type(v, json_type_string))
@@ -1141,11 +1080,7 @@ static int incident_flame(Ctl *ctl, const char *arg) {
         return finish_output(EXIT_OK);
 }
 
-static int verb_incident(Ctl *ctl, char **args, size_t n_args) {
-        _cleanup_(json_object_putp) json_object *reply = NULL;
-        json_object *o;
-        int r;
-
+static int verb_incident(Ctl *ctl, const Verb *verb, char **args, size_t n_args) {
         if (n_args >= 1 && streq(args[0], "diff")) {
                 if (n_args != 3)
                         return usage_error(ctl, "'incident diff' takes two profiles: incident ids or folded files");
@@ -1161,13 +1096,10 @@ static int verb_incident(Ctl *ctl, char **args, size_t n_args) {
                                    "or flame A");
         if (ctl->output || ctl->negate)
                 return usage_error(ctl, "-o/--output and --negate only go with 'incident diff' and 'incident flame'");
-        r = incident_fetch(ctl, args[0], &reply, &o);
-        if (r != EXIT_OK)
-                return r;
-        return show(ctl, "result", o, status_text_format_incident, "the incident", EXIT_OK);
+        return fetch_show(ctl, verb, args[0]);
 }
 
-static int verb_help(Ctl *ctl, char **args, size_t n_args) {
+static int verb_help(Ctl *ctl, const Verb *verb, char **args, size_t n_args) {
         usage(stdout);
         return finish_output(EXIT_OK);
 }
@@ -1192,7 +1124,7 @@ static int parse_limit(const char *s, unsigned *ret) {
                 return -EINVAL;
         errno = 0;
         v = strtoul(s, &end, 10);
-        if (errno != 0 || end == s || *end != '\0' || v < 1 || v > HISTORY_LIMIT_MAX)
+        if (errno != 0 || end == s || *end != '\0' || v < 1 || v > CONTROL_LIMIT_MAX)
                 return -EINVAL;
         *ret = (unsigned) v;
         return 0;
@@ -1245,7 +1177,7 @@ int main(int argc, char *argv[]) {
                         break;
                 case 'n':
                         if (parse_limit(optarg, &ctl.limit) < 0)
-                                return usage_error(&ctl, "invalid count '%s' (1..%d)", optarg, HISTORY_LIMIT_MAX);
+                                return usage_error(&ctl, "invalid count '%s' (1..%d)", optarg, CONTROL_LIMIT_MAX);
                         ctl.limit_set = true;
                         break;
                 case 'o':
@@ -1287,8 +1219,10 @@ int main(int argc, char *argv[]) {
                 return usage_error(&ctl, "'%s' takes no arguments (got '%s')", verb->name, argv[optind]);
         if (ctl.limit_set && !verb->takes_limit)
                 return usage_error(&ctl, "-n/--limit only goes with 'history'");
-        if ((ctl.output || ctl.negate) && verb->run != verb_incident)
+        if ((ctl.output || ctl.negate) && !verb->takes_output)
                 return usage_error(&ctl, "-o/--output and --negate only go with 'incident diff' and 'incident flame'");
+        if (!ctl.timeout_given && verb->timeout_sec > 0)
+                ctl.timeout_sec = verb->timeout_sec;
 
-        return verb->run(&ctl, argv + optind, (size_t) (argc - optind));
+        return verb->run(&ctl, verb, argv + optind, (size_t) (argc - optind));
 }

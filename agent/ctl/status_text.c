@@ -856,6 +856,33 @@ int status_text_format_event(json_object *event, char **ret) {
         return memstream_finish(f, &buf, ret);
 }
 
+int status_text_format_history(json_object *history, char **ret) {
+        char *buf = NULL;
+        size_t size = 0, n;
+        FILE *f;
+
+        if (!ret)
+                return -EINVAL;
+        f = open_memstream(&buf, &size);
+        if (!f)
+                return -ENOMEM;
+        n = history && json_object_is_type(history, json_type_array) ? json_object_array_length(history) : 0;
+        if (n == 0)
+                fputs("no transitions recorded\n", f);
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_(freep) char *line = NULL;
+                int r = status_text_format_event(json_object_array_get_idx(history, i), &line);
+
+                if (r < 0) {
+                        fclose(f);
+                        free(buf);
+                        return r;
+                }
+                fprintf(f, "%s\n", line);
+        }
+        return memstream_finish(f, &buf, ret);
+}
+
 static const char *bytes_text(double b, char *buf, size_t size) {
         if (b >= 1024.0 * 1024 * 1024)
                 snprintf(buf, size, "%.1f GiB", b / (1024.0 * 1024 * 1024));

@@ -21,6 +21,10 @@ int status_text_format_pool(json_object *pool, char **ret);
  * without a trailing newline. */
 int status_text_format_event(json_object *event, char **ret);
 
+/* `monkeyctl history`: one event line each, oldest first, as the agent
+ * sent them; "no transitions recorded" for none. Not an array: none. */
+int status_text_format_history(json_object *history, char **ret);
+
 /* Seconds as "12m3s", "1h", "0s", "250ms"; "?" for negative, NaN or absurd
  * values. Always NUL-terminates buf (size >= 1). Returns buf. */
 const char *status_text_duration(double sec, char *buf, size_t size);

@@ -17,7 +17,7 @@
 #include <time.h>
 
 #include "config.h"
-#include "control.h"
+#include "control_server.h"
 
 static void json_putp(json_object **o) {
         if (*o)
@@ -54,6 +54,103 @@ static void test_command_table(void **state) {
         for (ControlCommand c = 0; c < _CONTROL_COMMAND_MAX; c++)
                 if (c != CONTROL_RELOAD)
                         assert_false(control_command_is_root_only(c));
+}
+
+/* The table's rows, as the protocol had them before there was a table:
+ * who may run what, what is answered later, which argument each reads. */
+static void test_command_rows(void **state) {
+        static const struct {
+                ControlCommand c;
+                bool mutating, root_only, deferred;
+                unsigned args, required;
+                ControlReplyShape reply;
+                const char *key;
+        } want[] = {
+                { CONTROL_STATUS, false, false, false, 0, 0, CONTROL_REPLY_OBJECT, "status" },
+                { CONTROL_HISTORY, false, false, false, CONTROL_ARG_LIMIT, 0, CONTROL_REPLY_ARRAY, "history" },
+                { CONTROL_WATCH, false, false, false, 0, 0, CONTROL_REPLY_STREAM, "watching" },
+                { CONTROL_DRAIN, true, false, false, CONTROL_ARG_REASON, 0, CONTROL_REPLY_MESSAGE, "message" },
+                { CONTROL_RESUME, true, false, false, 0, 0, CONTROL_REPLY_MESSAGE, "message" },
+                { CONTROL_POOL, false, false, false, 0, 0, CONTROL_REPLY_OBJECT, "pool" },
+                { CONTROL_TEST_ALERT, true, false, true, CONTROL_ARG_REASON, 0, CONTROL_REPLY_RESULT, "result" },
+                { CONTROL_TEST_REBOOT, true, false, true, 0, 0, CONTROL_REPLY_RESULT, "result" },
+                { CONTROL_CHECK, false, false, true, 0, 0, CONTROL_REPLY_RESULT, "result" },
+                { CONTROL_INCIDENTS, false, false, false, 0, 0, CONTROL_REPLY_OBJECT, "incidents" },
+                { CONTROL_INCIDENT, false, false, false, CONTROL_ARG_ID, CONTROL_ARG_ID, CONTROL_REPLY_OBJECT,
+                  "incident" },
+                { CONTROL_RELOAD, true, true, false, 0, 0, CONTROL_REPLY_MESSAGE, "message" },
+        };
+
+        assert_int_equal(ELEMENTSOF(want), _CONTROL_COMMAND_MAX);
+        for (size_t i = 0; i < ELEMENTSOF(want); i++) {
+                const ControlCommandInfo *info = control_command_info(want[i].c);
+
+                assert_non_null(info);
+                assert_int_equal(info->command, want[i].c);
+                assert_string_equal(info->name, control_command_to_string(want[i].c));
+                if (info->mutating != want[i].mutating || info->root_only != want[i].root_only ||
+                    info->deferred != want[i].deferred)
+                        fail_msg("%s: mutating %d root-only %d deferred %d", info->name, info->mutating,
+                                 info->root_only, info->deferred);
+                assert_int_equal(control_command_is_mutating(want[i].c), want[i].mutating);
+                assert_int_equal(control_command_is_root_only(want[i].c), want[i].root_only);
+                assert_int_equal(info->args, want[i].args);
+                assert_int_equal(info->required, want[i].required);
+                assert_int_equal(info->reply, want[i].reply);
+                assert_string_equal(info->reply_key, want[i].key);
+                /* what only comes later is a result; what it needs it reads */
+                assert_int_equal(info->deferred, info->reply == CONTROL_REPLY_RESULT);
+                assert_int_equal(info->required & ~info->args, 0);
+        }
+        assert_null(control_command_info(_CONTROL_COMMAND_MAX));
+        assert_null(control_command_info(_CONTROL_COMMAND_INVALID));
+        assert_false(control_command_is_mutating(_CONTROL_COMMAND_INVALID));
+}
+
+static void expect_bad(const char *s, const char *error);
+
+/* Every row parses: what monkeyctl sends for it comes back as the same
+ * request, and one missing what it requires is refused by name. */
+static void test_every_command_parses(void **state) {
+        for (ControlCommand c = 0; c < _CONTROL_COMMAND_MAX; c++) {
+                const ControlCommandInfo *info = control_command_info(c);
+                ControlRequest req = { .version = CONTROL_PROTOCOL_VERSION, .command = c }, back = {};
+                _cleanup_(freep) char *line = NULL, *err = NULL, *bare = NULL, *want = NULL;
+
+                if (info->args & CONTROL_ARG_REASON)
+                        req.reason = (char *) "why";
+                if (info->args & CONTROL_ARG_LIMIT)
+                        req.limit = 7;
+                if (info->args & CONTROL_ARG_ID)
+                        req.id = (char *) "20261122T170012Z-web-1";
+                assert_int_equal(control_request_format(&req, &line), 0);
+                if (control_request_parse(line, strlen(line), &back, &err) < 0)
+                        fail_msg("%s: %s refused: %s", info->name, line, strna(err));
+                assert_int_equal(back.command, c);
+                assert_int_equal(back.limit, req.limit);
+                assert_true(streq_ptr(back.reason, req.reason));
+                assert_true(streq_ptr(back.id, req.id));
+                control_request_done(&back);
+
+                assert_true(asprintf(&bare, "{\"version\":1,\"command\":\"%s\"}", info->name) > 0);
+                if (!info->required) {
+                        assert_int_equal(control_request_parse(bare, strlen(bare), &back, &err), 0);
+                        control_request_done(&back);
+                        continue;
+                }
+                assert_true(asprintf(&want, "\"%s\" needs an \"id\"", info->name) > 0);
+                expect_bad(bare, want);
+        }
+
+        /* no row, the same words as ever, whole */
+        {
+                static const char bad[] = "{\"version\":1,\"command\":\"frobnicate\"}";
+                ControlRequest req = {};
+                _cleanup_(freep) char *err = NULL;
+
+                assert_int_equal(control_request_parse(bad, strlen(bad), &req, &err), -EBADMSG);
+                assert_string_equal(err, "unknown command \"frobnicate\"");
+        }
 }
 
 /* The exit code of `monkeyctl status`, from the status JSON alone. */
@@ -766,6 +863,71 @@ static void test_server_pool(void **state) {
         json_object_put(o);
 }
 
+static json_object *fake_incidents(void *userdata, char **ret_message) {
+        return json_tokener_parse("{\"dir\":\"/x\",\"incidents\":[]}");
+}
+
+static json_object *fake_incident(void *userdata, const char *id, char **ret_message) {
+        return json_tokener_parse("{\"id\":\"x\",\"dir\":\"/x/x\"}");
+}
+
+/* A deferred handler refusing at once: its words prove the row reached it. */
+static int fake_deferred(void *userdata, uint64_t ticket, const char *text, char **ret_message) {
+        *ret_message = strdup("fake: not now");
+        return -EBUSY;
+}
+
+/* Every row of the protocol's table is served, and its reply has the
+ * row's shape under the row's key. */
+static void test_server_every_command(void **state) {
+        static const ControlHandlers all = {
+                .status = fake_status,
+                .history = fake_history,
+                .drain = fake_drain,
+                .resume = fake_reload, /* answers with a message */
+                .pool = fake_pool,
+                .test_alert = fake_deferred,
+                .test_reboot = fake_deferred,
+                .check = fake_deferred,
+                .incidents = fake_incidents,
+                .incident = fake_incident,
+                .reload = fake_reload,
+        };
+        Env *env = *state;
+
+        assert_int_equal(control_server_new(env->e, env->path, &all, &env->fake, &env->s), 0);
+        env->fake.server = env->s;
+        for (ControlCommand cmd = 0; cmd < _CONTROL_COMMAND_MAX; cmd++) {
+                const ControlCommandInfo *info = control_command_info(cmd);
+                ControlRequest req = { .version = CONTROL_PROTOCOL_VERSION, .command = cmd,
+                                       .id = (info->required & CONTROL_ARG_ID) ? (char *) "x" : NULL };
+                _cleanup_(freep) char *line = NULL, *framed = NULL;
+                _cleanup_(json_putp) json_object *o = NULL;
+                json_object *v;
+                Client *c;
+
+                assert_int_equal(control_request_format(&req, &line), 0);
+                assert_true(asprintf(&framed, "%s\n", line) > 0);
+                c = client_connect(env->path);
+                client_send(c, framed);
+                o = reply_json(pump_line(env, c));
+                if (info->reply == CONTROL_REPLY_RESULT) {
+                        assert_false(jbool(o, "ok"));
+                        assert_string_equal(jstr(o, "error"), "fake: not now");
+                } else {
+                        if (!jbool(o, "ok"))
+                                fail_msg("%s: %s", info->name, jstr(o, "error"));
+                        assert_true(json_object_object_get_ex(o, info->reply_key, &v));
+                        assert_true(json_object_is_type(v, info->reply == CONTROL_REPLY_OBJECT  ? json_type_object
+                                                           : info->reply == CONTROL_REPLY_ARRAY ? json_type_array
+                                                           : info->reply == CONTROL_REPLY_STREAM
+                                                                   ? json_type_boolean
+                                                                   : json_type_string));
+                }
+                client_close(c);
+        }
+}
+
 static void test_server_several_requests(void **state) {
         Env *env = *state;
         _cleanup_(json_putp) json_object *a = NULL, *b = NULL, *d = NULL, *h = NULL;
@@ -1476,6 +1638,9 @@ static void test_server_free(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_command_table),
+                cmocka_unit_test(test_command_rows),
+                cmocka_unit_test(test_every_command_parses),
+                cmocka_unit_test_setup_teardown(test_server_every_command, env_setup, env_teardown),
                 cmocka_unit_test(test_status_verdict),
                 cmocka_unit_test_setup_teardown(test_server_reload, env_setup, env_teardown),
                 cmocka_unit_test(test_parse_good),

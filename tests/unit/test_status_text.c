@@ -194,6 +194,34 @@ static void test_minimal_and_garbage(void **state) {
         assert_int_equal(status_text_format_event(NULL, NULL), -EINVAL);
 }
 
+/* monkeyctl history: the event lines, each ended, oldest first; a word
+ * for none; anything but an array is none. */
+static void test_history(void **state) {
+        const char *ev = "{\"at_unix\":1763830812,\"from\":\"SERVING\",\"to\":\"OVERLOADED\",\"event\":\"breach\"}";
+        _cleanup_(freep) char *one = event_str(ev), *expect = NULL, *text = NULL, *none = NULL, *junk = NULL;
+        _cleanup_(freep) char *list_json = NULL;
+        json_object *o;
+
+        assert_true(asprintf(&list_json, "[%s,%s]", ev, ev) > 0);
+        assert_true(asprintf(&expect, "%s\n%s\n", one, one) > 0);
+        o = json_tokener_parse(list_json);
+        assert_int_equal(status_text_format_history(o, &text), 0);
+        assert_string_equal(text, expect);
+        json_object_put(o);
+
+        o = json_object_new_array();
+        assert_int_equal(status_text_format_history(o, &none), 0);
+        assert_string_equal(none, "no transitions recorded\n");
+        json_object_put(o);
+
+        o = json_object_new_object();
+        assert_int_equal(status_text_format_history(o, &junk), 0);
+        assert_string_equal(junk, "no transitions recorded\n");
+        json_object_put(o);
+
+        assert_int_equal(status_text_format_history(NULL, NULL), -EINVAL);
+}
+
 /* Every field of a real status replaced by every kind of junk, one at a
  * time, at the top level and inside each sub-object. */
 static void format_variant(json_object *full, const char *key, const char *subkey, const char *junk,
@@ -547,6 +575,7 @@ int main(void) {
                 cmocka_unit_test(test_routing_config_reload_lines),
                 cmocka_unit_test(test_duration),
                 cmocka_unit_test(test_time),
+                cmocka_unit_test(test_history),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,533 +1,20 @@
-/* The control socket: the versioned line protocol (pure) and its server on
- * sd-event. Clients are never freed from inside a callback that might be
- * running on their behalf: a dead client is disconnected at once (fd closed,
- * sources dropped) and its struct reaped later from a defer source, so a
- * handler that broadcasts while we are still processing a request cannot pull
- * the client out from under us. */
-#include "control.h"
+/* The control socket's server on sd-event (see control_server.h); what
+ * the lines say is the protocol's (proto/control.c). Clients are never
+ * freed from inside a callback that might be running on their behalf: a
+ * dead client is disconnected at once (fd closed, sources dropped) and its
+ * struct reaped later from a defer source, so a handler that broadcasts
+ * while we are still processing a request cannot pull the client out from
+ * under us. */
+#include "control_server.h"
 
-#include <inttypes.h>
-#include <stdarg.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
 #include "config.h"
-#include "log.h"
 #include "jsonutil.h"
-#include "utf8.h"
-
-#define CONTROL_REASON_MAX 200
-#define CONTROL_LIMIT_DEFAULT 20
-#define CONTROL_LIMIT_MAX 1000
-#define CONTROL_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
-
-static const char *const command_table[_CONTROL_COMMAND_MAX] = {
-        [CONTROL_STATUS] = "status",
-        [CONTROL_HISTORY] = "history",
-        [CONTROL_WATCH] = "watch",
-        [CONTROL_DRAIN] = "drain",
-        [CONTROL_RESUME] = "resume",
-        [CONTROL_POOL] = "pool",
-        [CONTROL_TEST_ALERT] = "test-alert",
-        [CONTROL_TEST_REBOOT] = "test-reboot",
-        [CONTROL_CHECK] = "check",
-        [CONTROL_INCIDENTS] = "incidents",
-        [CONTROL_INCIDENT] = "incident",
-        [CONTROL_RELOAD] = "reload",
-};
-
-const char *control_command_to_string(ControlCommand c) {
-        if (c < 0 || c >= _CONTROL_COMMAND_MAX)
-                return NULL;
-        return command_table[c];
-}
-
-ControlCommand control_command_from_string(const char *s) {
-        if (!s)
-                return _CONTROL_COMMAND_INVALID;
-        for (size_t i = 0; i < ELEMENTSOF(command_table); i++)
-                if (streq(command_table[i], s))
-                        return (ControlCommand) i;
-        return _CONTROL_COMMAND_INVALID;
-}
-
-bool control_command_is_mutating(ControlCommand c) {
-        return c == CONTROL_DRAIN || c == CONTROL_RESUME || c == CONTROL_TEST_ALERT || c == CONTROL_TEST_REBOOT ||
-               c == CONTROL_RELOAD;
-}
-
-/* What the config file says runs as root: whoever may change that is root
- * already, and whoever may SIGHUP the agent may reload it. A member of the
- * control group may drain, which the group was granted for, not more. */
-bool control_command_is_root_only(ControlCommand c) {
-        return c == CONTROL_RELOAD;
-}
-
-static const char *const grant_table[_CONTROL_GRANT_MAX] = {
-        [CONTROL_GRANT_DENIED] = "denied",
-        [CONTROL_GRANT_ROOT] = "root",
-        [CONTROL_GRANT_OWNER] = "owner",
-        [CONTROL_GRANT_GROUP] = "group",
-};
-
-const char *control_grant_to_string(ControlGrant g) {
-        if (g < 0 || g >= _CONTROL_GRANT_MAX)
-                return NULL;
-        return grant_table[g];
-}
-
-ControlGrant control_access_check(uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups,
-                                  const ControlAccess *access) {
-        if (uid == 0)
-                return CONTROL_GRANT_ROOT;
-        if (!access)
-                return CONTROL_GRANT_DENIED;
-        if (uid == access->owner)
-                return CONTROL_GRANT_OWNER;
-        if (!access->have_group)
-                return CONTROL_GRANT_DENIED;
-        if (gid == access->group)
-                return CONTROL_GRANT_GROUP;
-        for (size_t i = 0; groups && i < n_groups; i++)
-                if (groups[i] == access->group)
-                        return CONTROL_GRANT_GROUP;
-        return CONTROL_GRANT_DENIED;
-}
-
-char *control_access_denied_message(const char *command, bool have_uid, uid_t uid, const ControlAccess *access) {
-        char who[64], owner[64] = "", group[96] = "", peer[48];
-        char *m = NULL;
-
-        if (access && access->owner != 0)
-                snprintf(owner, sizeof owner, ", uid %u (the agent's)", (unsigned) access->owner);
-        if (access && access->have_group) {
-                if (access->group_name && !isempty(access->group_name))
-                        snprintf(group, sizeof group, "group '%s'", access->group_name);
-                else
-                        snprintf(group, sizeof group, "gid %u", (unsigned) access->group);
-        }
-        snprintf(who, sizeof who, "root%s%s%s", owner, *group ? " or members of " : "", group);
-        if (have_uid)
-                snprintf(peer, sizeof peer, "you are uid %u", (unsigned) uid);
-        else
-                snprintf(peer, sizeof peer, "your credentials are unknown");
-        /* Say how to get in: the operator reading this is the one who needs to know. */
-        if (*group) {
-                if (asprintf(&m,
-                             "permission denied: '%s' is for %s; %s. Run it with sudo, or ask an admin to add you "
-                             "to %s (it counts from your next login)",
-                             strna(command), who, peer, group) < 0)
-                        return NULL;
-        } else if (asprintf(&m,
-                            "permission denied: '%s' is for %s; %s. Run it with sudo, or have the admin grant a "
-                            "group with [agent] control_group in the agent's config",
-                            strna(command), who, peer) < 0)
-                return NULL;
-        return m;
-}
-
-char *control_root_only_message(const char *command, bool have_uid, uid_t uid, const ControlAccess *access) {
-        char owner[64] = "", peer[48];
-        char *m = NULL;
-
-        if (access && access->owner != 0)
-                snprintf(owner, sizeof owner, " and uid %u (the agent's)", (unsigned) access->owner);
-        if (have_uid)
-                snprintf(peer, sizeof peer, "you are uid %u", (unsigned) uid);
-        else
-                snprintf(peer, sizeof peer, "your credentials are unknown");
-        if (asprintf(&m, "permission denied: '%s' is for root%s only, not for [agent] control_group; %s. Run it "
-                         "with sudo (systemctl reload monkeyd does)",
-                     strna(command), owner, peer) < 0)
-                return NULL;
-        return m;
-}
-
-static const char *const verdict_table[_CONTROL_VERDICT_MAX] = {
-        [CONTROL_VERDICT_ROUTED] = "routed",
-        [CONTROL_VERDICT_NOT_ROUTED] = "not routed",
-        [CONTROL_VERDICT_DEGRADED] = "degraded",
-};
-
-const char *control_verdict_to_string(ControlVerdict v) {
-        if (v < 0 || v >= _CONTROL_VERDICT_MAX)
-                return NULL;
-        return verdict_table[v];
-}
-
-static json_object *verdict_field(json_object *o, const char *key, json_type type) {
-        json_object *v = NULL;
-
-        if (!o || !json_object_is_type(o, json_type_object) || !json_object_object_get_ex(o, key, &v) ||
-            !json_object_is_type(v, type))
-                return NULL;
-        return v;
-}
-
-static const char *verdict_str(json_object *o, const char *key) {
-        json_object *v = verdict_field(o, key, json_type_string);
-        return v ? json_object_get_string(v) : NULL;
-}
-
-/* -1 unknown, 0 false, 1 true */
-static int verdict_bool(json_object *o, const char *key) {
-        json_object *v = verdict_field(o, key, json_type_boolean);
-        return v ? json_object_get_boolean(v) : -1;
-}
-
-/* "what: detail (extra)" appended to the memstream, "; " between problems. */
-static void verdict_note(FILE *f, bool *first, const char *what, const char *detail, const char *extra) {
-        fprintf(f, "%s%s", *first ? "" : "; ", what);
-        *first = false;
-        if (!isempty(detail))
-                fprintf(f, ": %s", detail);
-        if (!isempty(extra))
-                fprintf(f, " (%s)", extra);
-}
-
-static void sanitize_for_message(const char *s, size_t len, char *buf, size_t size);
-
-ControlVerdict control_status_verdict(json_object *status, char **ret_why) {
-        static const char *const routed_states[] = { "SERVING", "OVERLOADED", "HOLDING" };
-        json_object *pool = verdict_field(status, "pool", json_type_object);
-        json_object *slack = verdict_field(status, "slack", json_type_object);
-        json_object *outbox = verdict_field(slack, "outbox", json_type_object);
-        json_object *sf = verdict_field(status, "state_file", json_type_object);
-        const char *state = verdict_str(status, "state");
-        ControlVerdict v = CONTROL_VERDICT_NOT_ROUTED;
-        _cleanup_(freep) char *raw = NULL;
-        bool first = true, routable = false;
-        size_t size = 0;
-        FILE *f;
-
-        f = open_memstream(&raw, &size);
-        for (size_t i = 0; state && i < ELEMENTSOF(routed_states); i++)
-                routable = routable || streq(state, routed_states[i]);
-        if (!routable) {
-                if (f)
-                        fprintf(f, "state %s", state ? state : "unknown");
-        } else if (verdict_bool(pool, "configured") == 1 && verdict_bool(pool, "serving") != 1) {
-                if (f)
-                        fprintf(f, "%s, but not in the pool", state);
-        } else {
-                v = CONTROL_VERDICT_ROUTED;
-                if (verdict_bool(pool, "configured") == 1 && !streq_ptr(verdict_str(pool, "status"), "connected")) {
-                        v = CONTROL_VERDICT_DEGRADED;
-                        if (f)
-                                verdict_note(f, &first, "Redis", strna(verdict_str(pool, "status")),
-                                             verdict_str(pool, "last_error"));
-                }
-                if (verdict_bool(slack, "configured") == 1 &&
-                    (verdict_bool(outbox, "paused") == 1 || verdict_str(outbox, "last_error") ||
-                     verdict_str(outbox, "disk_error"))) {
-                        const char *e = verdict_str(outbox, "last_error");
-                        v = CONTROL_VERDICT_DEGRADED;
-                        if (f)
-                                verdict_note(f, &first, "Slack",
-                                             verdict_bool(outbox, "paused") == 1 ? "paused" : "not delivering",
-                                             e ? e : verdict_str(outbox, "disk_error"));
-                }
-                if (verdict_bool(sf, "ok") == 0) {
-                        v = CONTROL_VERDICT_DEGRADED;
-                        if (f)
-                                verdict_note(f, &first, "state file", "cannot save", verdict_str(sf, "last_error"));
-                }
-                if (v == CONTROL_VERDICT_ROUTED && f)
-                        fprintf(f, "%s%s", state, verdict_bool(pool, "configured") == 1 ? ", in the pool" : "");
-        }
-        if (!f || fclose(f) != 0) {
-                free(TAKE_PTR(raw));
-                size = 0;
-        }
-        if (ret_why) {
-                char *why = NULL;
-
-                /* one line, whatever the agent's texts hold */
-                if (raw && (why = malloc(size + 4)))
-                        sanitize_for_message(raw, size, why, size + 4);
-                *ret_why = why;
-        }
-        return v;
-}
-
-void control_request_done(ControlRequest *r) {
-        if (!r)
-                return;
-        free(r->reason);
-        r->reason = NULL;
-        free(r->id);
-        r->id = NULL;
-}
-
-/* Error text for the request parser; only -ENOMEM if even that fails. */
-static int parse_fail(char **ret_error, const char *format, ...) _printf_(2, 3);
-static int parse_fail(char **ret_error, const char *format, ...) {
-        va_list ap;
-        char *m = NULL;
-        int r;
-
-        if (!ret_error)
-                return -EBADMSG;
-        va_start(ap, format);
-        r = vasprintf(&m, format, ap);
-        va_end(ap);
-        if (r < 0)
-                return -ENOMEM;
-        *ret_error = m;
-        return -EBADMSG;
-}
-
-/* Shown inside error texts: short, and no control characters, so a hostile
- * command name cannot forge extra lines in a log. */
-static void sanitize_for_message(const char *s, size_t len, char *buf, size_t size) {
-        size_t keep = MIN(len, size - 4), n = 0;
-
-        for (size_t i = 0; i < keep; i++) {
-                unsigned char c = (unsigned char) s[i];
-                buf[n++] = (c < 0x20 || c == 0x7f) ? '?' : (char) c;
-        }
-        if (keep < len) {
-                memcpy(buf + n, "...", 3);
-                n += 3;
-        }
-        buf[n] = '\0';
-}
-
-int control_request_parse(const char *line, size_t len, ControlRequest *ret, char **ret_error) {
-        _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
-        _cleanup_(json_object_putp) json_object *root = NULL;
-        _cleanup_(freep) char *reason = NULL, *copy = NULL, *id = NULL;
-        json_object *v;
-        enum json_tokener_error jerr;
-        unsigned limit = 0;
-        ControlCommand command;
-        int64_t version;
-
-        if (!line || !ret)
-                return -EINVAL;
-        if (len > CONTROL_REQUEST_MAX)
-                return parse_fail(ret_error, "request too large (max %d bytes)", CONTROL_REQUEST_MAX);
-        if (memchr(line, '\0', len))
-                return parse_fail(ret_error, "request contains a NUL byte");
-        /* json-c takes overlong forms and surrogates; what we accept comes
-         * back in replies, events, logs and Slack, which must stay UTF-8. */
-        if (!utf8_is_valid(line, len))
-                return parse_fail(ret_error, "request is not valid UTF-8");
-
-        tok = json_tokener_new();
-        if (!tok)
-                return -ENOMEM;
-        json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-        /* The terminating NUL is what tells json-c that a top-level literal
-         * ("null", "1") has ended; the line itself is not terminated. The
-         * int length is safe: len <= CONTROL_REQUEST_MAX. */
-        copy = strndup(line, len);
-        if (!copy)
-                return -ENOMEM;
-        root = json_tokener_parse_ex(tok, copy, (int) len + 1);
-        jerr = json_tokener_get_error(tok);
-        if (jerr == json_tokener_success && !root)
-                return parse_fail(ret_error, "request is not a JSON object");
-        if (!root || jerr != json_tokener_success) {
-                if (jerr == json_tokener_continue)
-                        return parse_fail(ret_error, "not JSON (incomplete)");
-                return parse_fail(ret_error, "not JSON (%s)", json_tokener_error_desc(jerr));
-        }
-        for (size_t i = json_tokener_get_parse_end(tok); i < len; i++)
-                if (!strchr(" \t\r\n", line[i]))
-                        return parse_fail(ret_error, "trailing garbage after the JSON object");
-
-        if (!json_object_is_type(root, json_type_object))
-                return parse_fail(ret_error, "request is not a JSON object");
-
-        if (!json_object_object_get_ex(root, "version", &v))
-                return parse_fail(ret_error, "missing \"version\"");
-        if (!json_object_is_type(v, json_type_int))
-                return parse_fail(ret_error, "\"version\" is not an integer");
-        version = json_object_get_int64(v);
-        /* json-c clamps what does not fit: do not quote a number nobody sent */
-        if (version == INT64_MAX || version == INT64_MIN)
-                return parse_fail(ret_error, "unsupported version (out of range; this agent speaks %d)",
-                                  CONTROL_PROTOCOL_VERSION);
-        if (version != CONTROL_PROTOCOL_VERSION)
-                return parse_fail(ret_error, "unsupported version %" PRId64 " (this agent speaks %d)",
-                                  version, CONTROL_PROTOCOL_VERSION);
-
-        if (!json_object_object_get_ex(root, "command", &v))
-                return parse_fail(ret_error, "missing \"command\"");
-        if (!json_object_is_type(v, json_type_string))
-                return parse_fail(ret_error, "\"command\" is not a string");
-        {
-                const char *s = json_object_get_string(v);
-                size_t n = (size_t) json_object_get_string_len(v);
-                char shown[68];
-
-                /* a "\u0000" inside the string must not shorten it into a valid name */
-                command = memchr(s, '\0', n) ? _CONTROL_COMMAND_INVALID : control_command_from_string(s);
-                if (command < 0) {
-                        sanitize_for_message(s, n, shown, sizeof shown);
-                        return parse_fail(ret_error, "unknown command \"%s\"", shown);
-                }
-        }
-
-        if (json_object_object_get_ex(root, "reason", &v) && !json_object_is_type(v, json_type_null)) {
-                size_t n;
-
-                if (!json_object_is_type(v, json_type_string))
-                        return parse_fail(ret_error, "\"reason\" is not a string");
-                n = (size_t) json_object_get_string_len(v);
-                if (n > CONTROL_REASON_MAX)
-                        return parse_fail(ret_error, "\"reason\" too long (max %d bytes)", CONTROL_REASON_MAX);
-                if (memchr(json_object_get_string(v), '\0', n))
-                        return parse_fail(ret_error, "\"reason\" contains a NUL byte");
-                /* "\ud800" alone decodes to a surrogate's bytes */
-                if (!utf8_is_valid(json_object_get_string(v), n))
-                        return parse_fail(ret_error, "\"reason\" is not valid UTF-8");
-                if (n > 0) {
-                        reason = strdup(json_object_get_string(v));
-                        if (!reason)
-                                return -ENOMEM;
-                }
-        }
-
-        if (json_object_object_get_ex(root, "limit", &v) && !json_object_is_type(v, json_type_null)) {
-                int64_t l;
-
-                if (!json_object_is_type(v, json_type_int))
-                        return parse_fail(ret_error, "\"limit\" is not an integer");
-                l = json_object_get_int64(v);
-                /* get_int64 clamps huge unsigned values to INT64_MAX: still out of range */
-                if (l < 0 || l > CONTROL_LIMIT_MAX)
-                        return parse_fail(ret_error, "\"limit\" out of range (0..%d)", CONTROL_LIMIT_MAX);
-                limit = (unsigned) l;
-        }
-
-        if (json_object_object_get_ex(root, "id", &v) && !json_object_is_type(v, json_type_null)) {
-                size_t n;
-
-                if (!json_object_is_type(v, json_type_string))
-                        return parse_fail(ret_error, "\"id\" is not a string");
-                n = (size_t) json_object_get_string_len(v);
-                if (n == 0 || n > CONTROL_ID_MAX)
-                        return parse_fail(ret_error, "\"id\" must be 1..%d bytes", CONTROL_ID_MAX);
-                if (memchr(json_object_get_string(v), '\0', n))
-                        return parse_fail(ret_error, "\"id\" contains a NUL byte");
-                id = strdup(json_object_get_string(v));
-                if (!id)
-                        return -ENOMEM;
-        }
-        if (command == CONTROL_INCIDENT && !id)
-                return parse_fail(ret_error, "\"incident\" needs an \"id\"");
-
-        *ret = (ControlRequest) {
-                .version = (int) version,
-                .command = command,
-                .reason = TAKE_PTR(reason),
-                .limit = limit,
-                .id = TAKE_PTR(id),
-        };
-        return 0;
-}
-
-static int json_to_line(json_object *o, char **ret) {
-        const char *s = json_object_to_json_string_ext(o, CONTROL_JSON_FLAGS);
-        char *c;
-
-        if (!s)
-                return -ENOMEM;
-        c = strdup(s);
-        if (!c)
-                return -ENOMEM;
-        *ret = c;
-        return 0;
-}
-
-/* json_object_object_add takes the value even when it fails; the caller
- * keeps nothing. NULL values (allocation failures) are reported too. */
-static int object_add(json_object *o, const char *key, json_object *value) {
-        if (!value)
-                return -ENOMEM;
-        if (json_object_object_add(o, key, value) < 0) {
-                json_object_put(value);
-                return -ENOMEM;
-        }
-        return 0;
-}
-
-int control_request_format(const ControlRequest *r, char **ret) {
-        _cleanup_(json_object_putp) json_object *o = NULL;
-        const char *name;
-
-        if (!r || !ret)
-                return -EINVAL;
-        name = control_command_to_string(r->command);
-        if (!name)
-                return -EINVAL;
-        if (r->limit > CONTROL_LIMIT_MAX)
-                return -ERANGE;
-        if (r->reason && (strlen(r->reason) > CONTROL_REASON_MAX))
-                return -E2BIG;
-
-        o = json_object_new_object();
-        if (!o)
-                return -ENOMEM;
-        if (object_add(o, "version", json_object_new_int(r->version > 0 ? r->version : CONTROL_PROTOCOL_VERSION)) < 0 ||
-            object_add(o, "command", json_object_new_string(name)) < 0)
-                return -ENOMEM;
-        if (r->limit > 0 && object_add(o, "limit", json_object_new_int((int) r->limit)) < 0)
-                return -ENOMEM;
-        if (r->reason && object_add(o, "reason", json_object_new_string(r->reason)) < 0)
-                return -ENOMEM;
-        if (r->id && (strlen(r->id) == 0 || strlen(r->id) > CONTROL_ID_MAX))
-                return -E2BIG;
-        if (r->id && object_add(o, "id", json_object_new_string(r->id)) < 0)
-                return -ENOMEM;
-        return json_to_line(o, ret);
-}
-
-/* {"version":1,"ok":OK,KEY:VALUE}; VALUE is consumed. NULL on OOM. */
-static char *reply_build(bool ok, const char *key, json_object *value) {
-        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
-        char *line = NULL;
-
-        if (!o) {
-                json_object_put(value);
-                return NULL;
-        }
-        if (object_add(o, "version", json_object_new_int(CONTROL_PROTOCOL_VERSION)) < 0 ||
-            object_add(o, "ok", json_object_new_boolean(ok)) < 0) {
-                json_object_put(value);
-                return NULL;
-        }
-        /* json-c stores a NULL value as JSON null, which is what a caller asking for null means */
-        if (json_object_object_add(o, key, value) < 0) {
-                json_object_put(value);
-                return NULL;
-        }
-        if (json_to_line(o, &line) < 0)
-                return NULL;
-        return line;
-}
-
-char *control_reply_error(const char *message) {
-        json_object *m = json_object_new_string(message ? message : "unknown error");
-        return m ? reply_build(false, "error", m) : NULL;
-}
-
-char *control_reply_message(const char *message) {
-        json_object *m = json_object_new_string(message ? message : "");
-        return m ? reply_build(true, "message", m) : NULL;
-}
-
-char *control_reply_object(const char *key, json_object *value) {
-        if (!key)
-                return NULL;
-        return reply_build(true, key, json_object_get(value));
-}
-
-/* --- the server ------------------------------------------------------- */
+#include "log.h"
 
 typedef struct ControlClient ControlClient;
 
@@ -818,165 +305,220 @@ static void client_rearm_idle(ControlClient *c) {
         (void) sd_event_source_set_enabled(c->idle, SD_EVENT_ONESHOT);
 }
 
-static char *handle_mutating(ControlClient *c, const ControlRequest *req) {
-        const ControlHandlers *h = &c->server->handlers;
-        _cleanup_(freep) char *message = NULL;
-        const char *name = control_command_to_string(req->command);
+/* NULL: the peer may go on; else the refusal to send. Only commands the
+ * table marks mutating are checked. */
+static char *check_privilege(ControlClient *c, const ControlCommandInfo *info) {
+        const char *name = info->name;
+        ControlGrant g;
+
+        if (!info->mutating)
+                return NULL;
+        g = client_grant(c);
+        if (g == CONTROL_GRANT_DENIED || (info->root_only && g == CONTROL_GRANT_GROUP)) {
+                const ControlAccess *acc = &c->server->access;
+                _cleanup_(freep) char *denied =
+                        info->root_only ? control_root_only_message(name, c->have_cred, c->cred.uid, acc)
+                                        : control_access_denied_message(name, c->have_cred, c->cred.uid, acc);
+                uint64_t now = 0;
+                unsigned more;
+
+                (void) sd_event_now(c->server->event, CLOCK_MONOTONIC, &now);
+                if (!ratelimit_pass(&c->server->denied_log, now, 5, &more))
+                        ;
+                else if (more == 0)
+                        log_notice("Control: refused '%s' from unprivileged peer (uid %ld, pid %ld).", name,
+                                   c->have_cred ? (long) c->cred.uid : -1L, c->have_cred ? (long) c->cred.pid : -1L);
+                else
+                        log_notice("Control: refused '%s' from unprivileged peer (uid %ld, pid %ld); %u "
+                                   "refusals before it not logged.",
+                                   name, c->have_cred ? (long) c->cred.uid : -1L,
+                                   c->have_cred ? (long) c->cred.pid : -1L, more);
+                return control_reply_error(denied ? denied : "permission denied");
+        }
+        if (g == CONTROL_GRANT_GROUP)
+                /* worth a line: access that only the group grants */
+                log_info("Control: '%s' from uid %u (pid %ld), allowed as a member of %s%s (gid %u).", name,
+                         (unsigned) c->cred.uid, (long) c->cred.pid,
+                         c->server->access.group_name ? "group " : "the control group",
+                         strempty(c->server->access.group_name), (unsigned) c->server->access.group);
+        return NULL;
+}
+
+static char *not_supported(const char *name) {
         char buf[160];
-        int r;
 
-        if (control_command_is_mutating(req->command)) {
-                ControlGrant g = client_grant(c);
-                bool root_only = control_command_is_root_only(req->command);
+        snprintf(buf, sizeof buf, "'%s' is not supported by this agent", name);
+        return control_reply_error(buf);
+}
 
-                if (g == CONTROL_GRANT_DENIED || (root_only && g == CONTROL_GRANT_GROUP)) {
-                        const ControlAccess *acc = &c->server->access;
-                        _cleanup_(freep) char *denied =
-                                root_only ? control_root_only_message(name, c->have_cred, c->cred.uid, acc)
-                                          : control_access_denied_message(name, c->have_cred, c->cred.uid, acc);
-                        uint64_t now = 0;
-                        unsigned more;
+/* An object or array answer under the command's reply key; NULL from the
+ * handler is `unavailable`, or the handler's own message. */
+static char *reply_answer(const ControlCommandInfo *info, json_object *o, const char *message,
+                          const char *unavailable) {
+        _cleanup_(json_object_putp) json_object *answer = o;
 
-                        (void) sd_event_now(c->server->event, CLOCK_MONOTONIC, &now);
-                        if (!ratelimit_pass(&c->server->denied_log, now, 5, &more))
-                                ;
-                        else if (more == 0)
-                                log_notice("Control: refused '%s' from unprivileged peer (uid %ld, pid %ld).", name,
-                                           c->have_cred ? (long) c->cred.uid : -1L,
-                                           c->have_cred ? (long) c->cred.pid : -1L);
-                        else
-                                log_notice("Control: refused '%s' from unprivileged peer (uid %ld, pid %ld); %u "
-                                           "refusals before it not logged.",
-                                           name, c->have_cred ? (long) c->cred.uid : -1L,
-                                           c->have_cred ? (long) c->cred.pid : -1L, more);
-                        return control_reply_error(denied ? denied : "permission denied");
-                }
-                if (g == CONTROL_GRANT_GROUP)
-                        /* worth a line: access that only the group grants */
-                        log_info("Control: '%s' from uid %u (pid %ld), allowed as a member of %s%s (gid %u).", name,
-                                 (unsigned) c->cred.uid, (long) c->cred.pid,
-                                 c->server->access.group_name ? "group " : "the control group",
-                                 strempty(c->server->access.group_name), (unsigned) c->server->access.group);
-        }
+        if (!answer)
+                return control_reply_error(message ? message : unavailable);
+        return control_reply_object(info->reply_key, answer);
+}
 
-        if (req->command == CONTROL_DRAIN) {
-                if (!h->drain)
-                        return control_reply_error("'drain' is not supported by this agent");
-                r = h->drain(c->server->userdata, req->reason, &message);
-        } else if (req->command == CONTROL_RELOAD) {
-                if (!h->reload)
-                        return control_reply_error("'reload' is not supported by this agent");
-                r = h->reload(c->server->userdata, &message);
-        } else if (req->command == CONTROL_TEST_ALERT || req->command == CONTROL_TEST_REBOOT ||
-                   req->command == CONTROL_CHECK) {
-                int (*handler)(void *, uint64_t, const char *, char **) =
-                        req->command == CONTROL_TEST_ALERT    ? h->test_alert
-                        : req->command == CONTROL_TEST_REBOOT ? h->test_reboot
-                                                              : h->check;
-                if (!handler) {
-                        snprintf(buf, sizeof buf, "'%s' is not supported by this agent", name);
-                        return control_reply_error(buf);
-                }
-                r = handler(c->server->userdata, c->id, req->reason, &message);
-                if (r >= 0) {
-                        c->awaiting = true;
-                        client_rearm_idle(c);
-                        return NULL; /* answered by control_server_answer() */
-                }
-        } else {
-                if (!h->resume)
-                        return control_reply_error("'resume' is not supported by this agent");
-                r = h->resume(c->server->userdata, &message);
-        }
+/* What a mutating handler's (r, message) become. */
+static char *reply_outcome(const ControlCommandInfo *info, int r, const char *message) {
+        char buf[160];
+
         if (r < 0) {
                 if (message)
                         return control_reply_error(message);
-                snprintf(buf, sizeof buf, "%s failed: %s", name, strerror(-r));
+                snprintf(buf, sizeof buf, "%s failed: %s", info->name, strerror(-r));
                 return control_reply_error(buf);
         }
         return control_reply_message(message ? message : "ok");
 }
 
+/* Each command's call into the agent, one per row of the protocol's table:
+ * the reply line, or NULL when the answer comes later (deferred rows). */
+typedef char *(*ServeFn)(ControlClient *c, const ControlCommandInfo *info, const ControlRequest *req);
+
 #define CONTROL_NO_POOL "no [pool] configured"
 
-static char *handle_pool(ControlClient *c) {
+static char *serve_status(ControlClient *c, const ControlCommandInfo *info, const ControlRequest *req) {
+        const ControlHandlers *h = &c->server->handlers;
+
+        if (!h->status)
+                return not_supported(info->name);
+        return reply_answer(info, h->status(c->server->userdata), NULL, "status unavailable");
+}
+
+static char *serve_history(ControlClient *c, const ControlCommandInfo *info, const ControlRequest *req) {
+        const ControlHandlers *h = &c->server->handlers;
+
+        if (!h->history)
+                return not_supported(info->name);
+        return reply_answer(info, h->history(c->server->userdata, req->limit > 0 ? req->limit : CONTROL_LIMIT_DEFAULT),
+                            NULL, "history unavailable");
+}
+
+static char *serve_pool(ControlClient *c, const ControlCommandInfo *info, const ControlRequest *req) {
         const ControlHandlers *h = &c->server->handlers;
         _cleanup_(json_object_putp) json_object *st = NULL;
         json_object *pool = NULL, *configured = NULL;
 
-        if (h->pool) {
-                _cleanup_(json_object_putp) json_object *o = h->pool(c->server->userdata);
-                if (!o)
-                        return control_reply_error(CONTROL_NO_POOL);
-                return control_reply_object("pool", o);
-        }
+        if (h->pool)
+                return reply_answer(info, h->pool(c->server->userdata), NULL, CONTROL_NO_POOL);
         /* Older wiring: the same object, from the status. */
         if (!h->status)
-                return control_reply_error("'pool' is not supported by this agent");
+                return not_supported(info->name);
         st = h->status(c->server->userdata);
         if (!st || !json_object_object_get_ex(st, "pool", &pool) || !json_object_is_type(pool, json_type_object))
                 return control_reply_error(CONTROL_NO_POOL);
         if (!json_object_object_get_ex(pool, "configured", &configured) || !json_object_get_boolean(configured))
                 return control_reply_error(CONTROL_NO_POOL);
-        return control_reply_object("pool", pool);
+        return control_reply_object(info->reply_key, pool);
 }
 
-static char *handle_request(ControlClient *c, const ControlRequest *req) {
+/* incidents and incident come as a pair: one without the other is neither */
+static char *serve_incidents(ControlClient *c, const ControlCommandInfo *info, const ControlRequest *req) {
         const ControlHandlers *h = &c->server->handlers;
-        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_(freep) char *message = NULL;
+        json_object *o;
 
-        switch (req->command) {
-        case CONTROL_STATUS:
-                if (!h->status)
-                        return control_reply_error("'status' is not supported by this agent");
-                o = h->status(c->server->userdata);
-                if (!o)
-                        return control_reply_error("status unavailable");
-                return control_reply_object("status", o);
+        if (!h->incidents || !h->incident)
+                return not_supported("incidents");
+        o = req->command == CONTROL_INCIDENTS ? h->incidents(c->server->userdata, &message)
+                                              : h->incident(c->server->userdata, req->id, &message);
+        return reply_answer(info, o, message, "incidents unavailable");
+}
 
-        case CONTROL_HISTORY:
-                if (!h->history)
-                        return control_reply_error("'history' is not supported by this agent");
-                o = h->history(c->server->userdata, req->limit > 0 ? req->limit : CONTROL_LIMIT_DEFAULT);
-                if (!o)
-                        return control_reply_error("history unavailable");
-                return control_reply_object("history", o);
+static char *serve_watch(ControlClient *c, const ControlCommandInfo *info, const ControlRequest *req) {
+        json_object *o;
 
-        case CONTROL_POOL:
-                return handle_pool(c);
+        c->watching = true;
+        client_rearm_idle(c);
+        o = json_object_new_boolean(true);
+        if (!o)
+                return NULL;
+        return reply_answer(info, o, NULL, NULL);
+}
 
-        case CONTROL_INCIDENTS:
-        case CONTROL_INCIDENT: {
-                _cleanup_(freep) char *message = NULL;
+static char *serve_drain(ControlClient *c, const ControlCommandInfo *info, const ControlRequest *req) {
+        const ControlHandlers *h = &c->server->handlers;
+        _cleanup_(freep) char *message = NULL;
+        int r;
 
-                if (!h->incidents || !h->incident)
-                        return control_reply_error("'incidents' is not supported by this agent");
-                o = req->command == CONTROL_INCIDENTS ? h->incidents(c->server->userdata, &message)
-                                                      : h->incident(c->server->userdata, req->id, &message);
-                if (!o)
-                        return control_reply_error(message ? message : "incidents unavailable");
-                return control_reply_object(control_command_to_string(req->command), o);
-        }
+        if (!h->drain)
+                return not_supported(info->name);
+        r = h->drain(c->server->userdata, req->reason, &message);
+        return reply_outcome(info, r, message);
+}
 
-        case CONTROL_WATCH:
-                c->watching = true;
+static char *serve_resume(ControlClient *c, const ControlCommandInfo *info, const ControlRequest *req) {
+        const ControlHandlers *h = &c->server->handlers;
+        _cleanup_(freep) char *message = NULL;
+        int r;
+
+        if (!h->resume)
+                return not_supported(info->name);
+        r = h->resume(c->server->userdata, &message);
+        return reply_outcome(info, r, message);
+}
+
+static char *serve_reload(ControlClient *c, const ControlCommandInfo *info, const ControlRequest *req) {
+        const ControlHandlers *h = &c->server->handlers;
+        _cleanup_(freep) char *message = NULL;
+        int r;
+
+        if (!h->reload)
+                return not_supported(info->name);
+        r = h->reload(c->server->userdata, &message);
+        return reply_outcome(info, r, message);
+}
+
+/* test-alert, test-reboot, check: started now, answered by control_server_answer() */
+static char *serve_deferred(ControlClient *c, const ControlCommandInfo *info, const ControlRequest *req) {
+        const ControlHandlers *h = &c->server->handlers;
+        int (*handler)(void *, uint64_t, const char *, char **) = req->command == CONTROL_TEST_ALERT ? h->test_alert
+                                                                  : req->command == CONTROL_TEST_REBOOT
+                                                                          ? h->test_reboot
+                                                                          : h->check;
+        _cleanup_(freep) char *message = NULL;
+        int r;
+
+        if (!handler)
+                return not_supported(info->name);
+        r = handler(c->server->userdata, c->id, req->reason, &message);
+        if (r >= 0) {
+                c->awaiting = true;
                 client_rearm_idle(c);
-                o = json_object_new_boolean(true);
-                if (!o)
-                        return NULL;
-                return control_reply_object("watching", o);
-
-        case CONTROL_DRAIN:
-        case CONTROL_RESUME:
-        case CONTROL_TEST_ALERT:
-        case CONTROL_TEST_REBOOT:
-        case CONTROL_RELOAD:
-        case CONTROL_CHECK: /* answered later, like the tests; anyone may ask */
-                return handle_mutating(c, req);
-
-        default:
-                return control_reply_error("unknown command");
+                return NULL;
         }
+        return reply_outcome(info, r, message);
+}
+
+static const ServeFn serve_table[_CONTROL_COMMAND_MAX] = {
+        [CONTROL_STATUS] = serve_status,
+        [CONTROL_HISTORY] = serve_history,
+        [CONTROL_WATCH] = serve_watch,
+        [CONTROL_DRAIN] = serve_drain,
+        [CONTROL_RESUME] = serve_resume,
+        [CONTROL_POOL] = serve_pool,
+        [CONTROL_TEST_ALERT] = serve_deferred,
+        [CONTROL_TEST_REBOOT] = serve_deferred,
+        [CONTROL_CHECK] = serve_deferred,
+        [CONTROL_INCIDENTS] = serve_incidents,
+        [CONTROL_INCIDENT] = serve_incidents,
+        [CONTROL_RELOAD] = serve_reload,
+};
+
+static char *handle_request(ControlClient *c, const ControlRequest *req) {
+        const ControlCommandInfo *info = control_command_info(req->command);
+        char *refused;
+
+        if (!info || !serve_table[req->command])
+                return control_reply_error("unknown command");
+        refused = check_privilege(c, info);
+        if (refused)
+                return refused;
+        return serve_table[req->command](c, info, req);
 }
 
 static void client_handle_line(ControlClient *c, const char *line, size_t len) {
@@ -1450,8 +992,6 @@ ControlServer *control_server_free(ControlServer *s) {
 
 void control_server_answer(ControlServer *s, uint64_t ticket, bool ok, const char *message, json_object *extra) {
         ControlClient *c;
-        json_object *o;
-        char *line = NULL;
 
         for (c = s ? s->clients : NULL; c; c = c->next)
                 if (c->id == ticket && !c->dead && c->awaiting)
@@ -1459,14 +999,7 @@ void control_server_answer(ControlServer *s, uint64_t ticket, bool ok, const cha
         if (!c)
                 return; /* gone meanwhile */
         c->awaiting = false;
-        o = json_object_new_object();
-        if (o && json_object_object_add(o, "version", json_object_new_int(CONTROL_PROTOCOL_VERSION)) >= 0 &&
-            json_object_object_add(o, "ok", json_object_new_boolean(ok)) >= 0 &&
-            json_object_object_add(o, ok ? "message" : "error", json_object_new_string(strna(message))) >= 0 &&
-            (!extra || json_object_object_add(o, "result", json_object_get(extra)) >= 0))
-                (void) json_to_line(o, &line);
-        json_object_put(o);
-        client_reply(c, line);
+        client_reply(c, control_reply_result(ok, message, extra));
         client_rearm_idle(c);
         client_process_input(c);
         client_finish_if_done(c);
@@ -1505,14 +1038,12 @@ int control_server_apply_config(ControlServer *s, const Config *c) {
 }
 
 void control_server_broadcast(ControlServer *s, json_object *event) {
-        _cleanup_(json_object_putp) json_object *o = NULL;
         _cleanup_(freep) char *line = NULL;
 
         if (!s || !event)
                 return;
-        o = json_object_new_object();
-        if (!o || object_add(o, "version", json_object_new_int(CONTROL_PROTOCOL_VERSION)) < 0 ||
-            object_add(o, "event", json_object_get(event)) < 0 || json_to_line(o, &line) < 0) {
+        line = control_event_line(event);
+        if (!line) {
                 log_oom();
                 return;
         }

@@ -1,17 +1,17 @@
-/* The control socket: a Unix stream socket speaking newline-delimited JSON
- * with a version field. Requests are one line each, at most
- * CONTROL_REQUEST_MAX bytes; at most CONTROL_CLIENTS_MAX clients at once,
- * the last CONTROL_CLIENTS_RESERVED of them for privileged peers only, so a
- * local user holding connections open cannot lock the operator out.
- * Mutating commands (drain, resume, test-alert, test-reboot) need a
- * privileged peer: uid 0, the agent's own euid, or a member of the
- * configured control group (the peer's gid from SO_PEERCRED or one of its
- * supplementary groups from SO_PEERGROUPS, as they were at connect()).
- * `reload` is for uid 0 and the agent's own euid only: those who could
- * send it SIGHUP anyway. Everything else is open to every local user.
- * `watch` turns the connection into a stream of transition events.
+/* The control protocol, pure: the one table of commands (name, who may
+ * run it, whether the answer comes later, the arguments it reads, the
+ * shape of its reply), the request decoder and encoder, the reply
+ * builders, the access rule and the refusal texts, and the verdict a
+ * status object gives. Shared by the server (core/control_server.c),
+ * monkeyctl and the fuzzer; no I/O here.
  *
- * Wire format (version 1):
+ * Version 1 carries requests and replies as newline-delimited JSON: one
+ * request line each, at most CONTROL_REQUEST_MAX bytes, always with
+ * "version" and "command"; the arguments a command reads go beside them.
+ * Mutating commands need a privileged peer: uid 0, the agent's own euid,
+ * or a member of the configured control group; root-only ones (reload)
+ * are not for the control group.
+ *
  *   request:  {"version":1,"command":"status"}
  *             {"version":1,"command":"history","limit":20}
  *             {"version":1,"command":"drain","reason":"kernel upgrade"}
@@ -31,13 +31,16 @@
  *             {"version":1,"ok":false,"error":"..."}
  *             reload: {"version":1,"ok":true,"message":"reloaded FILE (sha256 ...)"}, or
  *             {"version":1,"ok":false,"error":"FILE:LINE: message"} (the running config stays)
+ *             deferred (test-alert, test-reboot, check): {"version":1,"ok":B,
+ *             "message"|"error":"...","result":{...}}
  *   watch:    {"version":1,"ok":true,"watching":true} then one
  *             {"version":1,"event":{...}} per transition. */
 #pragma once
 
 #include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
-#include <systemd/sd-event.h>
 
 #include "macro.h"
 
@@ -48,13 +51,12 @@
 #define CONTROL_JSON_SCHEMA 1
 #define CONTROL_REQUEST_MAX 4096
 #define CONTROL_ID_MAX 128
-#define CONTROL_CLIENTS_MAX 32
-#define CONTROL_CLIENTS_RESERVED 4 /* of CONTROL_CLIENTS_MAX, for privileged peers */
+#define CONTROL_REASON_MAX 200 /* drain's reason, test-alert's text */
+#define CONTROL_LIMIT_DEFAULT 20
+#define CONTROL_LIMIT_MAX 1000 /* history */
 /* The error a client gets instead of a session when the table is full; the
  * server closes right after it, maybe before the client's request is in. */
 #define CONTROL_ERROR_TOO_MANY "too many clients, try again later"
-#define CONTROL_CLIENT_OUTPUT_MAX (256 * 1024) /* a watcher this far behind is dropped */
-#define CONTROL_CLIENT_IDLE_USEC (10 * USEC_PER_SEC) /* non-watch clients */
 
 typedef enum ControlCommand {
         CONTROL_STATUS,
@@ -73,10 +75,44 @@ typedef enum ControlCommand {
         _CONTROL_COMMAND_INVALID = -EINVAL,
 } ControlCommand;
 
+/* The arguments a request may carry beside "version" and "command". Every
+ * request's are checked, in this order, whatever its command; a command
+ * reads those in its row's `args` and refuses to go without its
+ * `required` ones. */
+typedef enum ControlArg {
+        CONTROL_ARG_REASON = 1u << 0, /* "reason": free text, at most CONTROL_REASON_MAX bytes */
+        CONTROL_ARG_LIMIT = 1u << 1,  /* "limit": 0..CONTROL_LIMIT_MAX, 0 the default */
+        CONTROL_ARG_ID = 1u << 2,     /* "id": 1..CONTROL_ID_MAX bytes */
+} ControlArg;
+
+/* What comes back. */
+typedef enum ControlReplyShape {
+        CONTROL_REPLY_OBJECT,  /* {"ok":true,KEY:{...}} */
+        CONTROL_REPLY_ARRAY,   /* {"ok":true,KEY:[...]} */
+        CONTROL_REPLY_MESSAGE, /* {"ok":true,"message":"..."} */
+        CONTROL_REPLY_RESULT,  /* later: {"ok":B,"message"|"error":"...","result":{...}} */
+        CONTROL_REPLY_STREAM,  /* {"ok":true,"watching":true}, then {"event":{...}} lines */
+} ControlReplyShape;
+
+/* One row per command: everything the server, monkeyctl and the fuzzer
+ * need to know about it. */
+typedef struct ControlCommandInfo {
+        ControlCommand command;
+        const char *name;
+        bool mutating;  /* privileged peers only */
+        bool root_only; /* mutating and beyond the control group: root and the agent's own euid */
+        bool deferred;  /* the server answers later (control_server_answer()) */
+        unsigned args;     /* ControlArg: what it reads */
+        unsigned required; /* ControlArg: what it cannot go without */
+        ControlReplyShape reply;
+        const char *reply_key; /* where the answer is in an ok reply */
+} ControlCommandInfo;
+
+/* The row of `c`, NULL when there is none. */
+const ControlCommandInfo *control_command_info(ControlCommand c);
 const char *control_command_to_string(ControlCommand c);
 ControlCommand control_command_from_string(const char *s);
 bool control_command_is_mutating(ControlCommand c);
-/* Mutating and beyond the control group: root and the agent's own euid. */
 bool control_command_is_root_only(ControlCommand c);
 
 /* Who may run the mutating commands. */
@@ -132,8 +168,8 @@ ControlVerdict control_status_verdict(json_object *status, char **ret_why);
 typedef struct ControlRequest {
         int version;
         ControlCommand command;
-        char *reason;     /* drain: optional, free text, at most 200 bytes */
-        unsigned limit;   /* history: 0 = default (20), at most 1000 */
+        char *reason;     /* drain, test-alert: optional, free text, at most CONTROL_REASON_MAX bytes */
+        unsigned limit;   /* history: 0 = default (CONTROL_LIMIT_DEFAULT), at most CONTROL_LIMIT_MAX */
         char *id;         /* incident: required, at most CONTROL_ID_MAX bytes */
 } ControlRequest;
 
@@ -151,57 +187,9 @@ int control_request_format(const ControlRequest *r, char **ret);
 char *control_reply_error(const char *message);
 char *control_reply_message(const char *message);
 char *control_reply_object(const char *key, json_object *value); /* takes a ref of nothing: value is borrowed */
-
-/* What the agent answers with. Each returns a new json_object reference,
- * or, for mutating calls, 0 / negative errno and a message for the reply. */
-typedef struct ControlHandlers {
-        json_object *(*status)(void *userdata);
-        json_object *(*history)(void *userdata, unsigned limit);
-        int (*drain)(void *userdata, const char *reason, char **ret_message);
-        int (*resume)(void *userdata, char **ret_message);
-        /* The pool's members and budget; NULL when no [pool] is configured.
-         * Optional: without it, "pool" answers with the status' "pool". */
-        json_object *(*pool)(void *userdata);
-        /* Answered later: return 0 and call control_server_answer(ticket)
-         * once (the client reads nothing else meanwhile), or < 0 with
-         * *ret_message to answer now with an error. */
-        int (*test_alert)(void *userdata, uint64_t ticket, const char *text, char **ret_message);
-        /* The same for the EC2 DryRun self-test. */
-        int (*test_reboot)(void *userdata, uint64_t ticket, const char *text, char **ret_message);
-        /* The three checks, now; the report goes in the answer's "result". */
-        int (*check)(void *userdata, uint64_t ticket, const char *text, char **ret_message);
-        /* The incidents kept on disk, and one incident's summary. */
-        json_object *(*incidents)(void *userdata, char **ret_message);
-        json_object *(*incident)(void *userdata, const char *id, char **ret_message);
-        /* Parse the config file again and swap it in if valid: 0 with
-         * "reloaded FILE", or < 0 with the reason ("FILE:LINE: message"). */
-        int (*reload)(void *userdata, char **ret_message);
-} ControlHandlers;
-
-typedef struct ControlServer ControlServer;
-
-/* Binds `path` (an existing stale socket is replaced, a live one is
- * -EADDRINUSE), mode 0666: anyone may read status, only privileged peers
- * may change anything. Starts with no control group. */
-int control_server_new(sd_event *e, const char *path, const ControlHandlers *h, void *userdata,
-                       ControlServer **ret);
-/* Closes every client and unlinks the socket. Takes NULL, returns NULL. */
-ControlServer *control_server_free(ControlServer *s);
-static inline void control_server_freep(ControlServer **s) {
-        control_server_free(*s);
-}
-/* Members of `group` (named `name`, may be NULL) may run the mutating
- * commands too; have_group false: only root and the agent's euid. Applies
- * to requests from now on, on connections old and new. */
-int control_server_set_group(ControlServer *s, bool have_group, gid_t group, const char *name);
-/* The same from a loaded config ([agent] control_group, resolved by
- * config_load()): at start, and again on reload to grant or revoke. */
-struct Config;
-int control_server_apply_config(ControlServer *s, const struct Config *c);
-/* Send {"version":1,"event":EVENT} to every watcher; event is borrowed. */
-void control_server_broadcast(ControlServer *s, json_object *event);
-unsigned control_server_n_clients(const ControlServer *s);
-/* The deferred answer for `ticket`: a reply object {"ok":ok,"message":...}
- * plus `extra` (borrowed, may be NULL) under "result". A client that has
- * gone meanwhile is skipped. */
-void control_server_answer(ControlServer *s, uint64_t ticket, bool ok, const char *message, json_object *extra);
+/* A deferred answer: {"ok":ok,"message"|"error":message} plus `extra`
+ * (borrowed, may be NULL) under "result". NULL on OOM. */
+char *control_reply_result(bool ok, const char *message, json_object *extra);
+/* One line of a watch stream: {"version":1,"event":EVENT}; event is
+ * borrowed. NULL on OOM. */
+char *control_event_line(json_object *event);
