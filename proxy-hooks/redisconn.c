@@ -66,7 +66,7 @@ static int redisconn_open(const RedisConn *c, const char *what, const char *host
         if (!k)
                 return -ENOMEM;
         if (k->err) {
-                int r = file_error(ret_error, -ECONNREFUSED, "Cannot connect to %s: %s", what, k->errstr);
+                int r = error_set(ret_error, -ECONNREFUSED, "Cannot connect to %s: %s", what, k->errstr);
                 redisFree(k);
                 return r;
         }
@@ -95,24 +95,24 @@ static int redisconn_ask_sentinel(RedisConn *c, const RedisEndpoint *s, char **r
                 return r;
         rep = redisCommand(k, "SENTINEL get-master-addr-by-name %s", c->url->master);
         if (!rep) {
-                r = file_error(ret_error, -EIO, "sentinel %s:%u: %s", s->host, (unsigned) s->port, k->errstr);
+                r = error_set(ret_error, -EIO, "sentinel %s:%u: %s", s->host, (unsigned) s->port, k->errstr);
                 redisFree(k);
                 return r;
         }
         redisFree(k);
         if (rep->type == REDIS_REPLY_NIL)
-                return file_error(ret_error, -ENOENT, "sentinel %s:%u does not know master '%s'", s->host,
+                return error_set(ret_error, -ENOENT, "sentinel %s:%u does not know master '%s'", s->host,
                                   (unsigned) s->port, c->url->master);
         if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 || rep->element[0]->type != REDIS_REPLY_STRING ||
             rep->element[1]->type != REDIS_REPLY_STRING || rep->element[0]->len == 0)
-                return file_error(ret_error, -EBADMSG, "sentinel %s:%u: unexpected reply to SENTINEL "
+                return error_set(ret_error, -EBADMSG, "sentinel %s:%u: unexpected reply to SENTINEL "
                                   "get-master-addr-by-name%s%s", s->host, (unsigned) s->port,
                                   rep->type == REDIS_REPLY_ERROR ? ": " : "",
                                   rep->type == REDIS_REPLY_ERROR ? rep->str : "");
         errno = 0;
         port = strtoul(rep->element[1]->str, &end, 10);
         if (errno != 0 || *end != '\0' || port < 1 || port > 65535)
-                return file_error(ret_error, -EBADMSG, "sentinel %s:%u: bad port '%s'", s->host,
+                return error_set(ret_error, -EBADMSG, "sentinel %s:%u: bad port '%s'", s->host,
                                   (unsigned) s->port, rep->element[1]->str);
         host = strdup(rep->element[0]->str);
         if (!host)
@@ -146,7 +146,7 @@ static int redisconn_discover(RedisConn *c, char **ret_error) {
                 }
                 log_debug("%s", strna(why));
                 if (k + 1 == n)
-                        return file_error(ret_error, r, "No sentinel gave the address of master '%s' (last: %s)",
+                        return error_set(ret_error, r, "No sentinel gave the address of master '%s' (last: %s)",
                                           c->url->master, strna(why));
         }
         return r;
@@ -157,12 +157,12 @@ static int redisconn_check_role(RedisConn *c, redisContext *k, char **ret_error)
         _cleanup_(redis_reply_freep) redisReply *rep = redisCommand(k, "ROLE");
 
         if (!rep)
-                return file_error(ret_error, -EIO, "Redis ROLE failed: %s", k->errstr);
+                return error_set(ret_error, -EIO, "Redis ROLE failed: %s", k->errstr);
         if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 || rep->element[0]->type != REDIS_REPLY_STRING)
-                return file_error(ret_error, -EBADMSG, "Redis %s:%u: unexpected reply to ROLE",
+                return error_set(ret_error, -EBADMSG, "Redis %s:%u: unexpected reply to ROLE",
                                   c->master_host, (unsigned) c->master_port);
         if (!streq(rep->element[0]->str, "master"))
-                return file_error(ret_error, -EAGAIN, "Redis %s:%u is not the master (role %s); asking the "
+                return error_set(ret_error, -EAGAIN, "Redis %s:%u is not the master (role %s); asking the "
                                   "sentinels again", c->master_host, (unsigned) c->master_port,
                                   rep->element[0]->str);
         return 0;
@@ -176,7 +176,7 @@ static int redisconn_handshake(RedisConn *c, redisContext *k, char **ret_error) 
                         ? redisCommand(k, "AUTH %s %s", u->user, u->password)
                         : redisCommand(k, "AUTH %s", u->password);
                 if (!rep || rep->type == REDIS_REPLY_ERROR)
-                        return file_error(ret_error, -EACCES, "Redis AUTH failed: %s", rep ? rep->str : k->errstr);
+                        return error_set(ret_error, -EACCES, "Redis AUTH failed: %s", rep ? rep->str : k->errstr);
         }
         if (u->kind == REDIS_URL_SENTINEL) {
                 int r = redisconn_check_role(c, k, ret_error);
@@ -186,7 +186,7 @@ static int redisconn_handshake(RedisConn *c, redisContext *k, char **ret_error) 
         if (u->db > 0) {
                 _cleanup_(redis_reply_freep) redisReply *rep = redisCommand(k, "SELECT %u", u->db);
                 if (!rep || rep->type == REDIS_REPLY_ERROR)
-                        return file_error(ret_error, -EIO, "Redis SELECT %u failed: %s", u->db,
+                        return error_set(ret_error, -EIO, "Redis SELECT %u failed: %s", u->db,
                                           rep ? rep->str : k->errstr);
         }
         return 0;
@@ -277,9 +277,9 @@ int redisconn_reply(RedisConn *c, redisReply **ret, char **ret_error) {
         void *v = NULL;
 
         if (!c->c)
-                return file_error(ret_error, -EIO, "Redis query failed: not connected");
+                return error_set(ret_error, -EIO, "Redis query failed: not connected");
         if (redisGetReply(c->c, &v) != REDIS_OK || !v) {
-                int r = file_error(ret_error, -EIO, "Redis query failed: %s",
+                int r = error_set(ret_error, -EIO, "Redis query failed: %s",
                                    c->c->errstr[0] ? c->c->errstr : "no reply");
                 /* After a timeout a hiredis sync context is unusable. */
                 redisconn_drop(c);
