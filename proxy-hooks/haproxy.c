@@ -6,6 +6,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "haproxy.h"
+#include "clock.h"
 #include "log.h"
 #include "retry.h"
 
@@ -38,7 +39,7 @@ static int haproxy_command(const Options *o, const char *cmd, char **ret_answer)
         _cleanup_(closep) int fd = -1;
         _cleanup_(freep) char *line = NULL, *buf = NULL;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        usec_t deadline = retry_now() + o->timeout;
+        usec_t deadline = clock_now(CLOCK_MONOTONIC) + o->timeout;
         size_t len, off = 0, size = 0, used = 0;
 
         if (strlen(o->haproxy_socket) >= sizeof(sa.sun_path))
@@ -56,7 +57,7 @@ static int haproxy_command(const Options *o, const char *cmd, char **ret_answer)
                 return negative_errno();
 
         for (;;) {
-                usec_t now = retry_now();
+                usec_t now = clock_now(CLOCK_MONOTONIC);
                 if (now >= deadline)
                         return -ETIMEDOUT;
                 struct pollfd p = { .fd = fd, .events = off < len ? POLLOUT : POLLIN };

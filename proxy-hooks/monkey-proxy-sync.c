@@ -324,7 +324,6 @@ int main(int argc, char *argv[]) {
         log_setup(LOG_TARGET_AUTO);
         if (o.log_level >= 0)
                 log_max_level = o.log_level;
-        retry_seed();
 
         r = sync_new(&o, &s);
         if (r < 0)

@@ -7,6 +7,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "clock.h"
 #include "fileio.h"
 #include "log.h"
 #include "nginx.h"
@@ -111,7 +112,7 @@ static int nginx_run_reload(const char *command, usec_t timeout, char **ret_erro
         pid_t pid;
         int r, status;
         char *argv[] = { (char *) "/bin/sh", (char *) "-c", (char *) command, NULL };
-        usec_t deadline = retry_now() + timeout;
+        usec_t deadline = clock_now(CLOCK_MONOTONIC) + timeout;
 
         posix_spawn_file_actions_init(&fa);
         posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
@@ -138,7 +139,7 @@ static int nginx_run_reload(const char *command, usec_t timeout, char **ret_erro
                                 *ret_error = NULL;
                         return r;
                 }
-                if (retry_now() >= deadline) {
+                if (clock_now(CLOCK_MONOTONIC) >= deadline) {
                         (void) kill(pid, SIGKILL);
                         (void) waitpid(pid, &status, 0);
                         if (asprintf(ret_error, "The reload command '%s' did not finish in time: killed", command) < 0)

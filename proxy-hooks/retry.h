@@ -1,6 +1,6 @@
-/* When monkey-proxy-sync tries again: its clock (CLOCK_MONOTONIC, the
- * clock of its sd-event timers) and the capped, jittered backoff of its
- * sync and subscriber retries. */
+/* When monkey-proxy-sync tries again: the schedule of its sync and
+ * subscriber retries, base/backoff.h's with its own bounds. Its clock is
+ * base/clock.h's CLOCK_MONOTONIC, the clock of its sd-event timers. */
 #pragma once
 
 #include "macro.h"
@@ -10,9 +10,6 @@
 /* Run just after a lease or a grace has expired, not just before. */
 #define RETRY_SLACK_USEC (50 * USEC_PER_MSEC)
 
-usec_t retry_now(void);
-/* Seeds the jitter, once at start. */
-void retry_seed(void);
 /* The delay before attempt `failures` + 1: from RETRY_BACKOFF_MIN_USEC,
- * doubled per failure up to cap, +-25% jitter. */
+ * doubled per failure after the first up to cap, the upper half random. */
 usec_t retry_backoff(unsigned failures, usec_t cap);

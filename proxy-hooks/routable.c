@@ -1,4 +1,5 @@
 /* The routable set and the servers Redis forgot: see routable.h. */
+#include "clock.h"
 #include "log.h"
 #include "retry.h"
 #include "routable.h"
@@ -202,7 +203,7 @@ int routable_keep_forgotten(void *userdata, const Endpoint *routed, size_t n_rou
         _cleanup_(freep) char *strs = NULL;
         _cleanup_(redis_reply_freep) redisReply *owners = NULL;
         size_t n_gone = 0, n_unknown = 0;
-        usec_t now = retry_now();
+        usec_t now = clock_now(CLOCK_MONOTONIC);
         int r;
 
         r = proxysync_missing(routed, n_routed, *want, *n_want, &gone, &n_gone);

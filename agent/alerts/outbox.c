@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "backoff.h"
+#include "clock.h"
 #include "config.h"
 #include "error.h"
 #include "fileio.h"
@@ -264,12 +265,6 @@ struct Outbox {
         size_t threads_next;
 };
 
-static usec_t now_wall(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000;
-}
-
 static void record_name(uint64_t seq, char buf[static OUTBOX_NAME_DIGITS + 6]) {
         snprintf(buf, OUTBOX_NAME_DIGITS + 6, "%020" PRIu64 ".json", seq);
 }
@@ -293,7 +288,7 @@ static bool name_is_record(const char *name, uint64_t *ret_seq) {
 static void set_error(Outbox *o, const char *detail) {
         free(o->last_error);
         o->last_error = strndup(strna(detail), OUTBOX_DETAIL_MAX);
-        o->last_error_at = now_wall();
+        o->last_error_at = clock_now(CLOCK_REALTIME);
 }
 
 static int pending_insert(Outbox *o, OutboxRecord *r) {
@@ -876,7 +871,7 @@ void outbox_answer(Outbox *o, OutboxVerdict v, usec_t retry_after, const char *d
                 o->delivered++;
                 o->attempt = 0;
                 o->paused = false;
-                o->last_ok_at = now_wall();
+                o->last_ok_at = clock_now(CLOCK_REALTIME);
                 free(o->last_error);
                 o->last_error = NULL;
                 if (o->transport.answered)
@@ -942,7 +937,7 @@ int outbox_add(Outbox *o, const char *kind, const char *incident, OutboxRole rol
                 return -ENOMEM;
         *r = (OutboxRecord) {
                 .seq = o->next_seq,
-                .created = now_wall(),
+                .created = clock_now(CLOCK_REALTIME),
                 .kind = strdup(kind),
                 .incident = incident ? strdup(incident) : NULL,
                 .role = incident ? role : OUTBOX_STANDALONE,

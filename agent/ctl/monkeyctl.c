@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "checks.h"
+#include "clock.h"
 #include "fileio.h"
 #include "flamegraph.h"
 #include "folded.h"
@@ -323,10 +324,7 @@ static const Verb *verb_find(const Ctl *ctl, const char *name) {
 }
 
 static int64_t now_ms(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        return (int64_t) (clock_now(CLOCK_MONOTONIC) / USEC_PER_MSEC);
 }
 
 static int64_t deadline_after(const Ctl *ctl) {

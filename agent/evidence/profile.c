@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "clock.h"
 #include "fileio.h"
 #include "flamegraph.h"
 #include "folded.h"
@@ -25,13 +26,6 @@ static char *const child_env[] = { (char *) "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
 
 #define CAP_SYS_ADMIN_BIT 21
 #define CAP_PERFMON_BIT 38
-
-static usec_t mono_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000;
-}
 
 static void sleep_usec(usec_t u) {
         struct timespec ts = { .tv_sec = (time_t) (u / USEC_PER_SEC), .tv_nsec = (long) (u % USEC_PER_SEC) * 1000 };
@@ -169,7 +163,7 @@ static int wait_until(pid_t pid, usec_t deadline, int *ret_status) {
                         return interrupted ? -ETIME : 0;
                 if (r < 0 && errno != EINTR)
                         return -errno;
-                now = mono_usec();
+                now = clock_now(CLOCK_MONOTONIC);
                 if (now >= deadline) {
                         if (!interrupted) {
                                 (void) kill(pid, SIGINT);
@@ -216,7 +210,7 @@ static int record(Worker *w) {
                          /* no build-id cache in $HOME: there is none, and it grows forever */
                          (char *) "--no-buildid-cache", (char *) "-q", (char *) "-o", (char *) "perf.data",
                          (char *) "--", (char *) "sleep", secs, NULL };
-        usec_t start = mono_usec();
+        usec_t start = clock_now(CLOCK_MONOTONIC);
         size_t len;
         bool permission;
         int r, status = 0;
@@ -231,7 +225,7 @@ static int record(Worker *w) {
                 return r;
         }
         r = wait_until(pid, start + w->duration + PROFILE_RECORD_GRACE, &status);
-        json_object_object_add(w->result, "record_sec", json_new_rounded((double) (mono_usec() - start) / USEC_PER_SEC, 2));
+        json_object_object_add(w->result, "record_sec", json_new_rounded((double) (clock_now(CLOCK_MONOTONIC) - start) / USEC_PER_SEC, 2));
         if (r < 0 && r != -ETIME) {
                 result_set(w, "failed", "lost track of perf record");
                 return r;
@@ -265,7 +259,7 @@ static int fold(Worker *w, Folded *ret, StackFoldStats *ret_stats) {
         char *argv[] = { (char *) w->perf, (char *) "script", (char *) "-i", (char *) "perf.data",
                          /* inline resolution runs addr2line per frame: minutes, not seconds */
                          (char *) "--no-inline", NULL };
-        usec_t start = mono_usec(), deadline = start + PROFILE_FOLD_TIMEOUT;
+        usec_t start = clock_now(CLOCK_MONOTONIC), deadline = start + PROFILE_FOLD_TIMEOUT;
         char buf[64 * 1024], reason[300];
         bool partial = false;
         int fds[2], r, status = 0;
@@ -287,7 +281,7 @@ static int fold(Worker *w, Folded *ret, StackFoldStats *ret_stats) {
         close(TAKE_FD(wfd));
         for (;;) {
                 struct pollfd p = { .fd = rfd, .events = POLLIN };
-                usec_t now = mono_usec();
+                usec_t now = clock_now(CLOCK_MONOTONIC);
                 ssize_t n;
 
                 if (now >= deadline) {
@@ -312,7 +306,7 @@ static int fold(Worker *w, Folded *ret, StackFoldStats *ret_stats) {
                         break;
                 }
         }
-        (void) wait_until(pid, mono_usec() + 10 * USEC_PER_SEC, &status);
+        (void) wait_until(pid, clock_now(CLOCK_MONOTONIC) + 10 * USEC_PER_SEC, &status);
         if (!partial && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
                 _cleanup_(freep) char *log = NULL;
                 size_t len;
@@ -322,7 +316,7 @@ static int fold(Worker *w, Folded *ret, StackFoldStats *ret_stats) {
                 json_object_object_add(w->result, "script_error", json_object_new_string(reason));
                 partial = true;
         }
-        json_object_object_add(w->result, "fold_sec", json_new_rounded((double) (mono_usec() - start) / USEC_PER_SEC, 2));
+        json_object_object_add(w->result, "fold_sec", json_new_rounded((double) (clock_now(CLOCK_MONOTONIC) - start) / USEC_PER_SEC, 2));
         json_object_object_add(w->result, "partial", json_object_new_boolean(partial));
         return stackfold_finish(f, ret, ret_stats);
 }
@@ -643,7 +637,7 @@ int profile_start(sd_event *e, const ProfileRequest *req, profile_done_t done, v
         /* Reaping is ours: sd-event must not leave a zombie behind if the
          * source goes first. */
         (void) sd_event_source_set_child_process_own(p->child, true);
-        p->deadline_at = mono_usec() + req->duration + PROFILE_RECORD_GRACE + PROFILE_FOLD_TIMEOUT +
+        p->deadline_at = clock_now(CLOCK_MONOTONIC) + req->duration + PROFILE_RECORD_GRACE + PROFILE_FOLD_TIMEOUT +
                          30 * USEC_PER_SEC;
         r = sd_event_add_time(e, &p->deadline, CLOCK_MONOTONIC, p->deadline_at, USEC_PER_SEC, on_deadline, p);
         if (r < 0)

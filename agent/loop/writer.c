@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "clock.h"
 #include "fileio.h"
 #include "log.h"
 
@@ -56,12 +57,6 @@ struct Writer {
         Job *dispatching;   /* loop only: the job whose completions run now */
 };
 
-static usec_t mono_now(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000;
-}
-
 static Job *job_free(Job *j) {
         if (!j)
                 return NULL;
@@ -96,7 +91,7 @@ static int job_new(JobType type, const char *dir, int dir_fd, const char *name, 
 
         if (!j)
                 return -ENOMEM;
-        *j = (Job) { .type = type, .dir_fd = -1, .queued_at = mono_now() };
+        *j = (Job) { .type = type, .dir_fd = -1, .queued_at = clock_now(CLOCK_MONOTONIC) };
         if (dir_fd >= 0) {
                 j->dir_fd = fcntl(dir_fd, F_DUPFD_CLOEXEC, 3);
                 if (j->dir_fd < 0 || fstat(j->dir_fd, &st) < 0) {
@@ -175,9 +170,9 @@ static void *writer_thread(void *userdata) {
                 j->started = true;
                 pthread_mutex_unlock(&w->lock);
 
-                t = mono_now();
+                t = clock_now(CLOCK_MONOTONIC);
                 j->error = job_run(j);
-                t = mono_now() - t;
+                t = clock_now(CLOCK_MONOTONIC) - t;
 
                 pthread_mutex_lock(&w->lock);
                 w->queue = j->next;
@@ -420,7 +415,7 @@ static json_object *ms(usec_t t) {
 
 json_object *writer_status_json(Writer *w) {
         json_object *o = json_object_new_object();
-        usec_t oldest = 0, now = mono_now();
+        usec_t oldest = 0, now = clock_now(CLOCK_MONOTONIC);
 
         if (!o || !w)
                 return o;

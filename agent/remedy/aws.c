@@ -6,6 +6,7 @@
 #include <inttypes.h>
 
 #include "awscreds.h"
+#include "clock.h"
 #include "imds.h"
 #include "jsonutil.h"
 #include "log.h"
@@ -65,9 +66,7 @@ struct Aws {
 };
 
 static usec_t now_clock(Aws *a, clockid_t clock) {
-        uint64_t t = 0;
-        (void) sd_event_now(a->event, clock, &t);
-        return t;
+        return clock_loop_now(a->event, clock);
 }
 
 static void set_string(char **dst, const char *s) {

@@ -4,6 +4,7 @@
 
 #include <inttypes.h>
 
+#include "clock.h"
 #include "fileio.h"
 #include "log.h"
 
@@ -34,9 +35,7 @@ struct Imds {
 };
 
 static usec_t now_mono(Imds *m) {
-        uint64_t t = 0;
-        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &t);
-        return t;
+        return clock_loop_now(m->event, CLOCK_MONOTONIC);
 }
 
 static void token_drop(Imds *m) {

@@ -7,10 +7,13 @@
 
 #include <inttypes.h>
 
+#include "backoff.h"
+#include "clock.h"
 #include "log.h"
 #include "pool_link.h"
 #include "pool_scripts.h"
 #include "poolkeys.h"
+#include "random.h"
 
 /* Up to this many members every heartbeat refreshes the full member list;
  * above, only the O(log N) summary, and the list when someone asks
@@ -84,7 +87,7 @@ struct Pool {
 };
 
 static usec_t now_usec(Pool *p, clockid_t clock) {
-        return pool_link_now(p ? p->event : NULL, clock);
+        return clock_loop_now(p ? p->event : NULL, clock);
 }
 
 static bool ready(const Pool *p) {
@@ -525,11 +528,10 @@ static void on_link_ready(PoolLink *l, void *userdata) {
 static int on_heartbeat(sd_event_source *s, uint64_t usec, void *userdata);
 
 static void heartbeat_arm(Pool *p) {
-        usec_t spread = p->heartbeat / 10, d;
+        /* ±10%: a fleet restarted together does not renew in lockstep. */
+        usec_t d = jitter_spread(p->heartbeat, 10, random_u64());
         int r;
 
-        /* ±10%: a fleet restarted together does not renew in lockstep. */
-        d = p->heartbeat - spread + (spread ? pool_link_random() % (2 * spread + 1) : 0);
         if (!p->heartbeat_timer) {
                 r = sd_event_add_time_relative(p->event, &p->heartbeat_timer, CLOCK_BOOTTIME, d, USEC_PER_MSEC,
                                                on_heartbeat, p);

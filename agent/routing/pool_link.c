@@ -12,10 +12,11 @@
 
 #include <assert.h>
 #include <stdarg.h>
-#include <sys/random.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
+#include "random.h"
 #include "redis_event.h"
 #include "secret.h"
 
@@ -91,24 +92,6 @@ struct PoolLink {
 
         Cmd *cmds;
 };
-
-usec_t pool_link_now(sd_event *e, clockid_t clock) {
-        uint64_t t;
-        struct timespec ts;
-
-        if (e && sd_event_now(e, clock, &t) >= 0)
-                return t;
-        clock_gettime(clock, &ts);
-        return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000;
-}
-
-uint64_t pool_link_random(void) {
-        uint64_t v = 0;
-
-        if (getrandom(&v, sizeof v, GRND_NONBLOCK) != sizeof v)
-                v = pool_link_now(NULL, CLOCK_MONOTONIC) * 6364136223846793005ULL;
-        return v;
-}
 
 static void set_error_v(PoolLink *l, const char *format, va_list ap) _printf_(2, 0);
 static void set_error_v(PoolLink *l, const char *format, va_list ap) {
@@ -799,7 +782,7 @@ static int on_retry(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 static void retry_schedule(PoolLink *l) {
-        usec_t d = pool_backoff_delay(l->attempt, pool_link_random());
+        usec_t d = pool_backoff_delay(l->attempt, random_u64());
         int r;
 
         if (l->attempt < 64)
@@ -823,7 +806,7 @@ static void link_broken(PoolLink *l) {
         l->handshake_pending = 0;
         l->degraded = false;
         if (was_ready) {
-                l->lost_at = pool_link_now(l->event, CLOCK_MONOTONIC);
+                l->lost_at = clock_loop_now(l->event, CLOCK_MONOTONIC);
                 log_warning("pool: lost Redis: %s; reconnecting", error_or(l, "?"));
         } else if (!streq_ptr(l->logged_error, l->last_error))
                 log_warning("pool: cannot reach Redis: %s; retrying with backoff", error_or(l, "?"));
@@ -966,7 +949,7 @@ static void link_ready(PoolLink *l) {
         l->degraded = false;
         if (l->lost_at)
                 snprintf(took, sizeof took, " after %.1fs",
-                         (double) (pool_link_now(l->event, CLOCK_MONOTONIC) - l->lost_at) / USEC_PER_SEC);
+                         (double) (clock_loop_now(l->event, CLOCK_MONOTONIC) - l->lost_at) / USEC_PER_SEC);
         log_info("pool: connected to Redis %s%s (%s)%s", strna(l->main.peer),
                  l->settings.url.kind == REDIS_URL_SENTINEL ? " via sentinel" : "", strna(l->label), took);
         l->lost_at = 0;

@@ -110,6 +110,3 @@ const char *pool_link_url_shown(const PoolLink *l);
 bool pool_link_master(const PoolLink *l, char *buf, size_t size);
 
 /* The loop's time on clock (e may be NULL: the clock's). */
-usec_t pool_link_now(sd_event *e, clockid_t clock);
-/* For jitter: getrandom(), or the clock when that fails. */
-uint64_t pool_link_random(void);

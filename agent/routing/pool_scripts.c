@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "backoff.h"
 #include "poolkeys.h"
 
 /* ---- the scripts ---- */
@@ -507,12 +508,7 @@ char *pool_event_json(const PoolEvent *e) {
 }
 
 usec_t pool_backoff_delay(unsigned attempt, uint64_t random) {
-        usec_t d = POOL_BACKOFF_MIN_USEC;
-
-        for (unsigned i = 0; i < attempt && d < POOL_BACKOFF_MAX_USEC; i++)
-                d *= 2;
-        d = MIN(d, POOL_BACKOFF_MAX_USEC);
-        return d / 2 + random % (d / 2 + 1);
+        return backoff_delay(POOL_BACKOFF_MIN_USEC, POOL_BACKOFF_MAX_USEC, attempt, random);
 }
 
 
