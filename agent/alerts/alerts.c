@@ -126,9 +126,6 @@ int alerts_start(Agent *a, char **ret_error) {
         if (!c->slack.enabled)
                 return 0;
 
-        r = http_new(a->event, &a->http);
-        if (r < 0)
-                return log_error_errno(r, "Cannot set up HTTP: %m");
         r = slack_new(a->http, c, &a->slack, ret_error);
         if (r < 0)
                 return r;
@@ -149,10 +146,11 @@ void alerts_free(Agent *a) {
         /* the client first: it may hold a call the outbox waits on */
         a->slack = slack_free(a->slack);
         a->outbox = outbox_free(a->outbox);
-        a->http = http_free(a->http);
         a->top_before = proc_snapshot_free(a->top_before);
         free(a->pool_down_detail);
         a->pool_down_detail = NULL;
+        free(a->quarantine_reason);
+        a->quarantine_reason = NULL;
 }
 
 static bool slack_config_equal(const Config *x, const Config *y) {

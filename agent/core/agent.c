@@ -1266,7 +1266,7 @@ static void agent_start_machine(Agent *a) {
 
 int agent_new(const char *config_path, Agent **ret, char **ret_error) {
         _cleanup_(agent_freep) Agent *a = NULL;
-        _cleanup_(freep) char *moved = NULL;
+        _cleanup_(freep) char *moved = NULL, *why = NULL;
         sigset_t mask;
         int r;
 
@@ -1294,12 +1294,17 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
         r = state_dir_prepare(a->config->agent.state_dir);
         if (r < 0)
                 return r;
-        r = state_load(a->config->agent.state_dir, &a->persist, &moved);
+        r = state_remove_stale_temps(a->config->agent.state_dir);
+        if (r > 0)
+                log_info("%s: removed %d unfinished write%s of state.json", a->config->agent.state_dir, r,
+                         r == 1 ? "" : "s");
+        r = state_load(a->config->agent.state_dir, &a->persist, &moved, &why);
         if (r < 0)
-                return log_error_errno(r, "Cannot read %s/state.json: %m", a->config->agent.state_dir);
+                return log_error_errno(r, "Cannot read %s/state.json%s%s%s: %m", a->config->agent.state_dir,
+                                       why ? " (" : "", strempty(why), why ? ")" : "");
         if (moved)
-                log_warning("%s/state.json was corrupt; moved aside to %s, starting fresh",
-                            a->config->agent.state_dir, moved);
+                log_warning("%s/state.json was corrupt (%s); moved aside to %s, starting fresh",
+                            a->config->agent.state_dir, strna(why), moved);
         /* The transitions before this start (a restart, a reboot). */
         r = history_file_open(a->config->agent.state_dir, AGENT_HISTORY_MAX, a->history, &a->history_len,
                               &a->history_file);
@@ -1354,6 +1359,12 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
         if (r < 0)
                 log_warning_errno(r, "Cannot enable the watchdog: %m, ignoring");
 
+        /* One HTTP client for Slack, AWS and the checks, whichever are
+         * configured now or after a reload: freed after all of them. */
+        r = http_new(a->event, &a->http);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up HTTP: %m");
+
         r = control_server_new(a->event, a->config->agent.control_socket, &control_handlers, a, &a->control);
         if (r < 0)
                 return log_error_errno(r, "Cannot listen on %s: %m", a->config->agent.control_socket);
@@ -1370,11 +1381,6 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
         if (r < 0)
                 return r;
         if (a->config->checks.enabled) {
-                if (!a->http) {
-                        r = http_new(a->event, &a->http);
-                        if (r < 0)
-                                return log_error_errno(r, "Cannot set up HTTP: %m");
-                }
                 r = checks_new(a->event, a->http, a->config, &a->checks, ret_error);
                 if (r < 0)
                         return r;
@@ -1434,6 +1440,8 @@ Agent *agent_free(Agent *a) {
         a->control = control_server_free(a->control);
         a->agent_check = agentcheck_free(a->agent_check);
         a->pool = pool_free(a->pool);
+        /* its last users (Slack, AWS, the checks) are gone */
+        a->http = http_free(a->http);
         timers_cancel(a);
         ticker_free(a->sampler);
         sd_event_source_disable_unref(a->queue_defer);
@@ -1451,7 +1459,6 @@ Agent *agent_free(Agent *a) {
         detector_done(&a->detector);
         persistent_state_done(&a->persist);
         free(a->cpu_last_error);
-        free(a->quarantine_reason);
         free(a->remedy_last_failure);
         free(a->state_reason);
         config_free(a->config);

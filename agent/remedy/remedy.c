@@ -64,11 +64,6 @@ int remedy_setup(Agent *a, char **ret_error) {
         if (!c->remedy.enabled)
                 return 0;
         if (c->aws.enabled && ladder_has(c, REMEDY_REBOOT_INSTANCE)) {
-                if (!a->http) {
-                        r = http_new(a->event, &a->http);
-                        if (r < 0)
-                                return r;
-                }
                 r = aws_new(a->event, a->http, c, &a->aws, ret_error);
                 if (r < 0)
                         return r;
@@ -112,11 +107,6 @@ int remedy_reconfigure(Agent *a, const Config *nc) {
                         log_warning("reload: new [aws] settings take effect once the remediation under way ends "
                                     "and the config is reloaded again, ignoring them for now");
         } else if (need_aws && (!a->aws || !aws_config_equal(a->config, nc))) {
-                if (!a->http) {
-                        r = http_new(a->event, &a->http);
-                        if (r < 0)
-                                return r;
-                }
                 r = aws_new(a->event, a->http, nc, &fresh, &err);
                 if (r < 0) {
                         log_warning("reload: [aws]: %s, keeping the previous settings", err ? err : strerror(-r));
