@@ -2,8 +2,6 @@
  * spool and the retries are the outbox's, the wire is slack.c's: this file
  * gathers the facts from the agent and wires the three together. */
 #include "alerts.h"
-#include "capture.h"
-#include "profile.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -190,7 +188,7 @@ int alerts_reload(Agent *a, const Config *nc, char **ret_error) {
 
 /* --- facts ---------------------------------------------------------------- */
 
-static void top_compute(Agent *a) {
+void alerts_rank_top(Agent *a) {
         _cleanup_(proc_snapshot_freep) ProcSnapshot *after = NULL;
         long tck = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
         int r;
@@ -358,8 +356,11 @@ static void spool(Agent *a, const NoticeFacts *f) {
                                 notice_to_string(f->kind));
 }
 
-void alerts_notify(Agent *a, Notice n, const char *text, const char *reason) {
-        _cleanup_(freep) char *checks = NULL, *pressure = NULL, *evidence = NULL;
+/* The facts of one notice, then the spool: `breach` carries what only a
+ * breach has (the ranking and the capture were done by the caller). */
+static void notify(Agent *a, Notice n, const char *text, const char *reason, const char *pressure,
+                   const char *evidence) {
+        _cleanup_(freep) char *checks = NULL;
         char next[400];
         NoticeFacts f;
         const Incident *i = &a->persist.incident;
@@ -369,18 +370,11 @@ void alerts_notify(Agent *a, Notice n, const char *text, const char *reason) {
         facts_base(a, n, reason, &f);
         switch (n) {
         case NOTICE_BREACH:
-                top_compute(a);
                 f.top = a->top;
                 f.n_top = a->n_top;
                 f.top_since_start = a->top_since_start;
                 f.next = pool_next(a, next, sizeof next);
-                /* on disk before anything is done to the host */
-                capture_breach(a, &pressure);
                 f.pressure = pressure;
-                if (a->evidence_incident && streq_ptr(a->evidence_incident, i->id) &&
-                    asprintf(&evidence, "`monkeyctl incident %s`%s", i->id,
-                             profile_running(a->profile) ? "; a CPU profile is being taken, its hottest stacks follow in this thread" : "") < 0)
-                        evidence = NULL;
                 f.evidence = evidence;
                 break;
         case NOTICE_BACK:
@@ -397,6 +391,14 @@ void alerts_notify(Agent *a, Notice n, const char *text, const char *reason) {
                 break;
         }
         spool(a, &f);
+}
+
+void alerts_notify(Agent *a, Notice n, const char *text, const char *reason) {
+        notify(a, n, text, reason, NULL, NULL);
+}
+
+void alerts_breach(Agent *a, const char *text, const char *reason, const char *pressure, const char *evidence) {
+        notify(a, NOTICE_BREACH, text, reason, pressure, evidence);
 }
 
 void alerts_profile(Agent *a, const char *incident, const char *text, const char *detail) {

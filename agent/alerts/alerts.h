@@ -25,8 +25,15 @@ void alerts_free(Agent *a);
 int alerts_reload(Agent *a, const Config *nc, char **ret_error);
 
 /* Log `text` and, with Slack, spool the message for `n` (reason: the
- * transition's reason). Never fails the caller. */
+ * transition's reason). Never fails the caller. Not for NOTICE_BREACH:
+ * see alerts_breach(). */
 void alerts_notify(Agent *a, Notice n, const char *text, const char *reason);
+/* At breach, first: rank the processes that burned the hot run (the
+ * incident's summary and the breach alert both show them). */
+void alerts_rank_top(Agent *a);
+/* The breach alert, once the caller captured the evidence (capture.h):
+ * pressure and evidence are lines for the message, NULL when none. */
+void alerts_breach(Agent *a, const char *text, const char *reason, const char *pressure, const char *evidence);
 
 /* A ladder step about to be taken (after: why the previous one failed). */
 void alerts_remediating(Agent *a, const char *step, const char *text, const char *after);

@@ -242,6 +242,18 @@ static void incident_close(Agent *a, const char *outcome) {
         i->outcome = strdup(outcome);
 }
 
+/* The breach flow: the evidence on disk (the incident's summary, queued
+ * on the writer, and the profile started) before the alert that points at
+ * it is spooled, and both before anything is done to the host. */
+static void breach_announce(Agent *a, const char *text, const char *reason) {
+        _cleanup_(freep) char *pressure = NULL, *evidence = NULL;
+
+        alerts_rank_top(a);
+        capture_breach(a, &pressure);
+        evidence = capture_breach_line(a);
+        alerts_breach(a, text, reason, pressure, evidence);
+}
+
 static void retry_schedule(Agent *a, usec_t delay);
 static void drain_schedule(Agent *a, usec_t delay);
 
@@ -300,7 +312,7 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
                 incident_open(a, reason);
                 if (t->from == STATE_SERVING && asprintf(&text, "%s overloaded: %s; asking to leave the pool",
                                                          a->config->agent.host, strna(reason)) >= 0)
-                        alerts_notify(a, NOTICE_BREACH, text, reason);
+                        breach_announce(a, text, reason);
                 (void) effect_pool_request_leave(a);
                 break;
 
@@ -308,14 +320,14 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
                 incident_open(a, reason);
                 if (asprintf(&text, "%s overloaded: %s; observe only ([remedy] not configured), staying in the pool",
                              a->config->agent.host, strna(reason)) >= 0)
-                        alerts_notify(a, NOTICE_BREACH, text, reason);
+                        breach_announce(a, text, reason);
                 break;
 
         case ACTION_DRY_RUN:
                 incident_open(a, reason);
                 if (asprintf(&text, "%s overloaded: %s; DRY RUN: nothing will be done", a->config->agent.host,
                              strna(reason)) >= 0)
-                        alerts_notify(a, NOTICE_BREACH, text, reason);
+                        breach_announce(a, text, reason);
                 (void) effect_dry_run(a);
                 break;
 
@@ -1368,6 +1380,10 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
         r = control_server_new(a->event, a->config->agent.control_socket, &control_handlers, a, &a->control);
         if (r < 0)
                 return log_error_errno(r, "Cannot listen on %s: %m", a->config->agent.control_socket);
+        /* Who may drain besides root and our own uid. */
+        r = control_server_apply_config(a->control, a->config);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set the control group: %m");
 
         if (a->config->pool.enabled) {
                 r = pool_new(a->event, a->config, &a->pool, ret_error);
@@ -1397,7 +1413,7 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
         return 0;
 }
 
-int agent_run(Agent *a) {
+int agent_start(Agent *a) {
         int r;
 
         r = sampling_start(a);
@@ -1417,7 +1433,15 @@ int agent_run(Agent *a) {
         sd_notifyf(0, "READY=1\nSTATUS=%s: %s", state_to_string(a->state), strna(a->state_reason));
         log_info("monkeyd %s running as %s, control socket %s", MONKEY_VERSION, a->config->agent.host,
                  a->config->agent.control_socket);
+        return 0;
+}
 
+int agent_run(Agent *a) {
+        int r;
+
+        r = agent_start(a);
+        if (r < 0)
+                return r;
         r = sd_event_loop(a->event);
         if (r < 0)
                 return log_error_errno(r, "Event loop failed: %m");

@@ -165,6 +165,9 @@ static inline void agent_freep(Agent **a) {
 
 /* Run until SIGTERM/SIGINT. Returns 0 on a clean stop. */
 int agent_run(Agent *a);
+/* agent_run() without the loop: sampling, the pool, the machine's first
+ * event queued. The caller (a test) then runs a->event itself. */
+int agent_start(Agent *a);
 
 /* Queue an event for the machine; processed from a defer source, never
  * re-entrantly, in the order posted. `reason` is copied. Cannot fail: see

@@ -359,6 +359,19 @@ void capture_breach(Agent *a, char **ret_pressure) {
                 *ret_pressure = TAKE_PTR(line);
 }
 
+char *capture_breach_line(Agent *a) {
+        const Incident *i = &a->persist.incident;
+        char *line = NULL;
+
+        if (!a->evidence_incident || !streq_ptr(a->evidence_incident, i->id))
+                return NULL;
+        if (asprintf(&line, "`monkeyctl incident %s`%s", i->id,
+                     profile_running(a->profile) ? "; a CPU profile is being taken, its hottest stacks follow in this thread"
+                                                 : "") < 0)
+                return NULL;
+        return line;
+}
+
 bool capture_hold_drain(Agent *a) {
         if (!profile_running(a->profile))
                 return false;

@@ -25,6 +25,11 @@ void capture_on_sample(Agent *a, const CpuSample *interval_start);
  * in status. */
 void capture_breach(Agent *a, char **ret_pressure);
 
+/* After capture_breach(): the breach alert's line naming the incident's
+ * evidence (and the profile under way), malloc'ed; NULL when this
+ * incident has none. */
+char *capture_breach_line(Agent *a);
+
 /* The drain grace is over: true when the remediation must wait for the
  * profile, which then posts EVENT_DRAINED itself. */
 bool capture_hold_drain(Agent *a);
