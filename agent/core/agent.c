@@ -248,11 +248,42 @@ static void incident_close(Agent *a, const char *outcome) {
 static void breach_announce(Agent *a, const char *text, const char *reason) {
         _cleanup_(freep) char *pressure = NULL, *evidence = NULL;
 
+        const Incident *i = &a->persist.incident;
+        char started[32];
+
         alerts_rank_top(a);
-        capture_breach(a, &pressure);
-        evidence = capture_breach_line(a);
+        if (i->id) {
+                CaptureBreach b = {
+                        .id = i->id,
+                        .reason = i->reason,
+                        .started = format_iso8601(started, sizeof started, i->started),
+                        .top = alerts_evidence_json(a),
+                        .top_since_start = a->top_since_start,
+                        .counters = &a->cpu_prev,
+                };
+                capture_breach(a->capture, &b, &pressure);
+                evidence = capture_breach_line(a->capture, i->id);
+        }
         alerts_breach(a, text, reason, pressure, evidence);
 }
+
+/* ---- what Capture tells its owner ---- */
+
+static void capture_profile(void *userdata, const char *incident, const char *text, const char *detail) {
+        alerts_profile(userdata, incident, text, detail);
+}
+
+static void capture_drain_released(void *userdata) {
+        Agent *a = userdata;
+
+        if (a->state == STATE_DRAINING)
+                agent_post_event(a, EVENT_DRAINED, "drain grace over, evidence captured");
+}
+
+static const CaptureSink capture_sink = {
+        .profile = capture_profile,
+        .drain_released = capture_drain_released,
+};
 
 static void retry_schedule(Agent *a, usec_t delay);
 static void drain_schedule(Agent *a, usec_t delay);
@@ -558,7 +589,7 @@ static int on_drained(sd_event_source *s, uint64_t usec, void *userdata) {
         Agent *a = userdata;
         a->drain_timer = sd_event_source_disable_unref(a->drain_timer);
         /* a reboot would take the profile with it */
-        if (capture_hold_drain(a))
+        if (capture_hold_drain(a->capture))
                 return 0;
         agent_post_event(a, EVENT_DRAINED, "drain grace over");
         return 0;
@@ -656,7 +687,8 @@ static void cpu_sample(Agent *a, usec_t now) {
 
         DetectorVerdict v = detector_feed(&a->detector, start, now, busy);
         alerts_on_sample(a);
-        capture_on_sample(a, &interval_start);
+        capture_on_sample(a->capture, a->detector.run_start != USEC_INFINITY || a->detector.breached,
+                          &interval_start);
         if (v == DETECTOR_BREACH || v == DETECTOR_CLEARED)
                 log_debug("Detector: %s at %.1f%%", detector_verdict_to_string(v), busy);
 
@@ -861,7 +893,7 @@ json_object *agent_status_json(Agent *a) {
         json_object_object_add(o, "agent_check", agentcheck_status_json(a->agent_check));
         json_object_object_add(o, "slack", alerts_status_json(a));
         {
-                json_object *ev = capture_status_json(a);
+                json_object *ev = capture_status_json(a->capture);
                 json_object_object_add(ev, "top", alerts_evidence_json(a));
                 json_object_object_add(o, "evidence", ev);
         }
@@ -1021,11 +1053,15 @@ static int control_check(void *userdata, uint64_t ticket, const char *text, char
 }
 
 static json_object *control_incidents(void *userdata, char **ret_message) {
-        return capture_incidents_json(userdata, ret_message);
+        Agent *a = userdata;
+
+        return capture_incidents_json(a->capture, ret_message);
 }
 
 static json_object *control_incident(void *userdata, const char *id, char **ret_message) {
-        return capture_incident_json(userdata, id, ret_message);
+        Agent *a = userdata;
+
+        return capture_incident_json(a->capture, id, ret_message);
 }
 
 static const ControlHandlers control_handlers = {
@@ -1172,6 +1208,7 @@ int agent_reload(Agent *a, char **ret_error) {
                 log_warning_errno(r, "reload: cannot apply [agent] control_group, keeping the previous one: %m");
         a->config = TAKE_PTR(nc);
         config_free(oc);
+        capture_set_config(a->capture, a->config);
 
         log_info("Reloaded %s", a->config_path);
         sd_notify(0, "READY=1");
@@ -1291,8 +1328,6 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
         a->config_path = strdup(config_path);
         if (!a->config_path)
                 return -ENOMEM;
-        /* The profile worker is this binary again; NULL: no profiles. */
-        a->self_exe = realpath("/proc/self/exe", NULL);
         r = config_load(config_path, &a->config, ret_error);
         if (r < 0)
                 return r;
@@ -1344,6 +1379,14 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
         r = writer_new(a->event, &a->writer);
         if (r < 0)
                 return log_error_errno(r, "Cannot start the writer thread: %m");
+        {
+                /* The profile worker is this binary again; NULL: no profiles. */
+                _cleanup_(freep) char *self_exe = realpath("/proc/self/exe", NULL);
+
+                r = capture_new(a->event, a->config, a->writer, self_exe, &capture_sink, a, &a->capture);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot set up incident evidence: %m");
+        }
 
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
@@ -1458,8 +1501,7 @@ Agent *agent_free(Agent *a) {
         effect_checks_manual_free(a);
         a->checks = checks_free(a->checks);
         remedy_free(a);
-        capture_done(a);
-        free(a->self_exe);
+        a->capture = capture_free(a->capture);
         alerts_free(a);
         a->control = control_server_free(a->control);
         a->agent_check = agentcheck_free(a->agent_check);

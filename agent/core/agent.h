@@ -84,8 +84,6 @@ typedef struct Agent {
         char *pool_down_detail;
         usec_t pool_down_since;         /* CLOCK_MONOTONIC, 0 while connected */
         ProcSnapshot *top_before;       /* /proc at the start of the hot run */
-        CpuSample cpu_hot_start;        /* /proc/stat at the start of the hot run (capture.c) */
-        bool cpu_hot_have;
         ProcTop top[NOTICE_TOP_MAX];    /* the last breach's top processes */
         size_t n_top;
         bool top_since_start;
@@ -95,15 +93,8 @@ typedef struct Agent {
                 sd_event_source *deadline;
         } tests[4];
 
-        /* Incident evidence (capture.c) */
-        json_object *evidence_summary;  /* summary.json of evidence_incident */
-        char *evidence_incident;
-        int evidence_error;             /* the last write's, 0 when it worked */
-        struct Profile *profile;        /* the profile worker, NULL when none runs */
-        char *profile_incident;
-        char *profile_last_state;       /* "done", "skipped", "failed" */
-        bool drain_waiting;             /* the drain is over; the remediation waits for the profile */
-        char *self_exe;                 /* for the profile worker */
+        /* Incident evidence: summary, profile, the drain it holds */
+        struct Capture *capture;
 
         /* Remediation (remedy.c) */
         struct Aws *aws;                /* NULL without [aws] or reboot-instance */
