@@ -2,7 +2,7 @@
  * sub-object (CPU reader, detector, persistent state, control server).
  * It turns samples and integration answers into Events, steps the pure
  * state machine, records and persists each transition, and runs the
- * transition's action through effects.h. */
+ * transition's action. */
 #pragma once
 
 #include <json-c/json.h>
@@ -74,24 +74,8 @@ typedef struct Agent {
         Pool *pool;
         AgentCheck *agent_check;
 
-        /* Alerts (alerts.c; NULL without [slack]) */
-        Http *http;
-        Slack *slack;
-        Outbox *outbox;
-        AlertGate gate_hold, gate_quarantine, gate_pool;
-        char *quarantine_reason;        /* the failure last alerted */
-        sd_event_source *pool_down_timer;
-        char *pool_down_detail;
-        usec_t pool_down_since;         /* CLOCK_MONOTONIC, 0 while connected */
-        ProcSnapshot *top_before;       /* /proc at the start of the hot run */
-        ProcTop top[NOTICE_TOP_MAX];    /* the last breach's top processes */
-        size_t n_top;
-        bool top_since_start;
-        struct {
-                uint64_t ticket;        /* control client waiting, 0 = free slot */
-                uint64_t seq;           /* its outbox record */
-                sd_event_source *deadline;
-        } tests[4];
+        Http *http;                     /* Slack, AWS and the checks share it; freed after them */
+        struct Alerts *alerts;          /* the alert pipeline: Slack, outbox, gates */
 
         /* Incident evidence: summary, profile, the drain it holds */
         struct Capture *capture;
@@ -115,15 +99,9 @@ typedef struct Agent {
         bool dry_run_told;              /* this overload's dry run is told; cleared when it clears */
         bool grace_alerted;
 
-        /* Checks (effects.c; NULL without [checks]) */
-        struct Checks *checks;
-        unsigned checks_attempt, checks_attempts;
-        struct ManualCheck *manual_check;   /* monkeyctl check in flight */
-        unsigned checks_passes, checks_passes_needed;
-        sd_event_source *readiness_timer;   /* [checks] every, while SERVING */
-        unsigned readiness_fails;
-        char *readiness_reason;
-        sd_event_source *checks_timer;
+        /* Checks (NULL without [checks]) */
+        struct CheckRun *checkrun;
+        char *readiness_reason;             /* why readiness asked to leave the pool */
 
         /* Results shown in status */
         json_object *last_checks;   /* NULL until checks ran */

@@ -68,10 +68,7 @@ Capture *capture_free(Capture *a) {
 }
 
 void capture_set_config(Capture *a, Config *c) {
-        Config *old = a->config;
-
-        a->config = config_ref(c);
-        config_free(old);
+        config_replace(&a->config, c);
 }
 
 void capture_on_sample(Capture *a, bool hot, const CpuSample *interval_start) {

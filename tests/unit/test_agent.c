@@ -2,7 +2,7 @@
  * Slack, ladder restart-unit:app.service), its loop run here, and the
  * integrations it acts through replaced at link time (-Wl,--wrap, see
  * tests/meson.build) by recorders: remedy_run, remedy_cancel,
- * alerts_notify, outbox_restored, and state_save_queued (which can be
+ * alerts_notify, alerts_restored, and state_save_queued (which can be
  * told to aim at a directory that is not there, so the writer refuses).
  *
  * Rules: the remediation is counted and saved before it runs; a save that
@@ -20,10 +20,9 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "alerts.h"
 #include "log.h"
-#include "testutil.h"
-
-#define BOOT_A "6f1c2e4a-8b3d-4c5e-9f70-1a2b3c4d5e6f"
+#include "agentfix.h"
 
 /* ---- the recorders ---- */
 
@@ -41,8 +40,8 @@ int __wrap_state_save_queued(Writer *w, const char *state_dir, const PersistentS
                              size_t n_done);
 int __wrap_remedy_run(Agent *a);
 void __wrap_remedy_cancel(Agent *a);
-void __wrap_alerts_notify(Agent *a, Notice n, const char *text, const char *reason);
-bool __wrap_outbox_restored(const Outbox *o, const char *kind, const char *incident);
+void __wrap_alerts_notify(Alerts *a, Notice n, const char *text, const char *reason);
+bool __wrap_alerts_restored(Alerts *a, Notice n, const char *incident);
 int __real_state_save_queued(Writer *w, const char *state_dir, const PersistentState *s, const WriterDone *done,
                              size_t n_done);
 int __wrap_state_save_queued(Writer *w, const char *state_dir, const PersistentState *s, const WriterDone *done,
@@ -67,15 +66,15 @@ void __wrap_remedy_cancel(Agent *a) {
         a->remedy_running = false;
 }
 
-void __wrap_alerts_notify(Agent *a, Notice n, const char *text, const char *reason) {
+void __wrap_alerts_notify(Alerts *a, Notice n, const char *text, const char *reason) {
         (void) a, (void) text, (void) reason;
         assert_true(n >= 0 && n < _NOTICE_MAX);
         rec.notices[n]++;
 }
 
-bool __wrap_outbox_restored(const Outbox *o, const char *kind, const char *incident) {
-        (void) o, (void) incident;
-        return rec.outbox_has_back && streq(kind, notice_to_string(NOTICE_BACK));
+bool __wrap_alerts_restored(Alerts *a, Notice n, const char *incident) {
+        (void) a, (void) incident;
+        return rec.outbox_has_back && n == NOTICE_BACK;
 }
 
 /* ---- the fixture ---- */
@@ -88,23 +87,12 @@ typedef struct Fix {
 
 static int setup(void **state) {
         Fix *f = calloc(1, sizeof *f);
-        _cleanup_(freep) char *text = NULL, *sd = NULL;
+        _cleanup_(freep) char *sd = NULL;
 
         assert_non_null(f);
         memset(&rec, 0, sizeof rec);
         f->dir = tmp_dir();
-        free(write_file(f->dir, "boot_id", BOOT_A "\n", 0644));
-        /* counters that do not move: every sample is skipped, the detector
-         * never breaches by itself; the tests post the events */
-        free(write_file(f->dir, "stat", "cpu  100 0 100 1000 0 0 0 0 0 0\ncpu0 100 0 100 1000 0 0 0 0 0 0\n", 0644));
-        assert_true(asprintf(&text,
-                             "[agent]\nhost = test-1\nstate_dir = %s/state\ncontrol_socket = %s/control.sock\n"
-                             "proc_stat = %s/stat\nboot_id = %s/boot_id\n\n"
-                             "[cpu]\nthreshold = 90\nclear_below = 50\nwindow = 2s\ninterval = 1s\n\n"
-                             "[remedy]\nladder = restart-unit:app.service\nbudget = none\nmax_per_window = 2\n"
-                             "window = 1h\n",
-                             f->dir, f->dir, f->dir, f->dir) >= 0);
-        f->config = write_file(f->dir, "monkeyd.conf", text, 0644);
+        f->config = agentfix_write(f->dir, "restart-unit:app.service");
         assert_true(asprintf(&sd, "%s/state", f->dir) >= 0);
         rec.state_dir = TAKE_PTR(sd);
         *state = f;
