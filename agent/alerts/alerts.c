@@ -2,15 +2,14 @@
  * spool and the retries are the outbox's, the wire is slack.c's: this file
  * gathers the facts from the agent and wires the three together. */
 #include "alerts.h"
-#include "capture.h"
-#include "profile.h"
 
 #include <inttypes.h>
 #include <math.h>
+#include <time.h>
 
-#include "agent.h"
-#include "aws.h"
 #include "checks.h"
+#include "evidence.h"
+#include "jsonutil.h"
 #include "log.h"
 #include "outbox.h"
 #include "parse.h"
@@ -23,14 +22,52 @@
 #define JUST_CLOSED (5 * USEC_PER_SEC)       /* BACK, CLEARED close the incident right before they announce it */
 #define PROC_ROOT "/proc"
 
-static usec_t mono_now(Agent *a) {
+struct Alerts {
+        sd_event *event;
+        Config *config;                 /* a reference: alerts_set_config() */
+        Http *http;
+        Writer *writer;
+        const Incident *incident;       /* the agent's, read only */
+        const AlertsSink *sink;
+        void *userdata;
+
+        Slack *slack;                   /* NULL without [slack] */
+        Outbox *outbox;
+        AlertGate gate_hold, gate_quarantine, gate_pool;
+        char *quarantine_reason;        /* the failure last alerted */
+        sd_event_source *pool_down_timer;
+        char *pool_down_detail;
+        usec_t pool_down_since;         /* CLOCK_MONOTONIC, 0 while connected */
+        ProcSnapshot *top_before;       /* /proc at the start of the hot run */
+        ProcTop top[NOTICE_TOP_MAX];    /* the last breach's top processes */
+        size_t n_top;
+        bool top_since_start;
+        struct {
+                uint64_t ticket;        /* control client waiting, 0 = free slot */
+                uint64_t seq;           /* its outbox record */
+                sd_event_source *deadline;
+        } tests[4];
+};
+
+/* Realtime, for humans: the loop's cached now. */
+static usec_t wall_now(Alerts *a) {
+        uint64_t t = 0;
+        struct timespec ts;
+
+        if (sd_event_now(a->event, CLOCK_REALTIME, &t) >= 0)
+                return t;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000;
+}
+
+static usec_t mono_now(Alerts *a) {
         uint64_t t = 0;
         (void) sd_event_now(a->event, CLOCK_MONOTONIC, &t);
         return t;
 }
 
 /* The clock of CPU samples: process ticks keep counting through suspend. */
-static usec_t now_usec_boottime(Agent *a) {
+static usec_t now_usec_boottime(Alerts *a) {
         uint64_t t = 0;
         (void) sd_event_now(a->event, CLOCK_BOOTTIME, &t);
         return t;
@@ -39,14 +76,14 @@ static usec_t now_usec_boottime(Agent *a) {
 /* --- outbox transport ----------------------------------------------------- */
 
 static void on_slack_answer(const SlackAnswer *ans, void *userdata) {
-        Agent *a = userdata;
+        Alerts *a = userdata;
 
         if (a->outbox)
                 outbox_answer(a->outbox, ans->verdict, ans->retry_after, ans->detail, ans->ts);
 }
 
 static int transport_send(void *userdata, const OutboxRecord *r, const char *thread_ts) {
-        Agent *a = userdata;
+        Alerts *a = userdata;
 
         if (!a->slack)
                 return -ENOTCONN;
@@ -54,31 +91,30 @@ static int transport_send(void *userdata, const OutboxRecord *r, const char *thr
 }
 
 static void transport_thread(void *userdata, const char *incident, const char *ts) {
-        Agent *a = userdata;
-        Incident *i = &a->persist.incident;
+        Alerts *a = userdata;
+        const Incident *i = a->incident;
 
         if (!i->id || !streq(i->id, incident) || streq_ptr(i->slack_thread, ts))
                 return;
-        free(i->slack_thread);
-        i->slack_thread = strdup(ts);
-        /* the thread must outlive the reboot that comes next */
-        agent_persist_save(a);
+        /* the thread must outlive the reboot that comes next: the owner of
+         * the incident keeps it and saves it */
+        a->sink->thread(a->userdata, incident, ts);
 }
 
-static void test_done(Agent *a, size_t k, bool ok, const char *message, OutboxVerdict v) {
+static void test_done(Alerts *a, size_t k, bool ok, const char *message, OutboxVerdict v) {
         _cleanup_(json_object_putp) json_object *extra = json_object_new_object();
 
         if (extra) {
                 json_object_object_add(extra, "verdict", json_object_new_string(strna(outbox_verdict_to_string(v))));
                 json_object_object_add(extra, "seq", json_object_new_uint64(a->tests[k].seq));
         }
-        control_server_answer(a->control, a->tests[k].ticket, ok, message, extra);
+        a->sink->test_answer(a->userdata, a->tests[k].ticket, ok, message, extra);
         a->tests[k].deadline = sd_event_source_disable_unref(a->tests[k].deadline);
         a->tests[k].ticket = 0;
 }
 
 static void transport_answered(void *userdata, uint64_t seq, OutboxVerdict v, const char *detail) {
-        Agent *a = userdata;
+        Alerts *a = userdata;
         char m[320];
 
         for (size_t k = 0; k < ELEMENTSOF(a->tests); k++) {
@@ -114,45 +150,75 @@ static OutboxLimits limits_of(const Config *c) {
 
 /* --- set-up -------------------------------------------------------------- */
 
-static void on_pool_connection(Pool *p, bool connected, const char *detail, void *userdata);
-
-int alerts_start(Agent *a, char **ret_error) {
-        const Config *c = a->config;
+int alerts_new(sd_event *e, Config *c, Http *http, Writer *w, const Incident *incident, const AlertsSink *sink,
+               void *userdata, Alerts **ret, char **ret_error) {
+        _cleanup_(alerts_freep) Alerts *a = NULL;
         OutboxLimits l = limits_of(c);
         int r;
 
-        if (a->pool)
-                pool_set_connection_handler(a->pool, on_pool_connection, a);
-        if (!c->slack.enabled)
+        a = calloc(1, sizeof *a);
+        if (!a)
+                return -ENOMEM;
+        a->event = sd_event_ref(e);
+        a->config = config_ref(c);
+        a->http = http;
+        a->writer = w;
+        a->incident = incident;
+        a->sink = sink;
+        a->userdata = userdata;
+        if (!c->slack.enabled) {
+                *ret = TAKE_PTR(a);
                 return 0;
+        }
 
-        r = http_new(a->event, &a->http);
-        if (r < 0)
-                return log_error_errno(r, "Cannot set up HTTP: %m");
         r = slack_new(a->http, c, &a->slack, ret_error);
         if (r < 0)
                 return r;
         r = outbox_new(a->event, a->writer, c->agent.state_dir, &l, &transport, a, &a->outbox);
         if (r < 0)
                 return log_error_errno(r, "Cannot open the Slack outbox in %s: %m", c->agent.state_dir);
-        if (a->persist.incident.id && a->persist.incident.slack_thread)
-                (void) outbox_set_thread(a->outbox, a->persist.incident.id, a->persist.incident.slack_thread);
+        if (incident->id && incident->slack_thread)
+                (void) outbox_set_thread(a->outbox, incident->id, incident->slack_thread);
         log_info("slack: %s mode, outbox %s/" OUTBOX_DIR " (%zu waiting)", slack_mode_to_string(slack_mode(a->slack)),
                  c->agent.state_dir, outbox_n_pending(a->outbox));
+        *ret = TAKE_PTR(a);
         return 0;
 }
 
-void alerts_free(Agent *a) {
+Alerts *alerts_free(Alerts *a) {
+        if (!a)
+                return NULL;
         for (size_t k = 0; k < ELEMENTSOF(a->tests); k++)
                 a->tests[k].deadline = sd_event_source_disable_unref(a->tests[k].deadline);
         a->pool_down_timer = sd_event_source_disable_unref(a->pool_down_timer);
         /* the client first: it may hold a call the outbox waits on */
         a->slack = slack_free(a->slack);
         a->outbox = outbox_free(a->outbox);
-        a->http = http_free(a->http);
         a->top_before = proc_snapshot_free(a->top_before);
         free(a->pool_down_detail);
         a->pool_down_detail = NULL;
+        free(a->quarantine_reason);
+        a->quarantine_reason = NULL;
+        config_free(a->config);
+        sd_event_unref(a->event);
+        free(a);
+        return NULL;
+}
+
+void alerts_set_config(Alerts *a, Config *c) {
+        config_replace(&a->config, c);
+}
+
+bool alerts_restored(Alerts *a, Notice n, const char *incident) {
+        return a->outbox && outbox_restored(a->outbox, notice_to_string(n), incident);
+}
+
+bool alerts_quiesce(Alerts *a, void (*done)(void *userdata), void *userdata) {
+        return a->outbox && outbox_quiesce(a->outbox, done, userdata);
+}
+
+void alerts_holding_reset(Alerts *a) {
+        (void) alert_gate_clear(&a->gate_hold);
 }
 
 static bool slack_config_equal(const Config *x, const Config *y) {
@@ -163,7 +229,7 @@ static bool slack_config_equal(const Config *x, const Config *y) {
                x->slack.timeout == y->slack.timeout;
 }
 
-int alerts_reload(Agent *a, const Config *nc, char **ret_error) {
+int alerts_reload(Alerts *a, const Config *nc, char **ret_error) {
         _cleanup_(slack_freep) Slack *s = NULL;
         OutboxLimits l = limits_of(nc);
         int r;
@@ -192,7 +258,7 @@ int alerts_reload(Agent *a, const Config *nc, char **ret_error) {
 
 /* --- facts ---------------------------------------------------------------- */
 
-static void top_compute(Agent *a) {
+void alerts_rank_top(Alerts *a) {
         _cleanup_(proc_snapshot_freep) ProcSnapshot *after = NULL;
         long tck = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
         int r;
@@ -213,8 +279,7 @@ static void top_compute(Agent *a) {
         a->top_since_start = r > 0;
 }
 
-void alerts_on_sample(Agent *a) {
-        bool hot = a->detector.run_start != USEC_INFINITY || a->detector.breached;
+void alerts_on_sample(Alerts *a, bool hot) {
         int r;
 
         if (hot && !a->top_before) {
@@ -225,19 +290,20 @@ void alerts_on_sample(Agent *a) {
                 a->top_before = proc_snapshot_free(a->top_before);
 }
 
-static const char *pool_next(Agent *a, char *buf, size_t size) {
+static const char *pool_next(Alerts *a, char *buf, size_t size) {
         const Config *c = a->config;
-        _cleanup_(json_object_putp) json_object *st = NULL;
-        json_object *v;
-        int64_t serving = -1;
+        AlertsFacts now = {};
+        int64_t serving;
         char d[32];
+
+        a->sink->facts(a->userdata, false, &now);
 
         if (!c->remedy.enabled) {
                 snprintf(buf, size, "observe only ([remedy] not configured): staying in the pool");
                 return buf;
         }
         if (c->remedy.dry_run) {
-                if (a->pool)
+                if (now.pool)
                         snprintf(buf, size,
                                  "DRY RUN: asking pool %s's budget without taking a slot (min_serving %u, "
                                  "max_unavailable %u), then the ladder as messages; staying in the pool",
@@ -246,14 +312,13 @@ static const char *pool_next(Agent *a, char *buf, size_t size) {
                         snprintf(buf, size, "DRY RUN: the ladder as messages; staying in the pool");
                 return buf;
         }
-        if (!a->pool) {
+        if (!now.pool) {
                 snprintf(buf, size, "%s%s%s", c->remedy.budget == REMEDY_BUDGET_NONE ? "no fleet budget: " : "",
                          c->remedy.dry_run ? "dry run: would " : "", remedy_step_to_string(c->remedy.ladder[0]));
                 return buf;
         }
-        st = pool_status_json(a->pool);
-        if (st && json_object_object_get_ex(st, "serving_count", &v) && json_object_is_type(v, json_type_int))
-                serving = json_object_get_int64(v);
+        a->sink->facts(a->userdata, true, &now);
+        serving = now.serving;
         if (serving > 0)
                 snprintf(buf, size,
                          "leaving pool %s if the budget allows (%" PRId64 " serving now, %" PRId64
@@ -270,9 +335,9 @@ static const char *pool_next(Agent *a, char *buf, size_t size) {
 
 /* One line per check, "✓ content: 9 bytes, contain \"ok\"", and what the
  * app answered when something failed. */
-static char *checks_lines(Agent *a) {
+static char *checks_lines(Alerts *a) {
         static const char *const names[] = { "content", "status", "binding" };
-        json_object *lc = a->last_checks, *detail = NULL, *v;
+        json_object *lc = a->sink->last_checks(a->userdata), *detail = NULL, *v;
         bool failed = false;
         char *s = NULL;
         size_t len = 0;
@@ -308,17 +373,19 @@ static char *checks_lines(Agent *a) {
         return s;
 }
 
-static void facts_base(Agent *a, Notice n, const char *reason, NoticeFacts *f) {
+static void facts_base(Alerts *a, Notice n, const char *reason, NoticeFacts *f) {
         const Config *c = a->config;
+        AlertsFacts now = {};
 
+        a->sink->facts(a->userdata, false, &now);
         *f = (NoticeFacts) {
                 .kind = n,
                 .host = c->agent.host,
                 .pool = c->pool.enabled ? c->pool.name : NULL,
-                .instance_id = a->aws && aws_instance_id(a->aws) ? aws_instance_id(a->aws) : c->aws.instance_id,
+                .instance_id = now.instance_id ? now.instance_id : c->aws.instance_id,
                 .reason = reason,
-                .cpu_now = a->cpu_have_usage ? a->cpu_last_busy : -1,
-                .cpu_window = detector_window_pct(&a->detector),
+                .cpu_now = now.cpu_now,
+                .cpu_window = now.cpu_window,
                 .threshold = c->cpu.threshold,
                 .window = c->cpu.window,
                 .dry_run = c->remedy.dry_run,
@@ -333,13 +400,13 @@ static bool in_thread(Notice n) {
                n == NOTICE_QUARANTINED || n == NOTICE_GAVE_UP || n == NOTICE_GRACE || n == NOTICE_DRY_RUN;
 }
 
-static void spool(Agent *a, const NoticeFacts *f) {
-        const Incident *i = &a->persist.incident;
+static void spool(Alerts *a, const NoticeFacts *f) {
+        const Incident *i = a->incident;
         _cleanup_(freep) char *payload = NULL;
         const char *incident = NULL;
         OutboxRole role = OUTBOX_STANDALONE;
         NoticeFacts g = *f;
-        usec_t now = agent_now_wall(a);
+        usec_t now = wall_now(a);
         int r;
 
         if (!a->outbox)
@@ -360,29 +427,25 @@ static void spool(Agent *a, const NoticeFacts *f) {
                                 notice_to_string(f->kind));
 }
 
-void alerts_notify(Agent *a, Notice n, const char *text, const char *reason) {
-        _cleanup_(freep) char *checks = NULL, *pressure = NULL, *evidence = NULL;
+/* The facts of one notice, then the spool: `breach` carries what only a
+ * breach has (the ranking and the capture were done by the caller). */
+static void notify(Alerts *a, Notice n, const char *text, const char *reason, const char *pressure,
+                   const char *evidence) {
+        _cleanup_(freep) char *checks = NULL;
         char next[400];
         NoticeFacts f;
-        const Incident *i = &a->persist.incident;
-        usec_t now = agent_now_wall(a);
+        const Incident *i = a->incident;
+        usec_t now = wall_now(a);
 
         log_notice("alert (%s)%s: %s", notice_to_string(n), a->outbox ? "" : " [slack not configured]", text);
         facts_base(a, n, reason, &f);
         switch (n) {
         case NOTICE_BREACH:
-                top_compute(a);
                 f.top = a->top;
                 f.n_top = a->n_top;
                 f.top_since_start = a->top_since_start;
                 f.next = pool_next(a, next, sizeof next);
-                /* on disk before anything is done to the host */
-                capture_breach(a, &pressure);
                 f.pressure = pressure;
-                if (a->evidence_incident && streq_ptr(a->evidence_incident, i->id) &&
-                    asprintf(&evidence, "`monkeyctl incident %s`%s", i->id,
-                             profile_running(a->profile) ? "; a CPU profile is being taken, its hottest stacks follow in this thread" : "") < 0)
-                        evidence = NULL;
                 f.evidence = evidence;
                 break;
         case NOTICE_BACK:
@@ -401,7 +464,15 @@ void alerts_notify(Agent *a, Notice n, const char *text, const char *reason) {
         spool(a, &f);
 }
 
-void alerts_profile(Agent *a, const char *incident, const char *text, const char *detail) {
+void alerts_notify(Alerts *a, Notice n, const char *text, const char *reason) {
+        notify(a, n, text, reason, NULL, NULL);
+}
+
+void alerts_breach(Alerts *a, const char *text, const char *reason, const char *pressure, const char *evidence) {
+        notify(a, NOTICE_BREACH, text, reason, pressure, evidence);
+}
+
+void alerts_profile(Alerts *a, const char *incident, const char *text, const char *detail) {
         _cleanup_(freep) char *payload = NULL;
         NoticeFacts f;
         int r;
@@ -421,7 +492,7 @@ void alerts_profile(Agent *a, const char *incident, const char *text, const char
                 log_error_errno(r, "slack: cannot spool the profile alert: %m; it is in the journal only");
 }
 
-void alerts_remediating(Agent *a, const char *step, const char *text, const char *after) {
+void alerts_remediating(Alerts *a, const char *step, const char *text, const char *after) {
         NoticeFacts f;
 
         log_notice("alert (remediating): %s", text);
@@ -431,7 +502,7 @@ void alerts_remediating(Agent *a, const char *step, const char *text, const char
         spool(a, &f);
 }
 
-void alerts_dry_run(Agent *a, const char *verdict, const char *budget, const char *ladder) {
+void alerts_dry_run(Alerts *a, const char *verdict, const char *budget, const char *ladder) {
         NoticeFacts f;
 
         log_notice("alert (dry run): %s: DRY RUN: %s; budget: %s; ladder: %s", a->config->agent.host, verdict,
@@ -443,13 +514,12 @@ void alerts_dry_run(Agent *a, const char *verdict, const char *budget, const cha
         spool(a, &f);
 }
 
-void alerts_step_result(Agent *a, const char *text, const char *request_id) {
+void alerts_step_result(Alerts *a, const char *text, const char *request_id) {
         _cleanup_(freep) char *step = NULL;
         NoticeFacts f;
 
         log_notice("alert (remediating): %s", text);
-        step = a->persist.incident.n_steps > 0 ? strdup(a->persist.incident.steps[a->persist.incident.n_steps - 1].step)
-                                               : NULL;
+        step = a->incident->n_steps > 0 ? strdup(a->incident->steps[a->incident->n_steps - 1].step) : NULL;
         facts_base(a, NOTICE_REMEDIATING, text, &f);
         f.step = step;
         f.request_id = isempty(request_id) ? "unknown" : request_id;
@@ -458,7 +528,7 @@ void alerts_step_result(Agent *a, const char *text, const char *request_id) {
         spool(a, &f);
 }
 
-void alerts_grace(Agent *a, const char *reason, usec_t left) {
+void alerts_grace(Alerts *a, const char *reason, usec_t left) {
         NoticeFacts f;
 
         log_notice("alert (grace): %s overloaded during the post-boot grace: %s", a->config->agent.host, strna(reason));
@@ -469,7 +539,7 @@ void alerts_grace(Agent *a, const char *reason, usec_t left) {
 
 /* --- conditions ----------------------------------------------------------- */
 
-void alerts_holding(Agent *a, const char *reason) {
+void alerts_holding(Alerts *a, const char *reason) {
         NoticeFacts f;
 
         if (!alert_gate_raise(&a->gate_hold, mono_now(a), a->config->slack.remind))
@@ -482,7 +552,7 @@ void alerts_holding(Agent *a, const char *reason) {
         spool(a, &f);
 }
 
-void alerts_holding_over(Agent *a, const char *how) {
+void alerts_holding_over(Alerts *a, const char *how) {
         usec_t since = a->gate_hold.first_at;
         NoticeFacts f;
 
@@ -495,7 +565,7 @@ void alerts_holding_over(Agent *a, const char *how) {
         spool(a, &f);
 }
 
-void alerts_quarantined(Agent *a, const char *reason) {
+void alerts_quarantined(Alerts *a, const char *reason) {
         NoticeFacts f;
         _cleanup_(freep) char *checks = NULL;
         bool changed = !streq_ptr(a->quarantine_reason, reason);
@@ -519,14 +589,14 @@ void alerts_quarantined(Agent *a, const char *reason) {
         spool(a, &f);
 }
 
-bool alerts_quarantine_over(Agent *a) {
+bool alerts_quarantine_over(Alerts *a) {
         free(a->quarantine_reason);
         a->quarantine_reason = NULL;
         return alert_gate_clear(&a->gate_quarantine);
 }
 
 static int on_pool_down_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        Agent *a = userdata;
+        Alerts *a = userdata;
         NoticeFacts f;
         int r;
 
@@ -546,8 +616,7 @@ static int on_pool_down_timer(sd_event_source *s, uint64_t usec, void *userdata)
         return 0;
 }
 
-static void on_pool_connection(Pool *p, bool connected, const char *detail, void *userdata) {
-        Agent *a = userdata;
+void alerts_pool_connection(Alerts *a, bool connected, const char *detail) {
         int r;
 
         if (connected) {
@@ -578,7 +647,7 @@ static void on_pool_connection(Pool *p, bool connected, const char *detail, void
 /* --- test alert ------------------------------------------------------------ */
 
 static int on_test_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
-        Agent *a = userdata;
+        Alerts *a = userdata;
         char m[400];
 
         for (size_t k = 0; k < ELEMENTSOF(a->tests); k++) {
@@ -594,7 +663,7 @@ static int on_test_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-int alerts_test(Agent *a, uint64_t ticket, const char *text, char **ret_message) {
+int alerts_test(Alerts *a, uint64_t ticket, const char *text, char **ret_message) {
         _cleanup_(freep) char *payload = NULL;
         NoticeFacts f;
         size_t k;
@@ -634,7 +703,7 @@ int alerts_test(Agent *a, uint64_t ticket, const char *text, char **ret_message)
 
 /* --- status ---------------------------------------------------------------- */
 
-json_object *alerts_status_json(Agent *a) {
+json_object *alerts_status_json(Alerts *a) {
         json_object *o;
 
         if (!a->slack || !a->outbox) {
@@ -647,12 +716,12 @@ json_object *alerts_status_json(Agent *a) {
         if (!o)
                 return NULL;
         json_object_object_add(o, "configured", json_object_new_boolean(true));
-        json_object_object_add(o, "outbox", outbox_status_json(a->outbox, agent_now_wall(a)));
+        json_object_object_add(o, "outbox", outbox_status_json(a->outbox, wall_now(a)));
         json_object_object_add(o, "reminder_sec", json_object_new_double((double) a->config->slack.remind / USEC_PER_SEC));
         return o;
 }
 
-json_object *alerts_evidence_json(Agent *a) {
+json_object *alerts_evidence_json(Alerts *a) {
         json_object *arr = json_object_new_array();
 
         for (size_t k = 0; arr && k < a->n_top; k++) {
@@ -667,4 +736,8 @@ json_object *alerts_evidence_json(Agent *a) {
                 json_object_array_add(arr, p);
         }
         return arr;
+}
+
+bool alerts_top_since_start(Alerts *a) {
+        return a->top_since_start;
 }

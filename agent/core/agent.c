@@ -10,9 +10,10 @@
 
 #include "alerts.h"
 #include "capture.h"
+#include "aws.h"
+#include "checkrun.h"
 #include "checks.h"
 #include "remedy.h"
-#include "effects.h"
 #include "history.h"
 #include "log.h"
 #include "outbox.h"
@@ -211,7 +212,7 @@ static void on_remediation_recorded(void *userdata, uint64_t at, int error) {
                 return;
         }
         /* each ladder step is recorded and announced by remedy.c */
-        (void) effect_remediate(a);
+        (void) remedy_run(a);
 }
 
 static void incident_open(Agent *a, const char *reason) {
@@ -242,12 +243,417 @@ static void incident_close(Agent *a, const char *outcome) {
         i->outcome = strdup(outcome);
 }
 
+/* ---- what Alerts asks of its owner ---- */
+
+static void alerts_facts(void *userdata, bool serving, AlertsFacts *ret) {
+        Agent *a = userdata;
+
+        *ret = (AlertsFacts) {
+                .cpu_now = a->cpu_have_usage ? a->cpu_last_busy : -1,
+                .cpu_window = detector_window_pct(&a->detector),
+                .instance_id = a->aws ? aws_instance_id(a->aws) : NULL,
+                .pool = !!a->pool,
+                .serving = -1,
+        };
+        if (serving && a->pool) {
+                _cleanup_(json_object_putp) json_object *st = pool_status_json(a->pool);
+                json_object *v;
+
+                if (st && json_object_object_get_ex(st, "serving_count", &v) && json_object_is_type(v, json_type_int))
+                        ret->serving = json_object_get_int64(v);
+        }
+}
+
+static json_object *alerts_last_checks(void *userdata) {
+        Agent *a = userdata;
+
+        return a->last_checks;
+}
+
+static void alerts_thread(void *userdata, const char *incident, const char *ts) {
+        Agent *a = userdata;
+        Incident *i = &a->persist.incident;
+
+        if (!i->id || !streq(i->id, incident) || streq_ptr(i->slack_thread, ts))
+                return;
+        free(i->slack_thread);
+        i->slack_thread = strdup(ts);
+        /* the thread must outlive the reboot that comes next */
+        persist_save(a);
+}
+
+static void alerts_test_answer(void *userdata, uint64_t ticket, bool ok, const char *message, json_object *extra) {
+        Agent *a = userdata;
+
+        control_server_answer(a->control, ticket, ok, message, extra);
+}
+
+static const AlertsSink alerts_sink = {
+        .facts = alerts_facts,
+        .last_checks = alerts_last_checks,
+        .thread = alerts_thread,
+        .test_answer = alerts_test_answer,
+};
+
+static void on_pool_connection(Pool *p, bool connected, const char *detail, void *userdata) {
+        Agent *a = userdata;
+
+        alerts_pool_connection(a->alerts, connected, detail);
+}
+
+/* The breach flow: the evidence on disk (the incident's summary, queued
+ * on the writer, and the profile started) before the alert that points at
+ * it is spooled, and both before anything is done to the host. */
+static void breach_announce(Agent *a, const char *text, const char *reason) {
+        _cleanup_(freep) char *pressure = NULL, *evidence = NULL;
+
+        const Incident *i = &a->persist.incident;
+        char started[32];
+
+        alerts_rank_top(a->alerts);
+        if (i->id) {
+                CaptureBreach b = {
+                        .id = i->id,
+                        .reason = i->reason,
+                        .started = format_iso8601(started, sizeof started, i->started),
+                        .top = alerts_evidence_json(a->alerts),
+                        .top_since_start = alerts_top_since_start(a->alerts),
+                        .counters = &a->cpu_prev,
+                };
+                capture_breach(a->capture, &b, &pressure);
+                evidence = capture_breach_line(a->capture, i->id);
+        }
+        alerts_breach(a->alerts, text, reason, pressure, evidence);
+}
+
+/* ---- what Capture tells its owner ---- */
+
+static void capture_profile(void *userdata, const char *incident, const char *text, const char *detail) {
+        Agent *a = userdata;
+
+        alerts_profile(a->alerts, incident, text, detail);
+}
+
+static void capture_drain_released(void *userdata) {
+        Agent *a = userdata;
+
+        if (a->state == STATE_DRAINING)
+                agent_post_event(a, EVENT_DRAINED, "drain grace over, evidence captured");
+}
+
+static const CaptureSink capture_sink = {
+        .profile = capture_profile,
+        .drain_released = capture_drain_released,
+};
+
 static void retry_schedule(Agent *a, usec_t delay);
 static void drain_schedule(Agent *a, usec_t delay);
 
 static void timers_cancel(Agent *a) {
         a->retry_timer = sd_event_source_disable_unref(a->retry_timer);
         a->drain_timer = sd_event_source_disable_unref(a->drain_timer);
+}
+
+/* ---- the pool, for the machine's actions ---- */
+
+static int action_pool_join(Agent *a) {
+        a->pool_serving = true;
+        if (!a->pool) {
+                log_info("pool: not configured, joining is a no-op");
+                return 0;
+        }
+        /* Joining is never budget-checked; the pool reconciles until Redis
+         * has it, whatever outages come in between. */
+        pool_set_state(a->pool, state_to_string(a->state), a->state_reason, true);
+        return 0;
+}
+
+static void on_budget_answer(Pool *p, PoolLeaveResult r, const char *detail, void *userdata) {
+        Agent *a = userdata;
+        char reason[320];
+
+        switch (r) {
+        case POOL_LEAVE_LEFT:
+        case POOL_LEAVE_ALREADY_OUT:
+                if (a->state != STATE_OVERLOADED && a->state != STATE_HOLDING) {
+                        /* The overload cleared (or an operator stepped in)
+                         * while the leave was in flight: our view wins. */
+                        if (state_is_in_pool(a->state))
+                                (void) action_pool_join(a);
+                        break;
+                }
+                a->pool_serving = false;
+                snprintf(reason, sizeof reason, "left the pool: %s", strna(detail));
+                agent_post_event(a, EVENT_BUDGET_GRANTED, reason);
+                break;
+        case POOL_LEAVE_DENIED:
+                snprintf(reason, sizeof reason, "disruption budget: %s", strna(detail));
+                agent_post_event(a, EVENT_BUDGET_DENIED, reason);
+                break;
+        case POOL_LEAVE_UNREACHABLE:
+        default:
+                if (a->config->pool.on_unreachable == POOL_ON_UNREACHABLE_REMEDIATE) {
+                        snprintf(reason, sizeof reason,
+                                 "pool unreachable (%s); on_unreachable = remediate, proceeding", strna(detail));
+                        a->pool_serving = false;
+                        /* Still out in our own view: reconciled when Redis returns. */
+                        pool_set_state(p, state_to_string(a->state), reason, false);
+                        agent_post_event(a, EVENT_BUDGET_GRANTED, reason);
+                } else {
+                        snprintf(reason, sizeof reason,
+                                 "pool unreachable (%s): not leaving while possibly still routed", strna(detail));
+                        agent_post_event(a, EVENT_BUDGET_DENIED, reason);
+                }
+                break;
+        }
+}
+
+static int request_leave_now(Agent *a) {
+        int r;
+
+        if (!a->pool) {
+                /* only with [remedy] budget = none: the config refuses a
+                 * remediation without a pool otherwise */
+                log_notice("no fleet budget ([remedy] budget = none): leaving without asking the other hosts");
+                agent_post_event(a, EVENT_BUDGET_GRANTED, "no fleet budget ([remedy] budget = none)");
+                return 0;
+        }
+        r = pool_leave(a->pool, false, a->state_reason, on_budget_answer, a);
+        if (r < 0) {
+                log_warning_errno(r, "pool: cannot ask the budget: %m");
+                on_budget_answer(a->pool, POOL_LEAVE_UNREACHABLE, "cannot send the request", a);
+        }
+        return 0;
+}
+
+/* [remedy] dry_run: the budget's verdict, the ladder told step by step,
+ * and back to serving. Nothing here changes routing, the budget or the
+ * reboot-loop guard. */
+static void dry_run_tell(Agent *a, PoolLeaveResult r, const char *detail) {
+        const Config *c = a->config;
+        _cleanup_(freep) char *ladder = NULL, *done = NULL;
+        const char *verdict;
+        size_t len = 0;
+        FILE *f;
+
+        if (a->state != STATE_OVERLOADED) {
+                /* cleared, or an operator stepped in, while the budget answered */
+                log_info("dry run: the budget answered (%s) after the host left OVERLOADED, not telling the ladder",
+                         strna(detail));
+                return;
+        }
+        switch (r) {
+        case POOL_LEAVE_WOULD_LEAVE:
+                verdict = "would leave the pool: the budget allows it";
+                break;
+        case POOL_LEAVE_DENIED:
+                verdict = "would hold in the pool: the budget says no";
+                break;
+        case POOL_LEAVE_ALREADY_OUT:
+                verdict = "not in the pool's serving set: nothing to leave";
+                break;
+        case POOL_LEAVE_LEFT: /* a peek never takes a slot; were it to, say so */
+                verdict = "left the pool (unexpected for a dry run)";
+                break;
+        case POOL_LEAVE_UNREACHABLE:
+        default:
+                verdict = c->pool.on_unreachable == POOL_ON_UNREACHABLE_REMEDIATE
+                                  ? "cannot ask the budget: the pool is unreachable; on_unreachable = remediate would go on"
+                                  : "would hold: the pool is unreachable, so the budget cannot be asked";
+                break;
+        }
+
+        f = open_memstream(&ladder, &len);
+        if (!f) {
+                log_oom();
+        } else {
+                for (size_t i = 0; i < c->remedy.ladder_len; i++) {
+                        _cleanup_(freep) char *step = remedy_step_describe(c, i);
+                        const char *id = c->remedy.ladder[i] == REMEDY_REBOOT_INSTANCE ? aws_instance_id(a->aws) : NULL;
+                        fprintf(f, "%s%zu. %s%s%s", i ? ", " : "", i + 1, strna(step), id ? " " : "", strempty(id));
+                }
+                fclose(f);
+        }
+        alerts_dry_run(a->alerts, verdict, a->pool ? detail : "no [pool]: no fleet budget to ask", ladder);
+        /* The ladder as messages, as a real run would announce each step,
+         * but only where a real run would get that far. */
+        if (r == POOL_LEAVE_WOULD_LEAVE || !a->pool ||
+            (r == POOL_LEAVE_UNREACHABLE && c->pool.on_unreachable == POOL_ON_UNREACHABLE_REMEDIATE))
+                for (size_t i = 0; i < c->remedy.ladder_len; i++) {
+                        _cleanup_(freep) char *step = remedy_step_describe(c, i), *text = NULL;
+                        const char *id = c->remedy.ladder[i] == REMEDY_REBOOT_INSTANCE ? aws_instance_id(a->aws) : NULL;
+
+                        if (asprintf(&text, "%s: DRY RUN: would %s%s%s%s", c->agent.host, strna(step), id ? " " : "",
+                                     strempty(id), i > 0 ? " if the step before failed" : "") < 0)
+                                text = NULL;
+                        alerts_remediating(a->alerts, step, text ? text : "DRY RUN", NULL);
+                }
+        if (asprintf(&done, "DRY RUN: %s; nothing was done", verdict) < 0)
+                done = NULL;
+        agent_post_event(a, EVENT_DRY_RUN_DONE, done ? done : "DRY RUN: nothing was done");
+}
+
+static void on_dry_run_budget(Pool *p, PoolLeaveResult r, const char *detail, void *userdata) {
+        dry_run_tell(userdata, r, detail);
+}
+
+static int action_dry_run(Agent *a) {
+        int r;
+
+        if (!a->pool) {
+                dry_run_tell(a, POOL_LEAVE_WOULD_LEAVE, NULL);
+                return 0;
+        }
+        r = pool_leave_peek(a->pool, a->state_reason, on_dry_run_budget, a);
+        if (r < 0) {
+                log_warning_errno(r, "pool: cannot ask the budget for the dry run: %m");
+                dry_run_tell(a, POOL_LEAVE_UNREACHABLE, "cannot send the request");
+        }
+        return 0;
+}
+
+/* What announces the leave (the breach alert, the incident's summary)
+ * is on disk: now ask, unless the overload went meanwhile or a newer ask
+ * took over. */
+static void on_leave_announced(void *userdata, uint64_t gen, int error) {
+        Agent *a = userdata;
+
+        if (a->stopping || gen != a->leave_gen || (a->state != STATE_OVERLOADED && a->state != STATE_HOLDING))
+                return;
+        (void) request_leave_now(a);
+}
+
+static int action_pool_request_leave(Agent *a) {
+        /* write-ahead: the alert spooled for this leave is durable first */
+        if (agent_after_writes(a, on_leave_announced, ++a->leave_gen) < 0)
+                return request_leave_now(a);
+        return 0;
+}
+
+static void on_forced_leave(Pool *p, PoolLeaveResult r, const char *detail, void *userdata) {
+        if (r == POOL_LEAVE_UNREACHABLE)
+                log_warning("pool: leave not confirmed (%s); will be reconciled when Redis answers", strna(detail));
+        else
+                log_info("pool: %s (%s)", pool_leave_result_to_string(r), strna(detail));
+}
+
+static int action_pool_leave(Agent *a, const char *why) {
+        int r;
+
+        a->pool_serving = false;
+        if (!a->pool) {
+                log_info("pool: not configured, leaving (%s) is a no-op", why);
+                return 0;
+        }
+        /* Maintenance and quarantine leave whatever the budget says: a host
+         * that must not serve is worse in the pool than out of it. */
+        r = pool_leave(a->pool, true, why, on_forced_leave, a);
+        if (r < 0)
+                pool_set_state(a->pool, state_to_string(a->state), why, false);
+        return 0;
+}
+
+/* ---- the checks runner's sink ---- */
+
+static State runner_state(void *userdata) {
+        Agent *a = userdata;
+
+        return a->state;
+}
+
+static void runner_post(void *userdata, Event e, const char *reason) {
+        agent_post_event(userdata, e, reason);
+}
+
+/* The report in status, Redis (the host's hash) and state.json. */
+static void runner_report(void *userdata, const CheckReport *r) {
+        Agent *a = userdata;
+        const char *text;
+
+        json_object_put(a->last_checks);
+        a->last_checks = check_report_json(r);
+        if (!a->last_checks)
+                return;
+        text = json_object_to_json_string_ext(a->last_checks, JSON_C_TO_STRING_PLAIN);
+        if (a->pool)
+                pool_set_last_checks(a->pool, text);
+        free(a->persist.last_checks);
+        a->persist.last_checks = strdup(text); /* saved with the next transition */
+}
+
+static void on_readiness_leave(Pool *p, PoolLeaveResult r, const char *detail, void *userdata) {
+        Agent *a = userdata;
+        char reason[600];
+
+        if (a->state != STATE_SERVING)
+                return;
+        if (r == POOL_LEAVE_LEFT || r == POOL_LEAVE_ALREADY_OUT) {
+                a->pool_serving = false;
+                snprintf(reason, sizeof reason, "%s", strna(a->readiness_reason));
+                agent_post_event(a, EVENT_CHECKS_FAILED, reason);
+                return;
+        }
+        /* a whole fleet failing its checks at once (a shared dependency
+         * down) must not drain the whole fleet */
+        snprintf(reason, sizeof reason, "%s; but the disruption budget keeps it in the pool (%s)",
+                 strna(a->readiness_reason), strna(detail));
+        alerts_quarantined(a->alerts, reason);
+        if (a->checkrun)
+                checkrun_readiness_rearm(a->checkrun);
+}
+
+static void runner_readiness_failed(void *userdata, const char *reason) {
+        Agent *a = userdata;
+        int k;
+
+        free(a->readiness_reason);
+        a->readiness_reason = strdup(reason);
+        if (!a->pool) {
+                agent_post_event(a, EVENT_CHECKS_FAILED, reason);
+                return;
+        }
+        k = pool_leave(a->pool, false, reason, on_readiness_leave, a);
+        if (k < 0)
+                on_readiness_leave(a->pool, POOL_LEAVE_UNREACHABLE, "cannot ask the budget", a);
+}
+
+static void runner_manual_done(void *userdata, uint64_t ticket, const CheckReport *r) {
+        Agent *a = userdata;
+        _cleanup_(json_object_putp) json_object *o = check_report_json(r);
+
+        control_server_answer(a->control, ticket, r->ok, r->ok ? "all checks pass" : "a check failed", o);
+}
+
+static const char *runner_local_address(void *userdata) {
+        Agent *a = userdata;
+
+        return a->aws ? aws_local_ipv4(a->aws) : NULL;
+}
+
+static const CheckRunSink checkrun_sink = {
+        .state = runner_state,
+        .post = runner_post,
+        .report = runner_report,
+        .readiness_failed = runner_readiness_failed,
+        .manual_done = runner_manual_done,
+        .local_address = runner_local_address,
+};
+
+/* Checks: posts CHECKS_PASSED or CHECKS_FAILED; without [checks] they pass. */
+static void action_checks_run(Agent *a, bool patient) {
+        if (!a->checkrun) {
+                log_info("checks: not configured, passing");
+                agent_post_event(a, EVENT_CHECKS_PASSED, "no checks configured");
+                return;
+        }
+        checkrun_series(a->checkrun, patient);
+}
+
+static void readiness_stop(Agent *a) {
+        if (a->checkrun)
+                checkrun_readiness_stop(a->checkrun);
+        free(a->readiness_reason);
+        a->readiness_reason = NULL;
 }
 
 static void action_run(Agent *a, const Transition *t, const char *reason) {
@@ -264,7 +670,7 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
                  * out of the pool until it comes, and no second ask. */
                 if (t->from == STATE_BOOT && a->reboot_awaited && remedy_await_reboot(a) >= 0)
                         break;
-                (void) effect_checks_run(a, t->from != STATE_QUARANTINED);
+                action_checks_run(a, t->from != STATE_QUARANTINED);
                 break;
 
         case ACTION_POOL_JOIN:
@@ -274,49 +680,49 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
                  * remediation must be sustained for a whole new window. */
                 detector_reset(&a->detector);
                 {
-                        bool was_quarantined = alerts_quarantine_over(a);
+                        bool was_quarantined = alerts_quarantine_over(a->alerts);
 
                         if (a->persist.incident.id && a->persist.incident.ended == 0) {
                                 incident_close(a, "rejoined");
                                 /* Killed between spooling the report and saving the
                                  * closed incident, the last run left it in the
                                  * outbox: once is enough. */
-                                if (outbox_restored(a->outbox, notice_to_string(NOTICE_BACK), a->persist.incident.id))
+                                if (alerts_restored(a->alerts, NOTICE_BACK, a->persist.incident.id))
                                         log_info("The report of incident %s is already in the outbox, not again",
                                                  a->persist.incident.id);
                                 else if (asprintf(&text, "%s is back: checks passed, rejoined the pool (incident %s)",
                                                   a->config->agent.host, a->persist.incident.id) >= 0)
-                                        alerts_notify(a, NOTICE_BACK, text, reason);
+                                        alerts_notify(a->alerts, NOTICE_BACK, text, reason);
                         } else if (was_quarantined &&
                                    asprintf(&text, "%s is back: checks passed after the quarantine, rejoined the pool",
                                             a->config->agent.host) >= 0)
                                 /* the recovery that closes the quarantine alerts */
-                                alerts_notify(a, NOTICE_BACK, text, reason);
+                                alerts_notify(a->alerts, NOTICE_BACK, text, reason);
                 }
-                (void) effect_pool_join(a);
+                (void) action_pool_join(a);
                 break;
 
         case ACTION_REQUEST_LEAVE:
                 incident_open(a, reason);
                 if (t->from == STATE_SERVING && asprintf(&text, "%s overloaded: %s; asking to leave the pool",
                                                          a->config->agent.host, strna(reason)) >= 0)
-                        alerts_notify(a, NOTICE_BREACH, text, reason);
-                (void) effect_pool_request_leave(a);
+                        breach_announce(a, text, reason);
+                (void) action_pool_request_leave(a);
                 break;
 
         case ACTION_ALERT_BREACH:
                 incident_open(a, reason);
                 if (asprintf(&text, "%s overloaded: %s; observe only ([remedy] not configured), staying in the pool",
                              a->config->agent.host, strna(reason)) >= 0)
-                        alerts_notify(a, NOTICE_BREACH, text, reason);
+                        breach_announce(a, text, reason);
                 break;
 
         case ACTION_DRY_RUN:
                 incident_open(a, reason);
                 if (asprintf(&text, "%s overloaded: %s; DRY RUN: nothing will be done", a->config->agent.host,
                              strna(reason)) >= 0)
-                        alerts_notify(a, NOTICE_BREACH, text, reason);
-                (void) effect_dry_run(a);
+                        breach_announce(a, text, reason);
+                (void) action_dry_run(a);
                 break;
 
         case ACTION_NOTE_DRY_RUN:
@@ -333,7 +739,7 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
                 break;
 
         case ACTION_HOLD:
-                alerts_holding(a, reason);
+                alerts_holding(a->alerts, reason);
                 /* Re-ask at the heartbeat pace: the budget frees up as soon
                  * as another host rejoins, and each ask is one cheap script. */
                 retry_schedule(a, a->config->pool.enabled ? jittered(a->config->pool.heartbeat)
@@ -343,16 +749,16 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
         case ACTION_NOTE_CLEARED:
                 timers_cancel(a);
                 a->retry_attempt = 0;
-                (void) alert_gate_clear(&a->gate_hold); /* the "cleared" message closes the hold too */
+                alerts_holding_reset(a->alerts); /* the "cleared" message closes the hold too */
                 incident_close(a, "cleared");
                 if (asprintf(&text, "%s: overload cleared (%s)", a->config->agent.host, strna(reason)) >= 0)
-                        alerts_notify(a, NOTICE_CLEARED, text, reason);
+                        alerts_notify(a->alerts, NOTICE_CLEARED, text, reason);
                 break;
 
         case ACTION_START_DRAIN:
                 a->retry_timer = sd_event_source_disable_unref(a->retry_timer);
                 a->retry_attempt = 0;
-                alerts_holding_over(a, reason);
+                alerts_holding_over(a->alerts, reason);
                 a->pool_serving = false;
                 a->persist.incident.left_pool = agent_now_wall(a);
                 /* Any router that follows us (the pool, or HAProxy's agent-check)
@@ -374,9 +780,9 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
 
         case ACTION_QUARANTINE:
                 if (a->pool_serving)
-                        (void) effect_pool_leave(a, "quarantined");
+                        (void) action_pool_leave(a, "quarantined");
                 a->pool_serving = false;
-                alerts_quarantined(a, reason);
+                alerts_quarantined(a->alerts, reason);
                 retry_schedule(a, backoff_delay(a->retry_attempt++));
                 break;
 
@@ -390,16 +796,16 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
                 }
                 if (asprintf(&text, "%s: %s; staying out of the pool until `monkeyctl resume`",
                              a->config->agent.host, strna(reason)) >= 0)
-                        alerts_notify(a, NOTICE_GAVE_UP, text, reason);
+                        alerts_notify(a->alerts, NOTICE_GAVE_UP, text, reason);
                 break;
 
         case ACTION_ENTER_MAINTENANCE:
                 timers_cancel(a);
                 a->persist.maintenance = true;
-                (void) effect_pool_leave(a, "maintenance");
+                (void) action_pool_leave(a, "maintenance");
                 a->pool_serving = false;
                 if (asprintf(&text, "%s in maintenance: %s", a->config->agent.host, strna(reason)) >= 0)
-                        alerts_notify(a, NOTICE_MAINTENANCE, text, reason);
+                        alerts_notify(a->alerts, NOTICE_MAINTENANCE, text, reason);
                 break;
 
         default:
@@ -486,13 +892,13 @@ static void agent_step(Agent *a, Event ev, const char *reason) {
                 remedy_cancel(a); /* an operator drained us meanwhile */
         if (t.from == STATE_CHECKING && t.to != STATE_CHECKING && a->reboot_awaited)
                 remedy_cancel(a); /* the same, while a reboot was due */
-        if ((t.from == STATE_CHECKING || t.from == STATE_QUARANTINED) && t.to != t.from)
-                effect_checks_cancel(a);
-        if (t.from == STATE_SERVING && t.to != STATE_SERVING && a->checks)
-                checks_cancel(a->checks); /* a readiness check in flight */
+        if ((t.from == STATE_CHECKING || t.from == STATE_QUARANTINED) && t.to != t.from && a->checkrun)
+                checkrun_cancel(a->checkrun);
+        if (t.from == STATE_SERVING && t.to != STATE_SERVING && a->checkrun)
+                checkrun_cancel_in_flight(a->checkrun); /* a readiness check in flight */
         action_run(a, &t, reason);
-        if (t.to == STATE_SERVING && t.from != STATE_SERVING)
-                effect_readiness_start(a);
+        if (t.to == STATE_SERVING && t.from != STATE_SERVING && a->checkrun)
+                checkrun_readiness_start(a->checkrun);
         if (a->pool && t.to != t.from)
                 pool_set_state(a->pool, state_to_string(a->state), a->state_reason, a->pool_serving);
         persist_save(a);
@@ -546,7 +952,7 @@ static int on_drained(sd_event_source *s, uint64_t usec, void *userdata) {
         Agent *a = userdata;
         a->drain_timer = sd_event_source_disable_unref(a->drain_timer);
         /* a reboot would take the profile with it */
-        if (capture_hold_drain(a))
+        if (capture_hold_drain(a->capture))
                 return 0;
         agent_post_event(a, EVENT_DRAINED, "drain grace over");
         return 0;
@@ -643,8 +1049,9 @@ static void cpu_sample(Agent *a, usec_t now) {
         a->cpu_samples++;
 
         DetectorVerdict v = detector_feed(&a->detector, start, now, busy);
-        alerts_on_sample(a);
-        capture_on_sample(a, &interval_start);
+        alerts_on_sample(a->alerts, a->detector.run_start != USEC_INFINITY || a->detector.breached);
+        capture_on_sample(a->capture, a->detector.run_start != USEC_INFINITY || a->detector.breached,
+                          &interval_start);
         if (v == DETECTOR_BREACH || v == DETECTOR_CLEARED)
                 log_debug("Detector: %s at %.1f%%", detector_verdict_to_string(v), busy);
 
@@ -661,7 +1068,7 @@ static void cpu_sample(Agent *a, usec_t now) {
                         /* the app may still be warming up after the reboot we caused */
                         if (!a->grace_alerted) {
                                 a->grace_alerted = true;
-                                alerts_grace(a, reason, a->grace_until - mono);
+                                alerts_grace(a->alerts, reason, a->grace_until - mono);
                         }
                         return;
                 }
@@ -847,10 +1254,10 @@ json_object *agent_status_json(Agent *a) {
 #undef INTEG
         json_object_object_add(o, "integrations", integ);
         json_object_object_add(o, "agent_check", agentcheck_status_json(a->agent_check));
-        json_object_object_add(o, "slack", alerts_status_json(a));
+        json_object_object_add(o, "slack", alerts_status_json(a->alerts));
         {
-                json_object *ev = capture_status_json(a);
-                json_object_object_add(ev, "top", alerts_evidence_json(a));
+                json_object *ev = capture_status_json(a->capture);
+                json_object_object_add(ev, "top", alerts_evidence_json(a->alerts));
                 json_object_object_add(o, "evidence", ev);
         }
         {
@@ -997,7 +1404,9 @@ static json_object *control_pool(void *userdata) {
 }
 
 static int control_test_alert(void *userdata, uint64_t ticket, const char *text, char **ret_message) {
-        return alerts_test(userdata, ticket, text, ret_message);
+        Agent *a = userdata;
+
+        return alerts_test(a->alerts, ticket, text, ret_message);
 }
 
 static int control_test_reboot(void *userdata, uint64_t ticket, const char *text, char **ret_message) {
@@ -1005,15 +1414,29 @@ static int control_test_reboot(void *userdata, uint64_t ticket, const char *text
 }
 
 static int control_check(void *userdata, uint64_t ticket, const char *text, char **ret_message) {
-        return effect_checks_manual(userdata, ticket, ret_message);
+        Agent *a = userdata;
+
+        if (!a->config->checks.enabled) {
+                *ret_message = strdup("no [checks] configured");
+                return -ENOTCONN;
+        }
+        if (!a->checkrun) {
+                *ret_message = strdup("[checks] was added by a reload: it takes effect at the next restart");
+                return -ENOTCONN;
+        }
+        return checkrun_manual(a->checkrun, ticket, ret_message);
 }
 
 static json_object *control_incidents(void *userdata, char **ret_message) {
-        return capture_incidents_json(userdata, ret_message);
+        Agent *a = userdata;
+
+        return capture_incidents_json(a->capture, ret_message);
 }
 
 static json_object *control_incident(void *userdata, const char *id, char **ret_message) {
-        return capture_incident_json(userdata, id, ret_message);
+        Agent *a = userdata;
+
+        return capture_incident_json(a->capture, id, ret_message);
 }
 
 static const ControlHandlers control_handlers = {
@@ -1122,14 +1545,14 @@ int agent_reload(Agent *a, char **ret_error) {
 
         /* What can still refuse the file comes first, each all or nothing,
          * before anything else is applied. */
-        if (a->checks && nc->checks.enabled) {
-                r = checks_reconfigure(a->checks, nc, &err);
+        if (a->checkrun && nc->checks.enabled) {
+                r = checkrun_reconfigure(a->checkrun, nc, &err);
                 if (r < 0)
                         return reload_refused(a, ret_error, r, "[checks]", err);
-        } else if (!!a->checks != nc->checks.enabled)
+        } else if (!!a->checkrun != nc->checks.enabled)
                 log_warning("reload: adding or removing [checks] takes effect at the next restart, ignoring");
 
-        r = alerts_reload(a, nc, &err);
+        r = alerts_reload(a->alerts, nc, &err);
         if (r < 0)
                 return reload_refused(a, ret_error, r, "[slack]", err);
         r = detector_reconfigure(&a->detector, nc->cpu.threshold, nc->cpu.clear_below, nc->cpu.window,
@@ -1160,6 +1583,10 @@ int agent_reload(Agent *a, char **ret_error) {
                 log_warning_errno(r, "reload: cannot apply [agent] control_group, keeping the previous one: %m");
         a->config = TAKE_PTR(nc);
         config_free(oc);
+        capture_set_config(a->capture, a->config);
+        alerts_set_config(a->alerts, a->config);
+        if (a->checkrun)
+                checkrun_set_config(a->checkrun, a->config);
 
         log_info("Reloaded %s", a->config_path);
         sd_notify(0, "READY=1");
@@ -1193,11 +1620,11 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         a->stopping = true;
         sd_notify(0, "STOPPING=1\nSTATUS=Stopping");
         (void) ticker_stop(a->sampler);
-        effect_readiness_stop(a);
+        readiness_stop(a);
         /* A message Slack is answering right now would be sent twice if we
          * exited before reading the answer (a reboot stops us exactly when
          * the "reboot accepted" reply goes out): wait for it, briefly. */
-        if (a->outbox && outbox_quiesce(a->outbox, on_outbox_quiet, a)) {
+        if (alerts_quiesce(a->alerts, on_outbox_quiet, a)) {
                 r = sd_event_add_time_relative(a->event, &a->stop_deadline, CLOCK_MONOTONIC, AGENT_STOP_GRACE_USEC,
                                                0, on_stop_deadline, a);
                 if (r >= 0)
@@ -1266,7 +1693,7 @@ static void agent_start_machine(Agent *a) {
 
 int agent_new(const char *config_path, Agent **ret, char **ret_error) {
         _cleanup_(agent_freep) Agent *a = NULL;
-        _cleanup_(freep) char *moved = NULL;
+        _cleanup_(freep) char *moved = NULL, *why = NULL;
         sigset_t mask;
         int r;
 
@@ -1279,8 +1706,6 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
         a->config_path = strdup(config_path);
         if (!a->config_path)
                 return -ENOMEM;
-        /* The profile worker is this binary again; NULL: no profiles. */
-        a->self_exe = realpath("/proc/self/exe", NULL);
         r = config_load(config_path, &a->config, ret_error);
         if (r < 0)
                 return r;
@@ -1294,12 +1719,17 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
         r = state_dir_prepare(a->config->agent.state_dir);
         if (r < 0)
                 return r;
-        r = state_load(a->config->agent.state_dir, &a->persist, &moved);
+        r = state_remove_stale_temps(a->config->agent.state_dir);
+        if (r > 0)
+                log_info("%s: removed %d unfinished write%s of state.json", a->config->agent.state_dir, r,
+                         r == 1 ? "" : "s");
+        r = state_load(a->config->agent.state_dir, &a->persist, &moved, &why);
         if (r < 0)
-                return log_error_errno(r, "Cannot read %s/state.json: %m", a->config->agent.state_dir);
+                return log_error_errno(r, "Cannot read %s/state.json%s%s%s: %m", a->config->agent.state_dir,
+                                       why ? " (" : "", strempty(why), why ? ")" : "");
         if (moved)
-                log_warning("%s/state.json was corrupt; moved aside to %s, starting fresh",
-                            a->config->agent.state_dir, moved);
+                log_warning("%s/state.json was corrupt (%s); moved aside to %s, starting fresh",
+                            a->config->agent.state_dir, strna(why), moved);
         /* The transitions before this start (a restart, a reboot). */
         r = history_file_open(a->config->agent.state_dir, AGENT_HISTORY_MAX, a->history, &a->history_len,
                               &a->history_file);
@@ -1327,6 +1757,14 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
         r = writer_new(a->event, &a->writer);
         if (r < 0)
                 return log_error_errno(r, "Cannot start the writer thread: %m");
+        {
+                /* The profile worker is this binary again; NULL: no profiles. */
+                _cleanup_(freep) char *self_exe = realpath("/proc/self/exe", NULL);
+
+                r = capture_new(a->event, a->config, a->writer, self_exe, &capture_sink, a, &a->capture);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot set up incident evidence: %m");
+        }
 
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
@@ -1354,28 +1792,36 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
         if (r < 0)
                 log_warning_errno(r, "Cannot enable the watchdog: %m, ignoring");
 
+        /* One HTTP client for Slack, AWS and the checks, whichever are
+         * configured now or after a reload: freed after all of them. */
+        r = http_new(a->event, &a->http);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up HTTP: %m");
+
         r = control_server_new(a->event, a->config->agent.control_socket, &control_handlers, a, &a->control);
         if (r < 0)
                 return log_error_errno(r, "Cannot listen on %s: %m", a->config->agent.control_socket);
+        /* Who may drain besides root and our own uid. */
+        r = control_server_apply_config(a->control, a->config);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set the control group: %m");
 
         if (a->config->pool.enabled) {
                 r = pool_new(a->event, a->config, &a->pool, ret_error);
                 if (r < 0)
                         return r;
         }
-        r = alerts_start(a, ret_error);
+        r = alerts_new(a->event, a->config, a->http, a->writer, &a->persist.incident, &alerts_sink, a, &a->alerts,
+                       ret_error);
         if (r < 0)
                 return r;
+        if (a->pool)
+                pool_set_connection_handler(a->pool, on_pool_connection, a);
         r = remedy_setup(a, ret_error);
         if (r < 0)
                 return r;
         if (a->config->checks.enabled) {
-                if (!a->http) {
-                        r = http_new(a->event, &a->http);
-                        if (r < 0)
-                                return log_error_errno(r, "Cannot set up HTTP: %m");
-                }
-                r = checks_new(a->event, a->http, a->config, &a->checks, ret_error);
+                r = checkrun_new(a->event, a->http, a->config, &checkrun_sink, a, &a->checkrun, ret_error);
                 if (r < 0)
                         return r;
         }
@@ -1391,7 +1837,7 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
         return 0;
 }
 
-int agent_run(Agent *a) {
+int agent_start(Agent *a) {
         int r;
 
         r = sampling_start(a);
@@ -1411,7 +1857,15 @@ int agent_run(Agent *a) {
         sd_notifyf(0, "READY=1\nSTATUS=%s: %s", state_to_string(a->state), strna(a->state_reason));
         log_info("monkeyd %s running as %s, control socket %s", MONKEY_VERSION, a->config->agent.host,
                  a->config->agent.control_socket);
+        return 0;
+}
 
+int agent_run(Agent *a) {
+        int r;
+
+        r = agent_start(a);
+        if (r < 0)
+                return r;
         r = sd_event_loop(a->event);
         if (r < 0)
                 return log_error_errno(r, "Event loop failed: %m");
@@ -1423,17 +1877,16 @@ Agent *agent_free(Agent *a) {
                 return NULL;
         /* Stopping: what was saved or spooled reaches the disk first. */
         writer_stop(a->writer);
-        effect_checks_cancel(a);
-        effect_readiness_stop(a);
-        effect_checks_manual_free(a);
-        a->checks = checks_free(a->checks);
+        readiness_stop(a);
+        a->checkrun = checkrun_free(a->checkrun);
         remedy_free(a);
-        capture_done(a);
-        free(a->self_exe);
-        alerts_free(a);
+        a->capture = capture_free(a->capture);
+        a->alerts = alerts_free(a->alerts);
         a->control = control_server_free(a->control);
         a->agent_check = agentcheck_free(a->agent_check);
         a->pool = pool_free(a->pool);
+        /* its last users (Slack, AWS, the checks) are gone */
+        a->http = http_free(a->http);
         timers_cancel(a);
         ticker_free(a->sampler);
         sd_event_source_disable_unref(a->queue_defer);
@@ -1451,7 +1904,6 @@ Agent *agent_free(Agent *a) {
         detector_done(&a->detector);
         persistent_state_done(&a->persist);
         free(a->cpu_last_error);
-        free(a->quarantine_reason);
         free(a->remedy_last_failure);
         free(a->state_reason);
         config_free(a->config);

@@ -2,7 +2,7 @@
  * sub-object (CPU reader, detector, persistent state, control server).
  * It turns samples and integration answers into Events, steps the pure
  * state machine, records and persists each transition, and runs the
- * transition's action through effects.h. */
+ * transition's action. */
 #pragma once
 
 #include <json-c/json.h>
@@ -74,36 +74,11 @@ typedef struct Agent {
         Pool *pool;
         AgentCheck *agent_check;
 
-        /* Alerts (alerts.c; NULL without [slack]) */
-        Http *http;
-        Slack *slack;
-        Outbox *outbox;
-        AlertGate gate_hold, gate_quarantine, gate_pool;
-        char *quarantine_reason;        /* the failure last alerted */
-        sd_event_source *pool_down_timer;
-        char *pool_down_detail;
-        usec_t pool_down_since;         /* CLOCK_MONOTONIC, 0 while connected */
-        ProcSnapshot *top_before;       /* /proc at the start of the hot run */
-        CpuSample cpu_hot_start;        /* /proc/stat at the start of the hot run (capture.c) */
-        bool cpu_hot_have;
-        ProcTop top[NOTICE_TOP_MAX];    /* the last breach's top processes */
-        size_t n_top;
-        bool top_since_start;
-        struct {
-                uint64_t ticket;        /* control client waiting, 0 = free slot */
-                uint64_t seq;           /* its outbox record */
-                sd_event_source *deadline;
-        } tests[4];
+        Http *http;                     /* Slack, AWS and the checks share it; freed after them */
+        struct Alerts *alerts;          /* the alert pipeline: Slack, outbox, gates */
 
-        /* Incident evidence (capture.c) */
-        json_object *evidence_summary;  /* summary.json of evidence_incident */
-        char *evidence_incident;
-        int evidence_error;             /* the last write's, 0 when it worked */
-        struct Profile *profile;        /* the profile worker, NULL when none runs */
-        char *profile_incident;
-        char *profile_last_state;       /* "done", "skipped", "failed" */
-        bool drain_waiting;             /* the drain is over; the remediation waits for the profile */
-        char *self_exe;                 /* for the profile worker */
+        /* Incident evidence: summary, profile, the drain it holds */
+        struct Capture *capture;
 
         /* Remediation (remedy.c) */
         struct Aws *aws;                /* NULL without [aws] or reboot-instance */
@@ -124,15 +99,9 @@ typedef struct Agent {
         bool dry_run_told;              /* this overload's dry run is told; cleared when it clears */
         bool grace_alerted;
 
-        /* Checks (effects.c; NULL without [checks]) */
-        struct Checks *checks;
-        unsigned checks_attempt, checks_attempts;
-        struct ManualCheck *manual_check;   /* monkeyctl check in flight */
-        unsigned checks_passes, checks_passes_needed;
-        sd_event_source *readiness_timer;   /* [checks] every, while SERVING */
-        unsigned readiness_fails;
-        char *readiness_reason;
-        sd_event_source *checks_timer;
+        /* Checks (NULL without [checks]) */
+        struct CheckRun *checkrun;
+        char *readiness_reason;             /* why readiness asked to leave the pool */
 
         /* Results shown in status */
         json_object *last_checks;   /* NULL until checks ran */
@@ -165,6 +134,9 @@ static inline void agent_freep(Agent **a) {
 
 /* Run until SIGTERM/SIGINT. Returns 0 on a clean stop. */
 int agent_run(Agent *a);
+/* agent_run() without the loop: sampling, the pool, the machine's first
+ * event queued. The caller (a test) then runs a->event itself. */
+int agent_start(Agent *a);
 
 /* Queue an event for the machine; processed from a defer source, never
  * re-entrantly, in the order posted. `reason` is copied. Cannot fail: see

@@ -231,6 +231,13 @@ Config *config_free(Config *c);
 static inline void config_freep(Config **c) {
         config_free(*c);
 }
+/* A holder's reference moves to `c` (after a reload's swap). */
+static inline void config_replace(Config **slot, Config *c) {
+        Config *old = *slot;
+
+        *slot = config_ref(c);
+        config_free(old);
+}
 
 /* The [checks] status set: "200", "200-299,301". (Numbers and durations
  * are parse.h's.) */

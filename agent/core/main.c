@@ -89,12 +89,6 @@ int main(int argc, char *argv[]) {
                 }
                 return 1;
         }
-        /* Who may drain besides root and our own uid. */
-        r = control_server_apply_config(a->control, a->config);
-        if (r < 0) {
-                log_error_errno(r, "Cannot set the control group: %m");
-                return 1;
-        }
         r = agent_run(a);
         return r < 0 ? 1 : 0;
 }

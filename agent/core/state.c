@@ -11,7 +11,6 @@
 
 #include <json-c/json.h>
 
-#include "log.h"
 #include "state.h"
 #include "fileio.h"
 #include "jsonutil.h"
@@ -658,26 +657,31 @@ static int move_aside(const char *path, char **ret) {
  * rename) leaves state.json.tmp-XXXXXX behind; nothing else will ever
  * remove it, and each crash would add one. The state dir is ours alone, so
  * at load no write of ours is in progress. */
-static void remove_stale_temp_files(const char *state_dir) {
+int state_remove_stale_temps(const char *state_dir) {
         _cleanup_(closep) int fd = -1;
         struct dirent *de;
-        unsigned n = 0;
+        int n = 0;
         DIR *d;
 
         fd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0 || !(d = fdopendir(fd)))
-                return;
+                return 0;
         TAKE_FD(fd);
         while ((de = readdir(d)))
                 if (strncmp(de->d_name, STATE_FILE_NAME ".tmp-", strlen(STATE_FILE_NAME ".tmp-")) == 0 &&
                     unlinkat(dirfd(d), de->d_name, 0) >= 0)
                         n++;
         closedir(d);
-        if (n > 0)
-                log_info("%s: removed %u unfinished write%s of " STATE_FILE_NAME, state_dir, n, n == 1 ? "" : "s");
+        return n;
 }
 
-int state_load(const char *state_dir, PersistentState *ret, char **ret_moved_aside) {
+/* why: what was wrong with the file, for the caller's one message. */
+static void set_why(char **ret_why, const char *why) {
+        if (ret_why)
+                *ret_why = why ? strdup(why) : NULL;
+}
+
+int state_load(const char *state_dir, PersistentState *ret, char **ret_moved_aside, char **ret_why) {
         _cleanup_(freep) char *path = NULL, *buf = NULL, *error = NULL, *moved = NULL;
         _cleanup_(closep) int fd = -1;
         PersistentState s;
@@ -691,13 +695,11 @@ int state_load(const char *state_dir, PersistentState *ret, char **ret_moved_asi
         if (asprintf(&path, "%s/" STATE_FILE_NAME, state_dir) < 0)
                 return -ENOMEM;
 
-        remove_stale_temp_files(state_dir);
-
         /* O_NONBLOCK: a FIFO planted here must not hang the start-up. */
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0) {
                 if (errno != ENOENT)
-                        return log_error_errno(errno, "Failed to open %s: %m", path);
+                        return negative_errno();
                 persistent_state_init(ret);
                 if (ret_moved_aside)
                         *ret_moved_aside = NULL;
@@ -705,16 +707,17 @@ int state_load(const char *state_dir, PersistentState *ret, char **ret_moved_asi
         }
 
         if (fstat(fd, &st) < 0)
-                return log_error_errno(errno, "Failed to stat %s: %m", path);
-        if (!S_ISREG(st.st_mode))
-                return log_error_errno(S_ISDIR(st.st_mode) ? EISDIR : EINVAL,
-                                       "%s is not a regular file, refusing.", path);
+                return negative_errno();
+        if (!S_ISREG(st.st_mode)) {
+                set_why(ret_why, "not a regular file");
+                return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+        }
 
         r = read_full_fd(fd, STATE_FILE_MAX, &buf, &len);
         if (r == -EFBIG)
                 len = STATE_FILE_MAX + 1; /* for the message below */
         else if (r < 0)
-                return log_error_errno(r, "Failed to read %s: %m", path);
+                return r;
         else
                 r = state_parse(buf, len, &s, &error);
         if (r >= 0) {
@@ -726,13 +729,10 @@ int state_load(const char *state_dir, PersistentState *ret, char **ret_moved_asi
         if (r != -EBADMSG && r != -EFBIG)
                 return r;
 
+        set_why(ret_why, len > STATE_FILE_MAX ? "larger than 1 MiB" : strna(error));
         r = move_aside(path, &moved);
         if (r < 0)
-                return log_error_errno(r, "%s is unusable (%s) and could not be moved aside: %m",
-                                       path, len > STATE_FILE_MAX ? "larger than 1 MiB" : strna(error));
-
-        log_warning("%s is unusable (%s), moved to %s, starting fresh.", path,
-                    len > STATE_FILE_MAX ? "larger than 1 MiB" : strna(error), moved);
+                return r;
 
         persistent_state_init(ret);
         if (ret_moved_aside)
@@ -751,15 +751,12 @@ int state_save(const char *state_dir, const PersistentState *s) {
         /* Format before touching the disk: nothing to undo if it fails. */
         r = state_format(s, &text);
         if (r < 0)
-                return log_error_errno(r, "Failed to format state: %m");
+                return r;
 
         dfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0)
-                return log_error_errno(errno, "Failed to open state directory %s: %m", state_dir);
-        r = write_file_atomic_at(dfd, STATE_FILE_NAME, text, strlen(text));
-        if (r < 0)
-                return log_error_errno(r, "Failed to write %s/" STATE_FILE_NAME ": %m", state_dir);
-        return 0;
+                return negative_errno();
+        return write_file_atomic_at(dfd, STATE_FILE_NAME, text, strlen(text));
 }
 
 int state_save_queued(Writer *w, const char *state_dir, const PersistentState *s, const WriterDone *done,
@@ -772,7 +769,7 @@ int state_save_queued(Writer *w, const char *state_dir, const PersistentState *s
         /* formatted now: the thread writes this moment's state, not a later one */
         r = state_format(s, &text);
         if (r < 0)
-                return log_error_errno(r, "Failed to format state: %m");
+                return r;
         return writer_save(w, state_dir, STATE_FILE_NAME, text, strlen(text), done, n_done);
 }
 

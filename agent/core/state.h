@@ -89,8 +89,15 @@ int state_format(const PersistentState *s, char **ret);
  * *ret_moved_aside NULL. Corrupt file: renamed to
  * state.json.corrupt-<unix-seconds>, 0 with a fresh state and
  * *ret_moved_aside set to the new path (the caller warns). I/O errors
- * other than ENOENT are returned. */
-int state_load(const char *state_dir, PersistentState *ret, char **ret_moved_aside);
+ * other than ENOENT are returned. Nothing is logged: *ret_why (when not
+ * NULL) says what was wrong with the file, if that is known, for the
+ * caller's one message. */
+int state_load(const char *state_dir, PersistentState *ret, char **ret_moved_aside, char **ret_why);
+/* A write cut short (SIGKILL, power loss between the temp file and the
+ * rename) leaves state.json.tmp-XXXXXX behind; nothing else would ever
+ * remove it. Call before the first save (no write of ours is in
+ * progress): returns how many were removed. */
+int state_remove_stale_temps(const char *state_dir);
 /* Atomic write: state.json.tmp-XXXXXX, fsync, rename, fsync dir. On any
  * error the old file stays intact and the temp file is removed. */
 int state_save(const char *state_dir, const PersistentState *s);

@@ -3,8 +3,6 @@
 #include <inttypes.h>
 #include <math.h>
 
-#include "agent.h"
-#include "alerts.h"
 #include "capture.h"
 #include "fileio.h"
 #include "incidents.h"
@@ -16,9 +14,64 @@
 #define SUMMARY_VERSION 1
 #define SUMMARY_MAX (1024 * 1024)
 
-void capture_on_sample(Agent *a, const CpuSample *interval_start) {
-        bool hot = a->detector.run_start != USEC_INFINITY || a->detector.breached;
+struct Capture {
+        sd_event *event;
+        Config *config;                 /* a reference: capture_set_config() */
+        Writer *writer;
+        char *self_exe;                 /* for the profile worker, NULL: no profiles */
+        const CaptureSink *sink;
+        void *userdata;
 
+        CpuSample cpu_hot_start;        /* /proc/stat at the start of the hot run */
+        bool cpu_hot_have;
+        json_object *evidence_summary;  /* summary.json of evidence_incident */
+        char *evidence_incident;
+        int evidence_error;             /* the last write's, 0 when it worked */
+        struct Profile *profile;        /* the profile worker, NULL when none runs */
+        char *profile_incident;
+        char *profile_last_state;       /* "done", "skipped", "failed" */
+        bool drain_waiting;             /* the drain is over; the remediation waits for the profile */
+};
+
+int capture_new(sd_event *e, Config *c, Writer *w, const char *self_exe, const CaptureSink *sink, void *userdata,
+                Capture **ret) {
+        Capture *a = calloc(1, sizeof *a);
+
+        if (!a)
+                return -ENOMEM;
+        a->event = sd_event_ref(e);
+        a->config = config_ref(c);
+        a->writer = w;
+        a->sink = sink;
+        a->userdata = userdata;
+        if (self_exe && !(a->self_exe = strdup(self_exe))) {
+                capture_free(a);
+                return -ENOMEM;
+        }
+        *ret = a;
+        return 0;
+}
+
+Capture *capture_free(Capture *a) {
+        if (!a)
+                return NULL;
+        a->profile = profile_free(a->profile);
+        json_object_put(a->evidence_summary);
+        free(a->evidence_incident);
+        free(a->profile_incident);
+        free(a->profile_last_state);
+        free(a->self_exe);
+        config_free(a->config);
+        sd_event_unref(a->event);
+        free(a);
+        return NULL;
+}
+
+void capture_set_config(Capture *a, Config *c) {
+        config_replace(&a->config, c);
+}
+
+void capture_on_sample(Capture *a, bool hot, const CpuSample *interval_start) {
         if (hot && !a->cpu_hot_have) {
                 a->cpu_hot_start = *interval_start;
                 a->cpu_hot_have = true;
@@ -35,13 +88,13 @@ static int read_small(const char *path, char **ret, size_t *ret_len) {
         return read_full_fd(fd, 64 * 1024, ret, ret_len);
 }
 
-static json_object *cpu_window_json(Agent *a, CpuUsage *ret_usage, bool *ret_have) {
+static json_object *cpu_window_json(Capture *a, const CpuSample *counters, CpuUsage *ret_usage, bool *ret_have) {
         CpuInterval iv;
         CpuUsage u;
         json_object *o;
 
         *ret_have = false;
-        if (!a->cpu_hot_have || cpu_interval_between(&a->cpu_hot_start, &a->cpu_prev, 0, &iv) < 0)
+        if (!a->cpu_hot_have || cpu_interval_between(&a->cpu_hot_start, counters, 0, &iv) < 0)
                 return NULL;
         cpu_interval_usage(&iv, &u);
         o = json_object_new_object();
@@ -71,7 +124,7 @@ static json_object *psi_line_json(const PsiLine *l) {
         return o;
 }
 
-static json_object *profile_state_json(Agent *a, const char *state, const char *reason) {
+static json_object *profile_state_json(Capture *a, const char *state, const char *reason) {
         json_object *o = json_object_new_object();
 
         if (!o)
@@ -89,7 +142,7 @@ static json_object *profile_state_json(Agent *a, const char *state, const char *
 
 /* The summary's write ended (the writer thread ran it). */
 static void on_summary_written(void *userdata, uint64_t cookie, int error) {
-        Agent *a = userdata;
+        Capture *a = userdata;
 
         if (error < 0) {
                 log_warning_errno(error, "evidence: cannot write %s/incidents/%s/" INCIDENT_SUMMARY ": %m",
@@ -104,7 +157,7 @@ static void on_summary_written(void *userdata, uint64_t cookie, int error) {
 
 /* Queued on the writer, off the loop: the alert spooled after it and the
  * remediation that waits for that alert both come after it on disk. */
-static int summary_save(Agent *a) {
+static int summary_save(Capture *a) {
         const char *text;
         int r;
 
@@ -121,7 +174,7 @@ static int summary_save(Agent *a) {
         return r;
 }
 
-static void prune(Agent *a) {
+static void prune(Capture *a) {
         size_t removed = 0;
         int r;
 
@@ -168,7 +221,7 @@ static char *top_stacks_text(json_object *top) {
 }
 
 static void on_profile_done(Profile *p, json_object *result, const char *error, void *userdata) {
-        Agent *a = userdata;
+        Capture *a = userdata;
         _cleanup_(freep) char *text = NULL, *detail = NULL, *dir = NULL;
         const char *state = "failed", *reason = error;
         json_object *v, *prof;
@@ -206,20 +259,19 @@ static void on_profile_done(Profile *p, json_object *result, const char *error, 
                 (void) summary_save(a);
         }
         if (text)
-                alerts_profile(a, a->profile_incident, text, detail);
+                a->sink->profile(a->userdata, a->profile_incident, text, detail);
         free(a->profile_last_state);
         a->profile_last_state = strdup(state);
         prune(a);
         a->profile = profile_free(a->profile);
         if (a->drain_waiting) {
                 a->drain_waiting = false;
-                if (a->state == STATE_DRAINING)
-                        agent_post_event(a, EVENT_DRAINED, "drain grace over, evidence captured");
+                a->sink->drain_released(a->userdata);
         }
         (void) p;
 }
 
-static void profile_begin(Agent *a, const char *dir) {
+static void profile_begin(Capture *a, const char *dir) {
         _cleanup_(freep) char *title = NULL;
         ProfileRequest req = {
                 .self_exe = a->self_exe,
@@ -258,13 +310,12 @@ static void profile_begin(Agent *a, const char *dir) {
                 log_warning("evidence: no profile: %s", reason);
 }
 
-void capture_breach(Agent *a, char **ret_pressure) {
+void capture_breach(Capture *a, const CaptureBreach *i, char **ret_pressure) {
         const Config *c = a->config;
-        const Incident *i = &a->persist.incident;
-        _cleanup_(json_object_putp) json_object *s = NULL;
+        _cleanup_(json_object_putp) json_object *s = NULL, *top = i->top;
         _cleanup_(freep) char *dir = NULL, *buf = NULL, *line = NULL;
-        char t[40], loadtxt[96] = "", psitxt[64] = "", stealtxt[48] = "";
-        json_object *cpu, *top;
+        char loadtxt[96] = "", psitxt[64] = "", stealtxt[48] = "";
+        json_object *cpu;
         CpuUsage u;
         bool have_u;
         size_t len;
@@ -284,12 +335,12 @@ void capture_breach(Agent *a, char **ret_pressure) {
         json_object_object_add(s, "version", json_object_new_int(SUMMARY_VERSION));
         json_object_object_add(s, "id", json_object_new_string(i->id));
         json_object_object_add(s, "host", json_object_new_string(c->agent.host));
-        json_object_object_add(s, "started", json_object_new_string(format_iso8601(t, sizeof t, i->started)));
+        json_object_object_add(s, "started", json_object_new_string(strna(i->started)));
         json_object_object_add(s, "reason", i->reason ? json_object_new_string(i->reason) : NULL);
         json_object_object_add(s, "threshold_pct", json_new_rounded(c->cpu.threshold, 1));
         json_object_object_add(s, "window_sec", json_new_rounded((double) c->cpu.window / USEC_PER_SEC, 3));
         json_object_object_add(s, "cpus", json_object_new_int64(sysconf(_SC_NPROCESSORS_ONLN)));
-        cpu = cpu_window_json(a, &u, &have_u);
+        cpu = cpu_window_json(a, i->counters, &u, &have_u);
         json_object_object_add(s, "cpu_window", cpu);
         if (have_u)
                 snprintf(stealtxt, sizeof stealtxt, "steal %.1f%%, iowait %.1f%%", u.steal, u.iowait);
@@ -329,9 +380,8 @@ void capture_breach(Agent *a, char **ret_pressure) {
                 json_object_object_add(s, "psi", o);
         }
 
-        top = alerts_evidence_json(a);
-        json_object_object_add(s, "top", top);
-        json_object_object_add(s, "top_since_start", json_object_new_boolean(a->top_since_start));
+        json_object_object_add(s, "top", TAKE_PTR(top));
+        json_object_object_add(s, "top_since_start", json_object_new_boolean(i->top_since_start));
 
         json_object_put(a->evidence_summary);
         a->evidence_summary = TAKE_PTR(s);
@@ -359,7 +409,19 @@ void capture_breach(Agent *a, char **ret_pressure) {
                 *ret_pressure = TAKE_PTR(line);
 }
 
-bool capture_hold_drain(Agent *a) {
+char *capture_breach_line(Capture *a, const char *incident) {
+        char *line = NULL;
+
+        if (!a->evidence_incident || !streq_ptr(a->evidence_incident, incident))
+                return NULL;
+        if (asprintf(&line, "`monkeyctl incident %s`%s", incident,
+                     profile_running(a->profile) ? "; a CPU profile is being taken, its hottest stacks follow in this thread"
+                                                 : "") < 0)
+                return NULL;
+        return line;
+}
+
+bool capture_hold_drain(Capture *a) {
         if (!profile_running(a->profile))
                 return false;
         if (!a->drain_waiting)
@@ -368,19 +430,7 @@ bool capture_hold_drain(Agent *a) {
         return true;
 }
 
-void capture_done(Agent *a) {
-        a->profile = profile_free(a->profile);
-        json_object_put(a->evidence_summary);
-        a->evidence_summary = NULL;
-        free(a->evidence_incident);
-        a->evidence_incident = NULL;
-        free(a->profile_incident);
-        a->profile_incident = NULL;
-        free(a->profile_last_state);
-        a->profile_last_state = NULL;
-}
-
-json_object *capture_status_json(Agent *a) {
+json_object *capture_status_json(Capture *a) {
         json_object *o = json_object_new_object();
         char d[32];
 
@@ -403,7 +453,7 @@ json_object *capture_status_json(Agent *a) {
 
 /* The summary as the disk has it, its profile state made current: a
  * profile this agent no longer runs ended with the agent or the boot. */
-static json_object *summary_load(Agent *a, const char *id, char **ret_message) {
+static json_object *summary_load(Capture *a, const char *id, char **ret_message) {
         _cleanup_(freep) char *s = NULL;
         json_object *o, *p, *v;
         size_t len;
@@ -443,7 +493,7 @@ static json_object *summary_load(Agent *a, const char *id, char **ret_message) {
         return o;
 }
 
-json_object *capture_incidents_json(Agent *a, char **ret_message) {
+json_object *capture_incidents_json(Capture *a, char **ret_message) {
         _cleanup_(freep) IncidentEntry *e = NULL;
         _cleanup_(json_object_putp) json_object *o = NULL;
         _cleanup_(freep) char *top = NULL;
@@ -496,7 +546,7 @@ json_object *capture_incidents_json(Agent *a, char **ret_message) {
         return TAKE_PTR(o);
 }
 
-json_object *capture_incident_json(Agent *a, const char *id, char **ret_message) {
+json_object *capture_incident_json(Capture *a, const char *id, char **ret_message) {
         _cleanup_(freep) char *dir = NULL;
         json_object *o, *files;
         static const char *const names[] = { INCIDENT_SUMMARY, INCIDENT_FOLDED, INCIDENT_FLAME, PROFILE_LOG };

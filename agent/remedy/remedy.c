@@ -47,7 +47,7 @@ static void aws_permission_changed(Aws *aws, AwsPermission p, const char *detail
                 return;
         /* found at start, not at the moment of need */
         snprintf(text, sizeof text, "%s cannot reboot itself through EC2: %s", a->config->agent.host, strna(detail));
-        alerts_notify(a, NOTICE_PERMISSION, text, detail);
+        alerts_notify(a->alerts, NOTICE_PERMISSION, text, detail);
 }
 
 static bool ladder_has(const Config *c, RemedyStep s) {
@@ -64,11 +64,6 @@ int remedy_setup(Agent *a, char **ret_error) {
         if (!c->remedy.enabled)
                 return 0;
         if (c->aws.enabled && ladder_has(c, REMEDY_REBOOT_INSTANCE)) {
-                if (!a->http) {
-                        r = http_new(a->event, &a->http);
-                        if (r < 0)
-                                return r;
-                }
                 r = aws_new(a->event, a->http, c, &a->aws, ret_error);
                 if (r < 0)
                         return r;
@@ -112,11 +107,6 @@ int remedy_reconfigure(Agent *a, const Config *nc) {
                         log_warning("reload: new [aws] settings take effect once the remediation under way ends "
                                     "and the config is reloaded again, ignoring them for now");
         } else if (need_aws && (!a->aws || !aws_config_equal(a->config, nc))) {
-                if (!a->http) {
-                        r = http_new(a->event, &a->http);
-                        if (r < 0)
-                                return r;
-                }
                 r = aws_new(a->event, a->http, nc, &fresh, &err);
                 if (r < 0) {
                         log_warning("reload: [aws]: %s, keeping the previous settings", err ? err : strerror(-r));
@@ -328,7 +318,7 @@ static void on_ec2_reboot(const Ec2Result *res, void *userdata) {
                         snprintf(text, sizeof text, "%s: EC2 accepted the reboot of %s (request id %s)",
                                  a->config->agent.host, strna(aws_instance_id(a->aws)), res->request_id);
                 /* spooled now, delivered after the boot if the reboot is quick */
-                alerts_step_result(a, text, res->request_id);
+                alerts_step_result(a->alerts, text, res->request_id);
                 wait_for_reboot(a, res->detail);
                 return;
         }
@@ -410,7 +400,7 @@ static int on_step_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
                                  (unsigned long long) (c->remedy.step_timeout / USEC_PER_SEC), last ? " (last: " : "",
                                  strempty(last), last ? ")" : "");
                         snprintf(text, sizeof text, "%s: %s", c->agent.host, why);
-                        alerts_step_result(a, text, NULL);
+                        alerts_step_result(a->alerts, text, NULL);
                         wait_for_reboot(a, why);
                         return 0;
                 }
@@ -580,7 +570,7 @@ static void step_recorded(void *userdata, uint64_t gen, int error) {
         if (asprintf(&text, "%s: %s%s%s", c->agent.host, step, a->ladder_pos > 0 ? ", after " : "",
                      a->ladder_pos > 0 ? strna(a->remedy_last_failure) : "") < 0)
                 text = NULL;
-        alerts_remediating(a, step, text ? text : step, a->ladder_pos > 0 ? a->remedy_last_failure : NULL);
+        alerts_remediating(a->alerts, step, text ? text : step, a->ladder_pos > 0 ? a->remedy_last_failure : NULL);
 
         /* taken once the alert that announces it is on disk */
         if (agent_after_writes(a, step_take, gen) < 0)

@@ -622,7 +622,7 @@ static void test_save_load(void **state) {
         struct stat st;
 
         /* Missing file: fresh state, nothing moved. */
-        assert_int_equal(state_load(dir, &b, &moved), 0);
+        assert_int_equal(state_load(dir, &b, &moved, NULL), 0);
         assert_null(moved);
         assert_fresh(&b);
 
@@ -637,7 +637,7 @@ static void test_save_load(void **state) {
         assert_int_equal(st.st_mode & 07777, 0600);
         assert_int_equal(count_prefix(dir, "state.json.tmp-"), 0);
 
-        assert_int_equal(state_load(dir, &b, &moved), 0);
+        assert_int_equal(state_load(dir, &b, &moved, NULL), 0);
         assert_null(moved);
         assert_state_equal(&a, &b);
         persistent_state_done(&b);
@@ -647,7 +647,7 @@ static void test_save_load(void **state) {
         free(a.reason);
         a.reason = NULL;
         assert_int_equal(state_save(dir, &a), 0);
-        assert_int_equal(state_load(dir, &b, NULL), 0);
+        assert_int_equal(state_load(dir, &b, NULL, NULL), 0);
         assert_int_equal(b.state, STATE_SERVING);
         assert_null(b.reason);
         persistent_state_done(&b);
@@ -669,7 +669,7 @@ static void check_moved_aside(const char *content, size_t len) {
         time_t before = time(NULL);
 
         write_file(path, content, len);
-        assert_int_equal(state_load(dir, &s, &moved), 0);
+        assert_int_equal(state_load(dir, &s, &moved, NULL), 0);
         assert_fresh(&s);
         assert_non_null(moved);
 
@@ -689,7 +689,7 @@ static void check_moved_aside(const char *content, size_t len) {
         /* The next load finds nothing and starts fresh without moving. */
         free(moved);
         moved = NULL;
-        assert_int_equal(state_load(dir, &s, &moved), 0);
+        assert_int_equal(state_load(dir, &s, &moved, NULL), 0);
         assert_null(moved);
 
         rm_rf(dir);
@@ -737,7 +737,7 @@ static void test_oversized_moved_aside(void **state) {
         _cleanup_(freep) char *moved = NULL;
         PersistentState s;
         write_file(path, big, 1024 * 1024);
-        assert_int_equal(state_load(dir, &s, &moved), 0);
+        assert_int_equal(state_load(dir, &s, &moved, NULL), 0);
         assert_null(moved);
         assert_int_equal(s.state, STATE_SERVING);
         persistent_state_done(&s);
@@ -763,7 +763,7 @@ static void test_corrupt_name_taken(void **state) {
         }
         write_file(path, "garbage", 7);
 
-        assert_int_equal(state_load(dir, &s, &moved), 0);
+        assert_int_equal(state_load(dir, &s, &moved, NULL), 0);
         assert_non_null(moved);
         assert_int_equal(strcmp(moved + strlen(moved) - 2, "-1"), 0);
 
@@ -790,7 +790,7 @@ static void test_load_not_regular(void **state) {
         char *moved = (char *) 0x1;
 
         assert_int_equal(mkdir(path, 0700), 0);
-        assert_true(state_load(dir, &s, &moved) < 0);
+        assert_true(state_load(dir, &s, &moved, NULL) < 0);
         assert_int_equal(s.state, 99);
         assert_ptr_equal(moved, (char *) 0x1);
         /* not moved aside: it is not a corrupt file, it is a misconfiguration */
