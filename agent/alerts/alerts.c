@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "checks.h"
+#include "clock.h"
 #include "evidence.h"
 #include "jsonutil.h"
 #include "log.h"
@@ -48,30 +49,6 @@ struct Alerts {
                 sd_event_source *deadline;
         } tests[4];
 };
-
-/* Realtime, for humans: the loop's cached now. */
-static usec_t wall_now(Alerts *a) {
-        uint64_t t = 0;
-        struct timespec ts;
-
-        if (sd_event_now(a->event, CLOCK_REALTIME, &t) >= 0)
-                return t;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000;
-}
-
-static usec_t mono_now(Alerts *a) {
-        uint64_t t = 0;
-        (void) sd_event_now(a->event, CLOCK_MONOTONIC, &t);
-        return t;
-}
-
-/* The clock of CPU samples: process ticks keep counting through suspend. */
-static usec_t now_usec_boottime(Alerts *a) {
-        uint64_t t = 0;
-        (void) sd_event_now(a->event, CLOCK_BOOTTIME, &t);
-        return t;
-}
 
 /* --- outbox transport ----------------------------------------------------- */
 
@@ -263,7 +240,7 @@ void alerts_rank_top(Alerts *a) {
         long tck = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
         int r;
 
-        r = proc_snapshot_take(PROC_ROOT, now_usec_boottime(a), &after);
+        r = proc_snapshot_take(PROC_ROOT, clock_loop_now(a->event, CLOCK_BOOTTIME), &after);
         if (r < 0) {
                 log_warning_errno(r, "evidence: cannot read processes: %m");
                 a->n_top = 0;
@@ -283,7 +260,7 @@ void alerts_on_sample(Alerts *a, bool hot) {
         int r;
 
         if (hot && !a->top_before) {
-                r = proc_snapshot_take(PROC_ROOT, now_usec_boottime(a), &a->top_before);
+                r = proc_snapshot_take(PROC_ROOT, clock_loop_now(a->event, CLOCK_BOOTTIME), &a->top_before);
                 if (r < 0)
                         log_debug_errno(r, "evidence: no baseline of processes: %m");
         } else if (!hot && a->top_before)
@@ -406,7 +383,7 @@ static void spool(Alerts *a, const NoticeFacts *f) {
         const char *incident = NULL;
         OutboxRole role = OUTBOX_STANDALONE;
         NoticeFacts g = *f;
-        usec_t now = wall_now(a);
+        usec_t now = clock_loop_now(a->event, CLOCK_REALTIME);
         int r;
 
         if (!a->outbox)
@@ -435,7 +412,7 @@ static void notify(Alerts *a, Notice n, const char *text, const char *reason, co
         char next[400];
         NoticeFacts f;
         const Incident *i = a->incident;
-        usec_t now = wall_now(a);
+        usec_t now = clock_loop_now(a->event, CLOCK_REALTIME);
 
         log_notice("alert (%s)%s: %s", notice_to_string(n), a->outbox ? "" : " [slack not configured]", text);
         facts_base(a, n, reason, &f);
@@ -542,11 +519,11 @@ void alerts_grace(Alerts *a, const char *reason, usec_t left) {
 void alerts_holding(Alerts *a, const char *reason) {
         NoticeFacts f;
 
-        if (!alert_gate_raise(&a->gate_hold, mono_now(a), a->config->slack.remind))
+        if (!alert_gate_raise(&a->gate_hold, clock_loop_now(a->event, CLOCK_MONOTONIC), a->config->slack.remind))
                 return;
         facts_base(a, NOTICE_HOLDING, reason, &f);
         f.reminder = a->gate_hold.reminders;
-        f.ongoing = mono_now(a) - a->gate_hold.first_at;
+        f.ongoing = clock_loop_now(a->event, CLOCK_MONOTONIC) - a->gate_hold.first_at;
         log_notice("alert (holding)%s: %s holding in the pool: %s", f.reminder ? " reminder" : "",
                    a->config->agent.host, strna(reason));
         spool(a, &f);
@@ -560,7 +537,7 @@ void alerts_holding_over(Alerts *a, const char *how) {
                 return;
         facts_base(a, NOTICE_HOLDING, how, &f);
         f.recovered = true;
-        f.ongoing = mono_now(a) - since;
+        f.ongoing = clock_loop_now(a->event, CLOCK_MONOTONIC) - since;
         log_notice("alert (holding over): %s: %s", a->config->agent.host, strna(how));
         spool(a, &f);
 }
@@ -577,11 +554,11 @@ void alerts_quarantined(Alerts *a, const char *reason) {
                 if (a->gate_quarantine.active)
                         a->gate_quarantine.last_at = 0;
         }
-        if (!alert_gate_raise(&a->gate_quarantine, mono_now(a), changed ? 1 : a->config->slack.remind))
+        if (!alert_gate_raise(&a->gate_quarantine, clock_loop_now(a->event, CLOCK_MONOTONIC), changed ? 1 : a->config->slack.remind))
                 return;
         facts_base(a, NOTICE_QUARANTINED, reason, &f);
         f.reminder = a->gate_quarantine.reminders;
-        f.ongoing = mono_now(a) - a->gate_quarantine.first_at;
+        f.ongoing = clock_loop_now(a->event, CLOCK_MONOTONIC) - a->gate_quarantine.first_at;
         checks = checks_lines(a);
         f.checks = checks;
         log_notice("alert (quarantined)%s: %s quarantined: %s", f.reminder ? " reminder" : "", a->config->agent.host,
@@ -600,10 +577,10 @@ static int on_pool_down_timer(sd_event_source *s, uint64_t usec, void *userdata)
         NoticeFacts f;
         int r;
 
-        if (alert_gate_raise(&a->gate_pool, mono_now(a), a->config->slack.remind)) {
+        if (alert_gate_raise(&a->gate_pool, clock_loop_now(a->event, CLOCK_MONOTONIC), a->config->slack.remind)) {
                 facts_base(a, NOTICE_POOL_DOWN, a->pool_down_detail, &f);
                 f.reminder = a->gate_pool.reminders;
-                f.ongoing = mono_now(a) - a->pool_down_since;
+                f.ongoing = clock_loop_now(a->event, CLOCK_MONOTONIC) - a->pool_down_since;
                 log_notice("alert (pool-down)%s: %s cannot reach Redis: %s", f.reminder ? " reminder" : "",
                            a->config->agent.host, strna(a->pool_down_detail));
                 spool(a, &f);
@@ -625,7 +602,7 @@ void alerts_pool_connection(Alerts *a, bool connected, const char *detail) {
                         NoticeFacts f;
                         facts_base(a, NOTICE_POOL_UP, NULL, &f);
                         f.recovered = true;
-                        f.ongoing = mono_now(a) - a->pool_down_since;
+                        f.ongoing = clock_loop_now(a->event, CLOCK_MONOTONIC) - a->pool_down_since;
                         log_notice("alert (pool-up): %s reaches Redis again", a->config->agent.host);
                         spool(a, &f);
                 }
@@ -637,7 +614,7 @@ void alerts_pool_connection(Alerts *a, bool connected, const char *detail) {
         if (a->pool_down_timer)
                 return;
         if (a->pool_down_since == 0)
-                a->pool_down_since = mono_now(a);
+                a->pool_down_since = clock_loop_now(a->event, CLOCK_MONOTONIC);
         r = sd_event_add_time_relative(a->event, &a->pool_down_timer, CLOCK_MONOTONIC, POOL_DOWN_GRACE(a->config), USEC_PER_MSEC * 100,
                                        on_pool_down_timer, a);
         if (r < 0)
@@ -716,7 +693,7 @@ json_object *alerts_status_json(Alerts *a) {
         if (!o)
                 return NULL;
         json_object_object_add(o, "configured", json_object_new_boolean(true));
-        json_object_object_add(o, "outbox", outbox_status_json(a->outbox, wall_now(a)));
+        json_object_object_add(o, "outbox", outbox_status_json(a->outbox, clock_loop_now(a->event, CLOCK_REALTIME)));
         json_object_object_add(o, "reminder_sec", json_object_new_double((double) a->config->slack.remind / USEC_PER_SEC));
         return o;
 }

@@ -23,3 +23,8 @@ static inline usec_t clock_loop_now(sd_event *e, clockid_t clock) {
                 return t;
         return clock_now(clock);
 }
+
+/* A wall-clock time in µs as "2026-12-07T01:02:03Z" (UTC, whole seconds),
+ * the form status, Slack and the evidence files show; "?" when it cannot
+ * be formatted. Returns buf. */
+const char *format_iso8601(char *buf, size_t size, usec_t wall);

@@ -38,3 +38,10 @@ typedef struct RedisUrl {
 int redis_url_parse(const char *s, RedisUrl *ret, char **ret_error);
 /* Frees the strings (the password wiped) and zeroes *u; takes NULL. */
 void redis_url_done(RedisUrl *u);
+
+/* A Redis URL for messages, logs and status: the password (or a bare user
+ * info, which some clients read as one) replaced by "<redacted>", the rest
+ * as written. The last '@' anywhere counts, even after a '/': a password
+ * may hold either, and too much hidden is the safe side. Works on
+ * malformed URLs too (the config error quotes one). */
+char *redis_url_redact(const char *url);

@@ -12,6 +12,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include "clock.h"
 #include "log.h"
 
 static const char *const verdict_table[_CHECK_VERDICT_MAX] = {
@@ -127,8 +128,6 @@ bool checks_address_configured(const char *addr, const struct ifaddrs *list) {
 json_object *check_report_json(const CheckReport *r) {
         json_object *o = json_object_new_object(), *d = json_object_new_object();
         char at[32];
-        time_t t = (time_t) (r->at / USEC_PER_SEC);
-        struct tm tm;
 
         if (!o || !d) {
                 json_object_put(o);
@@ -139,8 +138,7 @@ json_object *check_report_json(const CheckReport *r) {
         json_object_object_add(o, "status", json_object_new_string(check_verdict_to_string(r->status.verdict)));
         json_object_object_add(o, "binding", json_object_new_string(check_verdict_to_string(r->binding.verdict)));
         json_object_object_add(o, "ok", json_object_new_boolean(r->ok));
-        if (gmtime_r(&t, &tm) && strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%SZ", &tm) > 0)
-                json_object_object_add(o, "at", json_object_new_string(at));
+        json_object_object_add(o, "at", json_object_new_string(format_iso8601(at, sizeof at, r->at)));
         json_object_object_add(d, "content", json_object_new_string(r->content.detail));
         json_object_object_add(d, "status", json_object_new_string(r->status.detail));
         json_object_object_add(d, "binding", json_object_new_string(r->binding.detail));
@@ -479,7 +477,6 @@ static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 int checks_run(Checks *k, checks_done_t cb, void *userdata) {
-        struct timespec ts;
         HttpRequest req = {
                 .method = "GET",
                 .url = k->url,
@@ -490,8 +487,7 @@ int checks_run(Checks *k, checks_done_t cb, void *userdata) {
 
         if (k->running)
                 return -EBUSY;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        k->report = (CheckReport) { .at = (usec_t) ts.tv_sec * USEC_PER_SEC };
+        k->report = (CheckReport) { .at = clock_now(CLOCK_REALTIME) / USEC_PER_SEC * USEC_PER_SEC };
         k->cb = cb;
         k->userdata = userdata;
         k->http_done = k->tcp_done = false;

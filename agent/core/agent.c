@@ -3,16 +3,18 @@
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
 #include "alerts.h"
+#include "backoff.h"
 #include "capture.h"
 #include "aws.h"
 #include "checkrun.h"
 #include "checks.h"
+#include "clock.h"
+#include "random.h"
 #include "remedy.h"
 #include "history.h"
 #include "log.h"
@@ -26,12 +28,7 @@
 #define RETRY_MAX_USEC (5 * USEC_PER_MINUTE)
 
 static usec_t now_clock(sd_event *e, clockid_t clock) {
-        uint64_t t = 0;
-        if (e && sd_event_now(e, clock, &t) >= 0)
-                return t;
-        struct timespec ts;
-        clock_gettime(clock, &ts);
-        return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000;
+        return clock_loop_now(e, clock);
 }
 
 usec_t agent_now_wall(Agent *a) {
@@ -47,35 +44,10 @@ usec_t agent_now_guard(Agent *a) {
         return MIN(wall, steady);
 }
 
-const char *format_iso8601(char *buf, size_t size, usec_t wall) {
-        time_t t = (time_t) (wall / USEC_PER_SEC);
-        struct tm tm;
-        if (!gmtime_r(&t, &tm) || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-                snprintf(buf, size, "?");
-        return buf;
-}
-
-static uint64_t random_u64(void) {
-        uint64_t v = 0;
-        if (getrandom(&v, sizeof v, GRND_NONBLOCK) != sizeof v)
-                v = (uint64_t) now_clock(NULL, CLOCK_MONOTONIC) * 6364136223846793005ULL;
-        return v;
-}
-
-/* Capped exponential backoff with full jitter in the upper half, so a fleet
- * that failed together does not retry together. */
-static usec_t backoff_delay(unsigned attempt) {
-        usec_t d = RETRY_BASE_USEC;
-        for (unsigned i = 0; i < attempt && d < RETRY_MAX_USEC; i++)
-                d *= 2;
-        d = MIN(d, RETRY_MAX_USEC);
-        return d / 2 + random_u64() % (d / 2 + 1);
-}
-
-/* d ± 20 %, so held hosts of a fleet do not ask in lockstep. */
-static usec_t jittered(usec_t d) {
-        usec_t spread = d / 5;
-        return d - spread + (spread ? random_u64() % (2 * spread + 1) : 0);
+/* The agent's own retries (pool join/leave, readiness): base/backoff.h's
+ * schedule between RETRY_BASE_USEC and RETRY_MAX_USEC. */
+static usec_t retry_delay(unsigned attempt) {
+        return backoff_delay(RETRY_BASE_USEC, RETRY_MAX_USEC, attempt, random_u64());
 }
 
 static json_object *json_iso_or_null(usec_t wall) {
@@ -735,15 +707,15 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
         case ACTION_WAIT_COOL:
                 /* Re-check at least every window: the first check after the
                  * CPU cooled for a whole window lets the host rejoin. */
-                retry_schedule(a, MIN(backoff_delay(a->retry_attempt++), a->config->cpu.window));
+                retry_schedule(a, MIN(retry_delay(a->retry_attempt++), a->config->cpu.window));
                 break;
 
         case ACTION_HOLD:
                 alerts_holding(a->alerts, reason);
                 /* Re-ask at the heartbeat pace: the budget frees up as soon
                  * as another host rejoins, and each ask is one cheap script. */
-                retry_schedule(a, a->config->pool.enabled ? jittered(a->config->pool.heartbeat)
-                                                          : backoff_delay(MIN(a->retry_attempt++, 3u)));
+                retry_schedule(a, a->config->pool.enabled ? jitter_spread(a->config->pool.heartbeat, 20, random_u64())
+                                                          : retry_delay(MIN(a->retry_attempt++, 3u)));
                 break;
 
         case ACTION_NOTE_CLEARED:
@@ -783,7 +755,7 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
                         (void) action_pool_leave(a, "quarantined");
                 a->pool_serving = false;
                 alerts_quarantined(a->alerts, reason);
-                retry_schedule(a, backoff_delay(a->retry_attempt++));
+                retry_schedule(a, retry_delay(a->retry_attempt++));
                 break;
 
         case ACTION_GIVE_UP:

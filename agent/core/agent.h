@@ -9,6 +9,7 @@
 #include <systemd/sd-event.h>
 
 #include "agentcheck.h"
+#include "clock.h"
 #include "jsonutil.h"
 #include "evidence.h"
 #include "http.h"
@@ -175,5 +176,4 @@ usec_t agent_now_wall(Agent *a);
  * RTC, date -s, a restored VM) cannot open the guard early; one stepped
  * back already keeps it closed. */
 usec_t agent_now_guard(Agent *a);
-/* ISO 8601 UTC "2026-11-22T17:00:00Z"; buf >= 32 bytes. */
-const char *format_iso8601(char *buf, size_t size, usec_t wall);
+

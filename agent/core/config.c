@@ -568,26 +568,6 @@ static int item_redis_url(const ConfigItem *it, const char *value, Config *c, vo
         return set_string(dest, value);
 }
 
-char *redis_url_redact(const char *url) {
-        const char *rest, *at, *colon;
-        char *out = NULL;
-
-        if (!url)
-                return NULL;
-        rest = strstr(url, "://");
-        rest = rest ? rest + 3 : url;
-        /* The last '@' anywhere: a password may hold '/' or '@', and a
-         * malformed URL is exactly the one we are quoting. Redacting too
-         * much is the safe side. */
-        at = strrchr(rest, '@');
-        if (!at)
-                return strdup(url);
-        colon = memchr(rest, ':', (size_t) (at - rest));
-        if (asprintf(&out, "%.*s<redacted>%s", (int) (colon ? colon + 1 - url : rest - url), url, at) < 0)
-                return NULL;
-        return out;
-}
-
 bool aws_region_is_valid(const char *s) {
         const char *p = s;
         size_t words = 0;

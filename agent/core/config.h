@@ -250,9 +250,6 @@ bool aws_region_is_valid(const char *s);
 bool aws_instance_id_is_valid(const char *s);
 #define AWS_INSTANCE_ID_FORM "i- followed by 8 or 17 lowercase hex digits, e.g. i-0123456789abcdef0"
 
-/* A Redis URL for messages: the password (or a bare user info, which some
- * clients read as one) replaced by "<redacted>", the rest as written. */
-char *redis_url_redact(const char *url);
 
 /* Levenshtein distance, for "did you mean" suggestions. */
 size_t string_distance(const char *a, const char *b);

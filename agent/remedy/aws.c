@@ -503,12 +503,9 @@ json_object *aws_status_json(const Aws *a) {
                                                                    : a->use_role ? "instance-role (fetching)"
                                                                                  : "none"));
         json_object_object_add(c, "origin", a->cred.origin ? json_object_new_string(a->cred.origin) : NULL);
-        if (a->cred.expiration) {
-                time_t t = (time_t) (a->cred.expiration / USEC_PER_SEC);
-                struct tm tm;
-                if (gmtime_r(&t, &tm) && strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm) > 0)
-                        json_object_object_add(c, "expires", json_object_new_string(buf));
-        }
+        if (a->cred.expiration)
+                json_object_object_add(c, "expires",
+                                       json_object_new_string(format_iso8601(buf, sizeof buf, a->cred.expiration)));
         json_object_object_add(o, "credentials", c);
         json_object_object_add(o, "permission", json_object_new_string(aws_permission_to_string(a->permission)));
         json_object_object_add(o, "permission_detail",

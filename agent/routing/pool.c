@@ -211,7 +211,7 @@ static void send_state(Pool *p) {
         };
 
         ev = pool_event_json(&e);
-        pool_iso8601(since, sizeof since, p->since_wall ? p->since_wall : e.at);
+        format_iso8601(since, sizeof since, p->since_wall ? p->since_wall : e.at);
         const char *keys[] = { p->key_host, p->key_events };
         const char *args[] = { p->address, e.state, since, nonnull(p->reason), MONKEY_VERSION, ev ? ev : "{}" };
         sent_or_log(pool_link_script(p->link, POOL_SCRIPT_STATE, ELEMENTSOF(keys), keys, ELEMENTSOF(args), args, 0,

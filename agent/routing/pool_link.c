@@ -18,6 +18,7 @@
 #include "log.h"
 #include "random.h"
 #include "redis_event.h"
+#include "redisurl.h"
 #include "secret.h"
 
 #define POOL_COMMAND_TIMEOUT_USEC (2 * USEC_PER_SEC)
@@ -149,7 +150,7 @@ int pool_link_settings_load(const Config *c, PoolLinkSettings *ret, char **ret_e
                 return r;
         }
         s.url_text = strdup(c->pool.redis);
-        s.url_shown = pool_url_redact(c->pool.redis);
+        s.url_shown = redis_url_redact(c->pool.redis);
         if (!s.url_text || !s.url_shown)
                 return -ENOMEM;
         if (c->pool.password_file) {

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "backoff.h"
+#include "clock.h"
 #include "poolkeys.h"
 
 /* ---- the scripts ---- */
@@ -454,33 +455,6 @@ int pool_role_reply_decode(const redisReply *r, const char **ret_role) {
         return reply_streq(r->element[0], "master") ? 1 : 0;
 }
 
-char *pool_url_redact(const char *s) {
-        const char *scheme_end, *rest, *end, *at;
-        char *out = NULL;
-
-        if (!s)
-                return NULL;
-        scheme_end = strstr(s, "://");
-        if (!scheme_end)
-                return strdup(s);
-        rest = scheme_end + 3;
-        end = strchrnul(rest, '/');
-        at = memrchr(rest, '@', (size_t) (end - rest));
-        if (!at)
-                return strdup(s);
-        if (asprintf(&out, "%.*s***@%s", (int) (rest - s), s, at + 1) < 0)
-                return NULL;
-        return out;
-}
-
-void pool_iso8601(char *buf, size_t size, usec_t wall) {
-        time_t t = (time_t) (wall / USEC_PER_SEC);
-        struct tm tm;
-
-        if (!gmtime_r(&t, &tm) || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-                snprintf(buf, size, "?");
-}
-
 char *pool_event_json(const PoolEvent *e) {
         _cleanup_(json_object_unrefp) json_object *o = NULL;
         const char *text;
@@ -491,7 +465,7 @@ char *pool_event_json(const PoolEvent *e) {
         o = json_object_new_object();
         if (!o)
                 return NULL;
-        pool_iso8601(at, sizeof at, e->at);
+        format_iso8601(at, sizeof at, e->at);
         json_object_object_add(o, "type", json_object_new_string(e->type));
         json_object_object_add(o, "pool", json_string_or_null(e->pool));
         json_object_object_add(o, "host", json_string_or_null(e->host));

@@ -84,8 +84,6 @@ typedef struct PoolSwitchMaster {
  * another shape. ret is written only on 1. */
 int pool_switch_master_decode(const redisReply *r, const char *master, PoolSwitchMaster *ret);
 
-/* The URL with any userinfo replaced by "***@", for logs and status. */
-char *pool_url_redact(const char *s);
 
 typedef struct PoolEvent {
         const char *type;   /* "join", "leave", "state" */
@@ -97,7 +95,6 @@ typedef struct PoolEvent {
 } PoolEvent;
 
 /* wall (CLOCK_REALTIME) as 2023-11-14T22:13:20Z; "?" when it cannot be shown. */
-void pool_iso8601(char *buf, size_t size, usec_t wall);
 
 /* {"type","pool","host","addr",["state"],"reason",["forced"],"at","at_ms"}. */
 char *pool_event_json(const PoolEvent *e);

@@ -1,6 +1,7 @@
 /* The config file: config_parse_string() on INI text, and the typed value
  * parsers behind its table on the same bytes as one value. */
 #include "config.h"
+#include "redisurl.h"
 #include "fuzz.h"
 #include "parse.h"
 

@@ -14,6 +14,7 @@
 #include <syslog.h>
 
 #include "config.h"
+#include "redisurl.h"
 #include "parse.h"
 #include "secret.h"
 #include "testutil.h"
@@ -1235,6 +1236,11 @@ static void test_redis_url_redact(void **state) {
                 { "unix:///run/redis.sock", "unix:///run/redis.sock" },
                 { "rediss://127.0.0.1", "rediss://127.0.0.1" },
                 { "redis//:hunter2@host", "redis//:<redacted>@host" },
+                /* the pool's status once showed these its own way ("***@"),
+                 * keeping a password that followed a '/' */
+                { "redis://u:hunter2@h:1/0", "redis://u:<redacted>@h:1/0" },
+                { "redis://h/a@b", "redis://<redacted>@b" },
+                { "sentinel://:pw@a,b/m", "sentinel://:<redacted>@a,b/m" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(t); i++) {

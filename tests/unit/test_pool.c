@@ -85,25 +85,6 @@ static void rep_free(redisReply *r) {
 
 /* --- URLs (the grammar is tests/unit/test_redisurl.c's) ---------------------- */
 
-static void test_url_redact(void **state) {
-        static const struct {
-                const char *in, *out;
-        } cases[] = {
-                { "redis://u:hunter2@h:1/0", "redis://***@h:1/0" },
-                { "redis://h:1/0", "redis://h:1/0" },
-                { "sentinel://:pw@a,b/m", "sentinel://***@a,b/m" },
-                { "unix:///run/r.sock", "unix:///run/r.sock" },
-                { "redis://h/a@b", "redis://h/a@b" }, /* '@' after the path is not userinfo */
-        };
-
-        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-                char *s = pool_url_redact(cases[i].in);
-                assert_string_equal(s, cases[i].out);
-                free(s);
-        }
-        assert_null(pool_url_redact(NULL));
-}
-
 /* --- script replies ----------------------------------------------------- */
 
 static void test_leave_reply(void **state) {
@@ -708,7 +689,6 @@ static void test_client_bad_settings(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_url_redact),
                 cmocka_unit_test(test_leave_reply),
                 cmocka_unit_test(test_view_decode),
                 cmocka_unit_test(test_sentinel_and_role),

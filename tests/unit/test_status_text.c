@@ -317,7 +317,7 @@ static void test_event_lines(void **state) {
 
 #define POOL_JSON                                                                                             \
         "{\"configured\":true,\"name\":\"web\",\"address\":\"127.0.0.2:8080\",\"host\":\"web-1\","          \
-        "\"redis\":\"redis://***@127.0.0.1:6379/0\",\"master\":null,\"connected\":true,"                      \
+        "\"redis\":\"redis://:<redacted>@127.0.0.1:6379/0\",\"master\":null,\"connected\":true,"                      \
         "\"status\":\"connected\",\"serving\":true,\"member\":true,\"serving_count\":3,\"last_error\":null,"  \
         "\"budget\":{\"min_serving\":2,\"max_unavailable\":1,\"serving_alive\":3,\"out\":[\"web-4\"],"        \
         "\"out_max_sec\":1800},"                                                                              \
@@ -363,7 +363,7 @@ static void test_pool_listing(void **state) {
 
         assert_int_equal(status_text_format_pool(o, &t), 0);
         assert_string_equal(t,
-                            "pool        web (connected, redis://***@127.0.0.1:6379/0)\n"
+                            "pool        web (connected, redis://:<redacted>@127.0.0.1:6379/0)\n"
                             "this host   web-1 127.0.0.2:8080: serving\n"
                             "budget      min_serving 2, max_unavailable 1: 3 serving alive, 1 out (web-4)\n"
                             "members     4 (as seen 400ms ago)\n"
