@@ -54,55 +54,6 @@ static int nginx_read_small_file(const char *path, size_t max, char **ret) {
         return read_full_fd(fd, max - 1, ret, &len);
 }
 
-/* Temp file in the same directory, fsync, rename, fsync the directory: nginx
- * (and a crash) sees the old file or the new one, never half of one. */
-static int nginx_write_atomic(const char *path, const char *text) {
-        _cleanup_(freep) char *tmp = NULL, *dir = NULL;
-        _cleanup_(closep) int fd = -1, dfd = -1;
-        size_t len = strlen(text), off = 0;
-        char *slash;
-        int r;
-
-        if (asprintf(&tmp, "%s.XXXXXX", path) < 0)
-                return -ENOMEM;
-        fd = mkostemp(tmp, O_CLOEXEC);
-        if (fd < 0)
-                return negative_errno();
-        while (off < len) {
-                ssize_t k = write(fd, text + off, len - off);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        r = negative_errno();
-                        goto fail;
-                }
-                off += (size_t) k;
-        }
-        if (fchmod(fd, 0644) < 0 || fsync(fd) < 0) {
-                r = negative_errno();
-                goto fail;
-        }
-        if (rename(tmp, path) < 0) {
-                r = negative_errno();
-                goto fail;
-        }
-        dir = strdup(path);
-        if (!dir)
-                return -ENOMEM;
-        slash = strrchr(dir, '/');
-        if (slash == dir)
-                slash[1] = '\0';
-        else if (slash)
-                *slash = '\0';
-        dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0)
-                (void) fsync(dfd);
-        return 0;
-fail:
-        (void) unlink(tmp);
-        return r;
-}
-
 /* /bin/sh -c CMD with stdin from /dev/null, waited for at most `timeout`,
  * then killed. Returns 0 on exit status 0. */
 static int nginx_run_reload(const char *command, usec_t timeout, char **ret_error) {
@@ -195,7 +146,8 @@ int nginx_apply(Nginx *s, Endpoint **wantp, size_t *n_wantp, ProxysyncKeepFn kee
         if (r < 0)
                 return r;
         if (!old || !streq(old, text)) {
-                r = nginx_write_atomic(o->nginx_file, text);
+                /* nginx (and a crash) sees the old file or the new one, never half */
+                r = write_file_atomic_path(o->nginx_file, text, strlen(text), 0644, 0);
                 if (r < 0) {
                         if (asprintf(ret_error, "Cannot write %s: %s", o->nginx_file, strerror(-r)) < 0)
                                 *ret_error = NULL;

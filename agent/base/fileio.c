@@ -81,7 +81,19 @@ int write_all(int fd, const char *p, size_t n) {
         return 0;
 }
 
-int write_file_atomic_at(int dir_fd, const char *name, const char *data, size_t len) {
+bool write_file_atomic_is_temp(const char *name) {
+        const char *t = name ? strstr(name, ".tmp-") : NULL;
+
+        if (!t || t == name || strlen(t + 5) != 12)
+                return false;
+        for (const char *p = t + 5; *p; p++)
+                if (!strchr("0123456789abcdef", *p))
+                        return false;
+        return true;
+}
+
+int write_file_atomic_full(int dir_fd, const char *name, const char *data, size_t len, mode_t mode,
+                           WriteAtomicFlags flags) {
         char tmp[NAME_MAX + 1];
         _cleanup_(closep) int fd = -1;
         int r;
@@ -99,16 +111,15 @@ int write_file_atomic_at(int dir_fd, const char *name, const char *data, size_t 
                 if (errno != EEXIST || attempt >= 16)
                         return negative_errno();
         }
-        /* 0600 whatever the umask: these files hold Slack thread ids and
-         * alert texts. */
-        if (fchmod(fd, 0600) < 0) {
+        /* the mode asked for, whatever the umask */
+        if (fchmod(fd, mode) < 0) {
                 r = negative_errno();
                 goto fail;
         }
         r = write_all(fd, data, len);
         if (r < 0)
                 goto fail;
-        if (fsync(fd) < 0) {
+        if (!(flags & WRITE_ATOMIC_NO_SYNC) && fsync(fd) < 0) {
                 r = negative_errno();
                 goto fail;
         }
@@ -123,10 +134,29 @@ int write_file_atomic_at(int dir_fd, const char *name, const char *data, size_t 
                 goto fail;
         }
         /* The rename is durable only once the directory is. */
-        if (fsync(dir_fd) < 0)
+        if (!(flags & WRITE_ATOMIC_NO_SYNC) && fsync(dir_fd) < 0)
                 return negative_errno();
         return 0;
 fail:
         (void) unlinkat(dir_fd, tmp, 0);
         return r;
+}
+
+int write_file_atomic_path(const char *path, const char *data, size_t len, mode_t mode, WriteAtomicFlags flags) {
+        _cleanup_(freep) char *dir = NULL;
+        _cleanup_(closep) int dfd = -1;
+        const char *slash;
+
+        if (isempty(path))
+                return -EINVAL;
+        slash = strrchr(path, '/');
+        if (slash && !slash[1])
+                return -EISDIR;
+        dir = slash ? strndup(path, slash == path ? 1 : (size_t) (slash - path)) : strdup(".");
+        if (!dir)
+                return -ENOMEM;
+        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return negative_errno();
+        return write_file_atomic_full(dfd, slash ? slash + 1 : path, data, len, mode, flags);
 }

@@ -154,8 +154,6 @@ static int open_append(HistoryFile *f) {
 }
 
 int history_file_rewrite(HistoryFile *f, json_object *const *entries, size_t n) {
-        char tmp[NAME_MAX + 1];
-        _cleanup_(closep) int fd = -1;
         _cleanup_(freep) char *buf = NULL;
         size_t size = 0;
         FILE *m;
@@ -176,23 +174,11 @@ int history_file_rewrite(HistoryFile *f, json_object *const *entries, size_t n) 
         if (fclose(m) != 0)
                 return -ENOMEM;
 
-        snprintf(tmp, sizeof tmp, "%s.tmp", HISTORY_FILE);
-        fd = openat(f->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
-        if (fd < 0) {
-                r = -errno;
-                log_write_failure(f, r, "rewrite");
-                return r;
-        }
         /* No fsync (history.h): ext4 and xfs flush a file renamed over
          * another before the rename itself is committed, so a crash leaves
          * the old file or the new one. */
-        r = write_all(fd, strempty(buf), size);
-        if (r >= 0 && close(TAKE_FD(fd)) < 0)
-                r = -errno;
-        if (r >= 0 && renameat(f->dir_fd, tmp, f->dir_fd, HISTORY_FILE) < 0)
-                r = -errno;
+        r = write_file_atomic_full(f->dir_fd, HISTORY_FILE, strempty(buf), size, 0600, WRITE_ATOMIC_NO_SYNC);
         if (r < 0) {
-                (void) unlinkat(f->dir_fd, tmp, 0);
                 log_write_failure(f, r, "rewrite");
                 return r;
         }

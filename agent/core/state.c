@@ -668,8 +668,7 @@ int state_remove_stale_temps(const char *state_dir) {
                 return 0;
         TAKE_FD(fd);
         while ((de = readdir(d)))
-                if (strncmp(de->d_name, STATE_FILE_NAME ".tmp-", strlen(STATE_FILE_NAME ".tmp-")) == 0 &&
-                    unlinkat(dirfd(d), de->d_name, 0) >= 0)
+                if (write_file_atomic_is_temp(de->d_name) && unlinkat(dirfd(d), de->d_name, 0) >= 0)
                         n++;
         closedir(d);
         return n;

@@ -996,31 +996,20 @@ typedef struct SvgJob {
 /* The SVG goes to a temporary file beside the target, renamed over it
  * when whole: a failed render leaves no half graph behind. */
 static int svg_write(const char *target, const SvgJob *job) {
-        _cleanup_(freep) char *tmp = NULL;
+        _cleanup_(freep) char *buf = NULL;
+        size_t size = 0;
         FILE *f;
-        int fd, r;
+        int r;
 
-        if (asprintf(&tmp, "%s.tmp-XXXXXX", target) < 0)
+        f = open_memstream(&buf, &size);
+        if (!f)
                 return -ENOMEM;
-        fd = mkostemp(tmp, O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        (void) fchmod(fd, 0644);
-        f = fdopen(fd, "w");
-        if (!f) {
-                r = -errno;
-                close(fd);
-                (void) unlink(tmp);
-                return r;
-        }
         r = job->b ? flamegraph_render_diff(job->a, job->b, job->o, f) : flamegraph_render(job->a, job->o, f);
         if (fclose(f) != 0 && r >= 0)
-                r = -errno;
-        if (r >= 0 && rename(tmp, target) < 0)
-                r = -errno;
+                r = -ENOMEM;
         if (r < 0)
-                (void) unlink(tmp);
-        return r;
+                return r;
+        return write_file_atomic_path(target, buf, size, 0644, WRITE_ATOMIC_NO_SYNC);
 }
 
 static int incident_diff(Ctl *ctl, const char *arg_a, const char *arg_b) {
