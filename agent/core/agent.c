@@ -10,7 +10,6 @@
 
 #include "alerts.h"
 #include "capture.h"
-#include "aws.h"
 #include "checkrun.h"
 #include "checks.h"
 #include "remedy.h"
@@ -159,8 +158,9 @@ static void on_persisted(void *userdata, uint64_t cookie, int error) {
 
 /* This moment's state, queued on the writer: saves land in the order they
  * were made, behind every alert spooled before. */
-static int persist_save_then(Agent *a, void (*done)(void *a, uint64_t cookie, int error), uint64_t cookie) {
-        WriterDone d[] = { { on_persisted, a, 0 }, { done, a, cookie } };
+static int persist_save_to(Agent *a, void (*done)(void *userdata, uint64_t cookie, int error), void *done_userdata,
+                           uint64_t cookie) {
+        WriterDone d[] = { { on_persisted, a, 0 }, { done, done_userdata, cookie } };
         int r;
 
         memcpy(a->persist.boot_id, a->boot_id, sizeof a->persist.boot_id);
@@ -172,6 +172,10 @@ static int persist_save_then(Agent *a, void (*done)(void *a, uint64_t cookie, in
         if (r < 0)
                 on_persisted(a, 0, r);
         return r;
+}
+
+static int persist_save_then(Agent *a, void (*done)(void *a, uint64_t cookie, int error), uint64_t cookie) {
+        return persist_save_to(a, done, a, cookie);
 }
 
 static int persist_save(Agent *a) {
@@ -197,7 +201,7 @@ static void on_remediation_recorded(void *userdata, uint64_t at, int error) {
         size_t n = a->persist.n_remediations;
 
         /* stopping, an operator stepped in meanwhile, or not this one's */
-        if (a->stopping || a->state != STATE_REMEDIATING || a->remedy_running || n == 0 ||
+        if (a->stopping || a->state != STATE_REMEDIATING || remedy_is_running(a->remedy) || n == 0 ||
             a->persist.remediations[n - 1] != at)
                 return;
         if (error < 0) {
@@ -212,7 +216,7 @@ static void on_remediation_recorded(void *userdata, uint64_t at, int error) {
                 return;
         }
         /* each ladder step is recorded and announced by remedy.c */
-        (void) remedy_run(a);
+        (void) remedy_run(a->remedy);
 }
 
 static void incident_open(Agent *a, const char *reason) {
@@ -251,7 +255,7 @@ static void alerts_facts(void *userdata, bool serving, AlertsFacts *ret) {
         *ret = (AlertsFacts) {
                 .cpu_now = a->cpu_have_usage ? a->cpu_last_busy : -1,
                 .cpu_window = detector_window_pct(&a->detector),
-                .instance_id = a->aws ? aws_instance_id(a->aws) : NULL,
+                .instance_id = remedy_instance_id(a->remedy),
                 .pool = !!a->pool,
                 .serving = -1,
         };
@@ -344,6 +348,90 @@ static void capture_drain_released(void *userdata) {
 static const CaptureSink capture_sink = {
         .profile = capture_profile,
         .drain_released = capture_drain_released,
+};
+
+/* ---- what the ladder asks of its owner ---- */
+
+static void remedy_post(void *userdata, Event e, const char *reason) {
+        agent_post_event(userdata, e, reason);
+}
+
+static int remedy_save(void *userdata, remedy_done_t done, void *done_userdata, uint64_t cookie) {
+        return persist_save_to(userdata, done, done_userdata, cookie);
+}
+
+static int remedy_after_writes(void *userdata, remedy_done_t done, void *done_userdata, uint64_t cookie) {
+        Agent *a = userdata;
+
+        return writer_barrier(a->writer, &(WriterDone) { done, done_userdata, cookie });
+}
+
+static usec_t remedy_now_wall(void *userdata) {
+        return agent_now_wall(userdata);
+}
+
+static usec_t remedy_now_guard(void *userdata) {
+        return agent_now_guard(userdata);
+}
+
+static double remedy_cpu_busy(void *userdata) {
+        Agent *a = userdata;
+
+        return a->cpu_have_usage ? a->cpu_last_busy : NAN;
+}
+
+static bool remedy_stopping(void *userdata) {
+        Agent *a = userdata;
+
+        return a->stopping;
+}
+
+static bool remedy_release_slot(void *userdata) {
+        Agent *a = userdata;
+
+        if (!a->pool)
+                return false;
+        pool_release(a->pool);
+        return true;
+}
+
+static void remedy_remediating(void *userdata, const char *step, const char *text, const char *after) {
+        Agent *a = userdata;
+
+        alerts_remediating(a->alerts, step, text, after);
+}
+
+static void remedy_step_result(void *userdata, const char *text, const char *request_id) {
+        Agent *a = userdata;
+
+        alerts_step_result(a->alerts, text, request_id);
+}
+
+static void remedy_permission(void *userdata, const char *text, const char *detail) {
+        Agent *a = userdata;
+
+        alerts_notify(a->alerts, NOTICE_PERMISSION, text, detail);
+}
+
+static void remedy_test_answer(void *userdata, uint64_t ticket, bool ok, const char *message) {
+        Agent *a = userdata;
+
+        control_server_answer(a->control, ticket, ok, message, NULL);
+}
+
+static const RemedySink remedy_sink = {
+        .post = remedy_post,
+        .save = remedy_save,
+        .after_writes = remedy_after_writes,
+        .now_wall = remedy_now_wall,
+        .now_guard = remedy_now_guard,
+        .cpu_busy = remedy_cpu_busy,
+        .stopping = remedy_stopping,
+        .release_slot = remedy_release_slot,
+        .remediating = remedy_remediating,
+        .step_result = remedy_step_result,
+        .permission = remedy_permission,
+        .test_answer = remedy_test_answer,
 };
 
 static void retry_schedule(Agent *a, usec_t delay);
@@ -469,7 +557,7 @@ static void dry_run_tell(Agent *a, PoolLeaveResult r, const char *detail) {
         } else {
                 for (size_t i = 0; i < c->remedy.ladder_len; i++) {
                         _cleanup_(freep) char *step = remedy_step_describe(c, i);
-                        const char *id = c->remedy.ladder[i] == REMEDY_REBOOT_INSTANCE ? aws_instance_id(a->aws) : NULL;
+                        const char *id = c->remedy.ladder[i] == REMEDY_REBOOT_INSTANCE ? remedy_instance_id(a->remedy) : NULL;
                         fprintf(f, "%s%zu. %s%s%s", i ? ", " : "", i + 1, strna(step), id ? " " : "", strempty(id));
                 }
                 fclose(f);
@@ -481,7 +569,7 @@ static void dry_run_tell(Agent *a, PoolLeaveResult r, const char *detail) {
             (r == POOL_LEAVE_UNREACHABLE && c->pool.on_unreachable == POOL_ON_UNREACHABLE_REMEDIATE))
                 for (size_t i = 0; i < c->remedy.ladder_len; i++) {
                         _cleanup_(freep) char *step = remedy_step_describe(c, i), *text = NULL;
-                        const char *id = c->remedy.ladder[i] == REMEDY_REBOOT_INSTANCE ? aws_instance_id(a->aws) : NULL;
+                        const char *id = c->remedy.ladder[i] == REMEDY_REBOOT_INSTANCE ? remedy_instance_id(a->remedy) : NULL;
 
                         if (asprintf(&text, "%s: DRY RUN: would %s%s%s%s", c->agent.host, strna(step), id ? " " : "",
                                      strempty(id), i > 0 ? " if the step before failed" : "") < 0)
@@ -627,7 +715,7 @@ static void runner_manual_done(void *userdata, uint64_t ticket, const CheckRepor
 static const char *runner_local_address(void *userdata) {
         Agent *a = userdata;
 
-        return a->aws ? aws_local_ipv4(a->aws) : NULL;
+        return remedy_local_ipv4(a->remedy);
 }
 
 static const CheckRunSink checkrun_sink = {
@@ -668,7 +756,7 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
                 a->retry_timer = sd_event_source_disable_unref(a->retry_timer);
                 /* Restarted while the reboot we asked for is still due:
                  * out of the pool until it comes, and no second ask. */
-                if (t->from == STATE_BOOT && a->reboot_awaited && remedy_await_reboot(a) >= 0)
+                if (t->from == STATE_BOOT && remedy_reboot_awaited(a->remedy) && remedy_await_reboot(a->remedy) >= 0)
                         break;
                 action_checks_run(a, t->from != STATE_QUARANTINED);
                 break;
@@ -888,10 +976,10 @@ static void agent_step(Agent *a, Event ev, const char *reason) {
                 }
         }
 
-        if (t.from == STATE_REMEDIATING && t.to != STATE_REMEDIATING && a->remedy_running)
-                remedy_cancel(a); /* an operator drained us meanwhile */
-        if (t.from == STATE_CHECKING && t.to != STATE_CHECKING && a->reboot_awaited)
-                remedy_cancel(a); /* the same, while a reboot was due */
+        if (t.from == STATE_REMEDIATING && t.to != STATE_REMEDIATING && remedy_is_running(a->remedy))
+                remedy_cancel(a->remedy); /* an operator drained us meanwhile */
+        if (t.from == STATE_CHECKING && t.to != STATE_CHECKING && remedy_reboot_awaited(a->remedy))
+                remedy_cancel(a->remedy); /* the same, while a reboot was due */
         if ((t.from == STATE_CHECKING || t.from == STATE_QUARANTINED) && t.to != t.from && a->checkrun)
                 checkrun_cancel(a->checkrun);
         if (t.from == STATE_SERVING && t.to != STATE_SERVING && a->checkrun)
@@ -1233,7 +1321,7 @@ json_object *agent_status_json(Agent *a) {
         json_object_object_add(remedy, "max_per_window", json_object_new_int((int) c->remedy.max_per_window));
         json_object_object_add(remedy, "window_sec", json_object_new_double((double) c->remedy.window / USEC_PER_SEC));
         if (c->remedy.enabled) {
-                _cleanup_(json_object_putp) json_object *rs = remedy_status_json(a);
+                _cleanup_(json_object_putp) json_object *rs = remedy_status_json(a->remedy);
                 json_object_object_foreach(rs, k, v) json_object_object_add(remedy, k, json_object_get(v));
         }
         {
@@ -1410,7 +1498,9 @@ static int control_test_alert(void *userdata, uint64_t ticket, const char *text,
 }
 
 static int control_test_reboot(void *userdata, uint64_t ticket, const char *text, char **ret_message) {
-        return remedy_test_reboot(userdata, ticket, ret_message);
+        Agent *a = userdata;
+
+        return remedy_test_reboot(a->remedy, ticket, ret_message);
 }
 
 static int control_check(void *userdata, uint64_t ticket, const char *text, char **ret_message) {
@@ -1575,7 +1665,7 @@ int agent_reload(Agent *a, char **ret_error) {
         } else if (!!a->pool != nc->pool.enabled)
                 log_warning("reload: adding or removing [pool] takes effect at the next restart, ignoring");
         agent_check_reconfigure(a, nc);
-        (void) remedy_reconfigure(a, nc);
+        (void) remedy_reconfigure(a->remedy, nc);
         log_max_level = nc->agent.log_level;
         /* A reload may grant or revoke [agent] control_group at once. */
         r = control_server_apply_config(a->control, nc);
@@ -1587,6 +1677,7 @@ int agent_reload(Agent *a, char **ret_error) {
         alerts_set_config(a->alerts, a->config);
         if (a->checkrun)
                 checkrun_set_config(a->checkrun, a->config);
+        remedy_set_config(a->remedy, a->config);
 
         log_info("Reloaded %s", a->config_path);
         sd_notify(0, "READY=1");
@@ -1660,7 +1751,7 @@ static void agent_start_machine(Agent *a) {
         /* The reboot a step asked for has happened; or it is still due:
          * killed (OOM, SIGKILL) with RebootInstances in flight, or between
          * EC2's yes and the shutdown (remedy.c). */
-        a->reboot_awaited = remedy_reboot_due(a, due, sizeof due);
+        (void) remedy_reboot_due(a->remedy, a->new_boot, due, sizeof due);
         /* A boot that follows our own remediation: give the app time. */
         if (a->new_boot && !isempty(prev) && a->config->remedy.enabled && a->config->remedy.grace > 0 &&
             remedy_count_in_window(&last, a->persist.n_remediations > 0, agent_now_guard(a),
@@ -1683,7 +1774,7 @@ static void agent_start_machine(Agent *a) {
                 char m[320];
                 snprintf(m, sizeof m, "%s; still held out of the pool: %s", reason, strna(a->persist.held_reason));
                 agent_post_event(a, EVENT_RESTORE_HOLD, m);
-        } else if (a->reboot_awaited) {
+        } else if (remedy_reboot_awaited(a->remedy)) {
                 char m[320];
                 snprintf(m, sizeof m, "%s; %s and the machine has not gone down yet: waiting for it", reason, due);
                 agent_post_event(a, EVENT_START, m);
@@ -1817,7 +1908,8 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
                 return r;
         if (a->pool)
                 pool_set_connection_handler(a->pool, on_pool_connection, a);
-        r = remedy_setup(a, ret_error);
+        r = remedy_new(a->event, a->http, a->config, &a->persist, a->boot_id, &remedy_sink, a, &a->remedy,
+                       ret_error);
         if (r < 0)
                 return r;
         if (a->config->checks.enabled) {
@@ -1852,7 +1944,7 @@ int agent_start(Agent *a) {
                         return log_error_errno(r, "Cannot start the pool client: %m");
         }
         agent_start_machine(a);
-        remedy_start(a);
+        remedy_start(a->remedy);
 
         sd_notifyf(0, "READY=1\nSTATUS=%s: %s", state_to_string(a->state), strna(a->state_reason));
         log_info("monkeyd %s running as %s, control socket %s", MONKEY_VERSION, a->config->agent.host,
@@ -1879,7 +1971,7 @@ Agent *agent_free(Agent *a) {
         writer_stop(a->writer);
         readiness_stop(a);
         a->checkrun = checkrun_free(a->checkrun);
-        remedy_free(a);
+        a->remedy = remedy_free(a->remedy);
         a->capture = capture_free(a->capture);
         a->alerts = alerts_free(a->alerts);
         a->control = control_server_free(a->control);
@@ -1904,7 +1996,6 @@ Agent *agent_free(Agent *a) {
         detector_done(&a->detector);
         persistent_state_done(&a->persist);
         free(a->cpu_last_error);
-        free(a->remedy_last_failure);
         free(a->state_reason);
         config_free(a->config);
         free(a->config_path);

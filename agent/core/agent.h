@@ -80,20 +80,9 @@ typedef struct Agent {
         /* Incident evidence: summary, profile, the drain it holds */
         struct Capture *capture;
 
-        /* Remediation (remedy.c) */
-        struct Aws *aws;                /* NULL without [aws] or reboot-instance */
-        struct SysBus *sysbus;          /* NULL without local steps */
-        size_t ladder_pos;
-        uint64_t remedy_gen;            /* tells a step's write completion from a cancelled ladder's */
-        uint64_t leave_gen;             /* the same for the budget request waiting on the breach alert */
-        bool remedy_running;
-        bool reboot_awaited;            /* restarted in CHECKING while an accepted reboot is due */
-        sd_event_source *remedy_timer;  /* settle after a restart, or the reboot that must come */
-        sd_event_source *remedy_deadline; /* [remedy] step_timeout: the step's call has not answered */
-        bool remedy_timed_out;          /* a step of this ladder run never answered: give the slot back */
-        char *remedy_last_failure;
-        uint64_t reboot_test_ticket;    /* monkeyctl test-reboot waiting, 0 = none */
-        sd_event_source *reboot_test_deadline;
+        /* Remediation: the ladder, AWS and the system bus */
+        struct Remedy *remedy;
+        uint64_t leave_gen;             /* tells the budget request waiting on the breach alert from a stale one */
         usec_t grace_until;             /* CLOCK_MONOTONIC; breaches only alert before it */
         bool rejoin_needs_cool;         /* the ladder failed: rejoin only after a cool window */
         bool dry_run_told;              /* this overload's dry run is told; cleared when it clears */
@@ -175,5 +164,3 @@ usec_t agent_now_wall(Agent *a);
  * RTC, date -s, a restored VM) cannot open the guard early; one stepped
  * back already keeps it closed. */
 usec_t agent_now_guard(Agent *a);
-/* ISO 8601 UTC "2026-11-22T17:00:00Z"; buf >= 32 bytes. */
-const char *format_iso8601(char *buf, size_t size, usec_t wall);

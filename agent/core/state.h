@@ -44,6 +44,9 @@ int incident_step_result(Incident *i, const char *result);
  * happened yet in the boot state.json was written in; NULL otherwise. */
 const IncidentStep *incident_reboot_awaited(const Incident *i);
 
+/* ISO 8601 UTC "2026-11-22T17:00:00Z"; buf >= 32 bytes (agent.c). */
+const char *format_iso8601(char *buf, size_t size, usec_t wall);
+
 typedef struct PersistentState {
         char boot_id[BOOT_ID_LEN + 1]; /* boot id seen when last written, "" when unknown */
         State state;                   /* last state, for restart in the same boot */

@@ -18,6 +18,7 @@
 
 #include "agent.h"
 #include "log.h"
+#include "remedy.h"
 #include "sysbus.h"
 #include "agentfix.h"
 
@@ -151,7 +152,7 @@ static void test_failed_step_moves_to_the_next(void **state) {
         for (unsigned k = 0; k < 20; k++)
                 assert_true(sd_event_run(f->a->event, 5 * USEC_PER_MSEC) >= 0);
         assert_int_equal(f->a->state, STATE_REMEDIATING);
-        assert_true(f->a->remedy_running);
+        assert_true(remedy_is_running(f->a->remedy));
 }
 
 static void test_every_step_failed_quarantines(void **state) {
@@ -162,7 +163,7 @@ static void test_every_step_failed_quarantines(void **state) {
         run_for(f, bus_waiting);
         bus_answer(-EPERM, "logind refused the reboot (test)");
         run_for(f, quarantined);
-        assert_false(f->a->remedy_running);
+        assert_false(remedy_is_running(f->a->remedy));
         assert_non_null(strstr(strna(f->a->state_reason), "every step of the ladder failed"));
         assert_non_null(strstr(strna(f->a->state_reason), "logind refused"));
         assert_int_equal(bus.restarts, 1);
