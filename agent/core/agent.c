@@ -182,14 +182,6 @@ static int persist_save(Agent *a) {
         return persist_save_then(a, NULL, 0);
 }
 
-int agent_persist_save(Agent *a) {
-        return persist_save(a);
-}
-
-int agent_persist_save_then(Agent *a, void (*done)(void *a, uint64_t cookie, int error), uint64_t cookie) {
-        return persist_save_then(a, done, cookie);
-}
-
 int agent_after_writes(Agent *a, void (*done)(void *a, uint64_t cookie, int error), uint64_t cookie) {
         return writer_barrier(a->writer, &(WriterDone) { done, a, cookie });
 }

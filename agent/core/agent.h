@@ -132,16 +132,6 @@ int agent_start(Agent *a);
  * eventq.h. */
 void agent_post_event(Agent *a, Event e, const char *reason);
 
-/* Write state.json now (an integration learned something that must
- * survive a reboot, e.g. the incident's Slack thread): queued on the
- * writer, off the loop, after every durable write queued before. A refusal
- * of the disk is logged and shown in status as state_file once the disk
- * answered; < 0 here only when the save could not be queued. */
-int agent_persist_save(Agent *a);
-/* The same, then done(a, cookie, error) on the loop once this save is on
- * disk (0) or the disk refused it: "record it, then act". < 0: not
- * queued, done will not run. */
-int agent_persist_save_then(Agent *a, void (*done)(void *a, uint64_t cookie, int error), uint64_t cookie);
 /* done(a, cookie, 0) once every durable write queued so far has ended
  * (the alerts spooled are on disk): "announce it, then act". < 0: not
  * queued, done will not run. */

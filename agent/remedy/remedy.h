@@ -8,7 +8,12 @@
  * step that fails, moves to the next step. Past the last step the machine
  * hears REMEDY_FAILED (QUARANTINED: out of the pool, alert).
  *
- * dry_run walks the same decisions and says what it would do. */
+ * dry_run walks the same decisions and says what it would do.
+ *
+ * It owns the ladder's run (position, timers, the AWS client, the bus
+ * link) and never sees the agent: it writes the incident's steps and
+ * reboot_requested into the record its owner hands it, and asks the owner
+ * (a RemedySink) to save it, to post events, and to tell the alerts. */
 #pragma once
 
 #include <json-c/json.h>
@@ -31,9 +36,12 @@ typedef void (*remedy_done_t)(void *userdata, uint64_t cookie, int error);
 typedef struct RemedySink {
         /* Queue an event for the machine; cannot fail. */
         void (*post)(void *userdata, Event e, const char *reason);
-        /* Save state.json; with done, call done(done_userdata, cookie,
-         * error) once it is on disk or refused. < 0: not queued, done will
-         * not run. */
+        /* Save state.json: queued on the writer, off the loop, after every
+         * durable write queued before; with done, done(done_userdata,
+         * cookie, error) on the loop once this save is on disk (0) or the
+         * disk refused it: "record it, then act". A refusal is logged and
+         * shown in status by the owner. < 0: not queued, done will not
+         * run. */
         int (*save)(void *userdata, remedy_done_t done, void *done_userdata, uint64_t cookie);
         /* done(done_userdata, cookie, 0) once every durable write queued so
          * far has ended. < 0: not queued. */
