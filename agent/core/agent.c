@@ -10,7 +10,6 @@
 #include "alerts.h"
 #include "backoff.h"
 #include "capture.h"
-#include "aws.h"
 #include "checkrun.h"
 #include "checks.h"
 #include "clock.h"
@@ -27,16 +26,12 @@
 #define RETRY_BASE_USEC (5 * USEC_PER_SEC)
 #define RETRY_MAX_USEC (5 * USEC_PER_MINUTE)
 
-static usec_t now_clock(sd_event *e, clockid_t clock) {
-        return clock_loop_now(e, clock);
-}
-
 usec_t agent_now_wall(Agent *a) {
-        return now_clock(a ? a->event : NULL, CLOCK_REALTIME);
+        return clock_loop_now(a ? a->event : NULL, CLOCK_REALTIME);
 }
 
 usec_t agent_now_guard(Agent *a) {
-        usec_t wall = agent_now_wall(a), boot = now_clock(a->event, CLOCK_BOOTTIME), steady;
+        usec_t wall = agent_now_wall(a), boot = clock_loop_now(a->event, CLOCK_BOOTTIME), steady;
 
         if (a->persist.anchor_wall == 0 || boot < a->persist.anchor_boottime)
                 return wall;
@@ -131,8 +126,9 @@ static void on_persisted(void *userdata, uint64_t cookie, int error) {
 
 /* This moment's state, queued on the writer: saves land in the order they
  * were made, behind every alert spooled before. */
-static int persist_save_then(Agent *a, void (*done)(void *a, uint64_t cookie, int error), uint64_t cookie) {
-        WriterDone d[] = { { on_persisted, a, 0 }, { done, a, cookie } };
+static int persist_save_to(Agent *a, void (*done)(void *userdata, uint64_t cookie, int error), void *done_userdata,
+                           uint64_t cookie) {
+        WriterDone d[] = { { on_persisted, a, 0 }, { done, done_userdata, cookie } };
         int r;
 
         memcpy(a->persist.boot_id, a->boot_id, sizeof a->persist.boot_id);
@@ -146,16 +142,12 @@ static int persist_save_then(Agent *a, void (*done)(void *a, uint64_t cookie, in
         return r;
 }
 
+static int persist_save_then(Agent *a, void (*done)(void *a, uint64_t cookie, int error), uint64_t cookie) {
+        return persist_save_to(a, done, a, cookie);
+}
+
 static int persist_save(Agent *a) {
         return persist_save_then(a, NULL, 0);
-}
-
-int agent_persist_save(Agent *a) {
-        return persist_save(a);
-}
-
-int agent_persist_save_then(Agent *a, void (*done)(void *a, uint64_t cookie, int error), uint64_t cookie) {
-        return persist_save_then(a, done, cookie);
 }
 
 int agent_after_writes(Agent *a, void (*done)(void *a, uint64_t cookie, int error), uint64_t cookie) {
@@ -169,7 +161,7 @@ static void on_remediation_recorded(void *userdata, uint64_t at, int error) {
         size_t n = a->persist.n_remediations;
 
         /* stopping, an operator stepped in meanwhile, or not this one's */
-        if (a->stopping || a->state != STATE_REMEDIATING || a->remedy_running || n == 0 ||
+        if (a->stopping || a->state != STATE_REMEDIATING || remedy_is_running(a->remedy) || n == 0 ||
             a->persist.remediations[n - 1] != at)
                 return;
         if (error < 0) {
@@ -184,7 +176,7 @@ static void on_remediation_recorded(void *userdata, uint64_t at, int error) {
                 return;
         }
         /* each ladder step is recorded and announced by remedy.c */
-        (void) remedy_run(a);
+        (void) remedy_run(a->remedy);
 }
 
 static void incident_open(Agent *a, const char *reason) {
@@ -223,7 +215,7 @@ static void alerts_facts(void *userdata, bool serving, AlertsFacts *ret) {
         *ret = (AlertsFacts) {
                 .cpu_now = a->cpu_have_usage ? a->cpu_last_busy : -1,
                 .cpu_window = detector_window_pct(&a->detector),
-                .instance_id = a->aws ? aws_instance_id(a->aws) : NULL,
+                .instance_id = remedy_instance_id(a->remedy),
                 .pool = !!a->pool,
                 .serving = -1,
         };
@@ -316,6 +308,90 @@ static void capture_drain_released(void *userdata) {
 static const CaptureSink capture_sink = {
         .profile = capture_profile,
         .drain_released = capture_drain_released,
+};
+
+/* ---- what the ladder asks of its owner ---- */
+
+static void remedy_post(void *userdata, Event e, const char *reason) {
+        agent_post_event(userdata, e, reason);
+}
+
+static int remedy_save(void *userdata, remedy_done_t done, void *done_userdata, uint64_t cookie) {
+        return persist_save_to(userdata, done, done_userdata, cookie);
+}
+
+static int remedy_after_writes(void *userdata, remedy_done_t done, void *done_userdata, uint64_t cookie) {
+        Agent *a = userdata;
+
+        return writer_barrier(a->writer, &(WriterDone) { done, done_userdata, cookie });
+}
+
+static usec_t remedy_now_wall(void *userdata) {
+        return agent_now_wall(userdata);
+}
+
+static usec_t remedy_now_guard(void *userdata) {
+        return agent_now_guard(userdata);
+}
+
+static double remedy_cpu_busy(void *userdata) {
+        Agent *a = userdata;
+
+        return a->cpu_have_usage ? a->cpu_last_busy : NAN;
+}
+
+static bool remedy_stopping(void *userdata) {
+        Agent *a = userdata;
+
+        return a->stopping;
+}
+
+static bool remedy_release_slot(void *userdata) {
+        Agent *a = userdata;
+
+        if (!a->pool)
+                return false;
+        pool_release(a->pool);
+        return true;
+}
+
+static void remedy_remediating(void *userdata, const char *step, const char *text, const char *after) {
+        Agent *a = userdata;
+
+        alerts_remediating(a->alerts, step, text, after);
+}
+
+static void remedy_step_result(void *userdata, const char *text, const char *request_id) {
+        Agent *a = userdata;
+
+        alerts_step_result(a->alerts, text, request_id);
+}
+
+static void remedy_permission(void *userdata, const char *text, const char *detail) {
+        Agent *a = userdata;
+
+        alerts_notify(a->alerts, NOTICE_PERMISSION, text, detail);
+}
+
+static void remedy_test_answer(void *userdata, uint64_t ticket, bool ok, const char *message) {
+        Agent *a = userdata;
+
+        control_server_answer(a->control, ticket, ok, message, NULL);
+}
+
+static const RemedySink remedy_sink = {
+        .post = remedy_post,
+        .save = remedy_save,
+        .after_writes = remedy_after_writes,
+        .now_wall = remedy_now_wall,
+        .now_guard = remedy_now_guard,
+        .cpu_busy = remedy_cpu_busy,
+        .stopping = remedy_stopping,
+        .release_slot = remedy_release_slot,
+        .remediating = remedy_remediating,
+        .step_result = remedy_step_result,
+        .permission = remedy_permission,
+        .test_answer = remedy_test_answer,
 };
 
 static void retry_schedule(Agent *a, usec_t delay);
@@ -441,7 +517,7 @@ static void dry_run_tell(Agent *a, PoolLeaveResult r, const char *detail) {
         } else {
                 for (size_t i = 0; i < c->remedy.ladder_len; i++) {
                         _cleanup_(freep) char *step = remedy_step_describe(c, i);
-                        const char *id = c->remedy.ladder[i] == REMEDY_REBOOT_INSTANCE ? aws_instance_id(a->aws) : NULL;
+                        const char *id = c->remedy.ladder[i] == REMEDY_REBOOT_INSTANCE ? remedy_instance_id(a->remedy) : NULL;
                         fprintf(f, "%s%zu. %s%s%s", i ? ", " : "", i + 1, strna(step), id ? " " : "", strempty(id));
                 }
                 fclose(f);
@@ -453,7 +529,7 @@ static void dry_run_tell(Agent *a, PoolLeaveResult r, const char *detail) {
             (r == POOL_LEAVE_UNREACHABLE && c->pool.on_unreachable == POOL_ON_UNREACHABLE_REMEDIATE))
                 for (size_t i = 0; i < c->remedy.ladder_len; i++) {
                         _cleanup_(freep) char *step = remedy_step_describe(c, i), *text = NULL;
-                        const char *id = c->remedy.ladder[i] == REMEDY_REBOOT_INSTANCE ? aws_instance_id(a->aws) : NULL;
+                        const char *id = c->remedy.ladder[i] == REMEDY_REBOOT_INSTANCE ? remedy_instance_id(a->remedy) : NULL;
 
                         if (asprintf(&text, "%s: DRY RUN: would %s%s%s%s", c->agent.host, strna(step), id ? " " : "",
                                      strempty(id), i > 0 ? " if the step before failed" : "") < 0)
@@ -599,7 +675,7 @@ static void runner_manual_done(void *userdata, uint64_t ticket, const CheckRepor
 static const char *runner_local_address(void *userdata) {
         Agent *a = userdata;
 
-        return a->aws ? aws_local_ipv4(a->aws) : NULL;
+        return remedy_local_ipv4(a->remedy);
 }
 
 static const CheckRunSink checkrun_sink = {
@@ -640,7 +716,7 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
                 a->retry_timer = sd_event_source_disable_unref(a->retry_timer);
                 /* Restarted while the reboot we asked for is still due:
                  * out of the pool until it comes, and no second ask. */
-                if (t->from == STATE_BOOT && a->reboot_awaited && remedy_await_reboot(a) >= 0)
+                if (t->from == STATE_BOOT && remedy_reboot_awaited(a->remedy) && remedy_await_reboot(a->remedy) >= 0)
                         break;
                 action_checks_run(a, t->from != STATE_QUARANTINED);
                 break;
@@ -850,7 +926,7 @@ static void agent_step(Agent *a, Event ev, const char *reason) {
 
                 if (t.to != t.from) {
                         a->state = t.to;
-                        a->state_since_mono = now_clock(a->event, CLOCK_MONOTONIC);
+                        a->state_since_mono = clock_loop_now(a->event, CLOCK_MONOTONIC);
                         a->state_since_wall = agent_now_wall(a);
                         free(a->state_reason);
                         a->state_reason = reason ? strdup(reason) : NULL;
@@ -860,10 +936,10 @@ static void agent_step(Agent *a, Event ev, const char *reason) {
                 }
         }
 
-        if (t.from == STATE_REMEDIATING && t.to != STATE_REMEDIATING && a->remedy_running)
-                remedy_cancel(a); /* an operator drained us meanwhile */
-        if (t.from == STATE_CHECKING && t.to != STATE_CHECKING && a->reboot_awaited)
-                remedy_cancel(a); /* the same, while a reboot was due */
+        if (t.from == STATE_REMEDIATING && t.to != STATE_REMEDIATING && remedy_is_running(a->remedy))
+                remedy_cancel(a->remedy); /* an operator drained us meanwhile */
+        if (t.from == STATE_CHECKING && t.to != STATE_CHECKING && remedy_reboot_awaited(a->remedy))
+                remedy_cancel(a->remedy); /* the same, while a reboot was due */
         if ((t.from == STATE_CHECKING || t.from == STATE_QUARANTINED) && t.to != t.from && a->checkrun)
                 checkrun_cancel(a->checkrun);
         if (t.from == STATE_SERVING && t.to != STATE_SERVING && a->checkrun)
@@ -1034,7 +1110,7 @@ static void cpu_sample(Agent *a, usec_t now) {
                 a->dry_run_told = false;
         if (a->detector.breached && a->state == STATE_SERVING && !a->dry_run_told) {
                 char reason[160];
-                usec_t mono = now_clock(a->event, CLOCK_MONOTONIC);
+                usec_t mono = clock_loop_now(a->event, CLOCK_MONOTONIC);
                 format_breach_reason(a, reason, sizeof reason);
                 if (mono < a->grace_until) {
                         /* the app may still be warming up after the reboot we caused */
@@ -1059,7 +1135,7 @@ static void on_sample(Ticker *t, usec_t now, uint64_t missed, void *userdata) {
 }
 
 static int sampling_start(Agent *a) {
-        usec_t now = now_clock(a->event, CLOCK_BOOTTIME);
+        usec_t now = clock_loop_now(a->event, CLOCK_BOOTTIME);
         usec_t phase = a->config->cpu.jitter ? random_u64() % (a->config->cpu.jitter + 1) : 0;
         int r;
 
@@ -1081,7 +1157,7 @@ json_object *agent_status_json(Agent *a) {
         json_object *pool = json_object_new_object();
         json_object *remedy = json_object_new_object();
         json_object *integ = json_object_new_object();
-        usec_t now_mono = now_clock(a->event, CLOCK_MONOTONIC);
+        usec_t now_mono = clock_loop_now(a->event, CLOCK_MONOTONIC);
         bool have = a->cpu_have_usage;
         double window_pct = detector_window_pct(&a->detector);
         CpuUsage u = {};
@@ -1205,11 +1281,11 @@ json_object *agent_status_json(Agent *a) {
         json_object_object_add(remedy, "max_per_window", json_object_new_int((int) c->remedy.max_per_window));
         json_object_object_add(remedy, "window_sec", json_object_new_double((double) c->remedy.window / USEC_PER_SEC));
         if (c->remedy.enabled) {
-                _cleanup_(json_object_putp) json_object *rs = remedy_status_json(a);
+                _cleanup_(json_object_putp) json_object *rs = remedy_status_json(a->remedy);
                 json_object_object_foreach(rs, k, v) json_object_object_add(remedy, k, json_object_get(v));
         }
         {
-                usec_t mono = now_clock(a->event, CLOCK_MONOTONIC);
+                usec_t mono = clock_loop_now(a->event, CLOCK_MONOTONIC);
                 json_object_object_add(remedy, "grace_left_sec", mono < a->grace_until
                                                                          ? json_object_new_double((double) (a->grace_until - mono) / USEC_PER_SEC)
                                                                          : NULL);
@@ -1382,7 +1458,9 @@ static int control_test_alert(void *userdata, uint64_t ticket, const char *text,
 }
 
 static int control_test_reboot(void *userdata, uint64_t ticket, const char *text, char **ret_message) {
-        return remedy_test_reboot(userdata, ticket, ret_message);
+        Agent *a = userdata;
+
+        return remedy_test_reboot(a->remedy, ticket, ret_message);
 }
 
 static int control_check(void *userdata, uint64_t ticket, const char *text, char **ret_message) {
@@ -1495,7 +1573,7 @@ int agent_reload(Agent *a, char **ret_error) {
         int r;
 
         sd_notifyf(0, "RELOADING=1\nSTATUS=Reloading %s\nMONOTONIC_USEC=%llu", a->config_path,
-                   (unsigned long long) now_clock(NULL, CLOCK_MONOTONIC));
+                   (unsigned long long) clock_loop_now(NULL, CLOCK_MONOTONIC));
         r = config_load(a->config_path, &nc, &err);
         if (r < 0)
                 return reload_refused(a, ret_error, r, NULL, err);
@@ -1536,7 +1614,7 @@ int agent_reload(Agent *a, char **ret_error) {
                 a->cpu_prev_at = 0;
         }
         if (nc->cpu.interval != oc->cpu.interval) {
-                r = ticker_set(a->sampler, now_clock(a->event, CLOCK_BOOTTIME) + nc->cpu.interval, nc->cpu.interval);
+                r = ticker_set(a->sampler, clock_loop_now(a->event, CLOCK_BOOTTIME) + nc->cpu.interval, nc->cpu.interval);
                 if (r < 0)
                         log_error_errno(r, "Cannot re-arm the sampling timer: %m");
         }
@@ -1547,7 +1625,7 @@ int agent_reload(Agent *a, char **ret_error) {
         } else if (!!a->pool != nc->pool.enabled)
                 log_warning("reload: adding or removing [pool] takes effect at the next restart, ignoring");
         agent_check_reconfigure(a, nc);
-        (void) remedy_reconfigure(a, nc);
+        (void) remedy_reconfigure(a->remedy, nc);
         log_max_level = nc->agent.log_level;
         /* A reload may grant or revoke [agent] control_group at once. */
         r = control_server_apply_config(a->control, nc);
@@ -1559,6 +1637,7 @@ int agent_reload(Agent *a, char **ret_error) {
         alerts_set_config(a->alerts, a->config);
         if (a->checkrun)
                 checkrun_set_config(a->checkrun, a->config);
+        remedy_set_config(a->remedy, a->config);
 
         log_info("Reloaded %s", a->config_path);
         sd_notify(0, "READY=1");
@@ -1632,17 +1711,17 @@ static void agent_start_machine(Agent *a) {
         /* The reboot a step asked for has happened; or it is still due:
          * killed (OOM, SIGKILL) with RebootInstances in flight, or between
          * EC2's yes and the shutdown (remedy.c). */
-        a->reboot_awaited = remedy_reboot_due(a, due, sizeof due);
+        (void) remedy_reboot_due(a->remedy, a->new_boot, due, sizeof due);
         /* A boot that follows our own remediation: give the app time. */
         if (a->new_boot && !isempty(prev) && a->config->remedy.enabled && a->config->remedy.grace > 0 &&
             remedy_count_in_window(&last, a->persist.n_remediations > 0, agent_now_guard(a),
                                    a->config->remedy.window) > 0) {
-                a->grace_until = now_clock(a->event, CLOCK_MONOTONIC) + a->config->remedy.grace;
+                a->grace_until = clock_loop_now(a->event, CLOCK_MONOTONIC) + a->config->remedy.grace;
                 log_info("Post-boot grace: a new overload only alerts for the next %s",
                          format_duration((char[32]) {}, 32, a->config->remedy.grace));
         }
         a->state = STATE_BOOT;
-        a->state_since_mono = now_clock(a->event, CLOCK_MONOTONIC);
+        a->state_since_mono = clock_loop_now(a->event, CLOCK_MONOTONIC);
         a->state_since_wall = agent_now_wall(a);
         a->state_reason = strdup(reason);
 
@@ -1655,7 +1734,7 @@ static void agent_start_machine(Agent *a) {
                 char m[320];
                 snprintf(m, sizeof m, "%s; still held out of the pool: %s", reason, strna(a->persist.held_reason));
                 agent_post_event(a, EVENT_RESTORE_HOLD, m);
-        } else if (a->reboot_awaited) {
+        } else if (remedy_reboot_awaited(a->remedy)) {
                 char m[320];
                 snprintf(m, sizeof m, "%s; %s and the machine has not gone down yet: waiting for it", reason, due);
                 agent_post_event(a, EVENT_START, m);
@@ -1718,9 +1797,9 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
         /* The guard's clock (agent_now_guard): anchored once per boot, kept
          * across agent restarts in it. */
         if (a->new_boot || a->persist.anchor_wall == 0 ||
-            now_clock(NULL, CLOCK_BOOTTIME) < a->persist.anchor_boottime) {
-                a->persist.anchor_wall = now_clock(NULL, CLOCK_REALTIME);
-                a->persist.anchor_boottime = now_clock(NULL, CLOCK_BOOTTIME);
+            clock_loop_now(NULL, CLOCK_BOOTTIME) < a->persist.anchor_boottime) {
+                a->persist.anchor_wall = clock_loop_now(NULL, CLOCK_REALTIME);
+                a->persist.anchor_boottime = clock_loop_now(NULL, CLOCK_BOOTTIME);
         }
 
         r = sd_event_new(&a->event);
@@ -1789,7 +1868,8 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
                 return r;
         if (a->pool)
                 pool_set_connection_handler(a->pool, on_pool_connection, a);
-        r = remedy_setup(a, ret_error);
+        r = remedy_new(a->event, a->http, a->config, &a->persist, a->boot_id, &remedy_sink, a, &a->remedy,
+                       ret_error);
         if (r < 0)
                 return r;
         if (a->config->checks.enabled) {
@@ -1824,7 +1904,7 @@ int agent_start(Agent *a) {
                         return log_error_errno(r, "Cannot start the pool client: %m");
         }
         agent_start_machine(a);
-        remedy_start(a);
+        remedy_start(a->remedy);
 
         sd_notifyf(0, "READY=1\nSTATUS=%s: %s", state_to_string(a->state), strna(a->state_reason));
         log_info("monkeyd %s running as %s, control socket %s", MONKEY_VERSION, a->config->agent.host,
@@ -1851,7 +1931,7 @@ Agent *agent_free(Agent *a) {
         writer_stop(a->writer);
         readiness_stop(a);
         a->checkrun = checkrun_free(a->checkrun);
-        remedy_free(a);
+        a->remedy = remedy_free(a->remedy);
         a->capture = capture_free(a->capture);
         a->alerts = alerts_free(a->alerts);
         a->control = control_server_free(a->control);
@@ -1876,7 +1956,6 @@ Agent *agent_free(Agent *a) {
         detector_done(&a->detector);
         persistent_state_done(&a->persist);
         free(a->cpu_last_error);
-        free(a->remedy_last_failure);
         free(a->state_reason);
         config_free(a->config);
         free(a->config_path);

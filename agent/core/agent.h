@@ -81,20 +81,9 @@ typedef struct Agent {
         /* Incident evidence: summary, profile, the drain it holds */
         struct Capture *capture;
 
-        /* Remediation (remedy.c) */
-        struct Aws *aws;                /* NULL without [aws] or reboot-instance */
-        struct SysBus *sysbus;          /* NULL without local steps */
-        size_t ladder_pos;
-        uint64_t remedy_gen;            /* tells a step's write completion from a cancelled ladder's */
-        uint64_t leave_gen;             /* the same for the budget request waiting on the breach alert */
-        bool remedy_running;
-        bool reboot_awaited;            /* restarted in CHECKING while an accepted reboot is due */
-        sd_event_source *remedy_timer;  /* settle after a restart, or the reboot that must come */
-        sd_event_source *remedy_deadline; /* [remedy] step_timeout: the step's call has not answered */
-        bool remedy_timed_out;          /* a step of this ladder run never answered: give the slot back */
-        char *remedy_last_failure;
-        uint64_t reboot_test_ticket;    /* monkeyctl test-reboot waiting, 0 = none */
-        sd_event_source *reboot_test_deadline;
+        /* Remediation: the ladder, AWS and the system bus */
+        struct Remedy *remedy;
+        uint64_t leave_gen;             /* tells the budget request waiting on the breach alert from a stale one */
         usec_t grace_until;             /* CLOCK_MONOTONIC; breaches only alert before it */
         bool rejoin_needs_cool;         /* the ladder failed: rejoin only after a cool window */
         bool dry_run_told;              /* this overload's dry run is told; cleared when it clears */
@@ -144,16 +133,6 @@ int agent_start(Agent *a);
  * eventq.h. */
 void agent_post_event(Agent *a, Event e, const char *reason);
 
-/* Write state.json now (an integration learned something that must
- * survive a reboot, e.g. the incident's Slack thread): queued on the
- * writer, off the loop, after every durable write queued before. A refusal
- * of the disk is logged and shown in status as state_file once the disk
- * answered; < 0 here only when the save could not be queued. */
-int agent_persist_save(Agent *a);
-/* The same, then done(a, cookie, error) on the loop once this save is on
- * disk (0) or the disk refused it: "record it, then act". < 0: not
- * queued, done will not run. */
-int agent_persist_save_then(Agent *a, void (*done)(void *a, uint64_t cookie, int error), uint64_t cookie);
 /* done(a, cookie, 0) once every durable write queued so far has ended
  * (the alerts spooled are on disk): "announce it, then act". < 0: not
  * queued, done will not run. */
@@ -176,4 +155,3 @@ usec_t agent_now_wall(Agent *a);
  * RTC, date -s, a restored VM) cannot open the guard early; one stepped
  * back already keeps it closed. */
 usec_t agent_now_guard(Agent *a);
-

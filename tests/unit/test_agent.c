@@ -2,7 +2,7 @@
  * Slack, ladder restart-unit:app.service), its loop run here, and the
  * integrations it acts through replaced at link time (-Wl,--wrap, see
  * tests/meson.build) by recorders: remedy_run, remedy_cancel,
- * alerts_notify, alerts_restored, and state_save_queued (which can be
+ * remedy_is_running (the ladder the agent sees), alerts_notify, alerts_restored, and state_save_queued (which can be
  * told to aim at a directory that is not there, so the writer refuses).
  *
  * Rules: the remediation is counted and saved before it runs; a save that
@@ -22,12 +22,14 @@
 #include "agent.h"
 #include "alerts.h"
 #include "log.h"
+#include "remedy.h"
 #include "agentfix.h"
 
 /* ---- the recorders ---- */
 
 static struct {
         unsigned runs, cancels;
+        bool running;                   /* what remedy_is_running answers */
         unsigned notices[_NOTICE_MAX];
         size_t disk_remediations;       /* state.json's count when the ladder started */
         bool fail_saves;                /* state_save_queued aims at a missing directory */
@@ -38,8 +40,9 @@ static struct {
 /* the linker's names for the real functions and their stand-ins */
 int __wrap_state_save_queued(Writer *w, const char *state_dir, const PersistentState *s, const WriterDone *done,
                              size_t n_done);
-int __wrap_remedy_run(Agent *a);
-void __wrap_remedy_cancel(Agent *a);
+int __wrap_remedy_run(Remedy *r);
+void __wrap_remedy_cancel(Remedy *r);
+bool __wrap_remedy_is_running(Remedy *r);
 void __wrap_alerts_notify(Alerts *a, Notice n, const char *text, const char *reason);
 bool __wrap_alerts_restored(Alerts *a, Notice n, const char *incident);
 int __real_state_save_queued(Writer *w, const char *state_dir, const PersistentState *s, const WriterDone *done,
@@ -50,20 +53,24 @@ int __wrap_state_save_queued(Writer *w, const char *state_dir, const PersistentS
         return __real_state_save_queued(w, rec.fail_saves ? "/nonexistent/monkey-test" : state_dir, s, done, n_done);
 }
 
-int __wrap_remedy_run(Agent *a) {
+int __wrap_remedy_run(Remedy *r) {
         PersistentState disk;
 
         rec.runs++;
         assert_int_equal(state_load(rec.state_dir, &disk, NULL, NULL), 0);
         rec.disk_remediations = disk.n_remediations;
         persistent_state_done(&disk);
-        a->remedy_running = true; /* the step is under way */
+        rec.running = true; /* the step is under way */
         return 0;
 }
 
-void __wrap_remedy_cancel(Agent *a) {
+void __wrap_remedy_cancel(Remedy *r) {
         rec.cancels++;
-        a->remedy_running = false;
+        rec.running = false;
+}
+
+bool __wrap_remedy_is_running(Remedy *r) {
+        return rec.running;
 }
 
 void __wrap_alerts_notify(Alerts *a, Notice n, const char *text, const char *reason) {
@@ -174,11 +181,11 @@ static void test_operator_drain_cancels_the_ladder(void **state) {
         overload(f);
         run_until(f, STATE_REMEDIATING);
         assert_int_equal(rec.runs, 1);
-        assert_true(f->a->remedy_running);
+        assert_true(rec.running);
         agent_post_event(f->a, EVENT_MAINTENANCE, "operator drain (test)");
         run_until(f, STATE_MAINTENANCE);
         assert_int_equal(rec.cancels, 1);
-        assert_false(f->a->remedy_running);
+        assert_false(rec.running);
 }
 
 /* Killed after the ladder, before the rejoin: the next start rejoins and

@@ -4,13 +4,19 @@
  * tests/meson.build) by a stub the test answers. Rules: a failed step moves
  * to the next, each step is written to the incident before it is taken,
  * a reboot accepted waits for the machine to go down, and past the last
- * step the host is quarantined. */
+ * step the host is quarantined.
+ *
+ * Then the ladder alone (remedy_new), its owner a fake RemedySink whose
+ * saves and barriers the test answers: a step is in the record and saved
+ * before it is taken, a refused save refuses the step, a failed step moves
+ * to the next, a cancel stops what a save still held. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +24,7 @@
 
 #include "agent.h"
 #include "log.h"
+#include "remedy.h"
 #include "sysbus.h"
 #include "agentfix.h"
 
@@ -38,9 +45,11 @@ int __wrap_sysbus_reboot(SysBus *b, usec_t timeout, sysbus_done_t cb, void *user
 static void bus_called(sysbus_done_t cb, void *userdata) {
         PersistentState disk;
 
-        assert_int_equal(state_load(bus.state_dir, &disk, NULL, NULL), 0);
-        bus.steps_on_disk = disk.incident.n_steps;
-        persistent_state_done(&disk);
+        if (bus.state_dir) { /* the whole agent: what state.json holds */
+                assert_int_equal(state_load(bus.state_dir, &disk, NULL, NULL), 0);
+                bus.steps_on_disk = disk.incident.n_steps;
+                persistent_state_done(&disk);
+        }
         bus.cb = cb;
         bus.userdata = userdata;
 }
@@ -151,7 +160,7 @@ static void test_failed_step_moves_to_the_next(void **state) {
         for (unsigned k = 0; k < 20; k++)
                 assert_true(sd_event_run(f->a->event, 5 * USEC_PER_MSEC) >= 0);
         assert_int_equal(f->a->state, STATE_REMEDIATING);
-        assert_true(f->a->remedy_running);
+        assert_true(remedy_is_running(f->a->remedy));
 }
 
 static void test_every_step_failed_quarantines(void **state) {
@@ -162,15 +171,204 @@ static void test_every_step_failed_quarantines(void **state) {
         run_for(f, bus_waiting);
         bus_answer(-EPERM, "logind refused the reboot (test)");
         run_for(f, quarantined);
-        assert_false(f->a->remedy_running);
+        assert_false(remedy_is_running(f->a->remedy));
         assert_non_null(strstr(strna(f->a->state_reason), "every step of the ladder failed"));
         assert_non_null(strstr(strna(f->a->state_reason), "logind refused"));
         assert_int_equal(bus.restarts, 1);
         assert_int_equal(bus.reboots, 1);
 }
 
+/* ---- the ladder alone, behind a fake owner ---- */
+
+typedef struct Pending {
+        remedy_done_t done;
+        void *userdata;
+        uint64_t cookie;
+} Pending;
+
+static struct {
+        PersistentState persist;
+        unsigned saves;                 /* saves asked for */
+        size_t steps_saved;             /* the record's steps at the last save */
+        Pending waiting[4];             /* saves and barriers not answered yet */
+        size_t n_waiting;
+        Event posted;
+        unsigned n_posted;
+        unsigned announced;             /* sink->remediating */
+} own;
+
+static void own_post(void *userdata, Event e, const char *reason) {
+        own.posted = e;
+        own.n_posted++;
+}
+
+static int own_wait(remedy_done_t done, void *done_userdata, uint64_t cookie) {
+        if (!done)
+                return 0;
+        assert_true(own.n_waiting < ELEMENTSOF(own.waiting));
+        own.waiting[own.n_waiting++] = (Pending) { done, done_userdata, cookie };
+        return 0;
+}
+
+static int own_save(void *userdata, remedy_done_t done, void *done_userdata, uint64_t cookie) {
+        own.saves++;
+        own.steps_saved = own.persist.incident.n_steps;
+        return own_wait(done, done_userdata, cookie);
+}
+
+static int own_after_writes(void *userdata, remedy_done_t done, void *done_userdata, uint64_t cookie) {
+        return own_wait(done, done_userdata, cookie);
+}
+
+/* The oldest save or barrier ends with `error`. */
+static void own_answer(int error) {
+        Pending p;
+
+        assert_true(own.n_waiting > 0);
+        p = own.waiting[0];
+        memmove(own.waiting, own.waiting + 1, --own.n_waiting * sizeof own.waiting[0]);
+        p.done(p.userdata, p.cookie, error);
+}
+
+static usec_t own_now(void *userdata) {
+        return 1000 * USEC_PER_SEC;
+}
+static double own_cpu_busy(void *userdata) {
+        return NAN;
+}
+static bool own_stopping(void *userdata) {
+        return false;
+}
+static bool own_release_slot(void *userdata) {
+        return false;
+}
+static void own_remediating(void *userdata, const char *step, const char *text, const char *after) {
+        own.announced++;
+}
+static void own_step_result(void *userdata, const char *text, const char *request_id) {
+}
+static void own_permission(void *userdata, const char *text, const char *detail) {
+}
+static void own_test_answer(void *userdata, uint64_t ticket, bool ok, const char *message) {
+}
+
+static const RemedySink own_sink = {
+        .post = own_post,
+        .save = own_save,
+        .after_writes = own_after_writes,
+        .now_wall = own_now,
+        .now_guard = own_now,
+        .cpu_busy = own_cpu_busy,
+        .stopping = own_stopping,
+        .release_slot = own_release_slot,
+        .remediating = own_remediating,
+        .step_result = own_step_result,
+        .permission = own_permission,
+        .test_answer = own_test_answer,
+};
+
+typedef struct Alone {
+        char *dir;
+        sd_event *event;
+        Config *config;
+        Remedy *remedy;
+} Alone;
+
+static int alone_setup(void **state) {
+        Alone *l = calloc(1, sizeof *l);
+        _cleanup_(freep) char *err = NULL, *path = NULL;
+
+        assert_non_null(l);
+        free(bus.state_dir);
+        memset(&bus, 0, sizeof bus);
+        memset(&own, 0, sizeof own);
+        l->dir = tmp_dir();
+        path = agentfix_write(l->dir, "restart-unit:app.service, reboot-local");
+        assert_int_equal(config_load(path, &l->config, &err), 0);
+        assert_int_equal(sd_event_new(&l->event), 0);
+        assert_int_equal(remedy_new(l->event, NULL, l->config, &own.persist, AGENTFIX_BOOT_ID, &own_sink, NULL,
+                                    &l->remedy, &err),
+                         0);
+        *state = l;
+        return 0;
+}
+
+static int alone_teardown(void **state) {
+        Alone *l = *state;
+
+        remedy_free(l->remedy);
+        config_free(l->config);
+        sd_event_unref(l->event);
+        persistent_state_done(&own.persist);
+        rm_rf(l->dir);
+        free(l->dir);
+        free(l);
+        return 0;
+}
+
+static void test_alone_step_saved_before_taken(void **state) {
+        Alone *l = *state;
+        const Incident *i = &own.persist.incident;
+
+        assert_int_equal(remedy_run(l->remedy), 0);
+        assert_true(remedy_is_running(l->remedy));
+        /* in the record and saved, not announced nor taken yet */
+        assert_int_equal(i->n_steps, 1);
+        assert_string_equal(i->steps[0].step, "restart-unit:app.service");
+        assert_int_equal(own.steps_saved, 1);
+        assert_int_equal(own.announced, 0);
+        assert_int_equal(bus.restarts, 0);
+        own_answer(0); /* on disk: announced, not taken until the alert is */
+        assert_int_equal(own.announced, 1);
+        assert_int_equal(bus.restarts, 0);
+        own_answer(0);
+        assert_int_equal(bus.restarts, 1);
+        assert_string_equal(bus.unit, "app.service");
+
+        /* a failed step moves to the next, which is saved before it is taken */
+        bus_answer(-EIO, "app.service: restart job failed (test)");
+        assert_int_equal(i->n_steps, 2);
+        assert_non_null(strstr(strna(i->steps[0].result), "restart job failed"));
+        assert_int_equal(own.steps_saved, 2);
+        assert_int_equal(bus.reboots, 0);
+        own_answer(0);
+        own_answer(0);
+        assert_int_equal(bus.reboots, 1);
+        assert_int_equal(own.n_posted, 0);
+}
+
+static void test_alone_refused_save_refuses_the_step(void **state) {
+        Alone *l = *state;
+
+        assert_int_equal(remedy_run(l->remedy), 0);
+        own_answer(-EIO);
+        assert_int_equal(bus.restarts, 0);
+        assert_int_equal(own.announced, 0);
+        assert_int_equal(own.n_posted, 1);
+        assert_int_equal(own.posted, EVENT_REMEDY_FAILED);
+        assert_false(remedy_is_running(l->remedy));
+        assert_non_null(strstr(strna(own.persist.incident.steps[0].result), "not taking it"));
+}
+
+static void test_alone_cancel_stops_the_ladder(void **state) {
+        Alone *l = *state;
+
+        assert_int_equal(remedy_run(l->remedy), 0);
+        remedy_cancel(l->remedy); /* an operator drain while the step is saved */
+        assert_false(remedy_is_running(l->remedy));
+        own_answer(0);
+        assert_int_equal(own.n_waiting, 0);
+        assert_int_equal(own.announced, 0);
+        assert_int_equal(bus.restarts, 0);
+        assert_int_equal(own.n_posted, 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_alone_step_saved_before_taken, alone_setup, alone_teardown),
+                cmocka_unit_test_setup_teardown(test_alone_refused_save_refuses_the_step, alone_setup,
+                                                alone_teardown),
+                cmocka_unit_test_setup_teardown(test_alone_cancel_stops_the_ladder, alone_setup, alone_teardown),
                 cmocka_unit_test_setup_teardown(test_failed_step_moves_to_the_next, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_every_step_failed_quarantines, setup, teardown),
         };
