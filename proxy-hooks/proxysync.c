@@ -5,27 +5,11 @@
 #include <limits.h>
 #include <stdarg.h>
 
+#include "error.h"
 #include "numparse.h"
 
 #define NAME_MAX_LEN 64
 #define SERVERS_STATE_MAX_LINE 4096
-
-static int fail_with(char **ret_error, int r, const char *format, ...) _printf_(3, 4);
-static int fail_with(char **ret_error, int r, const char *format, ...) {
-        va_list ap;
-        char *m = NULL;
-
-        if (!ret_error)
-                return r;
-        va_start(ap, format);
-        if (vasprintf(&m, format, ap) < 0)
-                m = NULL;
-        va_end(ap);
-        if (!m)
-                return -ENOMEM;
-        *ret_error = m;
-        return r;
-}
 
 bool proxysync_name_is_valid(const char *s) {
         size_t n = 0;
@@ -247,7 +231,7 @@ int proxysync_parse_servers_state(const char *text, const char *backend, const c
 
         first_line(text, shown, sizeof(shown));
         if (!streq(shown, "1"))
-                return fail_with(ret_error, -EBADMSG, "not a servers-state table (format 1): '%s'", shown);
+                return error_set(ret_error, -EBADMSG, "not a servers-state table (format 1): '%s'", shown);
         copy = strdup(text);
         if (!copy)
                 return -ENOMEM;
@@ -257,7 +241,7 @@ int proxysync_parse_servers_state(const char *text, const char *backend, const c
                 size_t nf;
 
                 if (strlen(line) > SERVERS_STATE_MAX_LINE)
-                        return fail_with(ret_error, -EBADMSG, "servers-state line too long");
+                        return error_set(ret_error, -EBADMSG, "servers-state line too long");
                 if (line[0] == '#') {
                         nf = split_fields(line + 1, f, ELEMENTSOF(f));
                         for (size_t i = 0; i < nf; i++)
@@ -266,19 +250,19 @@ int proxysync_parse_servers_state(const char *text, const char *backend, const c
                                                 col[c] = i;
                         for (size_t c = 0; c < _COL_MAX; c++)
                                 if (col[c] == SIZE_MAX)
-                                        return fail_with(ret_error, -EBADMSG, "servers-state header has no %s",
+                                        return error_set(ret_error, -EBADMSG, "servers-state header has no %s",
                                                          column_names[c]);
                         have_header = true;
                         continue;
                 }
                 if (!have_header)
-                        return fail_with(ret_error, -EBADMSG, "servers-state table without a header");
+                        return error_set(ret_error, -EBADMSG, "servers-state table without a header");
                 nf = split_fields(line, f, ELEMENTSOF(f));
                 if (nf == 0)
                         continue;
                 for (size_t c = 0; c < _COL_MAX; c++)
                         if (col[c] >= nf)
-                                return fail_with(ret_error, -EBADMSG, "servers-state line with %zu fields", nf);
+                                return error_set(ret_error, -EBADMSG, "servers-state line with %zu fields", nf);
                 if (!streq(f[col[COL_BE_NAME]], backend))
                         continue;
 
@@ -290,7 +274,7 @@ int proxysync_parse_servers_state(const char *text, const char *backend, const c
                         continue;
                 memcpy(s.name, f[col[COL_SRV_NAME]], strlen(f[col[COL_SRV_NAME]]) + 1);
                 if (parse_ulong(f[col[COL_SRV_ADMIN_STATE]], strlen(f[col[COL_SRV_ADMIN_STATE]]), UINT_MAX, &admin) < 0)
-                        return fail_with(ret_error, -EBADMSG, "bad srv_admin_state '%s'", f[col[COL_SRV_ADMIN_STATE]]);
+                        return error_set(ret_error, -EBADMSG, "bad srv_admin_state '%s'", f[col[COL_SRV_ADMIN_STATE]]);
                 s.mode = proxysync_slot_mode_from_admin(admin);
                 if (parse_ulong(f[col[COL_SRV_SINCE]], strlen(f[col[COL_SRV_SINCE]]), ULONG_MAX, &s.since_change_sec) < 0)
                         s.since_change_sec = 0;
@@ -316,7 +300,7 @@ int proxysync_parse_servers_state(const char *text, const char *backend, const c
                 slots[n++] = s;
         }
         if (!have_header)
-                return fail_with(ret_error, -EBADMSG, "servers-state table without a header");
+                return error_set(ret_error, -EBADMSG, "servers-state table without a header");
         if (n > 1)
                 qsort(slots, n, sizeof(Slot), slot_cmp);
         *ret = TAKE_PTR(slots);

@@ -1,5 +1,6 @@
 #include "error.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -8,8 +9,10 @@ int error_set(char **ret_error, int r, const char *fmt, ...) {
 
         if (ret_error) {
                 va_start(ap, fmt);
-                if (vasprintf(ret_error, fmt, ap) < 0)
+                if (vasprintf(ret_error, fmt, ap) < 0) {
                         *ret_error = NULL;
+                        r = -ENOMEM;
+                }
                 va_end(ap);
         }
         return r;

@@ -5,6 +5,7 @@
 
 #include "macro.h"
 
-/* Formats into *ret_error (if ret_error is given; NULL when out of memory,
- * which the caller reports as the bare errno) and returns r. */
+/* Formats into *ret_error (if ret_error is given) and returns r; when the
+ * message cannot be made, *ret_error is NULL and the result -ENOMEM, so a
+ * caller never reports an error without its text by mistake. */
 _printf_(3, 4) int error_set(char **ret_error, int r, const char *fmt, ...);

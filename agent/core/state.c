@@ -12,6 +12,7 @@
 #include <json-c/json.h>
 
 #include "state.h"
+#include "error.h"
 #include "fileio.h"
 #include "jsonutil.h"
 
@@ -136,18 +137,8 @@ static bool boot_id_valid(const char *s, size_t len) {
         return true;
 }
 
-/* Parse errors carry the field's dotted name so a human can fix the file.
- * Called once per failed parse: the first error ends it. */
-static int field_error(char **ret_error, const char *prefix, const char *field, const char *what) {
-        if (ret_error) {
-                char *e = NULL;
-
-                if (asprintf(&e, "%s%s: %s", prefix, field, what) < 0)
-                        return -ENOMEM;
-                *ret_error = e;
-        }
-        return -EBADMSG;
-}
+/* Parse errors (error_set()) carry the field's dotted name, "PREFIXFIELD:
+ * what", so a human can fix the file; the first error ends the parse. */
 
 /* NULL when absent or null; fields default then. */
 static json_object *get_field(json_object *obj, const char *key) {
@@ -178,11 +169,11 @@ static int parse_opt_string(json_object *obj, const char *key, char **ret, const
         if (!v)
                 return 0;
         if (!json_object_is_type(v, json_type_string))
-                return field_error(ret_error, prefix, key, "expected string or null");
+                return error_set(ret_error, -EBADMSG, "%s%s: %s", prefix, key, "expected string or null");
 
         s = json_object_get_string(v);
         if ((size_t) json_object_get_string_len(v) != strlen(s))
-                return field_error(ret_error, prefix, key, "embedded NUL");
+                return error_set(ret_error, -EBADMSG, "%s%s: %s", prefix, key, "embedded NUL");
 
         char *copy = strdup(s);
         if (!copy)
@@ -198,7 +189,7 @@ static int parse_opt_usec(json_object *obj, const char *key, usec_t *ret, const 
         if (!v)
                 return 0;
         if (parse_usec(v, ret) < 0)
-                return field_error(ret_error, prefix, key, "expected non-negative integer (usec)");
+                return error_set(ret_error, -EBADMSG, "%s%s: %s", prefix, key, "expected non-negative integer (usec)");
         return 0;
 }
 
@@ -208,7 +199,7 @@ static int parse_opt_bool(json_object *root, const char *key, bool *ret, char **
         if (!v)
                 return 0;
         if (!json_object_is_type(v, json_type_boolean))
-                return field_error(ret_error, "", key, "expected boolean");
+                return error_set(ret_error, -EBADMSG, "%s%s: %s", "", key, "expected boolean");
         *ret = json_object_get_boolean(v);
         return 0;
 }
@@ -251,7 +242,7 @@ static int parse_steps(json_object *obj, Incident *inc, char **ret_error) {
         if (!arr)
                 return 0;
         if (!json_object_is_type(arr, json_type_array))
-                return field_error(ret_error, "incident.", "steps", "expected array");
+                return error_set(ret_error, -EBADMSG, "%s%s: %s", "incident.", "steps", "expected array");
         n = json_object_array_length(arr);
         /* keep the last ones, as incident_step_add() would have */
         for (size_t k = n > INCIDENT_STEPS_MAX ? n - INCIDENT_STEPS_MAX : 0; k < n; k++) {
@@ -259,7 +250,7 @@ static int parse_steps(json_object *obj, Incident *inc, char **ret_error) {
                 IncidentStep st = {};
 
                 if (!json_object_is_type(e, json_type_object))
-                        return field_error(ret_error, "incident.steps.", "(item)", "expected object");
+                        return error_set(ret_error, -EBADMSG, "%s%s: %s", "incident.steps.", "(item)", "expected object");
                 r = parse_opt_string(e, "step", &st.step, "incident.steps.", ret_error);
                 if (r >= 0)
                         r = parse_opt_usec(e, "at", &st.at, "incident.steps.", ret_error);
@@ -268,12 +259,12 @@ static int parse_steps(json_object *obj, Incident *inc, char **ret_error) {
                 if (r >= 0) {
                         json_object *w = get_field(e, "awaiting_reboot");
                         if (w && !json_object_is_type(w, json_type_boolean))
-                                r = field_error(ret_error, "incident.steps.", "awaiting_reboot", "expected boolean");
+                                r = error_set(ret_error, -EBADMSG, "%s%s: %s", "incident.steps.", "awaiting_reboot", "expected boolean");
                         else if (w)
                                 st.awaiting_reboot = json_object_get_boolean(w);
                 }
                 if (r >= 0 && !st.step)
-                        r = field_error(ret_error, "incident.steps.", "step", "missing");
+                        r = error_set(ret_error, -EBADMSG, "%s%s: %s", "incident.steps.", "step", "missing");
                 if (r < 0) {
                         free(st.step);
                         free(st.result);
@@ -289,41 +280,41 @@ static int parse_object(json_object *root, PersistentState *s, char **ret_error)
         int r;
 
         if (!json_object_is_type(root, json_type_object))
-                return field_error(ret_error, "", "(root)", "expected object");
+                return error_set(ret_error, -EBADMSG, "%s%s: %s", "", "(root)", "expected object");
 
         /* Version first: a newer file is refused as a whole, before any of
          * its fields can be misread. */
         v = get_field(root, "version");
         if (!v)
-                return field_error(ret_error, "", "version", "missing");
+                return error_set(ret_error, -EBADMSG, "%s%s: %s", "", "version", "missing");
         if (!json_object_is_type(v, json_type_int))
-                return field_error(ret_error, "", "version", "expected integer");
+                return error_set(ret_error, -EBADMSG, "%s%s: %s", "", "version", "expected integer");
         int64_t version = json_object_get_int64(v);
         if (version < 1)
-                return field_error(ret_error, "", "version", "must be >= 1");
+                return error_set(ret_error, -EBADMSG, "%s%s: %s", "", "version", "must be >= 1");
         if (version > STATE_FILE_VERSION)
-                return field_error(ret_error, "", "version", "newer than supported (1)");
+                return error_set(ret_error, -EBADMSG, "%s%s: %s", "", "version", "newer than supported (1)");
 
         v = get_field(root, "boot_id");
         if (v) {
                 if (!json_object_is_type(v, json_type_string))
-                        return field_error(ret_error, "", "boot_id", "expected string or null");
+                        return error_set(ret_error, -EBADMSG, "%s%s: %s", "", "boot_id", "expected string or null");
                 const char *b = json_object_get_string(v);
                 size_t blen = (size_t) json_object_get_string_len(v);
                 if (blen != 0 && !boot_id_valid(b, blen))
-                        return field_error(ret_error, "", "boot_id", "expected 36 characters of hex and dashes, or \"\"");
+                        return error_set(ret_error, -EBADMSG, "%s%s: %s", "", "boot_id", "expected 36 characters of hex and dashes, or \"\"");
                 memcpy(s->boot_id, b, blen);
                 s->boot_id[blen] = '\0';
         }
 
         v = get_field(root, "state");
         if (!v)
-                return field_error(ret_error, "", "state", "missing");
+                return error_set(ret_error, -EBADMSG, "%s%s: %s", "", "state", "missing");
         if (!json_object_is_type(v, json_type_string))
-                return field_error(ret_error, "", "state", "expected string");
+                return error_set(ret_error, -EBADMSG, "%s%s: %s", "", "state", "expected string");
         State st = state_from_string(json_object_get_string(v));
         if (st < 0 || (size_t) json_object_get_string_len(v) != strlen(json_object_get_string(v)))
-                return field_error(ret_error, "", "state", "unknown state name");
+                return error_set(ret_error, -EBADMSG, "%s%s: %s", "", "state", "unknown state name");
         s->state = st;
 
         r = parse_opt_usec(root, "since", &s->since, "", ret_error);
@@ -353,7 +344,7 @@ static int parse_object(json_object *root, PersistentState *s, char **ret_error)
         v = get_field(root, "clock_anchor");
         if (v) {
                 if (!json_object_is_type(v, json_type_object))
-                        return field_error(ret_error, "", "clock_anchor", "expected object or null");
+                        return error_set(ret_error, -EBADMSG, "%s%s: %s", "", "clock_anchor", "expected object or null");
                 r = parse_opt_usec(v, "wall", &s->anchor_wall, "clock_anchor.", ret_error);
                 if (r < 0)
                         return r;
@@ -367,7 +358,7 @@ static int parse_object(json_object *root, PersistentState *s, char **ret_error)
                 json_object *b;
 
                 if (!json_object_is_type(v, json_type_object))
-                        return field_error(ret_error, "", "reboot_requested", "expected object or null");
+                        return error_set(ret_error, -EBADMSG, "%s%s: %s", "", "reboot_requested", "expected object or null");
                 r = parse_opt_usec(v, "at", &s->reboot_requested.at, "reboot_requested.", ret_error);
                 if (r < 0)
                         return r;
@@ -377,7 +368,7 @@ static int parse_object(json_object *root, PersistentState *s, char **ret_error)
                 b = get_field(v, "boot_id");
                 if (!b || !json_object_is_type(b, json_type_string) ||
                     !boot_id_valid(json_object_get_string(b), (size_t) json_object_get_string_len(b)))
-                        return field_error(ret_error, "reboot_requested.", "boot_id",
+                        return error_set(ret_error, -EBADMSG, "%s%s: %s", "reboot_requested.", "boot_id",
                                            "expected 36 characters of hex and dashes");
                 memcpy(s->reboot_requested.boot_id, json_object_get_string(b), BOOT_ID_LEN + 1);
         }
@@ -385,13 +376,13 @@ static int parse_object(json_object *root, PersistentState *s, char **ret_error)
         v = get_field(root, "remediations");
         if (v) {
                 if (!json_object_is_type(v, json_type_array))
-                        return field_error(ret_error, "", "remediations", "expected array");
+                        return error_set(ret_error, -EBADMSG, "%s%s: %s", "", "remediations", "expected array");
                 size_t n = json_object_array_length(v);
                 for (size_t i = 0; i < n; i++) {
                         usec_t t;
 
                         if (parse_usec(json_object_array_get_idx(v, i), &t) < 0)
-                                return field_error(ret_error, "", "remediations",
+                                return error_set(ret_error, -EBADMSG, "%s%s: %s", "", "remediations",
                                                    "expected array of non-negative integers (usec)");
                         remediations_insert(s->remediations, &s->n_remediations, t);
                 }
@@ -400,7 +391,7 @@ static int parse_object(json_object *root, PersistentState *s, char **ret_error)
         v = get_field(root, "incident");
         if (v) {
                 if (!json_object_is_type(v, json_type_object))
-                        return field_error(ret_error, "", "incident", "expected object or null");
+                        return error_set(ret_error, -EBADMSG, "%s%s: %s", "", "incident", "expected object or null");
                 r = parse_incident(v, &s->incident, ret_error);
                 if (r < 0)
                         return r;
@@ -422,9 +413,9 @@ int state_parse(const char *buf, size_t len, PersistentState *ret, char **ret_er
         if ((!buf && len > 0) || !ret)
                 return -EINVAL;
         if (len > INT_MAX)
-                return field_error(ret_error, "", "(document)", "too large");
+                return error_set(ret_error, -EBADMSG, "%s%s: %s", "", "(document)", "too large");
         if (len == 0)
-                return field_error(ret_error, "", "(document)", "empty");
+                return error_set(ret_error, -EBADMSG, "%s%s: %s", "", "(document)", "empty");
 
         tok = json_tokener_new();
         if (!tok)
@@ -436,17 +427,17 @@ int state_parse(const char *buf, size_t len, PersistentState *ret, char **ret_er
         enum json_tokener_error jerr = json_tokener_get_error(tok);
         if (!root) {
                 if (jerr == json_tokener_continue)
-                        return field_error(ret_error, "", "(document)", "truncated JSON");
-                return field_error(ret_error, "", "(document)", json_tokener_error_desc(jerr));
+                        return error_set(ret_error, -EBADMSG, "%s%s: %s", "", "(document)", "truncated JSON");
+                return error_set(ret_error, -EBADMSG, "%s%s: %s", "", "(document)", json_tokener_error_desc(jerr));
         }
         if (jerr != json_tokener_success)
-                return field_error(ret_error, "", "(document)", json_tokener_error_desc(jerr));
+                return error_set(ret_error, -EBADMSG, "%s%s: %s", "", "(document)", json_tokener_error_desc(jerr));
 
         /* A NUL inside the buffer can end the parse early; what remains
          * must be whitespace, or the file is not one JSON value. */
         for (size_t i = json_tokener_get_parse_end(tok); i < len; i++)
                 if (!is_json_space(buf[i]))
-                        return field_error(ret_error, "", "(document)", "trailing garbage after JSON");
+                        return error_set(ret_error, -EBADMSG, "%s%s: %s", "", "(document)", "trailing garbage after JSON");
 
         persistent_state_init(&s);
         r = parse_object(root, &s, ret_error);

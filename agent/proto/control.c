@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 
+#include "error.h"
 #include "jsonutil.h"
 #include "utf8.h"
 
@@ -264,24 +265,6 @@ void control_request_done(ControlRequest *r) {
         r->id = NULL;
 }
 
-/* Error text for the request parser; only -ENOMEM if even that fails. */
-static int parse_fail(char **ret_error, const char *format, ...) _printf_(2, 3);
-static int parse_fail(char **ret_error, const char *format, ...) {
-        va_list ap;
-        char *m = NULL;
-        int r;
-
-        if (!ret_error)
-                return -EBADMSG;
-        va_start(ap, format);
-        r = vasprintf(&m, format, ap);
-        va_end(ap);
-        if (r < 0)
-                return -ENOMEM;
-        *ret_error = m;
-        return -EBADMSG;
-}
-
 /* Shown inside error texts: short, and no control characters, so a hostile
  * command name cannot forge extra lines in a log. */
 static void sanitize_for_message(const char *s, size_t len, char *buf, size_t size) {
@@ -306,17 +289,17 @@ static int arg_string(json_object *v, const char *key, size_t min, size_t max, b
         size_t n;
 
         if (!json_object_is_type(v, json_type_string))
-                return parse_fail(ret_error, "\"%s\" is not a string", key);
+                return error_set(ret_error, -EBADMSG, "\"%s\" is not a string", key);
         s = json_object_get_string(v);
         n = (size_t) json_object_get_string_len(v);
         if (min > 0 && (n < min || n > max))
-                return parse_fail(ret_error, "\"%s\" must be %zu..%zu bytes", key, min, max);
+                return error_set(ret_error, -EBADMSG, "\"%s\" must be %zu..%zu bytes", key, min, max);
         if (n > max)
-                return parse_fail(ret_error, "\"%s\" too long (max %zu bytes)", key, max);
+                return error_set(ret_error, -EBADMSG, "\"%s\" too long (max %zu bytes)", key, max);
         if (memchr(s, '\0', n))
-                return parse_fail(ret_error, "\"%s\" contains a NUL byte", key);
+                return error_set(ret_error, -EBADMSG, "\"%s\" contains a NUL byte", key);
         if (check_utf8 && !utf8_is_valid(s, n))
-                return parse_fail(ret_error, "\"%s\" is not valid UTF-8", key);
+                return error_set(ret_error, -EBADMSG, "\"%s\" is not valid UTF-8", key);
         if (n == 0)
                 return 0; /* an empty reason is no reason */
         *ret = strdup(s);
@@ -331,11 +314,11 @@ static int arg_limit(json_object *v, ControlRequest *req, char **ret_error) {
         int64_t l;
 
         if (!json_object_is_type(v, json_type_int))
-                return parse_fail(ret_error, "\"limit\" is not an integer");
+                return error_set(ret_error, -EBADMSG, "\"limit\" is not an integer");
         l = json_object_get_int64(v);
         /* get_int64 clamps huge unsigned values to INT64_MAX: still out of range */
         if (l < 0 || l > CONTROL_LIMIT_MAX)
-                return parse_fail(ret_error, "\"limit\" out of range (0..%d)", CONTROL_LIMIT_MAX);
+                return error_set(ret_error, -EBADMSG, "\"limit\" out of range (0..%d)", CONTROL_LIMIT_MAX);
         req->limit = (unsigned) l;
         return 0;
 }
@@ -385,13 +368,13 @@ int control_request_parse(const char *line, size_t len, ControlRequest *ret, cha
         if (!line || !ret)
                 return -EINVAL;
         if (len > CONTROL_REQUEST_MAX)
-                return parse_fail(ret_error, "request too large (max %d bytes)", CONTROL_REQUEST_MAX);
+                return error_set(ret_error, -EBADMSG, "request too large (max %d bytes)", CONTROL_REQUEST_MAX);
         if (memchr(line, '\0', len))
-                return parse_fail(ret_error, "request contains a NUL byte");
+                return error_set(ret_error, -EBADMSG, "request contains a NUL byte");
         /* json-c takes overlong forms and surrogates; what we accept comes
          * back in replies, events, logs and Slack, which must stay UTF-8. */
         if (!utf8_is_valid(line, len))
-                return parse_fail(ret_error, "request is not valid UTF-8");
+                return error_set(ret_error, -EBADMSG, "request is not valid UTF-8");
 
         tok = json_tokener_new();
         if (!tok)
@@ -406,36 +389,36 @@ int control_request_parse(const char *line, size_t len, ControlRequest *ret, cha
         root = json_tokener_parse_ex(tok, copy, (int) len + 1);
         jerr = json_tokener_get_error(tok);
         if (jerr == json_tokener_success && !root)
-                return parse_fail(ret_error, "request is not a JSON object");
+                return error_set(ret_error, -EBADMSG, "request is not a JSON object");
         if (!root || jerr != json_tokener_success) {
                 if (jerr == json_tokener_continue)
-                        return parse_fail(ret_error, "not JSON (incomplete)");
-                return parse_fail(ret_error, "not JSON (%s)", json_tokener_error_desc(jerr));
+                        return error_set(ret_error, -EBADMSG, "not JSON (incomplete)");
+                return error_set(ret_error, -EBADMSG, "not JSON (%s)", json_tokener_error_desc(jerr));
         }
         for (size_t i = json_tokener_get_parse_end(tok); i < len; i++)
                 if (!strchr(" \t\r\n", line[i]))
-                        return parse_fail(ret_error, "trailing garbage after the JSON object");
+                        return error_set(ret_error, -EBADMSG, "trailing garbage after the JSON object");
 
         if (!json_object_is_type(root, json_type_object))
-                return parse_fail(ret_error, "request is not a JSON object");
+                return error_set(ret_error, -EBADMSG, "request is not a JSON object");
 
         if (!json_object_object_get_ex(root, "version", &v))
-                return parse_fail(ret_error, "missing \"version\"");
+                return error_set(ret_error, -EBADMSG, "missing \"version\"");
         if (!json_object_is_type(v, json_type_int))
-                return parse_fail(ret_error, "\"version\" is not an integer");
+                return error_set(ret_error, -EBADMSG, "\"version\" is not an integer");
         version = json_object_get_int64(v);
         /* json-c clamps what does not fit: do not quote a number nobody sent */
         if (version == INT64_MAX || version == INT64_MIN)
-                return parse_fail(ret_error, "unsupported version (out of range; this agent speaks %d)",
+                return error_set(ret_error, -EBADMSG, "unsupported version (out of range; this agent speaks %d)",
                                   CONTROL_PROTOCOL_VERSION);
         if (version != CONTROL_PROTOCOL_VERSION)
-                return parse_fail(ret_error, "unsupported version %" PRId64 " (this agent speaks %d)",
+                return error_set(ret_error, -EBADMSG, "unsupported version %" PRId64 " (this agent speaks %d)",
                                   version, CONTROL_PROTOCOL_VERSION);
 
         if (!json_object_object_get_ex(root, "command", &v))
-                return parse_fail(ret_error, "missing \"command\"");
+                return error_set(ret_error, -EBADMSG, "missing \"command\"");
         if (!json_object_is_type(v, json_type_string))
-                return parse_fail(ret_error, "\"command\" is not a string");
+                return error_set(ret_error, -EBADMSG, "\"command\" is not a string");
         {
                 const char *s = json_object_get_string(v);
                 size_t n = (size_t) json_object_get_string_len(v);
@@ -445,7 +428,7 @@ int control_request_parse(const char *line, size_t len, ControlRequest *ret, cha
                 command = memchr(s, '\0', n) ? _CONTROL_COMMAND_INVALID : control_command_from_string(s);
                 if (command < 0) {
                         sanitize_for_message(s, n, shown, sizeof shown);
-                        return parse_fail(ret_error, "unknown command \"%s\"", shown);
+                        return error_set(ret_error, -EBADMSG, "unknown command \"%s\"", shown);
                 }
         }
 
@@ -459,7 +442,7 @@ int control_request_parse(const char *line, size_t len, ControlRequest *ret, cha
         info = control_command_info(command);
         for (size_t i = 0; i < ELEMENTSOF(arg_table); i++)
                 if ((info->required & arg_table[i].flag) && !arg_table[i].present(&req))
-                        return parse_fail(ret_error, "\"%s\" needs %s", info->name, arg_table[i].needs);
+                        return error_set(ret_error, -EBADMSG, "\"%s\" needs %s", info->name, arg_table[i].needs);
 
         req.version = (int) version;
         req.command = command;

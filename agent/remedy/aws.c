@@ -6,10 +6,12 @@
 #include <inttypes.h>
 
 #include "awscreds.h"
+#include "backoff.h"
 #include "clock.h"
 #include "imds.h"
 #include "jsonutil.h"
 #include "log.h"
+#include "random.h"
 
 #define AWS_RETRY_MIN (2 * USEC_PER_SEC)
 #define AWS_RETRY_MAX (5 * USEC_PER_MINUTE)
@@ -185,12 +187,11 @@ static int on_retry_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 static void identity_failed(Aws *a, const char *detail) {
-        usec_t d = AWS_RETRY_MIN;
+        /* jittered like every retry: a fleet whose IMDS or STS failed
+         * together does not ask again together */
+        usec_t d = backoff_delay(AWS_RETRY_MIN, AWS_RETRY_MAX, a->attempt, random_u64());
 
         a->fetching = false;
-        for (unsigned i = 0; i < a->attempt && d < AWS_RETRY_MAX; i++)
-                d *= 2;
-        d = MIN(d, AWS_RETRY_MAX);
         a->attempt++;
         if (!streq_ptr(a->identity_error, detail))
                 log_warning("aws: %s; retrying in %llus", detail, (unsigned long long) (d / USEC_PER_SEC));
