@@ -28,20 +28,9 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "pool_scripts.h"
 
 typedef struct Pool Pool;
-
-typedef enum PoolLeaveResult {
-        POOL_LEAVE_LEFT,             /* removed from serving, now counted out */
-        POOL_LEAVE_ALREADY_OUT,      /* was not in serving: nothing to do */
-        POOL_LEAVE_DENIED,           /* budget says no; detail says which rule */
-        POOL_LEAVE_UNREACHABLE,      /* no answer from Redis in time */
-        POOL_LEAVE_WOULD_LEAVE,      /* pool_leave_peek(): the budget would let us go */
-        _POOL_LEAVE_RESULT_MAX,
-        _POOL_LEAVE_RESULT_INVALID = -EINVAL,
-} PoolLeaveResult;
-
-const char *pool_leave_result_to_string(PoolLeaveResult r);
 
 /* detail: one human line ("min_serving 2: only 2 serving", "max_unavailable 1:
  * web-2 is out"), borrowed for the call. */

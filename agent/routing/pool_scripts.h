@@ -9,7 +9,21 @@
 #include <hiredis/hiredis.h>
 #include <json-c/json.h>
 
-#include "pool.h"
+#include "macro.h"
+
+/* What asking to leave came to: the leave script's verdict (decoded here)
+ * or the client's own (no answer in time). */
+typedef enum PoolLeaveResult {
+        POOL_LEAVE_LEFT,             /* removed from serving, now counted out */
+        POOL_LEAVE_ALREADY_OUT,      /* was not in serving: nothing to do */
+        POOL_LEAVE_DENIED,           /* budget says no; detail says which rule */
+        POOL_LEAVE_UNREACHABLE,      /* no answer from Redis in time */
+        POOL_LEAVE_WOULD_LEAVE,      /* pool_leave_peek(): the budget would let us go */
+        _POOL_LEAVE_RESULT_MAX,
+        _POOL_LEAVE_RESULT_INVALID = -EINVAL,
+} PoolLeaveResult;
+
+const char *pool_leave_result_to_string(PoolLeaveResult r);
 
 typedef enum PoolScript {
         POOL_SCRIPT_JOIN,      /* KEYS serving out host:H addrs events [list]; ARGV addr host event_json */
