@@ -260,6 +260,9 @@ class LineReader:
         self.buf = b""
 
     def readline(self, timeout=3.0):
+        # Under valgrind the agent's first answer on each code path waits
+        # for its translation (about 3 s for the first status).
+        timeout *= SLOWDOWN
         deadline = time.monotonic() + timeout
         while b"\n" not in self.buf:
             left = deadline - time.monotonic()
