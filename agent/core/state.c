@@ -645,9 +645,10 @@ static int move_aside(const char *path, char **ret) {
 }
 
 /* A write cut short (SIGKILL, power loss between the temp file and the
- * rename) leaves state.json.tmp-XXXXXX behind; nothing else will ever
- * remove it, and each crash would add one. The state dir is ours alone, so
- * at load no write of ours is in progress. */
+ * rename) leaves a temp file of the atomic writer behind (state.json's,
+ * history.jsonl's: write_file_atomic_is_temp() knows their names); nothing
+ * else will ever remove it, and each crash would add one. The state dir is
+ * ours alone, so at load no write of ours is in progress. */
 int state_remove_stale_temps(const char *state_dir) {
         _cleanup_(closep) int fd = -1;
         struct dirent *de;
