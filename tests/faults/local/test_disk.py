@@ -17,6 +17,7 @@ import errno
 import os
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import faults  # noqa: E402
@@ -78,38 +79,49 @@ class Disk:
             f.write(mode + "\n")
 
     def fill(self):
-        """No space left: the tmpfs filled to the last page."""
+        """No space left: the tmpfs filled to the last page. The agent may
+        free a page just after (a state.json or outbox file replaced by
+        rename drops the old inode's pages), so the filling goes on until a
+        probe page no longer fits: the probes that did fit stay as filler."""
         if self.how != "tmpfs":
             return self._ctl("full")
-        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            for size in (65536, 4096, 512, 1):   # down to the last byte
-                while True:
-                    try:
-                        os.write(fd, b"\0" * size)
-                    except OSError as e:
-                        check(e.errno == errno.ENOSPC, "filling the tmpfs: %s" % e)
-                        break
-        finally:
-            os.close(fd)
-        try:
-            with open(os.path.join(self.path, "probe"), "wb") as f:
-                f.write(b"x" * 4096)
-                f.flush()
-                os.fsync(f.fileno())
-            fail("the tmpfs is not full")
-        except OSError as e:
-            check(e.errno == errno.ENOSPC, "probe write: %s" % e)
-        finally:
+        self.fillers = []
+        for round_ in range(50):
+            name = "%s.%d" % (self.filler, round_)
+            self.fillers.append(name)
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                os.unlink(os.path.join(self.path, "probe"))
-            except OSError:
-                pass
+                for size in (65536, 4096, 512, 1):   # down to the last byte
+                    while True:
+                        try:
+                            os.write(fd, b"\0" * size)
+                        except OSError as e:
+                            check(e.errno == errno.ENOSPC, "filling the tmpfs: %s" % e)
+                            break
+            finally:
+                os.close(fd)
+            time.sleep(0.02)   # a rename in flight lands, and frees its page
+            try:
+                with open(self.filler + ".probe", "wb") as f:
+                    f.write(b"x" * 4096)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:
+                check(e.errno == errno.ENOSPC, "probe write: %s" % e)
+                try:
+                    os.unlink(self.filler + ".probe")
+                except FileNotFoundError:
+                    pass
+                return
+            os.rename(self.filler + ".probe", name + ".probe")
+            self.fillers.append(name + ".probe")
+        fail("the tmpfs does not stay full: something keeps freeing space in %s" % self.path)
 
     def free(self):
         if self.how != "tmpfs":
             return self._ctl("ok")
-        os.unlink(self.filler)
+        for name in self.fillers:
+            os.unlink(name)
 
     def readonly(self, ro=True):
         if self.how != "tmpfs":
@@ -175,13 +187,15 @@ def fault_while_serving(kind):
             check(h.a.ctl("resume").returncode == 0, "resume")
             h.a.wait_state("SERVING", 10)
             wait_until(lambda: faults.outbox_files(h.a), 5, what="an alert spooled")
-            before_state, before_outbox = state_bytes(h), outbox_bytes(h)
             probe = StatusProbe(h.a)
             probe.start()
             if kind == "full":
                 d.fill()
             else:
                 d.readonly()
+            # what must stay as it is from the moment no write can succeed
+            # (before it, the agent may still rightly be writing)
+            before_state, before_outbox = state_bytes(h), outbox_bytes(h)
             # Slack stays down until the overload has played out: nothing is
             # delivered, so nothing is deleted and no space comes back
             h.a.feeder.set_busy(95)
