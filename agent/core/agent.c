@@ -26,11 +26,11 @@
 #define RETRY_BASE_USEC (5 * USEC_PER_SEC)
 #define RETRY_MAX_USEC (5 * USEC_PER_MINUTE)
 
-usec_t agent_now_wall(Agent *a) {
+static usec_t agent_now_wall(Agent *a) {
         return clock_loop_now(a ? a->event : NULL, CLOCK_REALTIME);
 }
 
-usec_t agent_now_guard(Agent *a) {
+static usec_t agent_now_guard(Agent *a) {
         usec_t wall = agent_now_wall(a), boot = clock_loop_now(a->event, CLOCK_BOOTTIME), steady;
 
         if (a->persist.anchor_wall == 0 || boot < a->persist.anchor_boottime)
@@ -150,7 +150,7 @@ static int persist_save(Agent *a) {
         return persist_save_then(a, NULL, 0);
 }
 
-int agent_after_writes(Agent *a, void (*done)(void *a, uint64_t cookie, int error), uint64_t cookie) {
+static int agent_after_writes(Agent *a, void (*done)(void *a, uint64_t cookie, int error), uint64_t cookie) {
         return writer_barrier(a->writer, &(WriterDone) { done, a, cookie });
 }
 

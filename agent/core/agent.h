@@ -2,7 +2,11 @@
  * sub-object (CPU reader, detector, persistent state, control server).
  * It turns samples and integration answers into Events, steps the pure
  * state machine, records and persists each transition, and runs the
- * transition's action. */
+ * transition's action.
+ *
+ * Private to agent.c (and the unit tests that drive it): main.c sees only
+ * monkeyd.h's opaque handle, the sub-objects only what their constructors
+ * and sinks hand them. */
 #pragma once
 
 #include <json-c/json.h>
@@ -22,6 +26,7 @@
 #include "detector.h"
 #include "eventq.h"
 #include "machine.h"
+#include "monkeyd.h"
 #include "pool.h"
 #include "state.h"
 #include "ticker.h"
@@ -31,7 +36,7 @@
 /* On SIGTERM, how long to wait for Slack's answer to a message in flight. */
 #define AGENT_STOP_GRACE_USEC (2 * USEC_PER_SEC)
 
-typedef struct Agent {
+struct Agent {
         sd_event *event;
         Config *config;
         char *config_path;
@@ -112,18 +117,8 @@ typedef struct Agent {
         sd_event_source *sig_term, *sig_int, *sig_hup;
         sd_event_source *stop_deadline; /* SIGTERM: the Slack answer we still wait for */
         bool stopping;
-} Agent;
+};
 
-/* Load the config (a bad one is an error: the caller exits 2), open the
- * state, wire the loop. Nothing has happened to the pool yet. */
-int agent_new(const char *config_path, Agent **ret, char **ret_error);
-Agent *agent_free(Agent *a);
-static inline void agent_freep(Agent **a) {
-        agent_free(*a);
-}
-
-/* Run until SIGTERM/SIGINT. Returns 0 on a clean stop. */
-int agent_run(Agent *a);
 /* agent_run() without the loop: sampling, the pool, the machine's first
  * event queued. The caller (a test) then runs a->event itself. */
 int agent_start(Agent *a);
@@ -133,11 +128,6 @@ int agent_start(Agent *a);
  * eventq.h. */
 void agent_post_event(Agent *a, Event e, const char *reason);
 
-/* done(a, cookie, 0) once every durable write queued so far has ended
- * (the alerts spooled are on disk): "announce it, then act". < 0: not
- * queued, done will not run. */
-int agent_after_writes(Agent *a, void (*done)(void *a, uint64_t cookie, int error), uint64_t cookie);
-
 /* Parse the config file again and swap it in only if it is valid. Returns
  * 0 when the new file runs, or a negative errno when it was refused (the
  * running config stays) with *ret_error = "FILE:LINE: message" (or another
@@ -146,12 +136,3 @@ int agent_reload(Agent *a, char **ret_error);
 
 /* Status object (STATUS schema in README). New reference. */
 json_object *agent_status_json(Agent *a);
-
-/* Realtime now, for humans and AWS. */
-usec_t agent_now_wall(Agent *a);
-/* The wall clock for the reboot-loop guard: the smaller of realtime and
- * realtime as read at this boot's first start advanced by CLOCK_BOOTTIME
- * since. A clock stepped ahead while the machine runs (NTP after a bad
- * RTC, date -s, a restored VM) cannot open the guard early; one stepped
- * back already keeps it closed. */
-usec_t agent_now_guard(Agent *a);

@@ -2,9 +2,9 @@
 #include <getopt.h>
 #include <sys/prctl.h>
 
-#include "agent.h"
 #include "config.h"
 #include "log.h"
+#include "monkeyd.h"
 #include "profile.h"
 
 static void help(void) {
