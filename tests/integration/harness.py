@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -101,6 +102,21 @@ def spawn(argv, **kw):
     p = subprocess.Popen(argv, **kw)
     _live_procs.append(p)
     return p
+
+
+def check_answer_times(times, what):
+    """The control socket's answer times (seconds) while something hangs:
+    the typical answer within the 100 ms budget, and none that waited on
+    the hang (a blocked loop shows as the hang's timeout, seconds). One
+    slow answer on a loaded 2-CPU machine (CI runs memcheck beside the
+    tests) is the scheduler, not the agent; the figures themselves are the
+    benchmarks' (tests/bench). Returns (median, worst)."""
+    check(len(times) > 0, "no status answer timed %s" % what)
+    med, worst = statistics.median(times), max(times)
+    check(med < 0.1 * SLOWDOWN, "status took %.0f ms (median of %d) %s" % (med * 1000, len(times), what))
+    check(worst < 1.0 * SLOWDOWN,
+          "status took %.0f ms (slowest of %d) %s: something blocks the loop" % (worst * 1000, len(times), what))
+    return med, worst
 
 
 def wait_until(pred, timeout, interval=0.02, what="condition"):

