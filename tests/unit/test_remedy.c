@@ -210,6 +210,32 @@ static int own_wait(remedy_done_t done, void *done_userdata, uint64_t cookie) {
         return 0;
 }
 
+/* The owner writes its record; the ladder only reads it. */
+static void own_record_step(void *userdata, const char *step, usec_t at) {
+        assert_int_equal(incident_step_add(&own.persist.incident, step, at), 0);
+}
+static void own_record_step_result(void *userdata, const char *result) {
+        assert_int_equal(incident_step_result(&own.persist.incident, result), 0);
+}
+static void own_record_reboot_awaited(void *userdata, bool awaited) {
+        Incident *i = &own.persist.incident;
+
+        if (awaited)
+                i->steps[i->n_steps - 1].awaiting_reboot = true;
+        else
+                for (size_t k = 0; k < i->n_steps; k++)
+                        i->steps[k].awaiting_reboot = false;
+}
+static void own_record_reboot_requested(void *userdata, usec_t at, usec_t boottime) {
+        own.persist.reboot_requested.at = at;
+        own.persist.reboot_requested.boottime = boottime;
+        snprintf(own.persist.reboot_requested.boot_id, sizeof own.persist.reboot_requested.boot_id, "%s",
+                 AGENTFIX_BOOT_ID);
+}
+static void own_clear_reboot_requested(void *userdata) {
+        own.persist.reboot_requested.at = 0;
+}
+
 static int own_save(void *userdata, remedy_done_t done, void *done_userdata, uint64_t cookie) {
         own.saves++;
         own.steps_saved = own.persist.incident.n_steps;
@@ -254,6 +280,11 @@ static void own_test_answer(void *userdata, uint64_t ticket, bool ok, const char
 
 static const RemedySink own_sink = {
         .post = own_post,
+        .record_step = own_record_step,
+        .record_step_result = own_record_step_result,
+        .record_reboot_awaited = own_record_reboot_awaited,
+        .record_reboot_requested = own_record_reboot_requested,
+        .clear_reboot_requested = own_clear_reboot_requested,
         .save = own_save,
         .after_writes = own_after_writes,
         .now_wall = own_now,
