@@ -316,6 +316,49 @@ static void remedy_post(void *userdata, Event e, const char *reason) {
         agent_post_event(userdata, e, reason);
 }
 
+/* The ladder's part of state.json, written here only: the incident's
+ * steps and the reboot it asked for. */
+static void remedy_record_step(void *userdata, const char *step, usec_t at) {
+        Agent *a = userdata;
+
+        (void) incident_step_add(&a->persist.incident, step, at);
+}
+
+static void remedy_record_step_result(void *userdata, const char *result) {
+        Agent *a = userdata;
+
+        (void) incident_step_result(&a->persist.incident, result);
+}
+
+static void remedy_record_reboot_awaited(void *userdata, bool awaited) {
+        Agent *a = userdata;
+        Incident *i = &a->persist.incident;
+
+        if (awaited) {
+                if (i->n_steps > 0)
+                        i->steps[i->n_steps - 1].awaiting_reboot = true;
+                return;
+        }
+        for (size_t k = 0; k < i->n_steps; k++)
+                i->steps[k].awaiting_reboot = false;
+}
+
+static void remedy_record_reboot_requested(void *userdata, usec_t at, usec_t boottime) {
+        Agent *a = userdata;
+
+        a->persist.reboot_requested.at = at;
+        a->persist.reboot_requested.boottime = boottime;
+        memcpy(a->persist.reboot_requested.boot_id, a->boot_id, sizeof a->persist.reboot_requested.boot_id);
+}
+
+static void remedy_clear_reboot_requested(void *userdata) {
+        Agent *a = userdata;
+
+        a->persist.reboot_requested.at = 0;
+        a->persist.reboot_requested.boottime = 0;
+        a->persist.reboot_requested.boot_id[0] = '\0';
+}
+
 static int remedy_save(void *userdata, remedy_done_t done, void *done_userdata, uint64_t cookie) {
         return persist_save_to(userdata, done, done_userdata, cookie);
 }
@@ -381,6 +424,11 @@ static void remedy_test_answer(void *userdata, uint64_t ticket, bool ok, const c
 
 static const RemedySink remedy_sink = {
         .post = remedy_post,
+        .record_step = remedy_record_step,
+        .record_step_result = remedy_record_step_result,
+        .record_reboot_awaited = remedy_record_reboot_awaited,
+        .record_reboot_requested = remedy_record_reboot_requested,
+        .clear_reboot_requested = remedy_clear_reboot_requested,
         .save = remedy_save,
         .after_writes = remedy_after_writes,
         .now_wall = remedy_now_wall,

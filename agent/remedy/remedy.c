@@ -18,7 +18,7 @@ struct Remedy {
         sd_event *event;
         Http *http;
         Config *config;
-        PersistentState *persist;       /* the owner's: the incident's steps, reboot_requested */
+        const PersistentState *persist; /* the owner's, read only: changed through the sink's record_* */
         char boot_id[BOOT_ID_LEN + 1];
         const RemedySink *sink;
         void *userdata;
@@ -95,7 +95,7 @@ static int remedy_setup(Remedy *rm, char **ret_error) {
         return 0;
 }
 
-int remedy_new(sd_event *e, Http *http, Config *c, PersistentState *persist, const char *boot_id,
+int remedy_new(sd_event *e, Http *http, Config *c, const PersistentState *persist, const char *boot_id,
                const RemedySink *sink, void *userdata, Remedy **ret, char **ret_error) {
         Remedy *rm;
         int r;
@@ -220,7 +220,7 @@ static void step_recorded(void *userdata, uint64_t gen, int error);
 static void step_take(void *userdata, uint64_t gen, int error);
 
 static void step_result(Remedy *rm, const char *result) {
-        (void) incident_step_result(&rm->persist->incident, result);
+        rm->sink->record_step_result(rm->userdata, result);
         (void) rm->sink->save(rm->userdata, NULL, NULL, 0);
 }
 
@@ -259,14 +259,11 @@ static void reboot_timer_arm(Remedy *rm, usec_t left) {
 }
 
 static void wait_for_reboot(Remedy *rm, const char *accepted) {
-        Incident *i = &rm->persist->incident;
-
         rm->deadline = sd_event_source_disable_unref(rm->deadline);
-        (void) incident_step_result(i, accepted);
+        rm->sink->record_step_result(rm->userdata, accepted);
         /* A restart before the machine goes down must know that a reboot
          * is due (remedy_await_reboot), not ask for another. */
-        if (i->n_steps > 0)
-                i->steps[i->n_steps - 1].awaiting_reboot = true;
+        rm->sink->record_reboot_awaited(rm->userdata, true);
         (void) rm->sink->save(rm->userdata, NULL, NULL, 0);
         log_notice("remedy: %s; waiting for the machine to go down", accepted);
         reboot_timer_arm(rm, rm->config->remedy.reboot_timeout);
@@ -278,22 +275,19 @@ static bool reboot_requested_here(const Remedy *rm) {
 }
 
 static void reboot_requested_clear(Remedy *rm) {
-        rm->persist->reboot_requested.at = 0;
-        rm->persist->reboot_requested.boottime = 0;
-        rm->persist->reboot_requested.boot_id[0] = '\0';
+        rm->sink->clear_reboot_requested(rm->userdata);
 }
 
 static bool reboot_due(Remedy *rm, bool new_boot, char *ret_why, size_t size) {
-        PersistentState *p = rm->persist;
-        Incident *i = &p->incident;
-        IncidentStep *last = i->n_steps > 0 ? &i->steps[i->n_steps - 1] : NULL;
+        const PersistentState *p = rm->persist;
+        const Incident *i = &p->incident;
+        const IncidentStep *last = i->n_steps > 0 ? &i->steps[i->n_steps - 1] : NULL;
         usec_t now = clock_loop_now(rm->event, CLOCK_BOOTTIME);
 
         /* The reboot a step waited for has happened, or another boot did:
          * what was asked in an earlier boot is done with. */
         if (new_boot)
-                for (size_t k = 0; k < i->n_steps; k++)
-                        i->steps[k].awaiting_reboot = false;
+                rm->sink->record_reboot_awaited(rm->userdata, false);
         if (p->reboot_requested.at != 0 && !reboot_requested_here(rm)) {
                 log_info("remedy: the reboot asked for in boot %s is behind us", p->reboot_requested.boot_id);
                 reboot_requested_clear(rm);
@@ -306,7 +300,7 @@ static bool reboot_due(Remedy *rm, bool new_boot, char *ret_why, size_t size) {
         if (reboot_requested_here(rm) && !last->result && !last->awaiting_reboot &&
             (p->state == STATE_REMEDIATING || p->state == STATE_CHECKING) &&
             now >= p->reboot_requested.boottime && now - p->reboot_requested.boottime < rm->config->remedy.reboot_timeout) {
-                last->awaiting_reboot = true;
+                rm->sink->record_reboot_awaited(rm->userdata, true);
                 snprintf(ret_why, size, "%s was sent to EC2 before this restart and never answered", last->step);
                 return true;
         }
@@ -435,9 +429,8 @@ static void on_aws_ready(Aws *aws, void *userdata) {
         /* Before it goes out: an agent killed while the call is in flight
          * (SIGKILL, OOM) and restarted in this boot must know that a
          * reboot may be due, and never send a second one. */
-        rm->persist->reboot_requested.at = rm->sink->now_wall(rm->userdata);
-        rm->persist->reboot_requested.boottime = clock_loop_now(rm->event, CLOCK_BOOTTIME);
-        memcpy(rm->persist->reboot_requested.boot_id, rm->boot_id, sizeof rm->persist->reboot_requested.boot_id);
+        rm->sink->record_reboot_requested(rm->userdata, rm->sink->now_wall(rm->userdata),
+                                          clock_loop_now(rm->event, CLOCK_BOOTTIME));
         r = rm->sink->save(rm->userdata, on_reboot_recorded, rm, rm->gen);
         if (r < 0) {
                 reboot_requested_clear(rm);
@@ -586,7 +579,7 @@ static void step_start(Remedy *rm) {
         /* written down and announced before it is taken; not taken if
          * it cannot be written down. The disk answers off the loop:
          * step_recorded() announces, step_take() takes. */
-        (void) incident_step_add(&rm->persist->incident, step, rm->sink->now_wall(rm->userdata));
+        rm->sink->record_step(rm->userdata, step, rm->sink->now_wall(rm->userdata));
         r = rm->sink->save(rm->userdata, step_recorded, rm, ++rm->gen);
         if (r < 0)
                 step_recorded(rm, rm->gen, r);
@@ -634,7 +627,7 @@ static void step_recorded(void *userdata, uint64_t gen, int error) {
                 if (asprintf(&why, "cannot record the step %s in state.json (%s): not taking it", step,
                              strerror(-r)) < 0)
                         why = NULL;
-                (void) incident_step_result(&rm->persist->incident, why ? why : "not recorded, not taken");
+                rm->sink->record_step_result(rm->userdata, why ? why : "not recorded, not taken");
                 remedy_post(rm, EVENT_REMEDY_FAILED, why ? why : "cannot record the step");
                 return;
         }

@@ -11,9 +11,11 @@
  * dry_run walks the same decisions and says what it would do.
  *
  * It owns the ladder's run (position, timers, the AWS client, the bus
- * link) and never sees the agent: it writes the incident's steps and
- * reboot_requested into the record its owner hands it, and asks the owner
- * (a RemedySink) to save it, to post events, and to tell the alerts. */
+ * link) and never sees the agent. state.json's record (PersistentState)
+ * is its owner's alone: the ladder reads it through a const pointer and
+ * changes it only by asking the owner (a RemedySink) to record a step, a
+ * step's result, an awaited or requested reboot; it asks the owner to
+ * save it, to post events, and to tell the alerts. */
 #pragma once
 
 #include <json-c/json.h>
@@ -31,11 +33,26 @@ typedef struct Remedy Remedy;
 typedef void (*remedy_done_t)(void *userdata, uint64_t cookie, int error);
 
 /* What the ladder asks of its owner (agent.c). The owner keeps
- * state.json's record (PersistentState, whose incident steps and
- * reboot_requested the ladder writes) and saves it. */
+ * state.json's record (PersistentState) and is its one writer: the
+ * incident's steps and reboot_requested change through the record_*
+ * calls, each in memory only until a save. */
 typedef struct RemedySink {
         /* Queue an event for the machine; cannot fail. */
         void (*post)(void *userdata, Event e, const char *reason);
+        /* A ladder step `step` taken at wall time `at`, written down
+         * (saved) before it is taken. */
+        void (*record_step)(void *userdata, const char *step, usec_t at);
+        /* The last step's result; it no longer awaits a reboot. */
+        void (*record_step_result)(void *userdata, const char *result);
+        /* true: the reboot the last step asked for was accepted (or may
+         * have been) and should come; false: no step awaits one (a new
+         * boot came). */
+        void (*record_reboot_awaited)(void *userdata, bool awaited);
+        /* A RebootInstances that EC2 may act on, in this boot: at (wall
+         * clock) and boottime (CLOCK_BOOTTIME) of the call. Cleared when
+         * it never went out, EC2 said no, or it was an earlier boot's. */
+        void (*record_reboot_requested)(void *userdata, usec_t at, usec_t boottime);
+        void (*clear_reboot_requested)(void *userdata);
         /* Save state.json: queued on the writer, off the loop, after every
          * durable write queued before; with done, done(done_userdata,
          * cookie, error) on the loop once this save is on disk (0) or the
@@ -66,10 +83,10 @@ typedef struct RemedySink {
 
 /* AWS (when the ladder has reboot-instance and [aws] is there) and the
  * system bus. `c` is referenced (remedy_set_config() follows a reload);
- * `http`, `persist` (the owner's record) and `sink` must outlive it.
- * `boot_id` is this boot's. A credentials file that cannot be used fails
- * the start. */
-int remedy_new(sd_event *e, Http *http, Config *c, PersistentState *persist, const char *boot_id,
+ * `http`, `persist` (the owner's record, read here, written through the
+ * sink) and `sink` must outlive it. `boot_id` is this boot's. A
+ * credentials file that cannot be used fails the start. */
+int remedy_new(sd_event *e, Http *http, Config *c, const PersistentState *persist, const char *boot_id,
                const RemedySink *sink, void *userdata, Remedy **ret, char **ret_error);
 Remedy *remedy_free(Remedy *r);
 /* After the agent is running: IMDS identity and the DryRun self-test. */

@@ -1,13 +1,17 @@
 /* The agent's actions, in-process: a real Agent on a temp dir (no pool, no
- * Slack, ladder restart-unit:app.service), its loop run here, and the
- * integrations it acts through replaced at link time (-Wl,--wrap, see
- * tests/meson.build) by recorders: remedy_run, remedy_cancel,
- * remedy_is_running (the ladder the agent sees), alerts_notify, alerts_restored, and state_save_queued (which can be
- * told to aim at a directory that is not there, so the writer refuses).
+ * Slack, ladder restart-unit:app.service; agentfix.h, with its fake wall
+ * clock), its loop run here, and the integrations it acts through
+ * replaced at link time (-Wl,--wrap, see tests/meson.build) by recorders:
+ * remedy_run, remedy_cancel, remedy_is_running (the ladder the agent
+ * sees), alerts_notify, alerts_restored, and state_save_queued (which can
+ * be told to aim at a directory that is not there, so the writer refuses).
  *
- * Rules: the remediation is counted and saved before it runs; a save that
- * fails refuses it; an operator drain cancels the ladder; the back message
- * is not repeated when the outbox already holds it after a restart. */
+ * Rules: the remediation is counted (at the loop's wall time) and saved
+ * before it runs; a save that fails refuses it; the reboot-loop guard
+ * refuses one past max_per_window in the window and allows it again once
+ * the window has passed; an operator drain cancels the ladder; the back
+ * message is not repeated when the outbox already holds it after a
+ * restart. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -32,9 +36,10 @@ static struct {
         bool running;                   /* what remedy_is_running answers */
         unsigned notices[_NOTICE_MAX];
         size_t disk_remediations;       /* state.json's count when the ladder started */
+        usec_t disk_last_at;            /* and the time of its last remediation */
         bool fail_saves;                /* state_save_queued aims at a missing directory */
         bool outbox_has_back;           /* what outbox_restored answers */
-        char *state_dir;
+        const char *state_dir;
 } rec;
 
 /* the linker's names for the real functions and their stand-ins */
@@ -59,6 +64,7 @@ int __wrap_remedy_run(Remedy *r) {
         rec.runs++;
         assert_int_equal(state_load(rec.state_dir, &disk, NULL, NULL), 0);
         rec.disk_remediations = disk.n_remediations;
+        rec.disk_last_at = disk.n_remediations > 0 ? disk.remediations[disk.n_remediations - 1] : 0;
         persistent_state_done(&disk);
         rec.running = true; /* the step is under way */
         return 0;
@@ -86,87 +92,53 @@ bool __wrap_alerts_restored(Alerts *a, Notice n, const char *incident) {
 
 /* ---- the fixture ---- */
 
-typedef struct Fix {
-        char *dir;
-        char *config;
-        Agent *a;
-} Fix;
-
 static int setup(void **state) {
-        Fix *f = calloc(1, sizeof *f);
-        _cleanup_(freep) char *sd = NULL;
+        AgentFix *f = agentfix_new("restart-unit:app.service");
 
-        assert_non_null(f);
         memset(&rec, 0, sizeof rec);
-        f->dir = tmp_dir();
-        f->config = agentfix_write(f->dir, "restart-unit:app.service");
-        assert_true(asprintf(&sd, "%s/state", f->dir) >= 0);
-        rec.state_dir = TAKE_PTR(sd);
+        rec.state_dir = f->state_dir;
         *state = f;
         return 0;
 }
 
 static int teardown(void **state) {
-        Fix *f = *state;
-
-        agent_free(f->a);
-        rm_rf(f->dir);
-        free(f->dir);
-        free(f->config);
-        free(rec.state_dir);
-        free(f);
+        agentfix_free(*state);
         return 0;
-}
-
-static void agent_up(Fix *f) {
-        _cleanup_(freep) char *err = NULL;
-
-        f->a = agent_free(f->a);
-        assert_int_equal(agent_new(f->config, &f->a, &err), 0);
-        assert_int_equal(agent_start(f->a), 0);
-}
-
-/* Run the loop until the machine is in `want` (and the writer answered
- * what it was given), or fail after a bounded wait. */
-static void run_until(Fix *f, State want) {
-        for (unsigned i = 0; i < 200; i++) {
-                assert_true(sd_event_run(f->a->event, 10 * USEC_PER_MSEC) >= 0);
-                if (f->a->state == want && !sd_event_source_get_enabled(f->a->queue_defer, NULL))
-                        break;
-        }
-        for (unsigned i = 0; i < 20; i++) /* what the last step queued */
-                assert_true(sd_event_run(f->a->event, 5 * USEC_PER_MSEC) >= 0);
-        assert_string_equal(state_to_string(f->a->state), state_to_string(want));
 }
 
 /* SERVING, then an overload: no pool, so the leave is granted at once,
  * the drain has no grace, and the machine reaches the ladder. */
-static void overload(Fix *f) {
-        run_until(f, STATE_SERVING);
+static void overload(AgentFix *f) {
+        agentfix_run_until(f, STATE_SERVING);
         agent_post_event(f->a, EVENT_BREACH, "cpu 99% for 2s (test)");
 }
 
 static void test_remediation_saved_before_it_runs(void **state) {
-        Fix *f = *state;
+        AgentFix *f = *state;
+        usec_t before;
 
-        agent_up(f);
+        agentfix_up(f);
         overload(f);
-        run_until(f, STATE_REMEDIATING);
+        before = agentfix_now_wall();
+        agentfix_run_until(f, STATE_REMEDIATING);
         assert_int_equal(rec.runs, 1);
-        /* state.json held the count when the ladder started */
+        /* state.json held the count when the ladder started, at the
+         * loop's wall time: what the guard counts */
         assert_int_equal(rec.disk_remediations, 1);
         assert_int_equal(f->a->persist.n_remediations, 1);
+        assert_int_equal(rec.disk_last_at, f->a->persist.remediations[0]);
+        assert_true(rec.disk_last_at >= before && rec.disk_last_at <= agentfix_now_wall());
         assert_int_equal(rec.notices[NOTICE_BREACH], 0); /* the breach goes through alerts_breach */
 }
 
 static void test_failed_save_refuses_the_remediation(void **state) {
-        Fix *f = *state;
+        AgentFix *f = *state;
 
-        agent_up(f);
-        run_until(f, STATE_SERVING);
+        agentfix_up(f);
+        agentfix_run_until(f, STATE_SERVING);
         rec.fail_saves = true;
         agent_post_event(f->a, EVENT_BREACH, "cpu 99% for 2s (test)");
-        run_until(f, STATE_QUARANTINED);
+        agentfix_run_until(f, STATE_QUARANTINED);
         assert_int_equal(rec.runs, 0);
         /* not counted: it did not happen */
         assert_int_equal(f->a->persist.n_remediations, 0);
@@ -174,33 +146,79 @@ static void test_failed_save_refuses_the_remediation(void **state) {
         assert_non_null(strstr(f->a->state_reason, "cannot record the remediation"));
 }
 
-static void test_operator_drain_cancels_the_ladder(void **state) {
-        Fix *f = *state;
+/* One remediation through to SERVING again: the ladder (recorded, not
+ * run) says it worked, the checks (none) pass. */
+static void remediate(AgentFix *f) {
+        unsigned runs = rec.runs;
 
-        agent_up(f);
         overload(f);
-        run_until(f, STATE_REMEDIATING);
+        agentfix_run_until(f, STATE_REMEDIATING);
+        assert_int_equal(rec.runs, runs + 1);
+        rec.running = false;
+        agent_post_event(f->a, EVENT_REMEDY_DONE, "the ladder worked (test)");
+        agentfix_run_until(f, STATE_SERVING);
+}
+
+/* An overload while max_per_window (2) remediations are in the window
+ * (1h): given up, out until an operator resumes. */
+static void refused(AgentFix *f) {
+        unsigned runs = rec.runs;
+
+        overload(f);
+        agentfix_run_until(f, STATE_QUARANTINED);
+        assert_int_equal(rec.runs, runs);
+        assert_true(f->a->persist.held);
+        assert_non_null(strstr(strna(f->a->state_reason), "remediation limit reached"));
+        agent_post_event(f->a, EVENT_RESUME, "operator resume (test)");
+        agentfix_run_until(f, STATE_SERVING);
+}
+
+static void test_guard_refuses_at_the_limit_until_the_window_passed(void **state) {
+        AgentFix *f = *state;
+
+        agentfix_up(f);
+        remediate(f);
+        remediate(f);
+        assert_int_equal(f->a->persist.n_remediations, 2);
+        refused(f);
+        /* still inside the window, on the fake clock */
+        agentfix_advance(USEC_PER_HOUR - USEC_PER_MINUTE);
+        refused(f);
+        /* both remediations are now older than the window: allowed */
+        agentfix_advance(2 * USEC_PER_MINUTE);
+        overload(f);
+        agentfix_run_until(f, STATE_REMEDIATING);
+        assert_int_equal(rec.runs, 3);
+        assert_int_equal(f->a->persist.n_remediations, 3);
+}
+
+static void test_operator_drain_cancels_the_ladder(void **state) {
+        AgentFix *f = *state;
+
+        agentfix_up(f);
+        overload(f);
+        agentfix_run_until(f, STATE_REMEDIATING);
         assert_int_equal(rec.runs, 1);
         assert_true(rec.running);
         agent_post_event(f->a, EVENT_MAINTENANCE, "operator drain (test)");
-        run_until(f, STATE_MAINTENANCE);
+        agentfix_run_until(f, STATE_MAINTENANCE);
         assert_int_equal(rec.cancels, 1);
         assert_false(rec.running);
 }
 
 /* Killed after the ladder, before the rejoin: the next start rejoins and
  * closes the incident; the back message goes out once. */
-static void back_after_restart(Fix *f, bool already_spooled) {
-        agent_up(f);
+static void back_after_restart(AgentFix *f, bool already_spooled) {
+        agentfix_up(f);
         overload(f);
-        run_until(f, STATE_REMEDIATING);
+        agentfix_run_until(f, STATE_REMEDIATING);
         assert_non_null(f->a->persist.incident.id);
         f->a = agent_free(f->a); /* "killed": state.json says REMEDIATING, the incident is open */
 
         rec.outbox_has_back = already_spooled;
-        agent_up(f);
+        agentfix_up(f);
         /* same boot, no reboot was asked for: checks (none) pass, rejoin */
-        run_until(f, STATE_SERVING);
+        agentfix_run_until(f, STATE_SERVING);
         assert_int_not_equal(f->a->persist.incident.ended, 0);
         assert_int_equal(rec.notices[NOTICE_BACK], already_spooled ? 0 : 1);
 }
@@ -217,6 +235,8 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_remediation_saved_before_it_runs, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_failed_save_refuses_the_remediation, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_guard_refuses_at_the_limit_until_the_window_passed, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_operator_drain_cancels_the_ladder, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_back_message_not_repeated_after_restart, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_back_message_sent_once, setup, teardown),

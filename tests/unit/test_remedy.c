@@ -1,10 +1,12 @@
 /* The ladder, in-process: a real Agent on a temp dir (no pool, no Slack,
- * ladder restart-unit:app.service, reboot-local), the system bus replaced
- * at link time (-Wl,--wrap=sysbus_restart_unit,sysbus_reboot; see
- * tests/meson.build) by a stub the test answers. Rules: a failed step moves
- * to the next, each step is written to the incident before it is taken,
- * a reboot accepted waits for the machine to go down, and past the last
- * step the host is quarantined.
+ * ladder restart-unit:app.service, reboot-local; agentfix.h, with its fake
+ * wall clock), the system bus replaced at link time
+ * (-Wl,--wrap=sysbus_restart_unit,sysbus_reboot; see tests/meson.build) by
+ * a stub the test answers. Rules: a failed step moves to the next, each
+ * step is written to the incident (at the loop's wall time) before it is
+ * taken, a reboot accepted waits for the machine to go down, also across
+ * a restart in the same boot until reboot_timeout from the step has
+ * passed, and past the last step the host is quarantined.
  *
  * Then the ladder alone (remedy_new), its owner a fake RemedySink whose
  * saves and barriers the test answers: a step is in the record and saved
@@ -27,6 +29,7 @@
 #include "remedy.h"
 #include "sysbus.h"
 #include "agentfix.h"
+#include "testutil.h"
 
 /* ---- the stub bus ---- */
 
@@ -36,7 +39,7 @@ static struct {
         size_t steps_on_disk;           /* the incident's steps in state.json when the call came */
         sysbus_done_t cb;
         void *userdata;
-        char *state_dir;
+        const char *state_dir;          /* the whole agent's (the fixture's); NULL for the ladder alone */
 } bus;
 
 int __wrap_sysbus_restart_unit(SysBus *b, const char *unit, usec_t timeout, sysbus_done_t cb, void *userdata);
@@ -79,77 +82,56 @@ static void bus_answer(int error, const char *detail) {
 
 /* ---- the fixture ---- */
 
-typedef struct Fix {
-        char *dir;
-        char *config;
-        Agent *a;
-} Fix;
-
 static int setup(void **state) {
-        Fix *f = calloc(1, sizeof *f);
-        _cleanup_(freep) char *err = NULL;
+        AgentFix *f = agentfix_new("restart-unit:app.service, reboot-local");
 
-        assert_non_null(f);
-        free(bus.state_dir);
         memset(&bus, 0, sizeof bus);
-        f->dir = tmp_dir();
-        f->config = agentfix_write(f->dir, "restart-unit:app.service, reboot-local");
-        assert_true(asprintf(&bus.state_dir, "%s/state", f->dir) >= 0);
-        assert_int_equal(agent_new(f->config, &f->a, &err), 0);
-        assert_int_equal(agent_start(f->a), 0);
+        bus.state_dir = f->state_dir;
+        agentfix_up(f);
         *state = f;
         return 0;
 }
 
 static int teardown(void **state) {
-        Fix *f = *state;
-
-        agent_free(f->a);
-        rm_rf(f->dir);
-        free(f->dir);
-        free(f->config);
-        free(bus.state_dir);
+        agentfix_free(*state);
         bus.state_dir = NULL;
-        free(f);
         return 0;
 }
 
-/* Run the loop until `done` or a bounded wait passed. */
-static void run_for(Fix *f, bool (*done)(Fix *f)) {
-        for (unsigned i = 0; i < 300 && !done(f); i++)
-                assert_true(sd_event_run(f->a->event, 10 * USEC_PER_MSEC) >= 0);
-        assert_true(done(f));
-}
-
-static bool serving(Fix *f) {
+static bool serving(AgentFix *f) {
         return f->a->state == STATE_SERVING;
 }
-static bool bus_waiting(Fix *f) {
+static bool bus_waiting(AgentFix *f) {
         return bus.cb != NULL;
 }
-static bool quarantined(Fix *f) {
+static bool quarantined(AgentFix *f) {
         return f->a->state == STATE_QUARANTINED;
 }
+static bool checking(AgentFix *f) {
+        return f->a->state == STATE_CHECKING;
+}
 
-static void to_the_ladder(Fix *f) {
-        run_for(f, serving);
+static void to_the_ladder(AgentFix *f) {
+        agentfix_run_for(f, serving);
         agent_post_event(f->a, EVENT_BREACH, "cpu 99% for 2s (test)");
-        run_for(f, bus_waiting);
+        agentfix_run_for(f, bus_waiting);
         assert_int_equal(f->a->state, STATE_REMEDIATING);
 }
 
 static void test_failed_step_moves_to_the_next(void **state) {
-        Fix *f = *state;
+        AgentFix *f = *state;
         const Incident *i = &f->a->persist.incident;
+        usec_t before = agentfix_now_wall();
 
         to_the_ladder(f);
         assert_int_equal(bus.restarts, 1);
         assert_string_equal(bus.unit, "app.service");
-        /* in state.json before it was taken */
+        /* in state.json before it was taken, at the loop's wall time */
         assert_int_equal(bus.steps_on_disk, 1);
+        assert_true(i->steps[0].at >= before && i->steps[0].at <= agentfix_now_wall());
 
         bus_answer(-EIO, "app.service: restart job failed (test)");
-        run_for(f, bus_waiting);
+        agentfix_run_for(f, bus_waiting);
         assert_int_equal(bus.reboots, 1);
         assert_int_equal(bus.steps_on_disk, 2);
         assert_int_equal(i->n_steps, 2);
@@ -157,24 +139,66 @@ static void test_failed_step_moves_to_the_next(void **state) {
 
         /* the reboot is accepted: the machine waits for it to go down */
         bus_answer(0, "logind accepted the reboot (test)");
-        for (unsigned k = 0; k < 20; k++)
-                assert_true(sd_event_run(f->a->event, 5 * USEC_PER_MSEC) >= 0);
+        agentfix_settle(f);
         assert_int_equal(f->a->state, STATE_REMEDIATING);
         assert_true(remedy_is_running(f->a->remedy));
 }
 
 static void test_every_step_failed_quarantines(void **state) {
-        Fix *f = *state;
+        AgentFix *f = *state;
 
         to_the_ladder(f);
         bus_answer(-EIO, "app.service: restart job failed (test)");
-        run_for(f, bus_waiting);
+        agentfix_run_for(f, bus_waiting);
         bus_answer(-EPERM, "logind refused the reboot (test)");
-        run_for(f, quarantined);
+        agentfix_run_for(f, quarantined);
         assert_false(remedy_is_running(f->a->remedy));
         assert_non_null(strstr(strna(f->a->state_reason), "every step of the ladder failed"));
         assert_non_null(strstr(strna(f->a->state_reason), "logind refused"));
         assert_int_equal(bus.restarts, 1);
+        assert_int_equal(bus.reboots, 1);
+}
+
+/* The reboot-local step accepted, then the agent killed before the
+ * machine went down. */
+static void reboot_accepted(AgentFix *f) {
+        to_the_ladder(f);
+        bus_answer(-EIO, "app.service: restart job failed (test)");
+        agentfix_run_for(f, bus_waiting);
+        bus_answer(0, "logind accepted the reboot (test)");
+        agentfix_settle(f); /* saved: the step awaits its reboot */
+        assert_true(f->a->persist.incident.steps[1].awaiting_reboot);
+}
+
+/* Restarted in the same boot: the accepted reboot is awaited for
+ * [remedy] reboot_timeout (10m) from the step, on the guard's clock, out
+ * of the pool and without asking again; past it, the step has failed. */
+static void test_restart_awaits_the_accepted_reboot(void **state) {
+        AgentFix *f = *state;
+
+        reboot_accepted(f);
+        agentfix_advance(9 * USEC_PER_MINUTE);
+        agentfix_up(f);
+        agentfix_run_for(f, checking);
+        agentfix_settle(f);
+        assert_int_equal(f->a->state, STATE_CHECKING);
+        assert_true(remedy_reboot_awaited(f->a->remedy));
+        assert_int_equal(bus.reboots, 1);
+}
+
+static void test_restart_past_the_reboot_timeout_fails_the_step(void **state) {
+        AgentFix *f = *state;
+        const IncidentStep *st;
+
+        reboot_accepted(f);
+        agentfix_advance(11 * USEC_PER_MINUTE);
+        agentfix_up(f);
+        agentfix_run_for(f, quarantined);
+        assert_false(remedy_reboot_awaited(f->a->remedy));
+        assert_non_null(strstr(strna(f->a->state_reason), "the machine was still running"));
+        st = &f->a->persist.incident.steps[1];
+        assert_non_null(strstr(strna(st->result), "the machine was still running"));
+        assert_false(st->awaiting_reboot);
         assert_int_equal(bus.reboots, 1);
 }
 
@@ -208,6 +232,32 @@ static int own_wait(remedy_done_t done, void *done_userdata, uint64_t cookie) {
         assert_true(own.n_waiting < ELEMENTSOF(own.waiting));
         own.waiting[own.n_waiting++] = (Pending) { done, done_userdata, cookie };
         return 0;
+}
+
+/* The owner writes its record; the ladder only reads it. */
+static void own_record_step(void *userdata, const char *step, usec_t at) {
+        assert_int_equal(incident_step_add(&own.persist.incident, step, at), 0);
+}
+static void own_record_step_result(void *userdata, const char *result) {
+        assert_int_equal(incident_step_result(&own.persist.incident, result), 0);
+}
+static void own_record_reboot_awaited(void *userdata, bool awaited) {
+        Incident *i = &own.persist.incident;
+
+        if (awaited)
+                i->steps[i->n_steps - 1].awaiting_reboot = true;
+        else
+                for (size_t k = 0; k < i->n_steps; k++)
+                        i->steps[k].awaiting_reboot = false;
+}
+static void own_record_reboot_requested(void *userdata, usec_t at, usec_t boottime) {
+        own.persist.reboot_requested.at = at;
+        own.persist.reboot_requested.boottime = boottime;
+        snprintf(own.persist.reboot_requested.boot_id, sizeof own.persist.reboot_requested.boot_id, "%s",
+                 AGENTFIX_BOOT_ID);
+}
+static void own_clear_reboot_requested(void *userdata) {
+        own.persist.reboot_requested.at = 0;
 }
 
 static int own_save(void *userdata, remedy_done_t done, void *done_userdata, uint64_t cookie) {
@@ -254,6 +304,11 @@ static void own_test_answer(void *userdata, uint64_t ticket, bool ok, const char
 
 static const RemedySink own_sink = {
         .post = own_post,
+        .record_step = own_record_step,
+        .record_step_result = own_record_step_result,
+        .record_reboot_awaited = own_record_reboot_awaited,
+        .record_reboot_requested = own_record_reboot_requested,
+        .clear_reboot_requested = own_clear_reboot_requested,
         .save = own_save,
         .after_writes = own_after_writes,
         .now_wall = own_now,
@@ -279,7 +334,6 @@ static int alone_setup(void **state) {
         _cleanup_(freep) char *err = NULL, *path = NULL;
 
         assert_non_null(l);
-        free(bus.state_dir);
         memset(&bus, 0, sizeof bus);
         memset(&own, 0, sizeof own);
         l->dir = tmp_dir();
@@ -371,6 +425,9 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_alone_cancel_stops_the_ladder, alone_setup, alone_teardown),
                 cmocka_unit_test_setup_teardown(test_failed_step_moves_to_the_next, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_every_step_failed_quarantines, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_restart_awaits_the_accepted_reboot, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_restart_past_the_reboot_timeout_fails_the_step, setup,
+                                                teardown),
         };
 
         log_max_level = LOG_WARNING;
