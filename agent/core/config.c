@@ -19,6 +19,7 @@
 #include "redisurl.h"
 #include "secret.h"
 #include "sha256.h"
+#include "statusset.h"
 #include "utf8.h"
 
 /* A config file is a few hundred lines; anything far larger is a mistake
@@ -158,67 +159,6 @@ size_t string_distance(const char *a, const char *b) {
         }
         result = row[lb];
         return result;
-}
-
-/* ---- typed parsers (public) ---- */
-
-static int status_code_read(const char **p, unsigned *ret) {
-        unsigned v = 0;
-        const char *q = *p;
-
-        if (!is_digit(*q))
-                return -EINVAL;
-        for (; is_digit(*q); q++)
-                v = MIN(v * 10 + (unsigned) (*q - '0'), 100000u); /* saturate: only the range matters */
-        *p = q;
-        *ret = v;
-        return 0;
-}
-
-int parse_status_set(const char *s, StatusSet *ret) {
-        StatusSet set = {};
-        const char *p = s;
-
-        if (!s)
-                return -EINVAL;
-        for (;;) {
-                unsigned lo, hi;
-
-                p = skip_blank(p);
-                if (status_code_read(&p, &lo) < 0)
-                        return -EINVAL;
-                p = skip_blank(p);
-                if (*p == '-') {
-                        p = skip_blank(p + 1);
-                        if (status_code_read(&p, &hi) < 0)
-                                return -EINVAL;
-                        p = skip_blank(p);
-                } else
-                        hi = lo;
-                if (*p && *p != ',')
-                        return -EINVAL;
-                if (lo < 100 || hi > 599 || hi < 100 || lo > 599)
-                        return -ERANGE;
-                if (lo > hi)
-                        return -EINVAL;
-                if (set.n >= STATUS_SET_MAX)
-                        return -E2BIG;
-                set.ranges[set.n++] = (StatusRange) { lo, hi };
-                if (!*p)
-                        break;
-                p++; /* ',' */
-        }
-        *ret = set;
-        return 0;
-}
-
-bool status_set_contains(const StatusSet *s, unsigned code) {
-        if (!s)
-                return false;
-        for (size_t i = 0; i < s->n && i < STATUS_SET_MAX; i++)
-                if (code >= s->ranges[i].lo && code <= s->ranges[i].hi)
-                        return true;
-        return false;
 }
 
 /* ---- the table ---- */
@@ -647,7 +587,7 @@ static int item_budget(const ConfigItem *it, const char *value, Config *c, void 
 }
 
 static int item_status_set(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
-        int r = parse_status_set(value, dest);
+        int r = status_set_parse(value, dest);
 
         if (r == -ERANGE)
                 return reason(ret_reason, r, "status code out of range in '%s' (100-599)", value);

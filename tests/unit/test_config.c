@@ -55,54 +55,6 @@ static void parse_fails(const char *text, const char *expected) {
 
 /* ---- typed parsers ---- */
 
-static void test_parse_status_set(void **state) {
-        static const struct {
-                const char *in;
-                int r;
-        } bad[] = {
-                { "", -EINVAL },        { "abc", -EINVAL },     { "200-", -EINVAL },    { "200,", -EINVAL },
-                { ",200", -EINVAL },    { "300-200", -EINVAL }, { "200;301", -EINVAL }, { "2xx", -EINVAL },
-                { "-200", -EINVAL },    { "99", -ERANGE },      { "600", -ERANGE },     { "200-700", -ERANGE },
-                { "0", -ERANGE },       { "99999999999", -ERANGE },
-                { "200,201,202,203,204,205,206,207,208,209,210,211,212,213,214,215,216", -E2BIG },
-        };
-        StatusSet s;
-
-        assert_int_equal(parse_status_set("200", &s), 0);
-        assert_int_equal(s.n, 1);
-        assert_int_equal(s.ranges[0].lo, 200);
-        assert_int_equal(s.ranges[0].hi, 200);
-        assert_true(status_set_contains(&s, 200));
-        assert_false(status_set_contains(&s, 201));
-
-        assert_int_equal(parse_status_set("200-299,301", &s), 0);
-        assert_int_equal(s.n, 2);
-        assert_true(status_set_contains(&s, 200));
-        assert_true(status_set_contains(&s, 250));
-        assert_true(status_set_contains(&s, 299));
-        assert_false(status_set_contains(&s, 300));
-        assert_true(status_set_contains(&s, 301));
-        assert_false(status_set_contains(&s, 302));
-        assert_false(status_set_contains(&s, 199));
-        assert_false(status_set_contains(NULL, 200));
-
-        assert_int_equal(parse_status_set(" 100 - 199 , 599 ", &s), 0);
-        assert_int_equal(s.n, 2);
-        assert_true(status_set_contains(&s, 150));
-        assert_true(status_set_contains(&s, 599));
-
-        assert_int_equal(parse_status_set("200,201,202,203,204,205,206,207,208,209,210,211,212,213,214,215", &s), 0);
-        assert_int_equal(s.n, STATUS_SET_MAX);
-
-        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                s.n = 99;
-                if (parse_status_set(bad[i].in, &s) != bad[i].r)
-                        print_error("'%s'\n", bad[i].in);
-                assert_int_equal(parse_status_set(bad[i].in, &s), bad[i].r);
-                assert_int_equal(s.n, 99);
-        }
-}
-
 static void test_ladder_units(void **state) {
         Config *c = NULL;
         char *err = NULL;
@@ -1458,7 +1410,6 @@ static void test_secret_file_references(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_parse_status_set),
                 cmocka_unit_test(test_enum_strings),
                 cmocka_unit_test(test_string_distance),
                 cmocka_unit_test(test_defaults),
