@@ -227,13 +227,5 @@ static inline void config_replace(Config **slot, Config *c) {
         config_free(old);
 }
 
-/* Offline checks of AWS identifiers: a region is letters-letters-digit
- * ("us-east-1", "us-gov-west-1", "cn-north-1"), an instance id "i-" and 8
- * or 17 lowercase hex digits. */
-bool aws_region_is_valid(const char *s);
-bool aws_instance_id_is_valid(const char *s);
-#define AWS_INSTANCE_ID_FORM "i- followed by 8 or 17 lowercase hex digits, e.g. i-0123456789abcdef0"
-
-
 /* Levenshtein distance, for "did you mean" suggestions. */
 size_t string_distance(const char *a, const char *b);

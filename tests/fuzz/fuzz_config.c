@@ -1,5 +1,6 @@
 /* The config file: config_parse_string() on INI text, and the typed value
  * parsers behind its table on the same bytes as one value. */
+#include "awsid.h"
 #include "config.h"
 #include "redisurl.h"
 #include "fuzz.h"

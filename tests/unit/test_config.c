@@ -1096,46 +1096,26 @@ static void test_budget(void **state) {
 /* ---- references checked offline ---- */
 
 static void test_aws_identifiers(void **state) {
-        static const char *const regions_ok[] = {
-                "us-east-1", "eu-central-1", "us-gov-west-1", "cn-north-1", "ap-southeast-3", "il-central-1",
-                "us-isob-east-1", "ca-west-1", "eu-south-12",
-        };
-        static const char *const regions_bad[] = {
-                "us-east1", "us-east-", "useast-1", "US-EAST-1", "us-east-1a", "us--east-1", "u-east-1",
-                "us-1", "us-east-1-", "", "us east 1", "us-east-x", "usa-east-1", "us-east-1\n",
-        };
-        static const char *const ids_ok[] = { "i-0123456789abcdef0", "i-1234abcd", "i-00000000" };
-        static const char *const ids_bad[] = {
-                "0123456789", "i-0123456789", "i-0123456789ABCDEF0", "i-1234abc", "i-0123456789abcdef01",
-                "I-1234abcd", "i-1234abcg", "i-", "", "i-1234abcd ",
-        };
+        /* The form itself is awsid.c's (test_awsid.c); the config keeps what
+         * it accepts as written. */
+        static const char *const regions_ok[] = { "us-east-1", "us-gov-west-1", "eu-south-12" };
+        static const char *const ids_ok[] = { "i-0123456789abcdef0", "i-1234abcd" };
         Config *c;
 
         for (size_t i = 0; i < ELEMENTSOF(regions_ok); i++) {
                 char text[128];
-                if (!aws_region_is_valid(regions_ok[i]))
-                        fail_msg("refused region %s", regions_ok[i]);
                 snprintf(text, sizeof text, "[aws]\nregion = %s\n", regions_ok[i]);
                 c = parse_ok(text);
                 assert_string_equal(c->aws.region, regions_ok[i]);
                 config_free(c);
         }
-        for (size_t i = 0; i < ELEMENTSOF(regions_bad); i++)
-                if (aws_region_is_valid(regions_bad[i]))
-                        fail_msg("accepted region \"%s\"", regions_bad[i]);
-        assert_false(aws_region_is_valid(NULL));
-
         for (size_t i = 0; i < ELEMENTSOF(ids_ok); i++) {
                 char text[128];
-                assert_true(aws_instance_id_is_valid(ids_ok[i]));
                 snprintf(text, sizeof text, "[aws]\ninstance_id = %s\n", ids_ok[i]);
                 c = parse_ok(text);
+                assert_string_equal(c->aws.instance_id, ids_ok[i]);
                 config_free(c);
         }
-        for (size_t i = 0; i < ELEMENTSOF(ids_bad); i++)
-                if (aws_instance_id_is_valid(ids_bad[i]))
-                        fail_msg("accepted instance id \"%s\"", ids_bad[i]);
-        assert_false(aws_instance_id_is_valid(NULL));
 }
 
 static void test_urls(void **state) {
