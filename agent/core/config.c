@@ -21,14 +21,12 @@
 #include "secret.h"
 #include "sha256.h"
 #include "statusset.h"
+#include "suggest.h"
 #include "utf8.h"
 
 /* A config file is a few hundred lines; anything far larger is a mistake
  * (wrong file), not a config. */
 #define CONFIG_SIZE_MAX ((size_t) 1024 * 1024)
-
-/* Suggest a near key only when the typo is small compared to the word. */
-#define SUGGEST_DISTANCE_MAX 3
 
 #define SUN_PATH_MAX (sizeof(((struct sockaddr_un *) NULL)->sun_path) - 1)
 
@@ -137,29 +135,6 @@ static bool has_control(const char *s) {
                         return true;
         }
         return false;
-}
-
-size_t string_distance(const char *a, const char *b) {
-        size_t la = strlen(a), lb = strlen(b), result;
-        _cleanup_(freep) size_t *row = NULL;
-
-        row = malloc((lb + 1) * sizeof(size_t));
-        if (!row)
-                return SIZE_MAX;
-        for (size_t j = 0; j <= lb; j++)
-                row[j] = j;
-        for (size_t i = 1; i <= la; i++) {
-                size_t diag = row[0];
-                row[0] = i;
-                for (size_t j = 1; j <= lb; j++) {
-                        size_t up = row[j];
-                        size_t cost = tolower((unsigned char) a[i - 1]) == tolower((unsigned char) b[j - 1]) ? 0 : 1;
-                        row[j] = MIN(MIN(row[j] + 1, row[j - 1] + 1), diag + cost);
-                        diag = up;
-                }
-        }
-        result = row[lb];
-        return result;
 }
 
 /* ---- the table ---- */
@@ -798,23 +773,6 @@ static size_t item_index_by_offset(size_t offset) {
         abort(); /* a programming error in this file, caught by any test */
 }
 
-/* Nearest of `n` candidates within SUGGEST_DISTANCE_MAX, or NULL. */
-static const char *suggest(const char *word, const char *const *candidates, size_t n) {
-        const char *best = NULL;
-        size_t best_d = SIZE_MAX;
-
-        for (size_t i = 0; i < n; i++) {
-                size_t d = string_distance(word, candidates[i]);
-                if (d < best_d) {
-                        best_d = d;
-                        best = candidates[i];
-                }
-        }
-        if (best_d > SUGGEST_DISTANCE_MAX || best_d >= strlen(word))
-                return NULL;
-        return best;
-}
-
 /* ---- parsing ---- */
 
 typedef struct ParseContext {
@@ -887,7 +845,7 @@ static void section_header(ParseContext *ctx, char *line) {
         if (i < 0) {
                 for (size_t k = 0; k < ELEMENTSOF(config_sections); k++)
                         names[k] = config_sections[k].name;
-                hint = suggest(line + 1, names, ELEMENTSOF(names));
+                hint = suggest_nearest(line + 1, names, ELEMENTSOF(names));
                 if (hint)
                         ctx_fail(ctx, ctx->line, -EINVAL, "unknown section [%s], did you mean [%s]?", line + 1, hint);
                 else
@@ -1009,7 +967,7 @@ static void unknown_key(ParseContext *ctx, const char *section, const char *name
                 ctx_fail(ctx, ctx->line, -EINVAL, "unknown key '%s' in [%s], it belongs in [%s]", name, section, other);
                 return;
         }
-        hint = suggest(name, names, n);
+        hint = suggest_nearest(name, names, n);
         if (hint)
                 ctx_fail(ctx, ctx->line, -EINVAL, "unknown key '%s' in [%s], did you mean '%s'?", name, section, hint);
         else

@@ -226,6 +226,3 @@ static inline void config_replace(Config **slot, Config *c) {
         *slot = config_ref(c);
         config_free(old);
 }
-
-/* Levenshtein distance, for "did you mean" suggestions. */
-size_t string_distance(const char *a, const char *b);

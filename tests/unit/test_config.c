@@ -99,16 +99,6 @@ static void test_enum_strings(void **state) {
         assert_int_equal(pool_on_unreachable_from_string("reboot"), _POOL_ON_UNREACHABLE_INVALID);
 }
 
-static void test_string_distance(void **state) {
-        assert_int_equal(string_distance("kitten", "sitting"), 3);
-        assert_int_equal(string_distance("", "abc"), 3);
-        assert_int_equal(string_distance("abc", ""), 3);
-        assert_int_equal(string_distance("threshold", "threshold"), 0);
-        assert_int_equal(string_distance("treshold", "threshold"), 1);
-        assert_int_equal(string_distance("windwo", "window"), 2);
-        assert_int_equal(string_distance("Threshold", "threshold"), 0); /* case does not count */
-}
-
 /* ---- whole configs ---- */
 
 static void test_defaults(void **state) {
@@ -1391,7 +1381,6 @@ static void test_secret_file_references(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_enum_strings),
-                cmocka_unit_test(test_string_distance),
                 cmocka_unit_test(test_defaults),
                 cmocka_unit_test(test_full_and_enabled),
                 cmocka_unit_test(test_syntax_variants),
