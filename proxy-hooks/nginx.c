@@ -43,16 +43,6 @@ void nginx_request_reload(Nginx *n) {
         n->force_reload = true;
 }
 
-/* Refuses a file of `max` bytes or more. */
-static int nginx_read_small_file(const char *path, size_t max, char **ret) {
-        _cleanup_(closep) int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        size_t len;
-
-        if (fd < 0)
-                return negative_errno();
-        /* read_full_fd refuses more than its max; we refuse max itself. */
-        return read_full_fd(fd, max - 1, ret, &len);
-}
 
 /* /bin/sh -c CMD with stdin from /dev/null, waited for at most `timeout`,
  * then killed. Returns 0 on exit status 0. */
@@ -117,7 +107,8 @@ int nginx_apply(Nginx *s, Endpoint **wantp, size_t *n_wantp, ProxysyncKeepFn kee
         size_t n_routed = 0;
         int r;
 
-        r = nginx_read_small_file(o->nginx_file, NGINX_FILE_MAX, &old);
+        /* read_full_file() refuses more than its max; we refuse NGINX_FILE_MAX itself. */
+        r = read_full_file(o->nginx_file, NGINX_FILE_MAX - 1, &old, NULL);
         if (r < 0 && r != -ENOENT) {
                 if (asprintf(ret_error, "Cannot read %s: %s", o->nginx_file, strerror(-r)) < 0)
                         *ret_error = NULL;

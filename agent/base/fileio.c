@@ -65,6 +65,18 @@ fail:
         return r;
 }
 
+int read_full_file(const char *path, size_t max, char **ret, size_t *ret_len) {
+        _cleanup_(closep) int fd = -1;
+        size_t len;
+
+        if (!path || !ret)
+                return -EINVAL;
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return negative_errno();
+        return read_full_fd(fd, max, ret, ret_len ? ret_len : &len);
+}
+
 int write_all(int fd, const char *p, size_t n) {
         while (n > 0) {
                 ssize_t k = write(fd, p, n);

@@ -13,6 +13,12 @@
  * whole of an oversized file. ret_* are only written on success. */
 int read_full_fd(int fd, size_t max, char **ret, size_t *ret_len);
 
+/* The same for a small file by path (/proc files, a boot id, a config
+ * we wrote): opened non-blocking and without becoming our terminal, so a
+ * FIFO or a tty put in its place cannot hang the caller. ret_len may be
+ * NULL. */
+int read_full_file(const char *path, size_t max, char **ret, size_t *ret_len);
+
 /* explicit_bzero then free; takes NULL. */
 void free_wiped(char *p, size_t n);
 

@@ -14,6 +14,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "statusset.h"
 
 static const char *const verdict_table[_CHECK_VERDICT_MAX] = {
         [CHECK_PASS] = "pass",

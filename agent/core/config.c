@@ -12,6 +12,7 @@
 #include <sys/un.h>
 #include <arpa/inet.h>
 
+#include "awsid.h"
 #include "config.h"
 #include "fileio.h"
 #include "log.h"
@@ -19,14 +20,13 @@
 #include "redisurl.h"
 #include "secret.h"
 #include "sha256.h"
+#include "statusset.h"
+#include "suggest.h"
 #include "utf8.h"
 
 /* A config file is a few hundred lines; anything far larger is a mistake
  * (wrong file), not a config. */
 #define CONFIG_SIZE_MAX ((size_t) 1024 * 1024)
-
-/* Suggest a near key only when the typo is small compared to the word. */
-#define SUGGEST_DISTANCE_MAX 3
 
 #define SUN_PATH_MAX (sizeof(((struct sockaddr_un *) NULL)->sun_path) - 1)
 
@@ -134,90 +134,6 @@ static bool has_control(const char *s) {
                 if ((c < ' ' && c != '\t') || c == 0x7f)
                         return true;
         }
-        return false;
-}
-
-size_t string_distance(const char *a, const char *b) {
-        size_t la = strlen(a), lb = strlen(b), result;
-        _cleanup_(freep) size_t *row = NULL;
-
-        row = malloc((lb + 1) * sizeof(size_t));
-        if (!row)
-                return SIZE_MAX;
-        for (size_t j = 0; j <= lb; j++)
-                row[j] = j;
-        for (size_t i = 1; i <= la; i++) {
-                size_t diag = row[0];
-                row[0] = i;
-                for (size_t j = 1; j <= lb; j++) {
-                        size_t up = row[j];
-                        size_t cost = tolower((unsigned char) a[i - 1]) == tolower((unsigned char) b[j - 1]) ? 0 : 1;
-                        row[j] = MIN(MIN(row[j] + 1, row[j - 1] + 1), diag + cost);
-                        diag = up;
-                }
-        }
-        result = row[lb];
-        return result;
-}
-
-/* ---- typed parsers (public) ---- */
-
-static int status_code_read(const char **p, unsigned *ret) {
-        unsigned v = 0;
-        const char *q = *p;
-
-        if (!is_digit(*q))
-                return -EINVAL;
-        for (; is_digit(*q); q++)
-                v = MIN(v * 10 + (unsigned) (*q - '0'), 100000u); /* saturate: only the range matters */
-        *p = q;
-        *ret = v;
-        return 0;
-}
-
-int parse_status_set(const char *s, StatusSet *ret) {
-        StatusSet set = {};
-        const char *p = s;
-
-        if (!s)
-                return -EINVAL;
-        for (;;) {
-                unsigned lo, hi;
-
-                p = skip_blank(p);
-                if (status_code_read(&p, &lo) < 0)
-                        return -EINVAL;
-                p = skip_blank(p);
-                if (*p == '-') {
-                        p = skip_blank(p + 1);
-                        if (status_code_read(&p, &hi) < 0)
-                                return -EINVAL;
-                        p = skip_blank(p);
-                } else
-                        hi = lo;
-                if (*p && *p != ',')
-                        return -EINVAL;
-                if (lo < 100 || hi > 599 || hi < 100 || lo > 599)
-                        return -ERANGE;
-                if (lo > hi)
-                        return -EINVAL;
-                if (set.n >= STATUS_SET_MAX)
-                        return -E2BIG;
-                set.ranges[set.n++] = (StatusRange) { lo, hi };
-                if (!*p)
-                        break;
-                p++; /* ',' */
-        }
-        *ret = set;
-        return 0;
-}
-
-bool status_set_contains(const StatusSet *s, unsigned code) {
-        if (!s)
-                return false;
-        for (size_t i = 0; i < s->n && i < STATUS_SET_MAX; i++)
-                if (code >= s->ranges[i].lo && code <= s->ranges[i].hi)
-                        return true;
         return false;
 }
 
@@ -568,43 +484,6 @@ static int item_redis_url(const ConfigItem *it, const char *value, Config *c, vo
         return set_string(dest, value);
 }
 
-bool aws_region_is_valid(const char *s) {
-        const char *p = s;
-        size_t words = 0;
-
-        /* "us-east-1", "us-gov-west-1", "ap-southeast-3": two letters, one
-         * or more words, a number. A pattern, not a list: new regions open
-         * every year. */
-        if (!s || strlen(s) > 32 || !islower((unsigned char) p[0]) || !islower((unsigned char) p[1]) || p[2] != '-')
-                return false;
-        p += 2;
-        while (*p == '-' && islower((unsigned char) p[1])) {
-                p++;
-                while (islower((unsigned char) *p))
-                        p++;
-                words++;
-        }
-        if (words == 0 || *p != '-' || !is_digit(p[1]))
-                return false;
-        for (p++; is_digit(*p); p++)
-                ;
-        return *p == '\0';
-}
-
-bool aws_instance_id_is_valid(const char *s) {
-        size_t n;
-
-        if (!s || strncmp(s, "i-", 2) != 0)
-                return false;
-        n = strlen(s + 2);
-        if (n != 8 && n != 17)
-                return false;
-        for (const char *p = s + 2; *p; p++)
-                if (!is_digit(*p) && !(*p >= 'a' && *p <= 'f'))
-                        return false;
-        return true;
-}
-
 static int item_region(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
         if (!aws_region_is_valid(value))
                 return reason(ret_reason, -EINVAL,
@@ -647,7 +526,7 @@ static int item_budget(const ConfigItem *it, const char *value, Config *c, void 
 }
 
 static int item_status_set(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
-        int r = parse_status_set(value, dest);
+        int r = status_set_parse(value, dest);
 
         if (r == -ERANGE)
                 return reason(ret_reason, r, "status code out of range in '%s' (100-599)", value);
@@ -894,23 +773,6 @@ static size_t item_index_by_offset(size_t offset) {
         abort(); /* a programming error in this file, caught by any test */
 }
 
-/* Nearest of `n` candidates within SUGGEST_DISTANCE_MAX, or NULL. */
-static const char *suggest(const char *word, const char *const *candidates, size_t n) {
-        const char *best = NULL;
-        size_t best_d = SIZE_MAX;
-
-        for (size_t i = 0; i < n; i++) {
-                size_t d = string_distance(word, candidates[i]);
-                if (d < best_d) {
-                        best_d = d;
-                        best = candidates[i];
-                }
-        }
-        if (best_d > SUGGEST_DISTANCE_MAX || best_d >= strlen(word))
-                return NULL;
-        return best;
-}
-
 /* ---- parsing ---- */
 
 typedef struct ParseContext {
@@ -983,7 +845,7 @@ static void section_header(ParseContext *ctx, char *line) {
         if (i < 0) {
                 for (size_t k = 0; k < ELEMENTSOF(config_sections); k++)
                         names[k] = config_sections[k].name;
-                hint = suggest(line + 1, names, ELEMENTSOF(names));
+                hint = suggest_nearest(line + 1, names, ELEMENTSOF(names));
                 if (hint)
                         ctx_fail(ctx, ctx->line, -EINVAL, "unknown section [%s], did you mean [%s]?", line + 1, hint);
                 else
@@ -1105,7 +967,7 @@ static void unknown_key(ParseContext *ctx, const char *section, const char *name
                 ctx_fail(ctx, ctx->line, -EINVAL, "unknown key '%s' in [%s], it belongs in [%s]", name, section, other);
                 return;
         }
-        hint = suggest(name, names, n);
+        hint = suggest_nearest(name, names, n);
         if (hint)
                 ctx_fail(ctx, ctx->line, -EINVAL, "unknown key '%s' in [%s], did you mean '%s'?", name, section, hint);
         else

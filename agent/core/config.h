@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "macro.h"
+#include "statusset.h"
 
 typedef enum RemedyStep {
         REMEDY_RESTART_UNIT,     /* restart the app's systemd unit */
@@ -56,19 +57,6 @@ typedef enum AgentCheckFrom {
 } AgentCheckFrom;
 
 const char *agent_check_from_to_string(AgentCheckFrom f);
-
-/* A set of HTTP status codes: "200", "200-299,301". */
-typedef struct StatusRange {
-        unsigned lo, hi;
-} StatusRange;
-
-#define STATUS_SET_MAX 16
-typedef struct StatusSet {
-        StatusRange ranges[STATUS_SET_MAX];
-        size_t n;
-} StatusSet;
-
-bool status_set_contains(const StatusSet *s, unsigned code);
 
 #define REMEDY_LADDER_MAX 8
 
@@ -238,18 +226,3 @@ static inline void config_replace(Config **slot, Config *c) {
         *slot = config_ref(c);
         config_free(old);
 }
-
-/* The [checks] status set: "200", "200-299,301". (Numbers and durations
- * are parse.h's.) */
-int parse_status_set(const char *s, StatusSet *ret);
-
-/* Offline checks of AWS identifiers: a region is letters-letters-digit
- * ("us-east-1", "us-gov-west-1", "cn-north-1"), an instance id "i-" and 8
- * or 17 lowercase hex digits. */
-bool aws_region_is_valid(const char *s);
-bool aws_instance_id_is_valid(const char *s);
-#define AWS_INSTANCE_ID_FORM "i- followed by 8 or 17 lowercase hex digits, e.g. i-0123456789abcdef0"
-
-
-/* Levenshtein distance, for "did you mean" suggestions. */
-size_t string_distance(const char *a, const char *b);

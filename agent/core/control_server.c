@@ -572,7 +572,7 @@ static void client_process_input(ControlClient *c) {
         if (c->in_len == sizeof c->in && !memchr(c->in, '\n', c->in_len)) {
                 c->in_len = 0;
                 c->close_when_flushed = true;
-                client_reply(c, control_reply_error("request too large (max 4096 bytes)"));
+                client_reply(c, control_reply_error(CONTROL_ERROR_TOO_LARGE));
                 return;
         }
         if (c->read_eof && c->in_len > 0 && !memchr(c->in, '\n', c->in_len)) {

@@ -365,7 +365,14 @@ static int reader_refresh(CpuReader *r) {
 }
 
 /* Reads the whole file. procfs reports size 0, so read to EOF; the buffer
- * grows and keeps its size, so later reads take one pread. */
+ * grows and keeps its size, so later reads take one pread.
+ *
+ * Not read_full_file()/read_full_fd() (fileio.h), on purpose: this runs on
+ * every sample, and those open the file, read from its offset into a
+ * fresh buffer and wipe it on free (they are made for secrets). Here the
+ * fd stays open and the buffer is kept, so a sample is one pread at
+ * offset 0, which also makes procfs generate the text anew (a read at the
+ * old offset would only see EOF); tests/bench counts its instructions. */
 static int reader_slurp(CpuReader *r, size_t *ret_len) {
         size_t n = 0;
 

@@ -765,29 +765,19 @@ int state_save_queued(Writer *w, const char *state_dir, const PersistentState *s
 }
 
 int boot_id_read(const char *path, char ret[BOOT_ID_LEN + 1]) {
-        _cleanup_(closep) int fd = -1;
-        char buf[BOOT_ID_LEN + 2];
-        size_t len = 0;
+        _cleanup_(freep) char *buf = NULL;
+        size_t len;
+        int r;
 
         if (!path || !ret)
                 return -EINVAL;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return negative_errno();
-
-        /* One byte more than "<id>\n" tells a longer file apart. */
-        while (len < sizeof(buf)) {
-                ssize_t k = read(fd, buf + len, sizeof(buf) - len);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                if (k == 0)
-                        break;
-                len += (size_t) k;
-        }
+        /* "<id>\n" at most: a longer file is not a boot id. */
+        r = read_full_file(path, BOOT_ID_LEN + 1, &buf, &len);
+        if (r == -EFBIG)
+                return -EBADMSG;
+        if (r < 0)
+                return r;
 
         if (len == BOOT_ID_LEN + 1) {
                 if (buf[BOOT_ID_LEN] != '\n')

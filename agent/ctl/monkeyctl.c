@@ -122,24 +122,24 @@ static const Verb verbs[] = {
         { "pool", "pool [--json]", "pool members (state, address, lease) and the disruption budget",
           VERB_ARGS_NONE, .command = CONTROL_POOL, .format = status_text_format_pool, .json_key = "pool",
           .what = "the pool", .run = verb_show },
-        { "drain", "drain [REASON...]", "leave the pool and stay out (maintenance); needs privilege*;\n"
-          "                            again while drained: exit 0, \"already drained\"",
+        { "drain", "drain [REASON...]", "leave the pool and stay out (maintenance); again while\n"
+          "                            drained: exit 0, \"already drained\"",
           VERB_ARGS_WORDS, .command = CONTROL_DRAIN, .run = verb_mutate },
-        { "resume", "resume", "end maintenance or a give-up and return to service; needs\n"
-          "                            privilege*; with nothing to resume: exit 0, \"already ...\"",
+        { "resume", "resume", "end maintenance or a give-up and return to service; with\n"
+          "                            nothing to resume: exit 0, \"already ...\"",
           VERB_ARGS_NONE, .command = CONTROL_RESUME, .run = verb_mutate },
         { "reload", "reload", "have the agent read its config file again and wait for the\n"
           "                            verdict: exit 0 \"reloaded FILE\", or 1 and FILE:LINE: why\n"
-          "                            (the running config stays); root only**",
+          "                            (the running config stays)",
           VERB_ARGS_NONE, .command = CONTROL_RELOAD, .timeout_sec = TIMEOUT_RELOAD_SEC, .run = verb_reload },
         { "test-alert", "test-alert [TEXT...]", "post a test message to Slack through the outbox and print\n"
-          "                            what Slack answered (exit 1 if it refused); needs privilege*",
+          "                            what Slack answered (exit 1 if it refused)",
           VERB_ARGS_WORDS, .command = CONTROL_TEST_ALERT, .timeout_sec = TIMEOUT_SLACK_SEC, .run = verb_mutate },
         { "check", "check [--json]", "run the content, status and binding checks now and print\n"
           "                            each result (exit 0 when all pass, 1 otherwise)",
           VERB_ARGS_NONE, .command = CONTROL_CHECK, .timeout_sec = TIMEOUT_AWS_SEC, .run = verb_check },
         { "test-reboot", "test-reboot", "ask EC2 whether this host may reboot itself (DryRun), print\n"
-          "                            the verdict (exit 1 if denied or unknown); needs privilege*",
+          "                            the verdict (exit 1 if denied or unknown)",
           VERB_ARGS_NONE, .command = CONTROL_TEST_REBOOT, .timeout_sec = TIMEOUT_AWS_SEC, .run = verb_mutate },
         { "incidents", "incidents [--json]", "the incidents whose evidence is kept, newest first",
           VERB_ARGS_NONE, .command = CONTROL_INCIDENTS, .format = status_text_format_incidents, .json_key = "result",
@@ -160,6 +160,17 @@ static const Verb verbs[] = {
         { "help", "help", "show this text", VERB_ARGS_IGNORED, .command = VERB_LOCAL, .run = verb_help },
 };
 
+/* Who may run a verb, from the protocol's table (not written into each
+ * help text, where it could disagree with what the agent enforces): the
+ * marks usage()'s footnotes explain; NULL for every local user. */
+static const char *verb_access_mark(const Verb *v) {
+        if (control_command_is_root_only(v->command))
+                return "root only**";
+        if (control_command_is_mutating(v->command))
+                return "needs privilege*";
+        return NULL;
+}
+
 static void usage(FILE *f) {
         fputs("Usage: monkeyctl [OPTIONS] COMMAND [ARGS]\n"
               "\n"
@@ -167,11 +178,15 @@ static void usage(FILE *f) {
               "\n"
               "Commands (any unique prefix works, e.g. \"st\" for status):\n",
               f);
-        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                const char *mark = verb_access_mark(&verbs[i]);
+
                 if (strlen(verbs[i].synopsis) < 25)
-                        fprintf(f, "  %-26s%s\n", verbs[i].synopsis, verbs[i].help);
+                        fprintf(f, "  %-26s", verbs[i].synopsis);
                 else
-                        fprintf(f, "  %s\n  %-26s%s\n", verbs[i].synopsis, "", verbs[i].help);
+                        fprintf(f, "  %s\n  %-26s", verbs[i].synopsis, "");
+                fprintf(f, "%s%s%s\n", verbs[i].help, mark ? "; " : "", strempty(mark));
+        }
         fputs("\n"
               "Options (also accepted after the command):\n"
               "  -s, --socket PATH   control socket (default " DEFAULT_SOCKET ",\n"

@@ -79,14 +79,8 @@ void capture_on_sample(Capture *a, bool hot, const CpuSample *interval_start) {
                 a->cpu_hot_have = false;
 }
 
-/* Small /proc files: one read, a cap, never fatal. */
-static int read_small(const char *path, char **ret, size_t *ret_len) {
-        _cleanup_(closep) int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-
-        if (fd < 0)
-                return -errno;
-        return read_full_fd(fd, 64 * 1024, ret, ret_len);
-}
+/* Small /proc files (loadavg, PSI): a cap, never fatal. */
+#define PROC_SMALL_MAX ((size_t) 64 * 1024)
 
 static json_object *cpu_window_json(Capture *a, const CpuSample *counters, CpuUsage *ret_usage, bool *ret_have) {
         CpuInterval iv;
@@ -345,7 +339,7 @@ void capture_breach(Capture *a, const CaptureBreach *i, char **ret_pressure) {
         if (have_u)
                 snprintf(stealtxt, sizeof stealtxt, "steal %.1f%%, iowait %.1f%%", u.steal, u.iowait);
 
-        if (read_small("/proc/loadavg", &buf, &len) >= 0 && loadavg_parse(buf, len, &l) >= 0) {
+        if (read_full_file("/proc/loadavg", PROC_SMALL_MAX, &buf, &len) >= 0 && loadavg_parse(buf, len, &l) >= 0) {
                 json_object *o = json_object_new_object();
                 if (o) {
                         json_object_object_add(o, "1m", json_new_rounded(l.avg1, 2));
@@ -362,7 +356,7 @@ void capture_breach(Capture *a, const CaptureBreach *i, char **ret_pressure) {
         free(buf);
         buf = NULL;
 
-        r = read_small("/proc/pressure/cpu", &buf, &len);
+        r = read_full_file("/proc/pressure/cpu", PROC_SMALL_MAX, &buf, &len);
         if (r >= 0 && psi_parse(buf, len, &psi) >= 0) {
                 json_object *o = json_object_new_object();
                 if (o) {

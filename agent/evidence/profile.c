@@ -79,13 +79,11 @@ const char *profile_perf_failure(const char *log, size_t len, bool *ret_permissi
 }
 
 static bool have_capability(unsigned bit) {
-        _cleanup_(closep) int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
         _cleanup_(freep) char *s = NULL;
         const char *p;
         uint64_t caps = 0;
-        size_t len;
 
-        if (fd < 0 || read_full_fd(fd, 64 * 1024, &s, &len) < 0)
+        if (read_full_file("/proc/self/status", 64 * 1024, &s, NULL) < 0)
                 return false;
         p = strstr(s, "\nCapEff:");
         if (!p)

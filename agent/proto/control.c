@@ -368,7 +368,7 @@ int control_request_parse(const char *line, size_t len, ControlRequest *ret, cha
         if (!line || !ret)
                 return -EINVAL;
         if (len > CONTROL_REQUEST_MAX)
-                return error_set(ret_error, -EBADMSG, "request too large (max %d bytes)", CONTROL_REQUEST_MAX);
+                return error_set(ret_error, -EBADMSG, "%s", CONTROL_ERROR_TOO_LARGE);
         if (memchr(line, '\0', len))
                 return error_set(ret_error, -EBADMSG, "request contains a NUL byte");
         /* json-c takes overlong forms and surrogates; what we accept comes

@@ -49,7 +49,7 @@
  * objects' shapes and meanings), apart from the protocol's framing:
  * "schema":N at the top of each. */
 #define CONTROL_JSON_SCHEMA 1
-#define CONTROL_REQUEST_MAX 4096
+#define CONTROL_REQUEST_MAX 4096 /* a plain number: CONTROL_ERROR_TOO_LARGE spells it */
 #define CONTROL_ID_MAX 128
 #define CONTROL_REASON_MAX 200 /* drain's reason, test-alert's text */
 #define CONTROL_LIMIT_DEFAULT 20
@@ -57,6 +57,9 @@
 /* The error a client gets instead of a session when the table is full; the
  * server closes right after it, maybe before the client's request is in. */
 #define CONTROL_ERROR_TOO_MANY "too many clients, try again later"
+/* The error for a request line over CONTROL_REQUEST_MAX bytes, whether the
+ * decoder sees it or the server's line buffer fills without a newline. */
+#define CONTROL_ERROR_TOO_LARGE "request too large (max " STRINGIFY(CONTROL_REQUEST_MAX) " bytes)"
 
 typedef enum ControlCommand {
         CONTROL_STATUS,

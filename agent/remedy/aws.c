@@ -6,6 +6,7 @@
 #include <inttypes.h>
 
 #include "awscreds.h"
+#include "awsid.h"
 #include "backoff.h"
 #include "clock.h"
 #include "imds.h"

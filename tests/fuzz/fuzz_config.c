@@ -1,9 +1,11 @@
 /* The config file: config_parse_string() on INI text, and the typed value
  * parsers behind its table on the same bytes as one value. */
+#include "awsid.h"
 #include "config.h"
 #include "redisurl.h"
 #include "fuzz.h"
 #include "parse.h"
+#include "statusset.h"
 
 /* A value the config would take: format_duration() writes what
  * parse_duration() reads back as the same duration. */
@@ -37,7 +39,7 @@ static void typed_parsers(const char *s) {
                                              streq(red + strlen(red) - strlen(at), at)));
         }
         (void) parse_size(s, &size);
-        if (parse_status_set(s, &set) >= 0) {
+        if (status_set_parse(s, &set) >= 0) {
                 FUZZ_CHECK(set.n > 0 && set.n <= STATUS_SET_MAX);
                 for (size_t i = 0; i < set.n; i++) {
                         FUZZ_CHECK(set.ranges[i].lo >= 100 && set.ranges[i].lo <= set.ranges[i].hi &&

@@ -4,8 +4,8 @@ real binaries: the status exit codes (0 routed, 1 not routed, 3 agent
 unreachable, 4 degraded), drain and resume that may be run twice, a
 history that survives an agent restart and a reboot and stays bounded,
 `watch` that ends non-zero when the agent goes away, and JSON that carries
-its schema, one time format, the body text escaped once, and errors as
-JSON on stdout."""
+its schema, one time format, the body text escaped once, errors as JSON
+on stdout, and --help's access marks as the protocol's table has them."""
 
 import json
 import os
@@ -318,7 +318,39 @@ def e7_json_contract():
         check(needle in cp.stdout, "--help lacks the exit code line %r" % needle)
 
 
+# Who may run what, as agent/proto/control.c's table says (mutating, root_only).
+PRIVILEGED = {"drain", "resume", "test-alert", "test-reboot"}
+ROOT_ONLY = {"reload"}
+
+
+def e8_help_marks_access_from_the_table():
+    """--help marks each command that needs privilege (*) or root (**) from
+    the protocol's table, once, at the end of its text; the rest carry no
+    mark."""
+    cp = run_ctl([MONKEYCTL, "--help"])
+    check(cp.returncode == 0, "--help: " + describe(cp))
+    section = cp.stdout.split("Commands (", 1)[1].split("\nOptions", 1)[0]
+    blocks = {}
+    name = None
+    for line in section.splitlines()[1:]:
+        if line.startswith("  ") and not line.startswith("   "):
+            words = line.split()
+            name = words[0] if words[0] != "incident" or len(words) < 2 or words[1] not in ("diff", "flame") \
+                else " ".join(words[:2])
+            blocks[name] = line
+        elif name:
+            blocks[name] += "\n" + line
+    check(set(blocks) >= PRIVILEGED | ROOT_ONLY | {"status", "check", "help"}, "--help commands: %r" % sorted(blocks))
+    for name, text in blocks.items():
+        want = "root only**" if name in ROOT_ONLY else "needs privilege*" if name in PRIVILEGED else None
+        marks = text.count("privilege*") + text.count("root only**")
+        if want:
+            check(marks == 1 and text.endswith("; " + want), "--help %s should end with %r:\n%s" % (name, want, text))
+        else:
+            check(marks == 0, "--help %s should carry no access mark:\n%s" % (name, text))
+
+
 if __name__ == "__main__":
     main([e1_exit_codes_routed_and_not, e2_degraded_when_redis_is_down, e3_degraded_when_slack_fails,
           e4_drain_and_resume_twice, e5_history_survives_restart_and_reboot, e6_watch_ends_when_the_agent_goes,
-          e7_json_contract])
+          e7_json_contract, e8_help_marks_access_from_the_table])
