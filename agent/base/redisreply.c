@@ -46,20 +46,17 @@ const char *redisreply_error(const redisReply *r) {
         return r && r->type == REDIS_REPLY_ERROR ? strempty(r->str) : NULL;
 }
 
-/* A port as Sentinel sends it, a bulk string of digits: no sign, blank or
- * "0x" (strtol would take them), 1-65535. */
+/* A port as Sentinel sends it, a bulk string of digits (no sign, blank or
+ * "0x": strtol would take them), or an integer; 1-65535. */
 static int redisreply_port(const redisReply *r, uint16_t *ret) {
-        uint64_t v;
-
         if (r->type == REDIS_REPLY_INTEGER) {
                 if (r->integer < 1 || r->integer > UINT16_MAX)
                         return -EBADMSG;
                 *ret = (uint16_t) r->integer;
                 return 0;
         }
-        if (!redisreply_is_string(r) || parse_u64_decimal(r->str, r->len, &v) < 0 || v < 1 || v > UINT16_MAX)
+        if (!redisreply_is_string(r) || parse_port_decimal(r->str, r->len, ret) < 0)
                 return -EBADMSG;
-        *ret = (uint16_t) v;
         return 0;
 }
 
