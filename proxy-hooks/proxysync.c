@@ -205,14 +205,6 @@ static bool slot_index(const char *name, const char *prefix, unsigned long *ret)
         return parse_ulong(name + pl, strlen(name + pl), UINT_MAX, ret) == 0;
 }
 
-static void first_line(const char *text, char *buf, size_t size) {
-        size_t n = strcspn(text, "\n");
-        n = MIN(n, size - 1);
-        for (size_t i = 0; i < n; i++)
-                buf[i] = ((unsigned char) text[i] < 0x20) ? '?' : text[i];
-        buf[n] = '\0';
-}
-
 int proxysync_parse_servers_state(const char *text, const char *backend, const char *prefix, Slot **ret,
                                   size_t *ret_n, char **ret_error) {
         _cleanup_(freep) Slot *slots = NULL;
@@ -227,7 +219,7 @@ int proxysync_parse_servers_state(const char *text, const char *backend, const c
         for (size_t c = 0; c < _COL_MAX; c++)
                 col[c] = SIZE_MAX;
 
-        first_line(text, shown, sizeof(shown));
+        error_excerpt(text, strcspn(text, "\n"), shown, sizeof(shown));
         if (!streq(shown, "1"))
                 return error_set(ret_error, -EBADMSG, "not a servers-state table (format 1): '%s'", shown);
         copy = strdup(text);
