@@ -7,6 +7,7 @@
 
 #include "haproxy.h"
 #include "clock.h"
+#include "error.h"
 #include "log.h"
 #include "retry.h"
 
@@ -113,13 +114,6 @@ static bool haproxy_answer_is_empty(const char *a) {
         return strspn(a, " \r\n\t") == strlen(a);
 }
 
-static void haproxy_answer_first_line(const char *a, char *buf, size_t size) {
-        size_t n = strcspn(a, "\n");
-        n = MIN(n, size - 1);
-        memcpy(buf, a, n);
-        buf[n] = '\0';
-}
-
 /* Applies the plan; returns 0, or the first failure (the rest of the plan
  * waits for the next sync: HAProxy is re-read each time). */
 int haproxy_apply(Haproxy *s, Endpoint **wantp, size_t *n_wantp, ProxysyncKeepFn keep, void *keep_data,
@@ -213,7 +207,7 @@ int haproxy_apply(Haproxy *s, Endpoint **wantp, size_t *n_wantp, ProxysyncKeepFn
                 ok = op->kind == SLOT_OP_ADDR ? (strstr(answer, "changed") || strstr(answer, "no need to change"))
                                               : haproxy_answer_is_empty(answer);
                 if (!ok) {
-                        haproxy_answer_first_line(answer, shown, sizeof(shown));
+                        error_excerpt(answer, strcspn(answer, "\n"), shown, sizeof(shown));
                         if (asprintf(ret_error, "HAProxy refused '%s': %s", line, shown) < 0)
                                 *ret_error = NULL;
                         return -EREMOTEIO;

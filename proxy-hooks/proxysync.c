@@ -40,7 +40,6 @@ int proxysync_parse_endpoint(const char *s, Endpoint *ret) {
         Endpoint e = {};
         char ip[INET6_ADDRSTRLEN];
         const char *colon, *ip_start, *ip_end;
-        unsigned long port;
         unsigned char buf[sizeof(struct in6_addr)];
 
         if (!s || !ret)
@@ -68,9 +67,8 @@ int proxysync_parse_endpoint(const char *s, Endpoint *ret) {
                 return -EINVAL;
         if (!inet_ntop(e.family, buf, e.ip, sizeof(e.ip)))
                 return -EINVAL;
-        if (parse_ulong(colon + 1, strlen(colon + 1), 65535, &port) < 0 || port == 0)
+        if (parse_port_decimal(colon + 1, strlen(colon + 1), &e.port) < 0)
                 return -EINVAL;
-        e.port = (uint16_t) port;
         *ret = e;
         return 0;
 }
@@ -207,14 +205,6 @@ static bool slot_index(const char *name, const char *prefix, unsigned long *ret)
         return parse_ulong(name + pl, strlen(name + pl), UINT_MAX, ret) == 0;
 }
 
-static void first_line(const char *text, char *buf, size_t size) {
-        size_t n = strcspn(text, "\n");
-        n = MIN(n, size - 1);
-        for (size_t i = 0; i < n; i++)
-                buf[i] = ((unsigned char) text[i] < 0x20) ? '?' : text[i];
-        buf[n] = '\0';
-}
-
 int proxysync_parse_servers_state(const char *text, const char *backend, const char *prefix, Slot **ret,
                                   size_t *ret_n, char **ret_error) {
         _cleanup_(freep) Slot *slots = NULL;
@@ -229,7 +219,7 @@ int proxysync_parse_servers_state(const char *text, const char *backend, const c
         for (size_t c = 0; c < _COL_MAX; c++)
                 col[c] = SIZE_MAX;
 
-        first_line(text, shown, sizeof(shown));
+        error_excerpt(text, strcspn(text, "\n"), shown, sizeof(shown));
         if (!streq(shown, "1"))
                 return error_set(ret_error, -EBADMSG, "not a servers-state table (format 1): '%s'", shown);
         copy = strdup(text);
@@ -267,7 +257,8 @@ int proxysync_parse_servers_state(const char *text, const char *backend, const c
                         continue;
 
                 Slot s = {};
-                unsigned long admin, port;
+                unsigned long admin;
+                uint16_t port;
                 if (!slot_index(f[col[COL_SRV_NAME]], prefix, &s.index))
                         continue;
                 if (strlen(f[col[COL_SRV_NAME]]) >= sizeof(s.name))
@@ -279,13 +270,13 @@ int proxysync_parse_servers_state(const char *text, const char *backend, const c
                 if (parse_ulong(f[col[COL_SRV_SINCE]], strlen(f[col[COL_SRV_SINCE]]), ULONG_MAX, &s.since_change_sec) < 0)
                         s.since_change_sec = 0;
                 /* "-" or an unresolved name: the slot has no usable address yet. */
-                if (parse_ulong(f[col[COL_SRV_PORT]], strlen(f[col[COL_SRV_PORT]]), 65535, &port) == 0 && port > 0) {
+                if (parse_port_decimal(f[col[COL_SRV_PORT]], strlen(f[col[COL_SRV_PORT]]), &port) == 0) {
                         unsigned char b[sizeof(struct in6_addr)];
                         const char *ip = f[col[COL_SRV_ADDR]];
                         int fam = strchr(ip, ':') ? AF_INET6 : AF_INET;
                         if (inet_pton(fam, ip, b) == 1 && inet_ntop(fam, b, s.endpoint.ip, sizeof(s.endpoint.ip))) {
                                 s.endpoint.family = fam;
-                                s.endpoint.port = (uint16_t) port;
+                                s.endpoint.port = port;
                                 s.has_endpoint = true;
                         }
                 }

@@ -4,6 +4,7 @@
 #include "fileio.h"
 #include "log.h"
 #include "redisconn.h"
+#include "redisreply.h"
 
 struct RedisConn {
         const RedisUrl *url;
@@ -84,9 +85,10 @@ static int redisconn_open(const RedisConn *c, const char *what, const char *host
  * sentinel does not know the name. */
 static int redisconn_ask_sentinel(RedisConn *c, const RedisEndpoint *s, char **ret_error) {
         _cleanup_(redis_reply_freep) redisReply *rep = NULL;
+        _cleanup_(freep) char *host = NULL, *why = NULL;
         redisContext *k = NULL;
-        unsigned long port;
-        char *end, *host, what[300];
+        uint16_t port;
+        char what[300];
         int r;
 
         snprintf(what, sizeof what, "sentinel %s:%u", s->host, (unsigned) s->port);
@@ -95,34 +97,22 @@ static int redisconn_ask_sentinel(RedisConn *c, const RedisEndpoint *s, char **r
                 return r;
         rep = redisCommand(k, "SENTINEL get-master-addr-by-name %s", c->url->master);
         if (!rep) {
-                r = error_set(ret_error, -EIO, "sentinel %s:%u: %s", s->host, (unsigned) s->port, k->errstr);
+                r = error_set(ret_error, -EIO, "%s: %s", what, k->errstr);
                 redisFree(k);
                 return r;
         }
         redisFree(k);
-        if (rep->type == REDIS_REPLY_NIL)
-                return error_set(ret_error, -ENOENT, "sentinel %s:%u does not know master '%s'", s->host,
-                                  (unsigned) s->port, c->url->master);
-        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 || rep->element[0]->type != REDIS_REPLY_STRING ||
-            rep->element[1]->type != REDIS_REPLY_STRING || rep->element[0]->len == 0)
-                return error_set(ret_error, -EBADMSG, "sentinel %s:%u: unexpected reply to SENTINEL "
-                                  "get-master-addr-by-name%s%s", s->host, (unsigned) s->port,
-                                  rep->type == REDIS_REPLY_ERROR ? ": " : "",
-                                  rep->type == REDIS_REPLY_ERROR ? rep->str : "");
-        errno = 0;
-        port = strtoul(rep->element[1]->str, &end, 10);
-        if (errno != 0 || *end != '\0' || port < 1 || port > 65535)
-                return error_set(ret_error, -EBADMSG, "sentinel %s:%u: bad port '%s'", s->host,
-                                  (unsigned) s->port, rep->element[1]->str);
-        host = strdup(rep->element[0]->str);
-        if (!host)
-                return -ENOMEM;
+        r = redisreply_sentinel_master(rep, c->url->master, &host, &port, &why);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return error_set(ret_error, r, "%s: %s", what, strna(why));
         if (!streq_ptr(c->master_host, host) || c->master_port != port)
-                log_info("Sentinel %s:%u: master '%s' is at %s:%lu", s->host, (unsigned) s->port, c->url->master,
-                         host, port);
+                log_info("Sentinel %s:%u: master '%s' is at %s:%u", s->host, (unsigned) s->port, c->url->master,
+                         host, (unsigned) port);
         free(c->master_host);
-        c->master_host = host;
-        c->master_port = (uint16_t) port;
+        c->master_host = TAKE_PTR(host);
+        c->master_port = port;
         return 0;
 }
 
@@ -155,16 +145,19 @@ static int redisconn_discover(RedisConn *c, char **ret_error) {
 /* ROLE on the master the sentinels named: a demoted one says "slave". */
 static int redisconn_check_role(RedisConn *c, redisContext *k, char **ret_error) {
         _cleanup_(redis_reply_freep) redisReply *rep = redisCommand(k, "ROLE");
+        const char *role = NULL;
+        int r;
 
         if (!rep)
                 return error_set(ret_error, -EIO, "Redis ROLE failed: %s", k->errstr);
-        if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 || rep->element[0]->type != REDIS_REPLY_STRING)
-                return error_set(ret_error, -EBADMSG, "Redis %s:%u: unexpected reply to ROLE",
-                                  c->master_host, (unsigned) c->master_port);
-        if (!streq(rep->element[0]->str, "master"))
+        r = redisreply_role(rep, &role);
+        if (r < 0)
+                return error_set(ret_error, -EBADMSG, "Redis %s:%u: unexpected reply to ROLE%s%s",
+                                  c->master_host, (unsigned) c->master_port, redisreply_error(rep) ? ": " : "",
+                                  strempty(redisreply_error(rep)));
+        if (r == 0)
                 return error_set(ret_error, -EAGAIN, "Redis %s:%u is not the master (role %s); asking the "
-                                  "sentinels again", c->master_host, (unsigned) c->master_port,
-                                  rep->element[0]->str);
+                                  "sentinels again", c->master_host, (unsigned) c->master_port, role);
         return 0;
 }
 
@@ -175,8 +168,9 @@ static int redisconn_handshake(RedisConn *c, redisContext *k, char **ret_error) 
                 _cleanup_(redis_reply_freep) redisReply *rep = u->user
                         ? redisCommand(k, "AUTH %s %s", u->user, u->password)
                         : redisCommand(k, "AUTH %s", u->password);
-                if (!rep || rep->type == REDIS_REPLY_ERROR)
-                        return error_set(ret_error, -EACCES, "Redis AUTH failed: %s", rep ? rep->str : k->errstr);
+                if (!rep || redisreply_error(rep))
+                        return error_set(ret_error, -EACCES, "Redis AUTH failed: %s",
+                                          rep ? redisreply_error(rep) : k->errstr);
         }
         if (u->kind == REDIS_URL_SENTINEL) {
                 int r = redisconn_check_role(c, k, ret_error);
@@ -185,9 +179,9 @@ static int redisconn_handshake(RedisConn *c, redisContext *k, char **ret_error) 
         }
         if (u->db > 0) {
                 _cleanup_(redis_reply_freep) redisReply *rep = redisCommand(k, "SELECT %u", u->db);
-                if (!rep || rep->type == REDIS_REPLY_ERROR)
+                if (!rep || redisreply_error(rep))
                         return error_set(ret_error, -EIO, "Redis SELECT %u failed: %s", u->db,
-                                          rep ? rep->str : k->errstr);
+                                          rep ? redisreply_error(rep) : k->errstr);
         }
         return 0;
 }

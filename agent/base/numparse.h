@@ -25,3 +25,19 @@ static inline int parse_u64_decimal(const char *s, size_t n, uint64_t *ret) {
         *ret = v;
         return 0;
 }
+
+/* A TCP port in the n bytes at s, as every URL, address and reply we read
+ * spells one: digits alone, 1-65535. -EINVAL for anything but digits (or
+ * n == 0), -ERANGE for 0 or a larger number. */
+static inline int parse_port_decimal(const char *s, size_t n, uint16_t *ret) {
+        uint64_t v;
+        int r;
+
+        r = parse_u64_decimal(s, n, &v);
+        if (r < 0)
+                return r;
+        if (v < 1 || v > UINT16_MAX)
+                return -ERANGE;
+        *ret = (uint16_t) v;
+        return 0;
+}

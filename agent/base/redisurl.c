@@ -47,15 +47,6 @@ static char *percent_decode(const char *s, size_t n) {
         return d;
 }
 
-static int parse_port(const char *s, size_t n, uint16_t *ret) {
-        uint64_t v;
-
-        if (parse_u64_decimal(s, n, &v) < 0 || v < 1 || v > 65535)
-                return -EINVAL;
-        *ret = (uint16_t) v;
-        return 0;
-}
-
 /* "host", "host:port", "[v6]", "[v6]:port" in n bytes. */
 static int parse_endpoint(const char *s, size_t n, uint16_t default_port, RedisEndpoint *ret) {
         const char *host = s, *colon = NULL;
@@ -87,7 +78,7 @@ static int parse_endpoint(const char *s, size_t n, uint16_t default_port, RedisE
         for (size_t i = 0; i < hostlen; i++)
                 if (!isalnum((unsigned char) host[i]) && !strchr(".-_:%", host[i]))
                         return -EINVAL;
-        if (colon && parse_port(colon + 1, (size_t) (s + n - colon - 1), &port) < 0)
+        if (colon && parse_port_decimal(colon + 1, (size_t) (s + n - colon - 1), &port) < 0)
                 return -EINVAL;
         h = strndup(host, hostlen);
         if (!h)

@@ -14,6 +14,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "numparse.h"
 #include "statusset.h"
 
 static const char *const verdict_table[_CHECK_VERDICT_MAX] = {
@@ -394,8 +395,7 @@ static int parse_hostport(const char *s, struct sockaddr_storage *ret, socklen_t
         char host[INET6_ADDRSTRLEN + 2];
         const char *colon, *h = s;
         size_t hl;
-        unsigned long port;
-        char *end;
+        uint16_t port;
         struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM }, *ai = NULL;
 
         if (!s)
@@ -412,9 +412,7 @@ static int parse_hostport(const char *s, struct sockaddr_storage *ret, socklen_t
                 return -EINVAL;
         memcpy(host, h, hl);
         host[hl] = '\0';
-        errno = 0;
-        port = strtoul(colon + 1, &end, 10);
-        if (errno || end == colon + 1 || *end || port == 0 || port > 65535)
+        if (parse_port_decimal(colon + 1, strlen(colon + 1), &port) < 0)
                 return -EINVAL;
         if (getaddrinfo(host, colon + 1, &hints, &ai) != 0 || !ai)
                 return -EINVAL;

@@ -351,16 +351,9 @@ static int item_path(const ConfigItem *it, const char *value, Config *c, void *d
 }
 
 static bool port_valid(const char *s, size_t n) {
-        uint64_t v = 0;
+        uint16_t port;
 
-        if (n == 0 || n > 5)
-                return false;
-        for (size_t i = 0; i < n; i++) {
-                if (!is_digit(s[i]))
-                        return false;
-                v = v * 10 + (uint64_t) (s[i] - '0');
-        }
-        return v >= 1 && v <= 65535;
+        return parse_port_decimal(s, n, &port) >= 0;
 }
 
 /* "host:port", "[v6]:port": `n` bytes of s. */

@@ -39,22 +39,6 @@ static bool is_blank(char c) {
         return c == ' ' || c == '\t';
 }
 
-
-/* A token as it may be quoted in a message: bounded, printable. */
-static void quote_token(const char *s, size_t n, char out[static TOKEN_QUOTE_MAX + 4]) {
-        size_t k = MIN(n, (size_t) TOKEN_QUOTE_MAX);
-
-        for (size_t i = 0; i < k; i++) {
-                unsigned char c = (unsigned char) s[i];
-                out[i] = (c >= 0x20 && c < 0x7f) ? (char) c : '?';
-        }
-        if (n > k) {
-                memcpy(out + k, "...", 3);
-                k += 3;
-        }
-        out[k] = '\0';
-}
-
 /* The numbers of the aggregate line, after the "cpu" token, into v in
  * /proc/stat's order (CpuTimes' field order); fields it lacks stay 0.
  * `eol` is the line's newline: neither blank nor digit, it stops every
@@ -94,7 +78,7 @@ static int parse_aggregate(const char *p, const char *eol, unsigned lineno, uint
                                 p++;
                         /* parse_u64_decimal's verdict: a non-digit anywhere wins over overflow */
                         r = parse_u64_decimal(tok, (size_t) (p - tok), &x);
-                        quote_token(tok, (size_t) (p - tok), quoted);
+                        error_excerpt(tok, (size_t) (p - tok), quoted, sizeof quoted);
                         return error_set(ret_error, -EBADMSG, "line %u: field %u '%s' %s", lineno, n + 1, quoted,
                                            r == -ERANGE ? "is out of range" : "is not a number");
                 }

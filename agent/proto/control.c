@@ -191,8 +191,6 @@ static void verdict_note(FILE *f, bool *first, const char *what, const char *det
                 fprintf(f, " (%s)", extra);
 }
 
-static void sanitize_for_message(const char *s, size_t len, char *buf, size_t size);
-
 ControlVerdict control_status_verdict(json_object *status, char **ret_why) {
         static const char *const routed_states[] = { "SERVING", "OVERLOADED", "HOLDING" };
         json_object *pool = verdict_field(status, "pool", json_type_object);
@@ -250,7 +248,7 @@ ControlVerdict control_status_verdict(json_object *status, char **ret_why) {
 
                 /* one line, whatever the agent's texts hold */
                 if (raw && (why = malloc(size + 4)))
-                        sanitize_for_message(raw, size, why, size + 4);
+                        error_excerpt(raw, size, why, size + 4);
                 *ret_why = why;
         }
         return v;
@@ -263,22 +261,6 @@ void control_request_done(ControlRequest *r) {
         r->reason = NULL;
         free(r->id);
         r->id = NULL;
-}
-
-/* Shown inside error texts: short, and no control characters, so a hostile
- * command name cannot forge extra lines in a log. */
-static void sanitize_for_message(const char *s, size_t len, char *buf, size_t size) {
-        size_t keep = MIN(len, size - 4), n = 0;
-
-        for (size_t i = 0; i < keep; i++) {
-                unsigned char c = (unsigned char) s[i];
-                buf[n++] = (c < 0x20 || c == 0x7f) ? '?' : (char) c;
-        }
-        if (keep < len) {
-                memcpy(buf + n, "...", 3);
-                n += 3;
-        }
-        buf[n] = '\0';
 }
 
 /* A string argument: its bytes, no NUL inside, valid UTF-8 ("\ud800"
@@ -427,7 +409,7 @@ int control_request_parse(const char *line, size_t len, ControlRequest *ret, cha
                 /* a "\u0000" inside the string must not shorten it into a valid name */
                 command = memchr(s, '\0', n) ? _CONTROL_COMMAND_INVALID : control_command_from_string(s);
                 if (command < 0) {
-                        sanitize_for_message(s, n, shown, sizeof shown);
+                        error_excerpt(s, n, shown, sizeof shown);
                         return error_set(ret_error, -EBADMSG, "unknown command \"%s\"", shown);
                 }
         }

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "random.h"
 #include "redis_event.h"
+#include "redisreply.h"
 #include "redisurl.h"
 #include "secret.h"
 
@@ -515,12 +516,12 @@ static void handshake_reply(PoolLink *l, Cmd *c, const redisReply *r) {
         const char *role = NULL;
         int k;
 
-        if (r->type == REDIS_REPLY_ERROR) {
-                link_fail(l, "%s: %s failed: %s", strna(c->conn->peer), cmd_name(c), strna(r->str));
+        if (redisreply_error(r)) {
+                link_fail(l, "%s: %s failed: %s", strna(c->conn->peer), cmd_name(c), redisreply_error(r));
                 return;
         }
         if (c->kind == CMD_ROLE) {
-                k = pool_role_reply_decode(r, &role);
+                k = redisreply_role(r, &role);
                 if (k < 0) {
                         link_fail(l, "%s: unexpected reply to ROLE", strna(c->conn->peer));
                         return;
@@ -572,19 +573,11 @@ static void sentinel_watch(PoolLink *l) {
 }
 
 static void sentinel_reply(PoolLink *l, const redisReply *r) {
-        _cleanup_(freep) char *host = NULL;
+        _cleanup_(freep) char *host = NULL, *why = NULL;
         uint16_t port = 0;
-        int k;
 
-        k = pool_sentinel_reply_decode(r, &host, &port);
-        if (k == -ENOENT) {
-                sentinel_failed(l, "does not know master '%s'", l->settings.url.master);
-                return;
-        }
-        if (k < 0) {
-                sentinel_failed(l, "unexpected reply to SENTINEL get-master-addr-by-name%s%s",
-                                r->type == REDIS_REPLY_ERROR ? ": " : "",
-                                r->type == REDIS_REPLY_ERROR ? strna(r->str) : "");
+        if (redisreply_sentinel_master(r, l->settings.url.master, &host, &port, &why) < 0) {
+                sentinel_failed(l, "%s", why ? why : "out of memory");
                 return;
         }
         if (!streq_ptr(l->master_host, host) || l->master_port != port)
@@ -644,7 +637,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
                 break;
         case CMD_ROLE_CHECK: {
                 const char *role = NULL;
-                if (pool_role_reply_decode(r, &role) == 0)
+                if (redisreply_role(r, &role) == 0)
                         link_fail(l, "%s is no longer the master (role %s); asking the sentinels again",
                                   strna(conn->peer), strna(role));
                 break;

@@ -10,6 +10,7 @@
 #include "backoff.h"
 #include "clock.h"
 #include "poolkeys.h"
+#include "redisreply.h"
 
 /* ---- the scripts ---- */
 
@@ -238,46 +239,7 @@ const char *pool_leave_result_to_string(PoolLeaveResult r) {
         return r >= 0 && r < _POOL_LEAVE_RESULT_MAX ? leave_result_table[r] : NULL;
 }
 
-/* ---- the replies ---- */
-
-static bool reply_is_string(const redisReply *r) {
-        return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS);
-}
-
-static bool reply_streq(const redisReply *r, const char *s) {
-        return reply_is_string(r) && r->len == strlen(s) && memcmp(r->str, s, r->len) == 0;
-}
-
-/* A string reply as a new C string; NULL for other types (or OOM). */
-static char *reply_strdup(const redisReply *r) {
-        if (!reply_is_string(r))
-                return NULL;
-        return strndup(r->str, r->len);
-}
-
-/* An integer reply, or a string holding one (Lua numbers come back as
- * integers, but be lenient). */
-static int reply_integer(const redisReply *r, long long *ret) {
-        char buf[32], *end = NULL;
-        long long v;
-
-        if (!r)
-                return -EBADMSG;
-        if (r->type == REDIS_REPLY_INTEGER) {
-                *ret = r->integer;
-                return 0;
-        }
-        if (!reply_is_string(r) || r->len == 0 || r->len >= sizeof buf)
-                return -EBADMSG;
-        memcpy(buf, r->str, r->len);
-        buf[r->len] = '\0';
-        errno = 0;
-        v = strtoll(buf, &end, 10);
-        if (errno != 0 || !end || *end != '\0')
-                return -EBADMSG;
-        *ret = v;
-        return 0;
-}
+/* ---- the replies (built of redisreply.h's typed reads) ---- */
 
 void pool_leave_reply_done(PoolLeaveReply *r) {
         if (!r)
@@ -311,14 +273,15 @@ int pool_leave_reply_decode(const redisReply *r, PoolLeaveReply *ret) {
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 5)
                 return -EBADMSG;
         for (size_t i = 0; i < ELEMENTSOF(words); i++)
-                if (reply_streq(r->element[0], words[i].word))
+                if (redisreply_streq(r->element[0], words[i].word))
                         v.result = words[i].result;
         if (v.result < 0)
                 return -EBADMSG;
-        if (reply_integer(r->element[1], &v.serving) < 0 || reply_integer(r->element[2], &v.serving_alive) < 0 ||
-            reply_integer(r->element[3], &v.out) < 0 || !reply_is_string(r->element[4]))
+        if (redisreply_integer(r->element[1], &v.serving) < 0 ||
+            redisreply_integer(r->element[2], &v.serving_alive) < 0 || redisreply_integer(r->element[3], &v.out) < 0 ||
+            !redisreply_is_string(r->element[4]))
                 return -EBADMSG;
-        v.detail = reply_strdup(r->element[4]);
+        v.detail = redisreply_strdup(r->element[4]);
         if (!v.detail)
                 return -ENOMEM;
         *ret = v;
@@ -330,7 +293,7 @@ static json_object *json_string_or_null(const char *s) {
 }
 
 static json_object *json_reply_string_or_null(const redisReply *r) {
-        if (!reply_is_string(r) || r->len == 0)
+        if (!redisreply_is_string(r) || r->len == 0)
                 return NULL;
         return json_object_new_string_len(r->str, (int) MIN(r->len, (size_t) INT32_MAX));
 }
@@ -355,10 +318,10 @@ int pool_view_decode(const redisReply *r, const char *self_addr, json_object **r
 
         /* 3 elements: an agent before the alive index (full view only). */
         if (!r || r->type != REDIS_REPLY_ARRAY || (r->elements != 3 && r->elements != 5) ||
-            reply_integer(r->element[0], &now) < 0)
+            redisreply_integer(r->element[0], &now) < 0)
                 return -EBADMSG;
         if (r->elements == 5 &&
-            (reply_integer(r->element[3], &scard) < 0 || reply_integer(r->element[4], &alive_idx) < 0))
+            (redisreply_integer(r->element[3], &scard) < 0 || redisreply_integer(r->element[4], &alive_idx) < 0))
                 return -EBADMSG;
         serving = r->element[1];
         outs = r->element[2];
@@ -382,10 +345,10 @@ int pool_view_decode(const redisReply *r, const char *self_addr, json_object **r
                 json_object *m;
                 long long ttl, age;
 
-                if (!reply_is_string(e[0]) || !reply_is_string(e[1]) || !reply_is_string(e[2]) ||
-                    reply_integer(e[3], &ttl) < 0 || reply_integer(e[4], &age) < 0)
+                if (!redisreply_is_string(e[0]) || !redisreply_is_string(e[1]) || !redisreply_is_string(e[2]) ||
+                    redisreply_integer(e[3], &ttl) < 0 || redisreply_integer(e[4], &age) < 0)
                         return -EBADMSG;
-                if ((self_addr && reply_streq(e[0], self_addr)) || (e[1]->len > 0 && ttl != -2))
+                if ((self_addr && redisreply_streq(e[0], self_addr)) || (e[1]->len > 0 && ttl != -2))
                         alive++;
                 m = json_object_new_object();
                 if (!m)
@@ -404,9 +367,9 @@ int pool_view_decode(const redisReply *r, const char *self_addr, json_object **r
                 json_object *m;
                 long long ttl, age, expires;
 
-                if (!reply_is_string(e[0]) || !reply_is_string(e[1]) || !reply_is_string(e[2]) ||
-                    reply_integer(e[3], &ttl) < 0 || reply_integer(e[4], &age) < 0 ||
-                    reply_integer(e[5], &expires) < 0)
+                if (!redisreply_is_string(e[0]) || !redisreply_is_string(e[1]) || !redisreply_is_string(e[2]) ||
+                    redisreply_integer(e[3], &ttl) < 0 || redisreply_integer(e[4], &age) < 0 ||
+                    redisreply_integer(e[5], &expires) < 0)
                         return -EBADMSG;
                 m = json_object_new_object();
                 if (!m)
@@ -426,33 +389,6 @@ int pool_view_decode(const redisReply *r, const char *self_addr, json_object **r
         json_object_object_add(o, "serving_alive", json_object_new_int64(alive_idx >= 0 ? alive_idx : alive));
         *ret = TAKE_PTR(o);
         return 0;
-}
-
-int pool_sentinel_reply_decode(const redisReply *r, char **ret_host, uint16_t *ret_port) {
-        long long port;
-        char *host;
-
-        if (!r)
-                return -EBADMSG;
-        if (r->type == REDIS_REPLY_NIL)
-                return -ENOENT;
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !reply_is_string(r->element[0]) ||
-            r->element[0]->len == 0 || reply_integer(r->element[1], &port) < 0 || port < 1 || port > 65535)
-                return -EBADMSG;
-        host = reply_strdup(r->element[0]);
-        if (!host)
-                return -ENOMEM;
-        *ret_host = host;
-        *ret_port = (uint16_t) port;
-        return 0;
-}
-
-int pool_role_reply_decode(const redisReply *r, const char **ret_role) {
-        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 || !reply_is_string(r->element[0]))
-                return -EBADMSG;
-        if (ret_role)
-                *ret_role = r->element[0]->str;
-        return reply_streq(r->element[0], "master") ? 1 : 0;
 }
 
 char *pool_event_json(const PoolEvent *e) {
@@ -489,8 +425,8 @@ usec_t pool_backoff_delay(unsigned attempt, uint64_t random) {
 int pool_join_reply_decode(const redisReply *r, long long *ret_added, long long *ret_serving) {
         long long added, n;
 
-        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 || reply_integer(r->element[0], &added) < 0 ||
-            reply_integer(r->element[1], &n) < 0)
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 || redisreply_integer(r->element[0], &added) < 0 ||
+            redisreply_integer(r->element[1], &n) < 0)
                 return -EBADMSG;
         *ret_added = added;
         *ret_serving = n;
@@ -500,13 +436,13 @@ int pool_join_reply_decode(const redisReply *r, long long *ret_added, long long 
 int pool_heartbeat_reply_decode(const redisReply *r) {
         long long member;
 
-        if (reply_integer(r, &member) < 0)
+        if (redisreply_integer(r, &member) < 0)
                 return -EBADMSG;
         return member ? 1 : 0;
 }
 
 int pool_script_load_reply_decode(const redisReply *r, char ret_sha[static 41]) {
-        if (!reply_is_string(r) || r->len != 40)
+        if (!redisreply_is_string(r) || r->len != 40)
                 return -EBADMSG;
         memcpy(ret_sha, r->str, 40);
         ret_sha[40] = '\0';
@@ -533,11 +469,11 @@ int pool_switch_master_decode(const redisReply *r, const char *master, PoolSwitc
         PoolSwitchMaster v = {};
         char name[256];
 
-        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 || !reply_streq(r->element[0], "message"))
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 || !redisreply_streq(r->element[0], "message"))
                 return 0; /* the subscribe confirmation */
-        text = reply_strdup(r->element[2]);
+        text = redisreply_strdup(r->element[2]);
         if (!text)
-                return reply_is_string(r->element[2]) ? -ENOMEM : -EBADMSG;
+                return redisreply_is_string(r->element[2]) ? -ENOMEM : -EBADMSG;
         if (sscanf(text, "%255s %63s %u %63s %u", name, v.old_ip, &v.old_port, v.new_ip, &v.new_port) != 5)
                 return -EBADMSG;
         if (!streq_ptr(name, master))

@@ -1,6 +1,7 @@
 /* The pool's pure parts: its Lua scripts (each one atomic step in Redis),
- * the decoders of every reply the pool client reads (the scripts', and the
- * handshake's, Sentinel's and the failover channel's), the connection URL
+ * the decoders of the replies the pool client reads (the scripts', SCRIPT
+ * LOAD's and the failover channel's; Sentinel's and ROLE's are
+ * redisreply.h's, shared with monkey-proxy-sync), the connection URL
  * as shown, the event JSON and the reconnect backoff. Used by pool_link.c
  * and pool.c, by their unit tests, and by the benchmark, which replays the
  * same scripts against one redis-server. Nothing here does I/O. */
@@ -68,12 +69,6 @@ void pool_leave_reply_done(PoolLeaveReply *r);
  * "state","lease_ttl_ms","heartbeat_age_ms","serving","out_expires_in_ms"}]}.
  * self_addr counts as alive whatever its lease says. -EBADMSG on a bad shape. */
 int pool_view_decode(const redisReply *r, const char *self_addr, json_object **ret);
-
-/* SENTINEL get-master-addr-by-name: {ip, port}. -ENOENT for a nil reply
- * (unknown master), -EBADMSG otherwise. */
-int pool_sentinel_reply_decode(const redisReply *r, char **ret_host, uint16_t *ret_port);
-/* ROLE: 1 master, 0 anything else, -EBADMSG. ret_role: "master", "slave", ... (borrowed). */
-int pool_role_reply_decode(const redisReply *r, const char **ret_role);
 
 /* The join script's reply {added 0/1, SCARD serving}; -EBADMSG. */
 int pool_join_reply_decode(const redisReply *r, long long *ret_added, long long *ret_serving);

@@ -28,6 +28,34 @@ static void test_parse_u64_digits(void **state) {
         assert_int_equal(v, 7); /* untouched on failure */
 }
 
+/* numparse.h's port: every URL, address and Redis reply that names one. */
+static void test_parse_port_decimal(void **state) {
+        static const struct {
+                const char *text;
+                int r;
+        } bad[] = {
+                { "0", -ERANGE }, { "65536", -ERANGE }, { "99999999999999999999", -ERANGE },
+                { "", -EINVAL }, { "+1", -EINVAL }, { " 1", -EINVAL }, { "1 ", -EINVAL },
+                { "-1", -EINVAL }, { "0x50", -EINVAL }, { "8o", -EINVAL },
+        };
+        uint16_t port = 7;
+
+        assert_int_equal(parse_port_decimal("1", 1, &port), 0);
+        assert_int_equal(port, 1);
+        assert_int_equal(parse_port_decimal("65535", 5, &port), 0);
+        assert_int_equal(port, 65535);
+        assert_int_equal(parse_port_decimal("00080", 5, &port), 0);
+        assert_int_equal(port, 80);
+        assert_int_equal(parse_port_decimal("6379/0", 4, &port), 0); /* n bytes, not to the NUL */
+        assert_int_equal(port, 6379);
+        port = 7;
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+                if (parse_port_decimal(bad[i].text, strlen(bad[i].text), &port) != bad[i].r)
+                        fail_msg("'%s' is not refused with %d", bad[i].text, bad[i].r);
+        }
+        assert_int_equal(port, 7); /* untouched on failure */
+}
+
 static void test_parse_duration(void **state) {
         static const struct {
                 const char *in;
@@ -171,6 +199,7 @@ static void test_parse_bool(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_u64_digits),
+                cmocka_unit_test(test_parse_port_decimal),
                 cmocka_unit_test(test_parse_duration),
                 cmocka_unit_test(test_format_duration),
                 cmocka_unit_test(test_parse_percent),

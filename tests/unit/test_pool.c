@@ -1,7 +1,8 @@
 /* The pool client without Redis: the URL as shown, the decoders of every
- * reply it reads (fed hand-built hiredis replies), the event JSON, the
- * backoff bounds, and the client itself against servers that refuse or
- * never answer, stepped on a real sd-event loop. The Redis side of the
+ * reply it reads (fed hand-built hiredis replies; Sentinel's and ROLE's
+ * are test_redisreply.c's), the event JSON, the backoff bounds, and the
+ * client itself against servers that refuse or never answer, stepped on a
+ * real sd-event loop. The Redis side of the
  * scripts is exercised by tests/integration/test_pool.py. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,71 +17,11 @@
 #include "config.h"
 #include "pool.h"
 #include "pool_scripts.h"
+#include "replyfix.h"
 
 static void json_putp(json_object **o) {
         if (*o)
                 json_object_put(*o);
-}
-
-/* --- hand-built replies ------------------------------------------------- */
-
-static redisReply *rep_str(const char *s) {
-        redisReply *r = calloc(1, sizeof *r);
-        assert_non_null(r);
-        r->type = REDIS_REPLY_STRING;
-        r->str = strdup(s);
-        assert_non_null(r->str);
-        r->len = strlen(s);
-        return r;
-}
-
-static redisReply *rep_err(const char *s) {
-        redisReply *r = rep_str(s);
-        r->type = REDIS_REPLY_ERROR;
-        return r;
-}
-
-static redisReply *rep_int(long long v) {
-        redisReply *r = calloc(1, sizeof *r);
-        assert_non_null(r);
-        r->type = REDIS_REPLY_INTEGER;
-        r->integer = v;
-        return r;
-}
-
-static redisReply *rep_nil(void) {
-        redisReply *r = calloc(1, sizeof *r);
-        assert_non_null(r);
-        r->type = REDIS_REPLY_NIL;
-        return r;
-}
-
-/* NULL-terminated list of elements. */
-static redisReply *rep_arr(redisReply *first, ...) {
-        redisReply *r = calloc(1, sizeof *r), *e;
-        va_list ap;
-
-        assert_non_null(r);
-        r->type = REDIS_REPLY_ARRAY;
-        r->element = calloc(32, sizeof *r->element);
-        assert_non_null(r->element);
-        va_start(ap, first);
-        for (e = first; e; e = va_arg(ap, redisReply *)) {
-                assert_true(r->elements < 32);
-                r->element[r->elements++] = e;
-        }
-        va_end(ap);
-        return r;
-}
-
-static void rep_free(redisReply *r) {
-        if (!r)
-                return;
-        for (size_t i = 0; i < r->elements; i++)
-                rep_free(r->element[i]);
-        free(r->element);
-        free(r->str);
-        free(r);
 }
 
 /* --- URLs (the grammar is tests/unit/test_redisurl.c's) ---------------------- */
@@ -239,44 +180,6 @@ static void test_view_decode(void **state) {
                 assert_null(x);
                 rep_free(bad[i]);
         }
-}
-
-static void test_sentinel_and_role(void **state) {
-        char *host = NULL;
-        uint16_t port = 0;
-        const char *role = NULL;
-        redisReply *r;
-
-        r = rep_arr(rep_str("127.0.0.1"), rep_str("6390"), NULL);
-        assert_int_equal(pool_sentinel_reply_decode(r, &host, &port), 0);
-        assert_string_equal(host, "127.0.0.1");
-        assert_int_equal(port, 6390);
-        free(host);
-        host = NULL;
-        rep_free(r);
-
-        r = rep_nil();
-        assert_int_equal(pool_sentinel_reply_decode(r, &host, &port), -ENOENT);
-        rep_free(r);
-        r = rep_arr(rep_str("127.0.0.1"), rep_str("0"), NULL);
-        assert_int_equal(pool_sentinel_reply_decode(r, &host, &port), -EBADMSG);
-        rep_free(r);
-        r = rep_err("ERR unknown command");
-        assert_int_equal(pool_sentinel_reply_decode(r, &host, &port), -EBADMSG);
-        rep_free(r);
-        assert_null(host);
-
-        r = rep_arr(rep_str("master"), rep_int(123), rep_arr(NULL), NULL);
-        assert_int_equal(pool_role_reply_decode(r, &role), 1);
-        assert_string_equal(role, "master");
-        rep_free(r);
-        r = rep_arr(rep_str("slave"), rep_str("127.0.0.1"), rep_int(6379), rep_str("connected"), rep_int(1), NULL);
-        assert_int_equal(pool_role_reply_decode(r, &role), 0);
-        assert_string_equal(role, "slave");
-        rep_free(r);
-        r = rep_str("master");
-        assert_int_equal(pool_role_reply_decode(r, &role), -EBADMSG);
-        rep_free(r);
 }
 
 /* The replies the link and the membership read besides the leave's and
@@ -691,7 +594,6 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_leave_reply),
                 cmocka_unit_test(test_view_decode),
-                cmocka_unit_test(test_sentinel_and_role),
                 cmocka_unit_test(test_more_replies),
                 cmocka_unit_test(test_event_json),
                 cmocka_unit_test(test_scripts),
