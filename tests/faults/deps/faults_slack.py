@@ -8,21 +8,19 @@ was valid UTF-8 JSON.
 
 The DNS cell never sends a query off the machine: monkeyd runs in its own
 mount namespace where /etc/resolv.conf names a stub on 127.53.x.y:53 that
-answers NXDOMAIN to everything (and records what it was asked)."""
+answers NXDOMAIN to everything (and records what it was asked):
+tests/integration/dnsstub.py and dnsns.py."""
 
 import json
 import os
-import random
 import signal
-import subprocess
-import socket
-import struct
-import threading
 import time
 
 import faultlib
 from faultlib import cell, check, fail
 
+import dnsns  # noqa: E402
+from dnsstub import DnsStub, DnsStubError  # noqa: E402
 from harness import Agent, atomic_write  # noqa: E402
 from slack_double import SlackDouble  # noqa: E402
 
@@ -173,84 +171,13 @@ def hanging(c):
         d.stop()
 
 
-class NxdomainStub(threading.Thread):
-    """UDP DNS on 127.53.x.y:53 answering NXDOMAIN to every query; the first
-    `slow` queries `delay` seconds late, longer than the agent's Slack
-    timeout: a call that times out while its name is still being resolved
-    must not stall the agent's loop until the resolver returns."""
-
-    def __init__(self, delay=2.0, slow=4):
-        self.delay, self.slow = delay, slow
-        super().__init__(daemon=True)
-        for _ in range(20):
-            self.addr = "127.53.%d.%d" % (random.randint(1, 254), random.randint(1, 254))
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                self.sock.bind((self.addr, 53))
-                break
-            except OSError:
-                self.sock.close()
-        else:
-            fail("no free 127.53.x.y:53 for the DNS stub")
-        self.sock.settimeout(0.2)
-        self.names = []
-        self.stopping = False
-        self.start()
-
-    def run(self):
-        while not self.stopping:
-            try:
-                q, peer = self.sock.recvfrom(4096)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            if len(q) < 12:
-                continue
-            qid, flags = struct.unpack("!HH", q[:4])
-            i, labels = 12, []
-            while i < len(q) and q[i]:
-                labels.append(q[i + 1:i + 1 + q[i]].decode(errors="replace"))
-                i += 1 + q[i]
-            self.names.append(".".join(labels))
-            question = q[12:i + 5]
-            # QR, the query's opcode and RD, RA; RCODE 3 (NXDOMAIN); one question back
-            rflags = 0x8000 | (flags & 0x7900) | 0x0080 | 3
-            answer = struct.pack("!HHHHHH", qid, rflags, 1, 0, 0, 0) + question
-            if len(self.names) <= self.slow:
-                threading.Timer(self.delay, self._send, (answer, peer)).start()
-            else:
-                self._send(answer, peer)
-
-    def _send(self, answer, peer):
-        try:
-            self.sock.sendto(answer, peer)
-        except OSError:
-            pass
-
-    def stop(self):
-        self.stopping = True
-        self.join(1)
-        self.sock.close()
-
-
-# monkeyd in a mount namespace of its own, resolv.conf pointing at the stub
-RESOLV_WRAPPER = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                  'mount --bind "$MONKEY_FAULT_RESOLV" /etc/resolv.conf && exec "$0" "$@"']
-
-
 def private_mounts_refused():
-    """Why monkeyd cannot get a private mount namespace here (a chroot,
-    whose / is no mount point), or None when it can. FAULTS_NO_MOUNTNS=1
-    pretends it cannot, to try that path."""
+    """Why monkeyd cannot resolve through a stub here (no private mount
+    namespace: a chroot, whose / is no mount point), or None when it can.
+    FAULTS_NO_MOUNTNS=1 pretends it cannot, to try that path."""
     if os.environ.get("FAULTS_NO_MOUNTNS"):
         return "FAULTS_NO_MOUNTNS is set"
-    try:
-        p = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
-                           capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return str(e)
-    return None if p.returncode == 0 else (p.stderr.strip() or "exit %d" % p.returncode)
+    return dnsns.refused()
 
 
 def dns_failure_system_resolver(c, why):
@@ -271,7 +198,7 @@ def dns_failure_system_resolver(c, why):
         a.write_config(extra=a.slack_extra.replace(bad, d.api_url))
         a.signal(signal.SIGHUP)
         delivered_once_in_order(c, a, d)
-        c.result("status '%s' (the system resolver: no private mount namespace for a stub here: %s); api_url "
+        c.result("status '%s' (the system resolver: no DNS stub here: %s); api_url "
                  "fixed and reloaded: the 3 messages once each, in order, in the thread" % (ob["last_error"], why))
     finally:
         d.stop()
@@ -283,14 +210,20 @@ def dns_failure(c):
     if why:
         print("note: %s: the cell uses the system resolver instead of the stub" % why, flush=True)
         return dns_failure_system_resolver(c, why)
+    try:
+        stub = DnsStub()  # knows no name: NXDOMAIN to every question
+    except DnsStubError as e:
+        print("note: %s: the cell uses the system resolver instead of the stub" % e, flush=True)
+        return dns_failure_system_resolver(c, str(e))
+    # the first questions answered later than the agent's Slack timeout: a
+    # call that times out while its name is still being resolved must not
+    # stall the agent's loop until the resolver returns
+    stub.answer_late(2.0, count=4)
     d = double(c)
-    stub = NxdomainStub()
     try:
         bad = "http://slack.invalid:%d/api/" % d.port
         a = slack_agent(c, bad)
-        resolv = os.path.join(a.dir, "resolv.conf")
-        atomic_write(resolv, "nameserver %s\noptions timeout:3 attempts:1\n" % stub.addr)
-        a.start(env={"MONKEY_FAULT_RESOLV": resolv}, wrapper=RESOLV_WRAPPER)
+        a.start(wrapper=dnsns.DnsView(stub, a.dir, timeout=3, attempts=1).wrapper())
         incident_during_outage(c, a)
         c.wait(a, lambda: "cannot resolve host" in (outbox(a).get("last_error") or ""), 8,
                "'cannot resolve host' in status once the stub answers at once")
@@ -299,8 +232,9 @@ def dns_failure(c):
               "the posts that timed out while resolving do not say so")
         ob = outbox(a)
         check(ob["pending"] == 3 and d.requests() == [], "outbox %r, requests %d" % (ob, len(d.requests())))
-        check(any(n == "slack.invalid" for n in stub.names), "the stub was never asked: %r" % stub.names[:5])
-        asked = len(stub.names)
+        names = [q["name"] for q in stub.questions()]
+        check("slack.invalid" in names, "the stub was never asked: %r" % names[:5])
+        asked = len(names)
         # the operator fixes api_url and reloads
         a.write_config(extra=a.slack_extra.replace(bad, d.api_url))
         a.signal(signal.SIGHUP)
