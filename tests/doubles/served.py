@@ -5,7 +5,9 @@ tracking open connections so stop() can shut them down.
 A double mixes in ServedDouble and sets, before start(): _server_class (a
 ThreadingHTTPServer subclass taking (address, handler, double)),
 _handler_class, _thread_name, _port (0 for a free one), _lock, _conns (a
-set) and _stopping (a threading.Event). Python 3 standard library only."""
+set) and _stopping (a threading.Event); bind_address may be set to
+another loopback address (a name that moves between two doubles). Python 3
+standard library only."""
 
 import signal
 import socket
@@ -18,14 +20,15 @@ class ServedDouble:
     _thread = None
     url = None
     port = None
+    bind_address = "127.0.0.1"
 
     def start(self):
         if self._server is not None:
             raise RuntimeError("already started")
         self._stopping.clear()
-        self._server = self._server_class(("127.0.0.1", self._port), self._handler_class, self)
+        self._server = self._server_class((self.bind_address, self._port), self._handler_class, self)
         self.port = self._server.server_address[1]
-        self.url = "http://127.0.0.1:%d" % self.port
+        self.url = "http://%s:%d" % (self.bind_address, self.port)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name=self._thread_name, daemon=True)
         self._thread.start()
