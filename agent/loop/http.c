@@ -285,6 +285,13 @@ int http_new(sd_event *e, Http **ret) {
         h->multi = curl_multi_init();
         if (!h->multi)
                 return -ENOMEM;
+        /* Debian's libcurl resolves in a thread of its own (no c-ares): the
+         * loop never waits on DNS. A build without it would block the loop
+         * for as long as each lookup takes. */
+        if (!(curl_version_info(CURLVERSION_NOW)->features & CURL_VERSION_ASYNCHDNS))
+                log_warning("http: libcurl %s has no asynchronous resolver: each host name lookup blocks the "
+                            "agent until it ends (use addresses in URLs), ignoring",
+                            curl_version_info(CURLVERSION_NOW)->version);
         curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_callback);
         curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
         curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_callback);
@@ -361,6 +368,12 @@ static int call_setup(HttpCall *c, const HttpRequest *req) {
          * The thread cleans up after itself when it returns. */
         SET(CURLOPT_QUICK_EXIT, 1L);
 #endif
+        /* Ask DNS again for every new connection: curl would otherwise
+         * keep a name's address for 60 s, whatever its TTL, and after a
+         * failover that moves the name (an ElastiCache-style endpoint, a
+         * load balancer's) post to the dead address for that long. A
+         * lookup per connection is nothing at our rate of calls. */
+        SET(CURLOPT_DNS_CACHE_TIMEOUT, 0L);
         if (req->use_env_proxy) {
                 HttpEnvProxy ep;
                 http_env_proxy(req->url, http_getenv, &ep);
