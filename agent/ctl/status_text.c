@@ -355,6 +355,18 @@ static bool has_array(json_object *o, const char *key) {
         return a && json_object_is_type(a, json_type_array);
 }
 
+/* intro, then the rules this host's config disagrees on; nothing when none. */
+static void put_differs(FILE *f, json_object *budget, const char *intro) {
+        json_object *differs = field(budget, "config_differs");
+        size_t n = differs && json_object_is_type(differs, json_type_array) ? json_object_array_length(differs) : 0;
+
+        for (size_t i = 0; i < n; i++) {
+                json_object *r = json_object_array_get_idx(differs, i);
+                fputs(i == 0 ? intro : ", ", f);
+                put_sane(f, r && json_object_is_type(r, json_type_string) ? json_object_get_string(r) : NULL);
+        }
+}
+
 static void format_pool(FILE *f, json_object *st) {
         json_object *pool = field(st, "pool"), *budget;
         const char *status;
@@ -394,6 +406,7 @@ static void format_pool(FILE *f, json_object *st) {
                 fputs(" out of max ", f);
                 put_count(f, budget, "max_unavailable");
                 fputs(")", f);
+                put_differs(f, budget, "; the pool's budget, this host's config differs: ");
         } else
                 fputs(" serving)", f);
         if (!isempty(status) && !streq(status, "connected")) {
@@ -404,7 +417,6 @@ static void format_pool(FILE *f, json_object *st) {
         fputc('\n', f);
 }
 
-/* Milliseconds as "2.5s", "120ms"; "-" when unknown. */
 /* "min_serving 1, max_unavailable 3", or with old "min_serving 1 -> 1, ...". */
 static void put_budget_numbers(FILE *f, json_object *old, json_object *b) {
         static const char *const keys[] = { "min_serving", "max_unavailable" };
@@ -423,25 +435,19 @@ static void put_budget_numbers(FILE *f, json_object *old, json_object *b) {
  * only when there is something to say. */
 static void put_budget_source(FILE *f, json_object *budget) {
         json_object *config = field(budget, "config"), *differs = field(budget, "config_differs");
-        size_t n = differs && json_object_is_type(differs, json_type_array) ? json_object_array_length(differs) : 0;
 
         if (streq_ptr(str_field(budget, "source"), "config")) {
                 put_label(f, "");
                 fputs("(this host's config: the pool's own budget not read from Redis yet)\n", f);
                 return;
         }
-        if (n == 0 || !config)
+        if (!differs || !json_object_is_type(differs, json_type_array) || json_object_array_length(differs) == 0 ||
+            !config)
                 return;
         put_label(f, "");
         fputs("the pool's budget applies; this host's config says ", f);
         put_budget_numbers(f, NULL, config);
-        fputs(" (differs: ", f);
-        for (size_t i = 0; i < n; i++) {
-                json_object *r = json_object_array_get_idx(differs, i);
-                if (i > 0)
-                        fputs(", ", f);
-                put_sane(f, r && json_object_is_type(r, json_type_string) ? json_object_get_string(r) : NULL);
-        }
+        put_differs(f, budget, " (differs: ");
         fputs(")\n", f);
 }
 
@@ -474,6 +480,7 @@ int status_text_format_budget(json_object *b, char **ret) {
         return memstream_finish(f, &buf, ret);
 }
 
+/* Milliseconds as "2.5s", "120ms"; "-" when unknown. */
 static void put_ms_field(FILE *f, json_object *o, const char *key) {
         double v;
 

@@ -8,6 +8,7 @@ RESP client below) and from monkeyd's status.
 Numbered scenarios, each a short story; they print the figures they
 measure (time to reconnect, how many left at once, ...)."""
 
+import contextlib
 import os
 import shutil
 import signal
@@ -209,6 +210,25 @@ def close_all(agents):
         a.close()
 
 
+@contextlib.contextmanager
+def a_new_pool():
+    """A fresh redis-server, a listener on the pool's events and the
+    agents a scenario adds: their logs shown if it fails, all gone after."""
+    redis = Redis().start()
+    ev = Events(redis.port)
+    agents = []
+    try:
+        yield redis, ev, agents
+    except Exception:
+        for a in agents[:3]:
+            a.dump_log()
+        raise
+    finally:
+        ev.close()
+        close_all(agents)
+        redis.kill()
+
+
 def pool_status(a):
     return a.status()["pool"]
 
@@ -385,11 +405,8 @@ def t2_fleet_overload_budget():
     """20 agents overloaded at once with max_unavailable = 1: one leaves at
     a time, the others hold and say why; when the first is back, another
     may go."""
-    redis = Redis().start()
-    ev = Events(redis.port)
-    agents = []
-    try:
-        agents = start_agents(redis, 20, min_serving=1, max_unavailable=1)
+    with a_new_pool() as (redis, ev, agents):
+        agents.extend(start_agents(redis, 20, min_serving=1, max_unavailable=1))
         wait_until(lambda: len(redis.smembers()) == 20, 10, 0.05, "20 addresses in serving")
         sampler = Sampler(redis.port)
         t0 = time.monotonic()
@@ -427,14 +444,6 @@ def t2_fleet_overload_budget():
             check("DRAINING" not in hist or "REMEDIATING" in hist or a.state() in ("DRAINING",),
                   "%s drained without remediating: %s" % (a.name, hist))
         set_busy_now(agents, 5)
-    except Exception:
-        for a in agents[:3]:
-            a.dump_log()
-        raise
-    finally:
-        ev.close()
-        close_all(agents)
-        redis.kill()
 
 
 def t3_min_serving():
