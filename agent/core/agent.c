@@ -220,6 +220,8 @@ static void alerts_facts(void *userdata, bool serving, AlertsFacts *ret) {
                 .pool = !!a->pool,
                 .serving = -1,
         };
+        if (a->pool)
+                pool_budget_effective(a->pool, &ret->min_serving, &ret->max_unavailable);
         if (serving && a->pool) {
                 _cleanup_(json_object_putp) json_object *st = pool_status_json(a->pool);
                 json_object *v;

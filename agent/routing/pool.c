@@ -992,6 +992,13 @@ int pool_budget(Pool *p, const PoolBudgetChange *change, pool_budget_handler_t h
 
 /* ---- status ---- */
 
+void pool_budget_effective(const Pool *p, unsigned *ret_min_serving, unsigned *ret_max_unavailable) {
+        bool seen = p && p->pool_min >= 0;
+
+        *ret_min_serving = !p ? 0 : seen ? (unsigned) p->pool_min : p->min_serving;
+        *ret_max_unavailable = !p ? 0 : seen ? (unsigned) p->pool_max : p->max_unavailable;
+}
+
 static json_object *view_get(const Pool *p, const char *key) {
         json_object *v = NULL;
 

@@ -102,6 +102,10 @@ typedef void (*pool_budget_handler_t)(Pool *p, int r, const PoolBudget *b, const
 int pool_budget(Pool *p, const PoolBudgetChange *change, pool_budget_handler_t h, uint64_t ticket, void *userdata,
                 char **ret_error);
 
+/* The budget the scripts enforce as this agent last saw it: the pool's
+ * own, or this host's config until Redis has answered. */
+void pool_budget_effective(const Pool *p, unsigned *ret_min_serving, unsigned *ret_max_unavailable);
+
 /* For status: {"configured":true,"name","address","connected","serving",
  * "serving_count","status","last_error","budget":{...},"members":[...],
  * "view_age_sec"}. Built from the cache refreshed each heartbeat: never

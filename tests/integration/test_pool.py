@@ -295,12 +295,19 @@ def t1_join_idempotent():
         check(states and states[-1]["state"] == "SERVING" and states[-1]["addr"] == "127.0.0.2:8080",
               "state events %r" % states)
 
-        # Reload: the budget applies at once; a new list key reconnects and
-        # fills the new list from our own view.
+        # Reload: the config's budget is only the pool's seed: the pool's
+        # own (seeded 1) still applies, and status says the config differs
+        # (test_budget.py sets it); a new list key reconnects and fills the
+        # new list from our own view.
         a.write_config(extra=pool_extra(redis.url(), "127.0.0.2:8080", max_unavailable=2,
                                         more="list_key = ip_address2"))
         a.signal(signal.SIGHUP)
-        wait_until(lambda: pool_status(a)["budget"]["max_unavailable"] == 2, 5, 0.05, "max_unavailable 2 after SIGHUP")
+        wait_until(lambda: pool_status(a)["budget"]["config"]["max_unavailable"] == 2, 5, 0.05,
+                   "the config's max_unavailable 2 after SIGHUP")
+        wait_until(lambda: pool_status(a)["budget"]["config_differs"] == ["max_unavailable"], 5, 0.05,
+                   "the config differing from the pool's budget after SIGHUP")
+        check(pool_status(a)["budget"]["max_unavailable"] == 1, "a reload changed the pool's budget: %r"
+              % pool_status(a)["budget"])
         wait_until(lambda: redis.cmd("LRANGE", "ip_address2", 0, -1) == ["127.0.0.2:8080"], 5, 0.05,
                    "the new list key filled after SIGHUP")
         a.write_config(extra=pool_extra(redis.url(), "127.0.0.2:8080", max_unavailable=2,
