@@ -279,12 +279,16 @@ static const char *pool_next(Alerts *a, char *buf, size_t size) {
                 snprintf(buf, size, "observe only ([remedy] not configured): staying in the pool");
                 return buf;
         }
+        if (now.max_unavailable == 0) {
+                now.min_serving = c->pool.min_serving;
+                now.max_unavailable = c->pool.max_unavailable;
+        }
         if (c->remedy.dry_run) {
                 if (now.pool)
                         snprintf(buf, size,
                                  "DRY RUN: asking pool %s's budget without taking a slot (min_serving %u, "
                                  "max_unavailable %u), then the ladder as messages; staying in the pool",
-                                 c->pool.name, c->pool.min_serving, c->pool.max_unavailable);
+                                 c->pool.name, now.min_serving, now.max_unavailable);
                 else
                         snprintf(buf, size, "DRY RUN: the ladder as messages; staying in the pool");
                 return buf;
@@ -295,17 +299,21 @@ static const char *pool_next(Alerts *a, char *buf, size_t size) {
                 return buf;
         }
         a->sink->facts(a->userdata, true, &now);
+        if (now.max_unavailable == 0) {
+                now.min_serving = c->pool.min_serving;
+                now.max_unavailable = c->pool.max_unavailable;
+        }
         serving = now.serving;
         if (serving > 0)
                 snprintf(buf, size,
                          "leaving pool %s if the budget allows (%" PRId64 " serving now, %" PRId64
                          " would stay; min_serving %u, max_unavailable %u), drain %s, then %s%s",
-                         c->pool.name, serving, serving - 1, c->pool.min_serving, c->pool.max_unavailable,
+                         c->pool.name, serving, serving - 1, now.min_serving, now.max_unavailable,
                          format_duration(d, sizeof d, c->pool.drain), c->remedy.dry_run ? "dry run: would " : "",
                          remedy_step_to_string(c->remedy.ladder[0]));
         else
                 snprintf(buf, size, "leaving pool %s if the budget allows (min_serving %u, max_unavailable %u), then %s%s",
-                         c->pool.name, c->pool.min_serving, c->pool.max_unavailable,
+                         c->pool.name, now.min_serving, now.max_unavailable,
                          c->remedy.dry_run ? "dry run: would " : "", remedy_step_to_string(c->remedy.ladder[0]));
         return buf;
 }

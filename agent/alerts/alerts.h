@@ -31,6 +31,9 @@ typedef struct AlertsFacts {
         const char *instance_id;        /* from IMDS, NULL: the config's */
         bool pool;                      /* a pool client runs */
         int64_t serving;                /* the pool's serving count, -1: unknown (only when asked) */
+        /* The budget that applies: the pool's own (kept in Redis) once read,
+         * else the config's; max_unavailable 0: not said, the config's. */
+        unsigned min_serving, max_unavailable;
 } AlertsFacts;
 
 typedef struct AlertsSink {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "error.h"
 #include "macro.h"
 
 static const char *const suffix_table[_POOL_KEY_MAX] = {
@@ -14,6 +15,7 @@ static const char *const suffix_table[_POOL_KEY_MAX] = {
         [POOL_KEY_ALIVE] = POOLKEYS_ALIVE,
         [POOL_KEY_WAITING] = POOLKEYS_WAITING,
         [POOL_KEY_EVENTS] = POOLKEYS_EVENTS,
+        [POOL_KEY_BUDGET] = POOLKEYS_BUDGET,
         [POOL_KEY_HOST] = POOLKEYS_HOST,
         [POOL_KEY_LEASE] = POOLKEYS_LEASE,
         [POOL_KEY_ASKING] = POOLKEYS_ASKING,
@@ -38,5 +40,19 @@ int poolkeys_key(const char *pool, PoolKey k, const char *host, char **ret) {
         if (asprintf(&s, POOLKEYS_NAMESPACE ":{%s}:%s%s", pool, suffix_table[k], strempty(host)) < 0)
                 return -ENOMEM;
         *ret = s;
+        return 0;
+}
+
+int poolkeys_budget_check(long long min_serving, long long max_unavailable, char **ret_error) {
+        if (min_serving > POOLKEYS_MIN_SERVING_MAX)
+                return error_set(ret_error, -ERANGE, "min_serving %lld is out of range (0-%d)", min_serving,
+                                 POOLKEYS_MIN_SERVING_MAX);
+        if (max_unavailable == 0)
+                return error_set(ret_error, -ERANGE,
+                                 "max_unavailable 0 is out of range (%d-%d): no host could ever leave the pool",
+                                 POOLKEYS_MAX_UNAVAILABLE_MIN, POOLKEYS_MAX_UNAVAILABLE_MAX);
+        if (max_unavailable > POOLKEYS_MAX_UNAVAILABLE_MAX)
+                return error_set(ret_error, -ERANGE, "max_unavailable %lld is out of range (%d-%d)", max_unavailable,
+                                 POOLKEYS_MAX_UNAVAILABLE_MIN, POOLKEYS_MAX_UNAVAILABLE_MAX);
         return 0;
 }

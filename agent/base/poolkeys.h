@@ -13,6 +13,9 @@
  *   monkey:{P}:alive      ZSET ip:port -> lease expiry (ms), serving members only
  *   monkey:{P}:waiting    ZSET H -> first ask (ms): the budget's queue
  *   monkey:{P}:events     PUBLISH channel, one JSON object per change
+ *   monkey:{P}:budget     HASH min_serving max_unavailable how by at: the pool's
+ *                         one disruption budget, seeded by the first agent
+ *                         from its config, set with `monkeyctl pool budget`
  *   monkey:{P}:host:H     HASH addr state since reason version heartbeat last_checks
  *   monkey:{P}:lease:H    STRING with a TTL, renewed by each heartbeat
  *   monkey:{P}:asking:H   STRING with a TTL: H still asks to leave
@@ -31,6 +34,7 @@
 #define POOLKEYS_ALIVE "alive"
 #define POOLKEYS_WAITING "waiting"
 #define POOLKEYS_EVENTS "events"
+#define POOLKEYS_BUDGET "budget"
 #define POOLKEYS_HOST "host:"
 #define POOLKEYS_LEASE "lease:"
 #define POOLKEYS_ASKING "asking:"
@@ -43,6 +47,7 @@ typedef enum PoolKey {
         POOL_KEY_ALIVE,
         POOL_KEY_WAITING,
         POOL_KEY_EVENTS,
+        POOL_KEY_BUDGET,
         POOL_KEY_HOST,   /* per host */
         POOL_KEY_LEASE,  /* per host */
         POOL_KEY_ASKING, /* per host */
@@ -59,3 +64,13 @@ int poolkeys_per_host(PoolKey k);
  * ("" gives what every host's key starts with, as monkey-proxy-sync looks
  * up leases), NULL for the others. -EINVAL on a mismatch, -ENOMEM. */
 int poolkeys_key(const char *pool, PoolKey k, const char *host, char **ret);
+
+/* The budget's bounds, as [pool] min_serving and max_unavailable take them
+ * in the config: max_unavailable 0 would let no host ever leave. */
+#define POOLKEYS_MIN_SERVING_MAX 100000
+#define POOLKEYS_MAX_UNAVAILABLE_MIN 1
+#define POOLKEYS_MAX_UNAVAILABLE_MAX 100000
+
+/* Whether a budget may be set: 0, or -ERANGE with *ret_error (may be NULL)
+ * naming the rule broken. A negative value is "not given" and passes. */
+int poolkeys_budget_check(long long min_serving, long long max_unavailable, char **ret_error);

@@ -2,6 +2,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
@@ -219,6 +220,8 @@ static void alerts_facts(void *userdata, bool serving, AlertsFacts *ret) {
                 .pool = !!a->pool,
                 .serving = -1,
         };
+        if (a->pool)
+                pool_budget_effective(a->pool, &ret->min_serving, &ret->max_unavailable);
         if (serving && a->pool) {
                 _cleanup_(json_object_putp) json_object *st = pool_status_json(a->pool);
                 json_object *v;
@@ -1537,6 +1540,100 @@ static json_object *control_incident(void *userdata, const char *id, char **ret_
         return capture_incident_json(a->capture, id, ret_message);
 }
 
+/* The peer's user name for the budget's audit, from /etc/passwd alone:
+ * an NSS lookup (LDAP, sssd) could hang the loop, and the uid, which the
+ * kernel vouches for, is in the audit anyway. NULL when not listed. */
+static char *peer_user_name(uid_t uid) {
+        _cleanup_(fclosep) FILE *f = fopen("/etc/passwd", "re");
+        struct passwd pw, *found = NULL;
+        char buf[1024];
+
+        if (!f)
+                return NULL;
+        while (fgetpwent_r(f, &pw, buf, sizeof buf, &found) == 0 && found)
+                if (found->pw_uid == uid)
+                        return strdup(found->pw_name);
+        return NULL;
+}
+
+static void on_pool_budget(Pool *p, int r, const PoolBudget *b, const char *error, uint64_t ticket,
+                           void *userdata) {
+        Agent *a = userdata;
+        bool set = b && b->set;
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_(freep) char *message = NULL;
+        const char *name = a->config->pool.name;
+        json_object *st, *budget = NULL, *v;
+
+        if (r < 0) {
+                control_server_answer(a->control, ticket, false, error ? error : strerror(-r), NULL);
+                return;
+        }
+        o = pool_budget_json(b);
+        if (!o) {
+                control_server_answer(a->control, ticket, false, "out of memory", NULL);
+                return;
+        }
+        json_object_object_add(o, "pool", json_object_new_string(strna(name)));
+        /* this host's view beside it: its config, and which rules differ */
+        st = pool_status_json(p);
+        if (st && json_object_object_get_ex(st, "budget", &budget)) {
+                if (json_object_object_get_ex(budget, "config", &v))
+                        json_object_object_add(o, "config", json_object_get(v));
+                if (json_object_object_get_ex(budget, "config_differs", &v))
+                        json_object_object_add(o, "config_differs", json_object_get(v));
+        }
+        json_object_put(st);
+        if (set) {
+                json_object *old = NULL;
+
+                if (b->old_min_serving >= 0 && (old = json_object_new_object())) {
+                        json_object_object_add(old, "min_serving", json_object_new_int64(b->old_min_serving));
+                        json_object_object_add(old, "max_unavailable", json_object_new_int64(b->old_max_unavailable));
+                }
+                json_object_object_add(o, "old", old);
+                json_object_object_add(o, "changed", json_object_new_boolean(b->changed));
+        }
+        if (set && b->old_min_serving >= 0)
+                r = asprintf(&message, "pool %s: min_serving %lld -> %lld, max_unavailable %lld -> %lld%s (set by %s)",
+                             strna(name), b->old_min_serving, b->min_serving, b->old_max_unavailable,
+                             b->max_unavailable, b->changed ? "" : ", unchanged", strna(b->by));
+        else if (b->min_serving < 0)
+                r = asprintf(&message, "pool %s has no budget yet (the first agent to connect seeds it from its config)",
+                             strna(name));
+        else
+                r = asprintf(&message, "pool %s: min_serving %lld, max_unavailable %lld (%s by %s)", strna(name),
+                             b->min_serving, b->max_unavailable, isempty(b->how) ? "written" : b->how, strna(b->by));
+        if (r < 0)
+                message = NULL;
+        control_server_answer(a->control, ticket, true, message, o);
+}
+
+static int control_pool_budget(void *userdata, uint64_t ticket, const ControlRequest *req, const ControlPeer *peer,
+                               char **ret_message) {
+        Agent *a = userdata;
+        _cleanup_(freep) char *user = NULL;
+        PoolBudgetChange change = { .min_serving = -1, .max_unavailable = -1 };
+
+        if (!a->pool) {
+                *ret_message = strdup("no [pool] configured");
+                return -ENOTCONN;
+        }
+        if (req->command != CONTROL_POOL_BUDGET_SET)
+                return pool_budget(a->pool, NULL, on_pool_budget, ticket, a, ret_message);
+        if (req->has_min_serving)
+                change.min_serving = req->min_serving;
+        if (req->has_max_unavailable)
+                change.max_unavailable = req->max_unavailable;
+        if (peer && peer->known) {
+                change.have_uid = true;
+                change.uid = (unsigned) peer->uid;
+                user = peer_user_name(peer->uid);
+                change.user = user;
+        }
+        return pool_budget(a->pool, &change, on_pool_budget, ticket, a, ret_message);
+}
+
 static const ControlHandlers control_handlers = {
         .incidents = control_incidents,
         .incident = control_incident,
@@ -1549,6 +1646,7 @@ static const ControlHandlers control_handlers = {
         .drain = control_drain,
         .resume = control_resume,
         .reload = control_reload,
+        .pool_budget = control_pool_budget,
 };
 
 /* ---- signals and reload ---- */

@@ -494,6 +494,27 @@ static char *serve_deferred(ControlClient *c, const ControlCommandInfo *info, co
         return reply_outcome(info, r, message);
 }
 
+/* pool-budget, pool-budget-set: Redis answers, so later; the peer goes
+ * along for the audit of a set. */
+static char *serve_pool_budget(ControlClient *c, const ControlCommandInfo *info, const ControlRequest *req) {
+        const ControlHandlers *h = &c->server->handlers;
+        _cleanup_(freep) char *message = NULL;
+        ControlPeer peer = {
+                .known = c->have_cred, .uid = c->cred.uid, .gid = c->cred.gid, .pid = c->cred.pid,
+        };
+        int r;
+
+        if (!h->pool_budget)
+                return not_supported(info->name);
+        r = h->pool_budget(c->server->userdata, c->id, req, &peer, &message);
+        if (r >= 0) {
+                c->awaiting = true;
+                client_rearm_idle(c);
+                return NULL;
+        }
+        return reply_outcome(info, r, message);
+}
+
 static const ServeFn serve_table[_CONTROL_COMMAND_MAX] = {
         [CONTROL_STATUS] = serve_status,
         [CONTROL_HISTORY] = serve_history,
@@ -507,6 +528,8 @@ static const ServeFn serve_table[_CONTROL_COMMAND_MAX] = {
         [CONTROL_INCIDENTS] = serve_incidents,
         [CONTROL_INCIDENT] = serve_incidents,
         [CONTROL_RELOAD] = serve_reload,
+        [CONTROL_POOL_BUDGET] = serve_pool_budget,
+        [CONTROL_POOL_BUDGET_SET] = serve_pool_budget,
 };
 
 static char *handle_request(ControlClient *c, const ControlRequest *req) {

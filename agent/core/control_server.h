@@ -20,6 +20,14 @@
 #define CONTROL_CLIENT_OUTPUT_MAX (256 * 1024) /* a watcher this far behind is dropped */
 #define CONTROL_CLIENT_IDLE_USEC (10 * USEC_PER_SEC) /* non-watch clients */
 
+/* Who asked, as the kernel says (SO_PEERCRED): for an audit trail. */
+typedef struct ControlPeer {
+        bool known;
+        uid_t uid;
+        gid_t gid;
+        pid_t pid;
+} ControlPeer;
+
 /* What the agent answers with. Each returns a new json_object reference,
  * or, for mutating calls, 0 / negative errno and a message for the reply. */
 typedef struct ControlHandlers {
@@ -44,6 +52,10 @@ typedef struct ControlHandlers {
         /* Parse the config file again and swap it in if valid: 0 with
          * "reloaded FILE", or < 0 with the reason ("FILE:LINE: message"). */
         int (*reload)(void *userdata, char **ret_message);
+        /* pool-budget and pool-budget-set (req says which and the numbers):
+         * answered later, like test_alert; the peer is for the audit. */
+        int (*pool_budget)(void *userdata, uint64_t ticket, const ControlRequest *req, const ControlPeer *peer,
+                           char **ret_message);
 } ControlHandlers;
 
 typedef struct ControlServer ControlServer;

@@ -23,6 +23,7 @@
 #include "flamegraph.h"
 #include "folded.h"
 #include "jsonutil.h"
+#include "poolkeys.h"
 #include "control.h"
 #include "stackdiff.h"
 #include "macro.h"
@@ -58,6 +59,7 @@ typedef struct Ctl {
         bool limit_set;
         const char *output; /* incident diff/flame: the SVG's path */
         bool negate;        /* incident diff: A's widths */
+        long long min_serving, max_unavailable; /* pool budget: what to set; -1 not given */
 } Ctl;
 
 typedef enum VerbArgs {
@@ -100,6 +102,7 @@ static int verb_check(Ctl *ctl, const Verb *verb, char **args, size_t n_args);
 static int verb_help(Ctl *ctl, const Verb *verb, char **args, size_t n_args);
 static int verb_incident(Ctl *ctl, const Verb *verb, char **args, size_t n_args);
 static int verb_reload(Ctl *ctl, const Verb *verb, char **args, size_t n_args);
+static int verb_pool(Ctl *ctl, const Verb *verb, char **args, size_t n_args);
 
 /* The agent's wait for Slack (20 s), for EC2 and IMDS or each check (60 s). */
 #define TIMEOUT_SLACK_SEC 30.0
@@ -120,8 +123,16 @@ static const Verb verbs[] = {
           "                            (exit 3 when the agent goes away)",
           VERB_ARGS_NONE, .command = CONTROL_WATCH, .run = verb_watch },
         { "pool", "pool [--json]", "pool members (state, address, lease) and the disruption budget",
-          VERB_ARGS_NONE, .command = CONTROL_POOL, .format = status_text_format_pool, .json_key = "pool",
-          .what = "the pool", .run = verb_show },
+          VERB_ARGS_LIST, .command = CONTROL_POOL, .format = status_text_format_pool, .json_key = "pool",
+          .what = "the pool", .run = verb_pool },
+        /* help rows: 'pool' runs them */
+        { "pool budget", "pool budget [--json]", "the pool's one disruption budget as Redis holds it (who\n"
+          "                            set it, when), and whether this host's config differs",
+          VERB_ARGS_LIST, .command = CONTROL_POOL_BUDGET },
+        { "pool budget --min-serving N --max-unavailable M", "pool budget --min-serving N --max-unavailable M",
+          "set it for the whole pool at once (either alone keeps\n"
+          "                            the other); audited on the pool's events channel",
+          VERB_ARGS_LIST, .command = CONTROL_POOL_BUDGET_SET },
         { "drain", "drain [REASON...]", "leave the pool and stay out (maintenance); again while\n"
           "                            drained: exit 0, \"already drained\"",
           VERB_ARGS_WORDS, .command = CONTROL_DRAIN, .run = verb_mutate },
@@ -196,6 +207,9 @@ static void usage(FILE *f) {
               "  -n, --limit N       history: how many transitions to show\n"
               "  -o, --output FILE   incident diff/flame: where the SVG goes\n"
               "      --negate        incident diff: widths of A, so what vanished shows\n"
+              "      --min-serving N      pool budget: set min_serving (0-" STRINGIFY(POOLKEYS_MIN_SERVING_MAX) ")\n"
+              "      --max-unavailable M  pool budget: set max_unavailable (1-" STRINGIFY(
+                      POOLKEYS_MAX_UNAVAILABLE_MAX) ")\n"
               "  -h, --help          show this text\n"
               "  -V, --version       show the version\n"
               "\n"
@@ -1101,6 +1115,64 @@ static int verb_incident(Ctl *ctl, const Verb *verb, char **args, size_t n_args)
         return fetch_show(ctl, verb, args[0]);
 }
 
+/* `pool`, `pool budget` (shown, read from Redis now) and `pool budget
+ * --min-serving N --max-unavailable M` (set, for the whole pool). */
+static int verb_pool(Ctl *ctl, const Verb *verb, char **args, size_t n_args) {
+        _cleanup_(json_object_putp) json_object *reply = NULL;
+        _cleanup_(freep) char *text = NULL;
+        bool set = ctl->min_serving >= 0 || ctl->max_unavailable >= 0;
+        ControlRequest req = {
+                .version = CONTROL_PROTOCOL_VERSION,
+                .command = set ? CONTROL_POOL_BUDGET_SET : CONTROL_POOL_BUDGET,
+                .has_min_serving = ctl->min_serving >= 0,
+                .min_serving = (unsigned) MAX(ctl->min_serving, 0LL),
+                .has_max_unavailable = ctl->max_unavailable >= 0,
+                .max_unavailable = (unsigned) MAX(ctl->max_unavailable, 0LL),
+        };
+        json_object *result;
+        int r;
+
+        if (n_args == 0) {
+                if (set)
+                        return usage_error(ctl, "--min-serving and --max-unavailable only go with 'pool budget'");
+                return fetch_show(ctl, verb, NULL);
+        }
+        if (!streq(args[0], "budget") || n_args > 1)
+                return usage_error(ctl, "'pool' takes nothing, or 'budget' [--min-serving N] [--max-unavailable M] "
+                                   "(got '%s')", args[n_args > 1 && streq(args[0], "budget") ? 1 : 0]);
+        r = ctl_call(ctl, &req, &reply, NULL, NULL);
+        if (r != EXIT_OK)
+                return r;
+        if (!json_object_object_get_ex(reply, "result", &result) || !json_object_is_type(result, json_type_object))
+                return reply_ok(reply) ? garbage(ctl, "no \"result\" in the reply")
+                                       : agent_refused(ctl, control_command_to_string(req.command), reply);
+        if (ctl->json)
+                print_json("result", result);
+        else {
+                r = status_text_format_budget(result, &text);
+                if (r < 0)
+                        return fail(ctl, EXIT_NOT_OK, "failed", "cannot format the budget: %s", strerror(-r));
+                fputs(text, stdout);
+        }
+        return finish_output(EXIT_OK);
+}
+
+/* A budget number on the command line: digits only, in the bounds the
+ * config takes. */
+static int parse_budget(const char *s, long long min, long long max, long long *ret) {
+        char *end = NULL;
+        unsigned long long v;
+
+        if (!s || *s < '0' || *s > '9')
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno != 0 || end == s || *end != '\0' || v < (unsigned long long) min || v > (unsigned long long) max)
+                return -ERANGE;
+        *ret = (long long) v;
+        return 0;
+}
+
 static int verb_help(Ctl *ctl, const Verb *verb, char **args, size_t n_args) {
         usage(stdout);
         return finish_output(EXIT_OK);
@@ -1140,6 +1212,8 @@ int main(int argc, char *argv[]) {
                 { "limit", required_argument, NULL, 'n' },
                 { "output", required_argument, NULL, 'o' },
                 { "negate", no_argument, NULL, 'N' },
+                { "min-serving", required_argument, NULL, 'M' },
+                { "max-unavailable", required_argument, NULL, 'U' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {},
@@ -1148,6 +1222,8 @@ int main(int argc, char *argv[]) {
         Ctl ctl = {
                 .socket_path = isempty(env) ? DEFAULT_SOCKET : env,
                 .timeout_sec = DEFAULT_TIMEOUT_SEC,
+                .min_serving = -1,
+                .max_unavailable = -1,
         };
         const Verb *verb;
         int c;
@@ -1190,6 +1266,19 @@ int main(int argc, char *argv[]) {
                 case 'N':
                         ctl.negate = true;
                         break;
+                case 'M':
+                        if (parse_budget(optarg, 0, POOLKEYS_MIN_SERVING_MAX, &ctl.min_serving) < 0)
+                                return usage_error(&ctl, "invalid --min-serving '%s' (a whole number, 0-%d)", optarg,
+                                                   POOLKEYS_MIN_SERVING_MAX);
+                        break;
+                case 'U':
+                        if (parse_budget(optarg, POOLKEYS_MAX_UNAVAILABLE_MIN, POOLKEYS_MAX_UNAVAILABLE_MAX,
+                                         &ctl.max_unavailable) < 0)
+                                return usage_error(&ctl, "invalid --max-unavailable '%s' (a whole number, %d-%d%s)",
+                                                   optarg, POOLKEYS_MAX_UNAVAILABLE_MIN, POOLKEYS_MAX_UNAVAILABLE_MAX,
+                                                   streq(optarg, "0") ? "; 0 would let no host ever leave the pool"
+                                                                      : "");
+                        break;
                 case 'h':
                         usage(stdout);
                         return finish_output(EXIT_OK);
@@ -1221,6 +1310,8 @@ int main(int argc, char *argv[]) {
                 return usage_error(&ctl, "'%s' takes no arguments (got '%s')", verb->name, argv[optind]);
         if (ctl.limit_set && !verb->takes_limit)
                 return usage_error(&ctl, "-n/--limit only goes with 'history'");
+        if ((ctl.min_serving >= 0 || ctl.max_unavailable >= 0) && verb->command != CONTROL_POOL)
+                return usage_error(&ctl, "--min-serving and --max-unavailable only go with 'pool budget'");
         if ((ctl.output || ctl.negate) && !verb->takes_output)
                 return usage_error(&ctl, "-o/--output and --negate only go with 'incident diff' and 'incident flame'");
         if (!ctl.timeout_given && verb->timeout_sec > 0)

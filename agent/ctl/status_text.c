@@ -355,6 +355,18 @@ static bool has_array(json_object *o, const char *key) {
         return a && json_object_is_type(a, json_type_array);
 }
 
+/* intro, then the rules this host's config disagrees on; nothing when none. */
+static void put_differs(FILE *f, json_object *budget, const char *intro) {
+        json_object *differs = field(budget, "config_differs");
+        size_t n = differs && json_object_is_type(differs, json_type_array) ? json_object_array_length(differs) : 0;
+
+        for (size_t i = 0; i < n; i++) {
+                json_object *r = json_object_array_get_idx(differs, i);
+                fputs(i == 0 ? intro : ", ", f);
+                put_sane(f, r && json_object_is_type(r, json_type_string) ? json_object_get_string(r) : NULL);
+        }
+}
+
 static void format_pool(FILE *f, json_object *st) {
         json_object *pool = field(st, "pool"), *budget;
         const char *status;
@@ -394,6 +406,7 @@ static void format_pool(FILE *f, json_object *st) {
                 fputs(" out of max ", f);
                 put_count(f, budget, "max_unavailable");
                 fputs(")", f);
+                put_differs(f, budget, "; the pool's budget, this host's config differs: ");
         } else
                 fputs(" serving)", f);
         if (!isempty(status) && !streq(status, "connected")) {
@@ -402,6 +415,69 @@ static void format_pool(FILE *f, json_object *st) {
                 fputs("]", f);
         }
         fputc('\n', f);
+}
+
+/* "min_serving 1, max_unavailable 3", or with old "min_serving 1 -> 1, ...". */
+static void put_budget_numbers(FILE *f, json_object *old, json_object *b) {
+        static const char *const keys[] = { "min_serving", "max_unavailable" };
+
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                fprintf(f, "%s%s ", i > 0 ? ", " : "", keys[i]);
+                if (old) {
+                        put_count(f, old, keys[i]);
+                        fputs(" -> ", f);
+                }
+                put_count(f, b, keys[i]);
+        }
+}
+
+/* Whose budget applies and whether this host's config agrees: a line
+ * only when there is something to say. */
+static void put_budget_source(FILE *f, json_object *budget) {
+        json_object *config = field(budget, "config"), *differs = field(budget, "config_differs");
+
+        if (streq_ptr(str_field(budget, "source"), "config")) {
+                put_label(f, "");
+                fputs("(this host's config: the pool's own budget not read from Redis yet)\n", f);
+                return;
+        }
+        if (!differs || !json_object_is_type(differs, json_type_array) || json_object_array_length(differs) == 0 ||
+            !config)
+                return;
+        put_label(f, "");
+        fputs("the pool's budget applies; this host's config says ", f);
+        put_budget_numbers(f, NULL, config);
+        put_differs(f, budget, " (differs: ");
+        fputs(")\n", f);
+}
+
+int status_text_format_budget(json_object *b, char **ret) {
+        json_object *old = field(b, "old");
+        char *buf = NULL, when[64];
+        size_t size = 0;
+        FILE *f = ret ? open_memstream(&buf, &size) : NULL;
+
+        if (!f)
+                return ret ? -ENOMEM : -EINVAL;
+        put_label(f, "pool");
+        put_sane(f, str_field(b, "pool"));
+        fputc('\n', f);
+        put_label(f, "budget");
+        if (!has_field(b, "min_serving") || !field(b, "min_serving")) {
+                fputs("none yet (the first agent to connect seeds it from its config)\n", f);
+        } else {
+                put_budget_numbers(f, old && json_object_is_type(old, json_type_object) ? old : NULL, b);
+                fputc('\n', f);
+                put_label(f, "written");
+                put_sane(f, str_field(b, "how") ? str_field(b, "how") : UNKNOWN);
+                fputs(" by ", f);
+                put_sane(f, str_field(b, "by") ? str_field(b, "by") : UNKNOWN);
+                fputs(" at ", f);
+                fputs(time_field(b, "at", NULL, when, sizeof when), f);
+                fputc('\n', f);
+        }
+        put_budget_source(f, b);
+        return memstream_finish(f, &buf, ret);
 }
 
 /* Milliseconds as "2.5s", "120ms"; "-" when unknown. */
@@ -474,10 +550,7 @@ int status_text_format_pool(json_object *pool, char **ret) {
         fputc('\n', f);
 
         put_label(f, "budget");
-        fputs("min_serving ", f);
-        put_count(f, budget, "min_serving");
-        fputs(", max_unavailable ", f);
-        put_count(f, budget, "max_unavailable");
+        put_budget_numbers(f, NULL, budget);
         fputs(": ", f);
         put_count(f, budget, "serving_alive");
         fputs(" serving alive, ", f);
@@ -495,6 +568,7 @@ int status_text_format_pool(json_object *pool, char **ret) {
         } else
                 fputs(UNKNOWN " out", f);
         fputc('\n', f);
+        put_budget_source(f, budget);
 
         put_label(f, "members");
         if (!members || !json_object_is_type(members, json_type_array)) {

@@ -17,6 +17,11 @@ int status_text_format(json_object *status, char **ret);
  * with state, address, lease left and lease age. Same tolerance as above. */
 int status_text_format_pool(json_object *pool, char **ret);
 
+/* `monkeyctl pool budget`: the pool's budget as Redis holds it (who wrote
+ * it, when), this host's config beside it and which rules differ; after a
+ * set, old -> new. Same tolerance as above. */
+int status_text_format_budget(json_object *budget, char **ret);
+
 /* "2026-11-22 17:00:00 UTC  SERVING -> OVERLOADED  breach  cpu 97.0% >= 90% for 1m"
  * without a trailing newline. */
 int status_text_format_event(json_object *event, char **ret);

@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "jsonutil.h"
+#include "poolkeys.h"
 #include "utf8.h"
 
 #define CONTROL_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
@@ -36,6 +37,12 @@ static const ControlCommandInfo command_table[_CONTROL_COMMAND_MAX] = {
             .reply = CONTROL_REPLY_OBJECT, .reply_key = "incident"),
         ROW(CONTROL_RELOAD, "reload", .mutating = true, .root_only = true, .reply = CONTROL_REPLY_MESSAGE,
             .reply_key = "message"),
+        /* Read from Redis when asked: another agent may have set it a moment ago. */
+        ROW(CONTROL_POOL_BUDGET, "pool-budget", .deferred = true, .reply = CONTROL_REPLY_RESULT, .reply_key = "result"),
+        /* The whole pool's budget: as privileged as drain (the audit names the peer) */
+        ROW(CONTROL_POOL_BUDGET_SET, "pool-budget-set", .mutating = true, .deferred = true,
+            .args = CONTROL_ARG_MIN_SERVING | CONTROL_ARG_MAX_UNAVAILABLE, .reply = CONTROL_REPLY_RESULT,
+            .reply_key = "result"),
 #undef ROW
 };
 
@@ -310,6 +317,40 @@ static int arg_id(json_object *v, ControlRequest *req, char **ret_error) {
         return arg_string(v, "id", 1, CONTROL_ID_MAX, false, &req->id, ret_error);
 }
 
+/* The budget's numbers: integers in the bounds [pool] takes in the config. */
+static int arg_count(json_object *v, const char *key, int64_t min, int64_t max, unsigned *ret, bool *ret_has,
+                     char **ret_error) {
+        int64_t n;
+
+        if (!json_object_is_type(v, json_type_int))
+                return error_set(ret_error, -EBADMSG, "\"%s\" is not an integer", key);
+        n = json_object_get_int64(v);
+        if (n < min || n > max)
+                return error_set(ret_error, -EBADMSG, "\"%s\" out of range (%" PRId64 "..%" PRId64 ")%s", key, min,
+                                 max, min > 0 && n == 0 ? ": no host could ever leave the pool" : "");
+        *ret = (unsigned) n;
+        *ret_has = true;
+        return 0;
+}
+
+static int arg_min_serving(json_object *v, ControlRequest *req, char **ret_error) {
+        return arg_count(v, "min_serving", 0, POOLKEYS_MIN_SERVING_MAX, &req->min_serving, &req->has_min_serving,
+                         ret_error);
+}
+
+static int arg_max_unavailable(json_object *v, ControlRequest *req, char **ret_error) {
+        return arg_count(v, "max_unavailable", POOLKEYS_MAX_UNAVAILABLE_MIN, POOLKEYS_MAX_UNAVAILABLE_MAX,
+                         &req->max_unavailable, &req->has_max_unavailable, ret_error);
+}
+
+static bool has_min_serving(const ControlRequest *req) {
+        return req->has_min_serving;
+}
+
+static bool has_max_unavailable(const ControlRequest *req) {
+        return req->has_max_unavailable;
+}
+
 static bool has_reason(const ControlRequest *req) {
         return req->reason;
 }
@@ -333,6 +374,9 @@ static const struct {
         { CONTROL_ARG_REASON, "reason", "a \"reason\"", arg_reason, has_reason },
         { CONTROL_ARG_LIMIT, "limit", "a \"limit\"", arg_limit, has_limit },
         { CONTROL_ARG_ID, "id", "an \"id\"", arg_id, has_id },
+        { CONTROL_ARG_MIN_SERVING, "min_serving", "a \"min_serving\"", arg_min_serving, has_min_serving },
+        { CONTROL_ARG_MAX_UNAVAILABLE, "max_unavailable", "a \"max_unavailable\"", arg_max_unavailable,
+          has_max_unavailable },
 };
 
 int control_request_parse(const char *line, size_t len, ControlRequest *ret, char **ret_error) {
@@ -484,6 +528,10 @@ int control_request_format(const ControlRequest *r, char **ret) {
         if (r->id && (strlen(r->id) == 0 || strlen(r->id) > CONTROL_ID_MAX))
                 return -E2BIG;
         if (r->id && object_add(o, "id", json_object_new_string(r->id)) < 0)
+                return -ENOMEM;
+        if (r->has_min_serving && object_add(o, "min_serving", json_object_new_int64(r->min_serving)) < 0)
+                return -ENOMEM;
+        if (r->has_max_unavailable && object_add(o, "max_unavailable", json_object_new_int64(r->max_unavailable)) < 0)
                 return -ENOMEM;
         return json_to_line(o, ret);
 }

@@ -16,6 +16,8 @@
  *             {"version":1,"command":"history","limit":20}
  *             {"version":1,"command":"drain","reason":"kernel upgrade"}
  *             {"version":1,"command":"pool"}
+ *             {"version":1,"command":"pool-budget"}
+ *             {"version":1,"command":"pool-budget-set","min_serving":2,"max_unavailable":3}
  *             {"version":1,"command":"test-alert","reason":"optional text"}
  *             {"version":1,"command":"test-reboot"}
  *             {"version":1,"command":"check"}
@@ -31,7 +33,7 @@
  *             {"version":1,"ok":false,"error":"..."}
  *             reload: {"version":1,"ok":true,"message":"reloaded FILE (sha256 ...)"}, or
  *             {"version":1,"ok":false,"error":"FILE:LINE: message"} (the running config stays)
- *             deferred (test-alert, test-reboot, check): {"version":1,"ok":B,
+ *             deferred (test-alert, test-reboot, check, pool-budget, pool-budget-set): {"version":1,"ok":B,
  *             "message"|"error":"...","result":{...}}
  *   watch:    {"version":1,"ok":true,"watching":true} then one
  *             {"version":1,"event":{...}} per transition. */
@@ -74,6 +76,8 @@ typedef enum ControlCommand {
         CONTROL_INCIDENTS,
         CONTROL_INCIDENT,
         CONTROL_RELOAD,
+        CONTROL_POOL_BUDGET,     /* the pool's budget as Redis holds it */
+        CONTROL_POOL_BUDGET_SET, /* set it for the whole pool: privileged, audited */
         _CONTROL_COMMAND_MAX,
         _CONTROL_COMMAND_INVALID = -EINVAL,
 } ControlCommand;
@@ -86,6 +90,8 @@ typedef enum ControlArg {
         CONTROL_ARG_REASON = 1u << 0, /* "reason": free text, at most CONTROL_REASON_MAX bytes */
         CONTROL_ARG_LIMIT = 1u << 1,  /* "limit": 0..CONTROL_LIMIT_MAX, 0 the default */
         CONTROL_ARG_ID = 1u << 2,     /* "id": 1..CONTROL_ID_MAX bytes */
+        CONTROL_ARG_MIN_SERVING = 1u << 3,     /* "min_serving": 0..POOLKEYS_MIN_SERVING_MAX */
+        CONTROL_ARG_MAX_UNAVAILABLE = 1u << 4, /* "max_unavailable": 1..POOLKEYS_MAX_UNAVAILABLE_MAX */
 } ControlArg;
 
 /* What comes back. */
@@ -174,6 +180,9 @@ typedef struct ControlRequest {
         char *reason;     /* drain, test-alert: optional, free text, at most CONTROL_REASON_MAX bytes */
         unsigned limit;   /* history: 0 = default (CONTROL_LIMIT_DEFAULT), at most CONTROL_LIMIT_MAX */
         char *id;         /* incident: required, at most CONTROL_ID_MAX bytes */
+        /* pool-budget-set: at least one of the two */
+        bool has_min_serving, has_max_unavailable;
+        unsigned min_serving, max_unavailable;
 } ControlRequest;
 
 void control_request_done(ControlRequest *r);

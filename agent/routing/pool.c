@@ -9,6 +9,7 @@
 
 #include "backoff.h"
 #include "clock.h"
+#include "error.h"
 #include "log.h"
 #include "pool_link.h"
 #include "pool_scripts.h"
@@ -53,11 +54,16 @@ struct Pool {
         sd_event *event;
         PoolLink *link;
 
-        /* Copies: the Config is freed on reload. */
+        /* Copies: the Config is freed on reload. min_serving and
+         * max_unavailable are this host's config: only the seed of the
+         * pool's own budget, which the scripts read from Redis. */
         char *name, *host, *address, *list_key;
         unsigned min_serving, max_unavailable;
+        long long pool_min, pool_max; /* the pool's budget as last seen; -1: not seen yet */
+        long long noted_min, noted_max; /* the pool's budget when the journal last heard it differs; -1 */
+        unsigned noted_config_min, noted_config_max;
         usec_t lease, heartbeat, out_max;
-        char *key_prefix, *key_serving, *key_out, *key_addrs, *key_events, *key_host, *key_lease;
+        char *key_prefix, *key_serving, *key_out, *key_addrs, *key_events, *key_host, *key_lease, *key_budget;
 
         /* Our own view of this host. */
         char *state, *reason, *last_checks;
@@ -228,8 +234,12 @@ static void send_checks(Pool *p) {
 
 static void send_view(Pool *p) {
         bool full = p->view_members <= POOL_VIEW_BIG || p->members_wanted;
+        char seed_min[16], seed_max[16];
         const char *keys[] = { p->key_serving, p->key_out, p->key_addrs };
-        const char *args[] = { p->key_prefix, full ? "full" : "summary" };
+        const char *args[] = { p->key_prefix, full ? "full" : "summary", seed_min, seed_max, p->host };
+
+        snprintf(seed_min, sizeof seed_min, "%u", p->min_serving);
+        snprintf(seed_max, sizeof seed_max, "%u", p->max_unavailable);
 
         if (pool_link_script(p->link, POOL_SCRIPT_VIEW, ELEMENTSOF(keys), keys, ELEMENTSOF(args), args, 0,
                              on_view_reply, p) >= 0) {
@@ -368,6 +378,41 @@ static void on_join_reply(PoolLink *l, const char *what, const redisReply *r, co
                 send_view(p);
 }
 
+/* The pool's budget, as a script just said it. An agent whose config
+ * disagrees works under the pool's and says so once in the journal (again
+ * only when either side changes), never on every heartbeat. */
+static void pool_budget_seen(Pool *p, long long pool_min, long long pool_max) {
+        const char *differs;
+
+        if (pool_min < 0 || pool_max < 1)
+                return;
+        if (p->pool_min >= 0 && (p->pool_min != pool_min || p->pool_max != pool_max))
+                log_notice("pool: %s's budget is now min_serving %lld, max_unavailable %lld (was %lld, %lld)",
+                           p->name, pool_min, pool_max, p->pool_min, p->pool_max);
+        p->pool_min = pool_min;
+        p->pool_max = pool_max;
+        differs = pool_budget_differs(pool_min, pool_max, p->min_serving, p->max_unavailable);
+        if (isempty(differs)) {
+                if (p->noted_min >= 0)
+                        log_info("pool: this host's config agrees with %s's budget again (min_serving %lld, "
+                                 "max_unavailable %lld)",
+                                 p->name, pool_min, pool_max);
+                p->noted_min = p->noted_max = -1;
+                return;
+        }
+        if (p->noted_min == pool_min && p->noted_max == pool_max && p->noted_config_min == p->min_serving &&
+            p->noted_config_max == p->max_unavailable)
+                return;
+        log_warning("pool: %s's budget is min_serving %lld, max_unavailable %lld; this host's config says "
+                    "min_serving %u, max_unavailable %u (%s differs): working under the pool's budget, ignoring "
+                    "the config's (monkeyctl pool budget shows and sets it)",
+                    p->name, pool_min, pool_max, p->min_serving, p->max_unavailable, differs);
+        p->noted_min = pool_min;
+        p->noted_max = pool_max;
+        p->noted_config_min = p->min_serving;
+        p->noted_config_max = p->max_unavailable;
+}
+
 static void on_leave_reply(PoolLink *l, const char *what, const redisReply *r, const char *detail_failed,
                            bool current, void *userdata) {
         _cleanup_(leave_cmd_freep) LeaveCmd *lc = userdata;
@@ -383,6 +428,8 @@ static void on_leave_reply(PoolLink *l, const char *what, const redisReply *r, c
                 return;
         }
         k = pool_leave_reply_decode(r, &v);
+        if (k >= 0)
+                pool_budget_seen(p, v.min_serving, v.max_unavailable);
         if (k >= 0 && streq_ptr(lc->mode, POOL_LEAVE_MODE_PEEK)) {
                 /* a dry run changes nothing here either */
                 if (lc->req)
@@ -479,6 +526,20 @@ static void on_view_reply(PoolLink *l, const char *what, const redisReply *r, co
         json_object_put(p->view);
         p->view = v;
         p->view_at = now_usec(p, CLOCK_MONOTONIC);
+        {
+                json_object *b = NULL, *x = NULL, *seeded = NULL;
+
+                if (json_object_object_get_ex(v, "budget_seeded", &seeded) && json_object_get_boolean(seeded))
+                        log_notice("pool: %s had no budget: seeded it from this host's config (min_serving %u, "
+                                   "max_unavailable %u)",
+                                   p->name, p->min_serving, p->max_unavailable);
+                if (json_object_object_get_ex(v, "pool_budget", &b) && b &&
+                    json_object_object_get_ex(b, "min_serving", &x)) {
+                        long long m = json_object_get_int64(x);
+                        if (json_object_object_get_ex(b, "max_unavailable", &x))
+                                pool_budget_seen(p, m, json_object_get_int64(x));
+                }
+        }
         if (p->view_full_pending && json_object_object_get_ex(v, "members", &members)) {
                 json_object_put(p->members);
                 p->members = json_object_get(members);
@@ -601,6 +662,7 @@ int pool_new(sd_event *e, const Config *c, Pool **ret, char **ret_error) {
                 return -ENOMEM;
         p->event = sd_event_ref(e);
         p->member = -1;
+        p->pool_min = p->pool_max = p->noted_min = p->noted_max = -1;
 
         r = pool_settings_load(c, &s, &p->list_key, ret_error);
         if (r < 0)
@@ -617,6 +679,7 @@ int pool_new(sd_event *e, const Config *c, Pool **ret, char **ret_error) {
             (r = poolkeys_key(p->name, POOL_KEY_OUT, NULL, &p->key_out)) < 0 ||
             (r = poolkeys_key(p->name, POOL_KEY_ADDRS, NULL, &p->key_addrs)) < 0 ||
             (r = poolkeys_key(p->name, POOL_KEY_EVENTS, NULL, &p->key_events)) < 0 ||
+            (r = poolkeys_key(p->name, POOL_KEY_BUDGET, NULL, &p->key_budget)) < 0 ||
             (r = poolkeys_key(p->name, POOL_KEY_HOST, p->host, &p->key_host)) < 0 ||
             (r = poolkeys_key(p->name, POOL_KEY_LEASE, p->host, &p->key_lease)) < 0)
                 return r;
@@ -668,6 +731,7 @@ Pool *pool_free(Pool *p) {
         free(p->key_out);
         free(p->key_addrs);
         free(p->key_events);
+        free(p->key_budget);
         free(p->key_host);
         free(p->key_lease);
         free(p->state);
@@ -848,7 +912,92 @@ void pool_set_connection_handler(Pool *p, pool_connection_handler_t h, void *use
         p->on_connection_userdata = userdata;
 }
 
+/* ---- the pool's budget, shown and set ---- */
+
+typedef struct BudgetCmd {
+        Pool *pool;
+        bool set;
+        bool sending; /* inside pool_link_script: a failure is the caller's to return */
+        bool failed_while_sending;
+        pool_budget_handler_t handler;
+        uint64_t ticket;
+        void *userdata;
+} BudgetCmd;
+
+static void on_budget_reply(PoolLink *l, const char *what, const redisReply *r, const char *detail, bool current,
+                            void *userdata) {
+        BudgetCmd *bc = userdata;
+        _cleanup_(pool_budget_done) PoolBudget b = {};
+        _cleanup_(freep) char *error = NULL;
+        Pool *p = bc->pool;
+        int k;
+
+        if (bc->sending) {
+                bc->failed_while_sending = true;
+                return;
+        }
+        if (!r)
+                k = error_set(&error, -EHOSTUNREACH, "no answer from Redis: %s", strna(detail));
+        else
+                k = pool_budget_reply_decode(r, &b, &error);
+        if (k == -EBADMSG)
+                k = error_set(&error, k, "unexpected reply from Redis to the budget script");
+        if (k >= 0 && !p->freeing) {
+                pool_budget_seen(p, b.min_serving, b.max_unavailable);
+                if (bc->set)
+                        log_notice("pool: %s's budget set by %s: min_serving %lld -> %lld, max_unavailable %lld -> "
+                                   "%lld%s",
+                                   p->name, strna(b.by), b.old_min_serving, b.min_serving, b.old_max_unavailable,
+                                   b.max_unavailable, b.changed ? "" : " (unchanged)");
+        } else if (k < 0 && bc->set)
+                log_warning("pool: setting %s's budget failed: %s", p->name, strna(error));
+        if (bc->handler && !p->freeing)
+                bc->handler(p, k, k >= 0 ? &b : NULL, error, bc->ticket, bc->userdata);
+        free(bc);
+}
+
+int pool_budget(Pool *p, const PoolBudgetChange *change, pool_budget_handler_t h, uint64_t ticket, void *userdata,
+                char **ret_error) {
+        PoolBudgetArgs args = {};
+        _cleanup_(freep) BudgetCmd *bc = NULL;
+        char at[32];
+        int r;
+
+        if (!p)
+                return -EINVAL;
+        format_iso8601(at, sizeof at, now_usec(p, CLOCK_REALTIME));
+        r = pool_budget_args(change, p->min_serving, p->max_unavailable, p->name, p->host, at, &args, ret_error);
+        if (r < 0)
+                return r;
+        if (!ready(p))
+                return error_set(ret_error, -ENOTCONN, "Redis is not connected (%s)",
+                                 pool_link_error(p->link, pool_link_status(p->link)));
+        bc = calloc(1, sizeof *bc);
+        if (!bc)
+                return -ENOMEM;
+        *bc = (BudgetCmd) { .pool = p, .set = !!change, .sending = true, .handler = h, .ticket = ticket,
+                           .userdata = userdata };
+        if (change)
+                log_info("pool: %s asks to set %s's budget (min_serving %s, max_unavailable %s)", args.by, p->name,
+                         isempty(args.new_min) ? "kept" : args.new_min, isempty(args.new_max) ? "kept" : args.new_max);
+        const char *keys[] = { p->key_budget, p->key_events };
+        r = pool_link_script(p->link, POOL_SCRIPT_BUDGET, ELEMENTSOF(keys), keys, POOL_BUDGET_ARGC, args.argv, 0,
+                             on_budget_reply, bc);
+        if (r < 0 || bc->failed_while_sending)
+                return error_set(ret_error, r < 0 ? r : -EIO, "cannot send the budget script to Redis");
+        bc->sending = false;
+        TAKE_PTR(bc);
+        return 0;
+}
+
 /* ---- status ---- */
+
+void pool_budget_effective(const Pool *p, unsigned *ret_min_serving, unsigned *ret_max_unavailable) {
+        bool seen = p && p->pool_min >= 0;
+
+        *ret_min_serving = !p ? 0 : seen ? (unsigned) p->pool_min : p->min_serving;
+        *ret_max_unavailable = !p ? 0 : seen ? (unsigned) p->pool_max : p->max_unavailable;
+}
 
 static json_object *view_get(const Pool *p, const char *key) {
         json_object *v = NULL;
@@ -902,8 +1051,32 @@ json_object *pool_status_json(Pool *p) {
         last_error = pool_link_error(p->link, NULL);
         json_object_object_add(o, "last_error", last_error ? json_object_new_string(last_error) : NULL);
 
-        json_object_object_add(budget, "min_serving", json_object_new_int64(p->min_serving));
-        json_object_object_add(budget, "max_unavailable", json_object_new_int64(p->max_unavailable));
+        /* What the scripts enforce: the pool's own budget once seen, this
+         * host's config (its seed) until then. */
+        {
+                bool seen = p->pool_min >= 0;
+                const char *differs = pool_budget_differs(p->pool_min, p->pool_max, p->min_serving,
+                                                          p->max_unavailable);
+                json_object *config = json_object_new_object(), *rules = json_object_new_array();
+
+                json_object_object_add(budget, "min_serving",
+                                       json_object_new_int64(seen ? p->pool_min : (int64_t) p->min_serving));
+                json_object_object_add(budget, "max_unavailable",
+                                       json_object_new_int64(seen ? p->pool_max : (int64_t) p->max_unavailable));
+                json_object_object_add(budget, "source", json_object_new_string(seen ? "pool" : "config"));
+                if (config) {
+                        json_object_object_add(config, "min_serving", json_object_new_int64(p->min_serving));
+                        json_object_object_add(config, "max_unavailable", json_object_new_int64(p->max_unavailable));
+                }
+                json_object_object_add(budget, "config", config);
+                if (rules) {
+                        if (strstr(differs, "min_serving"))
+                                json_object_array_add(rules, json_object_new_string("min_serving"));
+                        if (strstr(differs, "max_unavailable"))
+                                json_object_array_add(rules, json_object_new_string("max_unavailable"));
+                }
+                json_object_object_add(budget, "config_differs", rules);
+        }
         json_object_object_add(budget, "serving_alive", view_get(p, "serving_alive"));
         json_object_object_add(budget, "out", p->view ? view_get(p, "out") : json_object_new_array());
         json_object_object_add(budget, "out_max_sec", json_object_new_double((double) p->out_max / USEC_PER_SEC));

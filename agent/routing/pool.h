@@ -19,6 +19,9 @@
  *   monkey:{P}:waiting   ZSET H -> first ask (ms): held hosts, served first come first served
  *   monkey:{P}:asking:H  STRING with PX TTL: H still asks (renewed by each ask)
  *   monkey:{P}:events    PUBLISH channel, one JSON object per change
+ *   monkey:{P}:budget    HASH min_serving max_unavailable how by at: the pool's one
+ *                        budget, which the leave script reads; seeded from the first
+ *                        agent's config, set by `monkeyctl pool budget`
  *   [pool] list_key      optional LIST mirror of serving, no duplicates
  * Nothing here blocks: every call answers through a callback or the cached
  * view, and every command has its own timeout timer. */
@@ -86,6 +89,22 @@ int pool_reconfigure(Pool *p, const Config *c);
  * members refresh it only when asked (monkeyctl pool), at most once a
  * second. The answer lands in the cache; the caller shows what is cached. */
 void pool_request_members(Pool *p);
+
+/* The pool's budget in Redis (monkeyctl pool budget): change NULL reads
+ * it, else sets it (audited on the events channel: who, when, old -> new;
+ * and in this agent's journal). The handler is called once, from the
+ * loop, never from inside this call: r 0 with the budget, or < 0 with
+ * error. Returns 0, or < 0 with *ret_error when it cannot even ask (not
+ * connected, a change out of bounds: -ERANGE). */
+typedef void (*pool_budget_handler_t)(Pool *p, int r, const PoolBudget *b, const char *error, uint64_t ticket,
+                                      void *userdata);
+/* ticket: the caller's own, handed back to h. */
+int pool_budget(Pool *p, const PoolBudgetChange *change, pool_budget_handler_t h, uint64_t ticket, void *userdata,
+                char **ret_error);
+
+/* The budget the scripts enforce as this agent last saw it: the pool's
+ * own, or this host's config until Redis has answered. */
+void pool_budget_effective(const Pool *p, unsigned *ret_min_serving, unsigned *ret_max_unavailable);
 
 /* For status: {"configured":true,"name","address","connected","serving",
  * "serving_count","status","last_error","budget":{...},"members":[...],

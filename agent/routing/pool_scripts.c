@@ -9,6 +9,7 @@
 
 #include "backoff.h"
 #include "clock.h"
+#include "error.h"
 #include "poolkeys.h"
 #include "redisreply.h"
 
@@ -29,6 +30,29 @@
 /* -8: the prefix is what precedes "serving" */
 static_assert(sizeof(POOLKEYS_SERVING) == 8, "LUA_ALIVE_KEY cuts 'serving' off the serving key");
 
+/* The pool's one budget: monkey:{P}:budget, a HASH the scripts read
+ * min_serving and max_unavailable from, whatever the asking agent's config
+ * says. The agent sends its config's values only as the seed: the first
+ * script to find no (or no valid) budget writes them, atomically (one
+ * script), says so on the events channel and reports seeded = 1. Defines
+ * budget_key and budget_read(seed_min, seed_max, seeder) -> min, max,
+ * seeded (-1, -1, 0 without a budget or a seed). prefix: "monkey:{P}:". */
+#define LUA_BUDGET(prefix)                                                                                     \
+        "local budget_key = " prefix " .. '" POOLKEYS_BUDGET "'\n"                                             \
+        "local function budget_read(seed_min, seed_max, seeder)\n"                                              \
+        "  local b = redis.call('HMGET', budget_key, 'min_serving', 'max_unavailable')\n"                     \
+        "  local m, x = tonumber(b[1]), tonumber(b[2])\n"                                                       \
+        "  if m and x and m >= 0 and x >= 1 then return m, x, 0 end\n"                                         \
+        "  m, x = tonumber(seed_min or ''), tonumber(seed_max or '')\n"                                         \
+        "  if not m or not x or m < 0 or x < 1 then return -1, -1, 0 end\n"                                    \
+        "  redis.call('HSET', budget_key, 'min_serving', m, 'max_unavailable', x, 'how', 'seeded',\n"          \
+        "             'by', seeder, 'at', now)\n"                                                               \
+        "  redis.call('PUBLISH', " prefix " .. '" POOLKEYS_EVENTS "', cjson.encode({type = 'budget',\n"         \
+        "    action = 'seeded', pool = string.match(" prefix ", '{(.*)}') or cjson.null, host = seeder,\n"      \
+        "    by = seeder, old = cjson.null, new = {min_serving = m, max_unavailable = x}, at_ms = now}))\n"    \
+        "  return m, x, 1\n"                                                                                    \
+        "end\n"
+
 static const char script_join[] =
         "if redis.replicate_commands then redis.replicate_commands() end\n" LUA_NOW LUA_ALIVE_KEY("KEYS[1]")
         "local addr, host = ARGV[1], ARGV[2]\n"
@@ -45,10 +69,14 @@ static const char script_join[] =
         "if added == 1 then redis.call('PUBLISH', KEYS[5], ARGV[3]) end\n"
         "return {added, redis.call('SCARD', KEYS[1])}\n";
 
+/* The budget's two numbers come from the pool's key (seeded from ARGV[3]
+ * and ARGV[4] when it has none) and follow the verdict in the reply. */
 static const char script_leave[] =
         "if redis.replicate_commands then redis.replicate_commands() end\n" LUA_NOW LUA_ALIVE_KEY("KEYS[1]")
+        LUA_BUDGET("ARGV[8]")
         "local addr, host, mode = ARGV[1], ARGV[2], ARGV[6]\n"
-        "local min_serving, max_unavailable = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+        "local min_serving, max_unavailable = budget_read(ARGV[3], ARGV[4], host)\n"
+        "local function leave()\n"
         "local expires = now + tonumber(ARGV[5])\n"
         "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)\n"
         "local function alive_count()\n"
@@ -161,7 +189,12 @@ static const char script_leave[] =
         "redis.call('PUBLISH', KEYS[5], ARGV[7])\n"
         "local n = redis.call('SCARD', KEYS[1])\n"
         "return {'left', n, alive - 1, others + counted,\n"
-        "        n .. ' still serving, ' .. (others + counted) .. ' out (max_unavailable ' .. max_unavailable .. ')'}\n";
+        "        n .. ' still serving, ' .. (others + counted) .. ' out (max_unavailable ' .. max_unavailable .. ')'}\n"
+        "end\n"
+        "local r = leave()\n"
+        "table.insert(r, min_serving)\n"
+        "table.insert(r, max_unavailable)\n"
+        "return r\n";
 
 static const char script_heartbeat[] =
         "if redis.replicate_commands then redis.replicate_commands() end\n" LUA_NOW LUA_ALIVE_KEY("KEYS[3]")
@@ -172,11 +205,14 @@ static const char script_heartbeat[] =
         "return member\n";
 
 /* ARGV[2] "full": every serving member with its state and lease, O(N);
- * "summary": only the counts and the out list, O(log N + out). Replies
- * {now, serving[5n], out[6n], serving_count, serving_alive}. */
+ * "summary": only the counts and the out list, O(log N + out). ARGV[3..5]:
+ * the budget's seed (the agent's config) and the seeder (its host); each
+ * agent's first view after connecting seeds a new pool's budget. Replies
+ * {now, serving[5n], out[6n], serving_count, serving_alive, min_serving,
+ * max_unavailable, seeded}. */
 static const char script_view[] =
         "if redis.replicate_commands then redis.replicate_commands() end\n" LUA_NOW LUA_ALIVE_KEY("KEYS[1]")
-        "local p = ARGV[1]\n"
+        "local p = ARGV[1]\n" LUA_BUDGET("p")
         "local function info(host)\n"
         "  if not host or host == '' then return '', '', -2, -1 end\n"
         "  local h = redis.call('HMGET', p .. '" POOLKEYS_HOST "' .. host, 'addr', 'state', 'heartbeat')\n"
@@ -200,7 +236,42 @@ static const char script_view[] =
         "  end\n"
         "end\n"
         "redis.call('ZREMRANGEBYSCORE', alive_key, '-inf', now)\n"
-        "return {now, serving, out, redis.call('SCARD', KEYS[1]), redis.call('ZCARD', alive_key)}\n";
+        "local bmin, bmax, seeded = budget_read(ARGV[3], ARGV[4], ARGV[5])\n"
+        "return {now, serving, out, redis.call('SCARD', KEYS[1]), redis.call('ZCARD', alive_key), bmin, bmax, seeded}\n";
+
+/* Show or set the pool's budget. KEYS budget events; ARGV mode ("get",
+ * "set"), seed min/max (for a pool without a budget: what a half-given set
+ * keeps), new min/max ("" keeps the pool's), by, uid, user, host, pool,
+ * at (the agent's wall clock, ISO 8601). A set is audited: the old and
+ * the new budget, who and when go to the events channel. Replies {min,
+ * max, how, by, at_ms, changed (1/0; -1 a get), old_min, old_max}; -1 for
+ * none. */
+static const char script_budget[] =
+        "if redis.replicate_commands then redis.replicate_commands() end\n" LUA_NOW
+        "local b = redis.call('HMGET', KEYS[1], 'min_serving', 'max_unavailable', 'how', 'by', 'at')\n"
+        "local om, ox = tonumber(b[1]), tonumber(b[2])\n"
+        "if not (om and ox and om >= 0 and ox >= 1) then om, ox = nil, nil end\n"
+        "if ARGV[1] ~= 'set' then\n"
+        "  if not om then return {-1, -1, '', '', -1, -1, -1, -1} end\n"
+        "  return {om, ox, b[3] or '', b[4] or '', tonumber(b[5]) or -1, -1, -1, -1}\n"
+        "end\n"
+        "local nm = tonumber(ARGV[4]) or om or tonumber(ARGV[2])\n"
+        "local nx = tonumber(ARGV[5]) or ox or tonumber(ARGV[3])\n"
+        "if not nm or not nx or nm ~= math.floor(nm) or nx ~= math.floor(nx) or nm < 0 or nm > "
+        STRINGIFY(POOLKEYS_MIN_SERVING_MAX) " or nx < " STRINGIFY(POOLKEYS_MAX_UNAVAILABLE_MIN) " or nx > "
+        STRINGIFY(POOLKEYS_MAX_UNAVAILABLE_MAX) " then\n"
+        "  return redis.error_reply('ERR invalid budget: min_serving ' .. tostring(nm) .. ', max_unavailable ' ..\n"
+        "                           tostring(nx))\n"
+        "end\n"
+        "redis.call('HSET', KEYS[1], 'min_serving', nm, 'max_unavailable', nx, 'how', 'set', 'by', ARGV[6], 'at', now)\n"
+        "local changed = (om ~= nm or ox ~= nx)\n"
+        "local old = cjson.null\n"
+        "if om then old = {min_serving = om, max_unavailable = ox} end\n"
+        "redis.call('PUBLISH', KEYS[2], cjson.encode({type = 'budget', action = 'set', pool = ARGV[10],\n"
+        "  host = ARGV[9], by = ARGV[6], uid = tonumber(ARGV[7]) or cjson.null,\n"
+        "  user = (ARGV[8] ~= '' and ARGV[8]) or cjson.null, old = old,\n"
+        "  new = {min_serving = nm, max_unavailable = nx}, changed = changed, at = ARGV[11], at_ms = now}))\n"
+        "return {nm, nx, 'set', ARGV[6], now, changed and 1 or 0, om or -1, ox or -1}\n";
 
 static const char script_state[] =
         "local old = redis.call('HGET', KEYS[1], 'state')\n"
@@ -215,12 +286,12 @@ static const char script_state[] =
 const char *const pool_script_text[_POOL_SCRIPT_MAX] = {
         [POOL_SCRIPT_JOIN] = script_join,           [POOL_SCRIPT_LEAVE] = script_leave,
         [POOL_SCRIPT_HEARTBEAT] = script_heartbeat, [POOL_SCRIPT_VIEW] = script_view,
-        [POOL_SCRIPT_STATE] = script_state,
+        [POOL_SCRIPT_STATE] = script_state,         [POOL_SCRIPT_BUDGET] = script_budget,
 };
 
 static const char *const script_names[_POOL_SCRIPT_MAX] = {
         [POOL_SCRIPT_JOIN] = "join",   [POOL_SCRIPT_LEAVE] = "leave", [POOL_SCRIPT_HEARTBEAT] = "heartbeat",
-        [POOL_SCRIPT_VIEW] = "view",   [POOL_SCRIPT_STATE] = "state",
+        [POOL_SCRIPT_VIEW] = "view",   [POOL_SCRIPT_STATE] = "state", [POOL_SCRIPT_BUDGET] = "budget",
 };
 
 const char *pool_script_to_string(PoolScript s) {
@@ -270,7 +341,12 @@ int pool_leave_reply_decode(const redisReply *r, PoolLeaveReply *ret) {
                 *ret = v;
                 return -EIO;
         }
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 5)
+        /* 5 elements: a script from before the pool's budget key */
+        if (r->type != REDIS_REPLY_ARRAY || (r->elements != 5 && r->elements != 7))
+                return -EBADMSG;
+        v.min_serving = v.max_unavailable = -1;
+        if (r->elements == 7 && (redisreply_integer(r->element[5], &v.min_serving) < 0 ||
+                                 redisreply_integer(r->element[6], &v.max_unavailable) < 0))
                 return -EBADMSG;
         for (size_t i = 0; i < ELEMENTSOF(words); i++)
                 if (redisreply_streq(r->element[0], words[i].word))
@@ -314,14 +390,19 @@ int pool_view_decode(const redisReply *r, const char *self_addr, json_object **r
         const redisReply *serving, *outs;
         long long alive = 0, now;
 
-        long long scard = -1, alive_idx = -1;
+        long long scard = -1, alive_idx = -1, bmin = -1, bmax = -1, seeded = 0;
 
-        /* 3 elements: an agent before the alive index (full view only). */
-        if (!r || r->type != REDIS_REPLY_ARRAY || (r->elements != 3 && r->elements != 5) ||
+        /* 3 elements: an agent before the alive index (full view only);
+         * 5: before the pool's budget key. */
+        if (!r || r->type != REDIS_REPLY_ARRAY || (r->elements != 3 && r->elements != 5 && r->elements != 8) ||
             redisreply_integer(r->element[0], &now) < 0)
                 return -EBADMSG;
-        if (r->elements == 5 &&
+        if (r->elements >= 5 &&
             (redisreply_integer(r->element[3], &scard) < 0 || redisreply_integer(r->element[4], &alive_idx) < 0))
+                return -EBADMSG;
+        if (r->elements == 8 &&
+            (redisreply_integer(r->element[5], &bmin) < 0 || redisreply_integer(r->element[6], &bmax) < 0 ||
+             redisreply_integer(r->element[7], &seeded) < 0))
                 return -EBADMSG;
         serving = r->element[1];
         outs = r->element[2];
@@ -387,6 +468,16 @@ int pool_view_decode(const redisReply *r, const char *self_addr, json_object **r
         json_object_object_add(o, "serving_count",
                                json_object_new_int64(scard >= 0 ? scard : (int64_t) (serving->elements / 5)));
         json_object_object_add(o, "serving_alive", json_object_new_int64(alive_idx >= 0 ? alive_idx : alive));
+        if (bmin >= 0 && bmax >= 1) {
+                json_object *b = json_object_new_object();
+                if (!b)
+                        return -ENOMEM;
+                json_object_object_add(b, "min_serving", json_object_new_int64(bmin));
+                json_object_object_add(b, "max_unavailable", json_object_new_int64(bmax));
+                json_object_object_add(o, "pool_budget", b);
+        } else
+                json_object_object_add(o, "pool_budget", NULL);
+        json_object_object_add(o, "budget_seeded", json_object_new_boolean(seeded == 1));
         *ret = TAKE_PTR(o);
         return 0;
 }
@@ -480,4 +571,128 @@ int pool_switch_master_decode(const redisReply *r, const char *master, PoolSwitc
                 return 0;
         *ret = v;
         return 1;
+}
+
+/* ---- the pool's budget ---- */
+
+void pool_budget_done(PoolBudget *b) {
+        if (!b)
+                return;
+        free(b->how);
+        free(b->by);
+        b->how = b->by = NULL;
+}
+
+int pool_budget_reply_decode(const redisReply *r, PoolBudget *ret, char **ret_error) {
+        _cleanup_(pool_budget_done) PoolBudget v = {};
+        long long changed;
+
+        if (!r || !ret)
+                return -EBADMSG;
+        if (r->type == REDIS_REPLY_ERROR)
+                return error_set(ret_error, -EIO, "%.*s", (int) MIN(r->len, (size_t) 300), strempty(r->str));
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 8 || redisreply_integer(r->element[0], &v.min_serving) < 0 ||
+            redisreply_integer(r->element[1], &v.max_unavailable) < 0 || !redisreply_is_string(r->element[2]) ||
+            !redisreply_is_string(r->element[3]) || redisreply_integer(r->element[4], &v.at_ms) < 0 ||
+            redisreply_integer(r->element[5], &changed) < 0 ||
+            redisreply_integer(r->element[6], &v.old_min_serving) < 0 ||
+            redisreply_integer(r->element[7], &v.old_max_unavailable) < 0)
+                return -EBADMSG;
+        /* both numbers or neither: half a budget is no budget */
+        if ((v.min_serving < 0) != (v.max_unavailable < 1) || v.min_serving < -1 || v.max_unavailable < -1)
+                return -EBADMSG;
+        v.set = changed >= 0;
+        v.changed = changed == 1;
+        v.how = redisreply_strdup(r->element[2]);
+        v.by = redisreply_strdup(r->element[3]);
+        if (!v.how || !v.by)
+                return -ENOMEM;
+        *ret = v;
+        v = (PoolBudget) {};
+        return 0;
+}
+
+json_object *pool_budget_json(const PoolBudget *b) {
+        json_object *o;
+        char at[32];
+
+        if (!b)
+                return NULL;
+        o = json_object_new_object();
+        if (!o)
+                return NULL;
+        json_object_object_add(o, "min_serving", b->min_serving >= 0 ? json_object_new_int64(b->min_serving) : NULL);
+        json_object_object_add(o, "max_unavailable",
+                               b->max_unavailable >= 1 ? json_object_new_int64(b->max_unavailable) : NULL);
+        json_object_object_add(o, "how", json_string_or_null(b->how));
+        json_object_object_add(o, "by", json_string_or_null(b->by));
+        format_iso8601(at, sizeof at, (usec_t) MAX(b->at_ms, 0LL) * USEC_PER_MSEC);
+        json_object_object_add(o, "at", b->at_ms >= 0 ? json_object_new_string(at) : NULL);
+        json_object_object_add(o, "at_ms", b->at_ms >= 0 ? json_object_new_int64(b->at_ms) : NULL);
+        return o;
+}
+
+static void number_or_empty(char *buf, size_t size, long long v) {
+        if (v < 0)
+                buf[0] = '\0';
+        else
+                snprintf(buf, size, "%lld", v);
+}
+
+int pool_budget_args(const PoolBudgetChange *change, unsigned seed_min, unsigned seed_max, const char *pool,
+                     const char *host, const char *at, PoolBudgetArgs *ret, char **ret_error) {
+        PoolBudgetArgs a = {};
+        int r;
+
+        if (!pool || !host || !ret)
+                return -EINVAL;
+        if (change) {
+                if (change->min_serving < 0 && change->max_unavailable < 0)
+                        return error_set(ret_error, -EINVAL, "nothing to set: give min_serving, max_unavailable or both");
+                r = poolkeys_budget_check(change->min_serving, change->max_unavailable, ret_error);
+                if (r < 0)
+                        return r;
+                /* who, as the audit shows it: the name is the agent's lookup, the uid the kernel's word */
+                if (!change->have_uid)
+                        snprintf(a.by, sizeof a.by, "an unknown peer on %s", host);
+                else if (change->user)
+                        snprintf(a.by, sizeof a.by, "%s (uid %u) on %s", change->user, change->uid, host);
+                else
+                        snprintf(a.by, sizeof a.by, "uid %u on %s", change->uid, host);
+                number_or_empty(a.new_min, sizeof a.new_min, change->min_serving);
+                number_or_empty(a.new_max, sizeof a.new_max, change->max_unavailable);
+                number_or_empty(a.uid, sizeof a.uid, change->have_uid ? (long long) change->uid : -1);
+        }
+        snprintf(a.seed_min, sizeof a.seed_min, "%u", seed_min);
+        snprintf(a.seed_max, sizeof a.seed_max, "%u", seed_max);
+        a.argv[0] = change ? POOL_BUDGET_MODE_SET : POOL_BUDGET_MODE_GET;
+        a.argv[1] = a.seed_min;
+        a.argv[2] = a.seed_max;
+        a.argv[3] = a.new_min;
+        a.argv[4] = a.new_max;
+        a.argv[5] = a.by;
+        a.argv[6] = a.uid;
+        a.argv[7] = change ? strempty(change->user) : "";
+        a.argv[8] = host;
+        a.argv[9] = pool;
+        a.argv[10] = strempty(at);
+        *ret = a;
+        /* argv points into a's own buffers: point it at ret's */
+        ret->argv[1] = ret->seed_min;
+        ret->argv[2] = ret->seed_max;
+        ret->argv[3] = ret->new_min;
+        ret->argv[4] = ret->new_max;
+        ret->argv[5] = ret->by;
+        ret->argv[6] = ret->uid;
+        return 0;
+}
+
+const char *pool_budget_differs(long long pool_min, long long pool_max, unsigned config_min, unsigned config_max) {
+        bool min_differs = pool_min >= 0 && pool_min != (long long) config_min;
+        bool max_differs = pool_max >= 1 && pool_max != (long long) config_max;
+
+        return min_differs && max_differs ? "min_serving, max_unavailable"
+               : min_differs              ? "min_serving"
+               : max_differs              ? "max_unavailable"
+                                          : "";
 }

@@ -28,14 +28,16 @@ const char *pool_leave_result_to_string(PoolLeaveResult r);
 
 typedef enum PoolScript {
         POOL_SCRIPT_JOIN,      /* KEYS serving out host:H addrs events [list]; ARGV addr host event_json */
-        POOL_SCRIPT_LEAVE,     /* KEYS serving out host:H addrs events [list]; ARGV addr host min_serving
-                                * max_unavailable out_ttl_ms mode event_json key_prefix reason
+        POOL_SCRIPT_LEAVE,     /* KEYS serving out host:H addrs events [list]; ARGV addr host seed_min_serving
+                                * seed_max_unavailable out_ttl_ms mode event_json key_prefix reason
                                 * [asking_ttl_ms: budget mode queues askers first come, first served]
                                 * [out_for_ms: reconcile mode counts us out again for the rest of
                                 * out_ttl_ms; -1 not counted; elapsed, never a wall-clock time] */
         POOL_SCRIPT_HEARTBEAT, /* KEYS lease:H host:H serving; ARGV lease_ms addr -> member 0/1 */
-        POOL_SCRIPT_VIEW,      /* KEYS serving out addrs; ARGV key_prefix -> {now, serving[5n], out[6n]} */
+        POOL_SCRIPT_VIEW,      /* KEYS serving out addrs; ARGV key_prefix full|summary seed_min seed_max host
+                                * -> {now, serving[5n], out[6n], count, alive, min, max, seeded} */
         POOL_SCRIPT_STATE,     /* KEYS host:H events; ARGV addr state since reason version event_json */
+        POOL_SCRIPT_BUDGET,    /* KEYS budget events; ARGV: pool_budget_args() */
         _POOL_SCRIPT_MAX,
         _POOL_SCRIPT_INVALID = -EINVAL,
 } PoolScript;
@@ -56,9 +58,11 @@ typedef struct PoolLeaveReply {
         long long serving_alive; /* serving members with a live lease (we count as alive) */
         long long out;           /* out entries, ourselves included */
         char *detail;            /* one human line */
+        long long min_serving, max_unavailable; /* the pool's budget the verdict used; -1: not said */
 } PoolLeaveReply;
 
-/* Decodes the leave script's reply {status, serving, alive, out, detail}.
+/* Decodes the leave script's reply {status, serving, alive, out, detail,
+ * [min_serving, max_unavailable]}.
  * An error reply is -EIO with the error text as detail; any other shape is
  * -EBADMSG. ret is written on success and for -EIO. */
 int pool_leave_reply_decode(const redisReply *r, PoolLeaveReply *ret);
@@ -66,9 +70,59 @@ void pool_leave_reply_done(PoolLeaveReply *r);
 
 /* The view script's reply as the status object's pieces:
  * {"serving_count","serving_alive","out":[host...],"members":[{"host","addr",
- * "state","lease_ttl_ms","heartbeat_age_ms","serving","out_expires_in_ms"}]}.
+ * "state","lease_ttl_ms","heartbeat_age_ms","serving","out_expires_in_ms"}],
+ * "pool_budget":{"min_serving","max_unavailable"}|null,"budget_seeded":B}.
  * self_addr counts as alive whatever its lease says. -EBADMSG on a bad shape. */
 int pool_view_decode(const redisReply *r, const char *self_addr, json_object **ret);
+
+/* The pool's budget as the budget script answers it. */
+typedef struct PoolBudget {
+        long long min_serving, max_unavailable; /* -1: the pool has no budget yet */
+        char *how;                              /* "seeded", "set"; "" unknown */
+        char *by;                               /* who wrote it: a host (seeded), a peer on a host (set) */
+        long long at_ms;                        /* Redis TIME when written; -1 unknown */
+        bool set;                               /* the answer to a set (else a get) */
+        bool changed;                           /* set: old != new */
+        long long old_min_serving, old_max_unavailable; /* set: before; -1 none */
+} PoolBudget;
+
+/* {min, max, how, by, at_ms, changed, old_min, old_max}; an error reply is
+ * -EIO with its text in *ret_error (may be NULL); any other shape -EBADMSG. */
+int pool_budget_reply_decode(const redisReply *r, PoolBudget *ret, char **ret_error);
+void pool_budget_done(PoolBudget *b);
+/* {"min_serving","max_unavailable","how","by","at","at_ms"}, nulls for the
+ * unknown. New reference, NULL on OOM. */
+json_object *pool_budget_json(const PoolBudget *b);
+
+#define POOL_BUDGET_MODE_GET "get"
+#define POOL_BUDGET_MODE_SET "set"
+#define POOL_BUDGET_ARGC 11
+
+/* What a set asks for (-1: keep the pool's value) and who asks: the
+ * control peer's uid (from SO_PEERCRED, trusted) and its user name. */
+typedef struct PoolBudgetChange {
+        long long min_serving, max_unavailable;
+        bool have_uid;
+        unsigned uid;
+        const char *user; /* NULL: not known */
+} PoolBudgetChange;
+
+/* The budget script's ARGV, built in ret (buffers and the argv pointing
+ * into them and into the borrowed strings). change NULL: a get. seed: this
+ * agent's config, kept by a set that leaves a value out of a pool without
+ * a budget. -ERANGE (with *ret_error) for a change out of bounds. */
+typedef struct PoolBudgetArgs {
+        char seed_min[24], seed_max[24], new_min[24], new_max[24], uid[24];
+        char by[256]; /* "root (uid 0) on web-1": cut, not refused, when longer */
+        const char *argv[POOL_BUDGET_ARGC];
+} PoolBudgetArgs;
+int pool_budget_args(const PoolBudgetChange *change, unsigned seed_min, unsigned seed_max, const char *pool,
+                     const char *host, const char *at, PoolBudgetArgs *ret, char **ret_error);
+
+/* Which of this agent's config values differ from the pool's budget:
+ * "", "min_serving", "max_unavailable" or "min_serving, max_unavailable".
+ * A pool without a budget (-1) differs in nothing. */
+const char *pool_budget_differs(long long pool_min, long long pool_max, unsigned config_min, unsigned config_max);
 
 /* The join script's reply {added 0/1, SCARD serving}; -EBADMSG. */
 int pool_join_reply_decode(const redisReply *r, long long *ret_added, long long *ret_serving);

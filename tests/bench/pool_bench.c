@@ -23,7 +23,7 @@ typedef struct Bench {
         unsigned agents, clients, ops;
         unsigned max_unavailable; /* the herd's budget */
         char sha[_POOL_SCRIPT_MAX][41];
-        char *k_serving, *k_out, *k_addrs, *k_events, *k_alive, *k_waiting, *prefix;
+        char *k_serving, *k_out, *k_addrs, *k_events, *k_alive, *k_waiting, *k_budget, *prefix;
 } Bench;
 
 typedef enum Op { OP_HEARTBEAT, OP_LEAVE, OP_JOIN, OP_VIEW, OP_VIEW_FULL, OP_HERD_LEAVE, _OP_MAX } Op;
@@ -378,7 +378,10 @@ static int herd_reset(const Bench *b) {
                         c->err ? c->errstr : "bad reply");
         redisSetTimeout(c, (struct timeval) { 5, 0 });
         if (k >= 0) {
-                r = redisCommand(c, "DEL %s %s", b->k_out, b->k_waiting);
+                /* the pool's budget too: the leave phase's first ask seeded
+                 * max_unavailable 1, and the scripts read the pool's budget,
+                 * not the asker's; the herd's first ask seeds the herd's */
+                r = redisCommand(c, "DEL %s %s %s", b->k_out, b->k_waiting, b->k_budget);
                 k = r && r->type == REDIS_REPLY_INTEGER ? 0 : -EIO;
                 if (k < 0)
                         fprintf(stderr, "pool_bench: herd reset: DEL failed: %s\n",
@@ -571,6 +574,7 @@ int main(int argc, char *argv[]) {
             poolkeys_key("bench", POOL_KEY_EVENTS, NULL, &b.k_events) < 0 ||
             poolkeys_key("bench", POOL_KEY_ALIVE, NULL, &b.k_alive) < 0 ||     /* the scripts' alive index */
             poolkeys_key("bench", POOL_KEY_WAITING, NULL, &b.k_waiting) < 0 || /* the leave script's queue */
+            poolkeys_key("bench", POOL_KEY_BUDGET, NULL, &b.k_budget) < 0 ||   /* the pool's one budget */
             poolkeys_key("bench", POOL_KEY_PREFIX, NULL, &b.prefix) < 0)
                 return 1;
         if (b.agents < 2) {
@@ -602,6 +606,7 @@ int main(int argc, char *argv[]) {
         free(b.k_events);
         free(b.k_alive);
         free(b.k_waiting);
+        free(b.k_budget);
         free(b.prefix);
         return r < 0 ? 1 : 0;
 }

@@ -342,7 +342,7 @@ class Redis:
 
 def pool_keys(pool):
     p = "monkey:{%s}:" % pool
-    return {"serving": p + "serving", "addrs": p + "addrs", "events": p + "events",
+    return {"serving": p + "serving", "addrs": p + "addrs", "events": p + "events", "budget": p + "budget",
             "lease": lambda h: p + "lease:" + h, "host": lambda h: p + "host:" + h}
 
 

@@ -319,7 +319,7 @@ def e7_json_contract():
 
 
 # Who may run what, as agent/proto/control.c's table says (mutating, root_only).
-PRIVILEGED = {"drain", "resume", "test-alert", "test-reboot"}
+PRIVILEGED = {"drain", "resume", "test-alert", "test-reboot", "pool budget --min-serving"}
 ROOT_ONLY = {"reload"}
 
 
@@ -335,8 +335,10 @@ def e8_help_marks_access_from_the_table():
     for line in section.splitlines()[1:]:
         if line.startswith("  ") and not line.startswith("   "):
             words = line.split()
-            name = words[0] if words[0] != "incident" or len(words) < 2 or words[1] not in ("diff", "flame") \
-                else " ".join(words[:2])
+            # help rows of a verb's sub-commands: "incident diff", "pool budget --min-serving"
+            name = " ".join(words[:3]) if words[:3] == ["pool", "budget", "--min-serving"] \
+                else " ".join(words[:2]) if words[0] in ("incident", "pool") and len(words) > 1 \
+                and words[1] in ("diff", "flame", "budget") else words[0]
             blocks[name] = line
         elif name:
             blocks[name] += "\n" + line

@@ -8,6 +8,7 @@ RESP client below) and from monkeyd's status.
 Numbered scenarios, each a short story; they print the figures they
 measure (time to reconnect, how many left at once, ...)."""
 
+import contextlib
 import os
 import shutil
 import signal
@@ -209,6 +210,25 @@ def close_all(agents):
         a.close()
 
 
+@contextlib.contextmanager
+def a_new_pool():
+    """A fresh redis-server, a listener on the pool's events and the
+    agents a scenario adds: their logs shown if it fails, all gone after."""
+    redis = Redis().start()
+    ev = Events(redis.port)
+    agents = []
+    try:
+        yield redis, ev, agents
+    except Exception:
+        for a in agents[:3]:
+            a.dump_log()
+        raise
+    finally:
+        ev.close()
+        close_all(agents)
+        redis.kill()
+
+
 def pool_status(a):
     return a.status()["pool"]
 
@@ -275,12 +295,19 @@ def t1_join_idempotent():
         check(states and states[-1]["state"] == "SERVING" and states[-1]["addr"] == "127.0.0.2:8080",
               "state events %r" % states)
 
-        # Reload: the budget applies at once; a new list key reconnects and
-        # fills the new list from our own view.
+        # Reload: the config's budget is only the pool's seed: the pool's
+        # own (seeded 1) still applies, and status says the config differs
+        # (test_budget.py sets it); a new list key reconnects and fills the
+        # new list from our own view.
         a.write_config(extra=pool_extra(redis.url(), "127.0.0.2:8080", max_unavailable=2,
                                         more="list_key = ip_address2"))
         a.signal(signal.SIGHUP)
-        wait_until(lambda: pool_status(a)["budget"]["max_unavailable"] == 2, 5, 0.05, "max_unavailable 2 after SIGHUP")
+        wait_until(lambda: pool_status(a)["budget"]["config"]["max_unavailable"] == 2, 5, 0.05,
+                   "the config's max_unavailable 2 after SIGHUP")
+        wait_until(lambda: pool_status(a)["budget"]["config_differs"] == ["max_unavailable"], 5, 0.05,
+                   "the config differing from the pool's budget after SIGHUP")
+        check(pool_status(a)["budget"]["max_unavailable"] == 1, "a reload changed the pool's budget: %r"
+              % pool_status(a)["budget"])
         wait_until(lambda: redis.cmd("LRANGE", "ip_address2", 0, -1) == ["127.0.0.2:8080"], 5, 0.05,
                    "the new list key filled after SIGHUP")
         a.write_config(extra=pool_extra(redis.url(), "127.0.0.2:8080", max_unavailable=2,
@@ -385,11 +412,8 @@ def t2_fleet_overload_budget():
     """20 agents overloaded at once with max_unavailable = 1: one leaves at
     a time, the others hold and say why; when the first is back, another
     may go."""
-    redis = Redis().start()
-    ev = Events(redis.port)
-    agents = []
-    try:
-        agents = start_agents(redis, 20, min_serving=1, max_unavailable=1)
+    with a_new_pool() as (redis, ev, agents):
+        agents.extend(start_agents(redis, 20, min_serving=1, max_unavailable=1))
         wait_until(lambda: len(redis.smembers()) == 20, 10, 0.05, "20 addresses in serving")
         sampler = Sampler(redis.port)
         t0 = time.monotonic()
@@ -427,14 +451,6 @@ def t2_fleet_overload_budget():
             check("DRAINING" not in hist or "REMEDIATING" in hist or a.state() in ("DRAINING",),
                   "%s drained without remediating: %s" % (a.name, hist))
         set_busy_now(agents, 5)
-    except Exception:
-        for a in agents[:3]:
-            a.dump_log()
-        raise
-    finally:
-        ev.close()
-        close_all(agents)
-        redis.kill()
 
 
 def t3_min_serving():

@@ -155,6 +155,20 @@ def s_all_sentinel_failovers():
         s.wait_routed(["127.0.0.2:8080"], "a leave on the master, by its event")
         print("s1: routed through the sentinel, subscribed on the master", flush=True)
 
+        # The pool's budget (monkeyctl pool budget): a key the syncer does not
+        # route by and an event on the channel it follows. It resyncs, routes
+        # the same, and neither the key nor the event's JSON trips it.
+        syncs = s.sync.log().count("routable")
+        s.a.cmd("HSET", pool_keys(POOL)["budget"], "min_serving", "1", "max_unavailable", "3", "how", "set",
+                "by", "root (uid 0) on app1", "at", "1796619773940")
+        s.a.cmd("PUBLISH", EVENTS, '{"type":"budget","action":"set","pool":"web","host":"app1",'
+                '"by":"root (uid 0) on app1","uid":0,"user":"root","old":{"min_serving":1,"max_unavailable":1},'
+                '"new":{"min_serving":1,"max_unavailable":3},"changed":true,"at_ms":1796619773940}')
+        wait_until(lambda: s.sync.log().count("routable") > syncs, FOLLOW_TIMEOUT, 0.05, "a resync after the budget event")
+        s.sync.assert_alive()
+        check(s.routed() == ["127.0.0.2:8080"], "the budget changed what is routed: %r" % s.routed())
+        print("s1: the pool's budget key and its event: resynced, routing unchanged", flush=True)
+
         # s2: a graceful failover to the replica.
         wait_until(lambda: s.b.cmd("SISMEMBER", pool_keys(POOL)["serving"], "127.0.0.3:8080") == "0", 10, 0.05,
                    "the replica in sync")

@@ -52,14 +52,16 @@ static struct {
         char incident[SPOOLED_MAX][64];
         OutboxRole role[SPOOLED_MAX];
         size_t n;
+        char last_payload[8192]; /* the last message, cut to fit */
 } spooled;
 
 int __wrap_outbox_add(Outbox *o, const char *kind, const char *incident, OutboxRole role, bool test,
                       const char *payload, uint64_t *ret_seq);
 int __wrap_outbox_add(Outbox *o, const char *kind, const char *incident, OutboxRole role, bool test,
                       const char *payload, uint64_t *ret_seq) {
-        (void) o, (void) test, (void) payload;
+        (void) o, (void) test;
         assert_true(spooled.n < SPOOLED_MAX);
+        snprintf(spooled.last_payload, sizeof spooled.last_payload, "%s", strempty(payload));
         snprintf(spooled.kind[spooled.n], sizeof spooled.kind[0], "%s", kind);
         snprintf(spooled.incident[spooled.n], sizeof spooled.incident[0], "%s", strempty(incident));
         spooled.role[spooled.n] = role;
@@ -71,9 +73,16 @@ int __wrap_outbox_add(Outbox *o, const char *kind, const char *incident, OutboxR
 
 /* ---- the recording sink ---- */
 
+/* userdata, when given: the pool's budget the agent saw, {min, max} */
 static void sink_facts(void *userdata, bool serving, AlertsFacts *ret) {
-        (void) userdata;
+        const unsigned *budget = userdata;
+
         *ret = (AlertsFacts) { .cpu_now = 97.0, .cpu_window = 95.0, .serving = serving ? 3 : -1 };
+        if (budget) {
+                ret->pool = true;
+                ret->min_serving = budget[0];
+                ret->max_unavailable = budget[1];
+        }
 }
 
 static json_object *sink_last_checks(void *userdata) {
@@ -205,9 +214,38 @@ static void test_breach_opens_the_thread(void **state) {
         assert_string_equal(spooled.incident[3], "");
 }
 
+/* The breach alert's plan names the budget that applies: the pool's own
+ * (kept in Redis), not this host's config, which is only its seed. */
+static void test_breach_names_the_pools_budget(void **state) {
+        Fix *f = *state;
+        static const unsigned pools[2] = { 2, 3 };
+        _cleanup_(freep) char *text = NULL, *path = NULL, *err = NULL;
+        Config *c = NULL;
+        Alerts *al = NULL;
+
+        assert_true(asprintf(&text,
+                             "[agent]\nhost = test-1\nstate_dir = %s\ncontrol_socket = %s/control.sock\n\n"
+                             "[slack]\nwebhook_url = http://127.0.0.1:9/hook\n\n[pool]\nredis = redis://127.0.0.1:9/0\n"
+                             "name = web\naddress = 127.0.0.2:8080\nmin_serving = 1\nmax_unavailable = 1\n\n"
+                             "[remedy]\nladder = reboot-local\n",
+                             f->dir, f->dir) >= 0);
+        path = write_file(f->dir, "pool.conf", text, 0600);
+        assert_int_equal(config_load(path, &c, &err), 0);
+        assert_int_equal(alerts_new(f->e, c, f->http, f->w, &f->incident, &recording_sink, (void *) pools, &al, &err),
+                         0);
+        f->incident.id = strdup(INCIDENT);
+        alerts_breach(al, "test-1 overloaded", "cpu 99%", NULL, NULL);
+        assert_int_equal(spooled.n, 1);
+        if (!strstr(spooled.last_payload, "min_serving 2, max_unavailable 3"))
+                fail_msg("the breach does not name the pool's budget: %s", spooled.last_payload);
+        alerts_free(al);
+        config_free(c);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_holding_gate_and_reminders, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_breach_names_the_pools_budget, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_new_quarantine_reason_is_news, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_breach_opens_the_thread, setup, teardown),
         };

@@ -79,6 +79,10 @@ static void test_command_rows(void **state) {
                 { CONTROL_INCIDENT, false, false, false, CONTROL_ARG_ID, CONTROL_ARG_ID, CONTROL_REPLY_OBJECT,
                   "incident" },
                 { CONTROL_RELOAD, true, true, false, 0, 0, CONTROL_REPLY_MESSAGE, "message" },
+                { CONTROL_POOL_BUDGET, false, false, true, 0, 0, CONTROL_REPLY_RESULT, "result" },
+                /* the whole pool's budget: privileged like drain, not root-only */
+                { CONTROL_POOL_BUDGET_SET, true, false, true, CONTROL_ARG_MIN_SERVING | CONTROL_ARG_MAX_UNAVAILABLE, 0,
+                  CONTROL_REPLY_RESULT, "result" },
         };
 
         assert_int_equal(ELEMENTSOF(want), _CONTROL_COMMAND_MAX);
@@ -123,6 +127,10 @@ static void test_every_command_parses(void **state) {
                         req.limit = 7;
                 if (info->args & CONTROL_ARG_ID)
                         req.id = (char *) "20261122T170012Z-web-1";
+                if (info->args & CONTROL_ARG_MIN_SERVING)
+                        req.has_min_serving = true, req.min_serving = 0;
+                if (info->args & CONTROL_ARG_MAX_UNAVAILABLE)
+                        req.has_max_unavailable = true, req.max_unavailable = 3;
                 assert_int_equal(control_request_format(&req, &line), 0);
                 if (control_request_parse(line, strlen(line), &back, &err) < 0)
                         fail_msg("%s: %s refused: %s", info->name, line, strna(err));
@@ -130,6 +138,11 @@ static void test_every_command_parses(void **state) {
                 assert_int_equal(back.limit, req.limit);
                 assert_true(streq_ptr(back.reason, req.reason));
                 assert_true(streq_ptr(back.id, req.id));
+                /* 0 is a min_serving, not "not given" */
+                assert_int_equal(back.has_min_serving, req.has_min_serving);
+                assert_int_equal(back.min_serving, req.min_serving);
+                assert_int_equal(back.has_max_unavailable, req.has_max_unavailable);
+                assert_int_equal(back.max_unavailable, req.max_unavailable);
                 control_request_done(&back);
 
                 assert_true(asprintf(&bare, "{\"version\":1,\"command\":\"%s\"}", info->name) > 0);
@@ -381,6 +394,15 @@ static void test_parse_bad(void **state) {
         expect_bad("{\"version\":1,\"command\":\"drain\",\"reason\":\"a\\u0000b\"}", "NUL");
         expect_bad("{\"version\":1,\"command\":\"history\",\"limit\":-1}", "\"limit\" out of range");
         expect_bad("{\"version\":1,\"command\":\"history\",\"limit\":1001}", "\"limit\" out of range");
+        /* the pool's budget: the bounds [pool] takes in the config */
+        expect_bad("{\"version\":1,\"command\":\"pool-budget-set\",\"max_unavailable\":0}",
+                   "\"max_unavailable\" out of range (1..100000): no host could ever leave the pool");
+        expect_bad("{\"version\":1,\"command\":\"pool-budget-set\",\"min_serving\":-1}",
+                   "\"min_serving\" out of range (0..100000)");
+        expect_bad("{\"version\":1,\"command\":\"pool-budget-set\",\"min_serving\":100001}",
+                   "\"min_serving\" out of range (0..100000)");
+        expect_bad("{\"version\":1,\"command\":\"pool-budget-set\",\"max_unavailable\":\"3\"}",
+                   "\"max_unavailable\" is not an integer");
         expect_bad("{\"version\":1,\"command\":\"history\",\"limit\":18446744073709551615}", "\"limit\" out of range");
         expect_bad("{\"version\":1,\"command\":\"history\",\"limit\":\"5\"}", "\"limit\" is not an integer");
         expect_bad("{\"version\":1,\"command\":\"history\",\"limit\":2.5}", "\"limit\" is not an integer");
@@ -879,8 +901,14 @@ static int fake_deferred(void *userdata, uint64_t ticket, const char *text, char
 
 /* Every row of the protocol's table is served, and its reply has the
  * row's shape under the row's key. */
+static int fake_budget(void *userdata, uint64_t ticket, const ControlRequest *req, const ControlPeer *peer,
+                       char **ret_message) {
+        return fake_deferred(userdata, ticket, NULL, ret_message);
+}
+
 static void test_server_every_command(void **state) {
         static const ControlHandlers all = {
+                .pool_budget = fake_budget,
                 .status = fake_status,
                 .history = fake_history,
                 .drain = fake_drain,

@@ -362,6 +362,224 @@ static void test_scripts(void **state) {
         assert_true(strstr(j, "LREM") && strstr(j, "RPUSH") && strstr(j, "LREM") < strstr(j, "RPUSH"));
 }
 
+
+/* --- the pool's budget ------------------------------------------------- */
+
+/* The leave script says which budget its verdict used; a script from
+ * before the budget key (5 elements) still decodes, as "not said". */
+static void test_leave_reply_budget(void **state) {
+        PoolLeaveReply v = {};
+        redisReply *r;
+
+        r = rep_arr(rep_str("denied"), rep_int(4), rep_int(4), rep_int(3), rep_str("max_unavailable 3: a, b, c are out"),
+                    rep_int(1), rep_int(3), NULL);
+        assert_int_equal(pool_leave_reply_decode(r, &v), 0);
+        assert_int_equal(v.result, POOL_LEAVE_DENIED);
+        assert_int_equal(v.min_serving, 1);
+        assert_int_equal(v.max_unavailable, 3);
+        pool_leave_reply_done(&v);
+        rep_free(r);
+
+        r = rep_arr(rep_str("left"), rep_int(3), rep_int(3), rep_int(1), rep_str("x"), NULL);
+        assert_int_equal(pool_leave_reply_decode(r, &v), 0);
+        assert_int_equal(v.min_serving, -1);
+        assert_int_equal(v.max_unavailable, -1);
+        pool_leave_reply_done(&v);
+        rep_free(r);
+
+        /* 6 elements: half a budget is a bad shape */
+        r = rep_arr(rep_str("left"), rep_int(3), rep_int(3), rep_int(1), rep_str("x"), rep_int(1), NULL);
+        assert_int_equal(pool_leave_reply_decode(r, &v), -EBADMSG);
+        rep_free(r);
+        r = rep_arr(rep_str("left"), rep_int(3), rep_int(3), rep_int(1), rep_str("x"), rep_str("one"), rep_int(1),
+                    NULL);
+        assert_int_equal(pool_leave_reply_decode(r, &v), -EBADMSG);
+        rep_free(r);
+}
+
+static long long jint_at(json_object *o, const char *a, const char *b) {
+        json_object *x = NULL, *y = NULL;
+
+        assert_true(json_object_object_get_ex(o, a, &x));
+        assert_true(json_object_object_get_ex(x, b, &y));
+        return json_object_get_int64(y);
+}
+
+/* The view carries the pool's budget and whether this view seeded it. */
+static void test_view_budget(void **state) {
+        _cleanup_(json_putp) json_object *v = NULL, *none = NULL;
+        json_object *x = NULL;
+        redisReply *r;
+
+        r = rep_arr(rep_int(1700000000000), rep_arr(NULL), rep_arr(NULL), rep_int(0), rep_int(0), rep_int(2), rep_int(3),
+                    rep_int(1), NULL);
+        assert_int_equal(pool_view_decode(r, NULL, &v), 0);
+        assert_int_equal(jint_at(v, "pool_budget", "min_serving"), 2);
+        assert_int_equal(jint_at(v, "pool_budget", "max_unavailable"), 3);
+        assert_true(json_object_object_get_ex(v, "budget_seeded", &x) && json_object_get_boolean(x));
+        rep_free(r);
+
+        /* no budget (a seedless view): null, not zeros a status would show as a budget */
+        r = rep_arr(rep_int(1700000000000), rep_arr(NULL), rep_arr(NULL), rep_int(0), rep_int(0), rep_int(-1),
+                    rep_int(-1), rep_int(0), NULL);
+        assert_int_equal(pool_view_decode(r, NULL, &none), 0);
+        assert_true(json_object_object_get_ex(none, "pool_budget", &x));
+        assert_null(x);
+        rep_free(r);
+
+        /* 6 or 7 elements: no such script */
+        r = rep_arr(rep_int(1), rep_arr(NULL), rep_arr(NULL), rep_int(0), rep_int(0), rep_int(2), NULL);
+        assert_int_equal(pool_view_decode(r, NULL, &x), -EBADMSG);
+        rep_free(r);
+        r = rep_arr(rep_int(1), rep_arr(NULL), rep_arr(NULL), rep_int(0), rep_int(0), rep_str("2"), rep_int(3),
+                    rep_str("yes"), NULL);
+        assert_int_equal(pool_view_decode(r, NULL, &x), -EBADMSG);
+        rep_free(r);
+}
+
+static void test_budget_reply(void **state) {
+        _cleanup_(freep) char *err = NULL;
+        _cleanup_(json_putp) json_object *o = NULL;
+        PoolBudget b = {};
+        json_object *x = NULL;
+        redisReply *r;
+
+        /* a set: 1/1 -> 1/3 */
+        r = rep_arr(rep_int(1), rep_int(3), rep_str("set"), rep_str("root (uid 0) on web-3"), rep_int(1700000000000),
+                    rep_int(1), rep_int(1), rep_int(1), NULL);
+        assert_int_equal(pool_budget_reply_decode(r, &b, &err), 0);
+        assert_int_equal(b.min_serving, 1);
+        assert_int_equal(b.max_unavailable, 3);
+        assert_string_equal(b.how, "set");
+        assert_string_equal(b.by, "root (uid 0) on web-3");
+        assert_true(b.set);
+        assert_true(b.changed);
+        assert_int_equal(b.old_min_serving, 1);
+        assert_int_equal(b.old_max_unavailable, 1);
+        o = pool_budget_json(&b);
+        assert_int_equal(json_object_get_int64(json_object_object_get(o, "max_unavailable")), 3);
+        assert_string_equal(json_object_get_string(json_object_object_get(o, "at")), "2023-11-14T22:13:20Z");
+        pool_budget_done(&b);
+        assert_null(b.by);
+        rep_free(r);
+
+        /* a get of a pool without a budget: -1s, shown as nulls */
+        r = rep_arr(rep_int(-1), rep_int(-1), rep_str(""), rep_str(""), rep_int(-1), rep_int(-1), rep_int(-1),
+                    rep_int(-1), NULL);
+        assert_int_equal(pool_budget_reply_decode(r, &b, &err), 0);
+        assert_false(b.set);
+        json_object_put(o);
+        o = pool_budget_json(&b);
+        assert_true(json_object_object_get_ex(o, "min_serving", &x));
+        assert_null(x);
+        assert_true(json_object_object_get_ex(o, "at", &x));
+        assert_null(x);
+        pool_budget_done(&b);
+        rep_free(r);
+
+        /* the script's refusal: its words */
+        r = rep_err("ERR invalid budget: min_serving 1, max_unavailable 0");
+        assert_int_equal(pool_budget_reply_decode(r, &b, &err), -EIO);
+        assert_string_equal(err, "ERR invalid budget: min_serving 1, max_unavailable 0");
+        rep_free(r);
+
+        /* half a budget, a short array, a word for a number */
+        r = rep_arr(rep_int(1), rep_int(-1), rep_str(""), rep_str(""), rep_int(-1), rep_int(-1), rep_int(-1),
+                    rep_int(-1), NULL);
+        assert_int_equal(pool_budget_reply_decode(r, &b, NULL), -EBADMSG);
+        rep_free(r);
+        r = rep_arr(rep_int(1), rep_int(3), rep_str("set"), NULL);
+        assert_int_equal(pool_budget_reply_decode(r, &b, NULL), -EBADMSG);
+        rep_free(r);
+        r = rep_arr(rep_int(1), rep_int(3), rep_int(7), rep_str(""), rep_int(-1), rep_int(-1), rep_int(-1),
+                    rep_int(-1), NULL);
+        assert_int_equal(pool_budget_reply_decode(r, &b, NULL), -EBADMSG);
+        rep_free(r);
+}
+
+/* Every one of the budget script's ARGV, as pool_budget_args() built it. */
+static void assert_argv(const PoolBudgetArgs *a, const char *const want[static POOL_BUDGET_ARGC]) {
+        for (size_t i = 0; i < POOL_BUDGET_ARGC; i++) {
+                assert_non_null(a->argv[i]);
+                if (!streq(a->argv[i], want[i]))
+                        fail_msg("ARGV[%zu]: \"%s\", want \"%s\"", i + 1, a->argv[i], want[i]);
+        }
+}
+
+static void test_budget_args(void **state) {
+        _cleanup_(freep) char *err = NULL;
+        PoolBudgetArgs a;
+        PoolBudgetChange c = { .min_serving = -1, .max_unavailable = 3, .have_uid = true, .uid = 0, .user = "root" };
+        const char *at = "2026-12-07T05:00:00Z";
+
+        /* a get: the mode and the seed, nothing to set, no one named */
+        assert_int_equal(pool_budget_args(NULL, 1, 2, "web", "web-1", at, &a, NULL), 0);
+        assert_argv(&a, (const char *const[]) { "get", "1", "2", "", "", "", "", "", "web-1", "web", at });
+
+        /* a set of max_unavailable alone: min_serving "" (kept), who from the peer */
+        assert_int_equal(pool_budget_args(&c, 1, 1, "web", "web-3", at, &a, NULL), 0);
+        assert_argv(&a, (const char *const[]) { "set", "1", "1", "", "3", "root (uid 0) on web-3", "0", "root", "web-3",
+                                               "web", at });
+        /* the argv points into the copy, not the builder's stack */
+        assert_ptr_equal(a.argv[4], a.new_max);
+        assert_ptr_equal(a.argv[5], a.by);
+
+        /* 0 is a min_serving, not "kept"; no user name, no peer at all */
+        c.user = NULL;
+        c.min_serving = 0;
+        assert_int_equal(pool_budget_args(&c, 1, 1, "web", "web-3", NULL, &a, NULL), 0);
+        assert_argv(&a, (const char *const[]) { "set", "1", "1", "0", "3", "uid 0 on web-3", "0", "", "web-3", "web",
+                                               "" });
+        c.have_uid = false;
+        assert_int_equal(pool_budget_args(&c, 1, 1, "web", "web-3", NULL, &a, NULL), 0);
+        assert_string_equal(a.argv[5], "an unknown peer on web-3");
+        assert_string_equal(a.argv[6], "");
+
+        /* the config's bounds: max_unavailable 0 would let no host leave */
+        c.max_unavailable = 0;
+        assert_int_equal(pool_budget_args(&c, 1, 1, "web", "web-3", NULL, &a, &err), -ERANGE);
+        assert_non_null(strstr(err, "no host could ever leave"));
+        c.max_unavailable = 100001;
+        assert_int_equal(pool_budget_args(&c, 1, 1, "web", "web-3", NULL, &a, NULL), -ERANGE);
+        c.max_unavailable = 2;
+        c.min_serving = 100001;
+        assert_int_equal(pool_budget_args(&c, 1, 1, "web", "web-3", NULL, &a, NULL), -ERANGE);
+        c.min_serving = c.max_unavailable = -1;
+        assert_int_equal(pool_budget_args(&c, 1, 1, "web", "web-3", NULL, &a, NULL), -EINVAL);
+}
+
+static void test_budget_differs(void **state) {
+        assert_string_equal(pool_budget_differs(1, 2, 1, 2), "");
+        assert_string_equal(pool_budget_differs(0, 2, 1, 2), "min_serving");
+        assert_string_equal(pool_budget_differs(1, 3, 1, 2), "max_unavailable");
+        assert_string_equal(pool_budget_differs(1, 5, 0, 2), "min_serving, max_unavailable");
+        /* not read yet: nothing to differ from */
+        assert_string_equal(pool_budget_differs(-1, -1, 0, 9), "");
+}
+
+static void test_budget_scripts(void **state) {
+        static const struct {
+                PoolScript script;
+                const char *text;
+                bool present;
+        } want[] = {
+                /* the leave's numbers are the pool's key's, the agent's only the seed */
+                { POOL_SCRIPT_LEAVE, "budget_read(ARGV[3], ARGV[4], host)", true },
+                { POOL_SCRIPT_LEAVE, "tonumber(ARGV[3])", false },
+                { POOL_SCRIPT_VIEW, "budget_read(ARGV[3], ARGV[4], ARGV[5])", true },
+                /* the seed is written only where there is no valid budget */
+                { POOL_SCRIPT_LEAVE, "if m and x and m >= 0 and x >= 1 then return m, x, 0 end", true },
+                /* a set is audited on the events channel, and bounded as the config is */
+                { POOL_SCRIPT_BUDGET, "redis.call('PUBLISH', KEYS[2]", true },
+                { POOL_SCRIPT_BUDGET, "nx < 1 or", true },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(want); i++)
+                if (!!strstr(pool_script_text[want[i].script], want[i].text) != want[i].present)
+                        fail_msg("the %s script %s \"%s\"", pool_script_to_string(want[i].script),
+                                 want[i].present ? "lacks" : "has", want[i].text);
+}
+
 static void test_backoff(void **state) {
         static const uint64_t randoms[] = { 0, 1, 12345, UINT64_MAX / 3, UINT64_MAX };
         usec_t prev_max = 0;
@@ -597,6 +815,12 @@ int main(void) {
                 cmocka_unit_test(test_more_replies),
                 cmocka_unit_test(test_event_json),
                 cmocka_unit_test(test_scripts),
+                cmocka_unit_test(test_leave_reply_budget),
+                cmocka_unit_test(test_view_budget),
+                cmocka_unit_test(test_budget_reply),
+                cmocka_unit_test(test_budget_args),
+                cmocka_unit_test(test_budget_differs),
+                cmocka_unit_test(test_budget_scripts),
                 cmocka_unit_test(test_backoff),
                 cmocka_unit_test(test_client_not_started),
                 cmocka_unit_test(test_client_refused),

@@ -40,6 +40,7 @@ static void test_names(void **state) {
         assert_key("web", POOL_KEY_ALIVE, NULL, "monkey:{web}:alive");
         assert_key("web", POOL_KEY_WAITING, NULL, "monkey:{web}:waiting");
         assert_key("web", POOL_KEY_EVENTS, NULL, "monkey:{web}:events");
+        assert_key("web", POOL_KEY_BUDGET, NULL, "monkey:{web}:budget");
         assert_key("web", POOL_KEY_HOST, "web-1", "monkey:{web}:host:web-1");
         assert_key("web", POOL_KEY_LEASE, "web-1", "monkey:{web}:lease:web-1");
         assert_key("web", POOL_KEY_ASKING, "web-1", "monkey:{web}:asking:web-1");
@@ -99,6 +100,24 @@ static void test_scripts_agree(void **state) {
         assert_non_null(strstr(leave, "ARGV[8] .. '" POOLKEYS_ASKING "' .. host"));
         assert_non_null(strstr(view, "p .. '" POOLKEYS_HOST "' .. host"));
         assert_non_null(strstr(view, "p .. '" POOLKEYS_LEASE "' .. host"));
+        /* the budget key from the prefix, in the pool's slot like the rest */
+        assert_non_null(strstr(leave, "local budget_key = ARGV[8] .. '" POOLKEYS_BUDGET "'"));
+        assert_non_null(strstr(view, "local budget_key = p .. '" POOLKEYS_BUDGET "'"));
+}
+
+/* The bounds of a budget someone sets are the config's: max_unavailable 0
+ * would let no host ever leave the pool. -1 is "not given". */
+static void test_budget_bounds(void **state) {
+        _cleanup_(freep) char *err = NULL;
+
+        assert_int_equal(poolkeys_budget_check(0, 1, NULL), 0);
+        assert_int_equal(poolkeys_budget_check(POOLKEYS_MIN_SERVING_MAX, POOLKEYS_MAX_UNAVAILABLE_MAX, NULL), 0);
+        assert_int_equal(poolkeys_budget_check(-1, 3, NULL), 0);
+        assert_int_equal(poolkeys_budget_check(2, -1, NULL), 0);
+        assert_int_equal(poolkeys_budget_check(1, 0, &err), -ERANGE);
+        assert_string_equal(err, "max_unavailable 0 is out of range (1-100000): no host could ever leave the pool");
+        assert_int_equal(poolkeys_budget_check(100001, 1, NULL), -ERANGE);
+        assert_int_equal(poolkeys_budget_check(1, 100001, NULL), -ERANGE);
 }
 
 static char *source(const char *path) {
@@ -197,6 +216,7 @@ int main(void) {
                 cmocka_unit_test(test_misuse),
                 cmocka_unit_test(test_per_host_prefix),
                 cmocka_unit_test(test_scripts_agree),
+                cmocka_unit_test(test_budget_bounds),
                 cmocka_unit_test(test_one_spelling),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -397,6 +397,49 @@ static void test_pool_listing(void **state) {
         assert_int_equal(status_text_format_pool(NULL, NULL), -EINVAL);
 }
 
+/* The pool's budget beside this host's config: the status line, the pool
+ * listing and `monkeyctl pool budget` say which rules differ. */
+static void test_pool_budget_text(void **state) {
+        char buf[512], *t = NULL;
+        const char *line;
+        json_object *o;
+
+        t = format_str("{\"pool\":{\"configured\":true,\"name\":\"web\",\"serving\":true,\"serving_count\":2,"
+                       "\"status\":\"connected\",\"budget\":{\"min_serving\":1,\"max_unavailable\":2,\"out\":[],"
+                       "\"source\":\"pool\",\"config\":{\"min_serving\":0,\"max_unavailable\":5},"
+                       "\"config_differs\":[\"min_serving\",\"max_unavailable\"]},\"members\":[{},{}]}}");
+        line = line_of(t, "pool", buf, sizeof buf);
+        free(t);
+        assert_string_equal(line, "web: serving (2 of 2 serving, budget: 0 out of max 2); the pool's budget, this "
+                                  "host's config differs: min_serving, max_unavailable");
+
+        o = parse("{\"pool\":\"web\",\"min_serving\":1,\"max_unavailable\":3,\"how\":\"set\","
+                  "\"by\":\"root (uid 0) on web-3\",\"at\":\"2026-12-07T05:02:53Z\",\"old\":{\"min_serving\":1,"
+                  "\"max_unavailable\":1},\"config\":{\"min_serving\":1,\"max_unavailable\":1},"
+                  "\"config_differs\":[\"max_unavailable\"]}");
+        assert_int_equal(status_text_format_budget(o, &t), 0);
+        assert_string_equal(t, "pool        web\n"
+                               "budget      min_serving 1 -> 1, max_unavailable 1 -> 3\n"
+                               "written     set by root (uid 0) on web-3 at 2026-12-07 05:02:53 UTC\n"
+                               "            the pool's budget applies; this host's config says min_serving 1, "
+                               "max_unavailable 1 (differs: max_unavailable)\n");
+        free(t);
+        json_object_put(o);
+
+        /* a pool without a budget yet; garbage: "?" and never a crash */
+        o = parse("{\"pool\":\"web\",\"min_serving\":null,\"max_unavailable\":null,\"config_differs\":[]}");
+        assert_int_equal(status_text_format_budget(o, &t), 0);
+        assert_non_null(strstr(t, "none yet"));
+        free(t);
+        json_object_put(o);
+        o = parse("{\"min_serving\":\"x\",\"by\":\"a\\nb\",\"old\":[],\"config_differs\":{}}");
+        assert_int_equal(status_text_format_budget(o, &t), 0);
+        assert_null(strstr(t, "a\nb"));
+        free(t);
+        json_object_put(o);
+        assert_int_equal(status_text_format_budget(NULL, NULL), -EINVAL);
+}
+
 #define SLACK_STATUS(slack) "{\"state\":\"SERVING\",\"slack\":" slack "}"
 
 static void test_slack_line(void **state) {
@@ -569,6 +612,7 @@ int main(void) {
                 cmocka_unit_test(test_event_lines),
                 cmocka_unit_test(test_pool_line),
                 cmocka_unit_test(test_pool_listing),
+                cmocka_unit_test(test_pool_budget_text),
                 cmocka_unit_test(test_slack_line),
                 cmocka_unit_test(test_remedy_lines),
                 cmocka_unit_test(test_budget_and_agent_check_lines),
