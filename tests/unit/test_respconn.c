@@ -381,9 +381,14 @@ static void story_open(Fixture *f, Story *s, const RespConnOptions *o) {
         const RespConnHandlers h = {on_connected, on_closed, on_push, s};
         char *error = NULL;
 
+        usec_t start = now_usec();
+
         *s = (Story) {};
         assert_int_equal(respconn_new(f->w.event, o, &h, &s->conn, &error), 0);
         assert_null(error);
+        /* An owner calls it from the loop: it must not wait for anything. */
+        if (now_usec() - start > 50 * USEC_PER_MSEC)
+                fail_msg("respconn_new() took %llums", (unsigned long long) ((now_usec() - start) / USEC_PER_MSEC));
 }
 
 static void cmd(Story *s, const char *a0, const char *a1, const char *a2) {
