@@ -41,6 +41,7 @@
 #define RESPCONN_KEY_MAX (64 * 1024)
 
 typedef enum RespConnState {
+        RESPCONN_STARTING, /* the first loop iteration starts it: no callback from respconn_new() */
         RESPCONN_RESOLVING,
         RESPCONN_CONNECTING,
         RESPCONN_HANDSHAKING,
@@ -638,13 +639,21 @@ static int lookup_start(RespConn *c) {
         return r;
 }
 
+static int conn_start(RespConn *c);
+
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         RespConn *c = userdata;
         unsigned long long ms;
         char why[64];
+        int r;
 
         conn_ref(c);
         switch (c->state) {
+        case RESPCONN_STARTING:
+                r = conn_start(c);
+                if (r < 0)
+                        conn_close(c, true, "cannot start connecting: %s", strerror(-r));
+                break;
         case RESPCONN_RESOLVING:
                 ms = c->resolve_timeout / USEC_PER_MSEC;
                 conn_close(c, true, "cannot resolve %s: no answer within %llums", c->host, ms);
@@ -984,8 +993,10 @@ int respconn_new(sd_event *e, const RespConnOptions *o, const RespConnHandlers *
                 SSL_CTX_up_ref(o->tls);
                 c->ctx = o->tls;
         }
-        c->state = RESPCONN_CONNECTING;
-        r = conn_start(c);
+        /* Started from the loop, so that even a failure at once is heard
+         * through closed, never from inside this call. */
+        c->state = RESPCONN_STARTING;
+        r = timer_at(c, 0);
         if (r < 0) {
                 conn_unref(c);
                 return error_set(ret_error, r, "%s: cannot start connecting: %s", o->path ? o->path : o->host,

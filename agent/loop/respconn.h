@@ -56,7 +56,8 @@ typedef struct RespConnHandlers {
  * come (error says why). r is freed after the call. */
 typedef void (*respconn_reply_t)(RespConn *c, const redisReply *r, const char *error, void *userdata);
 
-/* Starts connecting at once; the options are copied. Returns 0, or a
+/* Starts connecting from the next loop iteration (no handler is ever
+ * called from inside this call); the options are copied. Returns 0, or a
  * negative errno with *ret_error when nothing could start (never an
  * unreachable peer: that is heard through closed). */
 int respconn_new(sd_event *e, const RespConnOptions *o, const RespConnHandlers *h, RespConn **ret,

@@ -326,12 +326,17 @@ typedef struct Story {
         char *last_push;
 } Story;
 
+/* Handlers run from the loop only, never inside respconn_new(): the
+ * owner has its pointer by then. */
 static void on_connected(RespConn *c, void *userdata) {
-        ((Story *) userdata)->connected = true;
+        Story *s = userdata;
+        assert_ptr_equal(s->conn, c);
+        s->connected = true;
 }
 
 static void on_closed(RespConn *c, const char *error, void *userdata) {
         Story *s = userdata;
+        assert_ptr_equal(s->conn, c);
         assert_false(s->closed);
         s->closed = true;
         s->closed_error = strdup(error);
@@ -557,6 +562,16 @@ static void test_connect_refused(void **state) {
         expect_closed(f, &o, want);
 }
 
+static void test_unix_socket_missing(void **state) {
+        Fixture *f = *state;
+        char *path = path_in(f, "nobody-here.sock");
+        RespConnOptions o = {.path = path};
+
+        /* connect() fails at once: still heard from the loop */
+        expect_closed(f, &o, "nobody-here.sock: cannot connect: No such file or directory");
+        free(path);
+}
+
 static void test_nxdomain(void **state) {
         Fixture *f = *state;
         RespConnOptions o = {.host = "nx.test", .port = 6379};
@@ -776,6 +791,7 @@ int main(void) {
                 cmocka_unit_test(test_ipv6_literal),
                 cmocka_unit_test(test_host_name_resolved_off_the_loop),
                 cmocka_unit_test(test_connect_refused),
+                cmocka_unit_test(test_unix_socket_missing),
                 cmocka_unit_test(test_nxdomain),
                 cmocka_unit_test(test_resolver_hangs),
                 cmocka_unit_test(test_dns_change_followed),
