@@ -423,32 +423,32 @@ static void test_errors(void **state) {
                   P ":2: [checks] url: invalid URL 'http://' (use http://HOST/... or https://HOST/...)" },
                 { "[slack]\napi_url = slack.com/api\n",
                   P ":2: [slack] api_url: invalid URL 'slack.com/api' (use http://HOST/... or https://HOST/...)" },
-                { "[pool]\nredis = rediss://127.0.0.1\n",
-                  P ":2: [pool] redis: invalid URL 'rediss://127.0.0.1' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                { "[pool]\nredis = redis+tls://127.0.0.1\n",
+                  P ":2: [pool] redis: invalid URL 'redis+tls://127.0.0.1' (use redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = redis://127.0.0.1:0/0\n",
-                  P ":2: [pool] redis: invalid URL 'redis://127.0.0.1:0/0' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                  P ":2: [pool] redis: invalid URL 'redis://127.0.0.1:0/0' (use redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = unix:///run/redis.sock?db=1001\n",
-                  P ":2: [pool] redis: invalid URL 'unix:///run/redis.sock?db=1001' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                  P ":2: [pool] redis: invalid URL 'unix:///run/redis.sock?db=1001' (use redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = unix:///run/redis.sock?timeout=1\n",
-                  P ":2: [pool] redis: invalid URL 'unix:///run/redis.sock?timeout=1' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                  P ":2: [pool] redis: invalid URL 'unix:///run/redis.sock?timeout=1' (use redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = unix://run/redis.sock\n",
-                  P ":2: [pool] redis: invalid URL 'unix://run/redis.sock' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                  P ":2: [pool] redis: invalid URL 'unix://run/redis.sock' (use redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = sentinel://127.0.0.1:26379\n",
-                  P ":2: [pool] redis: invalid URL 'sentinel://127.0.0.1:26379' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                  P ":2: [pool] redis: invalid URL 'sentinel://127.0.0.1:26379' (use redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = sentinel://127.0.0.1:26379,/m\n",
-                  P ":2: [pool] redis: invalid URL 'sentinel://127.0.0.1:26379,/m' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                  P ":2: [pool] redis: invalid URL 'sentinel://127.0.0.1:26379,/m' (use redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = sentinel://h:1/m{x}\n",
-                  P ":2: [pool] redis: invalid URL 'sentinel://h:1/m{x}' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                  P ":2: [pool] redis: invalid URL 'sentinel://h:1/m{x}' (use redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = sentinel://h:1/m/x\n",
-                  P ":2: [pool] redis: invalid URL 'sentinel://h:1/m/x' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                  P ":2: [pool] redis: invalid URL 'sentinel://h:1/m/x' (use redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nout_max = 0\n", P ":2: [pool] out_max: 0 is out of range (1s-7d)" },
                 { "[agent]\nstate_dir = var/lib\n", P ":2: [agent] state_dir: 'var/lib' is not an absolute path" },
@@ -1177,7 +1177,7 @@ static void test_redis_url_redact(void **state) {
         /* the config error shows the URL, with only the password hidden */
         parse_fails("[pool]\nredis = redis://:hunter2@127.0.0.1:notaport/0\n",
                     P ":2: [pool] redis: invalid URL 'redis://:<redacted>@127.0.0.1:notaport/0' (use "
-                      "redis://[USER:PASSWORD@]HOST[:PORT][/DB], unix:///PATH or "
+                      "redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB], unix:///PATH or "
                       "sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])");
 }
 
