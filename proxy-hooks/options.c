@@ -241,6 +241,9 @@ static int options_parse_all(int argc, char *argv[], Options *o) {
                 return r;
         if (r < 0)
                 return options_usage("%s", url_error ? url_error : "invalid --redis URL");
+        /* Its connection is still hiredis's: no TLS yet (issue 19, item 5). */
+        if (o->redis.tls)
+                return options_usage("--redis: rediss:// (TLS) is not supported by monkey-proxy-sync yet");
         r = options_check_target(o);
         if (r < 0)
                 return r;

@@ -146,11 +146,15 @@ int redis_url_parse(const char *s, RedisUrl *ret, char **ret_error) {
         if (strncmp(s, "redis://", 8) == 0) {
                 u.kind = REDIS_URL_TCP;
                 rest = s + 8;
+        } else if (strncmp(s, "rediss://", 9) == 0) {
+                u.kind = REDIS_URL_TCP;
+                u.tls = true;
+                rest = s + 9;
         } else if (strncmp(s, "sentinel://", 11) == 0) {
                 u.kind = REDIS_URL_SENTINEL;
                 rest = s + 11;
         } else
-                return error_set(ret_error, -EINVAL, "invalid Redis URL: use redis://, unix:// or sentinel://");
+                return error_set(ret_error, -EINVAL, "invalid Redis URL: use redis://, rediss:// (TLS), unix:// or sentinel://");
 
         end = strchrnul(rest, '/');
         at = memrchr(rest, '@', (size_t) (end - rest));

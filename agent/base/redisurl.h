@@ -1,5 +1,6 @@
 /* One Redis URL grammar, for monkeyd's config check, its pool connection
- * and monkey-proxy-sync: redis://, unix:// (with ?db=N) and sentinel://.
+ * and monkey-proxy-sync: redis://, rediss:// (the same over TLS), unix://
+ * (with ?db=N) and sentinel://.
  * Pure: no I/O. */
 #pragma once
 
@@ -20,6 +21,7 @@ typedef struct RedisEndpoint {
 
 typedef struct RedisUrl {
         RedisUrlKind kind;
+        bool tls; /* rediss:// */
         char *user, *password; /* percent-decoded, NULL when absent */
         bool bare_userinfo;    /* "x@host": x is the password, or with a password file the user */
         RedisEndpoint server;  /* TCP */
@@ -31,7 +33,7 @@ typedef struct RedisUrl {
 } RedisUrl;
 
 /* redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (userinfo without ':' is a
- * password), unix:///PATH[?db=DB], sentinel://[userinfo@]H[:P][,H[:P]...]/MASTER[/DB].
+ * password), rediss://… the same with TLS, unix:///PATH[?db=DB], sentinel://[userinfo@]H[:P][,H[:P]...]/MASTER[/DB].
  * Default ports 6379 and 26379, DB 0..1000. On failure -EINVAL (-ENOMEM)
  * and *ret_error (if given) says why, never holding the password; ret is
  * only written on success. */

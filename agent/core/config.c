@@ -470,7 +470,7 @@ static int item_redis_url(const ConfigItem *it, const char *value, Config *c, vo
                 if (!redacted)
                         return -ENOMEM;
                 return reason(ret_reason, -EINVAL,
-                              "invalid URL '%s' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], unix:///PATH or "
+                              "invalid URL '%s' (use redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB], unix:///PATH or "
                               "sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])",
                               redacted);
         }
@@ -670,6 +670,10 @@ static const ConfigItem config_items[] = {
 
         ITEM("pool", "redis", item_redis_url, pool.redis, 0, 0, NULL, S | SECRET | REQ),
         ITEM("pool", "password_file", item_path, pool.password_file, 0, 0, NULL, S),
+        ITEM("pool", "tls_ca_file", item_path, pool.tls_ca_file, 0, 0, NULL, S),
+        ITEM("pool", "tls_cert_file", item_path, pool.tls_cert_file, 0, 0, NULL, S),
+        ITEM("pool", "tls_key_file", item_path, pool.tls_key_file, 0, 0, NULL, S),
+        ITEM("pool", "tls_server_name", item_word, pool.tls_server_name, 0, 0, NULL, S),
         ITEM("pool", "name", item_name, pool.name, 0, 0, NULL, S | REQ),
         ITEM("pool", "address", item_hostport, pool.address, 0, 0, NULL, S | REQ),
         ITEM("pool", "min_serving", item_unsigned, pool.min_serving, 0, 100000, "1", 0),
@@ -1126,6 +1130,18 @@ static void check_cross(ParseContext *ctx) {
                 ctx_fail(ctx, later_line(ctx, "pool", OFF(pool.heartbeat), OFF(pool.lease)), -EINVAL,
                          "[pool] heartbeat (%s) must be shorter than lease (%s)",
                          format_duration(a, sizeof a, c->pool.heartbeat), format_duration(b, sizeof b, c->pool.lease));
+        if (c->pool.enabled && !!c->pool.tls_cert_file != !!c->pool.tls_key_file)
+                ctx_fail(ctx, later_line(ctx, "pool", OFF(pool.tls_cert_file), OFF(pool.tls_key_file)), -EINVAL,
+                         "[pool] tls_cert_file and tls_key_file go together (a client certificate and its key)");
+        if (c->pool.enabled && c->pool.redis && strncmp(c->pool.redis, "rediss://", 9) != 0 &&
+            (c->pool.tls_ca_file || c->pool.tls_cert_file || c->pool.tls_key_file || c->pool.tls_server_name))
+                ctx_fail(ctx,
+                         later_line(ctx, "pool", OFF(pool.redis),
+                                    c->pool.tls_ca_file       ? OFF(pool.tls_ca_file)
+                                    : c->pool.tls_cert_file   ? OFF(pool.tls_cert_file)
+                                    : c->pool.tls_key_file    ? OFF(pool.tls_key_file)
+                                                              : OFF(pool.tls_server_name)),
+                         -EINVAL, "[pool] tls_* keys need a rediss:// URL in redis");
         /* The table's bound already says so; this stays in case the bound
          * is ever relaxed: 0 would let no host ever leave the pool. */
         if (c->pool.max_unavailable < 1)
@@ -1441,6 +1457,7 @@ static bool credential_absent_outside_service(const char *path) {
 static int check_secret_files(const Config *c, const unsigned *lines, char **ret_error) {
         static const size_t offsets[] = {
                 offsetof(Config, pool.password_file),
+                offsetof(Config, pool.tls_key_file),
                 offsetof(Config, slack.token_file),
                 offsetof(Config, slack.webhook_url_file),
                 offsetof(Config, aws.credentials_file),

@@ -95,6 +95,10 @@ typedef struct Config {
                 char *redis;          /* redis://[user:pass@]host:port/db | unix:///path |
                                        * sentinel://[user:pass@]h1:p1,h2:p2/master[/db] */
                 char *password_file;  /* secret, refused if group/world readable */
+                char *tls_ca_file;    /* rediss://: the CA certificates (PEM); NULL: the system store */
+                char *tls_cert_file;  /* rediss://: a client certificate (chain, PEM), with tls_key_file */
+                char *tls_key_file;   /* its key: secret, refused if group/world readable */
+                char *tls_server_name; /* the name the server's certificate carries, when not the URL's host */
                 char *name;           /* pool name P, used as monkey:{P}:... */
                 char *address;        /* advertised ip:port */
                 unsigned min_serving;

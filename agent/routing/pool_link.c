@@ -1,13 +1,11 @@
-/* The pool's connection to Redis: see pool_link.h. hiredis 0.14 owns the
- * context and frees it by itself when a connection fails, so:
- *   - a Conn forgets its context (ac = NULL) before anyone frees it, and
- *     every hiredis callback checks that its context is still the Conn's;
- *   - a context we give up on is "doomed" and freed by a defer source, on
- *     a clean stack: never from inside hiredis (0.14 calls the connect
- *     callback outside its in-callback guard); the connect and disconnect
- *     callbacks tell us when hiredis freed one itself;
+/* The pool's connection to Redis: see pool_link.h. Each connection is a
+ * RespConn (respconn.c: its own socket, TLS, host names off the loop), so:
+ *   - a Conn forgets its connection (rc = NULL) when it gives it up, and
+ *     every callback checks that its connection is still the Conn's;
+ *   - a connection given up is "doomed" and freed by a defer source, on a
+ *     clean stack; until then a reply it still reads is heard (late);
  *   - every command is a Cmd with its own timeout timer, freed by its reply
- *     callback, which hiredis calls with NULL while a context is freed. */
+ *     callback, which respconn calls with NULL when the connection closes. */
 #include "pool_link.h"
 
 #include <assert.h>
@@ -17,9 +15,9 @@
 #include "clock.h"
 #include "log.h"
 #include "random.h"
-#include "redis_event.h"
 #include "redisreply.h"
 #include "redisurl.h"
+#include "respconn.h"
 #include "secret.h"
 
 #define POOL_COMMAND_TIMEOUT_USEC (2 * USEC_PER_SEC)
@@ -31,13 +29,12 @@ typedef enum ConnKind {
         CONN_SENTINEL,
 } ConnKind;
 
-/* One hiredis connection: the main one, or the sentinel's. */
+/* One connection: the main one, or the sentinel's. */
 typedef struct Conn {
         PoolLink *link;
         ConnKind kind;
-        redisAsyncContext *ac; /* NULL once given up or freed by hiredis */
-        sd_event_source *connect_timer;
-        char *peer; /* for messages */
+        RespConn *rc; /* NULL once given up */
+        char *peer;   /* for messages */
 } Conn;
 
 typedef enum CmdKind {
@@ -54,7 +51,7 @@ typedef struct Cmd Cmd;
 struct Cmd {
         PoolLink *link;
         Conn *conn;
-        redisAsyncContext *ac; /* the context it went out on */
+        RespConn *rc; /* the connection it went out on */
         CmdKind kind;
         PoolScript script; /* CMD_OWNER: _POOL_SCRIPT_INVALID for a plain command */
         const char *what;  /* CMD_OWNER: the name for messages (static) */
@@ -89,7 +86,7 @@ struct PoolLink {
         char *last_error, *logged_error;
         usec_t lost_at; /* CLOCK_MONOTONIC, 0 while fine */
         sd_event_source *retry_timer, *reaper;
-        redisAsyncContext *doomed[DOOMED_MAX]; /* given up, freed by the reaper */
+        RespConn *doomed[DOOMED_MAX]; /* given up, freed by the reaper */
         size_t n_doomed;
 
         Cmd *cmds;
@@ -136,6 +133,9 @@ void pool_link_settings_done(PoolLinkSettings *s) {
         free(s->password_file);
         free_wiped(s->password);
         redis_url_done(&s->url);
+        SSL_CTX_free(s->tls);
+        free(s->tls_files);
+        free(s->tls_server_name);
         *s = (PoolLinkSettings) {};
 }
 
@@ -175,6 +175,22 @@ int pool_link_settings_load(const Config *c, PoolLinkSettings *ret, char **ret_e
                 if (!s.password)
                         return -ENOMEM;
         }
+        if (s.url.tls) {
+                /* Read now: a bad CA or key fails the start or the reload,
+                 * never a reconnect hours later. */
+                r = respconn_tls_new(c->pool.tls_ca_file, c->pool.tls_cert_file, c->pool.tls_key_file, &s.tls, &err);
+                if (r < 0) {
+                        if (ret_error && asprintf(ret_error, "[pool] tls: %s", err ? err : strerror(-r)) < 0)
+                                *ret_error = NULL;
+                        return r;
+                }
+                if (asprintf(&s.tls_files, "%s\n%s\n%s", strna(c->pool.tls_ca_file), strna(c->pool.tls_cert_file),
+                             strna(c->pool.tls_key_file)) < 0)
+                        return -ENOMEM;
+                s.tls_server_name = c->pool.tls_server_name ? strdup(c->pool.tls_server_name) : NULL;
+                if (c->pool.tls_server_name && !s.tls_server_name)
+                        return -ENOMEM;
+        }
         *ret = s;
         s = (PoolLinkSettings) {};
         return 0;
@@ -182,7 +198,8 @@ int pool_link_settings_load(const Config *c, PoolLinkSettings *ret, char **ret_e
 
 bool pool_link_swap_settings(PoolLink *l, PoolLinkSettings *s) {
         PoolLinkSettings old = l->settings;
-        bool changed = !streq_ptr(s->url_text, old.url_text) || !streq_ptr(s->password, old.password);
+        bool changed = !streq_ptr(s->url_text, old.url_text) || !streq_ptr(s->password, old.password) ||
+                       !streq_ptr(s->tls_files, old.tls_files) || !streq_ptr(s->tls_server_name, old.tls_server_name);
 
         l->settings = *s;
         *s = old;
@@ -193,32 +210,24 @@ const char *pool_link_url_shown(const PoolLink *l) {
         return l->settings.url_shown;
 }
 
-/* ---- contexts we gave up on ---- */
+/* ---- connections we gave up on ---- */
 
 static int on_reap(sd_event_source *s, void *userdata) {
         PoolLink *l = userdata;
 
-        /* Out of every hiredis callback here: freeing runs the pending
+        /* Out of every connection callback here: freeing runs the pending
          * callbacks with NULL replies, which only fail their commands. */
         while (l->n_doomed > 0)
-                redisAsyncFree(l->doomed[--l->n_doomed]);
+                respconn_free(l->doomed[--l->n_doomed]);
         return 0;
 }
 
-static void doomed_forget(PoolLink *l, const redisAsyncContext *ac) {
-        for (size_t i = 0; i < l->n_doomed; i++)
-                if (l->doomed[i] == ac) {
-                        l->doomed[i] = l->doomed[--l->n_doomed];
-                        return;
-                }
-}
-
-static void doom(PoolLink *l, redisAsyncContext *ac) {
+static void doom(PoolLink *l, RespConn *rc) {
         int r;
 
         if (l->n_doomed == DOOMED_MAX) /* cannot happen: one per reconnect, reaped each loop */
                 on_reap(NULL, l);
-        l->doomed[l->n_doomed++] = ac;
+        l->doomed[l->n_doomed++] = rc;
         r = sd_event_source_set_enabled(l->reaper, SD_EVENT_ONESHOT);
         /* ESTALE: the loop is exiting (SIGTERM); pool_link_free reaps it. */
         if (r < 0 && r != -ESTALE)
@@ -327,7 +336,7 @@ static const char *cmd_name(const Cmd *c) {
 }
 
 static void conn_close(Conn *conn);
-static void conn_lost(Conn *conn, const redisAsyncContext *ac, const char *why);
+static void conn_lost(Conn *conn, const RespConn *rc, const char *why);
 static int conn_connect(Conn *conn, const char *host, uint16_t port, const char *path);
 static void link_broken(PoolLink *l);
 static void connect_start(PoolLink *l);
@@ -335,12 +344,12 @@ static void sentinel_query(PoolLink *l);
 static void handshake_start(PoolLink *l);
 static void link_fail(PoolLink *l, const char *format, ...) _printf_(2, 3);
 static void sentinel_failed(PoolLink *l, const char *format, ...) _printf_(2, 3);
-static void on_reply(redisAsyncContext *ac, void *reply, void *privdata);
+static void on_reply(RespConn *rc, const redisReply *r, const char *error, void *userdata);
 
 /* A command that will get no reply: its owner hears so. */
 static void cmd_fail(Cmd *c, const char *detail) {
         if (c->handler)
-                c->handler(c->link, cmd_name(c), NULL, detail, c->ac && c->conn->ac == c->ac, c->userdata);
+                c->handler(c->link, cmd_name(c), NULL, detail, c->rc && c->conn->rc == c->rc, c->userdata);
         cmd_free(c);
 }
 
@@ -354,7 +363,7 @@ static int on_cmd_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
                  (unsigned long long) (POOL_COMMAND_TIMEOUT_USEC / USEC_PER_MSEC));
         /* A connection that let one command time out is presumed dead:
          * the rest of its replies would come late or never. */
-        if (c->conn->ac != c->ac)
+        if (c->conn->rc != c->rc)
                 return 0;
         if (c->conn->kind == CONN_MAIN)
                 link_fail(l, "%s", why);
@@ -369,7 +378,7 @@ static int cmd_send(Cmd *c) {
         Conn *conn = c->conn;
         int r;
 
-        if (!conn->ac) {
+        if (!conn->rc) {
                 cmd_fail(c, error_or(l, "not connected"));
                 return -ENOTCONN;
         }
@@ -379,11 +388,12 @@ static int cmd_send(Cmd *c) {
                 cmd_fail(c, "cannot arm the command timer");
                 return r;
         }
-        if (redisAsyncCommandArgv(conn->ac, on_reply, c, c->argc, (const char **) c->argv, c->argvlen) != REDIS_OK) {
+        c->rc = conn->rc;
+        r = respconn_command(conn->rc, c->argc, (const char *const *) c->argv, c->argvlen, on_reply, c);
+        if (r < 0) {
                 cmd_fail(c, "cannot queue the command");
-                return -EIO;
+                return r;
         }
-        c->ac = conn->ac;
         c->prev = NULL;
         c->next = l->cmds;
         if (l->cmds)
@@ -541,14 +551,14 @@ static void handshake_reply(PoolLink *l, Cmd *c, const redisReply *r) {
                 link_ready(l);
 }
 
-static void on_switch_master(redisAsyncContext *ac, void *reply, void *privdata) {
-        Conn *conn = privdata;
+static void on_switch_master(RespConn *rc, const redisReply *r, void *userdata) {
+        Conn *conn = userdata;
         PoolLink *l = conn->link;
         PoolSwitchMaster m;
 
-        if (!reply || l->freeing || conn->ac != ac)
-                return; /* the watch is going away with its context */
-        if (pool_switch_master_decode(reply, l->settings.url.master, &m) <= 0)
+        if (conn->kind != CONN_SENTINEL || l->freeing || conn->rc != rc)
+                return; /* the watch is going away with its connection */
+        if (pool_switch_master_decode(r, l->settings.url.master, &m) <= 0)
                 return;
         log_notice("pool: sentinel %s: master '%s' switched from %s:%u to %s:%u", strna(conn->peer),
                    l->settings.url.master, m.old_ip, m.old_port, m.new_ip, m.new_port);
@@ -562,11 +572,13 @@ static void on_switch_master(redisAsyncContext *ac, void *reply, void *privdata)
  * A lost watch only costs that speed: the ROLE check of each heartbeat
  * and any error on the old master still send us back to the sentinels. */
 static void sentinel_watch(PoolLink *l) {
+        static const char *const subscribe[] = {"SUBSCRIBE", "+switch-master"};
         Conn *conn = &l->sentinel;
 
-        if (!conn->ac)
+        if (!conn->rc)
                 return;
-        if (redisAsyncCommand(conn->ac, on_switch_master, conn, "SUBSCRIBE %s", "+switch-master") != REDIS_OK) {
+        /* The confirmation needs no answer; the messages come to on_switch_master. */
+        if (respconn_command(conn->rc, 2, subscribe, NULL, NULL, NULL) < 0) {
                 log_debug("pool: cannot watch sentinel %s for failovers, ignoring", strna(conn->peer));
                 conn_close(conn);
         }
@@ -592,24 +604,24 @@ static void sentinel_reply(PoolLink *l, const redisReply *r) {
                 link_broken(l);
 }
 
-static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
-        Cmd *c = privdata;
+static void on_reply(RespConn *rc, const redisReply *r, const char *error, void *userdata) {
+        Cmd *c = userdata;
         PoolLink *l = c->link;
         Conn *conn = c->conn;
-        redisReply *r = reply;
 
         c->timer = sd_event_source_disable_unref(c->timer);
         cmd_unlink(c);
 
         if (!r) {
-                /* The context is being freed: by our reaper, or by hiredis
-                 * after an error, in which case we hear it first here. */
-                if (!l->freeing && conn->ac == ac)
-                        conn_lost(conn, ac, ac->errstr ? ac->errstr : "connection closed");
+                /* The connection closed: freed by our reaper, or lost, in
+                 * which case we hear it first here (the owner hears
+                 * "broken" before the failures, as the contract says). */
+                if (!l->freeing && conn->rc == rc)
+                        conn_lost(conn, rc, error ? error : "connection closed");
                 cmd_fail(c, error_or(l, "connection lost"));
                 return;
         }
-        if (conn->ac != ac && !(c->flags & POOL_LINK_LATE_REPLY)) {
+        if (conn->rc != rc && !(c->flags & POOL_LINK_LATE_REPLY)) {
                 /* A late reply on a connection we gave up on: stale. */
                 cmd_fail(c, error_or(l, "connection given up"));
                 return;
@@ -647,7 +659,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
                 break;
         case CMD_OWNER:
                 if (c->handler)
-                        c->handler(l, cmd_name(c), r, NULL, conn->ac == ac, c->userdata);
+                        c->handler(l, cmd_name(c), r, NULL, conn->rc == rc, c->userdata);
                 break;
         }
         cmd_free(c);
@@ -656,75 +668,70 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
 /* ---- connections ---- */
 
 static void conn_close(Conn *conn) {
-        redisAsyncContext *ac = TAKE_PTR(conn->ac);
+        RespConn *rc = TAKE_PTR(conn->rc);
 
-        conn->connect_timer = sd_event_source_disable_unref(conn->connect_timer);
-        if (ac)
-                doom(conn->link, ac);
+        if (rc)
+                doom(conn->link, rc);
 }
 
-/* hiredis is freeing `ac` by itself (connect failed, server closed). */
-static void conn_lost(Conn *conn, const redisAsyncContext *ac, const char *why) {
+/* respconn's errors name the peer first: the sentinel's messages name it
+ * their own way. */
+static const char *conn_reason(const Conn *conn, const char *why) {
+        size_t n = conn->peer ? strlen(conn->peer) : 0;
+
+        if (n > 0 && strncmp(why, conn->peer, n) == 0 && why[n] == ':' && why[n + 1] == ' ')
+                return why + n + 2;
+        return why;
+}
+
+/* The connection failed or closed (why names the peer). */
+static void conn_lost(Conn *conn, const RespConn *rc, const char *why) {
         PoolLink *l = conn->link;
 
-        doomed_forget(l, ac);
-        if (l->freeing || conn->ac != ac)
+        if (l->freeing || conn->rc != rc)
                 return;
-        conn->ac = NULL;
-        conn->connect_timer = sd_event_source_disable_unref(conn->connect_timer);
+        conn_close(conn);
         if (conn->kind == CONN_MAIN) {
-                set_error(l, "%s: %s", strna(conn->peer), why);
+                set_error(l, "%s", why);
                 link_broken(l);
         } else
-                sentinel_failed(l, "%s", why);
+                sentinel_failed(l, "%s", conn_reason(conn, why));
 }
 
-static void on_connect(const redisAsyncContext *ac, int status) {
-        Conn *conn = ac->data;
+static void on_connect(RespConn *rc, void *userdata) {
+        Conn *conn = userdata;
 
-        if (!conn)
+        if (conn->link->freeing || conn->rc != rc)
                 return;
-        if (status != REDIS_OK) {
-                /* hiredis frees this context when we return. */
-                conn_lost(conn, ac, ac->errstr ? ac->errstr : "cannot connect");
-                return;
-        }
-        if (conn->ac != ac)
-                return;
-        conn->connect_timer = sd_event_source_disable_unref(conn->connect_timer);
         if (conn->kind == CONN_SENTINEL)
                 sentinel_query(conn->link);
         else
                 handshake_start(conn->link);
 }
 
-static void on_disconnect(const redisAsyncContext *ac, int status) {
-        Conn *conn = ac->data;
-
-        if (conn)
-                conn_lost(conn, ac,
-                          status == REDIS_OK ? "connection closed" : ac->errstr ? ac->errstr : "connection lost");
+static void on_closed(RespConn *rc, const char *error, void *userdata) {
+        conn_lost(userdata, rc, error);
 }
 
-static int on_connect_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
-        Conn *conn = userdata;
-        PoolLink *l = conn->link;
-
-        conn->connect_timer = sd_event_source_disable_unref(conn->connect_timer);
-        if (conn->kind == CONN_MAIN)
-                link_fail(l, "%s: no connection within %llums", strna(conn->peer),
-                          (unsigned long long) (POOL_CONNECT_TIMEOUT_USEC / USEC_PER_MSEC));
-        else
-                sentinel_failed(l, "no connection within %llums",
-                                (unsigned long long) (POOL_CONNECT_TIMEOUT_USEC / USEC_PER_MSEC));
-        return 0;
-}
-
-/* host names go through getaddrinfo() in hiredis, which blocks: use IP
- * addresses (or /etc/hosts) in [pool] redis. */
+/* Host names are looked up off the loop, again on each connect (respconn). */
 static int conn_connect(Conn *conn, const char *host, uint16_t port, const char *path) {
         PoolLink *l = conn->link;
-        redisAsyncContext *ac;
+        const RespConnHandlers handlers = {
+                .connected = on_connect,
+                .closed = on_closed,
+                .push = on_switch_master,
+                .userdata = conn,
+        };
+        const RespConnOptions options = {
+                .host = host,
+                .port = port,
+                .path = path,
+                .tls = path ? NULL : l->settings.tls,
+                .tls_server_name = l->settings.tls_server_name,
+                .resolve_timeout = POOL_CONNECT_TIMEOUT_USEC,
+                .connect_timeout = POOL_CONNECT_TIMEOUT_USEC,
+        };
+        _cleanup_(freep) char *error = NULL;
         int r;
 
         conn_close(conn);
@@ -737,31 +744,9 @@ static int conn_connect(Conn *conn, const char *host, uint16_t port, const char 
         if (!conn->peer)
                 return -ENOMEM;
 
-        ac = path ? redisAsyncConnectUnix(path) : redisAsyncConnect(host, port);
-        if (!ac) {
-                set_error(l, "%s: cannot allocate a connection", conn->peer);
-                return -ENOMEM;
-        }
-        if (ac->err) {
-                set_error(l, "%s: %s", conn->peer, ac->errstr ? ac->errstr : "cannot connect");
-                redisAsyncFree(ac);
-                return -ECONNREFUSED;
-        }
-        r = redis_event_attach(ac, l->event);
+        r = respconn_new(l->event, &options, &handlers, &conn->rc, &error);
         if (r < 0) {
-                set_error(l, "%s: cannot watch the connection: %s", conn->peer, strerror(-r));
-                redisAsyncFree(ac);
-                return r;
-        }
-        ac->data = conn;
-        conn->ac = ac;
-        (void) redisAsyncSetDisconnectCallback(ac, on_disconnect);
-        (void) redisAsyncSetConnectCallback(ac, on_connect);
-        r = sd_event_add_time_relative(l->event, &conn->connect_timer, CLOCK_MONOTONIC, POOL_CONNECT_TIMEOUT_USEC,
-                                       USEC_PER_MSEC, on_connect_timeout, conn);
-        if (r < 0) {
-                set_error(l, "%s: cannot arm the connect timer: %s", conn->peer, strerror(-r));
-                conn_close(conn);
+                set_error(l, "%s: %s", conn->peer, error ? error : strerror(-r));
                 return r;
         }
         return 0;

@@ -1,11 +1,12 @@
-/* The pool's connection to Redis: the main connection on sd-event (hiredis
- * async through redis_event.c), found through Sentinel when the URL says
+/* The pool's connection to Redis: the main connection on sd-event
+ * (respconn.c: TCP, Unix or TLS, host names looked up off the loop on
+ * every connect), found through Sentinel when the URL says
  * so and followed across failovers; the handshake (AUTH, SELECT, ROLE,
  * SCRIPT LOAD of the pool's scripts); a timeout for every command and for
  * every connect; NOSCRIPT answered by sending the script's text; the
  * backoff between attempts; what went wrong last.
  *
- * It owns the hiredis contexts, the commands in flight, the settings that
+ * It owns the connections, the commands in flight, the settings that
  * shape the connection (URL, password) and the connection's status. It
  * knows nothing of membership: its owner (pool.c) sends commands, and
  * hears their replies and the link's ups and downs through callbacks,
@@ -13,6 +14,7 @@
 #pragma once
 
 #include <hiredis/hiredis.h>
+#include <openssl/ssl.h>
 #include <systemd/sd-event.h>
 
 #include "config.h"
@@ -34,9 +36,13 @@ typedef enum PoolLinkState {
 typedef struct PoolLinkSettings {
         char *url_text, *url_shown, *password_file, *password;
         RedisUrl url;
+        SSL_CTX *tls;          /* rediss://: the CA, client certificate and key, read */
+        char *tls_files;       /* the files it was read from, to tell a change */
+        char *tls_server_name; /* NULL: the URL's host */
 } PoolLinkSettings;
 
-/* [pool] redis and password_file. ret_error: one line naming the key. */
+/* [pool] redis, password_file and the tls_* keys (the key file under the
+ * secret rules). ret_error: one line naming the key. */
 int pool_link_settings_load(const Config *c, PoolLinkSettings *ret, char **ret_error);
 void pool_link_settings_done(PoolLinkSettings *s);
 
@@ -59,7 +65,7 @@ PoolLink *pool_link_free(PoolLink *l);
 /* Start connecting (async); a no-op unless idle. */
 void pool_link_start(PoolLink *l);
 /* New settings: swapped with s (s then holds the old ones). Returns
- * whether the connection changed (URL or password). */
+ * whether the connection changed (URL, password or TLS files). */
 bool pool_link_swap_settings(PoolLink *l, PoolLinkSettings *s);
 /* Drop the connection and connect again at once (new settings). */
 void pool_link_reconnect(PoolLink *l);

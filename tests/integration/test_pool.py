@@ -865,13 +865,88 @@ def t11_script_cache_flushed():
         redis.kill()
 
 
+def make_certs(d):
+    """A CA and a server certificate for localhost/127.0.0.1 it signs, and
+    a second CA that signed nothing here: made with the openssl CLI."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for ca in ("ca", "otherca"):
+        subprocess.run(["openssl", "req", "-x509"] + ec + ["-keyout", ca + ".key", "-out", ca + ".crt",
+                        "-subj", "/CN=" + ca, "-days", "2"], cwd=d, check=True, capture_output=True)
+    subprocess.run(["openssl", "req"] + ec + ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"],
+                   cwd=d, check=True, capture_output=True)
+    with open(os.path.join(d, "server.ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                    "-CAcreateserial", "-days", "2", "-out", "server.crt", "-extfile", "server.ext"],
+                   cwd=d, check=True, capture_output=True)
+
+
+class TlsRedis(Redis):
+    """TLS on tls_port for the agent; the plain port stays for the test's
+    own reads (Resp speaks no TLS)."""
+
+    def __init__(self, certs):
+        super().__init__()
+        self.tls_port = free_port()
+        self.certs = certs
+
+    def start(self):
+        self.log = open(os.path.join(self.dir, "redis-%d.log" % time.monotonic_ns()), "wb")
+        c = lambda n: os.path.join(self.certs, n)
+        self.proc = harness.spawn([REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+                                   "--tls-port", str(self.tls_port), "--tls-cert-file", c("server.crt"),
+                                   "--tls-key-file", c("server.key"), "--tls-ca-cert-file", c("ca.crt"),
+                                   "--tls-auth-clients", "no",
+                                   "--save", "", "--appendonly", "no", "--dir", self.dir],
+                                  stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        wait_until(lambda: self.ping(), 10, 0.02, "redis-server on port %d" % self.port)
+        return self
+
+
+def t12_tls():
+    """rediss:// with a host name: the agent joins over TLS, follows a
+    restart of the TLS Redis, and a server its CA did not sign is refused
+    with a clear error in status."""
+    certs = harness.make_tmpdir("monkey-it-certs-")
+    make_certs(certs)
+    redis = TlsRedis(certs).start()
+    a = Agent(name="tls", host="web-1", window="1s", interval="100ms")
+    url = "rediss://localhost:%d/0" % redis.tls_port
+    try:
+        a.write_config(extra=pool_extra(url, "127.0.0.2:8080",
+                                        more="tls_ca_file = %s" % os.path.join(certs, "ca.crt")))
+        a.start(wait_serving=False)
+        a.wait_state("SERVING", 15)
+        wait_until(lambda: redis.smembers() == ["127.0.0.2:8080"], 5, 0.05, "registered over TLS")
+        check(pool_status(a)["status"] == "connected", "status %r over TLS" % pool_status(a)["status"])
+
+        # A restart of the TLS Redis (state lost): the agent reconnects and registers again.
+        redis.kill()
+        wait_until(lambda: pool_status(a)["status"] != "connected", 5, 0.05, "the loss seen")
+        redis.start()
+        wait_until(lambda: pool_status(a)["status"] == "connected" and redis.smembers() == ["127.0.0.2:8080"],
+                   15, 0.05, "reconnected over TLS and registered again")
+        a.stop()
+
+        a.write_config(extra=pool_extra(url, "127.0.0.2:8080",
+                                        more="tls_ca_file = %s" % os.path.join(certs, "otherca.crt")))
+        a.start(wait_serving=False)
+        wait_until(lambda: pool_status(a)["status"] == "unreachable" and
+                   "unknown CA" in (pool_status(a)["last_error"] or ""), 10, 0.05, "unknown CA refused")
+        print("   wrong CA: %s" % pool_status(a)["last_error"])
+        a.stop()
+    finally:
+        a.close()
+        redis.kill()
+
+
 def main():
     if not REDIS_SERVER:
         print("FAIL: redis-server is not installed (tests/setup-deps)")
         sys.exit(1)
     harness.main([t1_join_idempotent, t2_fleet_overload_budget, t3_min_serving, t4_lease_expiry,
                   t5_redis_dies_mid_cycle, t6_on_unreachable_remediate, t7_sentinel, t8_auth,
-                  t9_first_come_first_served, t10_pool_state_lost, t11_script_cache_flushed])
+                  t9_first_come_first_served, t10_pool_state_lost, t11_script_cache_flushed, t12_tls])
 
 
 if __name__ == "__main__":

@@ -423,32 +423,32 @@ static void test_errors(void **state) {
                   P ":2: [checks] url: invalid URL 'http://' (use http://HOST/... or https://HOST/...)" },
                 { "[slack]\napi_url = slack.com/api\n",
                   P ":2: [slack] api_url: invalid URL 'slack.com/api' (use http://HOST/... or https://HOST/...)" },
-                { "[pool]\nredis = rediss://127.0.0.1\n",
-                  P ":2: [pool] redis: invalid URL 'rediss://127.0.0.1' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                { "[pool]\nredis = redis+tls://127.0.0.1\n",
+                  P ":2: [pool] redis: invalid URL 'redis+tls://127.0.0.1' (use redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = redis://127.0.0.1:0/0\n",
-                  P ":2: [pool] redis: invalid URL 'redis://127.0.0.1:0/0' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                  P ":2: [pool] redis: invalid URL 'redis://127.0.0.1:0/0' (use redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = unix:///run/redis.sock?db=1001\n",
-                  P ":2: [pool] redis: invalid URL 'unix:///run/redis.sock?db=1001' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                  P ":2: [pool] redis: invalid URL 'unix:///run/redis.sock?db=1001' (use redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = unix:///run/redis.sock?timeout=1\n",
-                  P ":2: [pool] redis: invalid URL 'unix:///run/redis.sock?timeout=1' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                  P ":2: [pool] redis: invalid URL 'unix:///run/redis.sock?timeout=1' (use redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = unix://run/redis.sock\n",
-                  P ":2: [pool] redis: invalid URL 'unix://run/redis.sock' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                  P ":2: [pool] redis: invalid URL 'unix://run/redis.sock' (use redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = sentinel://127.0.0.1:26379\n",
-                  P ":2: [pool] redis: invalid URL 'sentinel://127.0.0.1:26379' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                  P ":2: [pool] redis: invalid URL 'sentinel://127.0.0.1:26379' (use redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = sentinel://127.0.0.1:26379,/m\n",
-                  P ":2: [pool] redis: invalid URL 'sentinel://127.0.0.1:26379,/m' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                  P ":2: [pool] redis: invalid URL 'sentinel://127.0.0.1:26379,/m' (use redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = sentinel://h:1/m{x}\n",
-                  P ":2: [pool] redis: invalid URL 'sentinel://h:1/m{x}' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                  P ":2: [pool] redis: invalid URL 'sentinel://h:1/m{x}' (use redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nredis = sentinel://h:1/m/x\n",
-                  P ":2: [pool] redis: invalid URL 'sentinel://h:1/m/x' (use redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
+                  P ":2: [pool] redis: invalid URL 'sentinel://h:1/m/x' (use redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB], "
                     "unix:///PATH or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])" },
                 { "[pool]\nout_max = 0\n", P ":2: [pool] out_max: 0 is out of range (1s-7d)" },
                 { "[agent]\nstate_dir = var/lib\n", P ":2: [agent] state_dir: 'var/lib' is not an absolute path" },
@@ -870,7 +870,8 @@ static void test_bad_bytes(void **state) {
 static const char *const all_keys[] = {
         "agent.host", "agent.state_dir", "agent.control_socket", "agent.proc_stat", "agent.boot_id",
         "agent.log_level", "agent.control_group", "cpu.threshold", "cpu.window", "cpu.interval", "cpu.clear_below", "cpu.jitter",
-        "pool.redis", "pool.password_file", "pool.name", "pool.address", "pool.min_serving", "pool.max_unavailable",
+        "pool.redis", "pool.password_file", "pool.tls_ca_file", "pool.tls_cert_file",
+        "pool.tls_key_file", "pool.tls_server_name", "pool.name", "pool.address", "pool.min_serving", "pool.max_unavailable",
         "pool.list_key", "pool.drain", "pool.lease", "pool.heartbeat", "pool.on_unreachable", "pool.out_max", "slack.webhook_url",
         "slack.token", "slack.token_file", "slack.channel", "slack.api_url", "slack.webhook_url_file",
         "slack.timeout", "slack.remind", "slack.outbox_max", "slack.outbox_max_bytes", "aws.region", "aws.instance_id",
@@ -944,8 +945,9 @@ static void test_reference_config(void **state) {
                                 print_error("unexpected key %s\n", full);
                         assert_true(known);
                         /* One way to post to Slack: keep the alternatives commented. */
+                        /* The tls_* keys go with rediss://; the example's URL is redis://. */
                         if (commented && (streq(full, "slack.webhook_url") || streq(full, "slack.webhook_url_file") ||
-                                          streq(full, "slack.token")))
+                                          streq(full, "slack.token") || strncmp(full, "pool.tls_", 9) == 0))
                                 k = NULL;
                 }
                 if (k) {
@@ -1177,11 +1179,30 @@ static void test_redis_url_redact(void **state) {
         /* the config error shows the URL, with only the password hidden */
         parse_fails("[pool]\nredis = redis://:hunter2@127.0.0.1:notaport/0\n",
                     P ":2: [pool] redis: invalid URL 'redis://:<redacted>@127.0.0.1:notaport/0' (use "
-                      "redis://[USER:PASSWORD@]HOST[:PORT][/DB], unix:///PATH or "
+                      "redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB], unix:///PATH or "
                       "sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])");
 }
 
 /* ---- [proxy] agent_check_address ---- */
+
+/* rediss:// and the keys that shape TLS: only together, and a client
+ * certificate only with its key. */
+static void test_pool_tls_keys(void **state) {
+        Config *c;
+
+        c = parse_ok("[pool]\nredis = rediss://redis.example:6380/0\nname = web\naddress = 127.0.0.2:8080\n"
+                     "tls_ca_file = /etc/monkeyd/ca.pem\ntls_server_name = redis.internal\n");
+        assert_string_equal(c->pool.tls_ca_file, "/etc/monkeyd/ca.pem");
+        assert_string_equal(c->pool.tls_server_name, "redis.internal");
+        assert_null(c->pool.tls_cert_file);
+        config_free(c);
+        parse_fails(POOL_OK "tls_ca_file = /etc/monkeyd/ca.pem\n",
+                    P ":5: [pool] tls_* keys need a rediss:// URL in redis");
+        parse_fails("[pool]\nredis = rediss://h\nname = web\naddress = 127.0.0.2:8080\n"
+                    "tls_cert_file = /etc/monkeyd/client.pem\n",
+                    P ":5: [pool] tls_cert_file and tls_key_file go together (a client certificate and its key)");
+        parse_fails(POOL_OK "tls_ca_file = ca.pem\n", P ":5: [pool] tls_ca_file: 'ca.pem' is not an absolute path");
+}
 
 static void test_agent_check_default(void **state) {
         Config *c;
@@ -1397,6 +1418,7 @@ int main(void) {
                 cmocka_unit_test(test_aws_identifiers),
                 cmocka_unit_test(test_urls),
                 cmocka_unit_test(test_redis_url_redact),
+                cmocka_unit_test(test_pool_tls_keys),
                 cmocka_unit_test(test_agent_check_default),
                 cmocka_unit_test(test_secret_file_references),
         };

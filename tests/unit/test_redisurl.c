@@ -49,7 +49,22 @@ static void test_url_good(void **state) {
         assert_string_equal(u.server.host, "h");
         redis_url_done(&u);
 
+        /* rediss://: the same grammar, over TLS */
+        assert_int_equal(redis_url_parse("rediss://monkey:pw@master.abc.cache.amazonaws.com:6380/3", &u, &err), 0);
+        assert_int_equal(u.kind, REDIS_URL_TCP);
+        assert_true(u.tls);
+        assert_string_equal(u.user, "monkey");
+        assert_string_equal(u.server.host, "master.abc.cache.amazonaws.com");
+        assert_int_equal(u.server.port, 6380);
+        assert_int_equal(u.db, 3);
+        redis_url_done(&u);
+        assert_int_equal(redis_url_parse("rediss://[::1]", &u, &err), 0);
+        assert_true(u.tls);
+        assert_int_equal(u.server.port, 6379);
+        redis_url_done(&u);
+
         assert_int_equal(redis_url_parse("redis://[::1]:6390/2", &u, &err), 0);
+        assert_false(u.tls);
         assert_string_equal(u.server.host, "::1");
         assert_int_equal(u.server.port, 6390);
         assert_int_equal(u.db, 2);
@@ -83,7 +98,9 @@ static void test_url_good(void **state) {
 static void test_url_bad(void **state) {
         static const char *const bad[] = {
                 "",
-                "rediss://h",
+                "redisss://h",
+                "rediss:/h",
+                "rediss://",
                 "http://h",
                 "redis://",
                 "redis://h:0",
