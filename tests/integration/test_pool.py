@@ -20,7 +20,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dnsns  # noqa: E402
 import harness  # noqa: E402
+from dnsstub import DnsStub, DnsStubError  # noqa: E402
 from harness import Agent, check, fail, wait_until  # noqa: E402
 
 POOL = "web"
@@ -865,17 +867,23 @@ def t11_script_cache_flushed():
         redis.kill()
 
 
+# The TLS Redis's name: looked up through a DNS stub (dnsstub.py) in the
+# agent's own resolv.conf view, never through the machine's /etc/hosts (a
+# minimal Debian root has no "localhost" in it).
+TLS_NAME = "redis.pool.test"
+
+
 def make_certs(d):
-    """A CA and a server certificate for localhost/127.0.0.1 it signs, and
+    """A CA and a server certificate for redis.pool.test/127.0.0.1 it signs, and
     a second CA that signed nothing here: made with the openssl CLI."""
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     for ca in ("ca", "otherca"):
         subprocess.run(["openssl", "req", "-x509"] + ec + ["-keyout", ca + ".key", "-out", ca + ".crt",
                         "-subj", "/CN=" + ca, "-days", "2"], cwd=d, check=True, capture_output=True)
-    subprocess.run(["openssl", "req"] + ec + ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"],
+    subprocess.run(["openssl", "req"] + ec + ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=" + TLS_NAME],
                    cwd=d, check=True, capture_output=True)
     with open(os.path.join(d, "server.ext"), "w") as f:
-        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        f.write("subjectAltName=DNS:%s,IP:127.0.0.1\n" % TLS_NAME)
     subprocess.run(["openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
                     "-CAcreateserial", "-days", "2", "-out", "server.crt", "-extfile", "server.ext"],
                    cwd=d, check=True, capture_output=True)
@@ -906,19 +914,41 @@ class TlsRedis(Redis):
 def t12_tls():
     """rediss:// with a host name: the agent joins over TLS, follows a
     restart of the TLS Redis, and a server its CA did not sign is refused
-    with a clear error in status."""
+    with a clear error in status. The name comes from a DNS stub in the
+    agent's own resolv.conf view; where no mount namespace may be made,
+    the URL names 127.0.0.1 and tls_server_name the certificate's name."""
     certs = harness.make_tmpdir("monkey-it-certs-")
     make_certs(certs)
     redis = TlsRedis(certs).start()
     a = Agent(name="tls", host="web-1", window="1s", interval="100ms")
-    url = "rediss://localhost:%d/0" % redis.tls_port
+    why = dnsns.refused()
+    stub = None
     try:
-        a.write_config(extra=pool_extra(url, "127.0.0.2:8080",
-                                        more="tls_ca_file = %s" % os.path.join(certs, "ca.crt")))
-        a.start(wait_serving=False)
+        if why is None:
+            try:
+                stub = DnsStub({TLS_NAME: "127.0.0.1"}).__enter__()
+            except DnsStubError as e:
+                why = str(e)
+        if stub:
+            url, more, wrapper = "rediss://%s:%d/0" % (TLS_NAME, redis.tls_port), "", None
+            print("   the name %s from a DNS stub at %s" % (TLS_NAME, stub.addr))
+        else:
+            url, more, wrapper = "rediss://127.0.0.1:%d/0" % redis.tls_port, "tls_server_name = %s\n" % TLS_NAME, ()
+            print("   no DNS stub here (%s): rediss://127.0.0.1 with tls_server_name %s" % (why, TLS_NAME))
+
+        def start(ca):
+            a.write_config(extra=pool_extra(url, "127.0.0.2:8080",
+                                            more=more + "tls_ca_file = %s" % os.path.join(certs, ca)))
+            a.start(wait_serving=False,
+                    wrapper=dnsns.DnsView(stub, a.dir, timeout=1, attempts=1).wrapper() if stub else ())
+
+        start("ca.crt")
         a.wait_state("SERVING", 15)
         wait_until(lambda: redis.smembers() == ["127.0.0.2:8080"], 5, 0.05, "registered over TLS")
         check(pool_status(a)["status"] == "connected", "status %r over TLS" % pool_status(a)["status"])
+        if stub:
+            check(any(q["name"].rstrip(".") == TLS_NAME for q in stub.questions()),
+                  "the agent never asked the stub for %s" % TLS_NAME)
 
         # A restart of the TLS Redis (state lost): the agent reconnects and registers again.
         redis.kill()
@@ -928,9 +958,7 @@ def t12_tls():
                    15, 0.05, "reconnected over TLS and registered again")
         a.stop()
 
-        a.write_config(extra=pool_extra(url, "127.0.0.2:8080",
-                                        more="tls_ca_file = %s" % os.path.join(certs, "otherca.crt")))
-        a.start(wait_serving=False)
+        start("otherca.crt")
         wait_until(lambda: pool_status(a)["status"] == "unreachable" and
                    "unknown CA" in (pool_status(a)["last_error"] or ""), 10, 0.05, "unknown CA refused")
         print("   wrong CA: %s" % pool_status(a)["last_error"])
@@ -938,6 +966,8 @@ def t12_tls():
     finally:
         a.close()
         redis.kill()
+        if stub:
+            stub.stop()
 
 
 def main():

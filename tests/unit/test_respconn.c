@@ -8,9 +8,10 @@
  * may hold it.
  *
  * getaddrinfo is wrapped (-Wl,--wrap): names under .test are answered
- * here (a hang, NXDOMAIN, an address the test moves), so no lookup ever
- * leaves the machine; every other name goes to the real one (localhost
- * from /etc/hosts). */
+ * here (a hang, NXDOMAIN, an address the test moves, local.test for
+ * 127.0.0.1), so no lookup ever leaves the machine and none depends on the
+ * machine's /etc/hosts (a minimal Debian root has no "local.test" in it);
+ * every other name goes to the real one. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -52,6 +53,11 @@ int __wrap_getaddrinfo(const char *node, const char *service, const struct addri
         if (streq(node, "hang.test")) {
                 usleep(800 * 1000);
                 return EAI_AGAIN;
+        }
+        if (streq(node, "local.test")) {
+                numeric = *hints;
+                numeric.ai_flags |= AI_NUMERICHOST | AI_NUMERICSERV;
+                return __real_getaddrinfo("127.0.0.1", service, &numeric, res);
         }
         if (streq(node, "moving.test")) {
                 /* Each address parsed numerically, chained in order. */
@@ -265,10 +271,10 @@ static int setup(void **state) {
         f->dir = tmp_dir();
         make_ca(f->dir, "ca");
         make_ca(f->dir, "otherca");
-        make_cert(f->dir, "ca", "server", "DNS:localhost,IP:127.0.0.1", 2);
-        make_cert(f->dir, "ca", "expired", "DNS:localhost,IP:127.0.0.1", -1);
+        make_cert(f->dir, "ca", "server", "DNS:local.test,IP:127.0.0.1", 2);
+        make_cert(f->dir, "ca", "expired", "DNS:local.test,IP:127.0.0.1", -1);
         make_cert(f->dir, "ca", "client", "DNS:client", 2);
-        make_cert(f->dir, "otherca", "stranger", "DNS:localhost,IP:127.0.0.1", 2);
+        make_cert(f->dir, "otherca", "stranger", "DNS:local.test,IP:127.0.0.1", 2);
 
         f->plain_port = free_port("127.0.0.1");
         f->socket_path = path_in(f, "redis.sock");
@@ -546,7 +552,7 @@ static void test_ipv6_literal(void **state) {
 
 static void test_host_name_resolved_off_the_loop(void **state) {
         Fixture *f = *state;
-        RespConnOptions o = {.host = "localhost", .port = f->plain_port};
+        RespConnOptions o = {.host = "local.test", .port = f->plain_port};
 
         watch_reset(f);
         expect_ping(f, &o);
@@ -614,10 +620,10 @@ static void test_dns_change_followed(void **state) {
 static void test_tls_commands(void **state) {
         Fixture *f = *state;
         SSL_CTX *ctx = tls_ctx(f, "ca.crt", NULL, NULL);
-        RespConnOptions by_name = {.host = "localhost", .port = f->tls_port, .tls = ctx};
+        RespConnOptions by_name = {.host = "local.test", .port = f->tls_port, .tls = ctx};
         RespConnOptions by_ip = {.host = "127.0.0.1", .port = f->tls_port, .tls = ctx};
         RespConnOptions other_name = {
-                .host = "127.0.0.1", .port = f->tls_port, .tls = ctx, .tls_server_name = "localhost"};
+                .host = "127.0.0.1", .port = f->tls_port, .tls = ctx, .tls_server_name = "local.test"};
         Story s;
 
         watch_reset(f);
@@ -636,7 +642,7 @@ static void test_tls_commands(void **state) {
 static void test_tls_unknown_ca(void **state) {
         Fixture *f = *state;
         SSL_CTX *ctx = tls_ctx(f, "otherca.crt", NULL, NULL);
-        RespConnOptions o = {.host = "localhost", .port = f->tls_port, .tls = ctx};
+        RespConnOptions o = {.host = "local.test", .port = f->tls_port, .tls = ctx};
 
         expect_closed(f, &o, "TLS: server certificate not signed by a trusted CA (unknown CA");
         SSL_CTX_free(ctx);
@@ -656,7 +662,7 @@ static void test_tls_expired(void **state) {
         SSL_CTX *ctx = tls_ctx(f, "ca.crt", NULL, NULL);
         uint16_t port = free_port("127.0.0.1");
         pid_t pid = tls_redis(f, port, "expired", false);
-        RespConnOptions o = {.host = "localhost", .port = port, .tls = ctx};
+        RespConnOptions o = {.host = "local.test", .port = port, .tls = ctx};
 
         expect_closed(f, &o, "TLS: server certificate has expired");
         redis_stop(&pid);
@@ -667,7 +673,7 @@ static void test_tls_client_certificate(void **state) {
         Fixture *f = *state;
         SSL_CTX *with = tls_ctx(f, "ca.crt", "client.crt", "client.key");
         SSL_CTX *without = tls_ctx(f, "ca.crt", NULL, NULL), *ctx = NULL;
-        RespConnOptions o = {.host = "localhost", .port = f->tls_clients_port, .tls = with};
+        RespConnOptions o = {.host = "local.test", .port = f->tls_clients_port, .tls = with};
         char *key = path_in(f, "client.key"), *cert = path_in(f, "client.crt"), *error = NULL;
         Story s;
 
@@ -698,7 +704,7 @@ static void test_tls_client_certificate(void **state) {
 static void test_tls_restart_followed(void **state) {
         Fixture *f = *state;
         SSL_CTX *ctx = tls_ctx(f, "ca.crt", NULL, NULL);
-        RespConnOptions o = {.host = "localhost", .port = f->tls_port, .tls = ctx};
+        RespConnOptions o = {.host = "local.test", .port = f->tls_port, .tls = ctx};
         Story s;
 
         story_open(f, &s, &o);
@@ -706,7 +712,7 @@ static void test_tls_restart_followed(void **state) {
         run_until(&f->w, &s.all_replied, 5 * USEC_PER_SEC);
         redis_stop(&f->tls);
         run_until(&f->w, &s.closed, 5 * USEC_PER_SEC);
-        assert_non_null(strstr(s.closed_error, "localhost:"));
+        assert_non_null(strstr(s.closed_error, "local.test:"));
         story_done(&s);
         expect_closed(f, &o, "Connection refused");
         /* Back on the same port: the next connection works. */
