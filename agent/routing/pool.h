@@ -28,6 +28,7 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "pool_link.h"
 #include "pool_scripts.h"
 
 typedef struct Pool Pool;
@@ -86,6 +87,12 @@ int pool_reconfigure(Pool *p, const Config *c);
  * members refresh it only when asked (monkeyctl pool), at most once a
  * second. The answer lands in the cache; the caller shows what is cached. */
 void pool_request_members(Pool *p);
+
+/* One command for another module's keys in the pool's Redis (the fleet
+ * thread's scripts): argv[0] is its name; the pool_link_command()
+ * contract (h hears the answer exactly once). */
+int pool_command(Pool *p, const char *what, size_t argc, const char *const *argv, pool_link_reply_t h,
+                 void *userdata);
 
 /* For status: {"configured":true,"name","address","connected","serving",
  * "serving_count","status","last_error","budget":{...},"members":[...],
