@@ -71,10 +71,14 @@ int fleet_thread_parent_text(const char *pool, const FleetHold *h, const char *w
         if (isempty(pool) || !h)
                 return -EINVAL;
         format_iso8601(since, sizeof since, h->oldest);
-        format_duration(ago, sizeof ago, h->now > h->oldest ? h->now - h->oldest : 0);
+        if (h->now >= h->oldest + USEC_PER_SEC) {
+                char d[24];
+                snprintf(ago, sizeof ago, "%s ago", format_duration(d, sizeof d, h->now - h->oldest));
+        } else
+                snprintf(ago, sizeof ago, "just now");
         n = asprintf(ret,
                      ":rotating_light: pool %s: budget spent, %" PRId64 " of %" PRId64
-                     " holding, oldest since %s (%s ago)%s%s. Each holding host replies in this thread; a host that "
+                     " holding, oldest since %s (%s)%s%s. Each holding host replies in this thread; a host that "
                      "gets its turn opens its own thread.",
                      pool, h->holding, h->total, since, ago, why ? ": " : "", strempty(why));
         return n < 0 ? -ENOMEM : 0;

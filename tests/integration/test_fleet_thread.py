@@ -33,7 +33,7 @@ def text(m):
 
 def breach_of(h, m):
     """m is host h's breach alert (after its emoji)."""
-    return (" " + h + " overloaded") in (" " + text(m))
+    return (" " + h + " is overloaded") in (" " + text(m))
 
 
 def t1_one_fleet_thread():
@@ -70,13 +70,18 @@ def t1_one_fleet_thread():
         def fleet_parents(ms):
             return [m for m in ms if m.get("thread_ts") is None and "budget spent" in text(m)]
 
-        # every held host's breach, delivered into the one fleet thread
+        def own_parents(ms):
+            return [m for m in ms if m.get("thread_ts") is None and any(breach_of(h, m) for h in held)]
+
+        # every held host's breach, delivered into the one fleet thread;
+        # a second fleet parent or a held host's own parent ends the wait
         def breaches_in(ms):
             fp = fleet_parents(ms)
+            if len(fp) > 1 or own_parents(ms):
+                return True
             if len(fp) != 1:
                 return False
-            got = {h for h in held for m in ms
-                   if m.get("thread_ts") == fp[0]["ts"] and breach_of(h, m)}
+            got = {h for h in held for m in ms if m.get("thread_ts") == fp[0]["ts"] and breach_of(h, m)}
             return got == held
         try:
             ms = double.wait_for(breaches_in, 300)
@@ -92,7 +97,7 @@ def t1_one_fleet_thread():
         check(len(fp) == 1, "%d fleet parents" % len(fp))
         fts = fp[0]["ts"]
         print("   fleet parent: %s" % text(fp[0])[:140])
-        own = [m for m in ms if m.get("thread_ts") is None and any(breach_of(h, m) for h in held)]
+        own = own_parents(ms)
         check(not own, "held hosts opened their own threads: %r" % [text(m)[:60] for m in own])
 
         set_busy_now(agents, 5)

@@ -84,8 +84,11 @@ static void test_texts(void **state) {
         char *s = NULL;
 
         assert_int_equal(fleet_thread_parent_text("web", &h, NULL, &s), 0);
-        assert_non_null(strstr(s, "pool web: budget spent, 3 of 10 holding, oldest since 2026-11-22T"));
-        assert_non_null(strstr(s, "(4m ago)"));
+        assert_non_null(strstr(s, "pool web: budget spent, 3 of 10 holding, oldest since 2026-11-22T19:00:00Z (4m ago)"));
+        free(s);
+        h.now = h.oldest + 999 * USEC_PER_MSEC; /* the first host to hold opens at once */
+        assert_int_equal(fleet_thread_parent_text("web", &h, NULL, &s), 0);
+        assert_non_null(strstr(s, "2026-11-22T19:00:00Z (just now)"));
         free(s);
         assert_int_equal(fleet_thread_end_text("web", "web-7", &s), 0);
         assert_non_null(strstr(s, "pool web: no host holding any more (web-7 was the last)"));
