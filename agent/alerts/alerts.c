@@ -222,6 +222,7 @@ bool alerts_quiesce(Alerts *a, void (*done)(void *userdata), void *userdata) {
 }
 
 static void fleet_leave(Alerts *a, bool keep_route);
+static int fleet_send_hold(Alerts *a);
 
 void alerts_holding_reset(Alerts *a) {
         /* the "cleared" message that follows goes where the hold went */
@@ -564,6 +565,10 @@ void alerts_holding(Alerts *a, const char *reason) {
         log_notice("alert (holding)%s: %s holding in the pool: %s", f.reminder ? " reminder" : "",
                    a->config->agent.host, strna(reason));
         spool(a, &f);
+        /* a hold that outlasts the fleet thread's expiry keeps its one
+         * thread: each reminder renews it (its answer changes nothing) */
+        if (f.reminder > 0 && a->fleet.routed && fleet_send_hold(a) < 0)
+                log_warning("slack: cannot renew the fleet thread in Redis, ignoring");
 }
 
 void alerts_holding_over(Alerts *a, const char *how) {
