@@ -566,6 +566,8 @@ class SlackDouble(ServedDouble):
             self._messages.clear()
             self._requests.clear()
             self._issued_ts.clear()
+            self._last_post.clear()
+            self.rate_limited = 0
             self._cond.notify_all()
 
     def state(self):
