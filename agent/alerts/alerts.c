@@ -10,10 +10,12 @@
 #include "checks.h"
 #include "clock.h"
 #include "evidence.h"
+#include "fleetthread.h"
 #include "jsonutil.h"
 #include "log.h"
 #include "outbox.h"
 #include "parse.h"
+#include "poolkeys.h"
 #include "slack.h"
 
 /* A Redis failover is not an incident; an outage longer than our lease
@@ -22,6 +24,12 @@
 #define TEST_ALERT_DEADLINE (20 * USEC_PER_SEC)
 #define JUST_CLOSED (5 * USEC_PER_SEC)       /* BACK, CLEARED close the incident right before they announce it */
 #define PROC_ROOT "/proc"
+/* The verdict comes within the pool's command timeout (2 s) after the
+ * writer's barrier; past this the breach goes as spooled. */
+#define VERDICT_WAIT (10 * USEC_PER_SEC)
+/* The fleet thread's key outlives any reminder interval: a fleet that
+ * holds for hours keeps one thread. */
+#define FLEET_TTL(c) MAX(2 * (c)->slack.remind, USEC_PER_HOUR)
 
 struct Alerts {
         sd_event *event;
@@ -48,6 +56,15 @@ struct Alerts {
                 uint64_t seq;           /* its outbox record */
                 sd_event_source *deadline;
         } tests[4];
+        struct {
+                char *incident;         /* held with the budget spent: our incident; NULL: not in the fleet */
+                char claim[80];         /* ours, for this hold */
+                usec_t asked_since;     /* CLOCK_MONOTONIC */
+                bool routed;            /* our incident's messages go into the fleet thread */
+                sd_event_source *poll;
+                char *open_key;         /* the fleet parent we spooled, until its ts is stored */
+                char open_claim[80];
+        } fleet;
 };
 
 /* --- outbox transport ----------------------------------------------------- */
@@ -67,9 +84,16 @@ static int transport_send(void *userdata, const OutboxRecord *r, const char *thr
         return slack_send(a->slack, r->payload, thread_ts, on_slack_answer, a);
 }
 
+static void fleet_store(Alerts *a, const char *ts);
+
 static void transport_thread(void *userdata, const char *incident, const char *ts) {
         Alerts *a = userdata;
         const Incident *i = a->incident;
+
+        if (a->fleet.open_key && streq(incident, a->fleet.open_key)) {
+                fleet_store(a, ts);
+                return;
+        }
 
         if (!i->id || !streq(i->id, incident) || streq_ptr(i->slack_thread, ts))
                 return;
@@ -168,6 +192,9 @@ Alerts *alerts_free(Alerts *a) {
         for (size_t k = 0; k < ELEMENTSOF(a->tests); k++)
                 a->tests[k].deadline = sd_event_source_disable_unref(a->tests[k].deadline);
         a->pool_down_timer = sd_event_source_disable_unref(a->pool_down_timer);
+        a->fleet.poll = sd_event_source_disable_unref(a->fleet.poll);
+        free(a->fleet.incident);
+        free(a->fleet.open_key);
         /* the client first: it may hold a call the outbox waits on */
         a->slack = slack_free(a->slack);
         a->outbox = outbox_free(a->outbox);
@@ -194,7 +221,12 @@ bool alerts_quiesce(Alerts *a, void (*done)(void *userdata), void *userdata) {
         return a->outbox && outbox_quiesce(a->outbox, done, userdata);
 }
 
+static void fleet_leave(Alerts *a, bool keep_route);
+static int fleet_send_hold(Alerts *a);
+
 void alerts_holding_reset(Alerts *a) {
+        /* the "cleared" message that follows goes where the hold went */
+        fleet_leave(a, true);
         (void) alert_gate_clear(&a->gate_hold);
 }
 
@@ -385,7 +417,9 @@ static bool in_thread(Notice n) {
                n == NOTICE_QUARANTINED || n == NOTICE_GAVE_UP || n == NOTICE_GRACE || n == NOTICE_DRY_RUN;
 }
 
-static void spool(Alerts *a, const NoticeFacts *f) {
+/* open_thread: the message opens the incident's thread (its breach went
+ * into the fleet thread). */
+static void spool_as(Alerts *a, const NoticeFacts *f, bool open_thread) {
         const Incident *i = a->incident;
         _cleanup_(freep) char *payload = NULL;
         const char *incident = NULL;
@@ -401,7 +435,7 @@ static void spool(Alerts *a, const NoticeFacts *f) {
                 role = OUTBOX_PARENT;
         } else if (i->id && in_thread(f->kind) && (i->ended == 0 || (now >= i->ended && now - i->ended < JUST_CLOSED))) {
                 incident = i->id;
-                role = OUTBOX_REPLY;
+                role = open_thread ? OUTBOX_PARENT : OUTBOX_REPLY;
         }
         g.incident = incident;
         r = notice_payload(&g, &payload);
@@ -410,6 +444,10 @@ static void spool(Alerts *a, const NoticeFacts *f) {
         if (r < 0)
                 log_error_errno(r, "slack: cannot spool the %s alert: %m; it is in the journal only",
                                 notice_to_string(f->kind));
+}
+
+static void spool(Alerts *a, const NoticeFacts *f) {
+        spool_as(a, f, false);
 }
 
 /* The facts of one notice, then the spool: `breach` carries what only a
@@ -535,19 +573,26 @@ void alerts_holding(Alerts *a, const char *reason) {
         log_notice("alert (holding)%s: %s holding in the pool: %s", f.reminder ? " reminder" : "",
                    a->config->agent.host, strna(reason));
         spool(a, &f);
+        /* a hold that outlasts the fleet thread's expiry keeps its one
+         * thread: each reminder renews it (its answer changes nothing) */
+        if (f.reminder > 0 && a->fleet.routed && fleet_send_hold(a) < 0)
+                log_warning("slack: cannot renew the fleet thread in Redis, ignoring");
 }
 
 void alerts_holding_over(Alerts *a, const char *how) {
         usec_t since = a->gate_hold.first_at;
+        bool own = a->fleet.routed;
         NoticeFacts f;
 
+        /* our turn: from here the incident has a thread of its own */
+        fleet_leave(a, false);
         if (!alert_gate_clear(&a->gate_hold))
                 return;
         facts_base(a, NOTICE_HOLDING, how, &f);
         f.recovered = true;
         f.ongoing = clock_loop_now(a->event, CLOCK_MONOTONIC) - since;
         log_notice("alert (holding over): %s: %s", a->config->agent.host, strna(how));
-        spool(a, &f);
+        spool_as(a, &f, own);
 }
 
 void alerts_quarantined(Alerts *a, const char *reason) {
@@ -725,4 +770,241 @@ json_object *alerts_evidence_json(Alerts *a) {
 
 bool alerts_top_since_start(Alerts *a) {
         return a->top_since_start;
+}
+
+/* --- the fleet thread (fleetthread.h) ------------------------------------- */
+
+static bool fleet_possible(Alerts *a) {
+        return a->outbox && a->config->pool.enabled && a->sink->redis && slack_mode(a->slack) == SLACK_BOT;
+}
+
+/* EVAL text 2|4 thread holding [serving out] args...: the keys are the pool's. */
+static int fleet_eval(Alerts *a, const char *what, const char *script, bool members, size_t n_args,
+                      const char *const *args) {
+        _cleanup_(freep) char *thread = NULL, *holding = NULL, *serving = NULL, *out = NULL;
+        const char *argv[7 + 8]; /* EVAL, the script, numkeys, 4 keys, at most 8 args */
+        size_t n = 0;
+        const char *pool = a->config->pool.name;
+        int r;
+
+        if (n_args > 8)
+                return -E2BIG;
+        if ((r = poolkeys_key(pool, POOL_KEY_FLEET_THREAD, NULL, &thread)) < 0 ||
+            (r = poolkeys_key(pool, POOL_KEY_FLEET_HOLDING, NULL, &holding)) < 0 ||
+            (r = poolkeys_key(pool, POOL_KEY_SERVING, NULL, &serving)) < 0 ||
+            (r = poolkeys_key(pool, POOL_KEY_OUT, NULL, &out)) < 0)
+                return r;
+        argv[n++] = "EVAL";
+        argv[n++] = script;
+        argv[n++] = members ? "4" : "2";
+        argv[n++] = thread;
+        argv[n++] = holding;
+        if (members) {
+                argv[n++] = serving;
+                argv[n++] = out;
+        }
+        for (size_t k = 0; k < n_args; k++)
+                argv[n++] = args[k];
+        return a->sink->redis(a->userdata, what, n, argv);
+}
+
+static int fleet_send_hold(Alerts *a) {
+        _cleanup_(freep) char *lease = NULL;
+        char claim_ttl[32], ttl[32];
+        int r;
+
+        r = poolkeys_key(a->config->pool.name, POOL_KEY_LEASE, "", &lease);
+        if (r < 0)
+                return r;
+        snprintf(claim_ttl, sizeof claim_ttl, "%llu", (unsigned long long) (FLEET_THREAD_CLAIM_TTL / USEC_PER_MSEC));
+        snprintf(ttl, sizeof ttl, "%llu", (unsigned long long) (FLEET_TTL(a->config) / USEC_PER_MSEC));
+        return fleet_eval(a, "fleet-hold", fleet_thread_script_hold, true, 5,
+                          (const char *const[]) { a->config->agent.host, a->fleet.claim, claim_ttl, ttl, lease });
+}
+
+static void fleet_spool(Alerts *a, const char *key, OutboxRole role, bool ahead, const char *text) {
+        _cleanup_(freep) char *payload = NULL;
+        int r;
+
+        log_notice("alert (fleet): %s", text);
+        r = outbox_payload_text(text, &payload);
+        if (r >= 0)
+                r = ahead ? outbox_add_ahead(a->outbox, "fleet", key, role, payload)
+                          : outbox_add(a->outbox, "fleet", key, role, false, payload, NULL);
+        if (r < 0)
+                log_error_errno(r, "slack: cannot spool the fleet message: %m; it is in the journal only");
+}
+
+/* Our messages go as spooled (our own thread): no fleet thread to be had. */
+static void fleet_own(Alerts *a) {
+        a->fleet.poll = sd_event_source_disable_unref(a->fleet.poll);
+        a->fleet.routed = false;
+        if (a->fleet.incident)
+                (void) outbox_route(a->outbox, a->fleet.incident, NULL);
+}
+
+void alerts_await_verdict(Alerts *a) {
+        const Incident *i = a->incident;
+
+        if (!fleet_possible(a) || !i->id)
+                return;
+        (void) outbox_defer(a->outbox, i->id, clock_loop_now(a->event, CLOCK_MONOTONIC) + VERDICT_WAIT);
+}
+
+void alerts_verdict(Alerts *a, bool budget_spent) {
+        const Incident *i = a->incident;
+        usec_t now = clock_loop_now(a->event, CLOCK_MONOTONIC);
+
+        if (!fleet_possible(a) || !i->id)
+                return;
+        if (!budget_spent) {
+                /* left (alerts_holding_over() ends the fleet part) or Redis
+                 * unreachable: no ts to share, our own thread as ever */
+                if (!a->fleet.incident)
+                        (void) outbox_route(a->outbox, i->id, NULL);
+                return;
+        }
+        if (a->fleet.incident)
+                return; /* a re-ask of the same hold */
+        a->fleet.incident = strdup(i->id);
+        if (!a->fleet.incident ||
+            fleet_thread_claim(a->config->agent.host, clock_loop_now(a->event, CLOCK_REALTIME), a->fleet.claim,
+                               sizeof a->fleet.claim) < 0) {
+                (void) outbox_route(a->outbox, i->id, NULL);
+                return;
+        }
+        a->fleet.asked_since = now;
+        /* the wait for a ts is bounded: past it, our own thread */
+        (void) outbox_defer(a->outbox, i->id, now + FLEET_THREAD_PATIENCE + VERDICT_WAIT);
+        if (fleet_send_hold(a) < 0)
+                fleet_own(a);
+}
+
+static int on_fleet_poll(sd_event_source *s, uint64_t usec, void *userdata) {
+        Alerts *a = userdata;
+
+        a->fleet.poll = sd_event_source_disable_unref(a->fleet.poll);
+        if (a->fleet.incident && fleet_send_hold(a) < 0)
+                fleet_own(a);
+        return 0;
+}
+
+static bool fleet_hold_parse(const redisReply *r, FleetHold *ret) {
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 5 || r->element[0]->type != REDIS_REPLY_STRING)
+                return false;
+        for (size_t k = 1; k < 5; k++)
+                if (r->element[k]->type != REDIS_REPLY_INTEGER || r->element[k]->integer < 0)
+                        return false;
+        *ret = (FleetHold) {
+                .holding = r->element[1]->integer,
+                .total = r->element[2]->integer,
+                .oldest = (usec_t) r->element[3]->integer * USEC_PER_MSEC,
+                .now = (usec_t) r->element[4]->integer * USEC_PER_MSEC,
+        };
+        snprintf(ret->value, sizeof ret->value, "%s", r->element[0]->str);
+        return true;
+}
+
+static void fleet_on_hold(Alerts *a, const redisReply *r, const char *detail) {
+        _cleanup_(freep) char *key = NULL, *text = NULL;
+        FleetHold h = {};
+        bool ok = fleet_hold_parse(r, &h);
+        FleetRole role;
+        int k;
+
+        if (!a->fleet.incident || a->fleet.routed)
+                return; /* we stopped holding meanwhile: the end script ran after this one */
+        role = fleet_thread_decide(ok ? h.value : NULL, a->fleet.claim, a->fleet.asked_since,
+                                   clock_loop_now(a->event, CLOCK_MONOTONIC));
+        log_info("slack: fleet thread of pool %s: %s (%s)", a->config->pool.name, fleet_role_to_string(role),
+                 ok ? h.value : strna(detail));
+        switch (role) {
+        case FLEET_OPEN:
+                if (asprintf(&key, "fleet:%s", a->fleet.claim) < 0 ||
+                    fleet_thread_parent_text(a->config->pool.name, &h, NULL, &text) < 0)
+                        break;
+                fleet_spool(a, key, OUTBOX_PARENT, true, text);
+                free(a->fleet.open_key);
+                a->fleet.open_key = strdup(key);
+                snprintf(a->fleet.open_claim, sizeof a->fleet.open_claim, "%s", a->fleet.claim);
+                if (outbox_route(a->outbox, a->fleet.incident, key) >= 0)
+                        a->fleet.routed = true;
+                return;
+        case FLEET_JOIN:
+                if (asprintf(&key, "fleet:%s", h.value) < 0 || outbox_set_thread(a->outbox, key, h.value) < 0)
+                        break;
+                if (outbox_route(a->outbox, a->fleet.incident, key) >= 0)
+                        a->fleet.routed = true;
+                return;
+        case FLEET_WAIT:
+                k = sd_event_add_time_relative(a->event, &a->fleet.poll, CLOCK_MONOTONIC, FLEET_THREAD_POLL,
+                                               USEC_PER_MSEC * 50, on_fleet_poll, a);
+                if (k >= 0)
+                        return;
+                break;
+        default:
+                break;
+        }
+        fleet_own(a);
+}
+
+static void fleet_store(Alerts *a, const char *ts) {
+        char ttl[32];
+
+        snprintf(ttl, sizeof ttl, "%llu", (unsigned long long) (FLEET_TTL(a->config) / USEC_PER_MSEC));
+        if (fleet_eval(a, "fleet-store", fleet_thread_script_store, false, 3,
+                       (const char *const[]) { a->fleet.open_claim, ts, ttl }) < 0)
+                log_warning("slack: cannot keep the fleet thread's ts in Redis; the other hosts open their own, "
+                            "ignoring");
+}
+
+static void fleet_on_store(Alerts *a, const redisReply *r) {
+        _cleanup_(freep) char *key = TAKE_PTR(a->fleet.open_key), *text = NULL;
+
+        if (!key || !r || r->type != REDIS_REPLY_INTEGER || r->integer != 0)
+                return;
+        /* no host held any more by the time our parent went out */
+        if (fleet_thread_end_text(a->config->pool.name, a->config->agent.host, &text) >= 0)
+                fleet_spool(a, key, OUTBOX_REPLY, false, text);
+}
+
+static void fleet_leave(Alerts *a, bool keep_route) {
+        _cleanup_(freep) char *lease = NULL;
+
+        if (!a->fleet.incident)
+                return;
+        a->fleet.poll = sd_event_source_disable_unref(a->fleet.poll);
+        if (!a->fleet.routed || !keep_route)
+                (void) outbox_route(a->outbox, a->fleet.incident, NULL);
+        a->fleet.routed = false;
+        free(a->fleet.incident);
+        a->fleet.incident = NULL;
+        if (poolkeys_key(a->config->pool.name, POOL_KEY_LEASE, "", &lease) < 0 ||
+            fleet_eval(a, "fleet-end", fleet_thread_script_end, false, 2,
+                       (const char *const[]) { a->config->agent.host, lease }) < 0)
+                log_warning("slack: cannot tell Redis this host stopped holding; the fleet thread's follow-up "
+                            "waits for its expiry, ignoring");
+}
+
+static void fleet_on_end(Alerts *a, const redisReply *r) {
+        _cleanup_(freep) char *key = NULL, *text = NULL;
+        const char *removed = r && r->type == REDIS_REPLY_STRING ? r->str : NULL;
+
+        if (fleet_thread_end_decide(removed) != FLEET_END_FOLLOW_UP)
+                return;
+        if (asprintf(&key, "fleet:%s", removed) < 0 || outbox_set_thread(a->outbox, key, removed) < 0 ||
+            fleet_thread_end_text(a->config->pool.name, a->config->agent.host, &text) < 0)
+                return;
+        fleet_spool(a, key, OUTBOX_REPLY, false, text);
+}
+
+void alerts_fleet_reply(Alerts *a, const char *what, const redisReply *r, const char *detail) {
+        if (!a->outbox)
+                return;
+        if (streq(what, "fleet-hold"))
+                fleet_on_hold(a, r, detail);
+        else if (streq(what, "fleet-store"))
+                fleet_on_store(a, r);
+        else if (streq(what, "fleet-end"))
+                fleet_on_end(a, r);
 }

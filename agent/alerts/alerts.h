@@ -13,6 +13,7 @@
  * the host and the thread Slack opened go through an AlertsSink. */
 #pragma once
 
+#include <hiredis/hiredis.h>
 #include <json-c/json.h>
 #include <systemd/sd-event.h>
 
@@ -46,6 +47,10 @@ typedef struct AlertsSink {
         void (*thread)(void *userdata, const char *incident, const char *ts);
         /* monkeyctl test-alert: the answer for `ticket`. */
         void (*test_answer)(void *userdata, uint64_t ticket, bool ok, const char *message, json_object *extra);
+        /* The fleet thread's Redis commands, to the pool (argv[0] is the
+         * command): the answer comes back through alerts_fleet_reply()
+         * with the same `what`. < 0: not sent, and no answer comes. */
+        int (*redis)(void *userdata, const char *what, size_t argc, const char *const *argv);
 } AlertsSink;
 
 /* Slack client and outbox when [slack] is there (reads secret files: a
@@ -93,6 +98,18 @@ void alerts_dry_run(Alerts *a, const char *verdict, const char *budget, const ch
 void alerts_step_result(Alerts *a, const char *text, const char *request_id);
 /* Overloaded during the post-boot grace: once per grace period. */
 void alerts_grace(Alerts *a, const char *reason, usec_t left);
+
+/* The breach alert just spooled announces a budget-checked leave: its
+ * messages wait for alerts_verdict() (a few seconds at most), so that a
+ * host the budget holds replies in the pool's fleet thread instead of
+ * opening a thread of its own. */
+void alerts_await_verdict(Alerts *a);
+/* The budget's answer: budget_spent (the host holds because the pool's
+ * budget is spent) joins the fleet thread (fleetthread.h); anything else
+ * (left, or Redis unreachable) sends the breach as it was spooled. */
+void alerts_verdict(Alerts *a, bool budget_spent);
+/* The answer to a command sent through AlertsSink.redis (r NULL: none). */
+void alerts_fleet_reply(Alerts *a, const char *what, const redisReply *r, const char *detail);
 
 /* Conditions that persist. */
 void alerts_holding(Alerts *a, const char *reason);       /* each budget denial */

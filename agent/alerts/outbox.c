@@ -60,6 +60,7 @@ void outbox_record_done(OutboxRecord *r) {
         free(r->kind);
         free(r->incident);
         free(r->payload);
+        free(r->thread_key);
         *r = (OutboxRecord) {};
 }
 
@@ -263,6 +264,11 @@ struct Outbox {
 
         OutboxThread threads[OUTBOX_THREADS_MAX];
         size_t threads_next;
+
+        char *deferred;            /* outbox_defer()'s incident, NULL: none */
+        usec_t deferred_until;     /* CLOCK_MONOTONIC */
+        bool deferred_wait;        /* the timer runs for the deferral, not a backoff */
+        char *route_incident, *route_key; /* outbox_route() */
 };
 
 static void record_name(uint64_t seq, char buf[static OUTBOX_NAME_DIGITS + 6]) {
@@ -308,7 +314,7 @@ static int pending_insert(Outbox *o, OutboxRecord *r) {
                 OutboxRecord *prev = o->pending[at - 1];
                 if (at - 1 == 0 && o->in_flight)
                         break;
-                if (prev->test || (!r->test && prev->seq < r->seq))
+                if (prev->test || prev->ahead || (!r->test && !r->ahead && prev->seq < r->seq))
                         break;
         }
         memmove(o->pending + at + 1, o->pending + at, (o->n_pending - at) * sizeof *o->pending);
@@ -720,6 +726,9 @@ Outbox *outbox_free(Outbox *o) {
                 free(o->threads[i].incident);
                 free(o->threads[i].ts);
         }
+        free(o->deferred);
+        free(o->route_incident);
+        free(o->route_key);
         sd_event_source_disable_unref(o->timer);
         if (o->dfd >= 0)
                 close(o->dfd);
@@ -777,8 +786,20 @@ static void deliver_head(Outbox *o) {
          * goes from memory, even while a retry of its write is queued). */
         if (r->writing && !r->in_memory)
                 return; /* on_record_written() schedules it */
+        if (o->deferred && streq_ptr(r->incident, o->deferred)) {
+                uint64_t now = 0;
+
+                (void) sd_event_now(o->event, CLOCK_MONOTONIC, &now);
+                if (now < o->deferred_until) {
+                        schedule(o, o->deferred_until - now);
+                        o->deferred_wait = true;
+                        return;
+                }
+                free(o->deferred); /* nobody routed it: as spooled */
+                o->deferred = NULL;
+        }
         if (r->role == OUTBOX_REPLY)
-                thread = thread_lookup(o, r->incident);
+                thread = thread_lookup(o, r->thread_key ? r->thread_key : r->incident);
         o->in_flight = true;
         k = o->transport.send(o->userdata, r, thread);
         if (k < 0) {
@@ -792,6 +813,7 @@ static int timer_handler(sd_event_source *s, uint64_t usec, void *userdata) {
         Outbox *o = userdata;
 
         o->next_at = 0;
+        o->deferred_wait = false;
         if (o->paused)
                 o->paused = false; /* the slow re-probe of a broken config */
         disk_retry(o);
@@ -799,7 +821,7 @@ static int timer_handler(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-static int payload_text(const char *text, char **ret) {
+int outbox_payload_text(const char *text, char **ret) {
         _cleanup_(json_object_putp) json_object *o = json_object_new_object();
         const char *s;
 
@@ -819,7 +841,7 @@ static void report_drops(Outbox *o) {
         if (asprintf(&text, ":warning: %" PRIu64 " alert(s) were dropped because the outbox was full "
                             "(max %zu messages, %zu bytes) while Slack could not be reached; see the journal.",
                      n, o->limits.max_count, o->limits.max_bytes) < 0 ||
-            payload_text(text, &payload) < 0)
+            outbox_payload_text(text, &payload) < 0)
                 return;
         o->dropped_unreported = 0;
         if (outbox_add(o, "dropped", NULL, OUTBOX_STANDALONE, false, payload, NULL) < 0)
@@ -923,8 +945,8 @@ void outbox_answer(Outbox *o, OutboxVerdict v, usec_t retry_after, const char *d
         }
 }
 
-int outbox_add(Outbox *o, const char *kind, const char *incident, OutboxRole role, bool test, const char *payload,
-               uint64_t *ret_seq) {
+static int add(Outbox *o, const char *kind, const char *incident, OutboxRole role, bool test, bool ahead,
+               const char *payload, uint64_t *ret_seq) {
         _cleanup_(freep) char *text = NULL;
         OutboxRecord *r;
         int k;
@@ -942,8 +964,17 @@ int outbox_add(Outbox *o, const char *kind, const char *incident, OutboxRole rol
                 .incident = incident ? strdup(incident) : NULL,
                 .role = incident ? role : OUTBOX_STANDALONE,
                 .test = test,
+                .ahead = ahead,
                 .payload = strdup(payload),
         };
+        if (incident && o->route_incident && streq(incident, o->route_incident)) {
+                r->thread_key = strdup(o->route_key);
+                r->role = OUTBOX_REPLY;
+                if (!r->thread_key) {
+                        record_free(r);
+                        return -ENOMEM;
+                }
+        }
         if (!r->kind || !r->payload || (incident && !r->incident)) {
                 record_free(r);
                 return -ENOMEM;
@@ -978,8 +1009,73 @@ int outbox_add(Outbox *o, const char *kind, const char *incident, OutboxRole rol
                 o->paused = false;
                 o->attempt = 0;
                 schedule(o, 0);
-        } else if (!o->in_flight && o->next_at == 0)
+        } else if (!o->in_flight && (o->next_at == 0 || o->deferred_wait)) {
+                o->deferred_wait = false;
                 schedule(o, 0);
+        }
+        return 0;
+}
+
+int outbox_add(Outbox *o, const char *kind, const char *incident, OutboxRole role, bool test, const char *payload,
+               uint64_t *ret_seq) {
+        return add(o, kind, incident, role, test, false, payload, ret_seq);
+}
+
+int outbox_add_ahead(Outbox *o, const char *kind, const char *incident, OutboxRole role, const char *payload) {
+        return add(o, kind, incident, role, false, true, payload, NULL);
+}
+
+int outbox_defer(Outbox *o, const char *incident, usec_t until) {
+        char *d;
+
+        if (isempty(incident))
+                return -EINVAL;
+        d = strdup(incident);
+        if (!d)
+                return -ENOMEM;
+        free(o->deferred);
+        o->deferred = d;
+        o->deferred_until = until;
+        return 0;
+}
+
+int outbox_route(Outbox *o, const char *incident, const char *thread_key) {
+        _cleanup_(freep) char *i = NULL, *k = NULL;
+
+        if (isempty(incident))
+                return -EINVAL;
+        if (thread_key) {
+                i = strdup(incident);
+                k = strdup(thread_key);
+                if (!i || !k)
+                        return -ENOMEM;
+                /* what is queued already: the record in flight has gone as it was */
+                for (size_t n = o->in_flight ? 1 : 0; n < o->n_pending; n++) {
+                        OutboxRecord *r = o->pending[n];
+                        char *t;
+
+                        if (!streq_ptr(r->incident, incident) || r->role == OUTBOX_STANDALONE)
+                                continue;
+                        t = strdup(thread_key);
+                        if (!t)
+                                return -ENOMEM;
+                        free(r->thread_key);
+                        r->thread_key = t;
+                        r->role = OUTBOX_REPLY;
+                }
+        }
+        free(o->route_incident);
+        free(o->route_key);
+        o->route_incident = TAKE_PTR(i);
+        o->route_key = TAKE_PTR(k);
+        if (o->deferred && streq(o->deferred, incident)) {
+                free(o->deferred);
+                o->deferred = NULL;
+                if (!o->in_flight && o->deferred_wait) {
+                        o->deferred_wait = false;
+                        schedule(o, 0);
+                }
+        }
         return 0;
 }
 

@@ -50,6 +50,9 @@ typedef struct OutboxRecord {
         size_t size;         /* bytes on disk */
         bool in_memory;      /* the disk refused it (full, read-only): not durable */
         bool writing;        /* its file is queued on the Writer: not sent before that ended */
+        /* In memory only (a restart sends the record as it was spooled): */
+        char *thread_key;    /* a REPLY goes into this key's thread rather than its incident's */
+        bool ahead;          /* outbox_add_ahead(): goes ahead of the queue, as a test does */
 } OutboxRecord;
 
 void outbox_record_done(OutboxRecord *r);
@@ -129,6 +132,26 @@ int outbox_set_thread(Outbox *o, const char *incident, const char *ts);
  * is logged and reported in Slack once delivery works again. */
 int outbox_add(Outbox *o, const char *kind, const char *incident, OutboxRole role, bool test, const char *payload,
                uint64_t *ret_seq);
+
+/* The fleet thread's parent: ahead of the queue (behind the message in
+ * flight and tests), so that the replies routed into its thread, already
+ * queued, find its ts. Otherwise outbox_add(). */
+int outbox_add_ahead(Outbox *o, const char *kind, const char *incident, OutboxRole role, const char *payload);
+
+/* Hold back `incident`'s messages, and the queue behind them, until
+ * outbox_route() or until `until` (CLOCK_MONOTONIC), when they go as
+ * spooled: a holding host's breach waits to learn whether it opens its
+ * own thread or replies in the pool's fleet thread. One incident at a
+ * time; not kept across a restart (then each goes as spooled). */
+int outbox_defer(Outbox *o, const char *incident, usec_t until);
+/* Release `incident`'s messages: with thread_key, its PARENT and REPLY
+ * messages, queued and to come, go as replies into the thread of
+ * thread_key (outbox_set_thread(), or a PARENT spooled for thread_key);
+ * NULL ends that and sends what comes as spooled. */
+int outbox_route(Outbox *o, const char *incident, const char *thread_key);
+
+/* Pure: a plain-text payload {"text": text}. */
+int outbox_payload_text(const char *text, char **ret);
 
 /* The transport's answer for the record it was given. ts: for a
  * delivered message. retry_after: USEC_INFINITY when Slack gave none. */

@@ -16,6 +16,9 @@
  *   monkey:{P}:budget     HASH min_serving max_unavailable how by at: the pool's
  *                         one disruption budget, seeded by the first agent
  *                         from its config, set with `monkeyctl pool budget`
+ *   monkey:{P}:fleet-thread  STRING with a TTL: the Slack ts of the pool's
+ *                         fleet thread, or "claim:H:N" while H posts it
+ *   monkey:{P}:fleet-holding ZSET H -> first hold (ms): hosts in the fleet thread
  *   monkey:{P}:host:H     HASH addr state since reason version heartbeat last_checks
  *   monkey:{P}:lease:H    STRING with a TTL, renewed by each heartbeat
  *   monkey:{P}:asking:H   STRING with a TTL: H still asks to leave
@@ -35,6 +38,8 @@
 #define POOLKEYS_WAITING "waiting"
 #define POOLKEYS_EVENTS "events"
 #define POOLKEYS_BUDGET "budget"
+#define POOLKEYS_FLEET_THREAD "fleet-thread"
+#define POOLKEYS_FLEET_HOLDING "fleet-holding"
 #define POOLKEYS_HOST "host:"
 #define POOLKEYS_LEASE "lease:"
 #define POOLKEYS_ASKING "asking:"
@@ -48,6 +53,8 @@ typedef enum PoolKey {
         POOL_KEY_WAITING,
         POOL_KEY_EVENTS,
         POOL_KEY_BUDGET,
+        POOL_KEY_FLEET_THREAD,
+        POOL_KEY_FLEET_HOLDING,
         POOL_KEY_HOST,   /* per host */
         POOL_KEY_LEASE,  /* per host */
         POOL_KEY_ASKING, /* per host */

@@ -255,11 +255,29 @@ static void alerts_test_answer(void *userdata, uint64_t ticket, bool ok, const c
         control_server_answer(a->control, ticket, ok, message, extra);
 }
 
+static void on_fleet_reply(PoolLink *l, const char *what, const redisReply *r, const char *detail, bool current,
+                           void *userdata) {
+        Agent *a = userdata;
+
+        /* Alerts goes before the pool at the end: late answers find it gone */
+        if (a->alerts)
+                alerts_fleet_reply(a->alerts, what, r, detail);
+}
+
+static int alerts_redis(void *userdata, const char *what, size_t argc, const char *const *argv) {
+        Agent *a = userdata;
+
+        if (!a->pool)
+                return -ENOTCONN;
+        return pool_command(a->pool, what, argc, argv, on_fleet_reply, a);
+}
+
 static const AlertsSink alerts_sink = {
         .facts = alerts_facts,
         .last_checks = alerts_last_checks,
         .thread = alerts_thread,
         .test_answer = alerts_test_answer,
+        .redis = alerts_redis,
 };
 
 static void on_pool_connection(Pool *p, bool connected, const char *detail, void *userdata) {
@@ -471,6 +489,8 @@ static void on_budget_answer(Pool *p, PoolLeaveResult r, const char *detail, voi
         Agent *a = userdata;
         char reason[320];
 
+        /* the breach waits for this: the fleet thread, or a thread of its own */
+        alerts_verdict(a->alerts, r == POOL_LEAVE_DENIED);
         switch (r) {
         case POOL_LEAVE_LEFT:
         case POOL_LEAVE_ALREADY_OUT:
@@ -804,8 +824,10 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
         case ACTION_REQUEST_LEAVE:
                 incident_open(a, reason);
                 if (t->from == STATE_SERVING && asprintf(&text, "%s overloaded: %s; asking to leave the pool",
-                                                         a->config->agent.host, strna(reason)) >= 0)
+                                                         a->config->agent.host, strna(reason)) >= 0) {
                         breach_announce(a, text, reason);
+                        alerts_await_verdict(a->alerts);
+                }
                 (void) action_pool_request_leave(a);
                 break;
 

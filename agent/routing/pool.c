@@ -1092,3 +1092,8 @@ json_object *pool_status_json(Pool *p) {
         json_object_object_add(o, "heartbeat_sec", json_object_new_double((double) p->heartbeat / USEC_PER_SEC));
         return o;
 }
+
+int pool_command(Pool *p, const char *what, size_t argc, const char *const *argv, pool_link_reply_t h,
+                 void *userdata) {
+        return pool_link_command(p->link, what, argc, argv, h, userdata);
+}

@@ -31,6 +31,7 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "pool_link.h"
 #include "pool_scripts.h"
 
 typedef struct Pool Pool;
@@ -105,6 +106,12 @@ int pool_budget(Pool *p, const PoolBudgetChange *change, pool_budget_handler_t h
 /* The budget the scripts enforce as this agent last saw it: the pool's
  * own, or this host's config until Redis has answered. */
 void pool_budget_effective(const Pool *p, unsigned *ret_min_serving, unsigned *ret_max_unavailable);
+
+/* One command for another module's keys in the pool's Redis (the fleet
+ * thread's scripts): argv[0] is its name; the pool_link_command()
+ * contract (h hears the answer exactly once). */
+int pool_command(Pool *p, const char *what, size_t argc, const char *const *argv, pool_link_reply_t h,
+                 void *userdata);
 
 /* For status: {"configured":true,"name","address","connected","serving",
  * "serving_count","status","last_error","budget":{...},"members":[...],

@@ -24,6 +24,12 @@ Tests steer it with a queue of behaviours, one consumed per POST to /api/ or
 
 set_default(b) makes a behaviour sticky once the queue is empty.
 
+rate_per_channel=R (CLI --rate-per-channel R) enforces Slack's posting
+limit of about one message per second per channel: a chat.postMessage to a
+channel that had a message less than 1/R s before is answered 429 with
+Retry-After (whole seconds, rounded up, as Slack sends it) and the body
+{"ok":false,"error":"ratelimited"}, and nothing is delivered.
+
 Python:  d = SlackDouble(token="xoxb-1"); d.start(); d.url; d.script("http:500");
          d.messages(); d.requests(); d.wait_for(lambda ms: len(ms) >= 2, 5); d.stop()
 HTTP:    POST /_double/script {"behaviours": [...], "default": "..."}
@@ -332,6 +338,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self._api_answer(rec, {"ok": False, "error": "thread_not_found"})
                 return
 
+        wait = d._rate_wait(channel_id)
+        if wait > 0:
+            hdr = {"Retry-After": str(max(1, int(-(-wait // 1))))}
+            answer = {"ok": False, "error": "ratelimited"}
+            rec.update(status=429, result=answer, answered=True, rate_limited=True)
+            d._finish_record(rec)
+            self._send_json(429, answer, hdr)
+            return
+
         ts = d._issue_ts()
         message = {"type": "message", "subtype": "bot_message", "text": text or "",
                    "ts": ts, "bot_id": BOT_ID, "username": "Doctor Monkey"}
@@ -481,7 +496,8 @@ class SlackDouble(ServedDouble):
 
     def __init__(self, token=DEFAULT_TOKEN, port=0, channels=DEFAULT_CHANNELS,
                  channel_id=DEFAULT_CHANNEL_ID, webhook_path=DEFAULT_WEBHOOK_PATH,
-                 state_file=None, requests_file=None, verbose=False, ts_clock=time.time):
+                 state_file=None, requests_file=None, verbose=False, ts_clock=time.time,
+                 rate_per_channel=None):
         if not token:
             raise ValueError("token must not be empty")
         if not webhook_path.startswith("/services/"):
@@ -496,6 +512,9 @@ class SlackDouble(ServedDouble):
         self.verbose = verbose
         # Injectable so a test can freeze it and see ts stay unique anyway.
         self._ts_clock = ts_clock
+        self.rate_per_channel = rate_per_channel
+        self._last_post = {}  # channel id -> time.monotonic() of its last delivered message
+        self.rate_limited = 0
 
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -547,6 +566,8 @@ class SlackDouble(ServedDouble):
             self._messages.clear()
             self._requests.clear()
             self._issued_ts.clear()
+            self._last_post.clear()
+            self.rate_limited = 0
             self._cond.notify_all()
 
     def state(self):
@@ -604,6 +625,21 @@ class SlackDouble(ServedDouble):
         if re.match(r"^[CGD][A-Z0-9]{8,}$", channel):
             return channel
         return self.channel_id
+
+    def _rate_wait(self, channel_id):
+        """Seconds until channel_id may take a message (0: now, and the
+        slot is taken)."""
+        if not self.rate_per_channel:
+            return 0
+        with self._lock:
+            now = time.monotonic()
+            last = self._last_post.get(channel_id)
+            gap = 1.0 / self.rate_per_channel
+            if last is not None and now - last < gap:
+                self.rate_limited += 1
+                return gap - (now - last)
+            self._last_post[channel_id] = now
+            return 0
 
     def _issue_ts(self):
         with self._lock:
@@ -680,6 +716,8 @@ def main(argv=None):
                    help="append every request (failed ones too) here as one JSON line")
     p.add_argument("--script", action="append", default=[], help="queue a behaviour")
     p.add_argument("--default", default=None, help="sticky behaviour once the queue is empty")
+    p.add_argument("--rate-per-channel", type=float, default=None,
+                   help="messages per second per channel before 429 + Retry-After (Slack: about 1)")
     p.add_argument("--verbose", action="store_true")
     a = p.parse_args(argv)
 
@@ -694,7 +732,8 @@ def main(argv=None):
         d = SlackDouble(token=token, port=a.port,
                         channels=a.channel or DEFAULT_CHANNELS, channel_id=a.channel_id,
                         webhook_path=a.webhook_path, state_file=a.state_file,
-                        requests_file=a.requests_file, verbose=a.verbose)
+                        requests_file=a.requests_file, verbose=a.verbose,
+                        rate_per_channel=a.rate_per_channel)
         d.script(*a.script)
         if a.default:
             d.set_default(a.default)

@@ -480,6 +480,24 @@ PER_DOUBLE = [case_api_ok, case_api_by_id_and_blocks, case_thread, case_auth,
               case_wait_for]
 
 
+def case_rate_per_channel():
+    """Slack's ~1 message per second per channel, as 429 + Retry-After."""
+    d = SlackDouble(token=TOKEN, rate_per_channel=1.0).start()
+    try:
+        status, _, first = api_json(d, MSG)
+        check(status == 200 and first["ok"], first)
+        status, hdrs, raw = api(d, MSG)
+        check(status == 429 and hdrs.get("Retry-After") == "1", (status, dict(hdrs)))
+        check(json.loads(raw) == {"ok": False, "error": "ratelimited"}, raw)
+        check(len(d.messages()) == 1 and d.rate_limited == 1, "delivered while limited")
+        time.sleep(1.05)
+        status, _, again = api_json(d, MSG)
+        check(status == 200 and again["ok"], again)
+    finally:
+        d.stop()
+    return "second message within 1 s: 429 Retry-After: 1; after 1 s: ok"
+
+
 def main():
     t_start = time.monotonic()
     failed = 0
@@ -494,9 +512,10 @@ def main():
             d.stop()
         failed += run("case_stop_with_hang", case_stop_with_hang)
         failed += run("case_cli", lambda: case_cli(tmp))
+        failed += run("case_rate_per_channel", case_rate_per_channel)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    total = len(PER_DOUBLE) + 2
+    total = len(PER_DOUBLE) + 3
     print("%d passed, %d failed (%.1fs)" % (total - failed, failed, time.monotonic() - t_start))
     return 1 if failed else 0
 

@@ -1104,6 +1104,83 @@ static void test_parent_without_ts(void **state) {
         assert_false(f->sent[1].has_thread);
 }
 
+/* --- the fleet thread: defer and route ------------------------------------ */
+
+/* A held host's breach waits for the verdict, then goes with its holding
+ * notices as replies into the fleet thread, whose parent goes ahead of
+ * them; once the host gets its turn, its incident opens its own thread. */
+static void test_defer_then_fleet_thread(void **state) {
+        Fake *f = *state;
+
+        fake_open(f);
+        assert_int_equal(outbox_defer(f->o, "inc-1", mono_now() + 10 * USEC_PER_SEC), 0);
+        add(f, "breach", "inc-1", OUTBOX_PARENT, false);
+        add(f, "holding", "inc-1", OUTBOX_REPLY, false);
+        run_for(f, 200 * USEC_PER_MSEC);
+        assert_int_equal(f->n_sent, 0); /* waiting for the verdict */
+
+        script(f, OUTBOX_DELIVERED, USEC_INFINITY, "555.100");
+        for (size_t i = 0; i < 5; i++)
+                script(f, OUTBOX_DELIVERED, USEC_INFINITY, i == 3 ? "777.000" : NULL);
+        assert_int_equal(outbox_add_ahead(f->o, "fleet", "fleet:claim:h:1", OUTBOX_PARENT, "{\"text\":\"pool\"}"), 0);
+        assert_int_equal(outbox_route(f->o, "inc-1", "fleet:claim:h:1"), 0);
+        add(f, "holding", "inc-1", OUTBOX_REPLY, false); /* a reminder, routed too */
+        assert_true(run_until_answered(f, 4, 3 * USEC_PER_SEC));
+        assert_string_equal(f->sent[0].kind, "fleet");
+        assert_int_equal(f->sent[0].role, OUTBOX_PARENT);
+        assert_false(f->sent[0].has_thread);
+        for (size_t i = 1; i < 4; i++) {
+                assert_string_equal(f->sent[i].incident, "inc-1");
+                assert_int_equal(f->sent[i].role, OUTBOX_REPLY);
+                assert_true(f->sent[i].has_thread);
+                assert_string_equal(f->sent[i].thread, "555.100");
+        }
+        assert_string_equal(f->sent[1].kind, "breach");
+        assert_int_equal(f->n_thread, 1);
+        assert_string_equal(f->thread_incident, "fleet:claim:h:1");
+
+        /* our turn: the route ends, "stopped holding" opens our own thread */
+        assert_int_equal(outbox_route(f->o, "inc-1", NULL), 0);
+        add(f, "holding", "inc-1", OUTBOX_PARENT, false);
+        add(f, "remediating", "inc-1", OUTBOX_REPLY, false);
+        assert_true(run_until_answered(f, 6, 3 * USEC_PER_SEC));
+        assert_int_equal(f->sent[4].role, OUTBOX_PARENT);
+        assert_false(f->sent[4].has_thread);
+        assert_true(f->sent[5].has_thread);
+        assert_string_equal(f->sent[5].thread, "777.000");
+        assert_string_equal(f->thread_incident, "inc-1");
+}
+
+/* A verdict that never comes, or one that says "own thread": the breach
+ * goes as it was spooled, never lost. */
+static void test_defer_bounded(void **state) {
+        Fake *f = *state;
+        usec_t t0;
+
+        fake_open(f);
+        for (size_t i = 0; i < 3; i++)
+                script(f, OUTBOX_DELIVERED, USEC_INFINITY, NULL);
+        t0 = mono_now();
+        assert_int_equal(outbox_defer(f->o, "inc-1", t0 + 300 * USEC_PER_MSEC), 0);
+        add(f, "breach", "inc-1", OUTBOX_PARENT, false);
+        assert_true(run_until_sent(f, 1, 3 * USEC_PER_SEC));
+        assert_true(f->sent[0].at >= t0 + 250 * USEC_PER_MSEC);
+        assert_int_equal(f->sent[0].role, OUTBOX_PARENT);
+
+        assert_int_equal(outbox_defer(f->o, "inc-2", mono_now() + 10 * USEC_PER_SEC), 0);
+        add(f, "breach", "inc-2", OUTBOX_PARENT, false);
+        run_for(f, 100 * USEC_PER_MSEC);
+        assert_int_equal(f->n_sent, 1);
+        t0 = mono_now();
+        assert_int_equal(outbox_route(f->o, "inc-2", NULL), 0); /* left, or Redis unreachable */
+        assert_true(run_until_sent(f, 2, 3 * USEC_PER_SEC));
+        assert_true(f->sent[1].at < t0 + 1 * USEC_PER_SEC);
+        assert_int_equal(f->sent[1].role, OUTBOX_PARENT);
+        assert_false(f->sent[1].has_thread);
+        assert_true(outbox_defer(f->o, "", 1) < 0);
+        assert_true(outbox_route(f->o, NULL, NULL) < 0);
+}
+
 static void test_restart_reloads(void **state) {
         Fake *f = *state;
 
@@ -1565,6 +1642,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_thread_from_state, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_parent_without_ts, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_defer_then_fleet_thread, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_defer_bounded, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_restart_reloads, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_restart_seq_counts_dead, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_restart_order_from_disk, setup, teardown),

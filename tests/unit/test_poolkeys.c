@@ -41,6 +41,8 @@ static void test_names(void **state) {
         assert_key("web", POOL_KEY_WAITING, NULL, "monkey:{web}:waiting");
         assert_key("web", POOL_KEY_EVENTS, NULL, "monkey:{web}:events");
         assert_key("web", POOL_KEY_BUDGET, NULL, "monkey:{web}:budget");
+        assert_key("web", POOL_KEY_FLEET_THREAD, NULL, "monkey:{web}:fleet-thread");
+        assert_key("web", POOL_KEY_FLEET_HOLDING, NULL, "monkey:{web}:fleet-holding");
         assert_key("web", POOL_KEY_HOST, "web-1", "monkey:{web}:host:web-1");
         assert_key("web", POOL_KEY_LEASE, "web-1", "monkey:{web}:lease:web-1");
         assert_key("web", POOL_KEY_ASKING, "web-1", "monkey:{web}:asking:web-1");
