@@ -265,8 +265,22 @@ def whole_fleet(live=False, colour=None):
             check(back and back[-1][0] < t_next, "%s rebooted before %s was back" % (nxt.name, prev.name))
         held = [h for h in f.hosts if "HOLDING" in transitions(h)]
         check(len(held) >= 2, "want the 2 hosts that could not leave to HOLD; held: %s" % [h.name for h in held])
+        # one fleet thread for the hosts the budget held: their breach and
+        # "holding" go there; each opens its own thread when its turn comes
+        fleet = [msgs for msgs in f.slack_threads().values()
+                 if "budget spent" in message_text(msgs[0]).split("\n")[0]]
+        check(len(fleet) == 1, "want one fleet thread, got %d: %s"
+              % (len(fleet), [message_text(m[0]).split("\n")[0] for m in fleet]))
+        in_fleet = [message_text(m).split("\n")[0] for m in fleet[0]]
         for h in held:
-            thread_of(f, h)  # each has its incident thread ...
+            for what in ("is overloaded", "is holding in the pool"):
+                check(any(t.startswith("%s %s" % (h.name, what)) for t in in_fleet),
+                      "%s: no %r in the fleet thread %s" % (h.name, what, in_fleet))
+            own = [message_text(m).split("\n")[0] for m in thread_of(f, h, first="stopped holding")]
+            for what in ("reboot-instance accepted", "is back in the pool"):
+                check(any(what in t for t in own), "%s: no %r in its own thread %s" % (h.name, what, own))
+        check(any("no host holding any more" in t for t in in_fleet),
+              "the fleet thread was not followed up at the end: %s" % in_fleet)
         holding_msgs = [m for m in f.slack.messages() if "is holding in the pool" in message_text(m).split("\n")[0]]
         check(len(holding_msgs) >= 2, "want a 'holding' alert from each host that held, got %d" % len(holding_msgs))
         assert_ec2_signed(f)
