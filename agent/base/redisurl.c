@@ -108,6 +108,8 @@ void redis_url_done(RedisUrl *u) {
         free(u->path);
         for (size_t i = 0; i < u->n_sentinels; i++)
                 free(u->sentinels[i].host);
+        for (size_t i = 0; i < u->n_seeds; i++)
+                free(u->seeds[i].host);
         free(u->master);
         *u = (RedisUrl) {};
 }
@@ -153,8 +155,12 @@ int redis_url_parse(const char *s, RedisUrl *ret, char **ret_error) {
         } else if (strncmp(s, "sentinel://", 11) == 0) {
                 u.kind = REDIS_URL_SENTINEL;
                 rest = s + 11;
+        } else if (strncmp(s, "rediss-sentinel://", 18) == 0) {
+                u.kind = REDIS_URL_SENTINEL;
+                u.tls = true;
+                rest = s + 18;
         } else
-                return error_set(ret_error, -EINVAL, "invalid Redis URL: use redis://, rediss:// (TLS), unix:// or sentinel://");
+                return error_set(ret_error, -EINVAL, "invalid Redis URL: use redis://, rediss:// (TLS), unix://, sentinel:// or rediss-sentinel:// (TLS)");
 
         end = strchrnul(rest, '/');
         at = memrchr(rest, '@', (size_t) (end - rest));
@@ -181,13 +187,33 @@ int redis_url_parse(const char *s, RedisUrl *ret, char **ret_error) {
         }
 
         if (u.kind == REDIS_URL_TCP) {
-                r = parse_endpoint(rest, (size_t) (end - rest), 6379, &u.server);
-                if (r == -ENOMEM)
-                        return r;
-                if (r < 0)
-                        return error_set(ret_error, -EINVAL, "invalid Redis URL: bad HOST[:PORT]");
+                const char *p = rest;
+
+                /* Several HOST[:PORT]: a Redis Cluster's seed nodes, any
+                 * of which can tell where the pool's slot is. */
+                do {
+                        const char *comma = memchr(p, ',', (size_t) (end - p));
+                        const char *stop = comma ? comma : end;
+
+                        if (u.n_seeds >= REDIS_SENTINELS_MAX)
+                                return error_set(ret_error, -EINVAL, "invalid Redis URL: too many cluster seeds (at most 16)");
+                        r = parse_endpoint(p, (size_t) (stop - p), 6379, &u.seeds[u.n_seeds]);
+                        if (r == -ENOMEM)
+                                return r;
+                        if (r < 0)
+                                return error_set(ret_error, -EINVAL, "invalid Redis URL: bad HOST[:PORT]");
+                        u.n_seeds++;
+                        p = comma ? comma + 1 : end;
+                        if (comma && p == end)
+                                return error_set(ret_error, -EINVAL, "invalid Redis URL: empty cluster seed address");
+                } while (p < end);
+                u.server = (RedisEndpoint) { .host = strdup(u.seeds[0].host), .port = u.seeds[0].port };
+                if (!u.server.host)
+                        return -ENOMEM;
                 if (*end == '/' && parse_db(end + 1, &u.db) < 0)
                         return error_set(ret_error, -EINVAL, "invalid Redis URL: bad DB number (0-1000)");
+                if (u.n_seeds > 1 && u.db != 0)
+                        return error_set(ret_error, -EINVAL, "invalid Redis URL: several hosts are a Redis Cluster's seeds, and a cluster has only DB 0");
         } else {
                 const char *p = rest, *name, *name_end;
 

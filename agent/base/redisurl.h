@@ -1,6 +1,6 @@
 /* One Redis URL grammar, for monkeyd's config check, its pool connection
  * and monkey-proxy-sync: redis://, rediss:// (the same over TLS), unix://
- * (with ?db=N) and sentinel://.
+ * (with ?db=N), sentinel:// and rediss-sentinel:// (the same over TLS).
  * Pure: no I/O. */
 #pragma once
 
@@ -21,10 +21,14 @@ typedef struct RedisEndpoint {
 
 typedef struct RedisUrl {
         RedisUrlKind kind;
-        bool tls; /* rediss:// */
+        bool tls; /* rediss://, rediss-sentinel:// (the sentinels and the master) */
         char *user, *password; /* percent-decoded, NULL when absent */
         bool bare_userinfo;    /* "x@host": x is the password, or with a password file the user */
-        RedisEndpoint server;  /* TCP */
+        RedisEndpoint server;  /* TCP: the first of seeds */
+        /* TCP: every HOST[:PORT] given. More than one: a Redis Cluster's
+         * seed nodes (one is enough too: a MOVED says it is a cluster). */
+        RedisEndpoint seeds[REDIS_SENTINELS_MAX];
+        size_t n_seeds;
         char *path;            /* UNIX */
         RedisEndpoint sentinels[REDIS_SENTINELS_MAX];
         size_t n_sentinels;
@@ -32,8 +36,11 @@ typedef struct RedisUrl {
         unsigned db;
 } RedisUrl;
 
-/* redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (userinfo without ':' is a
- * password), rediss://… the same with TLS, unix:///PATH[?db=DB], sentinel://[userinfo@]H[:P][,H[:P]...]/MASTER[/DB].
+/* redis://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...][/DB] (userinfo
+ * without ':' is a password; several hosts: a cluster's seeds, DB 0),
+ * rediss://… the same with TLS, unix:///PATH[?db=DB],
+ * sentinel://[userinfo@]H[:P][,H[:P]...]/MASTER[/DB] and
+ * rediss-sentinel://… the same with TLS.
  * Default ports 6379 and 26379, DB 0..1000. On failure -EINVAL (-ENOMEM)
  * and *ret_error (if given) says why, never holding the password; ret is
  * only written on success. */

@@ -92,6 +92,37 @@ static void test_url_good(void **state) {
         assert_string_equal(u.user, "app");
         assert_string_equal(u.password, "pw");
         assert_int_equal(u.db, 0);
+        assert_false(u.tls);
+        redis_url_done(&u);
+
+        /* Sentinel over TLS: the sentinels and the master */
+        assert_int_equal(redis_url_parse("rediss-sentinel://app:pw@s1.cache.test,s2.cache.test:26380/m/2", &u, &err), 0);
+        assert_int_equal(u.kind, REDIS_URL_SENTINEL);
+        assert_true(u.tls);
+        assert_int_equal(u.n_sentinels, 2);
+        assert_int_equal(u.sentinels[1].port, 26380);
+        assert_int_equal(u.db, 2);
+        redis_url_done(&u);
+
+        /* one host: one seed, the server */
+        assert_int_equal(redis_url_parse("rediss://clustercfg.web.cache.test", &u, &err), 0);
+        assert_int_equal(u.n_seeds, 1);
+        assert_string_equal(u.seeds[0].host, "clustercfg.web.cache.test");
+        assert_string_equal(u.server.host, "clustercfg.web.cache.test");
+        assert_int_equal(u.server.port, 6379);
+        redis_url_done(&u);
+
+        /* several hosts: a cluster's seeds */
+        assert_int_equal(redis_url_parse("redis://u:p@127.0.0.1:7000,[::1]:7001,node3/0", &u, &err), 0);
+        assert_int_equal(u.kind, REDIS_URL_TCP);
+        assert_int_equal(u.n_seeds, 3);
+        assert_string_equal(u.server.host, "127.0.0.1");
+        assert_int_equal(u.server.port, 7000);
+        assert_string_equal(u.seeds[1].host, "::1");
+        assert_int_equal(u.seeds[1].port, 7001);
+        assert_string_equal(u.seeds[2].host, "node3");
+        assert_int_equal(u.seeds[2].port, 6379);
+        assert_string_equal(u.password, "p");
         redis_url_done(&u);
 }
 
@@ -129,6 +160,13 @@ static void test_url_bad(void **state) {
                 "redis://[::1]x",
                 "redis://h;rm",
                 "redis://a%zz@h",
+                "redis://h1,h2/1",  /* a cluster has only DB 0 */
+                "redis://h1,",
+                "redis://h1,,h2",
+                "redis://,h1",
+                "redis://1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17",
+                "rediss-sentinel://h:1",
+                "redis-sentinel://h:1/m",
         };
 
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
