@@ -92,8 +92,9 @@ int redis_cluster_redirect_parse(const char *error, RedisClusterRedirect *ret) {
                 r.verdict = REDIS_CLUSTER_DOWN;
         else if (starts_word(error, "MOVED") || starts_word(error, "ASK")) {
                 bool moved = error[0] == 'M';
+                const char *rest = error + (moved ? 5 : 3); /* at the ' ' or the end */
 
-                k = redirect_target(error + (moved ? 6 : 4), &r);
+                k = redirect_target(*rest ? rest + 1 : rest, &r);
                 if (k < 0)
                         return k;
                 r.verdict = moved ? REDIS_CLUSTER_MOVED : REDIS_CLUSTER_ASK;

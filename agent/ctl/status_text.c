@@ -535,6 +535,14 @@ int status_text_format_pool(json_object *pool, char **ret) {
                 fputs(", master ", f);
                 put_sane(f, str_field(pool, "master"));
         }
+        {
+                json_object *cluster = NULL;
+
+                if (json_object_object_get_ex(pool, "cluster", &cluster) && str_field(cluster, "node")) {
+                        fputs(", cluster node ", f);
+                        put_sane(f, str_field(cluster, "node"));
+                }
+        }
         fputs(")\n", f);
         if (!isempty(str_field(pool, "last_error"))) {
                 put_label(f, "last error");

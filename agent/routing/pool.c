@@ -1043,6 +1043,17 @@ json_object *pool_status_json(Pool *p) {
         json_object_object_add(o, "master",
                                pool_link_master(p->link, master, sizeof master) ? json_object_new_string(master)
                                                                                 : NULL);
+        {
+                unsigned slot = 0;
+                bool cluster = pool_link_cluster_node(p->link, master, sizeof master, &slot);
+                json_object *cl = cluster ? json_object_new_object() : NULL;
+
+                if (cl) {
+                        json_object_object_add(cl, "node", json_object_new_string(master));
+                        json_object_object_add(cl, "slot", json_object_new_int((int) slot));
+                }
+                json_object_object_add(o, "cluster", cl);
+        }
         json_object_object_add(o, "connected", json_object_new_boolean(ready(p)));
         json_object_object_add(o, "status", json_object_new_string(pool_link_status(p->link)));
         json_object_object_add(o, "serving", json_object_new_boolean(p->desired_serving));

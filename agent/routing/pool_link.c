@@ -15,6 +15,7 @@
 #include "clock.h"
 #include "log.h"
 #include "random.h"
+#include "rediscluster.h"
 #include "redisreply.h"
 #include "redisurl.h"
 #include "respconn.h"
@@ -23,18 +24,29 @@
 #define POOL_COMMAND_TIMEOUT_USEC (2 * USEC_PER_SEC)
 #define POOL_CONNECT_TIMEOUT_USEC (2 * USEC_PER_SEC)
 #define DOOMED_MAX 16
+/* Redis Cluster: how long a command may wait for its slot (TRYAGAIN while
+ * the slot moves, CLUSTERDOWN while a replica takes over, MOVED while we
+ * connect to the new owner) before its owner hears it failed; how often
+ * the waiting ones are tried again; how many redirections one command may
+ * follow (a MOVED ping-pong between two nodes that disagree ends). */
+#define CLUSTER_PATIENCE_USEC (5 * USEC_PER_SEC)
+#define CLUSTER_RETRY_USEC (50 * USEC_PER_MSEC)
+#define CLUSTER_REDIRECTS_MAX 16
 
 typedef enum ConnKind {
         CONN_MAIN,
         CONN_SENTINEL,
+        CONN_ASK, /* Redis Cluster: the node an ASK sent a command to, while the pool's slot moves */
 } ConnKind;
 
-/* One connection: the main one, or the sentinel's. */
+/* One connection: the main one, the sentinel's or the ASK target's. */
 typedef struct Conn {
         PoolLink *link;
         ConnKind kind;
         RespConn *rc; /* NULL once given up */
         char *peer;   /* for messages */
+        char *host;   /* what it connects to (TCP), to tell a redirection to it */
+        uint16_t port;
 } Conn;
 
 typedef enum CmdKind {
@@ -44,6 +56,8 @@ typedef enum CmdKind {
         CMD_ROLE_CHECK, /* the same, with each heartbeat: follows failover */
         CMD_SCRIPT_LOAD,
         CMD_SENTINEL_MASTER,
+        CMD_ASKING,        /* before a command an ASK redirected */
+        CMD_CLUSTER_SLOTS, /* after connecting to a cluster: the nodes to fall back on */
         CMD_OWNER, /* the owner's: a script (EVALSHA, EVAL after NOSCRIPT) or a plain command */
 } CmdKind;
 
@@ -64,6 +78,9 @@ struct Cmd {
         size_t *argvlen;
         int argc;
         sd_event_source *timer;
+        unsigned redirects; /* Redis Cluster: MOVED/ASK/TRYAGAIN followed */
+        usec_t give_up_at;  /* CLOCK_MONOTONIC: the owner hears a failure after this */
+        char *waiting_for;  /* parked: the cluster's last word ("TRYAGAIN ...") */
         Cmd *prev, *next;
 };
 
@@ -88,6 +105,24 @@ struct PoolLink {
         sd_event_source *retry_timer, *reaper;
         RespConn *doomed[DOOMED_MAX]; /* given up, freed by the reaper */
         size_t n_doomed;
+
+        /* Redis Cluster, learned from the first MOVED (or TRYAGAIN,
+         * CLUSTERDOWN): the node that serves the pool's slot, the nodes
+         * CLUSTER SLOTS named (fallbacks when that node is gone), the ASK
+         * target's connection, and the commands parked until their slot
+         * can take them. switching: the main connection is moving to the
+         * slot's new owner; the owner never heard "broken". */
+        bool cluster, switching, node_fresh;
+        unsigned slot;
+        char *node_host;
+        uint16_t node_port;
+        RedisEndpoint *known;
+        size_t n_known, candidate_next;
+        Conn ask;
+        RespConn *retired; /* the main connection before a switch, until its replies are in */
+        Cmd **parked;
+        size_t n_parked;
+        sd_event_source *park_timer;
 
         Cmd *cmds;
 };
@@ -262,6 +297,7 @@ static Cmd *cmd_free(Cmd *c) {
         }
         free(c->argv);
         free(c->argvlen);
+        free(c->waiting_for);
         free(c);
         return NULL;
 }
@@ -329,6 +365,10 @@ static const char *cmd_name(const Cmd *c) {
                 return "SCRIPT LOAD";
         case CMD_SENTINEL_MASTER:
                 return "SENTINEL get-master-addr-by-name";
+        case CMD_ASKING:
+                return "ASKING";
+        case CMD_CLUSTER_SLOTS:
+                return "CLUSTER SLOTS";
         case CMD_OWNER:
                 return c->what;
         }
@@ -345,6 +385,8 @@ static void handshake_start(PoolLink *l);
 static void link_fail(PoolLink *l, const char *format, ...) _printf_(2, 3);
 static void sentinel_failed(PoolLink *l, const char *format, ...) _printf_(2, 3);
 static void on_reply(RespConn *rc, const redisReply *r, const char *error, void *userdata);
+static void park(Cmd *c);
+static void retired_check(PoolLink *l);
 
 /* A command that will get no reply: its owner hears so. */
 static void cmd_fail(Cmd *c, const char *detail) {
@@ -363,11 +405,19 @@ static int on_cmd_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
                  (unsigned long long) (POOL_COMMAND_TIMEOUT_USEC / USEC_PER_MSEC));
         /* A connection that let one command time out is presumed dead:
          * the rest of its replies would come late or never. */
+        if (c->rc && c->rc == l->retired) {
+                log_debug("pool: %s; giving up the slot's old node", why);
+                doom(l, TAKE_PTR(l->retired)); /* its commands fail as it closes */
+                return 0;
+        }
         if (c->conn->rc != c->rc)
                 return 0;
         if (c->conn->kind == CONN_MAIN)
                 link_fail(l, "%s", why);
-        else
+        else if (c->conn->kind == CONN_ASK) {
+                log_debug("pool: %s; closing that connection", why);
+                conn_close(c->conn); /* its commands fail as it closes */
+        } else
                 sentinel_failed(l, "%s", why);
         return 0;
 }
@@ -378,6 +428,13 @@ static int cmd_send(Cmd *c) {
         Conn *conn = c->conn;
         int r;
 
+        if (c->kind == CMD_OWNER && !c->give_up_at)
+                c->give_up_at = clock_loop_now(l->event, CLOCK_MONOTONIC) + CLUSTER_PATIENCE_USEC;
+        /* Moving to the pool's slot's new owner: its handshake first. */
+        if (c->kind == CMD_OWNER && conn == &l->main && l->switching) {
+                park(c);
+                return 0;
+        }
         if (!conn->rc) {
                 cmd_fail(c, error_or(l, "not connected"));
                 return -ENOTCONN;
@@ -604,6 +661,275 @@ static void sentinel_reply(PoolLink *l, const redisReply *r) {
                 link_broken(l);
 }
 
+/* ---- Redis Cluster ---- */
+
+/* The owner's command waits for its slot: tried again by the park timer
+ * (TRYAGAIN, CLUSTERDOWN), or when the main connection reached the slot's
+ * new owner (MOVED). A command the cluster redirected was not run, so
+ * sending it again can never apply it twice. */
+static void park(Cmd *c) {
+        PoolLink *l = c->link;
+        Cmd **grown;
+        int r;
+
+        c->timer = sd_event_source_disable_unref(c->timer);
+        cmd_unlink(c);
+        c->rc = NULL;
+        grown = reallocarray(l->parked, l->n_parked + 1, sizeof *grown);
+        if (!grown) {
+                cmd_fail(c, "out of memory");
+                return;
+        }
+        l->parked = grown;
+        l->parked[l->n_parked++] = c;
+        r = sd_event_source_set_enabled(l->park_timer, SD_EVENT_ON);
+        if (r < 0)
+                log_debug_errno(r, "pool: cannot arm the cluster retry timer: %m");
+}
+
+/* Every parked command fails (the link is broken or going away). */
+static void parked_fail(PoolLink *l, const char *detail) {
+        while (l->n_parked > 0) {
+                Cmd *c = l->parked[--l->n_parked];
+                cmd_fail(c, c->waiting_for ? c->waiting_for : detail);
+        }
+}
+
+static int on_park_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        PoolLink *l = userdata;
+        usec_t now = clock_loop_now(l->event, CLOCK_MONOTONIC);
+        Cmd **batch = l->parked;
+        size_t n = l->n_parked;
+        int r;
+
+        r = sd_event_source_set_time_relative(s, CLUSTER_RETRY_USEC);
+        if (r < 0)
+                log_debug_errno(r, "pool: cannot re-arm the cluster retry timer: %m");
+        /* Sending may park again (or the owner may send more from its
+         * handler): take the batch first. */
+        l->parked = NULL;
+        l->n_parked = 0;
+        for (size_t i = 0; i < n; i++) {
+                Cmd *c = batch[i];
+
+                if (now >= c->give_up_at) {
+                        _cleanup_(freep) char *why = NULL;
+                        if (asprintf(&why, "%s: the pool's slot was not served within %llus (%s)",
+                                     strna(l->main.peer), (unsigned long long) (CLUSTER_PATIENCE_USEC / USEC_PER_SEC),
+                                     strna(c->waiting_for)) < 0)
+                                why = NULL;
+                        cmd_fail(c, why ? why : "the pool's slot was not served in time");
+                } else if (l->state != POOL_LINK_READY || l->switching) {
+                        /* not yet: back in the queue */
+                        Cmd **grown = reallocarray(l->parked, l->n_parked + 1, sizeof *grown);
+                        if (!grown) {
+                                cmd_fail(c, "out of memory");
+                                continue;
+                        }
+                        l->parked = grown;
+                        l->parked[l->n_parked++] = c;
+                } else {
+                        c->conn = &l->main;
+                        (void) cmd_send(c); /* on failure the owner heard it */
+                }
+        }
+        free(batch);
+        if (l->n_parked == 0) {
+                r = sd_event_source_set_enabled(s, SD_EVENT_OFF);
+                if (r < 0)
+                        log_debug_errno(r, "pool: cannot stop the cluster retry timer: %m");
+        }
+        return 0;
+}
+
+static bool conn_at(const Conn *conn, const char *host, uint16_t port) {
+        return conn->rc && conn->port == port && streq_ptr(conn->host, host);
+}
+
+/* The main connection moves to the node that serves the pool's slot now;
+ * the owner's commands park until its handshake is done. */
+static void cluster_switch(PoolLink *l) {
+        l->switching = true;
+        /* The old connection stays until its replies are in: a command it
+         * ran before the slot moved is answered, one it refused comes back
+         * with MOVED and is sent again. */
+        if (l->retired)
+                doom(l, l->retired);
+        l->retired = TAKE_PTR(l->main.rc);
+        retired_check(l);
+        if (conn_connect(&l->main, l->node_host, l->node_port, NULL) < 0)
+                link_fail(l, "%s", error_or(l, "cannot connect to the pool's slot's node"));
+}
+
+static void cluster_learn(PoolLink *l, unsigned slot, const char *host, uint16_t port, const char *why) {
+        char *copy;
+
+        if (!l->cluster)
+                log_info("pool: Redis Cluster: the pool's slot %u is served by %s%s%s:%u (%s)", slot,
+                         strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", (unsigned) port, why);
+        else if (!streq_ptr(l->node_host, host) || l->node_port != port)
+                log_notice("pool: Redis Cluster: the pool's slot %u moved to %s%s%s:%u (%s)", slot,
+                           strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", (unsigned) port, why);
+        l->cluster = true;
+        l->slot = slot;
+        if (streq_ptr(l->node_host, host) && l->node_port == port)
+                return;
+        copy = strdup(host);
+        if (!copy)
+                return; /* out of memory: the next MOVED says it again */
+        free(l->node_host);
+        l->node_host = copy;
+        l->node_port = port;
+        l->node_fresh = true;
+}
+
+/* ASK: this one command goes to the slot's importing node, after ASKING,
+ * on a connection of its own (kept while the slot moves). The script's
+ * text goes with it (EVAL): that node may not have it cached, and a
+ * NOSCRIPT retry would need another ASKING. */
+static void ask_send(PoolLink *l, Cmd *c, const char *host, uint16_t port) {
+        const char *password = l->settings.password, *user = l->settings.url.user;
+        Conn *ask = &l->ask;
+        Cmd *asking;
+
+        if (!conn_at(ask, host, port)) {
+                if (conn_connect(ask, host, port, NULL) < 0) {
+                        cmd_fail(c, error_or(l, "cannot connect to the node an ASK named"));
+                        return;
+                }
+                if (password) {
+                        Cmd *auth = user ? simple_cmd(l, ask, CMD_AUTH, "AUTH", user, password)
+                                         : simple_cmd(l, ask, CMD_AUTH, "AUTH", password, NULL);
+                        if (!auth || cmd_send(auth) < 0) {
+                                cmd_fail(c, "cannot authenticate to the node an ASK named");
+                                return;
+                        }
+                }
+        }
+        if (c->script >= 0 && !c->evaled) {
+                c->evaled = true;
+                if (cmd_set(c, 0, "EVAL") < 0 || cmd_set(c, 1, pool_script_text[c->script]) < 0) {
+                        cmd_fail(c, "out of memory");
+                        return;
+                }
+        }
+        asking = simple_cmd(l, ask, CMD_ASKING, "ASKING", NULL, NULL);
+        if (!asking || cmd_send(asking) < 0) {
+                cmd_fail(c, "cannot send ASKING");
+                return;
+        }
+        c->conn = ask;
+        (void) cmd_send(c); /* on failure the owner heard it */
+}
+
+/* The cluster answered one of the owner's commands with a redirection or
+ * "not now": it was not run. Takes c. */
+static void cluster_redirect(PoolLink *l, Cmd *c, const Conn *conn, const RedisClusterRedirect *rd) {
+        const char *host = rd->host ? rd->host : conn->host;
+        const char *text = c->waiting_for;
+
+        if (++c->redirects > CLUSTER_REDIRECTS_MAX) {
+                _cleanup_(freep) char *why = NULL;
+                if (asprintf(&why, "%s: %s: more than %u cluster redirections (last: %s)", strna(conn->peer),
+                             cmd_name(c), CLUSTER_REDIRECTS_MAX, strna(text)) < 0)
+                        why = NULL;
+                cmd_fail(c, why ? why : "too many cluster redirections");
+                return;
+        }
+        if (rd->verdict == REDIS_CLUSTER_TRYAGAIN || rd->verdict == REDIS_CLUSTER_DOWN) {
+                if (!l->cluster)
+                        log_info("pool: Redis Cluster: %s answered %s", strna(conn->peer), strna(text));
+                l->cluster = true;
+                park(c);
+                return;
+        }
+        if (!host) {
+                cmd_fail(c, "a cluster redirection without a node to go to");
+                return;
+        }
+        if (rd->verdict == REDIS_CLUSTER_ASK) {
+                l->cluster = true;
+                log_debug("pool: Redis Cluster: slot %u is moving; %s goes to %s:%u after ASKING", rd->slot,
+                          cmd_name(c), host, (unsigned) rd->port);
+                ask_send(l, c, host, rd->port);
+                return;
+        }
+        /* MOVED: the slot has a new owner; everything goes there now. */
+        cluster_learn(l, rd->slot, host, rd->port, "MOVED");
+        park(c);
+        if (l->state == POOL_LINK_READY && !l->switching && !conn_at(&l->main, l->node_host, l->node_port))
+                cluster_switch(l);
+}
+
+/* CLUSTER SLOTS after connecting to a cluster: the nodes to fall back on
+ * when the slot's node goes, and whether the map agrees with where we
+ * are. Refused (an ACL without it) or malformed: only the fallbacks are
+ * missing; the seeds remain. */
+static void cluster_slots_reply(PoolLink *l, const Conn *conn, const redisReply *r) {
+        RedisEndpoint *nodes = NULL;
+        _cleanup_(freep) char *host = NULL;
+        size_t n = 0;
+        uint16_t port;
+        int k;
+
+        k = redis_cluster_slot_nodes(r, &nodes, &n);
+        if (k < 0) {
+                log_debug("pool: %s: CLUSTER SLOTS: %s", strna(conn->peer),
+                          redisreply_error(r) ? redisreply_error(r) : "unexpected reply");
+                return;
+        }
+        redis_cluster_nodes_free(l->known, l->n_known);
+        l->known = nodes;
+        l->n_known = n;
+        if (redis_cluster_slot_owner(r, l->slot, &host, &port) < 0)
+                return;
+        if (!host && conn->host)
+                host = strdup(conn->host);
+        if (!host)
+                return;
+        cluster_learn(l, l->slot, host, port, "CLUSTER SLOTS");
+        if (!conn_at(&l->main, host, port) && l->state == POOL_LINK_READY && !l->switching)
+                cluster_switch(l);
+}
+
+/* Where the next connection goes: the slot's node when a MOVED (or the
+ * map) just named it, else the URL's seeds and the nodes the map named,
+ * in turn, so a node that is gone for good costs one attempt. */
+static void connect_target(PoolLink *l, const char **ret_host, uint16_t *ret_port) {
+        const RedisUrl *url = &l->settings.url;
+        size_t n = url->n_seeds + l->n_known, i;
+
+        if (l->cluster && l->node_host && l->node_fresh) {
+                l->node_fresh = false;
+                *ret_host = l->node_host;
+                *ret_port = l->node_port;
+                return;
+        }
+        if (n == 0) {
+                *ret_host = url->server.host;
+                *ret_port = url->server.port;
+                return;
+        }
+        i = l->candidate_next++ % n;
+        if (i < url->n_seeds) {
+                *ret_host = url->seeds[i].host;
+                *ret_port = url->seeds[i].port;
+        } else {
+                *ret_host = l->known[i - url->n_seeds].host;
+                *ret_port = l->known[i - url->n_seeds].port;
+        }
+}
+
+/* The retired connection goes once no command waits on it. */
+static void retired_check(PoolLink *l) {
+        if (!l->retired)
+                return;
+        for (Cmd *c = l->cmds; c; c = c->next)
+                if (c->rc == l->retired)
+                        return;
+        doom(l, TAKE_PTR(l->retired));
+}
+
 static void on_reply(RespConn *rc, const redisReply *r, const char *error, void *userdata) {
         Cmd *c = userdata;
         PoolLink *l = c->link;
@@ -618,10 +944,33 @@ static void on_reply(RespConn *rc, const redisReply *r, const char *error, void 
                  * "broken" before the failures, as the contract says). */
                 if (!l->freeing && conn->rc == rc)
                         conn_lost(conn, rc, error ? error : "connection closed");
+                if (rc == l->retired) {
+                        doom(l, TAKE_PTR(l->retired)); /* closed: its other commands fail too */
+                        cmd_fail(c, "the connection to the slot's old node closed");
+                        return;
+                }
                 cmd_fail(c, error_or(l, "connection lost"));
                 return;
         }
-        if (conn->rc != rc && !(c->flags & POOL_LINK_LATE_REPLY)) {
+        /* The slot's old node answers what it ran before the slot moved
+         * (what it refused comes back with MOVED, below): still current. */
+        bool current = conn->rc == rc || (rc && rc == l->retired);
+        if (rc == l->retired)
+                retired_check(l);
+        if (c->kind == CMD_OWNER && redisreply_error(r) && !l->freeing) {
+                RedisClusterRedirect rd;
+
+                /* Not run, wherever it came from (a connection given up
+                 * too): it goes where the cluster says. */
+                if (redis_cluster_redirect_parse(redisreply_error(r), &rd) == 0 && rd.verdict != REDIS_CLUSTER_NONE) {
+                        free(c->waiting_for);
+                        c->waiting_for = strdup(redisreply_error(r));
+                        cluster_redirect(l, c, conn, &rd);
+                        redis_cluster_redirect_done(&rd);
+                        return;
+                }
+        }
+        if (!current && !(c->flags & POOL_LINK_LATE_REPLY)) {
                 /* A late reply on a connection we gave up on: stale. */
                 cmd_fail(c, error_or(l, "connection given up"));
                 return;
@@ -640,7 +989,23 @@ static void on_reply(RespConn *rc, const redisReply *r, const char *error, void 
                 return;
         }
 
+        if (conn->kind == CONN_ASK && c->kind != CMD_OWNER) {
+                /* AUTH, ASKING: a refusal fails the command behind it too */
+                if (redisreply_error(r)) {
+                        log_debug("pool: %s: %s failed: %s; closing that connection", strna(conn->peer), cmd_name(c),
+                                  redisreply_error(r));
+                        conn_close(&l->ask);
+                }
+                cmd_free(c);
+                return;
+        }
+
         switch (c->kind) {
+        case CMD_ASKING:
+                break;
+        case CMD_CLUSTER_SLOTS:
+                cluster_slots_reply(l, conn, r);
+                break;
         case CMD_AUTH:
         case CMD_SELECT:
         case CMD_ROLE:
@@ -659,7 +1024,7 @@ static void on_reply(RespConn *rc, const redisReply *r, const char *error, void 
                 break;
         case CMD_OWNER:
                 if (c->handler)
-                        c->handler(l, cmd_name(c), r, NULL, conn->rc == rc, c->userdata);
+                        c->handler(l, cmd_name(c), r, NULL, current, c->userdata);
                 break;
         }
         cmd_free(c);
@@ -694,7 +1059,9 @@ static void conn_lost(Conn *conn, const RespConn *rc, const char *why) {
         if (conn->kind == CONN_MAIN) {
                 set_error(l, "%s", why);
                 link_broken(l);
-        } else
+        } else if (conn->kind == CONN_ASK)
+                log_debug("pool: %s", why); /* its commands fail as it closes */
+        else
                 sentinel_failed(l, "%s", conn_reason(conn, why));
 }
 
@@ -705,8 +1072,9 @@ static void on_connect(RespConn *rc, void *userdata) {
                 return;
         if (conn->kind == CONN_SENTINEL)
                 sentinel_query(conn->link);
-        else
+        else if (conn->kind == CONN_MAIN)
                 handshake_start(conn->link);
+        /* CONN_ASK: AUTH, ASKING and the command were queued already */
 }
 
 static void on_closed(RespConn *rc, const char *error, void *userdata) {
@@ -737,6 +1105,11 @@ static int conn_connect(Conn *conn, const char *host, uint16_t port, const char 
         conn_close(conn);
         free(conn->peer);
         conn->peer = NULL;
+        free(conn->host);
+        conn->host = NULL;
+        conn->port = port;
+        if (host && !(conn->host = strdup(host)))
+                return -ENOMEM;
         if (path)
                 conn->peer = strdup(path);
         else if (asprintf(&conn->peer, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, (unsigned) port) < 0)
@@ -779,9 +1152,14 @@ static void link_broken(PoolLink *l) {
         bool was_ready = l->state == POOL_LINK_READY;
 
         conn_close(&l->sentinel); /* a watch of the master we just lost */
+        conn_close(&l->ask);
+        if (l->retired)
+                doom(l, TAKE_PTR(l->retired));
         l->state = POOL_LINK_WAITING;
+        l->switching = false;
         if (l->handlers.broken && !l->freeing)
                 l->handlers.broken(l, l->handlers.userdata);
+        parked_fail(l, error_or(l, "connection lost"));
         l->handshake_pending = 0;
         l->degraded = false;
         if (was_ready) {
@@ -871,8 +1249,13 @@ static void connect_start(PoolLink *l) {
         l->state = POOL_LINK_CONNECTING;
         if (url->kind == REDIS_URL_UNIX)
                 r = conn_connect(&l->main, NULL, 0, url->path);
-        else
-                r = conn_connect(&l->main, url->server.host, url->server.port, NULL);
+        else {
+                const char *host;
+                uint16_t port;
+
+                connect_target(l, &host, &port);
+                r = conn_connect(&l->main, host, port, NULL);
+        }
         if (r < 0)
                 link_broken(l);
 }
@@ -920,11 +1303,41 @@ static void handshake_start(PoolLink *l) {
         }
 }
 
+/* In a cluster: ask for the map (fallback nodes), never holding up the
+ * owner's commands. */
+static void cluster_slots_ask(PoolLink *l) {
+        Cmd *c;
+
+        if (!l->cluster)
+                return;
+        if (conn_at(&l->main, l->node_host, l->node_port))
+                l->node_fresh = true; /* after a blip, straight back here */
+        c = simple_cmd(l, &l->main, CMD_CLUSTER_SLOTS, "CLUSTER", "SLOTS", NULL);
+        if (!c || cmd_send(c) < 0)
+                log_debug("pool: cannot ask for the cluster's slots, ignoring");
+}
+
 static void link_ready(PoolLink *l) {
         char took[64] = "";
 
+        if (l->switching) {
+                /* Moved to the slot's new owner: the owner's commands that
+                 * waited go now; to the owner the link never broke. */
+                l->switching = false;
+                l->attempt = 0;
+                log_info("pool: Redis Cluster: connected to %s, which serves the pool's slot %u", strna(l->main.peer),
+                         l->slot);
+                cluster_slots_ask(l);
+                if (l->n_parked > 0)
+                        on_park_timer(l->park_timer, 0, l);
+                return;
+        }
         l->state = POOL_LINK_READY;
-        l->attempt = 0;
+        /* In a cluster, only the slot's own node ends the backoff: while a
+         * failover is pending the others name a node that is gone, and
+         * going there at once, again and again, helps no one. */
+        if (!l->cluster || conn_at(&l->main, l->node_host, l->node_port))
+                l->attempt = 0;
         l->degraded = false;
         if (l->lost_at)
                 snprintf(took, sizeof took, " after %.1fs",
@@ -935,6 +1348,7 @@ static void link_ready(PoolLink *l) {
         l->ever_ready = true;
         free(l->logged_error);
         l->logged_error = NULL;
+        cluster_slots_ask(l);
         if (l->handlers.ready)
                 l->handlers.ready(l, l->handlers.userdata);
 }
@@ -956,14 +1370,21 @@ int pool_link_new(sd_event *e, PoolLinkSettings *s, const char *label, const Poo
         r = sd_event_add_defer(e, &l->reaper, on_reap, l);
         if (r >= 0)
                 r = sd_event_source_set_enabled(l->reaper, SD_EVENT_OFF);
+        if (r >= 0)
+                r = sd_event_add_time_relative(e, &l->park_timer, CLOCK_MONOTONIC, CLUSTER_RETRY_USEC,
+                                               10 * USEC_PER_MSEC, on_park_timer, l);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(l->park_timer, SD_EVENT_OFF);
         if (r < 0) {
                 sd_event_source_disable_unref(l->reaper);
+                sd_event_source_disable_unref(l->park_timer);
                 free(l->label);
                 return r;
         }
         l->event = sd_event_ref(e);
         l->main = (Conn) { .link = l, .kind = CONN_MAIN };
         l->sentinel = (Conn) { .link = l, .kind = CONN_SENTINEL };
+        l->ask = (Conn) { .link = l, .kind = CONN_ASK };
         if (h)
                 l->handlers = *h;
         l->settings = *s;
@@ -979,14 +1400,26 @@ PoolLink *pool_link_free(PoolLink *l) {
         l->freeing = true;
         conn_close(&l->sentinel);
         conn_close(&l->main);
+        conn_close(&l->ask);
+        if (l->retired)
+                doom(l, TAKE_PTR(l->retired));
         on_reap(NULL, l);
         while (l->cmds) /* only ever unsent ones: sent ones died with their context */
                 cmd_fail(l->cmds, "the pool client is going away");
+        parked_fail(l, "the pool client is going away");
+        free(l->parked);
 
         sd_event_source_disable_unref(l->retry_timer);
         sd_event_source_disable_unref(l->reaper);
+        sd_event_source_disable_unref(l->park_timer);
         free(l->main.peer);
+        free(l->main.host);
         free(l->sentinel.peer);
+        free(l->sentinel.host);
+        free(l->ask.peer);
+        free(l->ask.host);
+        free(l->node_host);
+        redis_cluster_nodes_free(l->known, l->n_known);
         pool_link_settings_done(&l->settings);
         free(l->label);
         free(l->master_host);
@@ -1010,6 +1443,13 @@ void pool_link_reconnect(PoolLink *l) {
         l->attempt = 0;
         free(l->master_host);
         l->master_host = NULL;
+        /* another URL may be another cluster, or none */
+        l->cluster = false;
+        free(l->node_host);
+        l->node_host = NULL;
+        redis_cluster_nodes_free(l->known, l->n_known);
+        l->known = NULL;
+        l->n_known = 0;
         link_fail(l, "reconnecting with new settings");
 }
 
@@ -1040,5 +1480,13 @@ bool pool_link_master(const PoolLink *l, char *buf, size_t size) {
                 return false;
         snprintf(buf, size, strchr(l->master_host, ':') ? "[%s]:%u" : "%s:%u", l->master_host,
                  (unsigned) l->master_port);
+        return true;
+}
+
+bool pool_link_cluster_node(const PoolLink *l, char *buf, size_t size, unsigned *ret_slot) {
+        if (!l->cluster || !l->node_host)
+                return false;
+        snprintf(buf, size, strchr(l->node_host, ':') ? "[%s]:%u" : "%s:%u", l->node_host, (unsigned) l->node_port);
+        *ret_slot = l->slot;
         return true;
 }

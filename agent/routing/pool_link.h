@@ -1,7 +1,11 @@
 /* The pool's connection to Redis: the main connection on sd-event
  * (respconn.c: TCP, Unix or TLS, host names looked up off the loop on
  * every connect), found through Sentinel when the URL says
- * so and followed across failovers; the handshake (AUTH, SELECT, ROLE,
+ * so and followed across failovers; in a Redis Cluster, the node that
+ * serves the pool's slot, followed through MOVED (the slot's new owner,
+ * after a failover or a resharding), ASK (one command to the importing
+ * node, after ASKING), TRYAGAIN and CLUSTERDOWN (the command waits a
+ * little, then goes again); the handshake (AUTH, SELECT, ROLE,
  * SCRIPT LOAD of the pool's scripts); a timeout for every command and for
  * every connect; NOSCRIPT answered by sending the script's text; the
  * backoff between attempts; what went wrong last.
@@ -114,5 +118,8 @@ const char *pool_link_error(const PoolLink *l, const char *fallback);
 const char *pool_link_url_shown(const PoolLink *l);
 /* The master a sentinel named, as host:port: false when there is none. */
 bool pool_link_master(const PoolLink *l, char *buf, size_t size);
+/* Redis Cluster: the node that serves the pool's slot (host:port) and the
+ * slot; false when no MOVED (or CLUSTER SLOTS) has named one. */
+bool pool_link_cluster_node(const PoolLink *l, char *buf, size_t size, unsigned *ret_slot);
 
 /* The loop's time on clock (e may be NULL: the clock's). */
