@@ -1134,6 +1134,7 @@ static void check_cross(ParseContext *ctx) {
                 ctx_fail(ctx, later_line(ctx, "pool", OFF(pool.tls_cert_file), OFF(pool.tls_key_file)), -EINVAL,
                          "[pool] tls_cert_file and tls_key_file go together (a client certificate and its key)");
         if (c->pool.enabled && c->pool.redis && strncmp(c->pool.redis, "rediss://", 9) != 0 &&
+            strncmp(c->pool.redis, "rediss-sentinel://", 18) != 0 &&
             (c->pool.tls_ca_file || c->pool.tls_cert_file || c->pool.tls_key_file || c->pool.tls_server_name))
                 ctx_fail(ctx,
                          later_line(ctx, "pool", OFF(pool.redis),
@@ -1141,7 +1142,7 @@ static void check_cross(ParseContext *ctx) {
                                     : c->pool.tls_cert_file   ? OFF(pool.tls_cert_file)
                                     : c->pool.tls_key_file    ? OFF(pool.tls_key_file)
                                                               : OFF(pool.tls_server_name)),
-                         -EINVAL, "[pool] tls_* keys need a rediss:// URL in redis");
+                         -EINVAL, "[pool] tls_* keys need a rediss:// or rediss-sentinel:// URL in redis");
         /* The table's bound already says so; this stays in case the bound
          * is ever relaxed: 0 would let no host ever leave the pool. */
         if (c->pool.max_unavailable < 1)

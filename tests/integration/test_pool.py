@@ -970,13 +970,72 @@ def t12_tls():
             stub.stop()
 
 
+def t13_sentinel_tls():
+    """rediss-sentinel://: the sentinel and the master speak only TLS; the
+    agent asks the sentinel over TLS, checks the master's certificate (by
+    the address the sentinel gives, in its IP SAN) and registers there. A
+    CA that signed neither is refused at the sentinel, with the reason."""
+    certs = harness.make_tmpdir("monkey-it-certs-")
+    make_certs(certs)
+    master = TlsRedis(certs).start()
+    c = lambda n: os.path.join(certs, n)
+    sport = free_port()
+    sdir = harness.make_tmpdir("monkey-it-sentinel-")
+    conf = os.path.join(sdir, "sentinel.conf")
+    with open(conf, "w") as f:
+        # port 0: TLS only; tls-replication: the sentinel reaches the master over TLS
+        f.write("port 0\ntls-port %d\nbind 127.0.0.1\ndir %s\n"
+                "tls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\ntls-auth-clients no\n"
+                "tls-replication yes\n"
+                "sentinel monitor mymaster 127.0.0.1 %d 1\n"
+                "sentinel down-after-milliseconds mymaster 1000\n"
+                % (sport, sdir, c("server.crt"), c("server.key"), c("ca.crt"), master.tls_port))
+    sentinel_bin = shutil.which("redis-sentinel")
+    argv = [sentinel_bin, conf] if sentinel_bin else [REDIS_SERVER, conf, "--sentinel"]
+    slog = open(os.path.join(sdir, "sentinel.log"), "wb")
+    sproc = harness.spawn(argv, stdout=slog, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    a = Agent(name="sentineltls", host="web-1", window="1s", interval="100ms")
+    try:
+        def start(ca):
+            a.write_config(extra=pool_extra("rediss-sentinel://127.0.0.1:%d/mymaster" % sport, "127.0.0.2:8080",
+                                            more="tls_ca_file = %s" % c(ca)))
+            a.start(wait_serving=False)
+
+        start("ca.crt")
+        a.wait_state("SERVING", 15)
+        wait_until(lambda: master.smembers() == ["127.0.0.2:8080"], 10, 0.05, "registered on the TLS master")
+        ps = pool_status(a)
+        check(ps["master"] == "127.0.0.1:%d" % master.tls_port, "status master %r" % ps["master"])
+        check(ps["status"] == "connected", "status %r" % ps["status"])
+        print("   through the TLS sentinel to the master at %s" % ps["master"])
+        a.stop()
+
+        start("otherca.crt")
+        wait_until(lambda: "unknown CA" in (pool_status(a)["last_error"] or ""), 10, 0.05,
+                   "the sentinel's certificate refused")
+        print("   wrong CA: %s" % pool_status(a)["last_error"])
+        a.stop()
+    except Exception:
+        a.dump_log()
+        with open(os.path.join(sdir, "sentinel.log"), "rb") as f:
+            sys.stdout.write(f.read().decode(errors="replace")[-1500:])
+        raise
+    finally:
+        a.close()
+        if sproc.poll() is None:
+            sproc.kill()
+            sproc.wait(5)
+        master.kill()
+
+
 def main():
     if not REDIS_SERVER:
         print("FAIL: redis-server is not installed (tests/setup-deps)")
         sys.exit(1)
     harness.main([t1_join_idempotent, t2_fleet_overload_budget, t3_min_serving, t4_lease_expiry,
                   t5_redis_dies_mid_cycle, t6_on_unreachable_remediate, t7_sentinel, t8_auth,
-                  t9_first_come_first_served, t10_pool_state_lost, t11_script_cache_flushed, t12_tls])
+                  t9_first_come_first_served, t10_pool_state_lost, t11_script_cache_flushed, t12_tls,
+                  t13_sentinel_tls])
 
 
 if __name__ == "__main__":

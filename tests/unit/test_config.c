@@ -1197,7 +1197,7 @@ static void test_pool_tls_keys(void **state) {
         assert_null(c->pool.tls_cert_file);
         config_free(c);
         parse_fails(POOL_OK "tls_ca_file = /etc/monkeyd/ca.pem\n",
-                    P ":5: [pool] tls_* keys need a rediss:// URL in redis");
+                    P ":5: [pool] tls_* keys need a rediss:// or rediss-sentinel:// URL in redis");
         parse_fails("[pool]\nredis = rediss://h\nname = web\naddress = 127.0.0.2:8080\n"
                     "tls_cert_file = /etc/monkeyd/client.pem\n",
                     P ":5: [pool] tls_cert_file and tls_key_file go together (a client certificate and its key)");
