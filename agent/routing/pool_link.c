@@ -1108,12 +1108,19 @@ static int conn_connect(Conn *conn, const char *host, uint16_t port, const char 
         free(conn->host);
         conn->host = NULL;
         conn->port = port;
-        if (host && !(conn->host = strdup(host)))
-                return -ENOMEM;
         if (path)
                 conn->peer = strdup(path);
-        else if (asprintf(&conn->peer, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, (unsigned) port) < 0)
-                conn->peer = NULL;
+        else {
+                /* never NULL here; said so for gcc -O3, which follows a
+                 * Unix socket's NULL host into this branch when inlining */
+                const char *h = host ? host : "";
+
+                conn->host = strdup(h);
+                if (!conn->host)
+                        return -ENOMEM;
+                if (asprintf(&conn->peer, strchr(h, ':') ? "[%s]:%u" : "%s:%u", h, (unsigned) port) < 0)
+                        conn->peer = NULL;
+        }
         if (!conn->peer)
                 return -ENOMEM;
 

@@ -12,7 +12,9 @@ namespace of its own whose resolv.conf names a DNS stub on 127.53.x.y:53
   the check passes once the stub answers, SIGTERM is prompt mid-lookup;
 - failover: Slack and the app move to new loopback addresses (the old ones
   gone), the stub follows: the very next post and check go to the new one;
-- IPv6: a name with only an AAAA record.
+- IPv6: a name with only an AAAA record;
+- the pool's Redis by name (respconn's lookup, not curl's): the name
+  hangs while Redis is gone, then moves to a new address.
 
 Skipped (exit 77) where a private mount namespace or port 53 is refused."""
 
@@ -248,6 +250,89 @@ def h4_ipv6_only_name():
         app.stop()
 
 
+REDIS_NAME = "redis.pool.test"
+
+
+def redis_on(ip, port):
+    """A redis-server on ip:port (a loopback address the name points to)."""
+    import shutil
+    d = harness.make_tmpdir("monkey-it-dnsredis-")
+    log = open(os.path.join(d, "redis.log"), "wb")
+    p = harness.spawn([shutil.which("redis-server"), "--port", str(port), "--bind", ip, "--save", "",
+                       "--appendonly", "no", "--dir", d], stdout=log, stderr=subprocess.STDOUT,
+                      stdin=subprocess.DEVNULL)
+    wait_until(lambda: subprocess.run(["redis-cli", "-h", ip, "-p", str(port), "PING"], capture_output=True,
+                                      text=True).stdout.strip() == "PONG", 10, 0.05, "redis on %s:%d" % (ip, port))
+    return p
+
+
+def smembers(ip, port):
+    cp = subprocess.run(["redis-cli", "-h", ip, "-p", str(port), "SMEMBERS", "monkey:{web}:serving"],
+                        capture_output=True, text=True)
+    return cp.stdout.split()
+
+
+def h5_redis_name_hangs_then_moves():
+    """[pool] redis names a host: while the stub hangs and Redis is gone,
+    status answers fast and the CPU samples go on; the name then answers
+    with a new address (an ElastiCache failover): the agent registers on
+    the new Redis at its next reconnect; SIGTERM mid-lookup is prompt."""
+    port = free_port(("127.0.0.31", "127.0.0.32"))
+    old = redis_on("127.0.0.31", port)
+    new = None
+    try:
+        with DnsStub({REDIS_NAME: "127.0.0.31"}) as s:
+            a = Agent("dnsredis", host="web-1", window="1s", interval="100ms")
+            a.write_config(extra="[pool]\nredis = redis://%s:%d/0\nname = web\naddress = 127.0.0.2:8080\n"
+                                 "min_serving = 1\nmax_unavailable = 1\ndrain = 1s\nlease = 3s\nheartbeat = 1s\n"
+                                 "[remedy]\nladder = none\nmax_per_window = 100\nwindow = 1h\n" % (REDIS_NAME, port))
+            view = dnsns.DnsView(s, a.dir, timeout=5, attempts=2)
+            a.start(wrapper=view.wrapper(), wait_serving=False)
+            a.wait_state("SERVING", 15)
+            wait_until(lambda: smembers("127.0.0.31", port) == ["127.0.0.2:8080"], 10, 0.05,
+                       "registered through the name")
+
+            s.hang()
+            asked = len(s.questions())
+            old.kill()
+            old.wait(5)
+            s.wait_asked(REDIS_NAME, 5, since=asked)
+            samples = len(a.history(500))
+            times = status_times(a, 4.0)
+            med, worst = harness.check_answer_times(times, "while the Redis name hangs")
+            pool = a.status()["pool"]
+            check(pool["status"] != "connected", "connected during the hang? %r" % pool)
+            check(len(a.history(500)) >= samples or a.status()["cpu"], "CPU samples stopped")
+
+            new = redis_on("127.0.0.32", port)
+            s.set(REDIS_NAME, "127.0.0.32")
+            s.answer()
+            t0 = time.monotonic()
+            wait_until(lambda: smembers("127.0.0.32", port) == ["127.0.0.2:8080"], 20, 0.05,
+                       "registered on the new address")
+            moved = time.monotonic() - t0
+            check(a.status()["pool"]["status"] == "connected", "status %r" % a.status()["pool"]["status"])
+
+            s.hang()
+            asked = len(s.questions())
+            new.kill()
+            new.wait(5)
+            s.wait_asked(REDIS_NAME, 5, since=asked)
+            t0 = time.monotonic()
+            rc = a.stop(timeout=5)
+            stopped = time.monotonic() - t0
+            check(rc == 0 and stopped < 2 * harness.SLOWDOWN, "SIGTERM mid-lookup: exit %s after %.1fs" % (rc, stopped))
+            print("   status median %.1f ms, worst %.0f ms over %d calls while the name hung; on the new "
+                  "address %.1fs after the stub answered; SIGTERM mid-lookup %.2fs"
+                  % (med * 1000, worst * 1000, len(times), moved, stopped))
+            a.close()
+    finally:
+        for p in (old, new):
+            if p and p.poll() is None:
+                p.kill()
+                p.wait(5)
+
+
 if __name__ == "__main__":
     why = dnsns.refused()
     if not why:
@@ -258,4 +343,5 @@ if __name__ == "__main__":
     if why:
         print("SKIP: no DNS stub for monkeyd here: %s" % why)
         sys.exit(77)
-    main([h1_stub_through_glibc, h2_hanging_dns_never_blocks, h3_name_moves, h4_ipv6_only_name])
+    main([h1_stub_through_glibc, h2_hanging_dns_never_blocks, h3_name_moves, h4_ipv6_only_name,
+          h5_redis_name_hangs_then_moves])
