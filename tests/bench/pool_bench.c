@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <time.h>
 
+#include "evalsha.h"
 #include "macro.h"
 #include "pool_scripts.h"
 #include "poolkeys.h"
@@ -73,18 +74,10 @@ static void host_addr(unsigned i, char *buf, size_t size) {
 static redisReply *run_script(redisContext *c, const Bench *b, PoolScript s, int nkeys, const char **keys,
                               int nargs, const char **args) {
         const char *argv[24];
-        size_t argc = 0;
         char nk[16];
+        int argc = evalsha_argv(b->sha[s], nkeys, keys, nargs, args, nk, argv, ELEMENTSOF(argv));
 
-        snprintf(nk, sizeof nk, "%d", nkeys);
-        argv[argc++] = "EVALSHA";
-        argv[argc++] = b->sha[s];
-        argv[argc++] = nk;
-        for (int i = 0; i < nkeys; i++)
-                argv[argc++] = keys[i];
-        for (int i = 0; i < nargs; i++)
-                argv[argc++] = args[i];
-        return redisCommandArgv(c, (int) argc, argv, NULL);
+        return argc < 0 ? NULL : redisCommandArgv(c, argc, argv, NULL);
 }
 
 /* ret_result: the leave's answer (OP_LEAVE, OP_HERD_LEAVE); _POOL_LEAVE_RESULT_INVALID
