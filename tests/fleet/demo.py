@@ -52,7 +52,7 @@ def perf_refusal():
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--whole-fleet", action="store_true", help="also run scenario 2 (every host overloaded)")
-    ap.add_argument("--all", action="store_true", help="run all five scenarios")
+    ap.add_argument("--all", action="store_true", help="run every scenario")
     ap.add_argument("--colour", dest="colour", action="store_true", default=None)
     ap.add_argument("--no-colour", dest="colour", action="store_false")
     ap.add_argument("--profile", default="3s", metavar="DURATION",

@@ -38,12 +38,15 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, os.path.join(HERE, "..", "doubles"))
+import dnsns  # noqa: E402
 import harness  # noqa: E402
 import proxyfleet  # noqa: E402
+from dnsstub import DnsStub, DnsStubError  # noqa: E402
 from aws_double import AwsDouble  # noqa: E402
 from slack_double import SlackDouble  # noqa: E402
 
 POOL = "web"
+TLS_NAME = "redis.pool.test"  # in the certificate test_pool.make_certs makes
 SERVING_KEY = "monkey:{%s}:serving" % POOL
 REGION = "us-east-1"
 ROLE = "web-monkey"
@@ -64,6 +67,7 @@ max_unavailable = {max_unavailable}
 drain = 2s
 lease = 3s
 heartbeat = 1s
+{pool_more}
 
 [slack]
 token_file = {token_file}
@@ -208,7 +212,7 @@ class Host:
         token_file = os.path.join(a.dir, "slack-token")
         harness.atomic_write(token_file, f.slack_token + "\n", mode=0o600)
         a.write_config(extra=AGENT_CONFIG.format(
-            redis=f.redis.url(), pool=POOL, addr=self.addr, port=self.port, name=self.name,
+            redis=f.agent_redis_url(), pool_more=f.agent_redis_more(a), pool=POOL, addr=self.addr, port=self.port, name=self.name,
             max_unavailable=f.max_unavailable, token_file=token_file, slack_api=f.slack.api_url,
             ec2=f.aws.endpoint_url, imds=f.aws.serve_imds(self.iid, self.addr),
             dry_run="yes" if dry_run else "no") +
@@ -218,6 +222,13 @@ class Host:
         a.env_extra = {"HOME": a.dir}
         self.agent = a
         return a
+
+    def start_agent(self):
+        """monkeyd starts, in its own view of resolv.conf when the fleet's
+        Redis goes by a name the DNS stub answers."""
+        f = self.fleet
+        wrapper = dnsns.DnsView(f.dns, self.agent.dir).wrapper() if f.dns else ()
+        self.agent.start(wait_serving=False, wrapper=wrapper)
 
     def overload(self, seconds=30.0):
         """The host's CPU source goes to OVERLOAD and a real runaway worker
@@ -293,7 +304,7 @@ class Host:
             self.start_app(broken=self.broken_after_boot)
             f.timeline.add("reboot", self, "booted: nginx up%s, starting monkeyd"
                            % (" (serving a BROKEN health page)" if self.broken_after_boot else ""))
-            self.agent.start(wait_serving=False)
+            self.start_agent()
         except Exception as e:  # noqa: BLE001 - reported, and the scenario fails on it
             f.timeline.add("error", self, "reboot simulation failed: %r" % (e,))
             f.errors.append("%s reboot: %r" % (self.name, e))
@@ -494,10 +505,51 @@ class Timeline:
 # --------------------------------------------------------------------------
 # the fleet
 
+class TlsRedis(proxyfleet.Redis):
+    """redis-server with a TLS port for the agents (certificates made for
+    TLS_NAME and 127.0.0.1) and the ACL users of conf/redis-acl.conf; the
+    plain port stays for the timeline's own reads."""
+
+    def __init__(self):
+        super().__init__()
+        from test_pool import make_certs
+        self.certs = harness.make_tmpdir("monkey-fleet-certs-")
+        make_certs(self.certs)
+        self.tls_port = proxyfleet.free_port()
+        self.passwords = {"monkey-agent": os.urandom(9).hex(), "monkey-proxy-sync": os.urandom(9).hex()}
+
+    def start(self):
+        c = lambda n: os.path.join(self.certs, n)  # noqa: E731
+        self.proc = proxyfleet.start_group(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--unixsocket", self.socket,
+             "--unixsocketperm", "700", "--tls-port", str(self.tls_port), "--tls-cert-file", c("server.crt"),
+             "--tls-key-file", c("server.key"), "--tls-ca-cert-file", c("ca.crt"), "--tls-auth-clients", "no",
+             "--save", "", "--appendonly", "no", "--dir", self.dir], self.logfile)
+        harness.wait_until(lambda: subprocess.run(["redis-cli", "-p", str(self.port), "PING"], capture_output=True,
+                                                  text=True, timeout=5).stdout.strip() == "PONG",
+                           5.0, 0.05, "redis-server to answer PING")
+        return self
+
+    def add_acl_users(self):
+        from test_acl import acl_rules
+        for user, rules in acl_rules().items():
+            self.cmd("ACL", "SETUSER", user, ">" + self.passwords[user], *rules)
+
+    def describe(self):
+        return "redis-server 127.0.0.1:%d, TLS on %d, ACL users monkey-agent and monkey-proxy-sync" % (
+            self.port, self.tls_port)
+
+
 class Fleet:
     def __init__(self, n=3, max_unavailable=1, dry_run=False, live=False, colour=None, boot_delay=2.0,
-                 load_seconds=120.0, load_workers=3, title=None, work="checksum"):
+                 load_seconds=120.0, load_workers=3, title=None, work="checksum", production_redis=False):
         self.title = title
+        # Redis as a managed service serves it: TLS only to the agents, by
+        # a DNS name (the stub; 127.0.0.1 with tls_server_name where no
+        # namespace may be made), each client as its own ACL user.
+        self.production_redis = production_redis
+        self.dns = None
+        self.dns_why = None
         # What the runaway worker burns on ("checksum", or "both" with
         # compression: the regression of the demo's differential graph).
         self.work = work
@@ -532,7 +584,15 @@ class Fleet:
         addrs = ["127.0.0.%d" % (i + 2) for i in range(self.n)]
         self.app_port = proxyfleet.free_port(tuple(addrs))
         iids = ["i-0f1ee7%011x" % (i + 1) for i in range(self.n)]
-        self.redis = proxyfleet.Redis().start()
+        self.redis = (TlsRedis() if self.production_redis else proxyfleet.Redis()).start()
+        if self.production_redis:
+            self.redis.add_acl_users()
+            self.dns_why = dnsns.refused()
+            if self.dns_why is None:
+                try:
+                    self.dns = DnsStub({TLS_NAME: "127.0.0.1"}).__enter__()
+                except DnsStubError as e:
+                    self.dns_why = str(e)
         self.slack = SlackDouble(token=self.slack_token).start()
         self.aws = AwsDouble(region=REGION, role=ROLE, credentials={},
                              instances={iid: {"local_ipv4": a} for iid, a in zip(iids, addrs)},
@@ -543,7 +603,7 @@ class Fleet:
             h.start_app()
             h.new_agent(self.dry_run)
         for h in self.hosts:
-            h.agent.start(wait_serving=False)
+            h.start_agent()
         template = "    server-template s 1-%d 127.0.0.1:1 check inter 500ms disabled\n" % (self.n + 1)
         self.haproxy = proxyfleet.HAProxy(template).start()
         self.sync = proxyfleet.ProxySync(["--redis", self.redis.url(), "--pool", POOL, "--haproxy-socket",
@@ -560,6 +620,22 @@ class Fleet:
         self.load = proxyfleet.Load(self.haproxy.port, workers=self.load_workers,
                                     max_seconds=self.load_seconds).start()
         return self
+
+    def agent_redis_url(self):
+        if not self.production_redis:
+            return self.redis.url()
+        host = TLS_NAME if self.dns else "127.0.0.1"
+        return "rediss://monkey-agent@%s:%d/0" % (host, self.redis.tls_port)
+
+    def agent_redis_more(self, a):
+        if not self.production_redis:
+            return ""
+        pw = os.path.join(a.dir, "redis-password")
+        harness.atomic_write(pw, self.redis.passwords["monkey-agent"] + "\n", mode=0o600)
+        more = "password_file = %s\ntls_ca_file = %s\n" % (pw, os.path.join(self.redis.certs, "ca.crt"))
+        if not self.dns:
+            more += "tls_server_name = %s\n" % TLS_NAME
+        return more
 
     def show(self, lines):
         """Print lines under the timeline, indented (live only)."""
@@ -633,7 +709,7 @@ class Fleet:
                                            % (h.name, logs[logs.index(mark) - 200:][:3000]))
             if h.app is not None:
                 h.app.stop()
-        for t in (self.slack, self.aws, self.redis):
+        for t in (self.slack, self.aws, self.redis, self.dns):
             if t is not None:
                 t.stop()
 

@@ -18,7 +18,7 @@ In every scenario an HTTP load runs through haproxy: 0 failed requests."""
 
 import time
 
-from fleet import BASELINE, Fleet, message_detail, message_text  # puts tests/integration on sys.path
+from fleet import BASELINE, TLS_NAME, Fleet, message_detail, message_text  # puts tests/integration on sys.path
 import harness  # noqa: E402
 
 check = harness.check
@@ -398,4 +398,41 @@ def dry_run(live=False, colour=None):
         return finish(f, "dry_run", {})
 
 
-ALL = [one_host, whole_fleet, wrong_content, redis_restart, dry_run]
+def production_redis(live=False, colour=None):
+    """(6) the pool's Redis as a managed service: TLS by a DNS name, ACL users."""
+    with Fleet(live=live, colour=colour, production_redis=True,
+               title="Scenario 6: Redis as ElastiCache serves it (rediss:// by a DNS name, ACL users); app1 overloads") as f:
+        tl = f.timeline
+        f.show(f.describe() + [f.redis.describe(),
+                               "agents: %s (%s)" % (f.agent_redis_url(),
+                                                   "the name from a DNS stub at %s" % f.dns.addr if f.dns
+                                                   else "127.0.0.1 with tls_server_name: %s" % f.dns_why)])
+        app1, others = f.hosts[0], f.hosts[1:]
+        for h in f.hosts:
+            p = h.agent.status()["pool"]
+            check(p["status"] == "connected" and p["redis"].startswith("rediss://"),
+                  "%s: pool %s over %s" % (h.name, p["status"], p["redis"]))
+        if f.dns:
+            check(any(q["name"].rstrip(".") == TLS_NAME for q in f.dns.questions()),
+                  "no agent asked the DNS stub for %s" % TLS_NAME)
+        tl.say("app1's CPU goes to 97% and stays there; the pool's Redis speaks only TLS to the agents")
+        app1.overload(40)
+        f.wait(lambda: rebooted_and_back(app1), 60, "app1 rebooted and SERVING again")
+        f.wait(lambda: any(message_text(m).startswith("app1 is back in the pool") for m in f.slack.messages()),
+               15, "the report in Slack")
+        wait_routed(f, "app1")
+        time.sleep(1.0)
+        assert_order(app1, ["OVERLOADED", "DRAINING", "REMEDIATING", "CHECKING", "SERVING"])
+        for h in others:
+            assert_stayed_serving(h)
+        check(tl.max_out(3) == 1, "hosts out of Redis's serving set at once: %d, want exactly 1" % tl.max_out(3))
+        assert_thread(f, app1, ["app1 is overloaded", "app1: reboot-instance accepted", "app1 is back in the pool"])
+        check(len(real_reboots(f)) == 1, "want one reboot, got %d" % len(real_reboots(f)))
+        denied = f.redis.cmd("ACL", "LOG")
+        check(not denied.strip(), "Redis refused the agents' commands: %s" % denied[:500])
+        f.sync.assert_alive()
+        assert_ec2_signed(f)
+        return finish(f, "production_redis", {"dns_stub": bool(f.dns)})
+
+
+ALL = [one_host, whole_fleet, wrong_content, redis_restart, dry_run, production_redis]
