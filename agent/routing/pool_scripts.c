@@ -230,11 +230,12 @@ static const char script_heartbeat[] =
  * max_unavailable, seeded}.
  * Its writes (trimming alive, seeding the budget) come first and touch only
  * KEYS; then it reads each member's host:H and lease:H, which it cannot
- * declare, with pcall: during a resharding of the pool's slot a member
- * whose keys already moved shows without state, address or lease (as if its
- * lease had expired) on the source, or is read as missing on the target,
+ * declare, with pcall. While the pool's slot migrates, the view is refused
+ * (TRYAGAIN) like every script that names the events channel (never a key,
+ * so never "all there"); were it to run, a member whose keys already moved
+ * would show without state, address or lease (as if its lease had expired)
  * for that one view; the counts and the budget are the declared keys' and
- * exact. */
+ * exact either way. */
 static const char script_view[] =
         "if redis.replicate_commands then redis.replicate_commands() end\n" LUA_NOW
         "local alive_key = KEYS[4]\n"
