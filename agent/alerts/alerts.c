@@ -778,48 +778,41 @@ static bool fleet_possible(Alerts *a) {
         return a->outbox && a->config->pool.enabled && a->sink->redis && slack_mode(a->slack) == SLACK_BOT;
 }
 
-/* EVAL text 2|4 thread holding [serving out] args...: the keys are the pool's. */
-static int fleet_eval(Alerts *a, const char *what, const char *script, bool members, size_t n_args,
-                      const char *const *args) {
-        _cleanup_(freep) char *thread = NULL, *holding = NULL, *serving = NULL, *out = NULL;
-        const char *argv[7 + 8]; /* EVAL, the script, numkeys, 4 keys, at most 8 args */
+/* EVAL script's text, its KEYS (fleet_thread_script_keys()), args. */
+static int fleet_eval(Alerts *a, FleetScript script, size_t n_args, const char *const *args) {
+        _cleanup_(poolkeys_done) PoolKeys keys = {};
+        const char *argv[3 + FLEET_SCRIPT_KEYS_MAX + 8]; /* EVAL, the script, numkeys, the keys, at most 8 args */
+        const char *k[FLEET_SCRIPT_KEYS_MAX];
+        char numkeys[16];
         size_t n = 0;
-        const char *pool = a->config->pool.name;
-        int r;
+        int r, n_keys;
 
         if (n_args > 8)
                 return -E2BIG;
-        if ((r = poolkeys_key(pool, POOL_KEY_FLEET_THREAD, NULL, &thread)) < 0 ||
-            (r = poolkeys_key(pool, POOL_KEY_FLEET_HOLDING, NULL, &holding)) < 0 ||
-            (r = poolkeys_key(pool, POOL_KEY_SERVING, NULL, &serving)) < 0 ||
-            (r = poolkeys_key(pool, POOL_KEY_OUT, NULL, &out)) < 0)
+        r = poolkeys_new(a->config->pool.name, a->config->agent.host, &keys);
+        if (r < 0)
                 return r;
+        n_keys = fleet_thread_script_keys(script, &keys, k);
+        if (n_keys < 0)
+                return n_keys;
+        snprintf(numkeys, sizeof numkeys, "%d", n_keys);
         argv[n++] = "EVAL";
-        argv[n++] = script;
-        argv[n++] = members ? "4" : "2";
-        argv[n++] = thread;
-        argv[n++] = holding;
-        if (members) {
-                argv[n++] = serving;
-                argv[n++] = out;
-        }
-        for (size_t k = 0; k < n_args; k++)
-                argv[n++] = args[k];
-        return a->sink->redis(a->userdata, what, n, argv);
+        argv[n++] = fleet_thread_script_text[script];
+        argv[n++] = numkeys;
+        for (int i = 0; i < n_keys; i++)
+                argv[n++] = k[i];
+        for (size_t i = 0; i < n_args; i++)
+                argv[n++] = args[i];
+        return a->sink->redis(a->userdata, fleet_thread_script_to_string(script), n, argv);
 }
 
 static int fleet_send_hold(Alerts *a) {
-        _cleanup_(freep) char *lease = NULL;
         char claim_ttl[32], ttl[32];
-        int r;
 
-        r = poolkeys_key(a->config->pool.name, POOL_KEY_LEASE, "", &lease);
-        if (r < 0)
-                return r;
         snprintf(claim_ttl, sizeof claim_ttl, "%llu", (unsigned long long) (FLEET_THREAD_CLAIM_TTL / USEC_PER_MSEC));
         snprintf(ttl, sizeof ttl, "%llu", (unsigned long long) (FLEET_TTL(a->config) / USEC_PER_MSEC));
-        return fleet_eval(a, "fleet-hold", fleet_thread_script_hold, true, 5,
-                          (const char *const[]) { a->config->agent.host, a->fleet.claim, claim_ttl, ttl, lease });
+        return fleet_eval(a, FLEET_SCRIPT_HOLD, 4,
+                          (const char *const[]) { a->config->agent.host, a->fleet.claim, claim_ttl, ttl });
 }
 
 static void fleet_spool(Alerts *a, const char *key, OutboxRole role, bool ahead, const char *text) {
@@ -952,8 +945,7 @@ static void fleet_store(Alerts *a, const char *ts) {
         char ttl[32];
 
         snprintf(ttl, sizeof ttl, "%llu", (unsigned long long) (FLEET_TTL(a->config) / USEC_PER_MSEC));
-        if (fleet_eval(a, "fleet-store", fleet_thread_script_store, false, 3,
-                       (const char *const[]) { a->fleet.open_claim, ts, ttl }) < 0)
+        if (fleet_eval(a, FLEET_SCRIPT_STORE, 3, (const char *const[]) { a->fleet.open_claim, ts, ttl }) < 0)
                 log_warning("slack: cannot keep the fleet thread's ts in Redis; the other hosts open their own, "
                             "ignoring");
 }
@@ -969,8 +961,6 @@ static void fleet_on_store(Alerts *a, const redisReply *r) {
 }
 
 static void fleet_leave(Alerts *a, bool keep_route) {
-        _cleanup_(freep) char *lease = NULL;
-
         if (!a->fleet.incident)
                 return;
         a->fleet.poll = sd_event_source_disable_unref(a->fleet.poll);
@@ -979,9 +969,7 @@ static void fleet_leave(Alerts *a, bool keep_route) {
         a->fleet.routed = false;
         free(a->fleet.incident);
         a->fleet.incident = NULL;
-        if (poolkeys_key(a->config->pool.name, POOL_KEY_LEASE, "", &lease) < 0 ||
-            fleet_eval(a, "fleet-end", fleet_thread_script_end, false, 2,
-                       (const char *const[]) { a->config->agent.host, lease }) < 0)
+        if (fleet_eval(a, FLEET_SCRIPT_END, 1, (const char *const[]) { a->config->agent.host }) < 0)
                 log_warning("slack: cannot tell Redis this host stopped holding; the fleet thread's follow-up "
                             "waits for its expiry, ignoring");
 }

@@ -93,22 +93,28 @@ int fleet_thread_end_text(const char *pool, const char *host, char **ret) {
         return 0;
 }
 
-/* Every script keeps to the pool's slot: the keys it touches are KEYS or
- * the pool's own lease keys (same hash tag). Stale holders (an agent that
- * died while holding: its lease is gone) are pruned a few at a time, the
- * oldest first, so a call stays O(log N) however large the herd. */
-#define FLEET_LUA_PRUNE(host_arg, prefix_arg)                                                                \
+/* Every script touches only its KEYS (a resharding of the pool's slot
+ * protects nothing else): whether a holder is alive is its score in the
+ * pool's leases ZSET (the heartbeat keeps it), not its lease:H string.
+ * Stale holders (an agent that died while holding: its lease expired) are
+ * pruned a few at a time, the oldest first, so a call stays O(log N)
+ * however large the herd. */
+#define FLEET_LUA_PRUNE(host_arg, leases_key)                                                                \
         "for _, h in ipairs(redis.call('ZRANGE', KEYS[2], 0, 9)) do\n"                                      \
-        "  if h ~= " host_arg " and redis.call('EXISTS', " prefix_arg " .. h) == 0 then\n"                  \
+        "  local expiry = tonumber(redis.call('ZSCORE', " leases_key ", h))\n"                               \
+        "  if h ~= " host_arg " and (not expiry or expiry <= now) then\n"                                     \
         "    redis.call('ZREM', KEYS[2], h)\n"                                                              \
         "  end\n"                                                                                           \
         "end\n"
 
-const char fleet_thread_script_hold[] =
-        "local t = redis.call('TIME')\n"
+#define FLEET_LUA_NOW                                                                                        \
+        "local t = redis.call('TIME')\n"                                                                     \
         "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+
+const char fleet_thread_script_hold[] =
+        FLEET_LUA_NOW
         "redis.call('ZADD', KEYS[2], 'NX', now, ARGV[1])\n"
-        FLEET_LUA_PRUNE("ARGV[1]", "ARGV[5]")
+        FLEET_LUA_PRUNE("ARGV[1]", "KEYS[5]")
         "redis.call('PEXPIRE', KEYS[2], ARGV[4])\n"
         "local v = ARGV[2]\n"
         "if not redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3]) then\n"
@@ -126,9 +132,43 @@ const char fleet_thread_script_store[] =
         "return 1\n";
 
 const char fleet_thread_script_end[] =
+        FLEET_LUA_NOW
         "redis.call('ZREM', KEYS[2], ARGV[1])\n"
-        FLEET_LUA_PRUNE("ARGV[1]", "ARGV[2]")
+        FLEET_LUA_PRUNE("ARGV[1]", "KEYS[3]")
         "if redis.call('ZCARD', KEYS[2]) > 0 then return false end\n"
         "local v = redis.call('GET', KEYS[1])\n"
         "if v then redis.call('DEL', KEYS[1]) end\n"
         "return v\n";
+
+const char *const fleet_thread_script_text[_FLEET_SCRIPT_MAX] = {
+        [FLEET_SCRIPT_HOLD] = fleet_thread_script_hold,
+        [FLEET_SCRIPT_STORE] = fleet_thread_script_store,
+        [FLEET_SCRIPT_END] = fleet_thread_script_end,
+};
+
+/* Each script's name (as alerts.c logs it) and KEYS, in its order. */
+static const struct {
+        const char *name;
+        size_t n;
+        PoolKey key[FLEET_SCRIPT_KEYS_MAX];
+} fleet_scripts[_FLEET_SCRIPT_MAX] = {
+        [FLEET_SCRIPT_HOLD] = { "fleet-hold", 5, { POOL_KEY_FLEET_THREAD, POOL_KEY_FLEET_HOLDING, POOL_KEY_SERVING,
+                                                   POOL_KEY_OUT, POOL_KEY_LEASES } },
+        [FLEET_SCRIPT_STORE] = { "fleet-store", 2, { POOL_KEY_FLEET_THREAD, POOL_KEY_FLEET_HOLDING } },
+        [FLEET_SCRIPT_END] = { "fleet-end", 3, { POOL_KEY_FLEET_THREAD, POOL_KEY_FLEET_HOLDING, POOL_KEY_LEASES } },
+};
+
+const char *fleet_thread_script_to_string(FleetScript s) {
+        return s >= 0 && s < _FLEET_SCRIPT_MAX ? fleet_scripts[s].name : NULL;
+}
+
+int fleet_thread_script_keys(FleetScript s, const PoolKeys *keys, const char *ret[static FLEET_SCRIPT_KEYS_MAX]) {
+        if (s < 0 || s >= _FLEET_SCRIPT_MAX || !keys)
+                return -EINVAL;
+        for (size_t i = 0; i < fleet_scripts[s].n; i++) {
+                if (!keys->key[fleet_scripts[s].key[i]])
+                        return -EINVAL;
+                ret[i] = keys->key[fleet_scripts[s].key[i]];
+        }
+        return (int) fleet_scripts[s].n;
+}

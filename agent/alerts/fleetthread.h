@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "macro.h"
+#include "poolkeys.h"
 
 /* A host that cannot learn the thread's ts within this long (the opener
  * died, or its Slack backlog is long) opens its own thread: late, never lost. */
@@ -77,11 +78,29 @@ int fleet_thread_parent_text(const char *pool, const FleetHold *h, const char *w
 int fleet_thread_end_text(const char *pool, const char *host, char **ret);
 
 /* The scripts (EVAL: they are sent only when a host starts or stops
- * holding, so the pool's script cache stays the pool's).
- * hold: KEYS thread holding serving out; ARGV host claim claim_ttl_ms ttl_ms lease_prefix
+ * holding, so the pool's script cache stays the pool's). Each touches only
+ * its KEYS (Redis Cluster: see pool_scripts.c), which
+ * fleet_thread_script_keys() builds in this order:
+ * hold: KEYS thread holding serving out leases; ARGV host claim claim_ttl_ms ttl_ms
  *   -> {value, holding, total, oldest_ms, now_ms}
  * store: KEYS thread holding; ARGV claim ts ttl_ms -> 1 stored, 0 ended or taken over
- * end: KEYS thread holding; ARGV host lease_prefix -> the value deleted, or nil */
+ * end: KEYS thread holding leases; ARGV host -> the value deleted, or nil */
+typedef enum FleetScript {
+        FLEET_SCRIPT_HOLD,
+        FLEET_SCRIPT_STORE,
+        FLEET_SCRIPT_END,
+        _FLEET_SCRIPT_MAX,
+        _FLEET_SCRIPT_INVALID = -EINVAL,
+} FleetScript;
+
 extern const char fleet_thread_script_hold[];
 extern const char fleet_thread_script_store[];
 extern const char fleet_thread_script_end[];
+extern const char *const fleet_thread_script_text[_FLEET_SCRIPT_MAX];
+/* "fleet-hold", "fleet-store", "fleet-end"; NULL when out of range. */
+const char *fleet_thread_script_to_string(FleetScript s);
+
+#define FLEET_SCRIPT_KEYS_MAX 5
+/* Script s's KEYS in ret, pointing into keys (poolkeys_new()). Returns how
+ * many, or -EINVAL. */
+int fleet_thread_script_keys(FleetScript s, const PoolKeys *keys, const char *ret[static FLEET_SCRIPT_KEYS_MAX]);

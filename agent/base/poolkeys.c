@@ -21,6 +21,8 @@ static const char *const suffix_table[_POOL_KEY_MAX] = {
         [POOL_KEY_HOST] = POOLKEYS_HOST,
         [POOL_KEY_LEASE] = POOLKEYS_LEASE,
         [POOL_KEY_ASKING] = POOLKEYS_ASKING,
+        [POOL_KEY_LEASES] = POOLKEYS_LEASES,
+        [POOL_KEY_ASKING_HOST] = POOLKEYS_ASKING_HOST,
 };
 
 const char *poolkeys_suffix(PoolKey k) {
@@ -30,7 +32,7 @@ const char *poolkeys_suffix(PoolKey k) {
 int poolkeys_per_host(PoolKey k) {
         if (k < 0 || k >= _POOL_KEY_MAX)
                 return -EINVAL;
-        return k == POOL_KEY_HOST || k == POOL_KEY_LEASE || k == POOL_KEY_ASKING;
+        return k == POOL_KEY_HOST || k == POOL_KEY_LEASE || k == POOL_KEY_ASKING_HOST;
 }
 
 int poolkeys_key(const char *pool, PoolKey k, const char *host, char **ret) {
@@ -42,6 +44,31 @@ int poolkeys_key(const char *pool, PoolKey k, const char *host, char **ret) {
         if (asprintf(&s, POOLKEYS_NAMESPACE ":{%s}:%s%s", pool, suffix_table[k], strempty(host)) < 0)
                 return -ENOMEM;
         *ret = s;
+        return 0;
+}
+
+void poolkeys_done(PoolKeys *k) {
+        if (!k)
+                return;
+        for (PoolKey i = 0; i < _POOL_KEY_MAX; i++) {
+                free(k->key[i]);
+                k->key[i] = NULL;
+        }
+}
+
+int poolkeys_new(const char *pool, const char *host, PoolKeys *ret) {
+        _cleanup_(poolkeys_done) PoolKeys v = {};
+        int r;
+
+        if (!pool || !host || !ret)
+                return -EINVAL;
+        for (PoolKey i = 0; i < _POOL_KEY_MAX; i++) {
+                r = poolkeys_key(pool, i, poolkeys_per_host(i) ? host : NULL, &v.key[i]);
+                if (r < 0)
+                        return r;
+        }
+        *ret = v;
+        v = (PoolKeys) {};
         return 0;
 }
 

@@ -19,9 +19,26 @@
  *   monkey:{P}:fleet-thread  STRING with a TTL: the Slack ts of the pool's
  *                         fleet thread, or "claim:H:N" while H posts it
  *   monkey:{P}:fleet-holding ZSET H -> first hold (ms): hosts in the fleet thread
+ *   monkey:{P}:asking     ZSET H -> until (ms): H still asks to leave (the queue's
+ *                         live members; pruned by score like alive)
+ *   monkey:{P}:leases     ZSET H -> lease expiry (ms), kept by the heartbeat
+ *                         beside lease:H: "is H alive" for the fleet thread
  *   monkey:{P}:host:H     HASH addr state since reason version heartbeat last_checks
- *   monkey:{P}:lease:H    STRING with a TTL, renewed by each heartbeat
- *   monkey:{P}:asking:H   STRING with a TTL: H still asks to leave
+ *   monkey:{P}:lease:H    STRING with a TTL, renewed by each heartbeat (read by
+ *                         monkey-proxy-sync and the view, decided on by none)
+ *   monkey:{P}:asking:H   STRING with a TTL: what agents before the asking ZSET
+ *                         read; a new agent still sets its own (a declared key)
+ *                         so old agents keep it queued during a rolling upgrade
+ *
+ * Redis Cluster: a script may touch only the keys it declares in KEYS (a
+ * migrating slot protects nothing else), so the per-host keys of other
+ * hosts are never part of a decision: the ZSETs above carry what the
+ * scripts need. A pool with old and new agents during an upgrade: an old
+ * agent's wait (asking:H only) is invisible to new scripts, which drop it
+ * from waiting, and it re-queues at its next ask; an old agent's lease is
+ * not in leases, so a new agent prunes it from fleet-holding (one message
+ * outside the fleet thread, nothing in the budget); new agents' waits and
+ * leases stay visible to old agents (asking:H and lease:H are still written).
  * Pure: no I/O. */
 #pragma once
 
@@ -42,7 +59,9 @@
 #define POOLKEYS_FLEET_HOLDING "fleet-holding"
 #define POOLKEYS_HOST "host:"
 #define POOLKEYS_LEASE "lease:"
-#define POOLKEYS_ASKING "asking:"
+#define POOLKEYS_ASKING "asking"
+#define POOLKEYS_LEASES "leases"
+#define POOLKEYS_ASKING_HOST "asking:"
 
 typedef enum PoolKey {
         POOL_KEY_PREFIX,
@@ -57,7 +76,9 @@ typedef enum PoolKey {
         POOL_KEY_FLEET_HOLDING,
         POOL_KEY_HOST,   /* per host */
         POOL_KEY_LEASE,  /* per host */
-        POOL_KEY_ASKING, /* per host */
+        POOL_KEY_ASKING,
+        POOL_KEY_LEASES,
+        POOL_KEY_ASKING_HOST, /* per host */
         _POOL_KEY_MAX,
         _POOL_KEY_INVALID = -EINVAL,
 } PoolKey;
@@ -71,6 +92,16 @@ int poolkeys_per_host(PoolKey k);
  * ("" gives what every host's key starts with, as monkey-proxy-sync looks
  * up leases), NULL for the others. -EINVAL on a mismatch, -ENOMEM. */
 int poolkeys_key(const char *pool, PoolKey k, const char *host, char **ret);
+
+/* Every key of pool as host sees it (the per-host ones are host's), built
+ * once: what the scripts' KEYS builders (pool_script_keys(),
+ * fleet_thread_script_keys()) pick from. */
+typedef struct PoolKeys {
+        char *key[_POOL_KEY_MAX];
+} PoolKeys;
+/* -EINVAL, -ENOMEM; ret is written only on success. */
+int poolkeys_new(const char *pool, const char *host, PoolKeys *ret);
+void poolkeys_done(PoolKeys *k);
 
 /* The budget's bounds, as [pool] min_serving and max_unavailable take them
  * in the config: max_unavailable 0 would let no host ever leave. */

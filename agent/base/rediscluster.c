@@ -114,6 +114,11 @@ static int slot_node(const redisReply *n, char **ret_host, uint16_t *ret_port) {
         if (!n || n->type != REDIS_REPLY_ARRAY || n->elements < 2 || !redisreply_is_string(n->element[0]) ||
             redisreply_integer(n->element[1], &port) < 0 || port < 1 || port > UINT16_MAX)
                 return -EBADMSG;
+        /* a host name or address: printable, no blanks (nor a NUL that
+         * would cut it short) */
+        for (size_t i = 0; i < n->element[0]->len; i++)
+                if ((unsigned char) n->element[0]->str[i] <= ' ' || (unsigned char) n->element[0]->str[i] >= 0x7f)
+                        return -EBADMSG;
         if (n->element[0]->len > 0 && !redisreply_streq(n->element[0], "?")) {
                 host = redisreply_strdup(n->element[0]);
                 if (!host)

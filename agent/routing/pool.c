@@ -63,7 +63,7 @@ struct Pool {
         long long noted_min, noted_max; /* the pool's budget when the journal last heard it differs; -1 */
         unsigned noted_config_min, noted_config_max;
         usec_t lease, heartbeat, out_max;
-        char *key_prefix, *key_serving, *key_out, *key_addrs, *key_events, *key_host, *key_lease, *key_budget;
+        PoolKeys keys; /* every key of the pool, this host's own per-host ones */
 
         /* Our own view of this host. */
         char *state, *reason, *last_checks;
@@ -207,6 +207,18 @@ static void on_view_reply(PoolLink *l, const char *what, const redisReply *r, co
 static void on_plain_reply(PoolLink *l, const char *what, const redisReply *r, const char *detail, bool current,
                            void *userdata);
 
+/* Script s with its KEYS from the one builder (pool_script_keys()), so
+ * what each script declares cannot drift from what it touches. */
+static int send_script(Pool *p, PoolScript s, size_t n_args, const char *const *args, unsigned flags,
+                       pool_link_reply_t h, void *userdata) {
+        const char *keys[POOL_SCRIPT_KEYS_MAX];
+        int n = pool_script_keys(s, &p->keys, p->list_key, keys);
+
+        if (n < 0)
+                return n;
+        return pool_link_script(p->link, s, (size_t) n, keys, n_args, args, flags, h, userdata);
+}
+
 static void send_state(Pool *p) {
         _cleanup_(freep) char *ev = NULL;
         char since[32];
@@ -218,15 +230,12 @@ static void send_state(Pool *p) {
 
         ev = pool_event_json(&e);
         format_iso8601(since, sizeof since, p->since_wall ? p->since_wall : e.at);
-        const char *keys[] = { p->key_host, p->key_events };
         const char *args[] = { p->address, e.state, since, nonnull(p->reason), MONKEY_VERSION, ev ? ev : "{}" };
-        sent_or_log(pool_link_script(p->link, POOL_SCRIPT_STATE, ELEMENTSOF(keys), keys, ELEMENTSOF(args), args, 0,
-                                     on_plain_reply, p),
-                    "the state");
+        sent_or_log(send_script(p, POOL_SCRIPT_STATE, ELEMENTSOF(args), args, 0, on_plain_reply, p), "the state");
 }
 
 static void send_checks(Pool *p) {
-        const char *argv[] = { "HSET", p->key_host, "last_checks", nonnull(p->last_checks) };
+        const char *argv[] = { "HSET", p->keys.key[POOL_KEY_HOST], "last_checks", nonnull(p->last_checks) };
 
         sent_or_log(pool_link_command(p->link, "HSET last_checks", ELEMENTSOF(argv), argv, on_plain_reply, p),
                     "the last checks");
@@ -235,14 +244,12 @@ static void send_checks(Pool *p) {
 static void send_view(Pool *p) {
         bool full = p->view_members <= POOL_VIEW_BIG || p->members_wanted;
         char seed_min[16], seed_max[16];
-        const char *keys[] = { p->key_serving, p->key_out, p->key_addrs };
-        const char *args[] = { p->key_prefix, full ? "full" : "summary", seed_min, seed_max, p->host };
+        const char *args[] = { p->keys.key[POOL_KEY_PREFIX], full ? "full" : "summary", seed_min, seed_max, p->host };
 
         snprintf(seed_min, sizeof seed_min, "%u", p->min_serving);
         snprintf(seed_max, sizeof seed_max, "%u", p->max_unavailable);
 
-        if (pool_link_script(p->link, POOL_SCRIPT_VIEW, ELEMENTSOF(keys), keys, ELEMENTSOF(args), args, 0,
-                             on_view_reply, p) >= 0) {
+        if (send_script(p, POOL_SCRIPT_VIEW, ELEMENTSOF(args), args, 0, on_view_reply, p) >= 0) {
                 p->view_in_flight = true;
                 p->view_full_pending = full;
                 if (full)
@@ -259,10 +266,8 @@ static void send_join(Pool *p) {
         int r;
 
         ev = pool_event_json(&e);
-        const char *keys[] = { p->key_serving, p->key_out, p->key_host, p->key_addrs, p->key_events, p->list_key };
         const char *args[] = { p->address, p->host, ev ? ev : "{}" };
-        r = pool_link_script(p->link, POOL_SCRIPT_JOIN, ELEMENTSOF(keys), keys, ELEMENTSOF(args), args, 0,
-                             on_join_reply, p);
+        r = send_script(p, POOL_SCRIPT_JOIN, ELEMENTSOF(args), args, 0, on_join_reply, p);
         if (r >= 0)
                 p->membership_in_flight++;
         sent_or_log(r, "the join");
@@ -303,26 +308,22 @@ static void send_leave(Pool *p, const char *mode, LeaveReq *req) {
                 return;
         }
         *lc = (LeaveCmd) { .pool = p, .mode = mode, .req = req };
-        const char *keys[] = { p->key_serving, p->key_out, p->key_host, p->key_addrs, p->key_events, p->list_key };
         const char *args[] = { p->address, p->host, min_serving, max_unavailable, ttl, mode, ev ? ev : "{}",
-                               p->key_prefix, nonnull(reason), asking, out_for };
+                               p->keys.key[POOL_KEY_PREFIX], nonnull(reason), asking, out_for };
         /* On failure the request is answered "unreachable" (or "out of memory"). */
-        if (pool_link_script(p->link, POOL_SCRIPT_LEAVE, ELEMENTSOF(keys), keys, ELEMENTSOF(args), args,
-                             POOL_LINK_LATE_REPLY, on_leave_reply, lc) >= 0)
+        if (send_script(p, POOL_SCRIPT_LEAVE, ELEMENTSOF(args), args, POOL_LINK_LATE_REPLY, on_leave_reply, lc) >= 0)
                 p->membership_in_flight++;
 }
 
 static void send_heartbeat(Pool *p) {
         char lease[32];
-        const char *keys[] = { p->key_lease, p->key_host, p->key_serving };
-        const char *args[] = { lease, p->address };
+        const char *args[] = { lease, p->address, p->host };
 
         if (!ready(p))
                 return;
         if (!p->heartbeat_in_flight) {
                 snprintf(lease, sizeof lease, "%llu", (unsigned long long) (p->lease / USEC_PER_MSEC));
-                if (pool_link_script(p->link, POOL_SCRIPT_HEARTBEAT, ELEMENTSOF(keys), keys, ELEMENTSOF(args), args,
-                                     0, on_heartbeat_reply, p) >= 0)
+                if (send_script(p, POOL_SCRIPT_HEARTBEAT, ELEMENTSOF(args), args, 0, on_heartbeat_reply, p) >= 0)
                         p->heartbeat_in_flight = true;
         }
         if (!p->view_in_flight)
@@ -674,14 +675,8 @@ int pool_new(sd_event *e, const Config *c, Pool **ret, char **ret_error) {
         p->host = strdup(c->agent.host ? c->agent.host : "unknown");
         if (!p->name || !p->address || !p->host)
                 return -ENOMEM;
-        if ((r = poolkeys_key(p->name, POOL_KEY_PREFIX, NULL, &p->key_prefix)) < 0 ||
-            (r = poolkeys_key(p->name, POOL_KEY_SERVING, NULL, &p->key_serving)) < 0 ||
-            (r = poolkeys_key(p->name, POOL_KEY_OUT, NULL, &p->key_out)) < 0 ||
-            (r = poolkeys_key(p->name, POOL_KEY_ADDRS, NULL, &p->key_addrs)) < 0 ||
-            (r = poolkeys_key(p->name, POOL_KEY_EVENTS, NULL, &p->key_events)) < 0 ||
-            (r = poolkeys_key(p->name, POOL_KEY_BUDGET, NULL, &p->key_budget)) < 0 ||
-            (r = poolkeys_key(p->name, POOL_KEY_HOST, p->host, &p->key_host)) < 0 ||
-            (r = poolkeys_key(p->name, POOL_KEY_LEASE, p->host, &p->key_lease)) < 0)
+        r = poolkeys_new(p->name, p->host, &p->keys);
+        if (r < 0)
                 return r;
 
         if (asprintf(&label, "pool %s, %s", p->name, p->address) < 0) {
@@ -726,14 +721,7 @@ Pool *pool_free(Pool *p) {
         free(p->name);
         free(p->host);
         free(p->address);
-        free(p->key_prefix);
-        free(p->key_serving);
-        free(p->key_out);
-        free(p->key_addrs);
-        free(p->key_events);
-        free(p->key_budget);
-        free(p->key_host);
-        free(p->key_lease);
+        poolkeys_done(&p->keys);
         free(p->state);
         free(p->reason);
         free(p->last_checks);
@@ -980,9 +968,7 @@ int pool_budget(Pool *p, const PoolBudgetChange *change, pool_budget_handler_t h
         if (change)
                 log_info("pool: %s asks to set %s's budget (min_serving %s, max_unavailable %s)", args.by, p->name,
                          isempty(args.new_min) ? "kept" : args.new_min, isempty(args.new_max) ? "kept" : args.new_max);
-        const char *keys[] = { p->key_budget, p->key_events };
-        r = pool_link_script(p->link, POOL_SCRIPT_BUDGET, ELEMENTSOF(keys), keys, POOL_BUDGET_ARGC, args.argv, 0,
-                             on_budget_reply, bc);
+        r = send_script(p, POOL_SCRIPT_BUDGET, POOL_BUDGET_ARGC, args.argv, 0, on_budget_reply, bc);
         if (r < 0 || bc->failed_while_sending)
                 return error_set(ret_error, r < 0 ? r : -EIO, "cannot send the budget script to Redis");
         bc->sending = false;

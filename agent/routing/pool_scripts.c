@@ -3,7 +3,6 @@
  * exactly as every other reader and writer of the pool names them. */
 #include "pool_scripts.h"
 
-#include <assert.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -19,16 +18,22 @@
         "local t = redis.call('TIME')\n"                                                                       \
         "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 
-/* The alive index: monkey:{P}:alive, a ZSET of serving addresses scored by
+/* Redis Cluster: every key a script reads to decide, or writes, is one of
+ * its KEYS, never a name it builds itself. During a live resharding of the
+ * pool's slot Redis runs a script only where all its declared keys are (else
+ * ASK or TRYAGAIN, and the client retries); an undeclared key that already
+ * moved would abort the script half-way on the source ("non local key",
+ * after its first writes) or read as missing on the target (a budget seeded
+ * anew, a waiter dropped, and the later MIGRATE of the real key failing
+ * with BUSYKEY). So the KEYS of each script are one table,
+ * pool_script_keys(), which the scripts' KEYS[n] follow; only the view
+ * reads other hosts' keys, to show them, after its last write.
+ *
+ * The alive index: monkey:{P}:alive, a ZSET of serving addresses scored by
  * their lease's expiry (ms). Join adds, leave removes, each heartbeat
  * pushes the score on. Expired entries are trimmed when counted, so the
  * budget's "serving and alive" is O(log N), not a walk over every member:
- * in a whole-fleet overload every held host re-asks each heartbeat. The
- * key is derived from KEYS[serving] ("...serving" -> "...alive"), in the
- * same {P} hash slot. */
-#define LUA_ALIVE_KEY(serving) "local alive_key = string.sub(" serving ", 1, -8) .. '" POOLKEYS_ALIVE "'\n"
-/* -8: the prefix is what precedes "serving" */
-static_assert(sizeof(POOLKEYS_SERVING) == 8, "LUA_ALIVE_KEY cuts 'serving' off the serving key");
+ * in a whole-fleet overload every held host re-asks each heartbeat. */
 
 /* The pool's one budget: monkey:{P}:budget, a HASH the scripts read
  * min_serving and max_unavailable from, whatever the asking agent's config
@@ -36,9 +41,10 @@ static_assert(sizeof(POOLKEYS_SERVING) == 8, "LUA_ALIVE_KEY cuts 'serving' off t
  * script to find no (or no valid) budget writes them, atomically (one
  * script), says so on the events channel and reports seeded = 1. Defines
  * budget_key and budget_read(seed_min, seed_max, seeder) -> min, max,
- * seeded (-1, -1, 0 without a budget or a seed). prefix: "monkey:{P}:". */
-#define LUA_BUDGET(prefix)                                                                                     \
-        "local budget_key = " prefix " .. '" POOLKEYS_BUDGET "'\n"                                             \
+ * seeded (-1, -1, 0 without a budget or a seed). budget, events: the KEYS
+ * that name them. */
+#define LUA_BUDGET(budget, events)                                                                             \
+        "local budget_key = " budget "\n"                                                                      \
         "local function budget_read(seed_min, seed_max, seeder)\n"                                              \
         "  local b = redis.call('HMGET', budget_key, 'min_serving', 'max_unavailable')\n"                     \
         "  local m, x = tonumber(b[1]), tonumber(b[2])\n"                                                       \
@@ -47,23 +53,24 @@ static_assert(sizeof(POOLKEYS_SERVING) == 8, "LUA_ALIVE_KEY cuts 'serving' off t
         "  if not m or not x or m < 0 or x < 1 then return -1, -1, 0 end\n"                                    \
         "  redis.call('HSET', budget_key, 'min_serving', m, 'max_unavailable', x, 'how', 'seeded',\n"          \
         "             'by', seeder, 'at', now)\n"                                                               \
-        "  redis.call('PUBLISH', " prefix " .. '" POOLKEYS_EVENTS "', cjson.encode({type = 'budget',\n"         \
-        "    action = 'seeded', pool = string.match(" prefix ", '{(.*)}') or cjson.null, host = seeder,\n"      \
+        "  redis.call('PUBLISH', " events ", cjson.encode({type = 'budget',\n"                                  \
+        "    action = 'seeded', pool = string.match(budget_key, '{(.*)}') or cjson.null, host = seeder,\n"      \
         "    by = seeder, old = cjson.null, new = {min_serving = m, max_unavailable = x}, at_ms = now}))\n"    \
         "  return m, x, 1\n"                                                                                    \
         "end\n"
 
 static const char script_join[] =
-        "if redis.replicate_commands then redis.replicate_commands() end\n" LUA_NOW LUA_ALIVE_KEY("KEYS[1]")
+        "if redis.replicate_commands then redis.replicate_commands() end\n" LUA_NOW
+        "local alive_key = KEYS[6]\n"
         "local addr, host = ARGV[1], ARGV[2]\n"
         "local added = redis.call('SADD', KEYS[1], addr)\n"
         "if redis.call('HGET', KEYS[4], addr) ~= host then redis.call('HSET', KEYS[4], addr, host) end\n"
         "redis.call('ZREM', KEYS[2], host)\n"
-        "local ttl = redis.call('PTTL', string.sub(KEYS[1], 1, -8) .. '" POOLKEYS_LEASE "' .. host)\n"
+        "local ttl = redis.call('PTTL', KEYS[7])\n"
         "if ttl > 0 then redis.call('ZADD', alive_key, now + ttl, addr) end\n"
-        "if KEYS[6] then\n"
-        "  redis.call('LREM', KEYS[6], 0, addr)\n"
-        "  redis.call('RPUSH', KEYS[6], addr)\n"
+        "if KEYS[8] then\n"
+        "  redis.call('LREM', KEYS[8], 0, addr)\n"
+        "  redis.call('RPUSH', KEYS[8], addr)\n"
         "end\n"
         "redis.call('HSET', KEYS[3], 'addr', addr)\n"
         "if added == 1 then redis.call('PUBLISH', KEYS[5], ARGV[3]) end\n"
@@ -72,8 +79,9 @@ static const char script_join[] =
 /* The budget's two numbers come from the pool's key (seeded from ARGV[3]
  * and ARGV[4] when it has none) and follow the verdict in the reply. */
 static const char script_leave[] =
-        "if redis.replicate_commands then redis.replicate_commands() end\n" LUA_NOW LUA_ALIVE_KEY("KEYS[1]")
-        LUA_BUDGET("ARGV[8]")
+        "if redis.replicate_commands then redis.replicate_commands() end\n" LUA_NOW
+        "local alive_key, wait_key, asking_key, asking_own_key = KEYS[6], KEYS[8], KEYS[9], KEYS[10]\n"
+        LUA_BUDGET("KEYS[7]", "KEYS[5]")
         "local addr, host, mode = ARGV[1], ARGV[2], ARGV[6]\n"
         "local min_serving, max_unavailable = budget_read(ARGV[3], ARGV[4], host)\n"
         "local function leave()\n"
@@ -112,18 +120,19 @@ static const char script_leave[] =
         "    redis.call('ZADD', KEYS[2], 'NX', now - tonumber(ARGV[11]) + tonumber(ARGV[5]), host)\n"
         "  end\n"
         "  redis.call('ZREM', alive_key, addr)\n"
-        "  if KEYS[6] then redis.call('LREM', KEYS[6], 0, addr) end\n"
+        "  if KEYS[11] then redis.call('LREM', KEYS[11], 0, addr) end\n"
         "  return {'already_out', redis.call('SCARD', KEYS[1]), alive_count(), redis.call('ZCARD', KEYS[2]),\n"
         "          addr .. ' was not in serving'}\n"
         "end\n"
         "local alive = alive_count()\n"
         "local others = redis.call('ZCARD', KEYS[2])\n"
         "if redis.call('ZSCORE', KEYS[2], host) then others = others - 1 end\n"
-        "local wait_key = ARGV[8] .. '" POOLKEYS_WAITING "'\n"
         "if mode == 'budget' and ARGV[10] then\n"
-        "  -- first come, first served: remember when we first asked, and that we still ask\n"
+        "  -- first come, first served: remember when we first asked, and until when we still ask\n"
         "  redis.call('ZADD', wait_key, 'NX', now, host)\n"
-        "  redis.call('SET', ARGV[8] .. '" POOLKEYS_ASKING "' .. host, '1', 'PX', ARGV[10])\n"
+        "  redis.call('ZADD', asking_key, now + tonumber(ARGV[10]), host)\n"
+        "  -- what agents from before the asking ZSET look for (a rolling upgrade)\n"
+        "  redis.call('SET', asking_own_key, '1', 'PX', ARGV[10])\n"
         "end\n"
         "if mode == 'budget' or mode == 'peek' then\n"
         "  if alive - 1 < min_serving then\n"
@@ -144,13 +153,14 @@ static const char script_leave[] =
         "    -- the free slots go to the hosts that have waited longest and still ask;\n"
         "    -- a host that stopped asking (cleared, died) is dropped on the way\n"
         "    -- read the queue's head in small batches: O(slots + stale), not O(waiters)\n"
+        "    redis.call('ZREMRANGEBYSCORE', asking_key, '-inf', now)\n"
         "    local slots, ahead, stale, i, done = max_unavailable - others, {}, {}, 0, false\n"
         "    while not done do\n"
         "      local batch = redis.call('ZRANGE', wait_key, i, i + 15)\n"
         "      if #batch == 0 then break end\n"
         "      for _, h in ipairs(batch) do\n"
         "        if h == host then done = true break end\n"
-        "        if redis.call('EXISTS', ARGV[8] .. '" POOLKEYS_ASKING "' .. h) == 1 then\n"
+        "        if redis.call('ZSCORE', asking_key, h) then\n"
         "          table.insert(ahead, h)\n"
         "          if #ahead >= slots then done = true break end\n"
         "        else\n"
@@ -173,7 +183,8 @@ static const char script_leave[] =
         "          max_unavailable .. ')'}\n"
         "end\n"
         "redis.call('ZREM', wait_key, host)\n"
-        "redis.call('DEL', ARGV[8] .. '" POOLKEYS_ASKING "' .. host)\n"
+        "redis.call('ZREM', asking_key, host)\n"
+        "redis.call('DEL', asking_own_key)\n"
         "redis.call('SREM', KEYS[1], addr)\n"
         "redis.call('ZREM', alive_key, addr)\n"
         "if redis.call('HGET', KEYS[4], addr) == host then redis.call('HDEL', KEYS[4], addr) end\n"
@@ -184,7 +195,7 @@ static const char script_leave[] =
         "else\n"
         "  redis.call('ZADD', KEYS[2], expires, host)\n"
         "end\n"
-        "if KEYS[6] then redis.call('LREM', KEYS[6], 0, addr) end\n"
+        "if KEYS[11] then redis.call('LREM', KEYS[11], 0, addr) end\n"
         "redis.call('HSET', KEYS[3], 'left', now, 'left_reason', ARGV[9])\n"
         "redis.call('PUBLISH', KEYS[5], ARGV[7])\n"
         "local n = redis.call('SCARD', KEYS[1])\n"
@@ -196,12 +207,19 @@ static const char script_leave[] =
         "table.insert(r, max_unavailable)\n"
         "return r\n";
 
+/* The lease twice: lease:H (a TTL, read by monkey-proxy-sync and the view)
+ * and H's score in leases (what the fleet thread's scripts decide on,
+ * declared), expired entries trimmed on the way. */
 static const char script_heartbeat[] =
-        "if redis.replicate_commands then redis.replicate_commands() end\n" LUA_NOW LUA_ALIVE_KEY("KEYS[3]")
+        "if redis.replicate_commands then redis.replicate_commands() end\n" LUA_NOW
         "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])\n"
         "redis.call('HSET', KEYS[2], 'heartbeat', now)\n"
+        "if ARGV[3] then\n"
+        "  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)\n"
+        "  redis.call('ZADD', KEYS[5], now + tonumber(ARGV[1]), ARGV[3])\n"
+        "end\n"
         "local member = redis.call('SISMEMBER', KEYS[3], ARGV[2])\n"
-        "if member == 1 then redis.call('ZADD', alive_key, now + tonumber(ARGV[1]), ARGV[2]) end\n"
+        "if member == 1 then redis.call('ZADD', KEYS[4], now + tonumber(ARGV[1]), ARGV[2]) end\n"
         "return member\n";
 
 /* ARGV[2] "full": every serving member with its state and lease, O(N);
@@ -209,16 +227,32 @@ static const char script_heartbeat[] =
  * the budget's seed (the agent's config) and the seeder (its host); each
  * agent's first view after connecting seeds a new pool's budget. Replies
  * {now, serving[5n], out[6n], serving_count, serving_alive, min_serving,
- * max_unavailable, seeded}. */
+ * max_unavailable, seeded}.
+ * Its writes (trimming alive, seeding the budget) come first and touch only
+ * KEYS; then it reads each member's host:H and lease:H, which it cannot
+ * declare, with pcall. While the pool's slot migrates, the view is refused
+ * (TRYAGAIN) like every script that names the events channel (never a key,
+ * so never "all there"); were it to run, a member whose keys already moved
+ * would show without state, address or lease (as if its lease had expired)
+ * for that one view; the counts and the budget are the declared keys' and
+ * exact either way. */
 static const char script_view[] =
-        "if redis.replicate_commands then redis.replicate_commands() end\n" LUA_NOW LUA_ALIVE_KEY("KEYS[1]")
-        "local p = ARGV[1]\n" LUA_BUDGET("p")
+        "if redis.replicate_commands then redis.replicate_commands() end\n" LUA_NOW
+        "local alive_key = KEYS[4]\n"
+        "local p = ARGV[1]\n" LUA_BUDGET("KEYS[5]", "KEYS[6]")
+        "redis.call('ZREMRANGEBYSCORE', alive_key, '-inf', now)\n"
+        "local bmin, bmax, seeded = budget_read(ARGV[3], ARGV[4], ARGV[5])\n"
+        "local function read(...)\n"
+        "  local r = redis.pcall(...)\n"
+        "  if type(r) == 'table' and r.err then return nil end\n"
+        "  return r\n"
+        "end\n"
         "local function info(host)\n"
         "  if not host or host == '' then return '', '', -2, -1 end\n"
-        "  local h = redis.call('HMGET', p .. '" POOLKEYS_HOST "' .. host, 'addr', 'state', 'heartbeat')\n"
+        "  local h = read('HMGET', p .. '" POOLKEYS_HOST "' .. host, 'addr', 'state', 'heartbeat') or {}\n"
         "  local hb, age = tonumber(h[3]), -1\n"
         "  if hb then age = now - hb end\n"
-        "  return h[1] or '', h[2] or '', redis.call('PTTL', p .. '" POOLKEYS_LEASE "' .. host), age\n"
+        "  return h[1] or '', h[2] or '', read('PTTL', p .. '" POOLKEYS_LEASE "' .. host) or -2, age\n"
         "end\n"
         "local serving, out = {}, {}\n"
         "if ARGV[2] == 'full' then\n"
@@ -235,8 +269,6 @@ static const char script_view[] =
         "    table.insert(out, v)\n"
         "  end\n"
         "end\n"
-        "redis.call('ZREMRANGEBYSCORE', alive_key, '-inf', now)\n"
-        "local bmin, bmax, seeded = budget_read(ARGV[3], ARGV[4], ARGV[5])\n"
         "return {now, serving, out, redis.call('SCARD', KEYS[1]), redis.call('ZCARD', alive_key), bmin, bmax, seeded}\n";
 
 /* Show or set the pool's budget. KEYS budget events; ARGV mode ("get",
@@ -293,6 +325,42 @@ static const char *const script_names[_POOL_SCRIPT_MAX] = {
         [POOL_SCRIPT_JOIN] = "join",   [POOL_SCRIPT_LEAVE] = "leave", [POOL_SCRIPT_HEARTBEAT] = "heartbeat",
         [POOL_SCRIPT_VIEW] = "view",   [POOL_SCRIPT_STATE] = "state", [POOL_SCRIPT_BUDGET] = "budget",
 };
+
+/* KEYS[1], KEYS[2], ... of each script: the scripts' text follows this
+ * table (test_pool.c checks that no script reads past its count). */
+static const struct {
+        size_t n;
+        PoolKey key[POOL_SCRIPT_KEYS_MAX - 1];
+        bool list; /* [pool] list_key follows, when there is one */
+} script_keys[_POOL_SCRIPT_MAX] = {
+        [POOL_SCRIPT_JOIN] = { 7, { POOL_KEY_SERVING, POOL_KEY_OUT, POOL_KEY_HOST, POOL_KEY_ADDRS, POOL_KEY_EVENTS,
+                                    POOL_KEY_ALIVE, POOL_KEY_LEASE }, true },
+        [POOL_SCRIPT_LEAVE] = { 10, { POOL_KEY_SERVING, POOL_KEY_OUT, POOL_KEY_HOST, POOL_KEY_ADDRS, POOL_KEY_EVENTS,
+                                      POOL_KEY_ALIVE, POOL_KEY_BUDGET, POOL_KEY_WAITING, POOL_KEY_ASKING,
+                                      POOL_KEY_ASKING_HOST }, true },
+        [POOL_SCRIPT_HEARTBEAT] = { 5, { POOL_KEY_LEASE, POOL_KEY_HOST, POOL_KEY_SERVING, POOL_KEY_ALIVE,
+                                         POOL_KEY_LEASES } },
+        [POOL_SCRIPT_VIEW] = { 6, { POOL_KEY_SERVING, POOL_KEY_OUT, POOL_KEY_ADDRS, POOL_KEY_ALIVE, POOL_KEY_BUDGET,
+                                    POOL_KEY_EVENTS } },
+        [POOL_SCRIPT_STATE] = { 2, { POOL_KEY_HOST, POOL_KEY_EVENTS } },
+        [POOL_SCRIPT_BUDGET] = { 2, { POOL_KEY_BUDGET, POOL_KEY_EVENTS } },
+};
+
+int pool_script_keys(PoolScript s, const PoolKeys *keys, const char *list_key,
+                     const char *ret[static POOL_SCRIPT_KEYS_MAX]) {
+        size_t n = 0;
+
+        if (s < 0 || s >= _POOL_SCRIPT_MAX || !keys)
+                return -EINVAL;
+        for (size_t i = 0; i < script_keys[s].n; i++) {
+                if (!keys->key[script_keys[s].key[i]])
+                        return -EINVAL;
+                ret[n++] = keys->key[script_keys[s].key[i]];
+        }
+        if (script_keys[s].list && !isempty(list_key))
+                ret[n++] = list_key;
+        return (int) n;
+}
 
 const char *pool_script_to_string(PoolScript s) {
         return s >= 0 && s < _POOL_SCRIPT_MAX ? script_names[s] : NULL;

@@ -11,6 +11,7 @@
 #include <json-c/json.h>
 
 #include "macro.h"
+#include "poolkeys.h"
 
 /* What asking to leave came to: the leave script's verdict (decoded here)
  * or the client's own (no answer in time). */
@@ -26,15 +27,23 @@ typedef enum PoolLeaveResult {
 
 const char *pool_leave_result_to_string(PoolLeaveResult r);
 
+/* KEYS: pool_script_keys() builds them, in the order each script reads
+ * them (KEYS[1], ...); a script touches no other key of the pool but, in
+ * the view, other members' host:H and lease:H, only to show them. */
 typedef enum PoolScript {
-        POOL_SCRIPT_JOIN,      /* KEYS serving out host:H addrs events [list]; ARGV addr host event_json */
-        POOL_SCRIPT_LEAVE,     /* KEYS serving out host:H addrs events [list]; ARGV addr host seed_min_serving
-                                * seed_max_unavailable out_ttl_ms mode event_json key_prefix reason
+        POOL_SCRIPT_JOIN,      /* KEYS serving out host:H addrs events alive lease:H [list];
+                                * ARGV addr host event_json */
+        POOL_SCRIPT_LEAVE,     /* KEYS serving out host:H addrs events alive budget waiting asking asking:H
+                                * [list]; ARGV addr host seed_min_serving
+                                * seed_max_unavailable out_ttl_ms mode event_json key_prefix (unused since
+                                * the KEYS carry every key; kept so the rest keep their places) reason
                                 * [asking_ttl_ms: budget mode queues askers first come, first served]
                                 * [out_for_ms: reconcile mode counts us out again for the rest of
                                 * out_ttl_ms; -1 not counted; elapsed, never a wall-clock time] */
-        POOL_SCRIPT_HEARTBEAT, /* KEYS lease:H host:H serving; ARGV lease_ms addr -> member 0/1 */
-        POOL_SCRIPT_VIEW,      /* KEYS serving out addrs; ARGV key_prefix full|summary seed_min seed_max host
+        POOL_SCRIPT_HEARTBEAT, /* KEYS lease:H host:H serving alive leases; ARGV lease_ms addr host
+                                * -> member 0/1 */
+        POOL_SCRIPT_VIEW,      /* KEYS serving out addrs alive budget events; ARGV key_prefix full|summary
+                                * seed_min seed_max host
                                 * -> {now, serving[5n], out[6n], count, alive, min, max, seeded} */
         POOL_SCRIPT_STATE,     /* KEYS host:H events; ARGV addr state since reason version event_json */
         POOL_SCRIPT_BUDGET,    /* KEYS budget events; ARGV: pool_budget_args() */
@@ -44,6 +53,16 @@ typedef enum PoolScript {
 
 extern const char *const pool_script_text[_POOL_SCRIPT_MAX];
 const char *pool_script_to_string(PoolScript s);
+
+/* The most KEYS a script takes: the leave's ten and the list key. */
+#define POOL_SCRIPT_KEYS_MAX 11
+
+/* Script s's KEYS for the host keys were built for, in ret (pointing into
+ * keys and list_key): the one place that orders them, for monkeyd, the
+ * benchmark and the tests alike. list_key: [pool] list_key, appended for
+ * join and leave; NULL for none. Returns how many, or -EINVAL. */
+int pool_script_keys(PoolScript s, const PoolKeys *keys, const char *list_key,
+                     const char *ret[static POOL_SCRIPT_KEYS_MAX]);
 
 /* ARGV[6] of the leave script. */
 #define POOL_LEAVE_MODE_BUDGET "budget"       /* check min_serving and max_unavailable */

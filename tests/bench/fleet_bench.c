@@ -383,43 +383,41 @@ static void agent_names(unsigned agent, char host[static 16], char addr[static 3
         snprintf(addr, 32, "127.%u.%u.%u:8080", (agent >> 16) & 255, (agent >> 8) & 255, (agent & 255) + 1);
 }
 
-static int script_send(Bench *b, unsigned agent, Op op, PoolScript s, int nkeys, const char **keys, int nargs,
+/* The script with its KEYS as monkeyd builds them (pool_script_keys()). */
+static int script_send(Bench *b, unsigned agent, Op op, PoolScript s, const char *host, int nargs,
                        const char **args) {
-        const char *argv[32];
+        const Pool *p = &b->pool[b->agent[agent].pool];
+        _cleanup_(poolkeys_done) PoolKeys keys = {};
+        const char *k[POOL_SCRIPT_KEYS_MAX], *argv[3 + POOL_SCRIPT_KEYS_MAX + 16];
         char nk[16];
-        int argc = evalsha_argv(b->sha[s], nkeys, keys, nargs, args, nk, argv, ELEMENTSOF(argv));
+        int n, argc;
 
+        if (poolkeys_new(p->name, host, &keys) < 0)
+                return -ENOMEM;
+        n = pool_script_keys(s, &keys, NULL, k);
+        if (n < 0)
+                return n;
+        argc = evalsha_argv(b->sha[s], n, k, nargs, args, nk, argv, ELEMENTSOF(argv));
         return argc < 0 ? argc : conn_send(b, agent, op, argc, argv);
 }
 
 static int send_join(Bench *b, unsigned agent) {
-        const Pool *p = &b->pool[b->agent[agent].pool];
-        _cleanup_(freep) char *hk = NULL;
         char host[16], addr[32];
 
         agent_names(agent, host, addr);
-        if (poolkeys_key(p->name, POOL_KEY_HOST, host, &hk) < 0)
-                return -ENOMEM;
-        const char *keys[] = { p->k_serving, p->k_out, hk, p->k_addrs, p->k_events };
         const char *args[] = { addr, host, "{\"type\":\"join\"}" };
-        return script_send(b, agent, OP_JOIN, POOL_SCRIPT_JOIN, ELEMENTSOF(keys), keys, ELEMENTSOF(args), args);
+        return script_send(b, agent, OP_JOIN, POOL_SCRIPT_JOIN, host, ELEMENTSOF(args), args);
 }
 
 static int send_heartbeat(Bench *b, unsigned agent) {
-        const Pool *p = &b->pool[b->agent[agent].pool];
-        _cleanup_(freep) char *hk = NULL, *lk = NULL;
         char host[16], addr[32], lease[24];
 
         agent_names(agent, host, addr);
         /* [pool] lease: 3 heartbeats (15 s at the default 5 s); the herd's
          * reset takes a long one */
         snprintf(lease, sizeof lease, "%u", b->lease_ms ? b->lease_ms : 3 * b->heartbeat_ms);
-        if (poolkeys_key(p->name, POOL_KEY_HOST, host, &hk) < 0 || poolkeys_key(p->name, POOL_KEY_LEASE, host, &lk) < 0)
-                return -ENOMEM;
-        const char *keys[] = { lk, hk, p->k_serving };
-        const char *args[] = { lease, addr };
-        return script_send(b, agent, OP_HEARTBEAT, POOL_SCRIPT_HEARTBEAT, ELEMENTSOF(keys), keys, ELEMENTSOF(args),
-                           args);
+        const char *args[] = { lease, addr, host };
+        return script_send(b, agent, OP_HEARTBEAT, POOL_SCRIPT_HEARTBEAT, host, ELEMENTSOF(args), args);
 }
 
 /* The summary each heartbeat sends for a pool above 256 members. */
@@ -429,9 +427,8 @@ static int send_view(Bench *b, unsigned agent) {
 
         agent_names(agent, host, addr);
         snprintf(seed_max, sizeof seed_max, "%u", b->max_unavailable);
-        const char *keys[] = { p->k_serving, p->k_out, p->k_addrs };
         const char *args[] = { p->prefix, "summary", "1", seed_max, host };
-        return script_send(b, agent, OP_VIEW, POOL_SCRIPT_VIEW, ELEMENTSOF(keys), keys, ELEMENTSOF(args), args);
+        return script_send(b, agent, OP_VIEW, POOL_SCRIPT_VIEW, host, ELEMENTSOF(args), args);
 }
 
 /* A budget-checked leave, as send_leave(): min_serving 1, out_max 30 min,
@@ -443,14 +440,9 @@ static int send_leave(Bench *b, unsigned agent) {
         agent_names(agent, host, addr);
         snprintf(maxu, sizeof maxu, "%u", b->max_unavailable);
         snprintf(asking, sizeof asking, "%u", 3 * b->heartbeat_ms);
-        const char *keys[] = { p->k_serving, p->k_out, NULL, p->k_addrs, p->k_events };
-        _cleanup_(freep) char *hk = NULL;
-        if (poolkeys_key(p->name, POOL_KEY_HOST, host, &hk) < 0)
-                return -ENOMEM;
-        keys[2] = hk;
         const char *args[] = { addr, host, "1", maxu, OUT_TTL_MS, POOL_LEAVE_MODE_BUDGET, "{\"type\":\"leave\"}",
                                p->prefix, "overload", asking, "-1" };
-        return script_send(b, agent, OP_LEAVE, POOL_SCRIPT_LEAVE, ELEMENTSOF(keys), keys, ELEMENTSOF(args), args);
+        return script_send(b, agent, OP_LEAVE, POOL_SCRIPT_LEAVE, host, ELEMENTSOF(args), args);
 }
 
 /* ---- replies ---- */

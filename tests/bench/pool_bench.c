@@ -24,7 +24,7 @@ typedef struct Bench {
         unsigned agents, clients, ops;
         unsigned max_unavailable; /* the herd's budget */
         char sha[_POOL_SCRIPT_MAX][41];
-        char *k_serving, *k_out, *k_addrs, *k_events, *k_alive, *k_waiting, *k_budget, *prefix;
+        char *k_serving, *k_out, *k_alive, *k_waiting, *k_budget, *k_asking, *prefix;
 } Bench;
 
 typedef enum Op { OP_HEARTBEAT, OP_LEAVE, OP_JOIN, OP_VIEW, OP_VIEW_FULL, OP_HERD_LEAVE, _OP_MAX } Op;
@@ -71,11 +71,22 @@ static void host_addr(unsigned i, char *buf, size_t size) {
         snprintf(buf, size, "127.%u.%u.%u:8080", (i >> 16) & 255, (i >> 8) & 255, (i & 255) + 1);
 }
 
-static redisReply *run_script(redisContext *c, const Bench *b, PoolScript s, int nkeys, const char **keys,
-                              int nargs, const char **args) {
-        const char *argv[24];
+/* The script with its KEYS as monkeyd builds them (pool_script_keys()). */
+static int script_argv(const Bench *b, PoolScript s, const PoolKeys *keys, int nargs, const char **args,
+                       const char *argv[static 3 + POOL_SCRIPT_KEYS_MAX + 16], char nk[static 16]) {
+        const char *k[POOL_SCRIPT_KEYS_MAX];
+        int n = pool_script_keys(s, keys, NULL, k);
+
+        if (n < 0)
+                return -EINVAL;
+        return evalsha_argv(b->sha[s], n, k, nargs, args, nk, argv, 3 + POOL_SCRIPT_KEYS_MAX + 16);
+}
+
+static redisReply *run_script(redisContext *c, const Bench *b, PoolScript s, const PoolKeys *keys, int nargs,
+                              const char **args) {
+        const char *argv[3 + POOL_SCRIPT_KEYS_MAX + 16];
         char nk[16];
-        int argc = evalsha_argv(b->sha[s], nkeys, keys, nargs, args, nk, argv, ELEMENTSOF(argv));
+        int argc = script_argv(b, s, keys, nargs, args, argv, nk);
 
         return argc < 0 ? NULL : redisCommandArgv(c, argc, argv, NULL);
 }
@@ -83,8 +94,8 @@ static redisReply *run_script(redisContext *c, const Bench *b, PoolScript s, int
 /* ret_result: the leave's answer (OP_LEAVE, OP_HERD_LEAVE); _POOL_LEAVE_RESULT_INVALID
  * when there is none. */
 static bool op_run(redisContext *c, const Bench *b, Op op, unsigned agent, PoolLeaveResult *ret_result) {
+        _cleanup_(poolkeys_done) PoolKeys keys = {};
         char host[16], addr[32], maxu[16];
-        _cleanup_(freep) char *hk = NULL, *lk = NULL;
         redisReply *r = NULL;
         bool ok;
 
@@ -92,38 +103,34 @@ static bool op_run(redisContext *c, const Bench *b, Op op, unsigned agent, PoolL
         host_addr(agent, addr, sizeof addr);
         if (ret_result)
                 *ret_result = _POOL_LEAVE_RESULT_INVALID;
-        if (poolkeys_key("bench", POOL_KEY_HOST, host, &hk) < 0 || poolkeys_key("bench", POOL_KEY_LEASE, host, &lk) < 0)
+        if (poolkeys_new("bench", host, &keys) < 0)
                 return false;
 
         switch (op) {
         case OP_HEARTBEAT: {
-                const char *keys[] = { lk, hk, b->k_serving };
-                const char *args[] = { "15000", addr };
-                r = run_script(c, b, POOL_SCRIPT_HEARTBEAT, 3, keys, 2, args);
+                const char *args[] = { "15000", addr, host };
+                r = run_script(c, b, POOL_SCRIPT_HEARTBEAT, &keys, 3, args);
                 break;
         }
         case OP_JOIN: {
-                const char *keys[] = { b->k_serving, b->k_out, hk, b->k_addrs, b->k_events };
                 const char *args[] = { addr, host, "{\"type\":\"join\"}" };
-                r = run_script(c, b, POOL_SCRIPT_JOIN, 5, keys, 3, args);
+                r = run_script(c, b, POOL_SCRIPT_JOIN, &keys, 3, args);
                 break;
         }
         case OP_LEAVE:
         case OP_HERD_LEAVE: {
-                /* As send_leave(): no list key, so 5 keys; min_serving 1;
-                 * out_max 30 min; asking TTL 3 heartbeats. */
+                /* As send_leave(): no list key; min_serving 1; out_max 30
+                 * min; asking TTL 3 heartbeats. */
                 snprintf(maxu, sizeof maxu, "%u", op == OP_HERD_LEAVE ? b->max_unavailable : 1u);
-                const char *keys[] = { b->k_serving, b->k_out, hk, b->k_addrs, b->k_events };
                 const char *args[] = { addr, host, "1", maxu, "1800000", POOL_LEAVE_MODE_BUDGET,
                                        "{\"type\":\"leave\"}", b->prefix, "bench", ASKING_TTL_MS };
-                r = run_script(c, b, POOL_SCRIPT_LEAVE, 5, keys, 10, args);
+                r = run_script(c, b, POOL_SCRIPT_LEAVE, &keys, 10, args);
                 break;
         }
         case OP_VIEW:
         case OP_VIEW_FULL: {
-                const char *keys[] = { b->k_serving, b->k_out, b->k_addrs };
                 const char *args[] = { b->prefix, op == OP_VIEW_FULL ? "full" : "summary" };
-                r = run_script(c, b, POOL_SCRIPT_VIEW, 3, keys, 2, args);
+                r = run_script(c, b, POOL_SCRIPT_VIEW, &keys, 2, args);
                 break;
         }
         default:
@@ -256,19 +263,28 @@ static int fleet_join(redisContext *c, const Bench *b, bool reset) {
                 char host[16], addr[32];
                 host_name(i, host, sizeof host);
                 host_addr(i, addr, sizeof addr);
-                _cleanup_(freep) char *hk = NULL, *lk = NULL, *ak = NULL;
-                if (poolkeys_key("bench", POOL_KEY_HOST, host, &hk) < 0 ||
-                    poolkeys_key("bench", POOL_KEY_LEASE, host, &lk) < 0 ||
-                    poolkeys_key("bench", POOL_KEY_ASKING, host, &ak) < 0)
+                _cleanup_(poolkeys_done) PoolKeys keys = {};
+                const char *join_args[] = { addr, host, "{\"type\":\"join\"}" };
+                const char *beat_args[] = { LONG_LEASE_MS, addr, host };
+                const char *argv[3 + POOL_SCRIPT_KEYS_MAX + 16];
+                char nk[16];
+                int argc;
+
+                if (poolkeys_new("bench", host, &keys) < 0)
                         return -ENOMEM;
                 if (reset) {
-                        redisAppendCommand(c, "DEL %s", ak);
+                        /* what the leave script still writes for agents from before the asking ZSET */
+                        redisAppendCommand(c, "DEL %s", keys.key[POOL_KEY_ASKING_HOST]);
                         pending++;
                 }
-                redisAppendCommand(c, "EVALSHA %s 5 %s %s %s %s %s %s %s %s", b->sha[POOL_SCRIPT_JOIN], b->k_serving,
-                                   b->k_out, hk, b->k_addrs, b->k_events, addr, host, "{\"type\":\"join\"}");
-                redisAppendCommand(c, "EVALSHA %s 3 %s %s %s %s %s", b->sha[POOL_SCRIPT_HEARTBEAT], lk, hk,
-                                   b->k_serving, LONG_LEASE_MS, addr);
+                argc = script_argv(b, POOL_SCRIPT_JOIN, &keys, 3, join_args, argv, nk);
+                if (argc < 0)
+                        return argc;
+                redisAppendCommandArgv(c, argc, argv, NULL);
+                argc = script_argv(b, POOL_SCRIPT_HEARTBEAT, &keys, 3, beat_args, argv, nk);
+                if (argc < 0)
+                        return argc;
+                redisAppendCommandArgv(c, argc, argv, NULL);
                 pending += 2;
                 if (pending >= 1000 || i + 1 == b->agents) {
                         for (; pending > 0; pending--) {
@@ -374,7 +390,7 @@ static int herd_reset(const Bench *b) {
                 /* the pool's budget too: the leave phase's first ask seeded
                  * max_unavailable 1, and the scripts read the pool's budget,
                  * not the asker's; the herd's first ask seeds the herd's */
-                r = redisCommand(c, "DEL %s %s %s", b->k_out, b->k_waiting, b->k_budget);
+                r = redisCommand(c, "DEL %s %s %s %s", b->k_out, b->k_waiting, b->k_budget, b->k_asking);
                 k = r && r->type == REDIS_REPLY_INTEGER ? 0 : -EIO;
                 if (k < 0)
                         fprintf(stderr, "pool_bench: herd reset: DEL failed: %s\n",
@@ -563,8 +579,7 @@ int main(int argc, char *argv[]) {
 
         if (poolkeys_key("bench", POOL_KEY_SERVING, NULL, &b.k_serving) < 0 ||
             poolkeys_key("bench", POOL_KEY_OUT, NULL, &b.k_out) < 0 ||
-            poolkeys_key("bench", POOL_KEY_ADDRS, NULL, &b.k_addrs) < 0 ||
-            poolkeys_key("bench", POOL_KEY_EVENTS, NULL, &b.k_events) < 0 ||
+            poolkeys_key("bench", POOL_KEY_ASKING, NULL, &b.k_asking) < 0 ||  /* who still asks */
             poolkeys_key("bench", POOL_KEY_ALIVE, NULL, &b.k_alive) < 0 ||     /* the scripts' alive index */
             poolkeys_key("bench", POOL_KEY_WAITING, NULL, &b.k_waiting) < 0 || /* the leave script's queue */
             poolkeys_key("bench", POOL_KEY_BUDGET, NULL, &b.k_budget) < 0 ||   /* the pool's one budget */
@@ -595,8 +610,7 @@ int main(int argc, char *argv[]) {
         }
         free(b.k_serving);
         free(b.k_out);
-        free(b.k_addrs);
-        free(b.k_events);
+        free(b.k_asking);
         free(b.k_alive);
         free(b.k_waiting);
         free(b.k_budget);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "fileio.h"
+#include "fleetthread.h"
 #include "pool_scripts.h"
 #include "poolkeys.h"
 
@@ -45,7 +46,9 @@ static void test_names(void **state) {
         assert_key("web", POOL_KEY_FLEET_HOLDING, NULL, "monkey:{web}:fleet-holding");
         assert_key("web", POOL_KEY_HOST, "web-1", "monkey:{web}:host:web-1");
         assert_key("web", POOL_KEY_LEASE, "web-1", "monkey:{web}:lease:web-1");
-        assert_key("web", POOL_KEY_ASKING, "web-1", "monkey:{web}:asking:web-1");
+        assert_key("web", POOL_KEY_ASKING, NULL, "monkey:{web}:asking");
+        assert_key("web", POOL_KEY_LEASES, NULL, "monkey:{web}:leases");
+        assert_key("web", POOL_KEY_ASKING_HOST, "web-1", "monkey:{web}:asking:web-1");
         /* the whole name is the hash tag, whatever it holds */
         assert_key("a:b", POOL_KEY_SERVING, NULL, "monkey:{a:b}:serving");
 }
@@ -73,7 +76,7 @@ static void test_misuse(void **state) {
 /* monkey-proxy-sync looks a lease up as the prefix "" gives plus the host
  * name: that must be the key the agent renews. */
 static void test_per_host_prefix(void **state) {
-        static const PoolKey per_host[] = { POOL_KEY_HOST, POOL_KEY_LEASE, POOL_KEY_ASKING };
+        static const PoolKey per_host[] = { POOL_KEY_HOST, POOL_KEY_LEASE, POOL_KEY_ASKING_HOST };
 
         for (size_t i = 0; i < ELEMENTSOF(per_host); i++) {
                 _cleanup_(freep) char *prefix = key("web", per_host[i], ""), *full = key("web", per_host[i], "web-7"),
@@ -84,27 +87,81 @@ static void test_per_host_prefix(void **state) {
         }
 }
 
-/* The scripts build keys in Redis from the prefix (ARGV) or from the
- * serving key (KEYS[1]): the same suffixes, and the serving key minus
- * "serving" is the prefix. */
-static void test_scripts_agree(void **state) {
-        _cleanup_(freep) char *prefix = key("web", POOL_KEY_PREFIX, NULL), *serving = key("web", POOL_KEY_SERVING, NULL);
-        const char *join = pool_script_text[POOL_SCRIPT_JOIN], *leave = pool_script_text[POOL_SCRIPT_LEAVE],
-                   *view = pool_script_text[POOL_SCRIPT_VIEW], *heartbeat = pool_script_text[POOL_SCRIPT_HEARTBEAT];
+/* poolkeys_new(): every key once, the per-host ones the host's. */
+static void test_key_set(void **state) {
+        _cleanup_(poolkeys_done) PoolKeys k = {};
 
-        /* string.sub(KEYS[1], 1, -8): everything but the last 7 characters */
-        assert_int_equal(strlen(serving) - 7, strlen(prefix));
-        assert_memory_equal(serving, prefix, strlen(prefix));
-        for (const char *const *s = (const char *const[]) { join, leave, view, heartbeat, NULL }; *s; s++)
-                assert_true(strstr(*s, "string.sub(KEYS[") && strstr(*s, ", 1, -8) .. '" POOLKEYS_ALIVE "'"));
-        assert_non_null(strstr(join, "string.sub(KEYS[1], 1, -8) .. '" POOLKEYS_LEASE "' .. host"));
-        assert_non_null(strstr(leave, "ARGV[8] .. '" POOLKEYS_WAITING "'"));
-        assert_non_null(strstr(leave, "ARGV[8] .. '" POOLKEYS_ASKING "' .. host"));
-        assert_non_null(strstr(view, "p .. '" POOLKEYS_HOST "' .. host"));
-        assert_non_null(strstr(view, "p .. '" POOLKEYS_LEASE "' .. host"));
-        /* the budget key from the prefix, in the pool's slot like the rest */
-        assert_non_null(strstr(leave, "local budget_key = ARGV[8] .. '" POOLKEYS_BUDGET "'"));
-        assert_non_null(strstr(view, "local budget_key = p .. '" POOLKEYS_BUDGET "'"));
+        assert_int_equal(poolkeys_new("web", "web-2", &k), 0);
+        for (PoolKey i = 0; i < _POOL_KEY_MAX; i++) {
+                _cleanup_(freep) char *want = key("web", i, poolkeys_per_host(i) ? "web-2" : NULL);
+                assert_string_equal(k.key[i], want);
+        }
+        poolkeys_done(&k);
+        assert_null(k.key[POOL_KEY_SERVING]);
+        assert_int_equal(poolkeys_new(NULL, "web-2", &k), -EINVAL);
+        assert_int_equal(poolkeys_new("web", NULL, &k), -EINVAL);
+}
+
+/* Redis Cluster: a script touches only the keys it declares (a resharding
+ * protects nothing else). So no script reads a KEYS[n] past what its
+ * builder gives, each reads the last one it is given (the builder and the
+ * text agree on the count), and none builds a key of the pool from a
+ * suffix itself, but the view, which only shows other members' host:H
+ * and lease:H after its last write. */
+static void assert_declares_all(const char *name, const char *text, int n, bool view) {
+        char want[32], past[32];
+
+        snprintf(want, sizeof want, "KEYS[%d]", n);
+        snprintf(past, sizeof past, "KEYS[%d]", n + 1);
+        if (!strstr(text, want))
+                fail_msg("the %s script never reads %s, the last of its KEYS", name, want);
+        if (strstr(text, past))
+                fail_msg("the %s script reads %s, past its KEYS", name, past);
+        if (strstr(text, "string.sub(KEYS"))
+                fail_msg("the %s script derives a key from another", name);
+        for (PoolKey k = POOL_KEY_SERVING; k < _POOL_KEY_MAX; k++) {
+                _cleanup_(freep) char *quoted = NULL;
+                bool shown = view && (k == POOL_KEY_HOST || k == POOL_KEY_LEASE);
+
+                assert_true(asprintf(&quoted, ".. '%s'", poolkeys_suffix(k)) > 0);
+                if (!!strstr(text, quoted) != shown)
+                        fail_msg("the %s script %s the key suffix %s", name, shown ? "lacks" : "builds", quoted);
+        }
+}
+
+static void test_scripts_declare_their_keys(void **state) {
+        _cleanup_(poolkeys_done) PoolKeys k = {};
+        const char *keys[POOL_SCRIPT_KEYS_MAX];
+
+        assert_int_equal(poolkeys_new("web", "web-1", &k), 0);
+        for (PoolScript s = 0; s < _POOL_SCRIPT_MAX; s++) {
+                int n = pool_script_keys(s, &k, "mirror{web}", keys);
+
+                assert_true(n > 0 && n <= POOL_SCRIPT_KEYS_MAX);
+                for (int i = 0; i < n; i++)
+                        assert_non_null(keys[i]);
+                assert_declares_all(pool_script_to_string(s), pool_script_text[s], n, s == POOL_SCRIPT_VIEW);
+                /* the list key only where a script mirrors serving, and last */
+                assert_int_equal(pool_script_keys(s, &k, NULL, keys),
+                                 s == POOL_SCRIPT_JOIN || s == POOL_SCRIPT_LEAVE ? n - 1 : n);
+        }
+        for (FleetScript s = 0; s < _FLEET_SCRIPT_MAX; s++) {
+                const char *fk[FLEET_SCRIPT_KEYS_MAX];
+                int n = fleet_thread_script_keys(s, &k, fk);
+
+                assert_true(n > 0 && n <= FLEET_SCRIPT_KEYS_MAX);
+                assert_declares_all(fleet_thread_script_to_string(s), fleet_thread_script_text[s], n, false);
+        }
+        /* what each decides on is declared: the budget, the queue, who still asks, the leases */
+        assert_int_equal(pool_script_keys(POOL_SCRIPT_LEAVE, &k, NULL, keys), 10);
+        assert_string_equal(keys[6], "monkey:{web}:budget");
+        assert_string_equal(keys[7], "monkey:{web}:waiting");
+        assert_string_equal(keys[8], "monkey:{web}:asking");
+        assert_string_equal(keys[9], "monkey:{web}:asking:web-1");
+        assert_int_equal(pool_script_keys(POOL_SCRIPT_JOIN, &k, NULL, keys), 7);
+        assert_string_equal(keys[6], "monkey:{web}:lease:web-1");
+        assert_int_equal(pool_script_keys(_POOL_SCRIPT_MAX, &k, NULL, keys), -EINVAL);
+        assert_int_equal(pool_script_keys(POOL_SCRIPT_JOIN, NULL, NULL, keys), -EINVAL);
 }
 
 /* The bounds of a budget someone sets are the config's: max_unavailable 0
@@ -217,7 +274,8 @@ int main(void) {
                 cmocka_unit_test(test_names),
                 cmocka_unit_test(test_misuse),
                 cmocka_unit_test(test_per_host_prefix),
-                cmocka_unit_test(test_scripts_agree),
+                cmocka_unit_test(test_key_set),
+                cmocka_unit_test(test_scripts_declare_their_keys),
                 cmocka_unit_test(test_budget_bounds),
                 cmocka_unit_test(test_one_spelling),
         };

@@ -139,6 +139,7 @@ static void test_slots(void **state) {
                 rep_arr(rep_arr(rep_int(0), rep_int(16384), node("a", 1, "x"), NULL), NULL),
                 rep_arr(rep_arr(rep_int(0), rep_int(99), node("a", 0, "x"), NULL), NULL),
                 rep_arr(rep_arr(rep_int(0), rep_int(99), rep_str("a:1"), NULL), NULL),
+                rep_arr(rep_arr(rep_int(0), rep_int(99), node("bad host", 1, "x"), NULL), NULL),
                 rep_arr(rep_int(7), NULL),
         };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
