@@ -15,6 +15,8 @@ that does not serve that slot, so they must follow MOVED; then:
 3. the node that serves the slot is killed: its replica takes over after
    the cluster's node timeout and the agents come back through the seeds.
 
+The agents connect as conf/redis-acl.conf's monkey-agent user (set on
+every node): no node's ACL LOG may show a denial (ASKING, CLUSTER SLOTS).
 Everything is read back from the cluster itself (following MOVED/ASK
 here too) and from the agents' status."""
 
@@ -27,12 +29,14 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import check, wait_until  # noqa: E402
+from test_acl import acl_rules  # noqa: E402
 from test_pool import P, POOL, REDIS_SERVER, Agent, RedisError, Resp, set_busy_now  # noqa: E402
 
 REDIS_CLI = shutil.which("redis-cli")
 SLOT = 9635  # CLUSTER KEYSLOT monkey:{web}:serving
 SERVING, OUT = P + "serving", P + "out"
 NODE_TIMEOUT_MS = 2000
+AGENT_PASSWORD = "cluster-agent-pw-51d"
 
 
 def cluster_port():
@@ -159,7 +163,21 @@ class Cluster:
         raise RedisError("no answer for %r after 5 redirections" % (args,))
 
     def url(self, seed_port):
-        return "redis://127.0.0.1:%d" % seed_port
+        return "redis://monkey-agent@127.0.0.1:%d" % seed_port
+
+    def add_acl_users(self):
+        """conf/redis-acl.conf's users on every node (ACL is per node)."""
+        for p in self.ports:
+            for user, rules in acl_rules().items():
+                check(self.cmd(p, "ACL", "SETUSER", user, ">" + AGENT_PASSWORD, *rules) == "OK", "ACL SETUSER")
+
+    def acl_denials(self):
+        out = []
+        for p in self.alive():
+            for e in self.cmd(p, "ACL", "LOG") or []:
+                d = dict(zip(e[0::2], e[1::2]))
+                out.append((p, d.get("username"), d.get("object"), d.get("reason")))
+        return out
 
     def kill(self, port):
         self.procs[port].kill()
@@ -181,8 +199,10 @@ def cluster_extra(url, addr, more=""):
 def start_fleet(cluster, n, seed, agents):
     for i in range(n):
         addr = "127.0.0.%d:8080" % (2 + i)
-        a = Agent(name="cluster%d" % i, host="web-%d" % (i + 1), window="1s", interval="100ms",
-                  extra=cluster_extra(cluster.url(seed), addr))
+        a = Agent(name="cluster%d" % i, host="web-%d" % (i + 1), window="1s", interval="100ms")
+        pw = os.path.join(a.dir, "redis-password")
+        harness.atomic_write(pw, AGENT_PASSWORD + "\n", mode=0o600)
+        a.write_config(extra=cluster_extra(cluster.url(seed), addr, "password_file = %s" % pw))
         a.addr, a.hostname = addr, "web-%d" % (i + 1)
         agents.append(a)
     for a in agents:
@@ -206,10 +226,14 @@ class Fleet:
 
     def __enter__(self):
         self.cluster = Cluster().start()
+        self.cluster.add_acl_users()
         self.agents = []
         return self
 
     def __exit__(self, et, ev, tb):
+        if not et:
+            denied = self.cluster.acl_denials()
+            check(not denied, "the cluster refused the agents' commands (conf/redis-acl.conf): %r" % denied[:5])
         if et:
             for a in self.agents[:3]:
                 a.dump_log()
