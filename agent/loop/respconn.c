@@ -40,6 +40,13 @@
 #define RESPCONN_DEFAULT_TIMEOUT_USEC (5 * USEC_PER_SEC)
 #define RESPCONN_KEY_MAX (64 * 1024)
 
+/* Lookup threads still running, given up or not: a DNS server that never
+ * answers keeps each one in getaddrinfo for glibc's full timeout, and a
+ * client reconnecting meanwhile must not pile up threads without bound.
+ * Past the cap a connect fails at once, saying why, and is retried at its
+ * owner's pace. */
+static atomic_uint lookups_running;
+
 typedef enum RespConnState {
         RESPCONN_STARTING, /* the first loop iteration starts it: no callback from respconn_new() */
         RESPCONN_RESOLVING,
@@ -567,6 +574,7 @@ static void *lookup_run(void *userdata) {
         atomic_store(&j->done, true);
         (void) eventfd_write(j->efd, 1);
         lookup_unref(j);
+        atomic_fetch_sub(&lookups_running, 1);
         return NULL;
 }
 
@@ -599,6 +607,8 @@ static int lookup_start(RespConn *c) {
         sigset_t all, saved;
         int r;
 
+        if (atomic_load(&lookups_running) >= RESPCONN_LOOKUPS_MAX)
+                return -EBUSY;
         j = calloc(1, sizeof *j);
         if (!j)
                 return -ENOMEM;
@@ -623,9 +633,11 @@ static int lookup_start(RespConn *c) {
         /* The worker takes its own reference, and no signal: the loop's
          * signal sources expect them blocked everywhere. */
         atomic_fetch_add(&j->n_ref, 1);
+        atomic_fetch_add(&lookups_running, 1);
         r = -pthread_attr_init(&attr);
         if (r < 0) {
                 lookup_unref(j);
+                atomic_fetch_sub(&lookups_running, 1);
                 return r;
         }
         (void) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -634,8 +646,10 @@ static int lookup_start(RespConn *c) {
         r = -pthread_create(&thread, &attr, lookup_run, j);
         (void) pthread_sigmask(SIG_SETMASK, &saved, NULL);
         pthread_attr_destroy(&attr);
-        if (r < 0)
+        if (r < 0) {
                 lookup_unref(j);
+                atomic_fetch_sub(&lookups_running, 1);
+        }
         return r;
 }
 
@@ -651,7 +665,10 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         switch (c->state) {
         case RESPCONN_STARTING:
                 r = conn_start(c);
-                if (r < 0)
+                if (r == -EBUSY)
+                        conn_close(c, true, "cannot resolve %s: %u earlier lookups still wait for the DNS server",
+                                   c->host, (unsigned) RESPCONN_LOOKUPS_MAX);
+                else if (r < 0)
                         conn_close(c, true, "cannot start connecting: %s", strerror(-r));
                 break;
         case RESPCONN_RESOLVING:

@@ -18,6 +18,11 @@
 
 typedef struct RespConn RespConn;
 
+/* Host-name lookups (worker threads) a process runs at once, those given
+ * up on included; past it a connect fails at once ("… earlier lookups
+ * still wait for the DNS server"). */
+#define RESPCONN_LOOKUPS_MAX 8u
+
 /* A TLS client context: the CA file (NULL: the system's store), and an
  * optional client certificate (chain, PEM) with its key, the key read
  * under the secret-file rules (secret.c). Read in full here, so a bad file

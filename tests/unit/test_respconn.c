@@ -595,6 +595,30 @@ static void test_resolver_hangs(void **state) {
         usleep(900 * 1000); /* the abandoned lookup ends and frees itself */
 }
 
+/* A DNS server that never answers: each given-up lookup keeps its thread
+ * until glibc gives up too. Past RESPCONN_LOOKUPS_MAX of them a connect
+ * fails at once, saying why; once they end, lookups start again. */
+static void test_lookup_threads_capped(void **state) {
+        Fixture *f = *state;
+        RespConnOptions o = {.host = "hang.test", .port = 6379, .resolve_timeout = 100 * USEC_PER_MSEC};
+        Story s[RESPCONN_LOOKUPS_MAX];
+
+        watch_reset(f);
+        for (unsigned i = 0; i < RESPCONN_LOOKUPS_MAX; i++)
+                story_open(f, &s[i], &o);
+        for (unsigned i = 0; i < RESPCONN_LOOKUPS_MAX; i++) {
+                run_until(&f->w, &s[i].closed, 5 * USEC_PER_SEC);
+                if (!strstr(s[i].closed_error, "no answer within 100ms"))
+                        fail_msg("lookup %u: %s", i, s[i].closed_error);
+                story_done(&s[i]);
+        }
+        /* all 8 threads still sleep in the resolver (800 ms each) */
+        expect_closed(f, &o, "hang.test:6379: cannot resolve hang.test: 8 earlier lookups still wait for the DNS server");
+        assert_loop_free(f);
+        usleep(900 * 1000); /* the abandoned lookups end and free themselves */
+        expect_ping(f, &(RespConnOptions) {.host = "local.test", .port = f->plain_port});
+}
+
 static void test_dns_change_followed(void **state) {
         Fixture *f = *state;
         RespConnOptions o = {.host = "moving.test", .port = f->plain_port};
@@ -800,6 +824,7 @@ int main(void) {
                 cmocka_unit_test(test_unix_socket_missing),
                 cmocka_unit_test(test_nxdomain),
                 cmocka_unit_test(test_resolver_hangs),
+                cmocka_unit_test(test_lookup_threads_capped),
                 cmocka_unit_test(test_dns_change_followed),
                 cmocka_unit_test(test_tls_commands),
                 cmocka_unit_test(test_tls_unknown_ca),
