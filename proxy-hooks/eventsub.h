@@ -1,13 +1,14 @@
 /* monkey-proxy-sync's ear on the pool: SUBSCRIBE to the events channel
  * over a RespConn on sd-event (TLS, host names looked up off the loop, as
- * the query connection), connect and subscribe bounded by a timer, reconnected with backoff when lost, and moved when the master
- * moves (eventsub_follow). Every message, and every (re)subscription,
- * calls `changed`: the caller resyncs fully; so does each lost
- * subscription of a sentinel:// URL, since the resync asks the sentinels
- * where the master went. Owns the async connection,
- * its timer and the address it follows; the event loop, the URL (for
- * AUTH), the channel name and the Problem are the caller's. It also
- * watches a sentinel's +switch-master (no URL: no AUTH). */
+ * the query connection), connect and subscribe bounded by a timer,
+ * reconnected with backoff when lost, and moved when the master moves
+ * (eventsub_follow). Every message, and every (re)subscription, calls
+ * `changed`: the caller resyncs fully; so does each lost subscription of
+ * a sentinel:// URL or a cluster, since the resync asks where the master
+ * or the slot went. Owns the connection, its timer and the address it
+ * follows; the event loop, the URL (for AUTH), the TLS context, the
+ * channel name and the Problem are the caller's. It also watches a
+ * sentinel's +switch-master (no AUTH). */
 #pragma once
 
 #include <systemd/sd-event.h>

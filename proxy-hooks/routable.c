@@ -216,7 +216,8 @@ static void on_owners(RedisConn *c, const redisReply *r, const char *error, void
 
         k = hmget_check(r, s->n);
         if (k < 0) {
-                read_fail(s, k, "HMGET %s: %s", s->keys.addrs, error ? error : redisreply_error(r) ? r->str : "unexpected reply");
+                read_fail(s, k, "HMGET %s: %s", s->keys.addrs,
+                          error ? error : redisreply_error(r) ? r->str : "unexpected reply");
                 read_finish(s);
                 return;
         }
@@ -360,7 +361,8 @@ static void on_fetch_owners(RedisConn *c, const redisReply *r, const char *error
 
         k = hmget_check(r, s->n_need);
         if (k < 0) {
-                fetch_fail(s, k, "HMGET %s: %s", s->keys.addrs, error ? error : redisreply_error(r) ? r->str : "unexpected reply");
+                fetch_fail(s, k, "HMGET %s: %s", s->keys.addrs,
+                          error ? error : redisreply_error(r) ? r->str : "unexpected reply");
                 fetch_finish(s);
                 return;
         }
