@@ -521,14 +521,15 @@ static void move_to(RedisConn *c, const char *host, uint16_t port) {
         c->up = false;
         respconn_free(old); /* the queries on it hear "closed": moving keeps them */
         c->moving = false;
-        if (conn_open(c, host, port, NULL) < 0)
-                return; /* the queries fail below */
-        Query *slots = query_new(c, 2, (const char *const[]) { "CLUSTER", "SLOTS" }, NULL, on_slots, NULL);
+        /* Without a connection (out of memory) every query left fails:
+         * none may wait for a reply that will never come. */
+        Query *slots = conn_open(c, host, port, NULL) < 0 ? NULL :
+                query_new(c, 2, (const char *const[]) { "CLUSTER", "SLOTS" }, NULL, on_slots, NULL);
         for (Query *q = c->queries, *next; q; q = next) {
                 next = q->next;
                 if (q == slots || q->on || q->ask || q->retry)
                         continue;
-                if (query_send(q, c->rc) < 0)
+                if (!c->rc || query_send(q, c->rc) < 0)
                         query_fail(q, problem_format("Cannot resend a query to Redis %s:%u", host, (unsigned) port));
         }
         if (slots && query_send(slots, c->rc) < 0)

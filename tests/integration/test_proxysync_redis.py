@@ -20,6 +20,10 @@ nginx needed: the file is what it writes) and follows the pool's events.
   p4  an ACL user with exactly the commands the syncer needs, named in the
       URL (redis://syncer@HOST) with --password-file: AUTH syncer PASSWORD
       on both connections; a wrong password is refused, saying so.
+  p5  a cluster with a replica each: CLUSTER FAILOVER on the slot
+      master's replica is followed (MOVED), then the promoted master is
+      killed: the syncer tries the other nodes it knows and follows the
+      slot back to the old master, promoted again.
 
 Where no mount namespace may be made (no DNS view), p1 names 127.0.0.1 with
 --tls-server-name and skips the name steps, saying why."""
@@ -242,18 +246,20 @@ def keyslot(pool):
 
 
 class Cluster:
-    """Three masters on 127.0.0.1, no replicas, made with redis-cli --cluster create."""
+    """Three masters on 127.0.0.1 (and a replica each with replicas=1), made
+    with redis-cli --cluster create."""
 
-    def __init__(self):
+    def __init__(self, replicas=0):
         self.nodes = []
-        for _ in range(3):
+        for _ in range(3 * (1 + replicas)):
             # The bus port is the port + 10000 unless named: named, free.
             n = Server(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
                         "--cluster-port", str(free_port())])
             n.extra += ["--cluster-config-file", os.path.join(n.dir, "nodes.conf")]
             self.nodes.append(n.start())
         cp = subprocess.run(["redis-cli", "--cluster", "create"] + ["127.0.0.1:%d" % n.port for n in self.nodes]
-                            + ["--cluster-yes"], capture_output=True, text=True, timeout=60)
+                            + ["--cluster-replicas", str(replicas), "--cluster-yes"], capture_output=True,
+                            text=True, timeout=60)
         check(cp.returncode == 0, "redis-cli --cluster create: %s" % (cp.stdout[-500:] + cp.stderr[-500:]))
         wait_until(lambda: all("cluster_state:ok" in n.cmd("CLUSTER", "INFO") for n in self.nodes), 15, 0.1,
                    "the cluster to be ok")
@@ -273,9 +279,19 @@ class Cluster:
                         return n
         return None
 
+    def replica_of(self, master):
+        mid = self.node_id(master)
+        for n in self.nodes:
+            if n is not master and n.cmd("ROLE").split("\n")[0] == "slave" and \
+                    any(line.split()[3] == mid for line in n.cmd("CLUSTER", "NODES").splitlines()
+                        if "myself" in line.split()[2]):
+                return n
+        return None
+
     def stop(self):
         for n in self.nodes:
-            n.stop()
+            if n.proc:
+                n.stop()
 
 
 def p3_cluster_moved_ask_reshard():
@@ -329,6 +345,64 @@ def p3_cluster_moved_ask_reshard():
         cl.stop()
 
 
+def repl_offset(n):
+    for line in n.cmd("INFO", "replication").splitlines():
+        if line.startswith("master_repl_offset:"):
+            return int(line.split(":")[1])
+    return -1
+
+
+def wait_synced(master, replica, what):
+    """Until the replica has all the master wrote so far (a replica
+    answers MOVED to reads in a cluster: compare offsets)."""
+    want = repl_offset(master)
+    wait_until(lambda: repl_offset(replica) >= want, 10, 0.05, what)
+
+
+def p5_cluster_failover():
+    """CLUSTER FAILOVER on the slot master's replica (the old master answers
+    MOVED), then the new master killed: the syncer's node is gone, it tries
+    the others it knows (the seed, CLUSTER SLOTS' nodes) and follows the
+    slot to the promoted one."""
+    cl = Cluster(replicas=1)
+    slot = keyslot(POOL)
+    d = make_tmpdir("monkey-it-sync-cfail-")
+    upstream = os.path.join(d, "upstream.conf")
+    try:
+        with syncers() as syncs:
+            owner = cl.owner(slot)
+            wait_until(lambda: cl.replica_of(owner) is not None, 15, 0.1, "the slot master's replica")
+            replica = cl.replica_of(owner)
+            seed = next(n for n in cl.nodes if n is not owner and n is not replica)
+            pool_put(owner, POOL, "app1", "127.0.0.2:8080")
+            sync = Sync(["--redis", "redis://127.0.0.1:%d" % seed.port, "--pool", POOL, "--nginx-upstream",
+                         upstream, "--interval", "1m", "--timeout", "500ms", "--settle", "0", "--log-level",
+                         "debug"], "sync-cfail").start()
+            syncs.append(sync)
+            wait_routed(sync, upstream, ["127.0.0.2:8080"], "the first sync on the slot's master")
+            wait_synced(owner, replica, "the replica in sync")
+            check(replica.cmd("CLUSTER", "FAILOVER") == "OK", "CLUSTER FAILOVER refused")
+            wait_until(lambda: replica.cmd("ROLE").split("\n")[0] == "master", 10, 0.05, "the replica promoted")
+            pool_put(replica, POOL, "app2", "127.0.0.3:8080")
+            wait_routed(sync, upstream, ["127.0.0.2:8080", "127.0.0.3:8080"], "a join on the promoted replica")
+            check("slot is on 127.0.0.1:%d" % replica.port in sync.log(), "MOVED to the promoted replica not said")
+            print("   CLUSTER FAILOVER: the slot followed to %d" % replica.port, flush=True)
+
+            wait_synced(replica, owner, "the old master in sync")
+            t0 = time.monotonic()
+            replica.stop()
+            wait_until(lambda: owner.cmd("ROLE").split("\n")[0] == "master", 20, 0.1,
+                       "the old master promoted again")
+            pool_put(owner, POOL, "app3", "127.0.0.4:8080")
+            wait_routed(sync, upstream, ["127.0.0.2:8080", "127.0.0.3:8080", "127.0.0.4:8080"],
+                        "a join after the slot's master was killed")
+            check("Redis Cluster: trying node" in sync.log(), "the log does not say which node it tried instead")
+            print("   the slot's master killed: followed to %d %.1f s later" % (owner.port, time.monotonic() - t0),
+                  flush=True)
+    finally:
+        cl.stop()
+
+
 def p4_acl_user_password_file():
     redis = Server().start()
     d = make_tmpdir("monkey-it-sync-acl-")
@@ -359,7 +433,8 @@ def p4_acl_user_password_file():
                        "both connections as user syncer")
             pool_put(redis, POOL, "app2", "127.0.0.3:8080")
             wait_routed(sync, upstream, ["127.0.0.2:8080", "127.0.0.3:8080"], "a join, by its event, as the ACL user")
-            print("   AUTH syncer: routed and subscribed with only SMEMBERS HMGET PTTL EXISTS PING SUBSCRIBE", flush=True)
+            print("   AUTH syncer: routed and subscribed with only SMEMBERS HMGET PTTL EXISTS PING SUBSCRIBE",
+                  flush=True)
     finally:
         redis.stop()
 
@@ -368,4 +443,7 @@ if __name__ == "__main__":
     for b in ("redis-server", "redis-cli", "redis-sentinel", "openssl"):
         if not shutil.which(b):
             fail("%s is needed (tests/setup-deps)" % b)
-    main([globals()[n] for n in sys.argv[1:]] or [p1_tls_and_host_name, p2_sentinel_over_tls, p3_cluster_moved_ask_reshard, p4_acl_user_password_file])
+    # Arguments: the scenarios to run (all by default).
+    main([globals()[n] for n in sys.argv[1:]] or [p1_tls_and_host_name, p2_sentinel_over_tls,
+                                                   p3_cluster_moved_ask_reshard, p4_acl_user_password_file,
+                                                   p5_cluster_failover])
