@@ -24,6 +24,8 @@ nginx needed: the file is what it writes) and follows the pool's events.
       master's replica is followed (MOVED), then the promoted master is
       killed: the syncer tries the other nodes it knows and follows the
       slot back to the old master, promoted again.
+  p6  a DNS stub that never answers: the lookup's bound is said in the log
+      and SIGTERM still exits at once (the lookup runs off the loop).
 
 Where no mount namespace may be made (no DNS view), p1 names 127.0.0.1 with
 --tls-server-name and skips the name steps, saying why."""
@@ -191,6 +193,42 @@ def p1_tls_and_host_name():
                 s.stop()
         if stub:
             stub.stop()
+
+
+def p6_name_lookup_hangs():
+    """A DNS server that never answers: the lookup runs off the loop, so
+    the syncer says why within its bound and still exits at once on
+    SIGTERM (a blocking lookup held it for the resolver's whole timeout)."""
+    why = dnsns.refused()
+    if why is not None:
+        print("   SKIP: no DNS view here (%s)" % why)
+        return
+    redis = Server().start()
+    d = make_tmpdir("monkey-it-sync-dnshang-")
+    try:
+        stub = DnsStub({})
+    except DnsStubError as e:
+        print("   SKIP: no DNS stub here (%s)" % e)
+        redis.stop()
+        return
+    stub.hang()
+    try:
+        with syncers() as syncs:
+            sync = Sync(["--redis", "redis://hang.sync.test:%d" % redis.port, "--pool", POOL, "--nginx-upstream",
+                         os.path.join(d, "upstream.conf"), "--interval", "1m", "--timeout", "500ms"], "sync-dnshang",
+                        dnsns.DnsView(stub, d, timeout=5, attempts=2).wrapper()).start()
+            syncs.append(sync)
+            wait_until(lambda: stub.questions(), 5, 0.05, "the syncer to ask the stub")
+            wait_until(lambda: "cannot resolve hang.sync.test: no answer within" in sync.log(), 8, 0.05,
+                       "the lookup's bound said")
+            t0 = time.monotonic()
+            sync.stop()
+            took = time.monotonic() - t0
+            check(took < 1.0, "SIGTERM took %.2f s while the lookup hung" % took)
+            print("   lookup hung: said so, and SIGTERM took %.2f s" % took, flush=True)
+    finally:
+        stub.stop()
+        redis.stop()
 
 
 def p2_sentinel_over_tls():
@@ -446,4 +484,4 @@ if __name__ == "__main__":
     # Arguments: the scenarios to run (all by default).
     main([globals()[n] for n in sys.argv[1:]] or [p1_tls_and_host_name, p2_sentinel_over_tls,
                                                    p3_cluster_moved_ask_reshard, p4_acl_user_password_file,
-                                                   p5_cluster_failover])
+                                                   p5_cluster_failover, p6_name_lookup_hangs])
