@@ -1,22 +1,23 @@
-/* The events subscription: see eventsub.h. */
-#include <hiredis/async.h>
-
+/* The events subscription: see eventsub.h. The RespConn is freed at once
+ * when given up (safe inside its own callbacks, and then it calls no
+ * handler); every callback checks that its connection is still ours. */
 #include "eventsub.h"
 #include "log.h"
-#include "redis_event.h"
+#include "redisreply.h"
+#include "respconn.h"
 #include "retry.h"
 
 struct EventSub {
         sd_event *event;
-        const RedisUrl *url;
+        RedisConnSettings set;
+        bool auth;
         const char *channel;
-        usec_t timeout;
         Problem *problem;
         EventSubChanged changed;
         void *userdata;
 
         sd_event_source *timer; /* connect + subscribe deadline, or the reconnect */
-        redisAsyncContext *ac;
+        RespConn *rc;
         bool subscribed;
         unsigned failures;
         char *host, *path; /* the server we follow: one of them, or neither before eventsub_follow */
@@ -25,145 +26,133 @@ struct EventSub {
 
 static void eventsub_schedule_reconnect(EventSub *s);
 
-static void eventsub_on_disconnect(const redisAsyncContext *ac, int status) {
-        EventSub *s = ac->data;
+/* Given up: freed now; no handler of it runs after this. */
+static void eventsub_drop(EventSub *s) {
+        respconn_free(TAKE_PTR(s->rc));
+        s->subscribed = false;
+}
 
-        if (s->ac != ac)
-                return;
-        /* hiredis frees the context after this returns. */
-        s->ac = NULL;
+static void eventsub_lost(EventSub *s, const char *why) {
         if (s->subscribed)
-                log_warning("Lost the Redis events subscription to %s: %s, reconnecting", s->channel,
-                            ac->errstr[0] ? ac->errstr : "closed");
-        s->subscribed = false;
+                log_warning("Lost the Redis events subscription to %s: %s, reconnecting", s->channel, why);
+        else
+                problem_report(s->problem, "Cannot subscribe to %s: %s", s->channel, why);
+        eventsub_drop(s);
         eventsub_schedule_reconnect(s);
 }
 
-static void eventsub_on_connect(const redisAsyncContext *ac, int status) {
-        EventSub *s = ac->data;
+static void eventsub_on_closed(RespConn *rc, const char *error, void *userdata) {
+        EventSub *s = userdata;
 
-        if (status == REDIS_OK || s->ac != ac)
+        if (rc != s->rc)
                 return;
-        /* hiredis frees a context whose connect failed, without calling the
-         * disconnect callback. */
-        s->ac = NULL;
-        s->subscribed = false;
-        problem_report(s->problem, "Cannot subscribe to %s: %s", s->channel, ac->errstr);
+        eventsub_lost(s, error);
+}
+
+static void eventsub_on_auth(RespConn *rc, const redisReply *r, const char *error, void *userdata) {
+        EventSub *s = userdata;
+
+        if (rc != s->rc || !r || !redisreply_error(r))
+                return;
+        problem_report(s->problem, "Redis AUTH failed on the events connection: %s", redisreply_error(r));
+        eventsub_drop(s);
         eventsub_schedule_reconnect(s);
 }
 
-static void eventsub_on_auth(redisAsyncContext *ac, void *reply, void *privdata) {
-        redisReply *rep = reply;
-        EventSub *s = privdata;
+static void eventsub_on_subscribed(RespConn *rc, const redisReply *r, const char *error, void *userdata) {
+        EventSub *s = userdata;
 
-        if (rep && rep->type == REDIS_REPLY_ERROR) {
-                problem_report(s->problem, "Redis AUTH failed on the events connection: %s", rep->str);
-                redisAsyncDisconnect(ac);
+        if (rc != s->rc || !r)
+                return; /* closed: eventsub_on_closed says why */
+        if (redisreply_error(r)) {
+                problem_report(s->problem, "SUBSCRIBE %s: %s", s->channel, redisreply_error(r));
+                eventsub_drop(s);
+                eventsub_schedule_reconnect(s);
+                return;
         }
+        log_info("Subscribed to %s", s->channel);
+        s->subscribed = true;
+        s->failures = 0;
+        (void) sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
+        /* Whatever happened while we were not listening. */
+        s->changed(s->userdata);
 }
 
-static void eventsub_on_message(redisAsyncContext *ac, void *reply, void *privdata) {
-        redisReply *rep = reply;
-        EventSub *s = privdata;
+static void eventsub_on_push(RespConn *rc, const redisReply *r, void *userdata) {
+        EventSub *s = userdata;
 
-        if (!rep || s->ac != ac)
-                return; /* NULL: the context is going away */
-        if (rep->type == REDIS_REPLY_ERROR) {
-                problem_report(s->problem, "SUBSCRIBE %s: %s", s->channel, rep->str);
-                redisAsyncDisconnect(ac);
+        if (rc != s->rc || r->type != REDIS_REPLY_ARRAY || r->elements < 3 || !redisreply_is_string(r->element[0]) ||
+            !streq(r->element[0]->str, "message"))
                 return;
-        }
-        if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 || rep->element[0]->type != REDIS_REPLY_STRING)
-                return;
-        if (streq(rep->element[0]->str, "subscribe")) {
-                log_info("Subscribed to %s", s->channel);
-                s->subscribed = true;
-                s->failures = 0;
-                (void) sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
-                /* Whatever happened while we were not listening. */
-                s->changed(s->userdata);
-                return;
-        }
-        if (streq(rep->element[0]->str, "message")) {
-                if (rep->element[2]->type == REDIS_REPLY_STRING)
-                        log_debug("Event: %.300s", rep->element[2]->str);
-                s->changed(s->userdata);
-        }
+        if (redisreply_is_string(r->element[2]))
+                log_debug("Event: %.300s", r->element[2]->str);
+        s->changed(s->userdata);
 }
 
 static void eventsub_connect(EventSub *s) {
-        redisAsyncContext *ac;
-        uint64_t now;
+        const RedisUrl *u = s->set.url;
+        RespConnOptions o = {
+                .host = s->path ? NULL : s->host,
+                .port = s->port,
+                .path = s->path,
+                .tls = s->path ? NULL : s->set.tls,
+                .tls_server_name = s->set.tls_server_name,
+                .connect_timeout = s->set.timeout,
+                .reply_timeout = s->set.timeout,
+        };
+        RespConnHandlers h = { .closed = eventsub_on_closed, .push = eventsub_on_push, .userdata = s };
+        _cleanup_(freep) char *err = NULL;
         int r;
 
         if (!s->host && !s->path)
                 return; /* nothing to follow yet */
-        ac = s->path ? redisAsyncConnectUnix(s->path) : redisAsyncConnect(s->host, s->port);
-        if (!ac) {
-                log_oom();
-                eventsub_schedule_reconnect(s);
-                return;
-        }
-        if (ac->err) {
-                problem_report(s->problem, "Cannot subscribe to %s: %s", s->channel, ac->errstr);
-                redisAsyncFree(ac);
-                eventsub_schedule_reconnect(s);
-                return;
-        }
-        r = redis_event_attach(ac, s->event);
+        r = respconn_new(s->event, &o, &h, &s->rc, &err);
         if (r < 0) {
-                log_error_errno(r, "Cannot watch the Redis events connection: %m");
-                redisAsyncFree(ac);
+                problem_report(s->problem, "Cannot subscribe to %s: %s", s->channel, err ? err : strerror(-r));
                 eventsub_schedule_reconnect(s);
                 return;
         }
-        ac->data = s;
-        s->ac = ac;
         s->subscribed = false;
-        redisAsyncSetConnectCallback(ac, eventsub_on_connect);
-        redisAsyncSetDisconnectCallback(ac, eventsub_on_disconnect);
-        if (s->url && s->url->password) {
-                if (s->url->user)
-                        redisAsyncCommand(ac, eventsub_on_auth, s, "AUTH %s %s", s->url->user, s->url->password);
-                else
-                        redisAsyncCommand(ac, eventsub_on_auth, s, "AUTH %s", s->url->password);
+        if (s->auth && u->password) {
+                const char *auth_user[] = { "AUTH", u->user, u->password };
+                const char *auth[] = { "AUTH", u->password };
+                r = u->user ? respconn_command(s->rc, 3, auth_user, NULL, eventsub_on_auth, s)
+                            : respconn_command(s->rc, 2, auth, NULL, eventsub_on_auth, s);
         }
         /* Pub/sub ignores SELECT: channels are server-wide. */
-        redisAsyncCommand(ac, eventsub_on_message, s, "SUBSCRIBE %s", s->channel);
-
-        /* Connect + subscribe must finish in time; hiredis has no timeouts. */
-        if (sd_event_now(s->event, CLOCK_MONOTONIC, &now) >= 0 &&
-            sd_event_source_set_time(s->timer, now + 3 * s->timeout) >= 0)
-                (void) sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
+        if (r >= 0)
+                r = respconn_command(s->rc, 2, (const char *const[]) { "SUBSCRIBE", s->channel }, NULL,
+                                     eventsub_on_subscribed, s);
+        if (r < 0) {
+                eventsub_lost(s, "out of memory");
+                return;
+        }
+        /* Connect + subscribe must finish in time, even if each step
+         * takes just under its own timeout. */
+        (void) sd_event_source_set_time_relative(s->timer, 3 * s->set.timeout);
+        (void) sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
 }
 
 static void eventsub_schedule_reconnect(EventSub *s) {
-        uint64_t now;
-
         s->failures++;
         /* Through Sentinel, a lost master may have been replaced: only a
          * sync asks the sentinels, and it then moves us (eventsub_follow).
-         * Without this, nothing would sync before --interval. */
-        if (s->url && s->url->kind == REDIS_URL_SENTINEL)
+         * Without this, nothing would sync before --interval. The same in
+         * a cluster: a sync finds where the slot went. */
+        if (s->auth && (s->set.url->kind == REDIS_URL_SENTINEL || s->set.url->n_seeds > 1))
                 s->changed(s->userdata);
-        if (sd_event_now(s->event, CLOCK_MONOTONIC, &now) < 0)
-                return;
-        if (sd_event_source_set_time(s->timer, now + retry_backoff(s->failures, RETRY_BACKOFF_MAX_USEC)) >= 0)
+        if (sd_event_source_set_time_relative(s->timer, retry_backoff(s->failures, RETRY_BACKOFF_MAX_USEC)) >= 0)
                 (void) sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
 }
 
 static int eventsub_on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
         EventSub *s = userdata;
 
-        if (s->ac) {
+        if (s->rc) {
                 if (s->subscribed)
                         return 0;
-                /* Connect or SUBSCRIBE timed out. Freeing a context that never
-                 * connected calls no callback: reschedule ourselves. */
-                redisAsyncContext *ac = s->ac;
-                s->ac = NULL;
                 problem_report(s->problem, "Subscribing to %s timed out", s->channel);
-                redisAsyncFree(ac);
+                eventsub_drop(s);
                 eventsub_schedule_reconnect(s);
                 return 0;
         }
@@ -171,7 +160,7 @@ static int eventsub_on_timer(sd_event_source *src, uint64_t usec, void *userdata
         return 0;
 }
 
-int eventsub_new(sd_event *e, const RedisUrl *url, const char *channel, usec_t timeout, Problem *problem,
+int eventsub_new(sd_event *e, const RedisConnSettings *settings, bool auth, const char *channel, Problem *problem,
                  EventSubChanged changed, void *userdata, EventSub **ret) {
         EventSub *s = calloc(1, sizeof(EventSub));
         int r;
@@ -180,9 +169,9 @@ int eventsub_new(sd_event *e, const RedisUrl *url, const char *channel, usec_t t
                 return -ENOMEM;
         *s = (EventSub) {
                 .event = sd_event_ref(e),
-                .url = url,
+                .set = *settings,
+                .auth = auth,
                 .channel = channel,
-                .timeout = timeout,
                 .problem = problem,
                 .changed = changed,
                 .userdata = userdata,
@@ -197,17 +186,6 @@ int eventsub_new(sd_event *e, const RedisUrl *url, const char *channel, usec_t t
         return 0;
 }
 
-/* Frees the connection; its disconnect callback finds s->ac gone and
- * schedules nothing. */
-static void eventsub_drop(EventSub *s) {
-        if (s->ac) {
-                redisAsyncContext *ac = s->ac;
-                s->ac = NULL;
-                redisAsyncFree(ac);
-        }
-        s->subscribed = false;
-}
-
 EventSub *eventsub_free(EventSub *s) {
         if (!s)
                 return NULL;
@@ -220,7 +198,7 @@ EventSub *eventsub_free(EventSub *s) {
         return NULL;
 }
 
-int eventsub_follow(EventSub *s, const char *host, uint16_t port, const char *path) {
+int eventsub_follow(EventSub *s, const char *host, uint16_t port, const char *path, bool lazy) {
         char *h = NULL, *p = NULL;
 
         if (streq_ptr(s->host, host) && streq_ptr(s->path, path) && s->port == port)
@@ -229,14 +207,17 @@ int eventsub_follow(EventSub *s, const char *host, uint16_t port, const char *pa
                 free(h);
                 return -ENOMEM;
         }
-        if (s->host || s->path)
-                log_info("The master moved to %s:%u: subscribing to %s there", strna(host), (unsigned) port,
-                         s->channel);
+        bool moved = s->host || s->path;
         free(s->host);
         free(s->path);
         s->host = h;
         s->path = p;
         s->port = port;
+        if (lazy && (s->rc || moved))
+                return 0; /* kept where it is; a reconnect goes to the new place */
+        if (moved)
+                log_info("The master moved to %s:%u: subscribing to %s there", strna(host), (unsigned) port,
+                         s->channel);
         eventsub_drop(s);
         (void) sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
         s->failures = 0;

@@ -5,21 +5,23 @@
  * It resyncs fully on start, on every event published on monkey:{P}:events,
  * on every reconnect, after the soonest lease expiry and periodically.
  *
- * I/O model. The events subscription is hiredis async on sd-event, so the
- * daemon always hears events and signals. A sync itself uses blocking I/O
- * with a deadline on every step (Redis: connect and socket timeouts;
- * HAProxy: poll with the time left; the reload command: waited for with a
- * deadline, then killed). That is a choice, not a shortcut: a sync is this
- * daemon's only work, nothing else waits on it, and events that arrive
- * meanwhile stay in the socket and trigger the next sync. Worst case a
- * sync takes about 5 x --timeout plus --reload-timeout (through Sentinel,
- * plus 2 x --timeout for each sentinel asked). Name resolution of
- * a Redis host name is the resolver's (use an address to avoid it).
+ * I/O model. Redis is all on sd-event: the query connection and the
+ * events subscription are RespConns (agent/loop/respconn.c: TLS, host
+ * names looked up off the loop on every connect, every step bounded by
+ * --timeout), so a sync's Redis part is a chain of callbacks (begin, read
+ * the routable set, maybe ask about servers the proxy routes) and the
+ * daemon hears events and signals throughout. Applying the set to the
+ * proxy stays blocking with a deadline on every step (HAProxy: poll with
+ * the time left; the reload command: waited for with a deadline, then
+ * killed): a local socket or command, and this daemon's only work. An
+ * event that arrives during a sync asks for one more right after it.
  *
  * With a sentinel:// URL the master is the one the sentinels name; a
  * sync that finds it moved (a failover: the sentinel's +switch-master,
  * watched, starts one at once) follows it and moves the subscription
- * there, which resyncs again.
+ * there, which resyncs again. In a Redis Cluster the query connection
+ * follows the pool's slot (MOVED); the subscription stays on any node
+ * that is up, since every node hears every PUBLISH.
  *
  * Fail static: when Redis or the proxy cannot be reached the proxy keeps
  * what it has; and an empty routable set does not replace a non-empty one
@@ -33,7 +35,7 @@
  *
  * This file owns the Sync object (the loop, its timers and signals, the
  * pool's key names) and main; the modules: options.c (the command line),
- * redisconn.c (the query connection, Sentinel), routable.c (the routable
+ * redisconn.c (the query connection, Sentinel, Cluster), routable.c (the routable
  * set), eventsub.c (the events subscription), haproxy.c and nginx.c (the
  * writers), proxysync.c (the pure core), problem.c and retry.c. */
 #include <signal.h>
@@ -62,6 +64,7 @@ typedef struct Sync {
         sd_event_source *sync_timer;
 
         RedisConn *conn;
+        RedisConnSettings redis;
         Routable *routable;
         EventSub *sub;
         EventSub *watch; /* sentinel://: +switch-master on the sentinel that answered */
@@ -72,6 +75,13 @@ typedef struct Sync {
 
         unsigned sync_failures;
         bool notified_ready;
+        /* the sync under way */
+        bool busy, again; /* again: asked for during it */
+        bool reused, retried; /* a kept connection, and its one fresh try */
+        unsigned fetches;
+        Endpoint *want;
+        size_t n_want;
+        usec_t next;
         Problem problem;
         uint64_t syncs;
 } Sync;
@@ -84,60 +94,157 @@ static void *mfree(void *p) {
 }
 
 /* A sentinel:// master may have moved: the subscription goes where the
- * query connection went, the watch to the sentinel that said so. */
+ * query connection went, the watch to the sentinel that said so. In a
+ * cluster it stays where it is while it lives. */
 static void sync_follow_master(Sync *s) {
         const char *host = NULL, *path = NULL;
         uint16_t port = 0;
+        bool cluster = false;
 
-        if (s->sub && redisconn_master(s->conn, &host, &port, &path) >= 0 &&
-            eventsub_follow(s->sub, host, port, path) < 0)
+        if (s->sub && redisconn_master(s->conn, &host, &port, &path, &cluster) >= 0 &&
+            eventsub_follow(s->sub, host, port, path, cluster) < 0)
                 log_oom();
         if (s->watch && redisconn_sentinel(s->conn, &host, &port) >= 0 &&
-            eventsub_follow(s->watch, host, port, NULL) < 0)
+            eventsub_follow(s->watch, host, port, NULL, false) < 0)
                 log_oom();
 }
 
-/* One full sync. ret_next: when to run again if nothing else asks. */
-static int sync_once(Sync *s, usec_t *ret_next) {
-        _cleanup_(freep) Endpoint *want = NULL;
+static void arm_sync(Sync *s, usec_t delay);
+
+/* Every sync ends here, once. */
+static void sync_done(Sync *s, int r, const char *error) {
+        usec_t next;
+
+        s->busy = false;
+        s->want = mfree(s->want);
+        s->n_want = 0;
+        if (r < 0) {
+                problem_report(&s->problem, "%s", error ? error : strerror(-r));
+                s->sync_failures++;
+                next = retry_backoff(s->sync_failures, MIN(RETRY_BACKOFF_MAX_USEC, s->opt->interval));
+        } else {
+                problem_recovered(&s->problem);
+                s->sync_failures = 0;
+                next = s->next;
+        }
+        if (s->opt->once) {
+                (void) sd_event_exit(s->event, r < 0 ? 1 : 0);
+                return;
+        }
+        if (!s->notified_ready) {
+                /* Ready after the first attempt, whatever it gave: a unit that
+                 * waits for us must not hang while Redis is down. */
+                (void) sd_notify(false, "READY=1");
+                s->notified_ready = true;
+        }
+        if (s->again) {
+                s->again = false;
+                next = 0;
+        }
+        arm_sync(s, MAX(next, COALESCE_USEC));
+}
+
+static void on_fetched(Routable *rt, int r, const char *error, void *userdata);
+
+/* The proxy made to match s->want (blocking, each step bounded). */
+static void sync_apply(Sync *s) {
         _cleanup_(freep) char *err = NULL;
-        size_t n = 0, skipped = 0;
-        long long min_pttl = -1;
-        usec_t next = s->opt->interval, due = USEC_INFINITY;
+        usec_t due = USEC_INFINITY;
         int r;
 
-        s->syncs++;
-        bool reused = redisconn_current(s->conn) != NULL;
-        r = routable_read(s->routable, &want, &n, &min_pttl, &skipped, &err);
-        if (r == -EIO && reused) {
-                /* A kept connection can be stale (Redis restarted since the
-                 * last sync): one fresh try before calling it a failure. */
-                log_debug("%s: reconnecting", strna(err));
-                err = mfree(err);
-                r = routable_read(s->routable, &want, &n, &min_pttl, &skipped, &err);
-        }
-        if (r < 0) {
-                problem_report(&s->problem, "%s", err ? err : strerror(-r));
-                return r;
-        }
-        sync_follow_master(s);
-        log_debug("Pool %s: %zu routable, %zu in serving without a live lease", s->opt->pool, n, skipped);
-        if (min_pttl >= 0)
-                next = MIN(next, (usec_t) min_pttl * USEC_PER_MSEC + RETRY_SLACK_USEC);
-
         if (s->haproxy)
-                r = haproxy_apply(s->haproxy, &want, &n, routable_keep_forgotten, s->routable, &due, &err);
+                r = haproxy_apply(s->haproxy, &s->want, &s->n_want, routable_keep_forgotten, s->routable, &due, &err);
         else
-                r = nginx_apply(s->nginx, &want, &n, routable_keep_forgotten, s->routable, &due, &err);
+                r = nginx_apply(s->nginx, &s->want, &s->n_want, routable_keep_forgotten, s->routable, &due, &err);
+        /* The proxy routes servers the pool does not: Redis is asked about
+         * them first (the writer changed nothing), then the writer again. */
+        if (r == -EAGAIN && routable_wants_fetch(s->routable) && s->fetches++ < 3) {
+                r = routable_fetch(s->routable, on_fetched, s);
+                if (r >= 0)
+                        return;
+        }
         if (r < 0) {
-                problem_report(&s->problem, "%s", err ? err : strerror(-r));
-                return r;
+                sync_done(s, r, err);
+                return;
         }
         if (due != USEC_INFINITY)
-                next = MIN(next, due);
-        problem_recovered(&s->problem);
-        *ret_next = next;
-        return 0;
+                s->next = MIN(s->next, due);
+        sync_done(s, 0, NULL);
+}
+
+static void on_fetched(Routable *rt, int r, const char *error, void *userdata) {
+        Sync *s = userdata;
+
+        if (r < 0) {
+                sync_done(s, r, error);
+                return;
+        }
+        sync_apply(s);
+}
+
+static void sync_begin(Sync *s);
+
+static void on_read(Routable *rt, int r, Endpoint *eps, size_t n, long long min_pttl, size_t skipped,
+                    const char *error, void *userdata) {
+        Sync *s = userdata;
+
+        if (r == -EIO && s->reused && !s->retried) {
+                /* A kept connection can be stale (Redis restarted since the
+                 * last sync): one fresh try before calling it a failure. */
+                log_debug("%s: reconnecting", strna(error));
+                s->retried = true;
+                redisconn_drop(s->conn);
+                sync_begin(s);
+                return;
+        }
+        if (r < 0) {
+                sync_done(s, r, error);
+                return;
+        }
+        free(s->want);
+        s->want = eps;
+        s->n_want = n;
+        sync_follow_master(s);
+        log_debug("Pool %s: %zu routable, %zu in serving without a live lease", s->opt->pool, n, skipped);
+        s->next = s->opt->interval;
+        if (min_pttl >= 0)
+                s->next = MIN(s->next, (usec_t) min_pttl * USEC_PER_MSEC + RETRY_SLACK_USEC);
+        sync_apply(s);
+}
+
+static void on_begun(RedisConn *c, const char *error, void *userdata) {
+        Sync *s = userdata;
+        int r;
+
+        if (error) {
+                sync_done(s, -EIO, error);
+                return;
+        }
+        r = routable_read(s->routable, on_read, s);
+        if (r < 0)
+                sync_done(s, r, "Redis query failed: not connected");
+}
+
+static void sync_begin(Sync *s) {
+        int r;
+
+        s->reused = redisconn_is_kept(s->conn);
+        r = redisconn_begin(s->conn, on_begun, s);
+        if (r < 0)
+                sync_done(s, r, "Cannot start the Redis connection");
+}
+
+/* One full sync, from the loop: Redis (callbacks), then the proxy. */
+static void sync_start(Sync *s) {
+        if (s->busy) {
+                s->again = true;
+                return;
+        }
+        s->busy = true;
+        s->syncs++;
+        s->retried = false;
+        s->fetches = 0;
+        sync_begin(s);
 }
 
 static void arm_sync(Sync *s, usec_t delay) {
@@ -179,23 +286,7 @@ static void on_pool_event(void *userdata) {
 }
 
 static int on_sync_timer(sd_event_source *src, uint64_t usec, void *userdata) {
-        Sync *s = userdata;
-        usec_t next = 0;
-        int r;
-
-        r = sync_once(s, &next);
-        if (r < 0) {
-                s->sync_failures++;
-                next = retry_backoff(s->sync_failures, MIN(RETRY_BACKOFF_MAX_USEC, s->opt->interval));
-        } else
-                s->sync_failures = 0;
-        if (!s->notified_ready) {
-                /* Ready after the first attempt, whatever it gave: a unit that
-                 * waits for us must not hang while Redis is down. */
-                (void) sd_notify(false, "READY=1");
-                s->notified_ready = true;
-        }
-        arm_sync(s, MAX(next, COALESCE_USEC));
+        sync_start(userdata);
         return 0;
 }
 
@@ -220,8 +311,11 @@ static Sync *sync_free(Sync *s) {
         eventsub_free(s->watch);
         haproxy_free(s->haproxy);
         nginx_free(s->nginx);
-        routable_free(s->routable);
+        /* The connection first: it drops its callbacks, which point into
+         * the routable set's read. */
         redisconn_free(s->conn);
+        routable_free(s->routable);
+        free(s->want);
         sd_event_source_disable_unref(s->sync_timer);
         sd_event_source_disable_unref(s->sig_term);
         sd_event_source_disable_unref(s->sig_int);
@@ -252,7 +346,13 @@ static int sync_new(Options *o, Sync **ret) {
             poolkeys_key(o->pool, POOL_KEY_EVENTS, NULL, &s->k_events) < 0)
                 return -ENOMEM;
         RoutableKeys keys = { .serving = s->k_serving, .lease_prefix = s->k_lease_prefix, .addrs = s->k_addrs };
-        if (redisconn_new(&o->redis, o->timeout, &s->conn) < 0 ||
+        s->redis = (RedisConnSettings) {
+                .url = &o->redis,
+                .tls = o->tls,
+                .tls_server_name = o->tls_server_name,
+                .timeout = o->timeout,
+        };
+        if (sd_event_new(&s->event) < 0 || redisconn_new(s->event, &s->redis, &s->conn) < 0 ||
             routable_new(s->conn, &keys, o->pool, o->settle, &s->routable) < 0)
                 return -ENOMEM;
         if (o->target == TARGET_HAPROXY ? haproxy_new(o, &s->haproxy) < 0 : nginx_new(o, &s->nginx) < 0)
@@ -265,9 +365,6 @@ static int sync_run(Sync *s) {
         sigset_t mask;
         int r;
 
-        r = sd_event_new(&s->event);
-        if (r < 0)
-                return log_error_errno(r, "Cannot create the event loop: %m");
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
@@ -283,14 +380,18 @@ static int sync_run(Sync *s) {
         r = sd_event_add_time(s->event, &s->sync_timer, CLOCK_MONOTONIC, 0, 1, on_sync_timer, s);
         if (r < 0)
                 return log_error_errno(r, "Cannot add the sync timer: %m");
-        r = eventsub_new(s->event, &s->opt->redis, s->k_events, s->opt->timeout, &s->problem,
-                         on_pool_event, s, &s->sub);
+        if (s->opt->once) {
+                /* One sync, on the loop, then out: its exit status is the loop's. */
+                arm_sync(s, 0);
+                return sd_event_loop(s->event);
+        }
+        r = eventsub_new(s->event, &s->redis, true, s->k_events, &s->problem, on_pool_event, s, &s->sub);
         if (r < 0)
                 return log_error_errno(r, "Cannot add the subscriber: %m");
         /* A failover is decided on the sentinels: +switch-master says so
          * at once, and the sync it starts asks them where the master is. */
         if (s->opt->redis.kind == REDIS_URL_SENTINEL) {
-                r = eventsub_new(s->event, NULL, "+switch-master", s->opt->timeout, &s->problem, on_pool_event, s,
+                r = eventsub_new(s->event, &s->redis, false, "+switch-master", &s->problem, on_pool_event, s,
                                  &s->watch);
                 if (r < 0)
                         return log_error_errno(r, "Cannot add the sentinel watch: %m");
@@ -328,11 +429,6 @@ int main(int argc, char *argv[]) {
         r = sync_new(&o, &s);
         if (r < 0)
                 return log_oom(), 1;
-        if (o.once) {
-                usec_t next;
-                r = sync_once(s, &next);
-                return r < 0 ? 1 : 0;
-        }
         r = sync_run(s);
         return r != 0 ? 1 : 0;
 }

@@ -6,6 +6,7 @@
 #include "options.h"
 #include "parse.h"
 #include "proxysync.h"
+#include "respconn.h"
 #include "secret.h"
 
 static void options_help(void) {
@@ -28,10 +29,21 @@ static void options_help(void) {
                "                          or sentinel://[USER:PASSWORD@]H[:P][,H[:P]...]/MASTER[/DB]\n"
                "                          (the master the sentinels name, followed across a\n"
                "                          failover), as monkeyd's [pool] redis\n"
-               "                          (default redis://127.0.0.1:6379)\n"
+               "                          (default redis://127.0.0.1:6379). rediss:// and\n"
+               "                          rediss-sentinel:// are the same over TLS (1.2 at least).\n"
+               "                          Several HOST[:PORT] in redis(s)://: a Redis Cluster's\n"
+               "                          seeds (MOVED and ASK are followed). Host names are looked\n"
+               "                          up off the loop on every connect (IPv6 too)\n"
                "  --password-file FILE    Redis password (first line), instead of the URL; an\n"
                "                          absolute path to a file of ours or root's, no symlink,\n"
-               "                          no group/other access (chmod 600)\n"
+               "                          no group/other access (chmod 600). With\n"
+               "                          redis://USER@HOST the word is the ACL user\n"
+               "  --tls-ca-file FILE      the CAs that sign the server's certificate (PEM;\n"
+               "                          default: the system's store)\n"
+               "  --tls-cert-file FILE    a client certificate (PEM chain), with --tls-key-file\n"
+               "  --tls-key-file FILE     its key, by the --password-file rules\n"
+               "  --tls-server-name NAME  the name the server's certificate must carry, also\n"
+               "                          sent as SNI (default: the host connected to)\n"
                "  --interval DUR          periodic full resync (default 5s)\n"
                "  --timeout DUR           per Redis/HAProxy exchange (default 1s)\n"
                "  --reload-timeout DUR    the reload command is killed after this (default 10s)\n"
@@ -62,6 +74,32 @@ static int options_usage(const char *format, ...) {
 
 void options_done(Options *o) {
         redis_url_done(&o->redis);
+        SSL_CTX_free(o->tls);
+        o->tls = NULL;
+}
+
+/* monkeyd's [pool] tls_* rules: read now, so a bad CA or key is a usage
+ * error at start and never a surprise at a reconnect. */
+static int options_read_tls(Options *o) {
+        _cleanup_(freep) char *tls_error = NULL;
+        int r;
+
+        if (!o->redis.tls) {
+                if (o->tls_ca_file || o->tls_cert_file || o->tls_key_file || o->tls_server_name)
+                        return options_usage("--tls-ca-file, --tls-cert-file, --tls-key-file and --tls-server-name "
+                                             "go with rediss:// or rediss-sentinel://");
+                return 0;
+        }
+        if (!o->tls_cert_file != !o->tls_key_file)
+                return options_usage("--tls-cert-file and --tls-key-file go together");
+        r = respconn_tls_new(o->tls_ca_file, o->tls_cert_file, o->tls_key_file, &o->tls, &tls_error);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                fprintf(stderr, PROG ": TLS: %s\n", tls_error ? tls_error : strerror(-r));
+                return -EINVAL;
+        }
+        return 0;
 }
 
 enum {
@@ -84,6 +122,10 @@ enum {
         ARG_ONCE,
         ARG_LOG_LEVEL,
         ARG_VERSION,
+        ARG_TLS_CA_FILE,
+        ARG_TLS_CERT_FILE,
+        ARG_TLS_KEY_FILE,
+        ARG_TLS_SERVER_NAME,
 };
 
 static const struct option options_table[] = {
@@ -106,6 +148,10 @@ static const struct option options_table[] = {
         { "once", no_argument, NULL, ARG_ONCE },
         { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
         { "version", no_argument, NULL, ARG_VERSION },
+        { "tls-ca-file", required_argument, NULL, ARG_TLS_CA_FILE },
+        { "tls-cert-file", required_argument, NULL, ARG_TLS_CERT_FILE },
+        { "tls-key-file", required_argument, NULL, ARG_TLS_KEY_FILE },
+        { "tls-server-name", required_argument, NULL, ARG_TLS_SERVER_NAME },
         { "help", no_argument, NULL, 'h' },
         {},
 };
@@ -154,6 +200,10 @@ static int options_read(int argc, char *argv[], Options *o, const char **ret_url
                 case ARG_UPSTREAM: o->upstream = optarg; break;
                 case ARG_SERVER_ARGS: o->server_args = optarg; break;
                 case ARG_ALLOW_EMPTY: o->allow_empty = true; break;
+                case ARG_TLS_CA_FILE: o->tls_ca_file = optarg; break;
+                case ARG_TLS_CERT_FILE: o->tls_cert_file = optarg; break;
+                case ARG_TLS_KEY_FILE: o->tls_key_file = optarg; break;
+                case ARG_TLS_SERVER_NAME: o->tls_server_name = optarg; break;
                 case ARG_ONCE: o->once = true; break;
                 case ARG_LOG_LEVEL:
                         o->log_level = log_level_from_string(optarg);
@@ -241,9 +291,9 @@ static int options_parse_all(int argc, char *argv[], Options *o) {
                 return r;
         if (r < 0)
                 return options_usage("%s", url_error ? url_error : "invalid --redis URL");
-        /* Its connection is still hiredis's: no TLS yet (issue 19, item 5). */
-        if (o->redis.tls)
-                return options_usage("--redis: rediss:// (TLS) is not supported by monkey-proxy-sync yet");
+        r = options_read_tls(o);
+        if (r < 0)
+                return r;
         r = options_check_target(o);
         if (r < 0)
                 return r;

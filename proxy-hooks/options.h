@@ -1,8 +1,11 @@
 /* monkey-proxy-sync's command line: the Options it runs with, parsed and
- * checked (durations, the Redis URL and the password file by monkeyd's own
- * rules), with --help and the usage errors. Owns Options.redis (freed by
- * options_done); the other strings point into argv. */
+ * checked (durations, the Redis URL, the password file and the TLS files
+ * by monkeyd's own rules), with --help and the usage errors. Owns
+ * Options.redis and Options.tls (freed by options_done); the other strings
+ * point into argv. */
 #pragma once
+
+#include <openssl/ssl.h>
 
 #include "macro.h"
 #include "redisurl.h"
@@ -17,6 +20,10 @@ typedef enum Target {
 
 typedef struct Options {
         RedisUrl redis;
+        /* rediss://: the client context (CA, client certificate and key,
+         * read at start), and the name the server's certificate must carry */
+        SSL_CTX *tls;
+        const char *tls_ca_file, *tls_cert_file, *tls_key_file, *tls_server_name;
         char *pool;
         Target target;
         const char *haproxy_socket, *backend, *prefix;

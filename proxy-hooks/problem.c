@@ -4,13 +4,19 @@
 #include "log.h"
 #include "problem.h"
 
-void problem_report(Problem *p, const char *format, ...) {
-        va_list ap;
+static char *problem_vformat(const char *format, va_list ap) _printf_(1, 0);
+static char *problem_vformat(const char *format, va_list ap) {
         char *m = NULL;
 
+        return vasprintf(&m, format, ap) < 0 ? NULL : m;
+}
+
+void problem_report(Problem *p, const char *format, ...) {
+        va_list ap;
+        char *m;
+
         va_start(ap, format);
-        if (vasprintf(&m, format, ap) < 0)
-                m = NULL;
+        m = problem_vformat(format, ap);
         va_end(ap);
         if (!m) {
                 log_oom();
@@ -22,6 +28,16 @@ void problem_report(Problem *p, const char *format, ...) {
                 log_warning("%s", m);
         free(p->last);
         p->last = m;
+}
+
+char *problem_format(const char *format, ...) {
+        va_list ap;
+        char *m;
+
+        va_start(ap, format);
+        m = problem_vformat(format, ap);
+        va_end(ap);
+        return m;
 }
 
 void problem_recovered(Problem *p) {

@@ -10,5 +10,8 @@ typedef struct Problem {
 } Problem;
 
 void problem_report(Problem *p, const char *format, ...) _printf_(2, 3);
+/* A message, formatted, for a callback that reports it: NULL when out of
+ * memory. The one formatter of the query connection and the routable set. */
+char *problem_format(const char *format, ...) _printf_(1, 2);
 void problem_recovered(Problem *p);
 void problem_done(Problem *p);

@@ -23,10 +23,26 @@ static inline void routable_freep(Routable **r) {
         routable_free(*r);
 }
 
-/* The routable set, sorted; ret_min_pttl: the soonest lease expiry among
- * them in ms (-1: none expires); ret_skipped: members without a live lease. */
-int routable_read(Routable *r, Endpoint **ret, size_t *ret_n, long long *ret_min_pttl, size_t *ret_skipped,
-                  char **ret_error);
+/* routable_read's answer: r 0 or a negative errno with error saying why.
+ * On success eps (sorted, the caller's to free) is the routable set,
+ * min_pttl the soonest lease expiry among them in ms (-1: none expires),
+ * skipped the members without a live lease. */
+typedef void (*routable_read_t)(Routable *s, int r, Endpoint *eps, size_t n, long long min_pttl, size_t skipped,
+                                const char *error, void *userdata);
+/* Reads the routable set over the ready query connection: SMEMBERS, one
+ * HMGET, the PTTLs pipelined. done is heard once, from the loop (not if
+ * the connection is freed first). Forgets what routable_fetch learnt.
+ * -EBUSY while one is under way; -ENOTCONN. */
+int routable_read(Routable *s, routable_read_t done, void *userdata);
+
+/* routable_fetch's answer: 0 or a negative errno, error saying why. */
+typedef void (*routable_fetched_t)(Routable *s, int r, const char *error, void *userdata);
+/* Whether routable_keep_forgotten asked (-EAGAIN) for what Redis knows
+ * of servers the proxy routes and the pool does not. */
+bool routable_wants_fetch(const Routable *s);
+/* Asks Redis that (HMGET addrs, EXISTS on the leases of owners we
+ * remember), so that the next routable_keep_forgotten can answer. */
+int routable_fetch(Routable *s, routable_fetched_t done, void *userdata);
 
 /* Redis restarted empty (or was flushed): the agents register again one
  * by one, a heartbeat apart. Draining everyone not back yet would pile the
@@ -36,6 +52,9 @@ int routable_read(Routable *r, Endpoint **ret, size_t *ret_n, long long *ret_min
  * seen (*ret_due lowered to that moment); a server Redis knows and that is
  * not routable left on purpose (or lost its lease) and goes at once. *want
  * is replaced by a new array when servers are kept. `userdata` is the
- * Routable, so that this is a ProxysyncKeepFn. */
+ * Routable, so that this is a ProxysyncKeepFn. It does no I/O: the first
+ * time it needs Redis's word on servers it returns -EAGAIN (the proxy
+ * writer then changes nothing); routable_fetch asks, and the writer is
+ * called again. */
 int routable_keep_forgotten(void *userdata, const Endpoint *routed, size_t n_routed, Endpoint **want,
                             size_t *n_want, usec_t *ret_due, char **ret_error);

@@ -2,7 +2,8 @@
  * grammar is monkeyd's (sentinel:// and unix://?db= taken), exactly one
  * target with only its own options, durations in monkeyd's grammar and
  * bounds, and --password-file by monkeyd's secret rules (group or world
- * access refused, not both a URL password and a file). */
+ * access refused, not both a URL password and a file), and the TLS
+ * options with rediss:// only. */
 #include <getopt.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -122,12 +123,46 @@ static void test_password_file(void **state) {
         rm_rf(dir);
 }
 
+/* rediss:// with monkeyd's [pool] tls_* as options: read at start (a CA
+ * file that cannot be read is a usage error, not a reconnect failure),
+ * and only with a TLS URL. */
+static void test_tls_options(void **state) {
+        Options o;
+
+        char *plain[] = { "x", "--pool", "web", "--nginx-upstream", "/tmp/u", "--tls-server-name", "redis.test", NULL };
+        assert_int_equal(parse(plain, &o), -EINVAL);
+
+        char *sys[] = { "x", "--pool", "web", "--nginx-upstream", "/tmp/u", "--redis", "rediss://redis.test:6380",
+                        "--tls-server-name", "other.test", NULL };
+        assert_int_equal(parse(sys, &o), 0);
+        assert_true(o.redis.tls);
+        assert_non_null(o.tls); /* the system's store */
+        assert_string_equal(o.tls_server_name, "other.test");
+        options_done(&o);
+        assert_null(o.tls);
+
+        char *sentinel[] = { "x", "--pool", "web", "--nginx-upstream", "/tmp/u", "--redis",
+                             "rediss-sentinel://127.0.0.1:26380/mymaster", NULL };
+        assert_int_equal(parse(sentinel, &o), 0);
+        assert_int_equal(o.redis.kind, REDIS_URL_SENTINEL);
+        assert_non_null(o.tls);
+        options_done(&o);
+
+        char *no_ca[] = { "x", "--pool", "web", "--nginx-upstream", "/tmp/u", "--redis", "rediss://127.0.0.1",
+                          "--tls-ca-file", "/nonexistent/ca.crt", NULL };
+        assert_int_equal(parse(no_ca, &o), -EINVAL);
+        char *half[] = { "x", "--pool", "web", "--nginx-upstream", "/tmp/u", "--redis", "rediss://127.0.0.1",
+                         "--tls-cert-file", "/nonexistent/c.crt", NULL };
+        assert_int_equal(parse(half, &o), -EINVAL);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_sentinel_url),
                 cmocka_unit_test(test_unix_db_and_defaults),
                 cmocka_unit_test(test_usage_errors),
                 cmocka_unit_test(test_password_file),
+                cmocka_unit_test(test_tls_options),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
