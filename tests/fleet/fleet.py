@@ -606,7 +606,7 @@ class Fleet:
             h.start_agent()
         template = "    server-template s 1-%d 127.0.0.1:1 check inter 500ms disabled\n" % (self.n + 1)
         self.haproxy = proxyfleet.HAProxy(template).start()
-        self.sync = proxyfleet.ProxySync(["--redis", self.redis.url(), "--pool", POOL, "--haproxy-socket",
+        self.sync = proxyfleet.ProxySync(self.sync_redis_args() + ["--pool", POOL, "--haproxy-socket",
                                           self.haproxy.socket, "--backend", "be", "--drain-grace", "1s"],
                                          name="fleet-sync").start()
         tl.start()
@@ -620,6 +620,17 @@ class Fleet:
         self.load = proxyfleet.Load(self.haproxy.port, workers=self.load_workers,
                                     max_seconds=self.load_seconds).start()
         return self
+
+    def sync_redis_args(self):
+        """monkey-proxy-sync's Redis: the same TLS endpoint by the same name
+        (127.0.0.1 and --tls-server-name without the stub: proxy-sync runs
+        in the machine's own resolv.conf), as the ACL user monkey-proxy-sync."""
+        if not self.production_redis:
+            return ["--redis", self.redis.url()]
+        pw = os.path.join(self.redis.dir, "sync-password")
+        harness.atomic_write(pw, self.redis.passwords["monkey-proxy-sync"] + "\n", mode=0o600)
+        return ["--redis", "rediss://monkey-proxy-sync@127.0.0.1:%d/0" % self.redis.tls_port, "--password-file", pw,
+                "--tls-ca-file", os.path.join(self.redis.certs, "ca.crt"), "--tls-server-name", TLS_NAME]
 
     def agent_redis_url(self):
         if not self.production_redis:

@@ -406,7 +406,8 @@ def production_redis(live=False, colour=None):
         f.show(f.describe() + [f.redis.describe(),
                                "agents: %s (%s)" % (f.agent_redis_url(),
                                                    "the name from a DNS stub at %s" % f.dns.addr if f.dns
-                                                   else "127.0.0.1 with tls_server_name: %s" % f.dns_why)])
+                                                   else "127.0.0.1 with tls_server_name: %s" % f.dns_why),
+                               "monkey-proxy-sync: %s, --tls-server-name %s" % (f.sync_redis_args()[1], TLS_NAME)])
         app1, others = f.hosts[0], f.hosts[1:]
         for h in f.hosts:
             p = h.agent.status()["pool"]
