@@ -98,3 +98,29 @@ int redisreply_role(const redisReply *r, const char **ret_role) {
                 *ret_role = r->element[0]->str;
         return redisreply_streq(r->element[0], "master") ? 1 : 0;
 }
+
+/* hiredis's own functions, but for the array's size. */
+static redisReplyObjectFunctions capped_functions;
+static void *(*default_create_array)(const redisReadTask *, int);
+
+static void *create_array_capped(const redisReadTask *task, int elements) {
+        if (elements < 0 || elements > REDISREPLY_ELEMENTS_MAX)
+                return NULL; /* the reader says "out of memory" and stops */
+        return default_create_array(task, elements);
+}
+
+redisReader *redisreply_reader_new(void) {
+        redisReader *r = redisReaderCreate();
+
+        if (!r)
+                return NULL;
+        /* The defaults are hiredis's statics, reachable only through a
+         * reader; every reader gets the same ones. */
+        if (!default_create_array) {
+                capped_functions = *r->fn;
+                default_create_array = r->fn->createArray;
+                capped_functions.createArray = create_array_capped;
+        }
+        r->fn = &capped_functions;
+        return r;
+}

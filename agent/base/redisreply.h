@@ -38,3 +38,14 @@ int redisreply_sentinel_master(const redisReply *r, const char *master, char **r
  * is not {role, ...}. *ret_role (if given) is borrowed from r, set for 1
  * and 0. */
 int redisreply_role(const redisReply *r, const char **ret_role);
+
+/* Aggregates a reply may hold (elements of one array): far above any
+ * reply we ask for (CLUSTER SLOTS, a pool's members), far below what
+ * would make hiredis 0.14 allocate gigabytes for one "*N" line. */
+#define REDISREPLY_ELEMENTS_MAX (1 << 20)
+
+/* A hiredis reader that refuses an array of more than
+ * REDISREPLY_ELEMENTS_MAX elements (a reader error, so the connection
+ * is closed) instead of allocating it: what every connection of ours
+ * reads replies with. NULL when out of memory. */
+redisReader *redisreply_reader_new(void);

@@ -15,6 +15,7 @@
  * the loop holds a reference for its whole run and stops as soon as the
  * connection is closed. */
 #include "respconn.h"
+#include "redisreply.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -987,7 +988,7 @@ int respconn_new(sd_event *e, const RespConnOptions *o, const RespConnHandlers *
         c->resolve_timeout = o->resolve_timeout ? o->resolve_timeout : RESPCONN_DEFAULT_TIMEOUT_USEC;
         c->connect_timeout = o->connect_timeout ? o->connect_timeout : RESPCONN_DEFAULT_TIMEOUT_USEC;
         c->reply_timeout = o->reply_timeout;
-        c->reader = redisReaderCreate();
+        c->reader = redisreply_reader_new();
         if (o->path) {
                 c->path = strdup(o->path);
                 c->peer = strdup(o->path);

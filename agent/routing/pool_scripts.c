@@ -339,11 +339,11 @@ static const struct {
                                       POOL_KEY_ALIVE, POOL_KEY_BUDGET, POOL_KEY_WAITING, POOL_KEY_ASKING,
                                       POOL_KEY_ASKING_HOST }, true },
         [POOL_SCRIPT_HEARTBEAT] = { 5, { POOL_KEY_LEASE, POOL_KEY_HOST, POOL_KEY_SERVING, POOL_KEY_ALIVE,
-                                         POOL_KEY_LEASES } },
+                                         POOL_KEY_LEASES }, false },
         [POOL_SCRIPT_VIEW] = { 6, { POOL_KEY_SERVING, POOL_KEY_OUT, POOL_KEY_ADDRS, POOL_KEY_ALIVE, POOL_KEY_BUDGET,
-                                    POOL_KEY_EVENTS } },
-        [POOL_SCRIPT_STATE] = { 2, { POOL_KEY_HOST, POOL_KEY_EVENTS } },
-        [POOL_SCRIPT_BUDGET] = { 2, { POOL_KEY_BUDGET, POOL_KEY_EVENTS } },
+                                    POOL_KEY_EVENTS }, false },
+        [POOL_SCRIPT_STATE] = { 2, { POOL_KEY_HOST, POOL_KEY_EVENTS }, false },
+        [POOL_SCRIPT_BUDGET] = { 2, { POOL_KEY_BUDGET, POOL_KEY_EVENTS }, false },
 };
 
 int pool_script_keys(PoolScript s, const PoolKeys *keys, const char *list_key,

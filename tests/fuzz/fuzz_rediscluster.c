@@ -9,6 +9,7 @@
 
 #include "fuzz.h"
 #include "rediscluster.h"
+#include "redisreply.h"
 
 static void redirect(const uint8_t *data, size_t size) {
         _cleanup_(freep) char *s = fuzz_strndup(data, size);
@@ -24,7 +25,7 @@ static void redirect(const uint8_t *data, size_t size) {
 }
 
 static void slots(const uint8_t *data, size_t size) {
-        redisReader *reader = redisReaderCreate();
+        redisReader *reader = redisreply_reader_new();
         void *reply = NULL;
         RedisEndpoint *nodes = NULL;
         char *host = NULL;

@@ -213,12 +213,38 @@ static void test_error_and_reads(void **state) {
         assert_int_equal(v, 7);
 }
 
+/* The reader every connection uses: an array of a million and more
+ * elements is an error, never an allocation of gigabytes. */
+static void test_reader_caps_arrays(void **state) {
+        redisReader *r = redisreply_reader_new();
+        void *reply = NULL;
+
+        assert_non_null(r);
+        assert_int_equal(redisReaderFeed(r, "*3\r\n:1\r\n$1\r\nx\r\n*0\r\n", strlen("*3\r\n:1\r\n$1\r\nx\r\n*0\r\n")), REDIS_OK);
+        assert_int_equal(redisReaderGetReply(r, &reply), REDIS_OK);
+        assert_non_null(reply);
+        assert_int_equal(((redisReply *) reply)->elements, 3);
+        freeReplyObject(reply);
+        reply = NULL;
+        assert_int_equal(redisReaderFeed(r, "*777777777\r\n", strlen("*777777777\r\n")), REDIS_OK);
+        assert_int_equal(redisReaderGetReply(r, &reply), REDIS_ERR);
+        assert_null(reply);
+        redisReaderFree(r);
+
+        r = redisreply_reader_new();
+        assert_non_null(r);
+        assert_int_equal(redisReaderFeed(r, "*1048577\r\n", strlen("*1048577\r\n")), REDIS_OK);
+        assert_int_equal(redisReaderGetReply(r, &reply), REDIS_ERR);
+        redisReaderFree(r);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_sentinel_master),
                 cmocka_unit_test(test_sentinel_master_malformed),
                 cmocka_unit_test(test_role),
                 cmocka_unit_test(test_error_and_reads),
+                cmocka_unit_test(test_reader_caps_arrays),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
