@@ -75,13 +75,30 @@ Python:  d = AwsDouble(credentials={"AKID...": ("secret", None)}).start()
          d.url; d.script_ec2("throttle"); d.set_allowed(False); d.advance(60)
          d.ec2_requests(); d.imds_requests(); d.reboots(); d.wait_for(pred, 5)
          d.on_reboot = lambda iid: ...; d.stop()
+ELBv2 and Auto Scaling (aws_elb_asg.py, whose docstring is the reference):
+  d.elb_url, d.autoscaling_url: their own listeners, SigV4 verified by the
+  verifier below with service "elasticloadbalancing" / "autoscaling" in the
+  scope. d.add_target_group(name, ...) -> ARN; d.add_autoscaling_group(name,
+  instances=[..], target_groups=[arns], ...); target states initial ->
+  healthy/unhealthy (real HTTP health checks) -> draining -> unused;
+  lifecycle InService -> EnteringStandby -> Standby -> Pending -> InService;
+  the group's ELB health check terminates unhealthy InService instances
+  (d.asg_terminated). A RebootInstances of an instance that is a registered
+  or draining target, or InService in a group, appends to d.violations
+  (d.assert_no_violations()). d.timeline, d.timeline_lines();
+  d.script_elb(..., action=), d.script_autoscaling(...), d.deny("svc:Action").
+
 HTTP:    POST /_double/script {"ec2":[..], "ec2_default":b, "imds":[..],
          "imds_default":b, "allowed":bool, "advance":secs,
          "rotate_role_credentials":ttl}; POST /_double/reset;
          GET /_double/ec2, /_double/imds, /_double/reboots, /_double/state
+         (elb_url, autoscaling_url among the state); POST /_double/elb-asg,
+         GET /_double/elb-asg, /_double/timeline, /_double/violations,
+         /_double/elb, /_double/autoscaling (see aws_elb_asg.py)
 CLI:     aws_double.py --port N --access-key AK --secret-file F
          [--session-token-file F] --instance i-... [--role NAME]
-         [--reboot-command 'CMD {instance}'] ...; prints
+         [--reboot-command 'CMD {instance}'] [--elb-port N]
+         [--autoscaling-port N] [--elb-asg-json FILE] ...; prints
          "listening http://127.0.0.1:PORT", runs until SIGTERM/SIGINT.
 
 Secrets (secret keys, session tokens, IMDS tokens) are never recorded,
@@ -111,6 +128,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from served import ServedDouble, read_body  # noqa: E402
+from aws_elb_asg import ElbAsgMixin, QueryHandlerMixin  # noqa: E402
 import uuid
 from xml.sax.saxutils import escape as xml_escape
 
@@ -379,6 +397,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         path, query = self._split()
+        self._route_get(path, query)
+
+    do_HEAD = do_GET
+
+    def do_POST(self):
+        path, query = self._split()
+        body = self._body_or_close()
+        if body is not None:
+            self._route_post(path, query, body)
+
+    def _body_or_close(self):
+        """The request body, or None after answering 400 and closing."""
+        body = self._read_body()
+        if body is None:
+            self.close_connection = True
+            self._send(400, "bad request body\n", "text/plain", {"Connection": "close"})
+        return body
+
+    def _route_get(self, path, query):
         if self.server.imds_instance and not path.startswith("/latest"):
             self._send(404, "not found\n", "text/plain")
         elif path.startswith("/_double/"):
@@ -390,15 +427,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         else:
             self._send(404, "not found\n", "text/plain")
 
-    do_HEAD = do_GET
-
-    def do_POST(self):
-        path, query = self._split()
-        body = self._read_body()
-        if body is None:
-            self.close_connection = True
-            self._send(400, "bad request body\n", "text/plain", {"Connection": "close"})
-            return
+    def _route_post(self, path, query, body):
         if self.server.imds_instance and not path.startswith("/latest/"):
             self._send(404, "not found\n", "text/plain")
         elif path.startswith("/_double/"):
@@ -412,10 +441,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_PUT(self):
         path, _ = self._split()
-        body = self._read_body()
+        body = self._body_or_close()
         if body is None:
-            self.close_connection = True
-            self._send(400, "bad request body\n", "text/plain", {"Connection": "close"})
             return
         if path.startswith("/latest/"):
             self._imds(path, body)
@@ -437,6 +464,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send_json(200, d.reboots())
         elif path == "/_double/state":
             self._send_json(200, d.state())
+        elif path == "/_double/elb-asg":
+            self._send_json(200, d.elb_asg_state())
+        elif path == "/_double/timeline":
+            self._send_json(200, d.events())
+        elif path == "/_double/violations":
+            with d._lock:
+                self._send_json(200, list(d.violations))
+        elif path == "/_double/elb":
+            self._send_json(200, d.elb_requests())
+        elif path == "/_double/autoscaling":
+            self._send_json(200, d.autoscaling_requests())
         else:
             self._send(404, "not found\n", "text/plain")
 
@@ -445,6 +483,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if path == "/_double/reset":
             d.reset()
             self._send_json(200, {"ok": True})
+            return
+        if path == "/_double/elb-asg":
+            try:
+                created = d._elb_asg_control(json.loads(body.decode("utf-8") or "{}"))
+            except (ValueError, KeyError, UnicodeDecodeError) as e:
+                self._send_json(400, {"ok": False, "error": "bad_script", "detail": str(e)})
+                return
+            self._send_json(200, {"ok": True, **created, "state": d.elb_asg_state()})
             return
         if path != "/_double/script":
             self._send(404, "not found\n", "text/plain")
@@ -552,7 +598,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 params[k] = v
         return params
 
-    def _authenticate(self, rec, path, query, body):
+    def _authenticate(self, rec, path, query, body, service="ec2"):
+        """Verify the request's SigV4 for service (the credential scope's
+        service name); raises _Reject with EC2's error and a reason the
+        other services map to their own errors."""
         d = self.server.double
         h = self.headers
         auth_value = h.get("Authorization")
@@ -593,7 +642,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                           "scope_terminator")
         if auth["region"] != d.region:
             raise _Reject(401, "AuthFailure", MSG_AUTH_FAILURE, "scope_region")
-        if auth["service"] != "ec2":
+        if auth["service"] != service:
             raise _Reject(401, "AuthFailure", MSG_AUTH_FAILURE, "scope_service")
         if auth["date"] != amz_date.strip()[:8]:
             raise _Reject(403, "SignatureDoesNotMatch",
@@ -710,6 +759,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 '</RebootInstancesResponse>' % (EC2_XMLNS, rec["request_id"]))
         rec["code"] = None
         rec["rebooted"] = list(ids)
+        d._elb_asg_reboot(ids)
         d._record_reboots(ids)
         self._ec2_send(rec, 200, body)
         d._after_reboot(ids)
@@ -816,6 +866,45 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return self._imds_send(rec, 200, text, ctype)
 
 
+class _QueryHandler(QueryHandlerMixin, _Handler):
+    """The ELBv2 and Auto Scaling listeners (server.service says which):
+    the Query API at /, the control API under /_double/, nothing else."""
+
+    def version_string(self):
+        return "Server"
+
+    def _route_get(self, path, query):
+        if path.startswith("/_double/"):
+            self._control_get(path)
+        elif path == "/" and query:
+            self._query(path, query, b"")
+        else:
+            self._send(404, "not found\n", "text/plain")
+
+    def _route_post(self, path, query, body):
+        if path.startswith("/_double/"):
+            self._control_post(path, body)
+        elif path == "/":
+            self._query(path, query, body)
+        else:
+            self._send(404, "not found\n", "text/plain")
+
+    def do_PUT(self):
+        self._send(405, "method not allowed\n", "text/plain")
+
+    def _query_authenticate(self, rec, path, query, body, service):
+        """None when the SigV4 verifies for service, else the reason."""
+        scratch = self.server.double._new_ec2_record(self.command, path)
+        try:
+            self._authenticate(scratch, path, query, body, service)
+            return None
+        except _Reject as r:
+            return r.reason
+        finally:
+            rec["access_key"] = scratch["access_key"]
+            rec["credential_kind"] = scratch["credential_kind"]
+
+
 def _phrase(code):
     try:
         return http.HTTPStatus(code).phrase
@@ -835,7 +924,7 @@ def _default_role_factory(serial):
     return ak, secret, token
 
 
-class AwsDouble(ServedDouble):
+class AwsDouble(ElbAsgMixin, ServedDouble):
     """The double. Thread-safe; every public method may be called from any
     thread while the server runs."""
 
@@ -847,7 +936,7 @@ class AwsDouble(ServedDouble):
                  port=0, role=None, role_ttl=DEFAULT_ROLE_TTL, role_factory=None,
                  auto_rotate=True, imds_instance=None, max_skew=DEFAULT_MAX_SKEW,
                  clock=time.monotonic, wall_clock=time.time, verbose=False,
-                 ec2_log=None, on_reboot=None):
+                 ec2_log=None, on_reboot=None, elb_port=0, autoscaling_port=0):
         if credentials is None:
             credentials = {DEFAULT_ACCESS_KEY: (DEFAULT_SECRET, None)}
         if instances is None:
@@ -908,6 +997,7 @@ class AwsDouble(ServedDouble):
         self.port = None
         if role is not None:
             self.rotate_role_credentials(role_ttl)
+        self._init_elb_asg(elb_port, autoscaling_port)
 
     def __repr__(self):
         # Never a secret.
@@ -943,10 +1033,18 @@ class AwsDouble(ServedDouble):
             self._imds_listeners.append((srv, t))
         return "http://%s:%d" % (addr, srv.server_address[1])
 
+    def start(self):
+        """Serve EC2 + IMDS on url, ELBv2 on elb_url, Auto Scaling on
+        autoscaling_url; start the target/group poller."""
+        super().start()
+        self._start_elb_asg(_Server, _QueryHandler)
+        return self
+
     def stop(self):
         with self._lock:
             listeners, self._imds_listeners = self._imds_listeners, []
         self._stopping.set()
+        self._stop_elb_asg()
         for srv, t in listeners:
             srv.shutdown()
             srv.server_close()
@@ -1041,6 +1139,7 @@ class AwsDouble(ServedDouble):
             self._ec2_records.clear()
             self._imds_records.clear()
             self._reboots.clear()
+            self._elb_asg_reset()
             self._cond.notify_all()
 
     def state(self):
@@ -1057,7 +1156,8 @@ class AwsDouble(ServedDouble):
                     "advanced": self._offset,
                     "instances": sorted(self.instances),
                     "imds_instance": self.imds_instance,
-                    "role": self.role, "role_access_key": role_ak}
+                    "role": self.role, "role_access_key": role_ak,
+                    "elb_url": self.elb_url, "autoscaling_url": self.autoscaling_url}
 
     # -- what was received ------------------------------------------------
 
@@ -1304,6 +1404,11 @@ def main(argv=None):
     p.add_argument("--ec2-log", default=None, help="append every EC2 request record as a JSON line")
     p.add_argument("--script-ec2", action="append", default=[])
     p.add_argument("--script-imds", action="append", default=[])
+    p.add_argument("--elb-port", type=int, default=0)
+    p.add_argument("--autoscaling-port", type=int, default=0)
+    p.add_argument("--elb-asg-json", default=None,
+                   help="a POST /_double/elb-asg document applied at start (target groups, "
+                        "groups, scripts)")
     p.add_argument("--verbose", action="store_true")
     a = p.parse_args(argv)
 
@@ -1330,10 +1435,14 @@ def main(argv=None):
         d = AwsDouble(region=a.region, credentials=creds, instances=instances,
                       allowed=not a.deny, port=a.port, role=a.role, role_ttl=a.role_ttl,
                       max_skew=a.max_skew, verbose=a.verbose, ec2_log=a.ec2_log,
+                      elb_port=a.elb_port, autoscaling_port=a.autoscaling_port,
                       on_reboot=RebootCommand(a.reboot_command) if a.reboot_command else None)
         d.script_ec2(*a.script_ec2)
         d.script_imds(*a.script_imds)
-    except ValueError as e:
+        if a.elb_asg_json:
+            with open(a.elb_asg_json, encoding="utf-8") as f:
+                d._elb_asg_control(json.load(f))
+    except (ValueError, KeyError, OSError) as e:
         p.error(str(e))
 
     return d.serve_until_signal()
