@@ -143,6 +143,7 @@ import json
 import math
 import re
 import secrets
+import sys
 import threading
 import time
 import urllib.parse
@@ -321,7 +322,6 @@ class ElbAsgMixin:
             try:
                 jobs = self._tick()
             except Exception as e:  # a bug here must show, not silently stop the poller
-                import sys
                 sys.stderr.write("aws-double: poller: %r\n" % (e,))
                 continue
             for job in jobs:
