@@ -7,6 +7,8 @@ while HTTP load through haproxy loses nothing.
 
     tests/fleet/demo                 scenario 1: one host overloads
     tests/fleet/demo --whole-fleet   then scenario 2: every host at once
+    tests/fleet/demo --alb           then scenario 7: behind an ALB, in an
+                                     Auto Scaling group (standby, drain)
     tests/fleet/demo --all           every scenario the e2e test runs
     tests/fleet/demo --profile 0     without the CPU profiles (on by default
                                      where perf may profile the system)
@@ -28,10 +30,12 @@ import harness  # noqa: E402
 
 LEGEND = """\
 Each line: seconds since the fleet started, the HTTP load through haproxy
-so far, what happened (state: a monkeyd transition; pool: Redis's serving
-set; lb: what haproxy routes to; slack: a message as the Slack double got
-it; ec2: a request to the EC2 double; reboot: the simulated instance), the
-host, and the details."""
+(or the ALB) so far, what happened (state: a monkeyd transition; pool:
+Redis's serving set; lb: what haproxy or the ALB routes to; slack: a
+message as the Slack double got it; ec2: a request to the EC2 double;
+reboot: the simulated instance; behind the ALB, elb and asg: a call to the
+ELBv2 or Auto Scaling double, target: a target's state in the target group,
+asg: an instance's lifecycle in the group), the host, and the details."""
 
 
 def perf_refusal():
@@ -52,6 +56,8 @@ def perf_refusal():
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--whole-fleet", action="store_true", help="also run scenario 2 (every host overloaded)")
+    ap.add_argument("--alb", action="store_true",
+                    help="also run scenario 7 (behind an ALB, in an Auto Scaling group)")
     ap.add_argument("--all", action="store_true", help="run every scenario")
     ap.add_argument("--colour", dest="colour", action="store_true", default=None)
     ap.add_argument("--no-colour", dest="colour", action="store_false")
@@ -72,8 +78,11 @@ def main():
     run = [scenarios.one_host]
     if a.all:
         run = scenarios.ALL
-    elif a.whole_fleet:
-        run.append(scenarios.whole_fleet)
+    else:
+        if a.whole_fleet:
+            run.append(scenarios.whole_fleet)
+        if a.alb:
+            run.append(scenarios.behind_alb)
 
     print(LEGEND, flush=True)
     t0 = time.monotonic()

@@ -43,6 +43,7 @@ import harness  # noqa: E402
 import proxyfleet  # noqa: E402
 from dnsstub import DnsStub, DnsStubError  # noqa: E402
 from aws_double import AwsDouble  # noqa: E402
+from alb import AlbFront  # noqa: E402
 from slack_double import SlackDouble  # noqa: E402
 
 POOL = "web"
@@ -77,7 +78,7 @@ api_url = {slack_api}
 [aws]
 endpoint_url = {ec2}
 imds_url = {imds}
-
+{aws_more}
 [remedy]
 ladder = reboot-instance
 dry_run = {dry_run}
@@ -104,6 +105,26 @@ APP_BODY = """\
     }}"""
 
 BROKEN_HEALTH = "maintenance: schema migration failed, serving the holding page"
+
+# Behind an ALB, in an Auto Scaling group (Fleet(alb=True)): one target
+# group of the three instances, its health check on each agent's health
+# endpoint every 0.3 s (2 good to be healthy, 2 bad to be unhealthy), a
+# 2 s deregistration delay; one group with ELB health checks and a 2 s
+# grace, the ASG launching in 0.5 s.
+TARGET_GROUP = "web-tg"
+AUTOSCALING_GROUP = "web-asg"
+DEREGISTRATION_DELAY = 2.0
+HEALTH_INTERVAL = 0.3
+HEALTH_GRACE = 2.0
+
+AGENT_AWS_ALB = """\
+elb_endpoint_url = {elb}
+autoscaling_endpoint_url = {autoscaling}
+target_groups = {arn}
+autoscaling = {autoscaling_mode}
+deregistration_timeout = 20s
+registration_timeout = 20s
+"""
 
 
 # --------------------------------------------------------------------------
@@ -214,9 +235,9 @@ class Host:
         a.write_config(extra=AGENT_CONFIG.format(
             redis=f.agent_redis_url(), pool_more=f.agent_redis_more(a), pool=POOL, addr=self.addr, port=self.port, name=self.name,
             max_unavailable=f.max_unavailable, token_file=token_file, slack_api=f.slack.api_url,
-            ec2=f.aws.endpoint_url, imds=f.aws.serve_imds(self.iid, self.addr),
+            ec2=f.aws.endpoint_url, imds=f.aws.serve_imds(self.iid, self.addr), aws_more=f.agent_aws_more(),
             dry_run="yes" if dry_run else "no") +
-            ("\n[evidence]\nprofile = %s\n" % f.profile if f.profile else ""))
+            ("\n[evidence]\nprofile = %s\n" % f.profile if f.profile else "") + f.agent_proxy_more())
         # Credentials come from the instance role through IMDS, as on EC2:
         # nothing in the environment or a home directory may shadow them.
         a.env_extra = {"HOME": a.dir}
@@ -335,6 +356,8 @@ class Timeline:
         self._slack_seen = 0
         self._ec2_seen = 0
         self._sync_seen = 0
+        self._aws_seen = 0
+        self._aws_keys = set()
         self._threads = {}
         self.t_ready = float("inf")  # set once the fleet is up
         self.pool_samples = []     # (t, serving set or None)
@@ -344,8 +367,9 @@ class Timeline:
     def now(self):
         return time.monotonic() - self.t0
 
-    def add(self, kind, host, text):
-        t = self.now()
+    def add(self, kind, host, text, t=None):
+        """t: when it happened, on this timeline (default: now)."""
+        t = self.now() if t is None else t
         name = host.name if isinstance(host, Host) else host
         with self.lock:
             self.events.append((t, kind, name, text))
@@ -415,7 +439,16 @@ class Timeline:
                     ", ".join(sorted(names)) or "(none)", ("   out: " + ", ".join(out)) if out else ""))
             self._serving = names
 
-        if f.haproxy is not None:
+        if f.front is not None and f.front.arn is not None:
+            pick, failed_open = f.front.routable()
+            routed = frozenset(f.front.names[i] for i in pick)
+            self.routed_samples.append((t, routed))
+            if routed != self._routed:
+                self.add("lb", None, "the ALB routes to: %s%s" % (", ".join(sorted(routed)) or "(nobody)",
+                                                                  "   (failing open: no target healthy)"
+                                                                  if failed_open and routed else ""))
+                self._routed = routed
+        elif f.haproxy is not None:
             try:
                 routed = set()
                 for s in f.haproxy.servers().values():
@@ -445,6 +478,17 @@ class Timeline:
         for r in reqs[self._ec2_seen:]:
             self._ec2_event(r)
         self._ec2_seen = len(reqs)
+
+        if f.alb:
+            # The double files an API call before the changes it made,
+            # once it has answered: a record may land a few places back.
+            evs = f.aws.events()
+            for e in evs[max(0, self._aws_seen - 64):]:
+                k = json.dumps(e, sort_keys=True)
+                if k not in self._aws_keys:
+                    self._aws_keys.add(k)
+                    self._aws_event(e)
+            self._aws_seen = len(evs)
 
     def _sample_host(self, h):
         a = h.agent
@@ -489,6 +533,29 @@ class Timeline:
         sig = "signed ok (%s credentials)" % r.get("credential_kind") if r.get("auth_ok") else \
             "REJECTED: %s" % r.get("reject_reason")
         self.add("ec2", host, "%s, %s -> %s %s" % (what, sig, r.get("status"), r.get("code") or ""))
+
+    def _aws_event(self, e):
+        """One of the ELB/Auto Scaling double's records, at the time it
+        happened (its clock is this machine's monotonic one). The agents'
+        polling (Describe*) shows only when it fails."""
+        f = self.fleet
+        host = next((h for h in f.hosts if h.iid in (e.get("target"), e.get("instance"))
+                     or h.iid in (e.get("instances") or ())), None)
+        t = e["t"] - self.t0
+        k = e["kind"]
+        if k == "api":
+            if e["action"].startswith("Describe") and e["status"] == 200:
+                return
+            kind = "elb" if e["service"] == "elasticloadbalancing" else "asg"
+            self.add(kind, host, "%s -> %s%s" % (e["action"], e["status"], (" " + e["code"]) if e.get("code") else ""),
+                     t)
+        elif k == "target":
+            self.add("target", host, "target %s in %s: %s%s" % (e["target"], e["target_group"], e["state"],
+                                                               " (%s)" % e["reason"] if e.get("reason") else ""), t)
+        elif k == "lifecycle":
+            self.add("asg", host, "%s in %s: %s (%s)" % (e["instance"], e["group"], e["state"], e["health"]), t)
+        elif k == "violation":
+            self.add("error", host, "the AWS double: " + e.get("message", ""), t)
 
     # -- queries for the assertions ----------------------------------------
 
@@ -542,8 +609,16 @@ class TlsRedis(proxyfleet.Redis):
 
 class Fleet:
     def __init__(self, n=3, max_unavailable=1, dry_run=False, live=False, colour=None, boot_delay=2.0,
-                 load_seconds=120.0, load_workers=3, title=None, work="checksum", production_redis=False):
+                 load_seconds=120.0, load_workers=3, title=None, work="checksum", production_redis=False,
+                 alb=False, autoscaling="standby"):
         self.title = title
+        # Behind an ALB (alb.AlbFront) in an Auto Scaling group instead of
+        # haproxy: the agents deregister from the double's target group
+        # and enter standby ([aws] autoscaling, "off" to see the group
+        # replace a host that leaves without it).
+        self.alb = alb
+        self.autoscaling = autoscaling
+        self.front = self.tg_arn = self.health_port = None
         # Redis as a managed service serves it: TLS only to the agents, by
         # a DNS name (the stub; 127.0.0.1 with tls_server_name where no
         # namespace may be made), each client as its own ACL user.
@@ -597,6 +672,8 @@ class Fleet:
         self.aws = AwsDouble(region=REGION, role=ROLE, credentials={},
                              instances={iid: {"local_ipv4": a} for iid, a in zip(iids, addrs)},
                              on_reboot=self._on_reboot).start()
+        if self.alb:
+            self._start_front(addrs, iids)
         for i, (a, iid) in enumerate(zip(addrs, iids)):
             h = Host(self, i, "app%d" % (i + 1), a, iid)
             self.hosts.append(h)
@@ -604,22 +681,65 @@ class Fleet:
             h.new_agent(self.dry_run)
         for h in self.hosts:
             h.start_agent()
-        template = "    server-template s 1-%d 127.0.0.1:1 check inter 500ms disabled\n" % (self.n + 1)
-        self.haproxy = proxyfleet.HAProxy(template).start()
-        self.sync = proxyfleet.ProxySync(self.sync_redis_args() + ["--pool", POOL, "--haproxy-socket",
-                                          self.haproxy.socket, "--backend", "be", "--drain-grace", "1s"],
-                                         name="fleet-sync").start()
+        if not self.alb:
+            template = "    server-template s 1-%d 127.0.0.1:1 check inter 500ms disabled\n" % (self.n + 1)
+            self.haproxy = proxyfleet.HAProxy(template).start()
+            self.sync = proxyfleet.ProxySync(self.sync_redis_args() + ["--pool", POOL, "--haproxy-socket",
+                                              self.haproxy.socket, "--backend", "be", "--drain-grace", "1s"],
+                                             name="fleet-sync").start()
         tl.start()
         harness.wait_until(lambda: all(h.agent.state() == "SERVING" for h in self.hosts), 20, 0.1,
                            "every host SERVING")
         harness.wait_until(lambda: all((h.agent.status()["remedy"].get("aws") or {}).get("permission") == "permitted"
                                        for h in self.hosts), 20, 0.1, "every host's EC2 self-test (DryRun)")
         harness.wait_until(lambda: tl._routed is not None and len(tl._routed) == self.n, 10, 0.1,
-                           "haproxy routing to every host")
+                           "%s routing to every host" % self.lb_name)
+        if self.alb:
+            self._start_autoscaling_group(iids)
         tl.t_ready = tl.now()  # the assertions look at what happens from here on
-        self.load = proxyfleet.Load(self.haproxy.port, workers=self.load_workers,
+        self.load = proxyfleet.Load(self.front.port if self.alb else self.haproxy.port, workers=self.load_workers,
                                     max_seconds=self.load_seconds).start()
         return self
+
+    @property
+    def lb_name(self):
+        return "the ALB" if self.alb else "haproxy"
+
+    def _start_front(self, addrs, iids):
+        """The ALB's front and its target group, the instances registered
+        as at their launch; the health check on each agent's health
+        endpoint, through the front's relay."""
+        self.health_port = proxyfleet.free_port(tuple(addrs))
+        self.front = AlbFront(self.aws, None, {iid: (a, self.app_port) for iid, a in zip(iids, addrs)},
+                              names={iid: "app%d" % (i + 1) for i, iid in enumerate(iids)},
+                              health_port=self.health_port).start()
+        self.tg_arn = self.aws.add_target_group(TARGET_GROUP, port=self.app_port,
+                                                deregistration_delay=DEREGISTRATION_DELAY,
+                                                health_check_url=self.front.health_check_url,
+                                                interval=HEALTH_INTERVAL, timeout=1.0, targets=iids)
+        self.front.arn = self.tg_arn
+
+    def _start_autoscaling_group(self, iids):
+        """The running, healthy instances attached to a group with ELB
+        health checks (as AttachInstances does): from here on, a host that
+        leaves its target group while InService is replaced, the disaster
+        standby avoids. Attached once the agents serve, so the short grace
+        need not cover their start."""
+        self.aws.add_autoscaling_group(AUTOSCALING_GROUP, instances=iids, target_groups=[self.tg_arn],
+                                       health_check_type="ELB", health_check_grace=HEALTH_GRACE,
+                                       launch_delay=0.5, health_check_period=0.3)
+        self.timeline.add("asg", None, "instances %s attached to Auto Scaling group %s (ELB health checks, "
+                                       "grace %.0f s)" % (", ".join(h.name for h in self.hosts), AUTOSCALING_GROUP,
+                                                           HEALTH_GRACE))
+
+    def agent_aws_more(self):
+        if not self.alb:
+            return ""
+        return AGENT_AWS_ALB.format(elb=self.aws.elb_url, autoscaling=self.aws.autoscaling_url, arn=self.tg_arn,
+                                    autoscaling_mode=self.autoscaling)
+
+    def agent_proxy_more(self):
+        return "\n[proxy]\nhealth_port = %d\n" % self.health_port if self.alb else ""
 
     def sync_redis_args(self):
         """monkey-proxy-sync's Redis: the same TLS endpoint by the same name
@@ -656,10 +776,18 @@ class Fleet:
                     print("   " + ln, flush=True)
 
     def describe(self):
-        lines = ["redis-server 127.0.0.1:%d   haproxy 127.0.0.1:%d (monkey-proxy-sync, runtime API)"
-                 % (self.redis.port, self.haproxy.port),
+        if self.alb:
+            lb = "the ALB 127.0.0.1:%d (target group %s: deregistration delay %.0f s, health check every %.1f s " \
+                 "on each agent's :%d)" % (self.front.port, TARGET_GROUP, DEREGISTRATION_DELAY, HEALTH_INTERVAL,
+                                           self.health_port)
+        else:
+            lb = "haproxy 127.0.0.1:%d (monkey-proxy-sync, runtime API)" % self.haproxy.port
+        lines = ["redis-server 127.0.0.1:%d   %s" % (self.redis.port, lb),
                  "slack double %s   EC2 double %s (SigV4 checked), IMDSv2 per host"
                  % (self.slack.url, self.aws.url)]
+        if self.alb:
+            lines.append("ELBv2 double %s   Auto Scaling double %s (group %s, the agents: autoscaling = %s)"
+                         % (self.aws.elb_url, self.aws.autoscaling_url, AUTOSCALING_GROUP, self.autoscaling))
         for h in self.hosts:
             lines.append("%s  %s:%d  %s  nginx + monkeyd  socket %s" % (h.name, h.addr, h.port, h.iid, h.agent.socket))
         return lines
@@ -698,7 +826,7 @@ class Fleet:
             if h.reboot_thread is not None:
                 h.reboot_thread.join(15)
         self.timeline.stop()
-        for t in (self.sync, self.haproxy):
+        for t in (self.sync, self.haproxy, self.front):
             if t is not None:
                 try:
                     t.stop()

@@ -13,12 +13,20 @@ harness.TestFailure naming what was expected and what happened.
                     is quarantined and never rejoins
     redis_restart   redis-server restarted (empty) while a host reboots
     dry_run         [remedy] dry_run = yes: told in Slack, no traffic impact, nothing rebooted
+    production_redis  Redis over TLS by a DNS name, ACL users
+    behind_alb      behind an ALB (alb.AlbFront on the ELB double's target
+                    group), in an Auto Scaling group with ELB health checks:
+                    standby, deregistered and drained before the reboot,
+                    back in service and healthy before "back"
 
-In every scenario an HTTP load runs through haproxy: 0 failed requests."""
+In every scenario an HTTP load runs through the front (haproxy, or the
+ALB's): 0 failed requests."""
 
 import time
 
-from fleet import BASELINE, TLS_NAME, Fleet, message_detail, message_text  # puts tests/integration on sys.path
+# fleet puts tests/integration and tests/doubles on sys.path
+from fleet import (AUTOSCALING_GROUP, BASELINE, DEREGISTRATION_DELAY, HEALTH_GRACE, TLS_NAME, Fleet, message_detail,
+                   message_text)
 import harness  # noqa: E402
 
 check = harness.check
@@ -104,7 +112,7 @@ def assert_no_failed_requests(f):
     f.load.stop()
     bad = f.load.failures()
     check(f.load.total() > 100, "the HTTP load barely ran: %d requests" % f.load.total())
-    check(not bad, "%d of %d requests through haproxy failed, first: %r" % (len(bad), f.load.total(), bad[:3]))
+    check(not bad, "%d of %d requests through %s failed, first: %r" % (len(bad), f.load.total(), f.lb_name, bad[:3]))
     return f.load.total()
 
 
@@ -124,7 +132,7 @@ def finish(f, name, extra):
     # haproxy drained only hosts that left on purpose (a Redis restart must
     # not make the syncer drain hosts that did not re-register yet)
     by_addr = {"%s:%d" % (h.addr, h.port): h for h in f.hosts}
-    for ln in f.sync.log().splitlines():
+    for ln in (f.sync.log() if f.sync is not None else "").splitlines():
         if "left the pool, draining" in ln:
             h = by_addr.get(ln.split()[2]) if len(ln.split()) > 2 else None
             check(h is not None and {"DRAINING", "QUARANTINED", "MAINTENANCE"} & set(transitions(h)),
@@ -132,15 +140,16 @@ def finish(f, name, extra):
     n = assert_no_failed_requests(f)
     routed = [r for t, r in f.timeline.routed_samples if r is not None and t >= f.timeline.t_ready]
     check(routed and min(len(r) for r in routed) >= f.n - f.max_unavailable,
-          "haproxy routed to only %d host(s) at one point (want >= %d)"
-          % (min(len(r) for r in routed) if routed else 0, f.n - f.max_unavailable))
+          "%s routed to only %d host(s) at one point (want >= %d)"
+          % (f.lb_name, min(len(r) for r in routed) if routed else 0, f.n - f.max_unavailable))
     s = {"scenario": name, "requests": n, "failed": 0, "slack_messages": len(f.slack.messages()),
          "slack_threads": len(f.slack_threads()), "ec2_requests": len(f.aws.ec2_requests()),
          "reboots": len(f.aws.reboots()), "seconds": round(f.timeline.now(), 1)}
     s.update(extra)
-    f.timeline.say("%s: %d requests through haproxy, 0 failed; %d Slack message(s) in %d thread(s); "
-                   "%d EC2 request(s), %d reboot(s) (%.0f s)" % (name, n, s["slack_messages"], s["slack_threads"],
-                                                           s["ec2_requests"], s["reboots"], s["seconds"]))
+    f.timeline.say("%s: %d requests through %s, 0 failed; %d Slack message(s) in %d thread(s); "
+                   "%d EC2 request(s), %d reboot(s) (%.0f s)" % (name, n, f.lb_name, s["slack_messages"],
+                                                           s["slack_threads"], s["ec2_requests"], s["reboots"],
+                                                           s["seconds"]))
     return s
 
 
@@ -436,4 +445,138 @@ def production_redis(live=False, colour=None):
         return finish(f, "production_redis", {"dns_stub": bool(f.dns)})
 
 
-ALL = [one_host, whole_fleet, wrong_content, redis_restart, dry_run, production_redis]
+def alb_cycle(f, host):
+    """The host's cycle behind the ALB, step by step, in the order it must
+    take: [(step, monotonic time)], from the agent's history (wall clock),
+    the ELB/Auto Scaling double's records (this machine's monotonic clock)
+    and the fleet's reboot. Each step is looked for after the one before
+    it, so a step that came too early fails here, naming it."""
+    mono = time.monotonic() - time.time()
+    hist = host.all_history()
+    evs = sorted(f.aws.events(), key=lambda e: e["t"])
+    iid = host.iid
+    steps = []
+
+    def step(name, t, after=None):
+        check(t is not None, "%s behind the ALB: no %r after %s; the steps so far: %s; the AWS double's records:\n%s"
+              % (host.name, name, after or "the one before",
+                 ", ".join("%s %.2f" % st for st in steps), "\n".join(f.aws.timeline_lines()[-40:])))
+        steps.append((name, t))
+        return t
+
+    def transition(to, after):
+        return next((h["at_unix"] + mono for h in hist if h.get("to") == to and h["at_unix"] + mono >= after), None)
+
+    def record(after, kind, **want):
+        return next((e["t"] for e in evs if e["t"] >= after and e["kind"] == kind
+                     and all(e.get(k) == v for k, v in want.items())
+                     and (kind != "api" or (e["status"] == 200 and iid in e["instances"]))), None)
+
+    t = step("leave", transition("DRAINING", 0.0))
+    t = step("EnterStandby", record(t, "api", action="EnterStandby"))
+    t = step("deregistered", record(t, "target", target=iid, state="draining"))
+    t = step("drained", record(t, "target", target=iid, state="unused"))
+    t = step("Standby", record(t, "lifecycle", instance=iid, state="Standby"))
+    t = step("evidence", transition("REMEDIATING", t))
+    t = step("reboot", record(t, "reboot", instance=iid))
+    booted = [e[0] + f.timeline.t0 for e in f.timeline.of("reboot", host.name) if e[3].startswith("booted")]
+    t = step("booted", next((b for b in booted if b >= t), None))
+    t = step("checks", transition("CHECKING", t))
+    t_exit = t = step("ExitStandby", record(t, "api", action="ExitStandby"))
+    t = step("registered", record(t, "target", target=iid, state="initial"))
+    t_healthy = step("healthy", record(t, "target", target=iid, state="healthy"))
+    # Auto Scaling puts it InService once it is registered, so InService
+    # and healthy may come in either order; "back" waits for both.
+    t_in = step("InService", record(t_exit, "lifecycle", instance=iid, state="InService"))
+    step("back", transition("SERVING", max(t_healthy, t_in)))
+    return steps
+
+
+def behind_alb(live=False, colour=None):
+    """(7) behind an ALB, in an Auto Scaling group: standby and the target
+    group's drain around the reboot."""
+    with Fleet(live=live, colour=colour, alb=True,
+               title="Scenario 7: three hosts behind an ALB, in an Auto Scaling group with ELB health checks; "
+                     "app1 overloads") as f:
+        tl = f.timeline
+        f.show(f.describe())
+        app1, others = f.hosts[0], f.hosts[1:]
+        time.sleep(HEALTH_GRACE + 0.5)
+        tl.say("The group's %.0f s grace is over: its ELB health check would now replace any InService host that "
+               "leaves its target group. app1's CPU goes to 97%% and stays there" % HEALTH_GRACE)
+        app1.overload(40)
+        f.wait(lambda: rebooted_and_back(app1), 90, "app1 rebooted and SERVING again")
+        t_back = time.monotonic()
+        f.wait(lambda: any(message_text(m).startswith("app1 is back in the pool") for m in f.slack.messages()),
+               15, "the report in Slack")
+        f.load.wait_host("app1", t_back, 10, "app1 to get requests through the ALB again")
+        time.sleep(1.0)
+
+        try:
+            f.aws.assert_no_violations()
+        except AssertionError as e:
+            harness.fail("a reboot while routed: %s" % e)
+        check(not f.aws.asg_terminated and not f.aws.asg_launched,
+              "the Auto Scaling group replaced a host: terminated %s, launched %s"
+              % (f.aws.asg_terminated, f.aws.asg_launched))
+        steps = alb_cycle(f, app1)
+        at = dict(steps)
+        lines = ["%-13s +%6.2f s" % (name, t - at["leave"]) for name, t in steps]
+        tl.say("app1's cycle behind the ALB, from the leave:")
+        f.show(lines)
+
+        # no request reached app1 from its deregistration until the ALB's
+        # check found it healthy again: not one the front chose, not one
+        # the load saw answered by it
+        sent = f.front.sent_to(app1.iid, at["deregistered"], at["healthy"])
+        check(not sent, "the ALB sent %d new request(s) to app1 while it was out (%.2f..%.2f), first at %.2f with "
+              "the targets %s" % (len(sent), at["deregistered"], at["healthy"], sent[0][0] if sent else 0,
+                                  sent[0][2] if sent else {}))
+        n = f.load.count("app1", since=at["deregistered"], until=at["healthy"])
+        check(n == 0, "app1 answered %d request(s) started while it was out of the target group" % n)
+        check(f.load.count("app1", since=at["healthy"]) > 0, "app1 got no request once healthy again")
+        check(not [d for d in f.front.failed_open() if d[0] >= tl.t_ready + tl.t0],
+              "the ALB failed open (no target healthy) during the scenario")
+        for h in others:
+            assert_stayed_serving(h)
+            gone = [e for e in f.aws.events() if e["kind"] == "target" and e["target"] == h.iid
+                    and e["state"] != "healthy"]
+            check(not gone, "%s's target left healthy: %s" % (h.name, gone[:3]))
+        g = f.aws.group(AUTOSCALING_GROUP)
+        check(g["desired"] == 3 and all(v == ("InService", "Healthy") for v in g["instances"].values()),
+              "the group at the end: desired %d, %s" % (g["desired"], g["instances"]))
+        assert_order(app1, ["OVERLOADED", "DRAINING", "REMEDIATING", "CHECKING", "SERVING"])
+        check(tl.max_out(3) == 1, "hosts out of Redis's serving set at once: %d, want exactly 1" % tl.max_out(3))
+
+        msgs = assert_thread(f, app1, ["app1 is overloaded", "app1: reboot-instance",
+                                       "app1: reboot-instance accepted", "app1 is back in the pool"])
+        assert_top_processes(msgs[0], app1)
+        assert_ec2_signed(f)
+        reboots = real_reboots(f)
+        check(len(reboots) == 1 and reboots[0]["instance"] == app1.iid and reboots[0]["status"] == 200,
+              "want one accepted RebootInstances for %s, got %s" % (app1.iid, [(r["instance"], r["status"])
+                                                                             for r in reboots]))
+        for r in f.aws.elb_requests() + f.aws.autoscaling_requests():
+            check(r.get("auth_ok") and r.get("credential_kind") == "role",
+                  "an ELB/Auto Scaling request failed SigV4 or was not signed with the role: %s"
+                  % {k: r.get(k) for k in ("service", "action", "reject_reason", "status", "code")})
+        route = (app1.agent.status().get("remedy") or {}).get("route") or {}
+        check(not route.get("last_error"), "app1's remedy.route has an error: %r" % route)
+        f.show(ctl_output(app1, "status"))
+
+        drain = at["drained"] - at["deregistered"]
+        check(DEREGISTRATION_DELAY - 0.1 <= drain <= DEREGISTRATION_DELAY + 1.0,
+              "the target drained in %.2f s (deregistration delay %.0f s)" % (drain, DEREGISTRATION_DELAY))
+        figures = {"leave_to_drained_s": round(at["Standby"] - at["leave"], 2),
+                   "deregistration_delay_s": round(drain, 2),
+                   "reboot_to_healthy_s": round(at["healthy"] - at["reboot"], 2),
+                   "exit_standby_to_back_s": round(at["back"] - at["ExitStandby"], 2),
+                   "cycle_s": round(at["back"] - at["leave"], 2)}
+        tl.say("app1: standby and drained in %.1f s, rebooted, healthy behind the ALB %.1f s after the reboot; "
+               "the whole cycle %.1f s; the group replaced nothing" % (figures["leave_to_drained_s"],
+                                                                     figures["reboot_to_healthy_s"],
+                                                                     figures["cycle_s"]))
+        return finish(f, "behind_alb", figures)
+
+
+ALL = [one_host, whole_fleet, wrong_content, redis_restart, dry_run, production_redis, behind_alb]
