@@ -692,7 +692,9 @@ class Fleet:
                            "every host SERVING")
         harness.wait_until(lambda: all((h.agent.status()["remedy"].get("aws") or {}).get("permission") == "permitted"
                                        for h in self.hosts), 20, 0.1, "every host's EC2 self-test (DryRun)")
-        harness.wait_until(lambda: tl._routed is not None and len(tl._routed) == self.n, 10, 0.1,
+        # (behind the ALB: healthy, every one; failing open routes to all too)
+        harness.wait_until(lambda: tl._routed is not None and len(tl._routed) == self.n and
+                           (self.front is None or not self.front.routable()[1]), 10, 0.1,
                            "%s routing to every host" % self.lb_name)
         if self.alb:
             self._start_autoscaling_group(iids)
