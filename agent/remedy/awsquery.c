@@ -309,8 +309,13 @@ static bool param_name_valid(const char *s) {
         return true;
 }
 
+/* "2015-12-01" */
+static bool version_valid(const char *s) {
+        return !isempty(s) && strspn(s, "0123456789-") == strlen(s);
+}
+
 int aws_query_body_new(const char *action, const char *version, char **body) {
-        if (!param_name_valid(action) || !param_name_valid(version))
+        if (!param_name_valid(action) || !version_valid(version))
                 return -EINVAL;
         if (asprintf(body, "Action=%s&Version=%s", action, version) < 0)
                 return -ENOMEM;
@@ -626,7 +631,7 @@ static void on_answer(const HttpResponse *resp, void *userdata) {
                 finish(q, AWS_CALL_FAILED);
                 return;
         }
-        log_warning("%s: %s; attempt %u of %u", q->service, q->last.detail, q->attempt, AWS_QUERY_ATTEMPTS);
+        log_warning("%s; attempt %u of %u", q->last.detail, q->attempt, AWS_QUERY_ATTEMPTS);
         k = sd_event_add_time_relative(q->event, &q->retry_timer, CLOCK_MONOTONIC,
                                        backoff_delay(q->backoff_min, q->backoff_max, q->attempt - 1, random_u64()),
                                        USEC_PER_MSEC, on_retry, q);
