@@ -76,6 +76,26 @@ PoolOnUnreachable pool_on_unreachable_from_string(const char *s) {
         return _POOL_ON_UNREACHABLE_INVALID;
 }
 
+static const char *const aws_autoscaling_table[_AWS_AUTOSCALING_MAX] = {
+        [AWS_AUTOSCALING_OFF] = "off",
+        [AWS_AUTOSCALING_STANDBY] = "standby",
+};
+
+const char *aws_autoscaling_to_string(AwsAutoscaling a) {
+        if (a < 0 || a >= _AWS_AUTOSCALING_MAX)
+                return NULL;
+        return aws_autoscaling_table[a];
+}
+
+AwsAutoscaling aws_autoscaling_from_string(const char *s) {
+        if (!s)
+                return _AWS_AUTOSCALING_INVALID;
+        for (size_t i = 0; i < ELEMENTSOF(aws_autoscaling_table); i++)
+                if (streq(aws_autoscaling_table[i], s))
+                        return (AwsAutoscaling) i;
+        return _AWS_AUTOSCALING_INVALID;
+}
+
 static const char *const remedy_budget_table[_REMEDY_BUDGET_MAX] = {
         [REMEDY_BUDGET_POOL] = "pool",
         [REMEDY_BUDGET_NONE] = "none",
@@ -149,6 +169,7 @@ enum {
         ITEM_STRING = 1 << 0,   /* dest is a char * the Config owns */
         ITEM_SECRET = 1 << 1,   /* never quote the value in messages */
         ITEM_REQUIRED = 1 << 2, /* required when its section is present */
+        ITEM_LIST = 1 << 3,     /* may be written on several lines, each adding to the list */
 };
 
 struct ConfigItem {
@@ -490,6 +511,108 @@ static int item_instance_id(const ConfigItem *it, const char *value, Config *c, 
         return set_string(dest, value);
 }
 
+static int item_autoscaling(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        AwsAutoscaling a = aws_autoscaling_from_string(value);
+
+        if (a < 0)
+                return reason(ret_reason, -EINVAL, "invalid value '%s' (use standby or off)", value);
+        *(AwsAutoscaling *) dest = a;
+        return 0;
+}
+
+static void target_groups_free(TargetGroupRef *t, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(t[i].arn);
+        free(t);
+}
+
+/* ARN[:PORT], separated by commas and/or blanks. The ARN's own fields are
+ * ':'-separated but its last ("targetgroup/NAME/ID") holds none, so a
+ * ':' followed by digits alone at the end is the port. A line holds two
+ * ARNs at most (inih's 200 characters): each further target_groups line
+ * adds to the list. */
+static int item_target_groups(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        TargetGroupRef *t = c->aws.target_groups;
+        size_t n0 = c->aws.n_target_groups, n = n0;
+        const char *p = value;
+        int r = 0;
+
+        if (!t) {
+                t = calloc(CONFIG_TARGET_GROUPS_MAX, sizeof *t);
+                if (!t)
+                        return -ENOMEM;
+        }
+
+        for (;;) {
+                const char *start, *colon;
+                size_t len;
+                char item[300];
+                unsigned port = 0;
+
+                while (*p == ',' || is_blank(*p))
+                        p++;
+                if (!*p)
+                        break;
+                start = p;
+                p += strcspn(p, ", \t");
+                len = (size_t) (p - start);
+                if (len >= sizeof item) {
+                        r = reason(ret_reason, -EINVAL, "'%.64s...' is too long for a target group ARN", start);
+                        goto fail;
+                }
+                memcpy(item, start, len);
+                item[len] = '\0';
+                colon = strrchr(item, ':');
+                if (colon && colon[1] && strspn(colon + 1, "0123456789") == strlen(colon + 1)) {
+                        uint16_t p16;
+
+                        if (parse_port_decimal(colon + 1, strlen(colon + 1), &p16) < 0) {
+                                r = reason(ret_reason, -EINVAL, "invalid port in '%s' (1-65535)", item);
+                                goto fail;
+                        }
+                        port = p16;
+                        item[colon - item] = '\0';
+                }
+                if (!aws_target_group_arn_parse(item, NULL, 0)) {
+                        r = reason(ret_reason, -EINVAL, "invalid target group '%.*s' (" AWS_TARGET_GROUP_ARN_FORM
+                                   ", then :PORT if the instance is registered on a port of its own)",
+                                   (int) len, start);
+                        goto fail;
+                }
+                for (size_t i = 0; i < n; i++)
+                        if (streq(t[i].arn, item) && t[i].port == port) {
+                                r = reason(ret_reason, -EINVAL, "target group '%.*s' is listed twice", (int) len,
+                                           start);
+                                goto fail;
+                        }
+                if (n >= CONFIG_TARGET_GROUPS_MAX) {
+                        r = reason(ret_reason, -EINVAL, "more than %d target groups", CONFIG_TARGET_GROUPS_MAX);
+                        goto fail;
+                }
+                t[n].arn = strdup(item);
+                if (!t[n].arn) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                t[n++].port = port;
+        }
+        if (n == n0) {
+                r = reason(ret_reason, -EINVAL, "no target group in '%s' (write ARN[:PORT], ...)", value);
+                goto fail;
+        }
+        c->aws.target_groups = t;
+        c->aws.n_target_groups = n;
+        return 0;
+fail:
+        for (size_t i = n0; i < n; i++) {
+                free(t[i].arn);
+                t[i].arn = NULL;
+        }
+        if (!c->aws.target_groups)
+                free(t);
+        return r;
+}
+
 static int item_log_level(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
         int l = log_level_from_string(value);
 
@@ -702,6 +825,12 @@ static const ConfigItem config_items[] = {
         ITEM("aws", "imds_url", item_url, aws.imds_url, 0, 0, "http://169.254.169.254", S),
         ITEM("aws", "profile", item_word, aws.profile, 0, 0, NULL, S),
         ITEM("aws", "credentials_file", item_path, aws.credentials_file, 0, 0, NULL, S),
+        ITEM("aws", "target_groups", item_target_groups, aws.target_groups, 0, 0, NULL, ITEM_LIST),
+        ITEM("aws", "deregistration_timeout", item_duration, aws.deregistration_timeout, SEC, 2 * HOUR, "330s", 0),
+        ITEM("aws", "registration_timeout", item_duration, aws.registration_timeout, SEC, 2 * HOUR, "300s", 0),
+        ITEM("aws", "autoscaling", item_autoscaling, aws.autoscaling, 0, 0, "off", 0),
+        ITEM("aws", "elb_endpoint_url", item_url, aws.elb_endpoint_url, 0, 0, NULL, S),
+        ITEM("aws", "autoscaling_endpoint_url", item_url, aws.autoscaling_endpoint_url, 0, 0, NULL, S),
 
         ITEM("checks", "url", item_url, checks.url, 0, 0, NULL, S | REQ),
         ITEM("checks", "expect_status", item_status_set, checks.expect_status, 0, 0, "200-299", 0),
@@ -1007,7 +1136,7 @@ static int config_handler(void *user, const char *section, const char *name, con
                 unknown_key(ctx, section, name);
                 return 1;
         }
-        if (ctx->item_line[i] > 0) {
+        if (ctx->item_line[i] > 0 && !(config_items[i].flags & ITEM_LIST)) {
                 ctx_fail(ctx, ctx->line, -EINVAL, "duplicate key '%s' in [%s] (first set at line %u)", name, section,
                          ctx->item_line[i]);
                 return 1;
@@ -1159,6 +1288,69 @@ static void check_cross(ParseContext *ctx) {
                                  "set unit)");
 }
 
+/* A target group lives in one region, and the instance must be in it to
+ * be its target: every ARN names the same region, and [aws] region when
+ * set. Without it the region comes from IMDS at start, and the AWS
+ * client compares it there. */
+static void check_aws(ParseContext *ctx) {
+        const Config *c = ctx->config;
+        unsigned line = later_line(ctx, "aws", OFF(aws.target_groups), OFF(aws.region));
+        char first[33] = "";
+
+        for (size_t i = 0; i < c->aws.n_target_groups; i++) {
+                char region[33];
+
+                if (!aws_target_group_arn_parse(c->aws.target_groups[i].arn, region, sizeof region)) {
+                        ctx_fail(ctx, line, -EINVAL, "[aws] target_groups: '%s' is not a target group ARN",
+                                 c->aws.target_groups[i].arn);
+                        return;
+                }
+                if (c->aws.region && !streq(region, c->aws.region)) {
+                        ctx_fail(ctx, line, -EINVAL,
+                                 "[aws] target_groups: '%s' is in region %s, but [aws] region is %s (an instance can "
+                                 "only be a target of a group in its own region)",
+                                 c->aws.target_groups[i].arn, region, c->aws.region);
+                        return;
+                }
+                if (first[0] && !streq(region, first)) {
+                        ctx_fail(ctx, line, -EINVAL,
+                                 "[aws] target_groups: '%s' is in region %s, '%s' in %s (an instance can only be a "
+                                 "target of groups in its own region)",
+                                 c->aws.target_groups[0].arn, first, c->aws.target_groups[i].arn, region);
+                        return;
+                }
+                memcpy(first, region, sizeof first);
+        }
+}
+
+bool config_aws_needs_identity(const Config *c) {
+        bool reboot_instance = false;
+
+        for (size_t i = 0; c->remedy.enabled && i < c->remedy.ladder_len; i++)
+                if (c->remedy.ladder[i] == REMEDY_REBOOT_INSTANCE)
+                        reboot_instance = true;
+        return c->aws.enabled &&
+               (reboot_instance || c->aws.n_target_groups > 0 || c->aws.autoscaling == AWS_AUTOSCALING_STANDBY);
+}
+
+bool config_aws_equal(const Config *x, const Config *y) {
+        if (x->aws.enabled != y->aws.enabled || !streq_ptr(x->aws.region, y->aws.region) ||
+            !streq_ptr(x->aws.instance_id, y->aws.instance_id) || !streq_ptr(x->aws.endpoint_url, y->aws.endpoint_url) ||
+            !streq_ptr(x->aws.imds_url, y->aws.imds_url) || !streq_ptr(x->aws.profile, y->aws.profile) ||
+            !streq_ptr(x->aws.credentials_file, y->aws.credentials_file) ||
+            x->aws.n_target_groups != y->aws.n_target_groups ||
+            x->aws.deregistration_timeout != y->aws.deregistration_timeout ||
+            x->aws.registration_timeout != y->aws.registration_timeout || x->aws.autoscaling != y->aws.autoscaling ||
+            !streq_ptr(x->aws.elb_endpoint_url, y->aws.elb_endpoint_url) ||
+            !streq_ptr(x->aws.autoscaling_endpoint_url, y->aws.autoscaling_endpoint_url))
+                return false;
+        for (size_t i = 0; i < x->aws.n_target_groups; i++)
+                if (!streq(x->aws.target_groups[i].arn, y->aws.target_groups[i].arn) ||
+                    x->aws.target_groups[i].port != y->aws.target_groups[i].port)
+                        return false;
+        return true;
+}
+
 /* Remediation without a fleet-wide budget must be asked for in writing: a
  * load spike on the whole fleet would otherwise reboot every host at once.
  * A dry run takes no slot and changes nothing, so it needs no budget. */
@@ -1242,6 +1434,7 @@ static void config_finalize(ParseContext *ctx) {
         check_slack(ctx);
         check_cross(ctx);
         check_budget(ctx);
+        check_aws(ctx);
         if (ctx->failed)
                 return;
 
@@ -1375,6 +1568,7 @@ Config *config_free(Config *c) {
         }
         for (size_t i = 0; i < REMEDY_LADDER_MAX; i++)
                 free(c->remedy.ladder_unit[i]);
+        target_groups_free(c->aws.target_groups, c->aws.n_target_groups);
         free(c->proxy.proxy_address);
         free(c->path);
         free(c);

@@ -46,6 +46,25 @@ typedef enum RemedyBudget {
 const char *remedy_budget_to_string(RemedyBudget b);
 RemedyBudget remedy_budget_from_string(const char *s);
 
+/* What [aws] autoscaling does around a remediation. */
+typedef enum AwsAutoscaling {
+        AWS_AUTOSCALING_OFF,     /* default: the group is not told */
+        AWS_AUTOSCALING_STANDBY, /* EnterStandby before, ExitStandby after */
+        _AWS_AUTOSCALING_MAX,
+        _AWS_AUTOSCALING_INVALID = -EINVAL,
+} AwsAutoscaling;
+
+const char *aws_autoscaling_to_string(AwsAutoscaling a);
+AwsAutoscaling aws_autoscaling_from_string(const char *s);
+
+/* One of [aws] target_groups: this instance is a target of it. */
+typedef struct TargetGroupRef {
+        char *arn;     /* arn:PARTITION:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID */
+        unsigned port; /* 0: the group's own port */
+} TargetGroupRef;
+
+#define CONFIG_TARGET_GROUPS_MAX 16
+
 /* Where [proxy] agent_check_address came from when it was not written. */
 typedef enum AgentCheckFrom {
         AGENT_CHECK_FROM_CONFIG,         /* [proxy] agent_check_address */
@@ -133,6 +152,13 @@ typedef struct Config {
                 char *imds_url;       /* default http://169.254.169.254 */
                 char *profile;
                 char *credentials_file;
+                TargetGroupRef *target_groups; /* ARN[:PORT], ... in the order written */
+                size_t n_target_groups;
+                usec_t deregistration_timeout; /* until the target is unused (or gone), default 330s */
+                usec_t registration_timeout;   /* until it is healthy again, default 300s */
+                AwsAutoscaling autoscaling;    /* default off */
+                char *elb_endpoint_url;        /* default https://elasticloadbalancing.REGION.amazonaws.com/ */
+                char *autoscaling_endpoint_url; /* default https://autoscaling.REGION.amazonaws.com/ */
         } aws;
 
         struct {
@@ -194,6 +220,15 @@ typedef struct Config {
  * limit: observe only); else what status and every remediation alert say,
  * starting with "no fleet budget". */
 const char *config_no_fleet_budget(const Config *c);
+
+/* Whether the agent needs this instance's identity (region, instance id,
+ * role credentials from IMDS): [aws] with reboot-instance in [remedy]'s
+ * ladder, target groups, or autoscaling = standby. */
+bool config_aws_needs_identity(const Config *c);
+
+/* Whether two configs' [aws] sections say the same, key by key: a reload
+ * that changes one rebuilds the AWS clients. */
+bool config_aws_equal(const Config *x, const Config *y);
 
 /* Parse INI text. `path` names the file in messages. On failure returns a
  * negative errno (-EINVAL for bad content) and *ret_error holds one line

@@ -10,10 +10,11 @@
 #include <systemd/sd-event.h>
 
 #include "awscreds.h"
+#include "awsquery.h"
 #include "http.h"
 
 #define EC2_API_VERSION "2016-11-15"
-#define EC2_ATTEMPTS 5
+#define EC2_ATTEMPTS AWS_QUERY_ATTEMPTS
 
 typedef enum Ec2Outcome {
         EC2_REBOOTING,          /* 200, <return>true</return> */

@@ -80,7 +80,7 @@ static int remedy_setup(Remedy *rm, char **ret_error) {
 
         if (!c->remedy.enabled)
                 return 0;
-        if (c->aws.enabled && ladder_has(c, REMEDY_REBOOT_INSTANCE)) {
+        if (config_aws_needs_identity(c)) {
                 r = aws_new(rm->event, rm->http, c, &rm->aws, ret_error);
                 if (r < 0)
                         return r;
@@ -146,16 +146,8 @@ void remedy_start(Remedy *rm) {
                 (void) aws_start(rm->aws);
 }
 
-static bool aws_config_equal(const Config *x, const Config *y) {
-        return x->aws.enabled == y->aws.enabled && streq_ptr(x->aws.region, y->aws.region) &&
-               streq_ptr(x->aws.instance_id, y->aws.instance_id) &&
-               streq_ptr(x->aws.endpoint_url, y->aws.endpoint_url) && streq_ptr(x->aws.imds_url, y->aws.imds_url) &&
-               streq_ptr(x->aws.profile, y->aws.profile) &&
-               streq_ptr(x->aws.credentials_file, y->aws.credentials_file);
-}
-
 int remedy_reconfigure(Remedy *rm, const Config *nc) {
-        bool need_aws = nc->remedy.enabled && nc->aws.enabled && ladder_has(nc, REMEDY_REBOOT_INSTANCE);
+        bool need_aws = nc->remedy.enabled && config_aws_needs_identity(nc);
         bool need_bus = nc->remedy.enabled && (ladder_has(nc, REMEDY_RESTART_UNIT) || ladder_has(nc, REMEDY_LOCAL_REBOOT));
         _cleanup_(freep) char *err = NULL;
         Aws *fresh = NULL;
@@ -166,10 +158,10 @@ int remedy_reconfigure(Remedy *rm, const Config *nc) {
         /* The AWS client holds a call, credentials and a token of its own:
          * replaced between remediations only, never under one. */
         if (rm->running || rm->reboot_awaited) {
-                if (need_aws != !!rm->aws || (rm->aws && !aws_config_equal(rm->config, nc)))
+                if (need_aws != !!rm->aws || (rm->aws && !config_aws_equal(rm->config, nc)))
                         log_warning("reload: new [aws] settings take effect once the remediation under way ends "
                                     "and the config is reloaded again, ignoring them for now");
-        } else if (need_aws && (!rm->aws || !aws_config_equal(rm->config, nc))) {
+        } else if (need_aws && (!rm->aws || !config_aws_equal(rm->config, nc))) {
                 r = aws_new(rm->event, rm->http, nc, &fresh, &err);
                 if (r < 0) {
                         log_warning("reload: [aws]: %s, keeping the previous settings", err ? err : strerror(-r));

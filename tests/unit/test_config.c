@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <syslog.h>
 
+#include "awsid.h"
 #include "config.h"
 #include "redisurl.h"
 #include "parse.h"
@@ -875,7 +876,9 @@ static const char *const all_keys[] = {
         "pool.list_key", "pool.drain", "pool.lease", "pool.heartbeat", "pool.on_unreachable", "pool.out_max", "slack.webhook_url",
         "slack.token", "slack.token_file", "slack.channel", "slack.api_url", "slack.webhook_url_file",
         "slack.timeout", "slack.remind", "slack.outbox_max", "slack.outbox_max_bytes", "aws.region", "aws.instance_id",
-        "aws.endpoint_url", "aws.imds_url", "aws.profile", "aws.credentials_file", "checks.url",
+        "aws.endpoint_url", "aws.imds_url", "aws.profile", "aws.credentials_file", "aws.target_groups",
+        "aws.deregistration_timeout", "aws.registration_timeout", "aws.autoscaling", "aws.elb_endpoint_url",
+        "aws.autoscaling_endpoint_url", "checks.url",
         "checks.expect_status", "checks.expect_content", "checks.public_address", "checks.attempts",
         "checks.timeout", "checks.local_address", "checks.every", "checks.rise", "checks.fall", "remedy.ladder", "remedy.settle", "remedy.reboot_timeout", "remedy.step_timeout", "remedy.grace", "remedy.max_per_window",
         "remedy.window", "remedy.dry_run", "remedy.unit", "remedy.budget", "proxy.agent_check_port", "proxy.agent_check_address",
@@ -1108,6 +1111,152 @@ static void test_aws_identifiers(void **state) {
                 assert_string_equal(c->aws.instance_id, ids_ok[i]);
                 config_free(c);
         }
+}
+
+#define TG_A "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef"
+#define TG_B "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/api-2/fedcba9876543210"
+#define TG_EU "arn:aws:elasticloadbalancing:eu-west-3:123456789012:targetgroup/web/0123456789abcdef"
+
+static void test_aws_routing_keys(void **state) {
+        Config *c, *d;
+
+        /* the defaults: no group, standby off, the documented timeouts */
+        c = parse_ok("[aws]\n");
+        assert_int_equal(c->aws.n_target_groups, 0);
+        assert_null(c->aws.target_groups);
+        assert_int_equal(c->aws.deregistration_timeout, 330 * USEC_PER_SEC);
+        assert_int_equal(c->aws.registration_timeout, 300 * USEC_PER_SEC);
+        assert_int_equal(c->aws.autoscaling, AWS_AUTOSCALING_OFF);
+        assert_null(c->aws.elb_endpoint_url);
+        assert_null(c->aws.autoscaling_endpoint_url);
+        assert_false(config_aws_needs_identity(c));
+        config_free(c);
+
+        /* commas, blanks or both; a port after the ARN */
+        c = parse_ok("[aws]\nregion = us-east-1\ntarget_groups = " TG_A ", " TG_B ":8080\ntarget_groups =  " TG_A ":81\n"
+                     "deregistration_timeout = 45s\nregistration_timeout = 2m\nautoscaling = standby\n"
+                     "elb_endpoint_url = http://127.0.0.1:9001/\nautoscaling_endpoint_url = http://127.0.0.1:9002/\n");
+        assert_int_equal(c->aws.n_target_groups, 3);
+        assert_string_equal(c->aws.target_groups[0].arn, TG_A);
+        assert_int_equal(c->aws.target_groups[0].port, 0);
+        assert_string_equal(c->aws.target_groups[1].arn, TG_B);
+        assert_int_equal(c->aws.target_groups[1].port, 8080);
+        assert_string_equal(c->aws.target_groups[2].arn, TG_A);
+        assert_int_equal(c->aws.target_groups[2].port, 81);
+        assert_int_equal(c->aws.deregistration_timeout, 45 * USEC_PER_SEC);
+        assert_int_equal(c->aws.registration_timeout, 120 * USEC_PER_SEC);
+        assert_int_equal(c->aws.autoscaling, AWS_AUTOSCALING_STANDBY);
+        assert_string_equal(c->aws.elb_endpoint_url, "http://127.0.0.1:9001/");
+        assert_string_equal(c->aws.autoscaling_endpoint_url, "http://127.0.0.1:9002/");
+        /* the instance's identity is needed for either, as for reboot-instance */
+        assert_true(config_aws_needs_identity(c));
+
+        /* a reload compares every key */
+        d = parse_ok("[aws]\nregion = us-east-1\ntarget_groups = " TG_A ", " TG_B ":8080\ntarget_groups =  " TG_A ":81\n"
+                     "deregistration_timeout = 45s\nregistration_timeout = 2m\nautoscaling = standby\n"
+                     "elb_endpoint_url = http://127.0.0.1:9001/\nautoscaling_endpoint_url = http://127.0.0.1:9002/\n");
+        assert_true(config_aws_equal(c, d));
+        config_free(d);
+        {
+                static const char *const other[] = {
+                        "target_groups = " TG_A ", " TG_B ":8080\n", /* one fewer */
+                        "target_groups = " TG_A ", " TG_B ":8081\ntarget_groups = " TG_A ":81\n", /* a port */
+                        "target_groups = " TG_B ":8080, " TG_A "\ntarget_groups = " TG_A ":81\n", /* the order */
+                        "deregistration_timeout = 46s\n",
+                        "registration_timeout = 3m\n",
+                        "autoscaling = off\n",
+                        "elb_endpoint_url = http://127.0.0.1:9003/\n",
+                        "autoscaling_endpoint_url = http://127.0.0.1:9003/\n",
+                };
+                static const char *const keys[] = {
+                        "target_groups = " TG_A ", " TG_B ":8080\ntarget_groups = " TG_A ":81\n",
+                        "deregistration_timeout = 45s\n",
+                        "registration_timeout = 2m\n",
+                        "autoscaling = standby\n",
+                        "elb_endpoint_url = http://127.0.0.1:9001/\n",
+                        "autoscaling_endpoint_url = http://127.0.0.1:9002/\n",
+                };
+                for (size_t i = 0; i < ELEMENTSOF(other); i++) {
+                        char text[2048];
+                        size_t off = (size_t) snprintf(text, sizeof text, "[aws]\nregion = us-east-1\n%s", other[i]);
+
+                        /* the same config but for that one key */
+                        for (size_t k = 0; k < ELEMENTSOF(keys); k++)
+                                if (strncmp(keys[k], other[i], strcspn(keys[k], "=")) != 0)
+                                        off += (size_t) snprintf(text + off, sizeof text - off, "%s", keys[k]);
+                        d = parse_ok(text);
+                        if (config_aws_equal(c, d))
+                                fail_msg("equal despite %s", other[i]);
+                        config_free(d);
+                }
+        }
+        config_free(c);
+
+        c = parse_ok("[aws]\nautoscaling = standby\n");
+        assert_true(config_aws_needs_identity(c));
+        config_free(c);
+        c = parse_ok("[aws]\n[remedy]\nladder = reboot-instance\nbudget = none\n");
+        assert_true(config_aws_needs_identity(c));
+        config_free(c);
+        c = parse_ok("[aws]\n[remedy]\nladder = reboot-local\nbudget = none\n");
+        assert_false(config_aws_needs_identity(c));
+        config_free(c);
+        /* no [aws], nothing to identify with */
+        c = parse_ok("[remedy]\nladder = reboot-instance\nbudget = none\n");
+        assert_false(config_aws_needs_identity(c));
+        config_free(c);
+
+        /* a region of the ARN's, without [aws] region: IMDS will say */
+        c = parse_ok("[aws]\ntarget_groups = " TG_EU "\n");
+        assert_int_equal(c->aws.n_target_groups, 1);
+        config_free(c);
+        /* a partition of its own */
+        c = parse_ok("[aws]\ntarget_groups = arn:aws-us-gov:elasticloadbalancing:us-gov-west-1:123456789012:"
+                     "targetgroup/a/0123456789abcdef\n");
+        config_free(c);
+
+        parse_fails("[aws]\ntarget_groups = " TG_A ", arn:aws:elasticloadbalancing:us-east-1:123:targetgroup/web/0123\n",
+                    P ":2: [aws] target_groups: invalid target group "
+                      "'arn:aws:elasticloadbalancing:us-east-1:123:targetgroup/web/0123' (" AWS_TARGET_GROUP_ARN_FORM
+                      ", then :PORT if the instance is registered on a port of its own)");
+        parse_fails("[aws]\ntarget_groups = web\n",
+                    P ":2: [aws] target_groups: invalid target group 'web' (" AWS_TARGET_GROUP_ARN_FORM
+                      ", then :PORT if the instance is registered on a port of its own)");
+        parse_fails("[aws]\ntarget_groups = " TG_A ":0\n",
+                    P ":2: [aws] target_groups: invalid port in '" TG_A ":0' (1-65535)");
+        parse_fails("[aws]\ntarget_groups = " TG_A ":65536\n",
+                    P ":2: [aws] target_groups: invalid port in '" TG_A ":65536' (1-65535)");
+        parse_fails("[aws]\ntarget_groups = " TG_B ":80, " TG_B ":80\n",
+                    P ":2: [aws] target_groups: target group '" TG_B ":80' is listed twice");
+        /* a second line adds to the first: a line holds two ARNs at most */
+        parse_fails("[aws]\ntarget_groups = " TG_B ":80, " TG_A "\ntarget_groups = " TG_A "\n",
+                    P ":3: [aws] target_groups: target group '" TG_A "' is listed twice");
+        parse_fails("[aws]\ntarget_groups = ,\n", P ":2: [aws] target_groups: no target group in ',' (write ARN[:PORT], ...)");
+        parse_fails("[aws]\nregion = us-east-1\ntarget_groups = " TG_EU "\n",
+                    P ":3: [aws] target_groups: '" TG_EU "' is in region eu-west-3, but [aws] region is us-east-1 "
+                      "(an instance can only be a target of a group in its own region)");
+        parse_fails("[aws]\ntarget_groups = " TG_A " " TG_EU "\n",
+                    P ":2: [aws] target_groups: '" TG_A "' is in region us-east-1, '" TG_EU "' in eu-west-3 "
+                      "(an instance can only be a target of groups in its own region)");
+        parse_fails("[aws]\nautoscaling = on\n", P ":2: [aws] autoscaling: invalid value 'on' (use standby or off)");
+        parse_fails("[aws]\nelb_endpoint_url = elb.local\n",
+                    P ":2: [aws] elb_endpoint_url: invalid URL 'elb.local' (use http://HOST/... or https://HOST/...)");
+        parse_fails("[aws]\nautoscaling_endpoint_url = ftp://x/\n",
+                    P ":2: [aws] autoscaling_endpoint_url: invalid URL 'ftp://x/' (use http://HOST/... or https://HOST/...)");
+        {
+                char text[4096], want[128];
+                size_t off = (size_t) snprintf(text, sizeof text, "[aws]\n");
+
+                for (unsigned i = 0; i <= CONFIG_TARGET_GROUPS_MAX; i++)
+                        off += (size_t) snprintf(text + off, sizeof text - off, "target_groups = " TG_A ":%u\n", 1000 + i);
+                snprintf(want, sizeof want, P ":%d: [aws] target_groups: more than 16 target groups",
+                         CONFIG_TARGET_GROUPS_MAX + 2);
+                parse_fails(text, want);
+        }
+        assert_string_equal(aws_autoscaling_to_string(AWS_AUTOSCALING_STANDBY), "standby");
+        assert_int_equal(aws_autoscaling_from_string("off"), AWS_AUTOSCALING_OFF);
+        assert_null(aws_autoscaling_to_string(_AWS_AUTOSCALING_MAX));
+        assert_int_equal(aws_autoscaling_from_string(NULL), _AWS_AUTOSCALING_INVALID);
 }
 
 static void test_urls(void **state) {
@@ -1416,6 +1565,7 @@ int main(void) {
                 cmocka_unit_test(test_bad_bytes),
                 cmocka_unit_test(test_budget),
                 cmocka_unit_test(test_aws_identifiers),
+                cmocka_unit_test(test_aws_routing_keys),
                 cmocka_unit_test(test_urls),
                 cmocka_unit_test(test_redis_url_redact),
                 cmocka_unit_test(test_pool_tls_keys),

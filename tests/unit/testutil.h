@@ -36,3 +36,23 @@ static inline void rm_rf(const char *dir) {
         assert_int_equal(system(cmd), 0);
         free(cmd);
 }
+
+/* A fixture file in a buffer of exactly its size, with no NUL after it:
+ * a parser must stay within `len` (ASan says so if it does not). */
+static inline char *read_fixture(const char *path, size_t *ret_len) {
+        FILE *f = fopen(path, "re");
+        char *buf = NULL;
+        long n;
+
+        if (!f)
+                return NULL;
+        if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0 &&
+            (buf = malloc((size_t) n)) && fread(buf, 1, (size_t) n, f) == (size_t) n)
+                *ret_len = (size_t) n;
+        else {
+                free(buf);
+                buf = NULL;
+        }
+        fclose(f);
+        return buf;
+}
