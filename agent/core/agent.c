@@ -319,11 +319,10 @@ static void capture_profile(void *userdata, const char *incident, const char *te
         alerts_profile(a->alerts, incident, text, detail);
 }
 
-static void capture_drain_released(void *userdata) {
-        Agent *a = userdata;
+static void drain_maybe_over(Agent *a, const char *reason);
 
-        if (a->state == STATE_DRAINING)
-                agent_post_event(a, EVENT_DRAINED, "drain grace over, evidence captured");
+static void capture_drain_released(void *userdata) {
+        drain_maybe_over(userdata, "drain grace over, evidence captured");
 }
 
 static const CaptureSink capture_sink = {
@@ -437,6 +436,13 @@ static void remedy_permission(void *userdata, const char *text, const char *deta
         alerts_notify(a->alerts, NOTICE_PERMISSION, text, detail);
 }
 
+static void remedy_record_standby(void *userdata, const char *group) {
+        Agent *a = userdata;
+
+        free(a->persist.standby_group);
+        a->persist.standby_group = group ? strdup(group) : NULL;
+}
+
 static void remedy_test_answer(void *userdata, uint64_t ticket, bool ok, const char *message) {
         Agent *a = userdata;
 
@@ -461,10 +467,14 @@ static const RemedySink remedy_sink = {
         .step_result = remedy_step_result,
         .permission = remedy_permission,
         .test_answer = remedy_test_answer,
+        .record_standby = remedy_record_standby,
 };
 
 static void retry_schedule(Agent *a, usec_t delay);
 static void drain_schedule(Agent *a, usec_t delay);
+static void route_detach_start(Agent *a);
+static void route_detach_quietly(Agent *a);
+static bool route_join_held(Agent *a, Event ev, const char *reason);
 
 static void timers_cancel(Agent *a) {
         a->retry_timer = sd_event_source_disable_unref(a->retry_timer);
@@ -884,6 +894,10 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
                 a->persist.incident.left_pool = agent_now_wall(a);
                 /* Any router that follows us (the pool, or HAProxy's agent-check)
                  * needs the grace to stop sending new requests. */
+                /* Behind AWS load balancers the drain is theirs too: their
+                 * deregistration delay, confirmed before anything is done. */
+                if (remedy_routes(a->remedy))
+                        route_detach_start(a);
                 drain_schedule(a, a->config->pool.enabled || a->config->proxy.enabled ? a->config->pool.drain : 0);
                 break;
 
@@ -900,6 +914,7 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
                 break;
 
         case ACTION_QUARANTINE:
+                route_detach_quietly(a);
                 if (a->pool_serving)
                         (void) action_pool_leave(a, "quarantined");
                 a->pool_serving = false;
@@ -923,6 +938,7 @@ static void action_run(Agent *a, const Transition *t, const char *reason) {
         case ACTION_ENTER_MAINTENANCE:
                 timers_cancel(a);
                 a->persist.maintenance = true;
+                route_detach_quietly(a);
                 (void) action_pool_leave(a, "maintenance");
                 a->pool_serving = false;
                 if (asprintf(&text, "%s in maintenance: %s", a->config->agent.host, strna(reason)) >= 0)
@@ -953,6 +969,8 @@ static void agent_step(Agent *a, Event ev, const char *reason) {
                           state_to_string(a->state));
                 return;
         }
+        if (t.action == ACTION_POOL_JOIN && route_join_held(a, ev, reason))
+                return; /* on_route_attached() posts it again */
         if (t.action == ACTION_GIVE_UP && ev == EVENT_DRAINED &&
             asprintf(&limit_reason, "remediation limit reached: %u in the last %s", a->config->remedy.max_per_window,
                      format_duration((char[32]) {}, 32, a->config->remedy.window)) >= 0)
@@ -1009,6 +1027,11 @@ static void agent_step(Agent *a, Event ev, const char *reason) {
                 }
         }
 
+        if (t.to != t.from && (a->route_attaching || a->route_detaching)) {
+                /* an operator stepped in meanwhile: the new action decides */
+                remedy_route_cancel(a->remedy);
+                a->route_attaching = a->route_detaching = false;
+        }
         if (t.from == STATE_REMEDIATING && t.to != STATE_REMEDIATING && remedy_is_running(a->remedy))
                 remedy_cancel(a->remedy); /* an operator drained us meanwhile */
         if (t.from == STATE_CHECKING && t.to != STATE_CHECKING && remedy_reboot_awaited(a->remedy))
@@ -1069,24 +1092,117 @@ static void retry_schedule(Agent *a, usec_t delay) {
                 log_warning_errno(r, "Cannot schedule a retry: %m, ignoring");
 }
 
+/* The drain is over when all of it is: the grace for routers that
+ * follow the pool, the load balancer's own deregistration, and the
+ * profile (a reboot would take it with it). Each calls this as it ends. */
+static void drain_maybe_over(Agent *a, const char *reason) {
+        if (a->state != STATE_DRAINING || !a->drain_grace_over || a->route_detaching)
+                return;
+        if (capture_hold_drain(a->capture))
+                return; /* capture_drain_released() comes back here */
+        agent_post_event(a, EVENT_DRAINED, reason);
+}
+
 static int on_drained(sd_event_source *s, uint64_t usec, void *userdata) {
         Agent *a = userdata;
         a->drain_timer = sd_event_source_disable_unref(a->drain_timer);
-        /* a reboot would take the profile with it */
-        if (capture_hold_drain(a->capture))
-                return 0;
-        agent_post_event(a, EVENT_DRAINED, "drain grace over");
+        a->drain_grace_over = true;
+        drain_maybe_over(a, "drain grace over");
         return 0;
 }
 
 static void drain_schedule(Agent *a, usec_t delay) {
         int r;
         a->drain_timer = sd_event_source_disable_unref(a->drain_timer);
+        a->drain_grace_over = false;
         r = sd_event_add_time_relative(a->event, &a->drain_timer, CLOCK_BOOTTIME, delay, USEC_PER_MSEC, on_drained, a);
         if (r < 0) {
                 log_warning_errno(r, "Cannot schedule the drain timer: %m; proceeding now");
-                agent_post_event(a, EVENT_DRAINED, "drain timer unavailable");
+                a->drain_grace_over = true;
+                drain_maybe_over(a, "drain timer unavailable");
         }
+}
+
+/* ---- behind AWS load balancers ---- */
+
+static void on_route_detached(int error, const char *code, const char *detail, void *userdata) {
+        Agent *a = userdata;
+        _cleanup_(freep) char *reason = NULL;
+
+        a->route_detaching = false;
+        if (a->state != STATE_DRAINING)
+                return;
+        if (error < 0) {
+                /* never reboot a host that may still be routed */
+                if (asprintf(&reason, "cannot confirm the host is out of the load balancer (%s): %s; no remediation",
+                             strna(code), strna(detail)) < 0)
+                        reason = NULL;
+                agent_post_event(a, EVENT_DETACH_FAILED, reason ? reason : "cannot confirm the host is out of "
+                                                                          "the load balancer; no remediation");
+                return;
+        }
+        drain_maybe_over(a, "drained from the load balancer, drain grace over");
+}
+
+static void route_detach_start(Agent *a) {
+        int r;
+
+        a->route_attached = false;
+        a->route_detaching = true;
+        r = remedy_detach(a->remedy, on_route_detached, a);
+        if (r < 0) {
+                a->route_detaching = false;
+                agent_post_event(a, EVENT_DETACH_FAILED, "cannot start leaving the load balancer; no remediation");
+        }
+}
+
+/* Out of the pool without a remediation to follow (quarantine, operator
+ * drain): out of the load balancer too, nothing waits for it. */
+static void route_detach_quietly(Agent *a) {
+        if (!remedy_routes(a->remedy) || a->route_detaching)
+                return;
+        a->route_attached = false;
+        remedy_detach_quietly(a->remedy);
+}
+
+static void on_route_attached(int error, const char *code, const char *detail, void *userdata) {
+        Agent *a = userdata;
+        _cleanup_(freep) char *reason = TAKE_PTR(a->route_join_reason);
+
+        a->route_attaching = false;
+        if (error < 0) {
+                _cleanup_(freep) char *why = NULL;
+
+                if (asprintf(&why, "checks passed, but the load balancer does not take the host back (%s): %s",
+                             strna(code), strna(detail)) < 0)
+                        why = NULL;
+                agent_post_event(a, EVENT_CHECKS_FAILED, why ? why : "the load balancer does not take the host back");
+                return;
+        }
+        a->route_attached = true;
+        agent_post_event(a, a->route_join_event, reason);
+}
+
+/* The join waits for the load balancer: registered and healthy (the
+ * ALB's own check), out of standby. true: the event is held. */
+static bool route_join_held(Agent *a, Event ev, const char *reason) {
+        int r;
+
+        if (!remedy_routes(a->remedy) || a->route_attached)
+                return false;
+        if (a->route_attaching)
+                return true;
+        a->route_join_event = ev;
+        free(a->route_join_reason);
+        a->route_join_reason = reason ? strdup(reason) : NULL;
+        a->route_attaching = true;
+        r = remedy_attach(a->remedy, on_route_attached, a);
+        if (r < 0) {
+                a->route_attaching = false;
+                log_warning_errno(r, "aws: cannot start attaching: %m; joining without the load balancer");
+                return false;
+        }
+        return true;
 }
 
 /* ---- CPU sampling ---- */
@@ -1512,7 +1628,9 @@ static int control_reload(void *userdata, char **ret_message) {
 
 static State agent_state_of(void *userdata) {
         Agent *a = userdata;
-        return a->state;
+        /* What routers are told. Registered again and waiting for the load
+         * balancer's health check to pass: that check asks us, so "up". */
+        return a->route_attaching ? STATE_SERVING : a->state;
 }
 
 static json_object *control_pool(void *userdata) {
@@ -2100,6 +2218,8 @@ Agent *agent_free(Agent *a) {
         readiness_stop(a);
         a->checkrun = checkrun_free(a->checkrun);
         a->remedy = remedy_free(a->remedy);
+        free(a->route_join_reason);
+        a->route_join_reason = NULL;
         a->capture = capture_free(a->capture);
         a->alerts = alerts_free(a->alerts);
         a->control = control_server_free(a->control);

@@ -102,6 +102,15 @@ struct Agent {
         json_object *last_checks;   /* NULL until checks ran */
         bool pool_serving;          /* our own view of membership */
 
+        /* Behind AWS load balancers (remedy_routes()): the drain waits for
+         * the targets to drain, the join for them to be healthy. */
+        bool route_attached;        /* attached since the last detach (or nothing was to do) */
+        bool route_detaching;       /* EVENT_DRAINED waits for it */
+        bool route_attaching;       /* the join waits; routers are told "up" meanwhile */
+        bool drain_grace_over;      /* the drain timer fired (or there was none) */
+        Event route_join_event;     /* the event the join waits to replay */
+        char *route_join_reason;
+
         /* History ring of transition objects (json) */
         json_object *history[AGENT_HISTORY_MAX];
         size_t history_len, history_head;

@@ -25,6 +25,7 @@ static const char *const event_table[_EVENT_MAX] = {
         [EVENT_BUDGET_DENIED] = "budget-denied",
         [EVENT_RETRY] = "retry",
         [EVENT_DRAINED] = "drained",
+        [EVENT_DETACH_FAILED] = "detach-failed",
         [EVENT_REMEDY_DONE] = "remedy-done",
         [EVENT_REMEDY_FAILED] = "remedy-failed",
         [EVENT_MAINTENANCE] = "maintenance",
@@ -97,6 +98,10 @@ static const Transition transitions[] = {
 
         T(DRAINING,    DRAINED,             REMEDY_ALLOWED,   REMEDIATING, REMEDIATE),
         T(DRAINING,    DRAINED,             REMEDY_EXHAUSTED, QUARANTINED, GIVE_UP),
+        /* Target groups or Auto Scaling could not confirm we are out:
+         * the host may still take requests, so no remediation; the
+         * quarantine's re-checks bring it back. */
+        T(DRAINING,    DETACH_FAILED,       NONE,             QUARANTINED, QUARANTINE),
 
         T(REMEDIATING, REMEDY_DONE,         NONE,             CHECKING,    RUN_CHECKS),
         T(REMEDIATING, REMEDY_FAILED,       NONE,             QUARANTINED, QUARANTINE),

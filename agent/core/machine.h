@@ -36,6 +36,7 @@ typedef enum Event {
         EVENT_RESUME,          /* monkeyctl resume */
         EVENT_RESTORE_HOLD,    /* started, and state.json says we gave up: stay out until resume */
         EVENT_DRY_RUN_DONE,    /* [remedy] dry_run: the budget asked, the ladder told, nothing done */
+        EVENT_DETACH_FAILED,   /* the load balancer's drain could not be confirmed: never reboot routed */
         _EVENT_MAX,
         _EVENT_INVALID = -EINVAL,
 } Event;

@@ -87,6 +87,7 @@ void persistent_state_done(PersistentState *s) {
         free(s->maintenance_reason);
         free(s->last_checks);
         free(s->held_reason);
+        free(s->standby_group);
         incident_clear(&s->incident);
         persistent_state_init(s);
 }
@@ -340,6 +341,9 @@ static int parse_object(json_object *root, PersistentState *s, char **ret_error)
         r = parse_opt_string(root, "held_reason", &s->held_reason, "", ret_error);
         if (r < 0)
                 return r;
+        r = parse_opt_string(root, "standby_group", &s->standby_group, "", ret_error);
+        if (r < 0)
+                return r;
 
         v = get_field(root, "clock_anchor");
         if (v) {
@@ -540,7 +544,8 @@ int state_format(const PersistentState *s, char **ret) {
             (r = json_add_string(o, "maintenance_reason", s->maintenance_reason)) < 0 ||
             (r = json_add(o, "held", json_object_new_boolean(s->held))) < 0 ||
             (r = json_add_string(o, "held_reason", s->held_reason)) < 0 ||
-            (r = json_add_string(o, "last_checks", s->last_checks)) < 0)
+            (r = json_add_string(o, "last_checks", s->last_checks)) < 0 ||
+            (r = json_add_string(o, "standby_group", s->standby_group)) < 0)
                 return r;
 
         if (s->anchor_wall != 0) {

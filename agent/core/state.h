@@ -57,6 +57,11 @@ typedef struct PersistentState {
         size_t n_remediations;
         Incident incident;             /* the last incident, open or closed */
         char *last_checks;             /* the last check report (JSON text), shown again after a restart */
+        /* The Auto Scaling group we put this instance in standby in
+         * (EnterStandby), NULL = none: written before the call, so a
+         * restart or the reboot's new boot takes it out again
+         * (ExitStandby), and never one an operator put there. */
+        char *standby_group;
         /* The wall clock and CLOCK_BOOTTIME read together at the first
          * start in boot `boot_id` (0 = none): with it, a wall clock that
          * steps while this boot runs does not move the reboot-loop guard. */

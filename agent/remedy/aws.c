@@ -66,6 +66,10 @@ struct Aws {
         usec_t checked_at;       /* wall clock */
         aws_permission_changed_t on_permission;
         void *on_permission_userdata;
+        /* aws_need_identity(): the routing calls wait for the same
+         * identity and credentials, beside the EC2 call (never in its slot) */
+        aws_identity_t identity_cb;
+        void *identity_userdata;
 };
 
 static usec_t now_clock(Aws *a, clockid_t clock) {
@@ -342,6 +346,12 @@ static void identity_step(Aws *a) {
         }
         a->attempt = 0;
         set_string(&a->identity_error, NULL);
+        if (a->identity_cb) {
+                aws_identity_t cb = a->identity_cb;
+
+                a->identity_cb = NULL;
+                cb(a, a->identity_userdata);
+        }
         if (!a->ec2) {
                 r = ec2_new(a->event, a->http, a->endpoint, a->region, &a->ec2);
                 if (r < 0) {
@@ -473,6 +483,36 @@ int aws_self_test(Aws *a, ec2_done_t cb, void *userdata) {
         a->want = (AwsWant) { .pending = true, .dry_run = true, .self_test = true, .cb = cb, .userdata = userdata };
         want_run(a);
         return 0;
+}
+
+int aws_need_identity(Aws *a, aws_identity_t cb, void *userdata) {
+        if (a->identity_cb && a->identity_userdata != userdata)
+                return -EBUSY;
+        a->identity_cb = cb;
+        a->identity_userdata = userdata;
+        identity_step(a); /* tells at once when everything is known */
+        return 0;
+}
+
+void aws_forget_identity_waiter(Aws *a, void *userdata) {
+        if (a && a->identity_userdata == userdata) {
+                a->identity_cb = NULL;
+                a->identity_userdata = NULL;
+        }
+}
+
+const AwsCredentials *aws_credentials(const Aws *a) {
+        return a && a->cred.source != AWS_CRED_NONE ? &a->cred : NULL;
+}
+
+const char *aws_region(const Aws *a) {
+        return a ? a->region : NULL;
+}
+
+void aws_credentials_expired(Aws *a) {
+        /* only role credentials can be fetched again; local keys stay */
+        if (a->use_role)
+                aws_credentials_done(&a->cred);
 }
 
 void aws_cancel(Aws *a) {

@@ -59,6 +59,21 @@ void aws_cancel(Aws *a);
 typedef void (*aws_ready_t)(Aws *a, void *userdata);
 int aws_when_ready(Aws *a, aws_ready_t cb, void *userdata);
 
+/* For the routing calls (target groups, Auto Scaling, awsroute.h):
+ * cb once the instance id, region and fresh credentials are known, at
+ * once when they are (before this returns), else from the loop. One
+ * waiter; -EBUSY when another userdata waits. Not bounded here: the
+ * caller's own deadline is. */
+typedef void (*aws_identity_t)(Aws *a, void *userdata);
+int aws_need_identity(Aws *a, aws_identity_t cb, void *userdata);
+void aws_forget_identity_waiter(Aws *a, void *userdata);
+/* NULL until found; borrowed (copy for a call). */
+const AwsCredentials *aws_credentials(const Aws *a);
+const char *aws_region(const Aws *a);
+/* A call was told ExpiredToken: role credentials are fetched again at
+ * the next aws_need_identity(). */
+void aws_credentials_expired(Aws *a);
+
 /* What the call in progress waits for: "IMDS" (instance identity or role
  * credentials) or "EC2", NULL when none runs; *ret_last_error the last
  * failure seen there (borrowed, NULL when none yet). */

@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "aws.h"
+#include "awsroute.h"
 #include "clock.h"
 #include "jsonutil.h"
 #include "log.h"
@@ -23,7 +24,8 @@ struct Remedy {
         const RemedySink *sink;
         void *userdata;
 
-        struct Aws *aws;                /* NULL without [aws] or reboot-instance */
+        struct Aws *aws;                /* NULL without [aws], or neither reboot-instance nor a route */
+        AwsRoute *route;                /* NULL without target groups or Auto Scaling standby */
         struct SysBus *sysbus;          /* NULL without local steps */
         size_t ladder_pos;
         uint64_t gen;                   /* tells a step's write completion from a cancelled ladder's */
@@ -74,18 +76,57 @@ static bool ladder_has(const Config *c, RemedyStep s) {
         return false;
 }
 
+/* ---- what the route asks of the ladder's owner ---- */
+
+static void on_standby_saved(void *userdata, uint64_t cookie, int error) {
+        Remedy *rm = userdata;
+
+        if (rm->route)
+                awsroute_recorded(rm->route, error);
+}
+
+static int route_record_standby(void *userdata, const char *group) {
+        Remedy *rm = userdata;
+
+        rm->sink->record_standby(rm->userdata, group);
+        return rm->sink->save(rm->userdata, on_standby_saved, rm, 0);
+}
+
+static const char *route_standby_group(void *userdata) {
+        Remedy *rm = userdata;
+
+        return rm->persist->standby_group;
+}
+
+static void route_step(void *userdata, const char *step, const char *detail) {
+        Remedy *rm = userdata;
+
+        if (rm->sink->route_step)
+                rm->sink->route_step(rm->userdata, step, detail);
+}
+
+static const AwsRouteSink route_sink = {
+        .record_standby = route_record_standby,
+        .standby_group = route_standby_group,
+        .step = route_step,
+};
+
 static int remedy_setup(Remedy *rm, char **ret_error) {
         const Config *c = rm->config;
         int r;
 
-        if (!c->remedy.enabled)
-                return 0;
         if (config_aws_needs_identity(c)) {
                 r = aws_new(rm->event, rm->http, c, &rm->aws, ret_error);
                 if (r < 0)
                         return r;
                 aws_set_permission_handler(rm->aws, aws_permission_changed, rm);
-        } else if (ladder_has(c, REMEDY_REBOOT_INSTANCE))
+                r = awsroute_new(rm->event, rm->http, rm->aws, c, &route_sink, rm, &rm->route);
+                if (r < 0)
+                        return r;
+        }
+        if (!c->remedy.enabled)
+                return 0;
+        if (!c->aws.enabled && ladder_has(c, REMEDY_REBOOT_INSTANCE))
                 log_warning("remedy: the ladder has reboot-instance but there is no [aws] section; that step will fail");
         if (ladder_has(c, REMEDY_RESTART_UNIT) || ladder_has(c, REMEDY_LOCAL_REBOOT)) {
                 r = sysbus_new(rm->event, &rm->sysbus);
@@ -147,7 +188,7 @@ void remedy_start(Remedy *rm) {
 }
 
 int remedy_reconfigure(Remedy *rm, const Config *nc) {
-        bool need_aws = nc->remedy.enabled && config_aws_needs_identity(nc);
+        bool need_aws = config_aws_needs_identity(nc);
         bool need_bus = nc->remedy.enabled && (ladder_has(nc, REMEDY_RESTART_UNIT) || ladder_has(nc, REMEDY_LOCAL_REBOOT));
         _cleanup_(freep) char *err = NULL;
         Aws *fresh = NULL;
@@ -157,7 +198,7 @@ int remedy_reconfigure(Remedy *rm, const Config *nc) {
                 log_warning("reload: [remedy] is gone; the remediation under way still ends as it began");
         /* The AWS client holds a call, credentials and a token of its own:
          * replaced between remediations only, never under one. */
-        if (rm->running || rm->reboot_awaited) {
+        if (rm->running || rm->reboot_awaited || awsroute_busy(rm->route)) {
                 if (need_aws != !!rm->aws || (rm->aws && !config_aws_equal(rm->config, nc)))
                         log_warning("reload: new [aws] settings take effect once the remediation under way ends "
                                     "and the config is reloaded again, ignoring them for now");
@@ -167,13 +208,24 @@ int remedy_reconfigure(Remedy *rm, const Config *nc) {
                         log_warning("reload: [aws]: %s, keeping the previous settings", err ? err : strerror(-r));
                         return r;
                 }
+                AwsRoute *route = NULL;
+
+                r = awsroute_new(rm->event, rm->http, fresh, nc, &route_sink, rm, &route);
+                if (r < 0) {
+                        aws_free(fresh);
+                        return r;
+                }
+                rm->route = awsroute_free(rm->route);
                 aws_free(rm->aws);
                 rm->aws = fresh;
+                rm->route = route;
                 aws_set_permission_handler(rm->aws, aws_permission_changed, rm);
                 (void) aws_start(rm->aws);
                 log_info("reload: new [aws] settings in use");
-        } else if (!need_aws && rm->aws)
+        } else if (!need_aws && rm->aws) {
+                rm->route = awsroute_free(rm->route);
                 rm->aws = aws_free(rm->aws);
+        }
         if (need_bus && !rm->sysbus) {
                 r = sysbus_new(rm->event, &rm->sysbus);
                 if (r < 0)
@@ -199,6 +251,7 @@ Remedy *remedy_free(Remedy *rm) {
                 return NULL;
         remedy_cancel(rm);
         sd_event_source_disable_unref(rm->test_deadline);
+        awsroute_free(rm->route);
         aws_free(rm->aws);
         sysbus_free(rm->sysbus);
         free(rm->last_failure);
@@ -738,6 +791,27 @@ static int on_test_reboot_deadline(sd_event_source *s, uint64_t usec, void *user
         return 0;
 }
 
+bool remedy_routes(Remedy *rm) {
+        return rm && rm->route;
+}
+
+int remedy_detach(Remedy *rm, awsroute_done_t cb, void *userdata) {
+        return rm->route ? awsroute_detach(rm->route, cb, userdata) : -ENOENT;
+}
+
+int remedy_attach(Remedy *rm, awsroute_done_t cb, void *userdata) {
+        return rm->route ? awsroute_attach(rm->route, cb, userdata) : -ENOENT;
+}
+
+void remedy_detach_quietly(Remedy *rm) {
+        if (rm->route)
+                (void) awsroute_detach_quietly(rm->route);
+}
+
+void remedy_route_cancel(Remedy *rm) {
+        awsroute_cancel(rm->route);
+}
+
 int remedy_test_reboot(Remedy *rm, uint64_t ticket, char **ret_message) {
         int r;
 
@@ -786,5 +860,6 @@ json_object *remedy_status_json(Remedy *rm) {
         }
         json_object_object_add(o, "step", rm->running ? json_object_new_int((int) rm->ladder_pos) : NULL);
         json_object_object_add(o, "aws", rm->aws ? aws_status_json(rm->aws) : NULL);
+        json_object_object_add(o, "route", rm->route ? awsroute_status_json(rm->route) : NULL);
         return o;
 }

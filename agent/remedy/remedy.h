@@ -21,6 +21,7 @@
 #include <json-c/json.h>
 #include <systemd/sd-event.h>
 
+#include "awsroute.h"
 #include "config.h"
 #include "http.h"
 #include "machine.h"
@@ -77,6 +78,13 @@ typedef struct RemedySink {
         void (*remediating)(void *userdata, const char *step, const char *text, const char *after);
         void (*step_result)(void *userdata, const char *text, const char *request_id);
         void (*permission)(void *userdata, const char *text, const char *detail);
+        /* The Auto Scaling group we put the instance in standby in (NULL:
+         * none any more), in memory until the next save
+         * (PersistentState.standby_group). */
+        void (*record_standby)(void *userdata, const char *group);
+        /* A step of the way out of or back into the load balancer (may be
+         * NULL): "deregistered", "drained", "healthy", ... */
+        void (*route_step)(void *userdata, const char *step, const char *detail);
         /* monkeyctl test-reboot's verdict for `ticket`. */
         void (*test_answer)(void *userdata, uint64_t ticket, bool ok, const char *message);
 } RemedySink;
@@ -119,6 +127,17 @@ bool remedy_reboot_awaited(Remedy *r);
  * there is no AWS client. */
 const char *remedy_instance_id(Remedy *r);
 const char *remedy_local_ipv4(Remedy *r);
+
+/* The host's place behind AWS load balancers (awsroute.h), when [aws]
+ * has target groups or Auto Scaling standby: remedy_routes() says so;
+ * the others answer -ENOENT without. The route's client and Aws are the
+ * ladder's; it is rebuilt on a reload only while no detach or attach
+ * runs. */
+bool remedy_routes(Remedy *r);
+int remedy_detach(Remedy *r, awsroute_done_t cb, void *userdata);
+int remedy_attach(Remedy *r, awsroute_done_t cb, void *userdata);
+void remedy_detach_quietly(Remedy *r);
+void remedy_route_cancel(Remedy *r);
 
 /* monkeyctl test-reboot: the DryRun self-test, answered to `ticket`. */
 int remedy_test_reboot(Remedy *r, uint64_t ticket, char **ret_message);

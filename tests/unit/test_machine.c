@@ -72,6 +72,7 @@ static const Cell expected[_STATE_MAX][_EVENT_MAX] = {
         },
         [STATE_DRAINING] = {
                 [EVENT_DRAINED] = G(ALLOWED, REMEDIATING, REMEDIATE, QUARANTINED, GIVE_UP),
+                [EVENT_DETACH_FAILED] = C(QUARANTINED, QUARANTINE),
                 [EVENT_MAINTENANCE] = C(MAINTENANCE, ENTER_MAINTENANCE),
         },
         [STATE_REMEDIATING] = {
@@ -149,8 +150,8 @@ static void test_every_pair(void **state) {
                         }
 
         assert_int_equal(checked, _STATE_MAX * _EVENT_MAX * 16);
-        /* 30 cells with a transition, each tried with 16 input combinations. */
-        assert_int_equal(transitions, 30 * 16);
+        /* 31 cells with a transition, each tried with 16 input combinations. */
+        assert_int_equal(transitions, 31 * 16);
 }
 
 static void test_guards_reported(void **state) {
@@ -305,7 +306,7 @@ static void test_strings(void **state) {
                 "start", "restore-maintenance", "checks-passed", "checks-failed", "breach",
                 "cleared", "budget-granted", "budget-denied", "retry", "drained",
                 "remedy-done", "remedy-failed", "maintenance", "resume", "restore-hold",
-                "dry-run-done",
+                "dry-run-done", "detach-failed",
         };
         static const char *const actions[] = {
                 "none", "run-checks", "pool-join", "request-leave", "alert-breach", "hold",
