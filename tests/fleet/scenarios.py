@@ -540,7 +540,7 @@ def behind_alb(live=False, colour=None):
         for h in others:
             assert_stayed_serving(h)
             gone = [e for e in f.aws.events() if e["kind"] == "target" and e["target"] == h.iid
-                    and e["state"] != "healthy"]
+                    and e["state"] != "healthy" and e["t"] >= tl.t_ready + tl.t0]
             check(not gone, "%s's target left healthy: %s" % (h.name, gone[:3]))
         g = f.aws.group(AUTOSCALING_GROUP)
         check(g["desired"] == 3 and all(v == ("InService", "Healthy") for v in g["instances"].values()),
