@@ -32,7 +32,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "doubles"))
-from harness import Agent, check, describe, main, wait_until  # noqa: E402
+from harness import Agent, check, check_answer_times, describe, main, wait_until  # noqa: E402
 from proxyfleet import Redis, free_port  # noqa: E402
 from aws_double import AwsDouble  # noqa: E402
 
@@ -241,12 +241,15 @@ def h3_idle_limits_slowloris():
             expect(port, 200, "serving")
             t_get = time.monotonic() - t0
             times = []
-            for _ in range(5):
+            for _ in range(10):
                 t0 = time.monotonic()
                 a.status()
                 times.append(time.monotonic() - t0)
-            check(max(times) < 0.1, "status took %.3f s with 200 idle connections" % max(times))
-            print("   200 idle: GET in %.3f s, status in %.3f s at most" % (t_get, max(times)))
+            med, worst = check_answer_times(times, "with 200 idle HTTP connections")
+            cp = a.ctl("status")   # the binary too (its own start-up is most of its time)
+            check(cp.returncode == 0 and "200 connections" in cp.stdout, "monkeyctl status: " + describe(cp))
+            print("   200 idle: GET in %.3f s, status in %.0f ms (median), %.0f ms at worst"
+                  % (t_get, med * 1000, worst * 1000))
 
             # 40 more from one address: 32 per address at most
             extra = []
