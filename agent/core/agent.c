@@ -1491,6 +1491,7 @@ json_object *agent_status_json(Agent *a) {
 #undef INTEG
         json_object_object_add(o, "integrations", integ);
         json_object_object_add(o, "agent_check", agentcheck_status_json(a->agent_check));
+        json_object_object_add(o, "health", healthendpoint_status_json(a->health));
         json_object_object_add(o, "slack", alerts_status_json(a->alerts));
         {
                 json_object *ev = capture_status_json(a->capture);
@@ -1631,6 +1632,13 @@ static State agent_state_of(void *userdata) {
         /* What routers are told. Registered again and waiting for the load
          * balancer's health check to pass: that check asks us, so "up". */
         return a->route_attaching ? STATE_SERVING : a->state;
+}
+
+static State agent_health_of(void *userdata, const char **ret_reason) {
+        Agent *a = userdata;
+
+        *ret_reason = a->state_reason;
+        return a->state;
 }
 
 static json_object *control_pool(void *userdata) {
@@ -1805,9 +1813,9 @@ static void agent_check_reconfigure(Agent *a, const Config *nc) {
             streq_ptr(nc->pool.address, oc->pool.address) &&
             streq_ptr(nc->checks.public_address, oc->checks.public_address))
                 return;
-        if (!nc->proxy.enabled) {
+        if (!nc->proxy.enabled || nc->proxy.agent_check_port == 0) {
                 a->agent_check = agentcheck_free(a->agent_check);
-                log_info("reload: [proxy] removed, agent-check listener closed");
+                log_info("reload: no [proxy] agent_check_port, agent-check listener closed");
                 return;
         }
         r = agentcheck_new_from_config(a->event, nc, agent_state_of, a, &fresh);
@@ -1828,6 +1836,43 @@ static void agent_check_reconfigure(Agent *a, const Config *nc) {
         a->agent_check = fresh;
         log_info("reload: agent-check listener on port %u from the new [proxy] settings",
                  (unsigned) nc->proxy.agent_check_port);
+}
+
+/* The HTTP health endpoint follows [proxy] health_* as the agent-check
+ * does: a new socket for a new address, port or path, the old one kept
+ * when the new one cannot be had (a load balancer asking there keeps its
+ * answers; the error names the address). */
+static void health_reconfigure(Agent *a, const Config *nc) {
+        const Config *oc = a->config;
+        HealthEndpoint *fresh = NULL;
+        int r;
+
+        if (nc->proxy.health_port == oc->proxy.health_port &&
+            streq_ptr(nc->proxy.health_address, oc->proxy.health_address) &&
+            streq_ptr(nc->proxy.health_path, oc->proxy.health_path) && !!a->health == (nc->proxy.health_port > 0))
+                return;
+        if (nc->proxy.health_port == 0) {
+                if (a->health)
+                        log_info("reload: no [proxy] health_port, HTTP health endpoint closed");
+                a->health = healthendpoint_free(a->health);
+                return;
+        }
+        r = healthendpoint_new_from_config(a->event, nc, agent_health_of, a, &fresh);
+        if (r == -EADDRINUSE && a->health && oc->proxy.health_port == nc->proxy.health_port) {
+                /* the same port on an overlapping address or a new path: hand it over */
+                a->health = healthendpoint_free(a->health);
+                r = healthendpoint_new_from_config(a->event, nc, agent_health_of, a, &fresh);
+                if (r < 0)
+                        (void) healthendpoint_new_from_config(a->event, oc, agent_health_of, a, &a->health);
+        }
+        if (r < 0) {
+                log_warning_errno(r, "reload: cannot listen for HTTP health checks on %s port %u: %m, %s",
+                                  nc->proxy.health_address, (unsigned) nc->proxy.health_port,
+                                  a->health ? "keeping the previous listener" : "no listener now");
+                return;
+        }
+        healthendpoint_free(a->health);
+        a->health = fresh;
 }
 
 /* The reload's verdict, for the log, sd_notify and the caller: "SECTION:
@@ -1911,6 +1956,7 @@ int agent_reload(Agent *a, char **ret_error) {
         } else if (!!a->pool != nc->pool.enabled)
                 log_warning("reload: adding or removing [pool] takes effect at the next restart, ignoring");
         agent_check_reconfigure(a, nc);
+        health_reconfigure(a, nc);
         (void) remedy_reconfigure(a->remedy, nc);
         log_max_level = nc->agent.log_level;
         /* A reload may grant or revoke [agent] control_group at once. */
@@ -2163,7 +2209,12 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
                 if (r < 0)
                         return r;
         }
-        if (a->config->proxy.enabled) {
+        if (a->config->proxy.health_port > 0) {
+                r = healthendpoint_new_from_config(a->event, a->config, agent_health_of, a, &a->health);
+                if (r < 0)
+                        return r; /* logged with the address */
+        }
+        if (a->config->proxy.agent_check_port > 0) {
                 r = agentcheck_new_from_config(a->event, a->config, agent_state_of, a, &a->agent_check);
                 if (r < 0)
                         return log_error_errno(r, "Cannot listen for HAProxy's agent-check on %s port %u: %m",
@@ -2224,6 +2275,7 @@ Agent *agent_free(Agent *a) {
         a->alerts = alerts_free(a->alerts);
         a->control = control_server_free(a->control);
         a->agent_check = agentcheck_free(a->agent_check);
+        a->health = healthendpoint_free(a->health);
         a->pool = pool_free(a->pool);
         /* its last users (Slack, AWS, the checks) are gone */
         a->http = http_free(a->http);

@@ -16,6 +16,7 @@
 #include "clock.h"
 #include "jsonutil.h"
 #include "evidence.h"
+#include "healthendpoint.h"
 #include "http.h"
 #include "notify.h"
 #include "outbox.h"
@@ -79,6 +80,7 @@ struct Agent {
         /* Integrations (NULL when not configured) */
         Pool *pool;
         AgentCheck *agent_check;
+        HealthEndpoint *health;         /* [proxy] health_port */
 
         Http *http;                     /* Slack, AWS and the checks share it; freed after them */
         struct Alerts *alerts;          /* the alert pipeline: Slack, outbox, gates */

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "fileio.h"
 #include "log.h"
+#include "netaddr.h"
 #include "parse.h"
 #include "redisurl.h"
 #include "secret.h"
@@ -122,6 +123,12 @@ static const char *const agent_check_from_table[_AGENT_CHECK_FROM_MAX] = {
         [AGENT_CHECK_FROM_PUBLIC_ADDRESS] = "[checks] public_address",
         [AGENT_CHECK_FROM_WILDCARD] = "wildcard",
 };
+
+const char *config_listen_fallback(const char *address, AgentCheckFrom from, int r) {
+        if (r != -EADDRNOTAVAIL || from == AGENT_CHECK_FROM_CONFIG || from == AGENT_CHECK_FROM_WILDCARD)
+                return NULL;
+        return netaddr_is_ipv6(address) ? "::" : "0.0.0.0";
+}
 
 const char *agent_check_from_to_string(AgentCheckFrom f) {
         if (f < 0 || f >= _AGENT_CHECK_FROM_MAX)
@@ -368,6 +375,22 @@ static int item_path(const ConfigItem *it, const char *value, Config *c, void *d
                 return reason(ret_reason, -EINVAL, "'%s' is not an absolute path", value);
         if (strlen(value) > max)
                 return reason(ret_reason, -ERANGE, "path is too long (%zu characters, at most %zu)", strlen(value), max);
+        return set_string(dest, value);
+}
+
+/* The path part of a URL as a client sends it: no query, no fragment, no
+ * percent-encoding (the server compares it with the decoded path). */
+static int item_http_path(const ConfigItem *it, const char *value, Config *c, void *dest, char **ret_reason) {
+        if (value[0] != '/')
+                return reason(ret_reason, -EINVAL, "'%s' must start with '/' (e.g. /health)", shown(it, value));
+        if (strlen(value) > (size_t) it->max)
+                return reason(ret_reason, -ERANGE, "path is too long (%zu characters, at most %u)", strlen(value),
+                              (unsigned) it->max);
+        for (const char *p = value; *p; p++)
+                if (*p <= ' ' || *p >= 0x7f || strchr("?#%", *p))
+                        return reason(ret_reason, -EINVAL,
+                                      "'%s' must be a plain URL path: printable ASCII without blanks, '?', '#' or '%%'",
+                                      shown(it, value));
         return set_string(dest, value);
 }
 
@@ -854,9 +877,14 @@ static const ConfigItem config_items[] = {
         ITEM("remedy", "grace", item_duration, remedy.grace, 0, DAY, "10m", 0),
         ITEM("remedy", "budget", item_budget, remedy.budget, 0, 0, "pool", 0),
 
-        ITEM("proxy", "agent_check_port", item_port, proxy.agent_check_port, 1, 65535, NULL, REQ),
+        /* one of agent_check_port and health_port: check_proxy() */
+        ITEM("proxy", "agent_check_port", item_port, proxy.agent_check_port, 1, 65535, NULL, 0),
         /* default: derived in config_finalize() from [pool] / [checks] */
         ITEM("proxy", "agent_check_address", item_ipaddr, proxy.agent_check_address, 0, 0, NULL, S),
+        ITEM("proxy", "health_port", item_port, proxy.health_port, 1, 65535, NULL, 0),
+        /* default: derived as agent_check_address is */
+        ITEM("proxy", "health_address", item_ipaddr, proxy.health_address, 0, 0, NULL, S),
+        ITEM("proxy", "health_path", item_http_path, proxy.health_path, 0, 255, "/", S),
 
         ITEM("evidence", "profile", item_duration, evidence.profile, 0, 5 * MINUTE, "0", 0),
         ITEM("evidence", "frequency", item_unsigned, evidence.frequency, 1, 10000, "99", 0),
@@ -1399,8 +1427,21 @@ static bool hostport_ip(const char *hp, char *buf, size_t size) {
 /* HAProxy's agent-check connects to the server's own address (unless its
  * server line says agent-addr): a listener on 127.0.0.1 behind a server on
  * another address is never reached, and HAProxy ignores that silently. So
- * the default is the address proxies route to. */
-static void derive_agent_check_address(ParseContext *ctx) {
+ * the default is the address proxies route to. A load balancer's HTTP
+ * health check does the same, so the health endpoint shares the default. */
+static void derive_listen_address(ParseContext *ctx, const char *ip, AgentCheckFrom from, char **address,
+                                  AgentCheckFrom *ret_from) {
+        if (*address) {
+                *ret_from = AGENT_CHECK_FROM_CONFIG;
+                return;
+        }
+        *ret_from = from;
+        *address = strdup(from == AGENT_CHECK_FROM_WILDCARD ? "0.0.0.0" : ip);
+        if (!*address)
+                ctx_fail_oom(ctx);
+}
+
+static void derive_proxy_addresses(ParseContext *ctx) {
         Config *c = ctx->config;
         char ip[INET6_ADDRSTRLEN];
         AgentCheckFrom from = AGENT_CHECK_FROM_WILDCARD;
@@ -1417,14 +1458,23 @@ static void derive_agent_check_address(ParseContext *ctx) {
                         return;
                 }
         }
-        if (c->proxy.agent_check_address) {
-                c->proxy.agent_check_from = AGENT_CHECK_FROM_CONFIG;
-                return;
-        }
-        c->proxy.agent_check_from = from;
-        c->proxy.agent_check_address = strdup(from == AGENT_CHECK_FROM_WILDCARD ? "0.0.0.0" : ip);
-        if (!c->proxy.agent_check_address)
-                ctx_fail_oom(ctx);
+        derive_listen_address(ctx, ip, from, &c->proxy.agent_check_address, &c->proxy.agent_check_from);
+        derive_listen_address(ctx, ip, from, &c->proxy.health_address, &c->proxy.health_from);
+}
+
+/* A deployment behind an ALB has no HAProxy: either listener makes the
+ * section useful, none makes it a mistake. */
+static void check_proxy(ParseContext *ctx) {
+        const Config *c = ctx->config;
+
+        if (c->proxy.enabled && c->proxy.agent_check_port == 0 && c->proxy.health_port == 0)
+                ctx_fail(ctx, section_line_of(ctx, "proxy"), -EINVAL,
+                         "[proxy] needs agent_check_port (HAProxy's agent-check), health_port (an HTTP health "
+                         "check, e.g. an AWS load balancer's), or both");
+        else if (c->proxy.enabled && c->proxy.agent_check_port == c->proxy.health_port)
+                ctx_fail(ctx, later_line(ctx, "proxy", OFF(proxy.agent_check_port), OFF(proxy.health_port)), -EINVAL,
+                         "[proxy] agent_check_port and health_port must differ (%u is both)",
+                         (unsigned) c->proxy.health_port);
 }
 
 static void config_finalize(ParseContext *ctx) {
@@ -1459,7 +1509,8 @@ static void config_finalize(ParseContext *ctx) {
                         return;
                 }
         }
-        derive_agent_check_address(ctx);
+        derive_proxy_addresses(ctx);
+        check_proxy(ctx);
 }
 
 #undef OFF

@@ -77,6 +77,13 @@ typedef enum AgentCheckFrom {
 
 const char *agent_check_from_to_string(AgentCheckFrom f);
 
+/* Where a listener on a derived address listens instead when binding it
+ * failed with r: -EADDRNOTAVAIL for an address from [pool] or [checks]
+ * that is not on this host (NAT, an elastic IP: the connections for it
+ * arrive on some local one) gives the wildcard of its family; anything
+ * else (a written address, another error) NULL: no retry. Pure. */
+const char *config_listen_fallback(const char *address, AgentCheckFrom from, int r);
+
 #define REMEDY_LADDER_MAX 8
 
 typedef struct Config {
@@ -192,12 +199,18 @@ typedef struct Config {
 
         struct {
                 bool enabled;
-                uint16_t agent_check_port;
+                uint16_t agent_check_port; /* 0: no HAProxy agent-check listener */
                 /* Default: the IP of [pool] address (HAProxy's agent-check
                  * connects to the server's own address), else of [checks]
                  * public_address, else 0.0.0.0; agent_check_from says which. */
                 char *agent_check_address;
                 AgentCheckFrom agent_check_from;
+                /* The HTTP health endpoint (healthendpoint.h); at least one
+                 * of the two ports is set when the section is there. */
+                uint16_t health_port; /* 0: off */
+                char *health_address; /* default derived as agent_check_address is */
+                AgentCheckFrom health_from; /* CONFIG: [proxy] health_address */
+                char *health_path;    /* default "/" */
                 /* The IP proxies know this host by (the same sources, never
                  * the written agent_check_address), NULL when unknown: what
                  * the listener must be reachable on. */

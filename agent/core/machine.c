@@ -182,6 +182,15 @@ bool state_is_in_pool(State s) {
         return s == STATE_SERVING || s == STATE_OVERLOADED || s == STATE_HOLDING;
 }
 
+Traffic state_traffic(State s) {
+        if (state_is_in_pool(s))
+                return TRAFFIC_SEND;
+        if (s == STATE_DRAINING)
+                return TRAFFIC_DRAIN;
+        /* an unknown state must never look routable */
+        return TRAFFIC_STOP;
+}
+
 static const char *table_to_string(const char *const *table, size_t n, int i) {
         if (i < 0 || (size_t) i >= n)
                 return NULL;

@@ -101,6 +101,20 @@ const Transition *fsm_table(size_t *ret_n);
 /* True when the host is (or is about to be) routed: SERVING, OVERLOADED, HOLDING. */
 bool state_is_in_pool(State s);
 
+/* What a load balancer asking this host should do with traffic. The one
+ * decision every health answer is made from (HAProxy's agent-check, the
+ * HTTP health endpoint), so they can never disagree. */
+typedef enum Traffic {
+        TRAFFIC_SEND,  /* SERVING, OVERLOADED, HOLDING */
+        TRAFFIC_DRAIN, /* DRAINING: finish what is in flight, send nothing new */
+        TRAFFIC_STOP,  /* every other state, and any unknown one */
+        _TRAFFIC_MAX,
+        _TRAFFIC_INVALID = -EINVAL,
+} Traffic;
+
+/* Pure. */
+Traffic state_traffic(State s);
+
 const char *state_to_string(State s);   /* "SERVING" */
 State state_from_string(const char *s);
 const char *event_to_string(Event e);   /* "breach" */

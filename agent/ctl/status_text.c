@@ -820,6 +820,30 @@ static void format_agent_check(FILE *f, json_object *st) {
         }
 }
 
+/* health      HTTP on 127.0.0.3 port 8080 path / (from [pool] address): 2 connections, 310 requests, 0 refused */
+static void format_health(FILE *f, json_object *st) {
+        json_object *h = field(st, "health");
+
+        if (!h || !json_object_is_type(h, json_type_object))
+                return; /* no [proxy] health_port, or an older agent */
+        put_label(f, "health");
+        fputs("HTTP on ", f);
+        put_sane(f, str_field(h, "address"));
+        fputs(" port ", f);
+        put_count(f, h, "port");
+        fputs(" path ", f);
+        put_sane(f, str_field(h, "path"));
+        fputs(" (from ", f);
+        put_sane(f, str_field(h, "from"));
+        fputs("): ", f);
+        put_count(f, h, "connections");
+        fputs(" connections, ", f);
+        put_count(f, h, "requests");
+        fputs(" requests, ", f);
+        put_count(f, h, "refused");
+        fputs(" refused\n", f);
+}
+
 /* slack  bot-token #incidents: 2 waiting (next try in 4s), 17 delivered
  *        PAUSED: Slack: invalid_auth (HTTP 200): check [slack] settings */
 static void format_slack(FILE *f, json_object *st) {
@@ -903,6 +927,7 @@ int status_text_format(json_object *status, char **ret) {
         format_incident(f, status);
         format_remedy(f, status);
         format_agent_check(f, status);
+        format_health(f, status);
         format_slack(f, status);
         format_config(f, status);
 

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "log.h"
+#include "netaddr.h"
 
 /* Connections handled per wakeup; the rest wait for the next one (the
  * listen socket stays readable, so sd-event comes straight back). */
@@ -38,57 +39,14 @@ struct AgentCheck {
         char *note;
 };
 
-static const char *const word_table[_STATE_MAX] = {
-        [STATE_BOOT] = "maint\n",
-        [STATE_CHECKING] = "maint\n",
-        [STATE_SERVING] = "up ready\n",
-        [STATE_OVERLOADED] = "up ready\n",
-        [STATE_HOLDING] = "up ready\n",
-        [STATE_DRAINING] = "drain\n",
-        [STATE_REMEDIATING] = "maint\n",
-        [STATE_QUARANTINED] = "maint\n",
-        [STATE_MAINTENANCE] = "maint\n",
+static const char *const word_table[_TRAFFIC_MAX] = {
+        [TRAFFIC_SEND] = "up ready\n",
+        [TRAFFIC_DRAIN] = "drain\n",
+        [TRAFFIC_STOP] = "maint\n",
 };
 
 const char *agentcheck_word(State s) {
-        /* An unknown state must never look routable. */
-        if (s < 0 || s >= _STATE_MAX || !word_table[s])
-                return "maint\n";
-        return word_table[s];
-}
-
-/* Accepts "127.0.0.1", "::1" and "[::1]". */
-static int parse_address(const char *address, uint16_t port, struct sockaddr_storage *ret, socklen_t *ret_len) {
-        struct sockaddr_storage ss = {};
-        char buf[INET6_ADDRSTRLEN + 2];
-        const char *a = isempty(address) ? "127.0.0.1" : address;
-        size_t n = strlen(a);
-
-        if (n >= 2 && a[0] == '[' && a[n - 1] == ']') {
-                if (n - 2 >= sizeof(buf))
-                        return -EINVAL;
-                memcpy(buf, a + 1, n - 2);
-                buf[n - 2] = '\0';
-                a = buf;
-        }
-
-        struct sockaddr_in *in4 = (struct sockaddr_in *) &ss;
-        if (inet_pton(AF_INET, a, &in4->sin_addr) == 1) {
-                in4->sin_family = AF_INET;
-                in4->sin_port = htons(port);
-                *ret = ss;
-                *ret_len = sizeof(struct sockaddr_in);
-                return 0;
-        }
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &ss;
-        if (inet_pton(AF_INET6, a, &in6->sin6_addr) == 1) {
-                in6->sin6_family = AF_INET6;
-                in6->sin6_port = htons(port);
-                *ret = ss;
-                *ret_len = sizeof(struct sockaddr_in6);
-                return 0;
-        }
-        return -EINVAL;
+        return word_table[state_traffic(s)];
 }
 
 static void answer(AgentCheck *a, int cfd) {
@@ -162,15 +120,10 @@ static int on_listen(sd_event_source *s, int fd, uint32_t revents, void *userdat
 int agentcheck_new(sd_event *e, const char *address, uint16_t port, State (*state_of)(void *userdata),
                    void *userdata, AgentCheck **ret) {
         _cleanup_(agentcheck_freep) AgentCheck *a = NULL;
-        struct sockaddr_storage ss;
-        socklen_t sl;
-        int r, one = 1;
+        int r;
 
         if (!e || !state_of || !ret)
                 return -EINVAL;
-        r = parse_address(address, port, &ss, &sl);
-        if (r < 0)
-                return r;
 
         a = calloc(1, sizeof(*a));
         if (!a)
@@ -180,23 +133,9 @@ int agentcheck_new(sd_event *e, const char *address, uint16_t port, State (*stat
         a->state_of = state_of;
         a->userdata = userdata;
 
-        a->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        a->fd = netaddr_listen(address, port, AGENTCHECK_BACKLOG, &a->port);
         if (a->fd < 0)
-                return negative_errno();
-        if (setsockopt(a->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
-                return negative_errno();
-        if (ss.ss_family == AF_INET6 && setsockopt(a->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
-                return negative_errno();
-        if (bind(a->fd, (struct sockaddr *) &ss, sl) < 0)
-                return negative_errno();
-        if (listen(a->fd, AGENTCHECK_BACKLOG) < 0)
-                return negative_errno();
-
-        sl = sizeof(ss);
-        if (getsockname(a->fd, (struct sockaddr *) &ss, &sl) < 0)
-                return negative_errno();
-        a->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *) &ss)->sin_port
-                                                 : ((struct sockaddr_in6 *) &ss)->sin6_port);
+                return a->fd;
 
         r = sd_event_add_io(e, &a->io, a->fd, EPOLLIN, on_listen, a);
         if (r < 0)
@@ -232,7 +171,7 @@ static int ip_parse(const char *s, int *ret_family, struct in6_addr *ret) {
         struct sockaddr_storage ss;
         socklen_t sl;
 
-        if (isempty(s) || parse_address(s, 0, &ss, &sl) < 0)
+        if (isempty(s) || netaddr_parse(s, 0, &ss, &sl) < 0)
                 return -EINVAL;
         *ret = (struct in6_addr) {};
         *ret_family = ss.ss_family;
@@ -259,13 +198,6 @@ AgentCheckReach agentcheck_reachable(const char *listen_ip, const char *proxy_ip
         return AGENTCHECK_REACH_NO;
 }
 
-static bool address_is_ipv6(const char *s) {
-        struct in6_addr a;
-        int f;
-
-        return ip_parse(s, &f, &a) >= 0 && f == AF_INET6;
-}
-
 int agentcheck_new_from_config(sd_event *e, const Config *c, State (*state_of)(void *userdata), void *userdata,
                                AgentCheck **ret) {
         _cleanup_(agentcheck_freep) AgentCheck *a = NULL;
@@ -281,13 +213,11 @@ int agentcheck_new_from_config(sd_event *e, const Config *c, State (*state_of)(v
                 from = AGENT_CHECK_FROM_WILDCARD;
         }
         r = agentcheck_new(e, address, c->proxy.agent_check_port, state_of, userdata, &a);
-        if (r == -EADDRNOTAVAIL && from != AGENT_CHECK_FROM_CONFIG && from != AGENT_CHECK_FROM_WILDCARD) {
-                /* The advertised address is not on this host (NAT, an
-                 * elastic IP): connections for it arrive on some local one. */
+        if (config_listen_fallback(address, from, r)) {
                 log_warning("agent-check: %s (from %s) is not an address of this host, listening on all addresses "
                             "instead",
                             address, agent_check_from_to_string(from));
-                address = address_is_ipv6(address) ? "::" : "0.0.0.0";
+                address = config_listen_fallback(address, from, r);
                 fell_back = true;
                 r = agentcheck_new(e, address, c->proxy.agent_check_port, state_of, userdata, &a);
         }

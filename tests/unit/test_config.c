@@ -168,6 +168,10 @@ static void test_defaults(void **state) {
         assert_string_equal(c->proxy.agent_check_address, "0.0.0.0");
         assert_int_equal(c->proxy.agent_check_from, AGENT_CHECK_FROM_WILDCARD);
         assert_null(c->proxy.proxy_address);
+        assert_int_equal(c->proxy.health_port, 0);
+        assert_string_equal(c->proxy.health_address, "0.0.0.0");
+        assert_int_equal(c->proxy.health_from, AGENT_CHECK_FROM_WILDCARD);
+        assert_string_equal(c->proxy.health_path, "/");
 
         /* the summary is always written; the profile is opt-in */
         assert_int_equal(c->evidence.profile, 0);
@@ -277,6 +281,10 @@ static void test_full_and_enabled(void **state) {
         assert_string_equal(c->proxy.agent_check_address, "::1");
         assert_int_equal(c->proxy.agent_check_from, AGENT_CHECK_FROM_CONFIG);
         assert_string_equal(c->proxy.proxy_address, "127.0.0.2");
+        /* no health_port: off, but its address derives as the agent-check's default would */
+        assert_int_equal(c->proxy.health_port, 0);
+        assert_string_equal(c->proxy.health_address, "127.0.0.2");
+        assert_int_equal(c->proxy.health_from, AGENT_CHECK_FROM_POOL);
         config_free(c);
 
         /* A section with no keys still turns its integration on ([remedy]
@@ -503,7 +511,23 @@ static void test_errors(void **state) {
                 { "[agent]\n\n[pool]\nname = web\n", P ":3: [pool] missing required keys 'redis', 'address'" },
                 { "[pool]\nredis = redis://127.0.0.1\nname = web\n", P ":1: [pool] missing required key 'address'" },
                 { "[cpu]\n[checks]\nattempts = 3\n", P ":2: [checks] missing required key 'url'" },
-                { "[proxy]\n", P ":1: [proxy] missing required key 'agent_check_port'" },
+                { "[proxy]\n", P ":1: [proxy] needs agent_check_port (HAProxy's agent-check), health_port (an HTTP "
+                                  "health check, e.g. an AWS load balancer's), or both" },
+                { "[proxy]\nagent_check_address = ::1\n", P ":1: [proxy] needs agent_check_port (HAProxy's "
+                                  "agent-check), health_port (an HTTP health check, e.g. an AWS load balancer's), or both" },
+                { "[proxy]\nhealth_port = 8080\nagent_check_port = 8080\n",
+                  P ":3: [proxy] agent_check_port and health_port must differ (8080 is both)" },
+                { "[proxy]\nhealth_port = 0\n", P ":2: [proxy] health_port: 0 is out of range (1-65535)" },
+                { "[proxy]\nhealth_port = 80\nhealth_address = lb.local\n",
+                  P ":3: [proxy] health_address: invalid IP address 'lb.local'" },
+                { "[proxy]\nhealth_port = 80\nhealth_path = health\n",
+                  P ":3: [proxy] health_path: 'health' must start with '/' (e.g. /health)" },
+                { "[proxy]\nhealth_port = 80\nhealth_path = /health?x=1\n",
+                  P ":3: [proxy] health_path: '/health?x=1' must be a plain URL path: printable ASCII without blanks, "
+                    "'?', '#' or '%'" },
+                { "[proxy]\nhealth_port = 80\nhealth_path = /h%20\n",
+                  P ":3: [proxy] health_path: '/h%20' must be a plain URL path: printable ASCII without blanks, "
+                    "'?', '#' or '%'" },
                 /* slack: one way to post */
                 { "[slack]\n", P ":1: [slack] needs webhook_url (or webhook_url_file), or channel with token or token_file" },
                 { "[slack]\nchannel = #ops\n", P ":1: [slack] needs webhook_url (or webhook_url_file), or channel with token or token_file" },
@@ -882,6 +906,7 @@ static const char *const all_keys[] = {
         "checks.expect_status", "checks.expect_content", "checks.public_address", "checks.attempts",
         "checks.timeout", "checks.local_address", "checks.every", "checks.rise", "checks.fall", "remedy.ladder", "remedy.settle", "remedy.reboot_timeout", "remedy.step_timeout", "remedy.grace", "remedy.max_per_window",
         "remedy.window", "remedy.dry_run", "remedy.unit", "remedy.budget", "proxy.agent_check_port", "proxy.agent_check_address",
+        "proxy.health_port", "proxy.health_address", "proxy.health_path",
         "evidence.profile", "evidence.frequency", "evidence.perf", "evidence.keep", "evidence.max_bytes",
 };
 
@@ -1395,6 +1420,41 @@ static void test_agent_check_default(void **state) {
         config_free(c);
 }
 
+/* Behind an ALB there is no HAProxy: health_port alone makes [proxy]
+ * valid, and its address defaults as the agent-check's does. */
+static void test_health_keys(void **state) {
+        Config *c;
+
+        c = parse_ok(POOL_OK "[proxy]\nhealth_port = 8081\n");
+        assert_true(c->proxy.enabled);
+        assert_int_equal(c->proxy.agent_check_port, 0);
+        assert_int_equal(c->proxy.health_port, 8081);
+        assert_string_equal(c->proxy.health_address, "127.0.0.2");
+        assert_int_equal(c->proxy.health_from, AGENT_CHECK_FROM_POOL);
+        assert_string_equal(c->proxy.health_path, "/");
+        config_free(c);
+
+        c = parse_ok("[checks]\nurl = http://127.0.0.5/\npublic_address = [::1]:80\n"
+                     "[proxy]\nhealth_port = 1\nhealth_path = /healthz\nagent_check_port = 2\n");
+        assert_string_equal(c->proxy.health_address, "::1");
+        assert_int_equal(c->proxy.health_from, AGENT_CHECK_FROM_PUBLIC_ADDRESS);
+        assert_string_equal(c->proxy.health_path, "/healthz");
+        assert_int_equal(c->proxy.agent_check_port, 2);
+        config_free(c);
+
+        /* written: as written; the agent-check keeps its own default */
+        c = parse_ok(POOL_OK "[proxy]\nhealth_port = 1\nhealth_address = 0.0.0.0\nagent_check_port = 2\n");
+        assert_string_equal(c->proxy.health_address, "0.0.0.0");
+        assert_int_equal(c->proxy.health_from, AGENT_CHECK_FROM_CONFIG);
+        assert_string_equal(c->proxy.agent_check_address, "127.0.0.2");
+        config_free(c);
+
+        c = parse_ok("[proxy]\nhealth_port = 1\n");
+        assert_string_equal(c->proxy.health_address, "0.0.0.0");
+        assert_int_equal(c->proxy.health_from, AGENT_CHECK_FROM_WILDCARD);
+        config_free(c);
+}
+
 /* ---- secret files named by the config ---- */
 
 static void load_fails(const char *path, int code, const char *want) {
@@ -1570,6 +1630,7 @@ int main(void) {
                 cmocka_unit_test(test_redis_url_redact),
                 cmocka_unit_test(test_pool_tls_keys),
                 cmocka_unit_test(test_agent_check_default),
+                cmocka_unit_test(test_health_keys),
                 cmocka_unit_test(test_secret_file_references),
         };
 

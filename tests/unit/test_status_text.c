@@ -520,6 +520,16 @@ static void test_budget_and_agent_check_lines(void **state) {
         t = format_str("{\"state\":\"SERVING\",\"agent_check\":null}");
         assert_null(strstr(t, "agent-check"));
         free(t);
+
+        /* the HTTP health endpoint, with its counters */
+        t = format_str("{\"state\":\"SERVING\",\"health\":{\"address\":\"127.0.0.3\",\"port\":8081,\"path\":\"/\","
+                       "\"from\":\"[pool] address\",\"connections\":2,\"requests\":310,\"refused\":1}}");
+        assert_string_equal(line_of(t, "health", buf, sizeof buf),
+                            "HTTP on 127.0.0.3 port 8081 path / (from [pool] address): 2 connections, 310 requests, 1 refused");
+        free(t);
+        t = format_str("{\"state\":\"SERVING\",\"health\":null}");
+        assert_null(strstr(t, "HTTP on"));
+        free(t);
 }
 
 /* The verdict behind the exit code, the config that runs and the last reload. */
