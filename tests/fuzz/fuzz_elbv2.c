@@ -82,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
                 k = elbv2_targets_body("DeregisterTargets", arn, ID, 80, &body);
                 FUZZ_CHECK(k == 0 || k == -EINVAL || k == -ENOMEM);
-                FUZZ_CHECK((k == 0) == (aws_target_group_arn_parse(arn, NULL, 0) && strlen(arn) == size));
+                FUZZ_CHECK((k == 0) == aws_target_group_arn_parse(arn, NULL, 0)); /* to the first NUL */
                 if (k == 0)
                         FUZZ_CHECK(fuzz_form_body_ok(body) && !strchr(body, ':') && !strchr(body, '/'));
         }
