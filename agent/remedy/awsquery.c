@@ -497,8 +497,9 @@ static void final_detail(AwsQuery *q, AwsCallOutcome o, AwsCallResult *r) {
         else
                 /* the attempt's text after its label */
                 snprintf(what, sizeof what, "%s",
-                         strncmp(r->detail, q->label, strlen(q->label)) == 0 ? r->detail + strlen(q->label) + 1
-                                                                           : r->detail);
+                         strncmp(r->detail, q->label, strlen(q->label)) == 0 && r->detail[strlen(q->label)] == ' '
+                                 ? r->detail + strlen(q->label) + 1
+                                 : r->detail);
         n = snprintf(r->detail, sizeof r->detail, "%s %s: %.*s (%s)", q->service, q->action, http_text_prefix(what, 260),
                      what, tail);
         if (o == AWS_CALL_DENIED && n > 0 && (size_t) n < sizeof r->detail)

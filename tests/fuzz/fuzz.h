@@ -68,3 +68,32 @@ static inline bool fuzz_utf8_valid(const char *s, size_t n) {
         }
         return true;
 }
+
+/* Text an answer's parser hands on to logs, Slack and status: NUL-terminated
+ * within its field of `size` bytes, one line without control characters,
+ * valid UTF-8. */
+static inline bool fuzz_field_text_ok(const char *s, size_t size) {
+        size_t n = strnlen(s, size);
+
+        if (n >= size)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char) s[i] < 0x20 || s[i] == 0x7f)
+                        return false;
+        return fuzz_utf8_valid(s, n);
+}
+
+/* A form body as awsquery.c builds it: NAME=VALUE pairs joined by '&',
+ * each value of unreserved characters and %XX escapes only. */
+static inline bool fuzz_form_body_ok(const char *b) {
+        for (const char *p = b; *p; p++) {
+                if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                    strchr("-_.~&=", *p))
+                        continue;
+                if (*p != '%' || !strchr("0123456789ABCDEF", p[1]) || !p[1] || !strchr("0123456789ABCDEF", p[2]) ||
+                    !p[2])
+                        return false;
+                p += 2;
+        }
+        return true;
+}

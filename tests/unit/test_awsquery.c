@@ -205,9 +205,15 @@ static void test_copy_text(void **state) {
         assert_string_equal(b, "a b ");
 }
 
+static void message_length(AwsXmlEvent ev, const char *path, unsigned depth, const char *text, void *userdata) {
+        if (ev == AWS_XML_CLOSE && streq(path, "ErrorResponse/Error/Message"))
+                *(size_t *) userdata = strlen(text);
+}
+
 static void test_long_text_kept_whole_characters(void **state) {
-        /* a text past the cap is cut, never inside a character */
-        size_t n = AWS_QUERY_TEXT_MAX + 100, off;
+        /* a text past the cap is cut, never inside a character: what the
+         * walker hands on, and what the answer keeps */
+        size_t n = AWS_QUERY_TEXT_MAX + 100, off, walked = 0;
         char *doc = malloc(n + 200);
         AwsQueryAnswer a;
 
@@ -218,9 +224,11 @@ static void test_long_text_kept_whole_characters(void **state) {
                 doc[off++] = '\xa9';
         }
         off += (size_t) snprintf(doc + off, 200, "</Message></Error></ErrorResponse>");
-        assert_int_equal(aws_query_parse(doc, off, NULL, NULL, &a, NULL), 0);
+        assert_int_equal(aws_query_parse(doc, off, message_length, &walked, &a, NULL), 0);
         /* 'a' then whole "é"s: an odd length */
         assert_int_equal(strlen(a.message) % 2, 1);
+        assert_int_equal(walked % 2, 1);
+        assert_true(walked <= AWS_QUERY_TEXT_MAX && walked > AWS_QUERY_TEXT_MAX - 4);
         assert_true(strlen(a.message) < sizeof a.message);
         free(doc);
 }
