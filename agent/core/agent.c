@@ -1637,6 +1637,10 @@ static State agent_state_of(void *userdata) {
 static State agent_health_of(void *userdata, const char **ret_reason) {
         Agent *a = userdata;
 
+        if (a->route_attaching) {
+                *ret_reason = "checks passed, waiting for the load balancer's health check";
+                return STATE_SERVING;
+        }
         *ret_reason = a->state_reason;
         return a->state;
 }

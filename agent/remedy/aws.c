@@ -54,6 +54,7 @@ struct Aws {
         char *local_ipv4;        /* from IMDS, for the binding check; NULL when none */
         bool local_ipv4_asked;
         bool use_role;
+        bool reboots;            /* the ladder has reboot-instance: the DryRun self-test is ours to run */
         bool fetching;           /* an IMDS step in flight */
         unsigned attempt;
         char *identity_error;
@@ -91,6 +92,9 @@ int aws_new(sd_event *e, Http *http, const Config *c, Aws **ret, char **ret_erro
                 return -ENOMEM;
         a->event = sd_event_ref(e);
         a->http = http;
+        for (size_t i = 0; c->remedy.enabled && i < c->remedy.ladder_len; i++)
+                if (c->remedy.ladder[i] == REMEDY_REBOOT_INSTANCE)
+                        a->reboots = true;
         set_string(&a->instance_id, c->aws.instance_id);
         set_string(&a->region, c->aws.region);
         set_string(&a->endpoint, c->aws.endpoint_url);
@@ -367,7 +371,10 @@ static void identity_step(Aws *a) {
 }
 
 int aws_start(Aws *a) {
-        a->self_test_after = (AwsWant) { .pending = true, .dry_run = true, .self_test = true };
+        /* Only target groups or standby: no RebootInstances to prove (the
+         * role may well not have it), just the identity for their calls. */
+        if (a->reboots)
+                a->self_test_after = (AwsWant) { .pending = true, .dry_run = true, .self_test = true };
         identity_step(a);
         return 0;
 }

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 
 #include "autoscaling.h"
+#include "awsid.h"
 #include "clock.h"
 #include "elbv2.h"
 #include "jsonutil.h"
@@ -307,6 +308,21 @@ static bool need_identity(AwsRoute *r) {
         int k;
 
         if (aws_instance_id(r->aws) && region && aws_credentials(r->aws)) {
+                /* A region from IMDS is known only now: a target group
+                 * elsewhere would answer TargetGroupNotFound at the worst
+                 * moment, so say what is wrong instead. */
+                for (size_t i = 0; i < r->n_targets; i++) {
+                        char tg_region[64] = "", name[128];
+
+                        if (aws_target_group_arn_parse(r->targets[i].arn, tg_region, sizeof tg_region) &&
+                            !streq(tg_region, region)) {
+                                failf(r, -EINVAL, "Config",
+                                      "target group %s is in %s, this instance in %s: [aws] target_groups must "
+                                      "name the instance's region",
+                                      tg_name(r->targets[i].arn, name, sizeof name), tg_region, region);
+                                return true;
+                        }
+                }
                 if (r->n_targets > 0 && !r->elb &&
                     (k = elbv2_new(r->event, r->http, r->elb_endpoint, region, &r->elb)) < 0) {
                         failf(r, k, "Internal", "cannot set up the ELBv2 client: %s", strerror(-k));

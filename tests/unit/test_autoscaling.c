@@ -21,7 +21,7 @@
 
 static char *fixture_text(const char *name) {
         char path[512], *buf, *s;
-        size_t len;
+        size_t len = 0;
 
         snprintf(path, sizeof path, FIXTURES "%s", name);
         buf = read_fixture(path, &len);

@@ -26,7 +26,7 @@
 
 static char *fixture_text(const char *name) {
         char path[512], *buf, *s;
-        size_t len;
+        size_t len = 0;
 
         snprintf(path, sizeof path, FIXTURES "%s", name);
         buf = read_fixture(path, &len);
@@ -41,7 +41,7 @@ static char *fixture_text(const char *name) {
 static int health(const char *name, const char *id, unsigned port, TargetHealthState *ret_state, char *reason,
                   size_t size, char **ret_error) {
         char path[512], *xml;
-        size_t len;
+        size_t len = 0;
         int k;
 
         snprintf(path, sizeof path, FIXTURES "%s", name);
