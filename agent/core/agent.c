@@ -1641,6 +1641,13 @@ static State agent_health_of(void *userdata, const char **ret_reason) {
                 *ret_reason = "checks passed, waiting for the load balancer's health check";
                 return STATE_SERVING;
         }
+        /* Still InService until EnterStandby is accepted: a failing check
+         * now would have the group replace the instance. The target is
+         * still registered anyway; Standby takes it out properly. */
+        if (a->route_detaching && remedy_route_still_in_service(a->remedy)) {
+                *ret_reason = "leaving: EnterStandby not accepted yet";
+                return STATE_SERVING;
+        }
         *ret_reason = a->state_reason;
         return a->state;
 }

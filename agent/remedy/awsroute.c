@@ -247,6 +247,11 @@ void awsroute_cancel(AwsRoute *r) {
         }
 }
 
+bool awsroute_still_in_service(const AwsRoute *r) {
+        return r && r->op == OP_DETACH && r->standby &&
+               (r->phase == PH_DESCRIBE || r->phase == PH_RECORD_STANDBY || r->phase == PH_ENTER_STANDBY);
+}
+
 bool awsroute_busy(const AwsRoute *r) {
         return r && r->op != OP_NONE && !r->quiet;
 }

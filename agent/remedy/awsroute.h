@@ -61,6 +61,11 @@ int awsroute_attach(AwsRoute *r, awsroute_done_t cb, void *userdata);
 int awsroute_detach_quietly(AwsRoute *r);
 void awsroute_cancel(AwsRoute *r);
 bool awsroute_busy(const AwsRoute *r);
+/* A detach in standby mode that has not yet taken the instance out of
+ * InService: the load balancer's health check must keep passing until
+ * EnterStandby is accepted, or the group's ELB health check may replace
+ * the instance (a throttled EnterStandby takes seconds). */
+bool awsroute_still_in_service(const AwsRoute *r);
 /* From the owner's record_standby: the save's result. */
 void awsroute_recorded(AwsRoute *r, int error);
 

@@ -808,6 +808,10 @@ void remedy_detach_quietly(Remedy *rm) {
                 (void) awsroute_detach_quietly(rm->route);
 }
 
+bool remedy_route_still_in_service(Remedy *rm) {
+        return rm && awsroute_still_in_service(rm->route);
+}
+
 void remedy_route_cancel(Remedy *rm) {
         awsroute_cancel(rm->route);
 }

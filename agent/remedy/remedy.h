@@ -138,6 +138,7 @@ int remedy_detach(Remedy *r, awsroute_done_t cb, void *userdata);
 int remedy_attach(Remedy *r, awsroute_done_t cb, void *userdata);
 void remedy_detach_quietly(Remedy *r);
 void remedy_route_cancel(Remedy *r);
+bool remedy_route_still_in_service(Remedy *r);
 
 /* monkeyctl test-reboot: the DryRun self-test, answered to `ticket`. */
 int remedy_test_reboot(Remedy *r, uint64_t ticket, char **ret_message);

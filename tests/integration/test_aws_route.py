@@ -24,6 +24,9 @@ a violation for a reboot of an instance that is still routed.
     r7  an operator's `monkeyctl drain` takes the host out of the group
         too (EnterStandby, deregistered) and `resume` brings it back
         (ExitStandby, healthy) before it says SERVING
+    r8  EnterStandby throttled for seconds: the health endpoint keeps
+        answering 200 until the instance has left InService, so the
+        group's ELB health check does not replace it meanwhile
 """
 
 import os
@@ -331,7 +334,32 @@ def r7_operator_drain_and_resume():
             check(not d.asg_terminated and not d.asg_launched, "the group replaced the host")
 
 
+def r8_slow_enter_standby_not_replaced():
+    """The group's ELB health check sees the target unhealthy after two
+    0.3 s checks; EnterStandby is throttled twice (seconds of backoff).
+    Answering 503 from the leave on would get the instance terminated."""
+    with new_double() as d:
+        port = free_port()
+        tg = d.add_target_group("web", port=80, deregistration_delay=1.0, health_check_url=health_url(port),
+                                interval=0.3, unhealthy_threshold=2)
+        d.add_autoscaling_group("web-asg", instances=[IID], target_groups=[tg], health_check_type="ELB",
+                                health_check_grace=0.0, desired=1, launch_delay=0.5, health_check_period=0.3)
+        h = RouteHost(d, "slowstandby", tgs=[tg], standby=True, health_port=port)
+        a = h.agent
+        with a:
+            a.start(wait_serving=False)
+            a.wait_state("SERVING", 20)
+            d.script_autoscaling("throttle", "throttle", action="EnterStandby")
+            a.feeder.set_busy(95)
+            wait_until(lambda: reboots(d) or d.asg_terminated, 40, what="the reboot")
+            check(not d.asg_terminated, "the group replaced the instance while EnterStandby was retried: %r" %
+                  d.asg_terminated)
+            calls = api_calls(d, "EnterStandby")
+            check(len(calls) == 3, "EnterStandby attempts: %r" % [c.get("code") for c in calls])
+            d.assert_no_violations()
+
+
 if __name__ == "__main__":
     main([r1_target_group_cycle, r2_autoscaling_standby_cycle, r3_failures_mean_no_reboot,
           r4_throttled_then_through, r5_not_in_service_untouched, r6_attach_never_healthy,
-          r7_operator_drain_and_resume])
+          r7_operator_drain_and_resume, r8_slow_enter_standby_not_replaced])
