@@ -753,6 +753,62 @@ static void format_aws(FILE *f, json_object *aws) {
         }
 }
 
+/* "lb          target group web healthy; Auto Scaling standby (web-asg InService)"
+ *  "            doing: waiting for the targets to drain (12s)" / "last error: ..." */
+static void format_route(FILE *f, json_object *route) {
+        json_object *tgs = field(route, "target_groups"), *asg = field(route, "autoscaling");
+        size_t n = tgs && json_object_is_type(tgs, json_type_array) ? json_object_array_length(tgs) : 0;
+        double secs;
+
+        put_label(f, "lb");
+        for (size_t i = 0; i < n; i++) {
+                json_object *t = json_object_array_get_idx(tgs, i);
+                const char *arn = str_field(t, "arn"), *name = arn ? strstr(arn, ":targetgroup/") : NULL;
+                size_t len;
+
+                fputs(i == 0 ? "target group " : ", ", f);
+                if (name) {
+                        name += strlen(":targetgroup/");
+                        len = strcspn(name, "/");
+                        /* the name as people call it; put_sane prints it whole */
+                        char *short_name = strndup(name, len);
+                        put_sane(f, short_name);
+                        free(short_name);
+                } else
+                        put_sane(f, arn);
+                fputc(' ', f);
+                put_sane(f, str_field(t, "state"));
+        }
+        if (streq_ptr(str_field(asg, "mode"), "standby")) {
+                fputs(n > 0 ? "; " : "", f);
+                fputs("Auto Scaling standby", f);
+                if (str_field(asg, "group")) {
+                        fputs(" (", f);
+                        put_sane(f, str_field(asg, "group"));
+                        fputc(' ', f);
+                        put_sane(f, str_field(asg, "lifecycle"));
+                        fputc(')', f);
+                }
+        }
+        fputc('\n', f);
+        if (str_field(route, "doing")) {
+                char d[32];
+
+                put_label(f, "");
+                fputs("doing: ", f);
+                put_sane(f, str_field(route, "doing"));
+                if (num_field(route, "for_seconds", &secs))
+                        fprintf(f, " (%s)", status_text_duration(secs, d, sizeof d));
+                fputc('\n', f);
+        }
+        if (str_field(route, "last_error")) {
+                put_label(f, "");
+                fputs("last error: ", f);
+                put_sane(f, str_field(route, "last_error"));
+                fputc('\n', f);
+        }
+}
+
 static void format_remedy(FILE *f, json_object *st) {
         json_object *remedy = field(st, "remedy"), *ladder = field(remedy, "ladder"), *aws = field(remedy, "aws");
         const char *mode = str_field(remedy, "mode");
@@ -790,6 +846,8 @@ static void format_remedy(FILE *f, json_object *st) {
         }
         if (aws && json_object_is_type(aws, json_type_object))
                 format_aws(f, aws);
+        if (field(remedy, "route") && json_object_is_type(field(remedy, "route"), json_type_object))
+                format_route(f, field(remedy, "route"));
 }
 
 /* proxy       agent-check on 127.0.0.3 port 5555 (from [pool] address)

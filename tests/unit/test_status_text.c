@@ -489,6 +489,26 @@ static void test_remedy_lines(void **state) {
         free(t);
 }
 
+/* behind AWS load balancers: the targets' states, the group, what it waits for */
+static void test_route_lines(void **state) {
+        char buf[256], *t;
+
+        t = format_str("{\"state\":\"DRAINING\",\"remedy\":{\"mode\":\"enabled\",\"route\":{\"target_groups\":"
+                       "[{\"arn\":\"arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef\","
+                       "\"port\":null,\"state\":\"draining\"}],\"autoscaling\":{\"mode\":\"standby\",\"group\":"
+                       "\"web-asg\",\"lifecycle\":\"Standby\"},\"doing\":\"waiting for the targets to drain\","
+                       "\"for_seconds\":12,\"last_error\":\"elasticloadbalancing DescribeTargetHealth: Throttling\"}}}");
+        assert_string_equal(line_of(t, "lb", buf, sizeof buf),
+                            "target group web draining; Auto Scaling standby (web-asg Standby)");
+        assert_non_null(strstr(t, "\n            doing: waiting for the targets to drain (12s)\n"));
+        assert_non_null(strstr(t, "\n            last error: elasticloadbalancing DescribeTargetHealth: Throttling\n"));
+        free(t);
+        /* no route: no line */
+        t = format_str("{\"state\":\"SERVING\",\"remedy\":{\"mode\":\"enabled\",\"route\":null}}");
+        assert_null(strstr(t, "target group"));
+        free(t);
+}
+
 /* [remedy] budget = none, and the agent-check listener with its warning */
 static void test_budget_and_agent_check_lines(void **state) {
         char buf[256], *t;
@@ -625,6 +645,7 @@ int main(void) {
                 cmocka_unit_test(test_pool_budget_text),
                 cmocka_unit_test(test_slack_line),
                 cmocka_unit_test(test_remedy_lines),
+                cmocka_unit_test(test_route_lines),
                 cmocka_unit_test(test_budget_and_agent_check_lines),
                 cmocka_unit_test(test_routing_config_reload_lines),
                 cmocka_unit_test(test_duration),
