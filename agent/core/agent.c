@@ -1968,7 +1968,15 @@ int agent_reload(Agent *a, char **ret_error) {
                 log_warning("reload: adding or removing [pool] takes effect at the next restart, ignoring");
         agent_check_reconfigure(a, nc);
         health_reconfigure(a, nc);
+        bool route_changed = !config_aws_equal(oc, nc);
         (void) remedy_reconfigure(a->remedy, nc);
+        /* Config management named new target groups: a host in the pool
+         * registers there now, not at its next remediation. One dropped
+         * from the list is left as it is: deregistering is an operator's
+         * call (the group may be managed elsewhere from now on). */
+        if (route_changed && remedy_routes(a->remedy) && state_is_in_pool(a->state) && !a->route_attaching &&
+            !a->route_detaching)
+                remedy_attach_quietly(a->remedy);
         log_max_level = nc->agent.log_level;
         /* A reload may grant or revoke [agent] control_group at once. */
         r = control_server_apply_config(a->control, nc);

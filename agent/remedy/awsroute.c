@@ -726,6 +726,10 @@ int awsroute_detach_quietly(AwsRoute *r) {
         return start(r, OP_DETACH, true, NULL, NULL);
 }
 
+int awsroute_attach_quietly(AwsRoute *r) {
+        return start(r, OP_ATTACH, true, NULL, NULL);
+}
+
 json_object *awsroute_status_json(const AwsRoute *r) {
         _cleanup_(json_object_putp) json_object *o = json_object_new_object();
         json_object *tgs = json_object_new_array(), *asg = json_object_new_object();

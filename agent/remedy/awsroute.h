@@ -59,6 +59,9 @@ int awsroute_attach(AwsRoute *r, awsroute_done_t cb, void *userdata);
 /* Deregister and EnterStandby without waiting for the drain, nobody told
  * (quarantine, operator drain): best effort, errors logged. */
 int awsroute_detach_quietly(AwsRoute *r);
+/* RegisterTargets (ExitStandby when ours) without waiting, nobody told:
+ * a reload that names new target groups for a host in the pool. */
+int awsroute_attach_quietly(AwsRoute *r);
 void awsroute_cancel(AwsRoute *r);
 bool awsroute_busy(const AwsRoute *r);
 /* A detach in standby mode that has not yet taken the instance out of

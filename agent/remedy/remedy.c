@@ -812,6 +812,11 @@ bool remedy_route_still_in_service(Remedy *rm) {
         return rm && awsroute_still_in_service(rm->route);
 }
 
+void remedy_attach_quietly(Remedy *rm) {
+        if (rm->route)
+                (void) awsroute_attach_quietly(rm->route);
+}
+
 void remedy_route_cancel(Remedy *rm) {
         awsroute_cancel(rm->route);
 }

@@ -137,6 +137,7 @@ bool remedy_routes(Remedy *r);
 int remedy_detach(Remedy *r, awsroute_done_t cb, void *userdata);
 int remedy_attach(Remedy *r, awsroute_done_t cb, void *userdata);
 void remedy_detach_quietly(Remedy *r);
+void remedy_attach_quietly(Remedy *r);
 void remedy_route_cancel(Remedy *r);
 bool remedy_route_still_in_service(Remedy *r);
 

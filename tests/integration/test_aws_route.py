@@ -27,6 +27,9 @@ a violation for a reboot of an instance that is still routed.
     r8  EnterStandby throttled for seconds: the health endpoint keeps
         answering 200 until the instance has left InService, so the
         group's ELB health check does not replace it meanwhile
+    r9  a reload that names a second target group (as config management
+        pushes one) registers the serving host there at once; the next
+        cycle drains both before the reboot
 """
 
 import os
@@ -64,26 +67,31 @@ class RouteHost:
         self.d = d
         self.health_port = health_port or free_port()
         self.agent = Agent(name, window="1s", interval="100ms")
-        a = self.agent
+        self.settings = dict(standby=standby, slack=slack, dereg_timeout=dereg_timeout, reg_timeout=reg_timeout,
+                             ladder=ladder)
+        self.configure(tgs)
+        self.agent.env_extra = {"AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": SECRET, "HOME": self.agent.dir}
+
+    def configure(self, tgs):
+        """Write the config (as config management would push it)."""
+        a, d, o = self.agent, self.d, self.settings
         aws = ["[aws]", "region = us-east-1", "instance_id = %s" % IID, "endpoint_url = %s" % d.endpoint_url,
                "imds_url = %s" % d.url, "elb_endpoint_url = %s" % d.elb_url,
                "autoscaling_endpoint_url = %s" % d.autoscaling_url,
-               "deregistration_timeout = %s" % dereg_timeout, "registration_timeout = %s" % reg_timeout]
-        if tgs:
-            aws.append("target_groups = %s" % ", ".join(tgs))
-        if standby:
+               "deregistration_timeout = %s" % o["dereg_timeout"], "registration_timeout = %s" % o["reg_timeout"]]
+        aws += ["target_groups = %s" % tg for tg in tgs]  # one a line: the key adds up
+        if o["standby"]:
             aws.append("autoscaling = standby")
         extra = "\n".join(aws) + "\n\n"
-        extra += ("[remedy]\nladder = %s\nmax_per_window = 3\nreboot_timeout = 30s\nbudget = none\n\n" % ladder)
+        extra += ("[remedy]\nladder = %s\nmax_per_window = 3\nreboot_timeout = 30s\nbudget = none\n\n" % o["ladder"])
         extra += "[proxy]\nhealth_port = %d\nhealth_address = 127.0.0.1\n\n" % self.health_port
-        if slack:
+        if o["slack"]:
             tok = os.path.join(a.dir, "slack-token")
             with open(tok, "w") as f:
                 f.write(TOKEN + "\n")
             os.chmod(tok, 0o600)
-            extra += "[slack]\ntoken_file = %s\nchannel = #incidents\napi_url = %s\n" % (tok, slack.api_url)
+            extra += "[slack]\ntoken_file = %s\nchannel = #incidents\napi_url = %s\n" % (tok, o["slack"].api_url)
         a.write_config(extra=extra)
-        a.env_extra = {"AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": SECRET, "HOME": a.dir}
 
     def route(self):
         return (self.agent.status().get("remedy") or {}).get("route") or {}
@@ -359,7 +367,34 @@ def r8_slow_enter_standby_not_replaced():
             d.assert_no_violations()
 
 
+def r9_reload_adds_target_group():
+    """systemctl reload with a new target group: registered there while
+    serving; the next remediation deregisters and drains both first."""
+    with new_double() as d:
+        port = free_port()
+        tg1 = d.add_target_group("web", port=80, deregistration_delay=1.0, health_check_url=health_url(port),
+                                 interval=0.3)
+        tg2 = d.add_target_group("api", port=8080, deregistration_delay=1.5, health_check_url=health_url(port),
+                                 interval=0.3)
+        h = RouteHost(d, "reload", tgs=[tg1], health_port=port)
+        a = h.agent
+        with a:
+            a.start(wait_serving=False)
+            a.wait_state("SERVING", 20)
+            check(d.target_health(tg2, IID)[0] == "unused", "registered in a group not configured yet")
+            h.configure([tg1, tg2])
+            cp = a.ctl("reload")
+            check(cp.returncode == 0, "monkeyctl reload: %s %s" % (cp.stdout, cp.stderr))
+            d.wait_target_state(tg2, IID, "healthy", 10)
+            check(a.state() == "SERVING", "the reload moved the host: %s" % a.state())
+            a.feeder.set_busy(95)
+            wait_until(lambda: reboots(d), 40, what="the reboot")
+            d.assert_no_violations()
+            for tg in (tg1, tg2):
+                check(d.target_health(tg, IID)[0] == "unused", "rebooted while %r" % (d.target_health(tg, IID),))
+
+
 if __name__ == "__main__":
     main([r1_target_group_cycle, r2_autoscaling_standby_cycle, r3_failures_mean_no_reboot,
           r4_throttled_then_through, r5_not_in_service_untouched, r6_attach_never_healthy,
-          r7_operator_drain_and_resume, r8_slow_enter_standby_not_replaced])
+          r7_operator_drain_and_resume, r8_slow_enter_standby_not_replaced, r9_reload_adds_target_group])
