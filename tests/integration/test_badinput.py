@@ -492,6 +492,13 @@ def bad_values(parser, mn, mx):
         return "us-east1", ["r" * LONG + "-1"]
     if parser == "item_instance_id":
         return "0123456789", ["i-" + "0" * 16]
+    if parser == "item_target_groups":
+        arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef"
+        return "web-tg", [arn + ":70000", arn + ", " + arn]
+    if parser == "item_autoscaling":
+        return "1", ["detach"]
+    if parser == "item_http_path":
+        return "health", ["/health?x=1", "/" + "p" * LONG]
     fail("no bad values for parser %s: teach test_badinput.py the new type" % parser)
 
 
