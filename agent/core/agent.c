@@ -17,7 +17,10 @@
 #include "random.h"
 #include "remedy.h"
 #include "history.h"
+#include "httpserver.h"
 #include "log.h"
+#include "metrics.h"
+#include "netaddr.h"
 #include "outbox.h"
 #include "parse.h"
 
@@ -283,6 +286,7 @@ static const AlertsSink alerts_sink = {
 static void on_pool_connection(Pool *p, bool connected, const char *detail, void *userdata) {
         Agent *a = userdata;
 
+        a->redis_connected = connected;
         alerts_pool_connection(a->alerts, connected, detail);
 }
 
@@ -346,8 +350,20 @@ static void remedy_record_step(void *userdata, const char *step, usec_t at) {
 
 static void remedy_record_step_result(void *userdata, const char *result) {
         Agent *a = userdata;
+        const Incident *i = &a->persist.incident;
+        char kind[48] = "unknown";
 
         (void) incident_step_result(&a->persist.incident, result);
+        /* the step's kind ("restart-unit", not the unit) and a word for
+         * the result: labels stay few */
+        if (i->n_steps > 0 && i->steps[i->n_steps - 1].step)
+                snprintf(kind, sizeof kind, "%.*s", (int) strcspn(i->steps[i->n_steps - 1].step, ": "),
+                         i->steps[i->n_steps - 1].step);
+        metrics_remediation(a->metrics, kind,
+                            !result                         ? "failed"
+                            : strstr(result, "accepted")    ? "accepted"
+                            : strstr(result, "fail") || strstr(result, "not ") || strstr(result, "still ") ? "failed"
+                                                                                                         : "ok");
 }
 
 static void remedy_record_reboot_awaited(void *userdata, bool awaited) {
@@ -1015,6 +1031,9 @@ static void agent_step(Agent *a, Event ev, const char *reason) {
                         log_struct_internal(LOG_INFO, fields, "%s stays on %s: %s", state_to_string(t.from),
                                             event_to_string(ev), strna(reason));
 
+                metrics_transition(a->metrics, t.from, t.to, ev);
+                if (ev == EVENT_BREACH && t.from == STATE_SERVING)
+                        metrics_breach(a->metrics);
                 if (t.to != t.from) {
                         a->state = t.to;
                         a->state_since_mono = clock_loop_now(a->event, CLOCK_MONOTONIC);
@@ -1862,6 +1881,10 @@ static void health_reconfigure(Agent *a, const Config *nc) {
             streq_ptr(nc->proxy.health_address, oc->proxy.health_address) &&
             streq_ptr(nc->proxy.health_path, oc->proxy.health_path) && !!a->health == (nc->proxy.health_port > 0))
                 return;
+        /* /metrics goes with the old listener; metrics_reconfigure() adds
+         * it to whichever is there after the reload */
+        if (a->health && a->metrics_on == healthendpoint_server(a->health))
+                a->metrics_on = NULL;
         if (nc->proxy.health_port == 0) {
                 if (a->health)
                         log_info("reload: no [proxy] health_port, HTTP health endpoint closed");
@@ -1886,6 +1909,138 @@ static void health_reconfigure(Agent *a, const Config *nc) {
         a->health = fresh;
 }
 
+/* ---- Prometheus metrics ---- */
+
+static void metrics_facts(Agent *a, MetricsFacts *f) {
+        _cleanup_(json_object_putp) json_object *sl = alerts_status_json(a->alerts);
+        json_object *ob = NULL, *v;
+        double w = detector_window_pct(&a->detector);
+
+        *f = (MetricsFacts) {
+                .version = MONKEY_VERSION,
+                .state = a->state,
+                .state_since = a->state_since_wall,
+                .cpu_known = a->cpu_have_usage && a->cpu_last.total > 0,
+                .cpu_window = isnan(w) ? NAN : w / 100.0,
+                .redis_up = a->pool ? a->redis_connected : -1,
+        };
+        if (f->cpu_known) {
+                double t = (double) a->cpu_last.total;
+
+                f->cpu_busy = (double) a->cpu_last.busy / t;
+                f->cpu_user = (double) a->cpu_last.user / t;
+                f->cpu_system = (double) a->cpu_last.system / t;
+                f->cpu_iowait = (double) a->cpu_last.iowait / t;
+                f->cpu_steal = (double) a->cpu_last.steal / t;
+        }
+        if (sl && json_object_object_get_ex(sl, "outbox", &ob) && ob &&
+            json_object_object_get_ex(ob, "pending", &v) && json_object_is_type(v, json_type_int)) {
+                f->outbox_known = true;
+                f->outbox_messages = json_object_get_uint64(v);
+                if (json_object_object_get_ex(ob, "dropped", &v) && json_object_is_type(v, json_type_int))
+                        f->slack_dropped = json_object_get_uint64(v);
+        }
+}
+
+static int on_metrics_request(const HttpRequest *req, void *userdata, HttpReply *reply) {
+        Agent *a = userdata;
+        MetricsFacts f;
+        int r;
+
+        metrics_facts(a, &f);
+        r = metrics_render(a->metrics, &f, &reply->body, &reply->body_len);
+        if (r < 0)
+                return r;
+        reply->status = 200;
+        reply->content_type = METRICS_CONTENT_TYPE;
+        return 0;
+}
+
+static int on_metrics_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Agent *a = userdata;
+        _cleanup_(freep) char *text = NULL, *dir = NULL;
+        const char *path = a->config->metrics.textfile, *slash;
+        MetricsFacts f;
+        size_t len;
+        int r;
+
+        (void) sd_event_source_set_time_relative(s, a->config->metrics.interval);
+        if (!path)
+                return 0;
+        metrics_facts(a, &f);
+        if (metrics_render(a->metrics, &f, &text, &len) < 0)
+                return 0;
+        /* node_exporter reads *.prom: written whole and renamed into place
+         * by the writer, off the loop */
+        slash = strrchr(path, '/');
+        dir = strndup(path, slash && slash != path ? (size_t) (slash - path) : 1);
+        if (!dir)
+                return 0;
+        r = writer_save(a->writer, dir, slash ? slash + 1 : path, text, len, NULL, 0);
+        if (r < 0)
+                log_warning_errno(r, "metrics: cannot write %s: %m", path);
+        return 0;
+}
+
+/* [metrics] at start and after a reload: the listener (its own, or the
+ * health endpoint's) and the textfile's timer. */
+static void metrics_reconfigure(Agent *a) {
+        const Config *c = a->config;
+        HttpServer *on = NULL;
+        int r;
+
+        a->metrics_timer = sd_event_source_disable_unref(a->metrics_timer);
+        if (!c->metrics.enabled) {
+                a->metrics_server = httpserver_free(a->metrics_server);
+                a->metrics_on = NULL;
+                return;
+        }
+        if (c->metrics.listen) {
+                _cleanup_(freep) char *host = NULL;
+                const char *colon = strrchr(c->metrics.listen, ':');
+                uint16_t port = colon ? (uint16_t) strtoul(colon + 1, NULL, 10) : 0;
+                HttpServer *fresh = NULL;
+
+                /* [v6]:port or v4:port, checked by the config */
+                host = colon ? strndup(c->metrics.listen, (size_t) (colon - c->metrics.listen)) : NULL;
+                if (host && host[0] == '[') {
+                        memmove(host, host + 1, strlen(host));
+                        host[strcspn(host, "]")] = 0;
+                }
+                if (a->metrics_server && httpserver_port(a->metrics_server) == port && a->metrics_on == a->metrics_server)
+                        on = a->metrics_server; /* unchanged enough: keep its connections */
+                else {
+                        a->metrics_server = httpserver_free(a->metrics_server);
+                        r = host ? httpserver_new(a->event, host, port, NULL, &fresh) : -EINVAL;
+                        if (r < 0)
+                                log_warning_errno(r, "metrics: cannot listen on %s: %m; /metrics is not served",
+                                                  c->metrics.listen);
+                        else {
+                                a->metrics_server = fresh;
+                                on = fresh;
+                                a->metrics_on = NULL;
+                        }
+                }
+        } else {
+                a->metrics_server = httpserver_free(a->metrics_server);
+                on = a->health ? healthendpoint_server(a->health) : NULL;
+        }
+        if (on && on != a->metrics_on) {
+                r = httpserver_add_route(on, "/metrics", on_metrics_request, a);
+                if (r < 0)
+                        log_warning_errno(r, "metrics: cannot serve /metrics: %m");
+        }
+        a->metrics_on = on;
+        if (c->metrics.textfile) {
+                r = sd_event_add_time_relative(a->event, &a->metrics_timer, CLOCK_MONOTONIC, 0, USEC_PER_SEC,
+                                               on_metrics_timer, a);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(a->metrics_timer, SD_EVENT_ON);
+                if (r < 0)
+                        log_warning_errno(r, "metrics: cannot schedule the textfile: %m");
+        }
+}
+
 /* The reload's verdict, for the log, sd_notify and the caller: "SECTION:
  * DETAIL" when a part refused the new config, or the loader's own
  * "FILE:LINE: message" (section NULL). Takes detail. */
@@ -1899,6 +2054,7 @@ static int reload_refused(Agent *a, char **ret_error, int r, const char *section
         } else
                 why = detail;
         log_warning("reload failed, keeping the running config: %s", why ? why : strerror(-r));
+        metrics_reload(a->metrics, false);
         if (ret_error)
                 *ret_error = why ? why : strdup(strerror(-r));
         else
@@ -1990,6 +2146,8 @@ int agent_reload(Agent *a, char **ret_error) {
                 checkrun_set_config(a->checkrun, a->config);
         remedy_set_config(a->remedy, a->config);
 
+        metrics_reconfigure(a);
+        metrics_reload(a->metrics, true);
         log_info("Reloaded %s", a->config_path);
         sd_notify(0, "READY=1");
         sd_notify_status(a);
@@ -2233,6 +2391,10 @@ int agent_new(const char *config_path, Agent **ret, char **ret_error) {
                 if (r < 0)
                         return r; /* logged with the address */
         }
+        r = metrics_new(&a->metrics);
+        if (r < 0)
+                return r;
+        metrics_reconfigure(a);
         if (a->config->proxy.agent_check_port > 0) {
                 r = agentcheck_new_from_config(a->event, a->config, agent_state_of, a, &a->agent_check);
                 if (r < 0)
@@ -2294,7 +2456,11 @@ Agent *agent_free(Agent *a) {
         a->alerts = alerts_free(a->alerts);
         a->control = control_server_free(a->control);
         a->agent_check = agentcheck_free(a->agent_check);
+        a->metrics_timer = sd_event_source_disable_unref(a->metrics_timer);
+        a->metrics_server = httpserver_free(a->metrics_server);
+        a->metrics_on = NULL;
         a->health = healthendpoint_free(a->health);
+        a->metrics = metrics_free(a->metrics);
         a->pool = pool_free(a->pool);
         /* its last users (Slack, AWS, the checks) are gone */
         a->http = http_free(a->http);

@@ -81,6 +81,12 @@ struct Agent {
         Pool *pool;
         AgentCheck *agent_check;
         HealthEndpoint *health;         /* [proxy] health_port */
+        /* Prometheus metrics: the counters always, served when [metrics] says */
+        struct Metrics *metrics;
+        struct HttpServer *metrics_server;   /* [metrics] listen; NULL: on the health endpoint's */
+        struct HttpServer *metrics_on;       /* the listener /metrics was added to */
+        sd_event_source *metrics_timer;      /* [metrics] textfile */
+        bool redis_connected;
 
         Http *http;                     /* Slack, AWS and the checks share it; freed after them */
         struct Alerts *alerts;          /* the alert pipeline: Slack, outbox, gates */

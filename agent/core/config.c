@@ -795,6 +795,7 @@ static const ConfigSection config_sections[] = {
         { "remedy", offsetof(Config, remedy.enabled) },
         { "proxy", offsetof(Config, proxy.enabled) },
         { "evidence", SIZE_MAX },
+        { "metrics", offsetof(Config, metrics.enabled) },
 };
 
 /* Every key, its type, bounds and default. conf/monkeyd.conf documents the
@@ -890,6 +891,10 @@ static const ConfigItem config_items[] = {
         ITEM("evidence", "frequency", item_unsigned, evidence.frequency, 1, 10000, "99", 0),
         ITEM("evidence", "perf", item_path, evidence.perf, 0, 0, "/usr/bin/perf", S),
         ITEM("evidence", "keep", item_unsigned, evidence.keep, 1, 10000, "20", 0),
+
+        ITEM("metrics", "listen", item_hostport, metrics.listen, 0, 0, NULL, S),
+        ITEM("metrics", "textfile", item_path, metrics.textfile, 0, 0, NULL, S),
+        ITEM("metrics", "interval", item_duration, metrics.interval, 1 * SEC, HOUR, "15s", 0),
         ITEM("evidence", "max_bytes", item_size, evidence.max_bytes, 1024 * 1024, 1ULL << 40, "256M", 0),
 };
 
@@ -1477,6 +1482,17 @@ static void check_proxy(ParseContext *ctx) {
                          (unsigned) c->proxy.health_port);
 }
 
+/* Metrics must go somewhere: their own listener, the health endpoint's,
+ * or a textfile. */
+static void check_metrics(ParseContext *ctx) {
+        const Config *c = ctx->config;
+
+        if (c->metrics.enabled && !c->metrics.listen && !c->metrics.textfile && c->proxy.health_port == 0)
+                ctx_fail(ctx, section_line_of(ctx, "metrics"), -EINVAL,
+                         "[metrics] needs listen (ADDR:PORT), textfile (for node_exporter), or [proxy] health_port "
+                         "(GET /metrics on the health endpoint)");
+}
+
 static void config_finalize(ParseContext *ctx) {
         Config *c = ctx->config;
 
@@ -1511,6 +1527,7 @@ static void config_finalize(ParseContext *ctx) {
         }
         derive_proxy_addresses(ctx);
         check_proxy(ctx);
+        check_metrics(ctx);
 }
 
 #undef OFF

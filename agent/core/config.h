@@ -218,6 +218,16 @@ typedef struct Config {
                 AgentCheckFrom proxy_address_from; /* POOL or PUBLIC_ADDRESS, when known */
         } proxy;
 
+        /* Prometheus metrics (metrics.h): GET /metrics on the health
+         * endpoint's listener, or on `listen`; and/or a textfile for
+         * node_exporter, rewritten every `interval`. */
+        struct {
+                bool enabled;
+                char *listen;            /* ADDR:PORT of its own listener; NULL: the health endpoint's */
+                char *textfile;          /* NULL: none */
+                usec_t interval;         /* the textfile's, default 15s */
+        } metrics;
+
         /* Always on: the summary of every incident is written; only the
          * perf profile is opt-in (profile > 0). */
         struct {

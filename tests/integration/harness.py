@@ -119,6 +119,16 @@ def check_answer_times(times, what):
     return med, worst
 
 
+def free_port(addr="127.0.0.1"):
+    """A TCP port nothing listens on now (the kernel's pick)."""
+    s = socket.socket()
+    try:
+        s.bind((addr, 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
 def wait_until(pred, timeout, interval=0.02, what="condition"):
     """Poll pred() until it returns a true value; return that value, or fail."""
     deadline = time.monotonic() + timeout

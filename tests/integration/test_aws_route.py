@@ -33,14 +33,13 @@ a violation for a reboot of an instance that is still routed.
 """
 
 import os
-import socket
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "doubles"))
-from harness import BOOT_A, BOOT_B, Agent, check, main, wait_until  # noqa: E402
+from harness import free_port, BOOT_A, BOOT_B, Agent, check, main, wait_until  # noqa: E402
 from aws_double import AwsDouble  # noqa: E402
 from slack_double import SlackDouble  # noqa: E402
 
@@ -48,14 +47,6 @@ AK = "AKIAMONKEYROUTE00001"
 SECRET = "monkeyRouteSecret/0123456789abcdefXYZ"
 IID = "i-0123456789abcdef0"
 TOKEN = "xoxb-route-test"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 class RouteHost:

@@ -908,6 +908,7 @@ static const char *const all_keys[] = {
         "remedy.window", "remedy.dry_run", "remedy.unit", "remedy.budget", "proxy.agent_check_port", "proxy.agent_check_address",
         "proxy.health_port", "proxy.health_address", "proxy.health_path",
         "evidence.profile", "evidence.frequency", "evidence.perf", "evidence.keep", "evidence.max_bytes",
+        "metrics.listen", "metrics.textfile", "metrics.interval",
 };
 
 static char *read_text(const char *path) {

@@ -1,0 +1,198 @@
+/* Counters in fixed tables (states and events are few), remediations in
+ * a short list, and the text format written with open_memstream. */
+#include "metrics.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REMEDIATION_KINDS_MAX 16
+
+typedef struct RemediationCount {
+        char step[48];
+        char result[16];
+        uint64_t n;
+} RemediationCount;
+
+struct Metrics {
+        uint64_t transitions[_STATE_MAX][_STATE_MAX][_EVENT_MAX];
+        uint64_t breaches;
+        uint64_t reloads_ok, reloads_failed;
+        RemediationCount remediations[REMEDIATION_KINDS_MAX];
+        size_t n_remediations;
+};
+
+int metrics_new(Metrics **ret) {
+        Metrics *m = calloc(1, sizeof *m);
+
+        if (!m)
+                return -ENOMEM;
+        *ret = m;
+        return 0;
+}
+
+Metrics *metrics_free(Metrics *m) {
+        free(m);
+        return NULL;
+}
+
+void metrics_transition(Metrics *m, State from, State to, Event ev) {
+        if (m && from >= 0 && from < _STATE_MAX && to >= 0 && to < _STATE_MAX && ev >= 0 && ev < _EVENT_MAX)
+                m->transitions[from][to][ev]++;
+}
+
+void metrics_breach(Metrics *m) {
+        if (m)
+                m->breaches++;
+}
+
+void metrics_remediation(Metrics *m, const char *step, const char *result) {
+        size_t i;
+
+        if (!m || !step || !result)
+                return;
+        for (i = 0; i < m->n_remediations; i++)
+                if (streq(m->remediations[i].step, step) && streq(m->remediations[i].result, result))
+                        break;
+        if (i == m->n_remediations) {
+                /* the ladder has a handful of step kinds: a full table
+                 * folds the rest into the last row rather than grow */
+                if (i == REMEDIATION_KINDS_MAX)
+                        i--;
+                else {
+                        snprintf(m->remediations[i].step, sizeof m->remediations[i].step, "%s", step);
+                        snprintf(m->remediations[i].result, sizeof m->remediations[i].result, "%s", result);
+                        m->n_remediations++;
+                }
+        }
+        m->remediations[i].n++;
+}
+
+void metrics_reload(Metrics *m, bool ok) {
+        if (m) {
+                if (ok)
+                        m->reloads_ok++;
+                else
+                        m->reloads_failed++;
+        }
+}
+
+/* A label value: backslash, double quote and newline escaped, as the
+ * text format wants. */
+static void put_label_value(FILE *f, const char *v) {
+        for (; *v; v++) {
+                if (*v == '\\' || *v == '"')
+                        fputc('\\', f);
+                if (*v == '\n') {
+                        fputs("\\n", f);
+                        continue;
+                }
+                fputc(*v, f);
+        }
+}
+
+static void head(FILE *f, const char *name, const char *type, const char *help) {
+        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* %.17g, but integers as integers: what people and promtool read best */
+static void put_value(FILE *f, double v) {
+        if (isnan(v))
+                fputs("NaN", f);
+        else if (v == floor(v) && fabs(v) < 1e15)
+                fprintf(f, "%.0f", v);
+        else
+                fprintf(f, "%.17g", v);
+}
+
+int metrics_render(const Metrics *m, const MetricsFacts *fa, char **ret, size_t *ret_len) {
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f;
+
+        f = open_memstream(&buf, &len);
+        if (!f)
+                return -ENOMEM;
+
+        head(f, "monkeyd_build_info", "gauge", "Doctor Monkey's version, as a label; always 1.");
+        fputs("monkeyd_build_info{version=\"", f);
+        put_label_value(f, fa->version ? fa->version : "unknown");
+        fputs("\"} 1\n", f);
+
+        head(f, "monkeyd_state", "gauge", "1 for the state the agent is in, 0 for the others.");
+        for (State s = 0; s < _STATE_MAX; s++)
+                fprintf(f, "monkeyd_state{state=\"%s\"} %d\n", state_to_string(s), s == fa->state);
+        head(f, "monkeyd_state_since_seconds", "gauge", "Unix time of the last transition.");
+        fputs("monkeyd_state_since_seconds ", f);
+        put_value(f, (double) fa->state_since / USEC_PER_SEC);
+        fputc('\n', f);
+
+        head(f, "monkeyd_transitions_total", "counter", "State machine transitions since the agent started.");
+        for (State a = 0; a < _STATE_MAX; a++)
+                for (State b = 0; b < _STATE_MAX; b++)
+                        for (Event e = 0; e < _EVENT_MAX; e++)
+                                if (m->transitions[a][b][e])
+                                        fprintf(f, "monkeyd_transitions_total{from=\"%s\",to=\"%s\",event=\"%s\"} %llu\n",
+                                                state_to_string(a), state_to_string(b), event_to_string(e),
+                                                (unsigned long long) m->transitions[a][b][e]);
+
+        head(f, "monkeyd_breaches_total", "counter", "Sustained overloads detected since the agent started.");
+        fprintf(f, "monkeyd_breaches_total %llu\n", (unsigned long long) m->breaches);
+
+        head(f, "monkeyd_remediations_total", "counter", "Remediation steps ended, by step and result.");
+        for (size_t i = 0; i < m->n_remediations; i++) {
+                fputs("monkeyd_remediations_total{step=\"", f);
+                put_label_value(f, m->remediations[i].step);
+                fputs("\",result=\"", f);
+                put_label_value(f, m->remediations[i].result);
+                fprintf(f, "\"} %llu\n", (unsigned long long) m->remediations[i].n);
+        }
+
+        /* both results from the start: an alert on increase() must see a
+         * failed reload go from 0 to 1 */
+        head(f, "monkeyd_reloads_total", "counter", "Configuration reloads, by result.");
+        fprintf(f, "monkeyd_reloads_total{result=\"ok\"} %llu\n", (unsigned long long) m->reloads_ok);
+        fprintf(f, "monkeyd_reloads_total{result=\"failed\"} %llu\n", (unsigned long long) m->reloads_failed);
+
+        if (fa->cpu_known) {
+                const struct {
+                        const char *mode;
+                        double v;
+                } split[] = {
+                        { "busy", fa->cpu_busy },     { "user", fa->cpu_user },   { "system", fa->cpu_system },
+                        { "iowait", fa->cpu_iowait }, { "steal", fa->cpu_steal },
+                };
+
+                head(f, "monkeyd_cpu_ratio", "gauge", "CPU time over the last sampling interval, by mode (0-1).");
+                for (size_t i = 0; i < sizeof split / sizeof split[0]; i++) {
+                        fprintf(f, "monkeyd_cpu_ratio{mode=\"%s\"} ", split[i].mode);
+                        put_value(f, split[i].v);
+                        fputc('\n', f);
+                }
+        }
+        if (!isnan(fa->cpu_window)) {
+                head(f, "monkeyd_cpu_window_ratio", "gauge", "Busy CPU over the detector's window (0-1).");
+                fputs("monkeyd_cpu_window_ratio ", f);
+                put_value(f, fa->cpu_window);
+                fputc('\n', f);
+        }
+        if (fa->redis_up >= 0) {
+                head(f, "monkeyd_redis_up", "gauge", "1 while the pool's Redis link is up.");
+                fprintf(f, "monkeyd_redis_up %d\n", fa->redis_up > 0);
+        }
+        if (fa->outbox_known) {
+                head(f, "monkeyd_slack_outbox_messages", "gauge", "Alerts waiting in the Slack outbox.");
+                fprintf(f, "monkeyd_slack_outbox_messages %llu\n", (unsigned long long) fa->outbox_messages);
+                head(f, "monkeyd_slack_dropped_total", "counter", "Alerts the outbox gave up on.");
+                fprintf(f, "monkeyd_slack_dropped_total %llu\n", (unsigned long long) fa->slack_dropped);
+        }
+        if (fclose(f) != 0) {
+                free(buf);
+                return -ENOMEM;
+        }
+        *ret = buf;
+        *ret_len = len;
+        return 0;
+}

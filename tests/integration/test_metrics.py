@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Prometheus metrics, as a scrape and node_exporter see them: GET
+/metrics on the health endpoint's listener and on a listener of its own,
+the textfile rewritten whole, every exposition accepted by `promtool
+check metrics` (Debian's prometheus package), and the series moving: the
+state, a breach, the transitions, a remediation, reloads failed and ok.
+
+    m1  /metrics on the health endpoint's listener through a whole cycle
+        (ladder = none): state, breach, transitions, remediation counted
+    m2  [metrics] listen and textfile: its own listener, the textfile
+        replaced atomically every interval; a failed and a good reload
+    m3  [metrics] with nowhere to serve is refused, naming the section
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from harness import free_port, MONKEYD, Agent, check, describe, main, make_tmpdir, wait_until  # noqa: E402
+
+PROMTOOL = shutil.which("promtool")
+
+
+def scrape(url):
+    with urllib.request.urlopen(url, timeout=3) as r:
+        check(r.status == 200, "GET %s: %d" % (url, r.status))
+        ctype = r.headers.get("Content-Type", "")
+        check(ctype.startswith("text/plain; version=0.0.4"), "content type %r" % ctype)
+        return r.read().decode()
+
+
+def promtool_ok(text, what):
+    if not PROMTOOL:
+        print("   (promtool not installed: the exposition's lint skipped)")
+        return
+    cp = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, timeout=20)
+    check(cp.returncode == 0, "promtool check metrics on %s: %s" % (what, describe(cp)))
+
+
+def series(text):
+    """{'name{labels}': value} of the exposition's samples."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        out[key] = float(value)
+    return out
+
+
+def m1_on_the_health_listener():
+    port = free_port()
+    extra = ("[proxy]\nhealth_port = %d\nhealth_address = 127.0.0.1\n\n[metrics]\n\n"
+             "[remedy]\nladder = none\nbudget = none\nmax_per_window = 3\n" % port)
+    with Agent("metrics", extra=extra, window="1s", interval="100ms") as a:
+        a.start()
+        url = "http://127.0.0.1:%d/metrics" % port
+        # the CPU split is there from the first interval on
+        wait_until(lambda: 'monkeyd_cpu_ratio{mode="busy"}' in scrape(url), 5, what="a CPU interval")
+        text = scrape(url)
+        promtool_ok(text, "the first scrape")
+        s = series(text)
+        check(s.get('monkeyd_build_info{version="0.1.0"}') == 1 or any(k.startswith("monkeyd_build_info{") for k in s),
+              "no build info: %r" % [k for k in s if "build" in k])
+        check(s.get('monkeyd_state{state="SERVING"}') == 1 and s.get('monkeyd_state{state="CHECKING"}') == 0,
+              "state series: %r" % {k: v for k, v in s.items() if k.startswith("monkeyd_state{")})
+        check(s.get("monkeyd_breaches_total") == 0, "breaches before any: %r" % s.get("monkeyd_breaches_total"))
+        check(s.get('monkeyd_reloads_total{result="failed"}') == 0, "reload series not there from the start")
+        check(s.get("monkeyd_state_since_seconds", 0) > time.time() - 60, "state_since %r" %
+              s.get("monkeyd_state_since_seconds"))
+        check(0 <= s.get('monkeyd_cpu_ratio{mode="busy"}', -1) <= 1, "cpu ratio %r" %
+              s.get('monkeyd_cpu_ratio{mode="busy"}'))
+        a.feeder.set_busy(95)
+        wait_until(lambda: "REMEDIATING" in [h.get("to") for h in a.history()], 20, what="the rehearsal's ladder")
+        a.feeder.set_busy(5)
+        a.wait_state("SERVING", 20)
+        text = scrape(url)
+        promtool_ok(text, "the scrape after a cycle")
+        s = series(text)
+        check(s.get("monkeyd_breaches_total") == 1, "breaches %r" % s.get("monkeyd_breaches_total"))
+        check(s.get('monkeyd_transitions_total{from="SERVING",to="OVERLOADED",event="breach"}') == 1,
+              "transitions: %r" % {k: v for k, v in s.items() if "transitions" in k})
+        rem = {k: v for k, v in s.items() if k.startswith("monkeyd_remediations_total")}
+        check(sum(rem.values()) == 1 and any('step="none"' in k for k in rem), "remediations: %r" % rem)
+        # the health endpoint is still what it was
+        with urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=3) as r:
+            check(r.status == 200, "health endpoint %d" % r.status)
+
+
+def m2_own_listener_and_textfile():
+    port = free_port()
+    d = make_tmpdir("monkey-it-textfile-")
+    prom = os.path.join(d, "monkeyd.prom")
+    extra = "[metrics]\nlisten = 127.0.0.1:%d\ntextfile = %s\ninterval = 1s\n" % (port, prom)
+    with Agent("metrics-own", extra=extra) as a:
+        a.start()
+        text = scrape("http://127.0.0.1:%d/metrics" % port)
+        promtool_ok(text, "the own listener")
+        wait_until(lambda: os.path.exists(prom), 5, what="the textfile")
+        first = os.stat(prom).st_ino
+        with open(prom) as f:
+            promtool_ok(f.read(), "the textfile")
+        # replaced whole (a rename), never rewritten in place
+        wait_until(lambda: os.stat(prom).st_ino != first, 5, what="the textfile rewritten")
+        check(not [n for n in os.listdir(d) if n != "monkeyd.prom"], "leftovers beside the textfile: %r" %
+              os.listdir(d))
+        # a broken reload, then a good one
+        good = open(a.config).read()
+        a.write_config(raw=good + "\n[nonsense]\n")
+        cp = a.ctl("reload")
+        check(cp.returncode != 0, "a broken config reloaded: %s" % describe(cp))
+        a.write_config(raw=good)
+        cp = a.ctl("reload")
+        check(cp.returncode == 0, "reload: %s" % describe(cp))
+        s = series(scrape("http://127.0.0.1:%d/metrics" % port))
+        check(s.get('monkeyd_reloads_total{result="failed"}') == 1 and s.get('monkeyd_reloads_total{result="ok"}') == 1,
+              "reloads: %r" % {k: v for k, v in s.items() if "reloads" in k})
+        check("monkeyd_redis_up" not in text, "a Redis series without [pool]")
+
+
+def m3_nowhere_to_serve():
+    d = make_tmpdir("monkey-it-metrics-bad-")
+    a = Agent("metrics-bad", tmpdir=d)
+    try:
+        a.write_config(extra="[metrics]\ninterval = 5s\n")
+        cp = subprocess.run([MONKEYD, "--check-config", a.config], capture_output=True, text=True, timeout=10)
+        check(cp.returncode == 2 and "[metrics] needs listen" in cp.stderr, "accepted: %s" % describe(cp))
+    finally:
+        a.close()
+
+
+if __name__ == "__main__":
+    main([m1_on_the_health_listener, m2_own_listener_and_textfile, m3_nowhere_to_serve])
