@@ -3,6 +3,8 @@
  * when both have answered. */
 #include "checks.h"
 
+#include <math.h>
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <fcntl.h>
@@ -166,6 +168,7 @@ struct Checks {
         bool local_from_imds;   /* local_address came from IMDS, not [checks] */
 
         bool running, http_done, tcp_done;
+        usec_t started;         /* CLOCK_MONOTONIC, for the durations */
         HttpCall *call;
         int fd;
         sd_event_source *io, *timer;
@@ -365,6 +368,8 @@ static void binding_done(Checks *k, int error) {
         bool local_ok;
 
         tcp_clear(k);
+        if (error != EINVAL && error != ETIMEDOUT) /* tried, and it answered */
+                k->report.binding_seconds = (double) (clock_now(CLOCK_MONOTONIC) - k->started) / USEC_PER_SEC;
         local_address_check(k, local, sizeof local, &local_ok);
         if (error == 0 && local_ok) {
                 k->report.binding.verdict = CHECK_PASS;
@@ -460,6 +465,7 @@ static void on_http(const HttpResponse *resp, void *userdata) {
         char why[128];
 
         k->call = NULL;
+        k->report.http_seconds = (double) (clock_now(CLOCK_MONOTONIC) - k->started) / USEC_PER_SEC;
         checks_evaluate_http(k->config, k->have_re ? &k->re : NULL, resp->result, resp->status, resp->body,
                              resp->body_len, resp->truncated, http_describe_failure(resp, why, sizeof why), &k->report);
         k->http_done = true;
@@ -486,7 +492,12 @@ int checks_run(Checks *k, checks_done_t cb, void *userdata) {
 
         if (k->running)
                 return -EBUSY;
-        k->report = (CheckReport) { .at = clock_now(CLOCK_REALTIME) / USEC_PER_SEC * USEC_PER_SEC };
+        k->report = (CheckReport) {
+                .at = clock_now(CLOCK_REALTIME) / USEC_PER_SEC * USEC_PER_SEC,
+                .http_seconds = NAN,
+                .binding_seconds = NAN,
+        };
+        k->started = clock_now(CLOCK_MONOTONIC);
         k->cb = cb;
         k->userdata = userdata;
         k->http_done = k->tcp_done = false;

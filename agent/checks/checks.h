@@ -45,6 +45,10 @@ typedef struct CheckReport {
         long http_status;    /* 0: no answer */
         char excerpt[CHECKS_EXCERPT * 4 + 8]; /* the body's first 200 bytes as text (checks_excerpt_text) */
         unsigned attempt;    /* set by the caller: which try of a series */
+        /* How long the GET (content and status judge it) and the binding's
+         * connect took, seconds; NAN when it did not end (timed out,
+         * cancelled) or was not tried. */
+        double http_seconds, binding_seconds;
 } CheckReport;
 
 /* Pure: the content and status verdicts of one HTTP answer (result is

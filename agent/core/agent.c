@@ -715,6 +715,9 @@ static void runner_report(void *userdata, const CheckReport *r) {
         Agent *a = userdata;
         const char *text;
 
+        metrics_checks(a->metrics, check_verdict_to_string(r->content.verdict),
+                       check_verdict_to_string(r->status.verdict), check_verdict_to_string(r->binding.verdict),
+                       r->http_seconds, r->binding_seconds);
         json_object_put(a->last_checks);
         a->last_checks = check_report_json(r);
         if (!a->last_checks)

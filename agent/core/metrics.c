@@ -2,6 +2,8 @@
  * a short list, and the text format written with open_memstream. */
 #include "metrics.h"
 
+#include "latstats.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -9,6 +11,14 @@
 #include <string.h>
 
 #define REMEDIATION_KINDS_MAX 16
+
+static const char *const check_names[] = { "content", "status", "binding" };
+static const char *const check_results[] = { "pass", "fail", "skipped" };
+#define N_CHECKS 3
+#define N_RESULTS 3
+/* the two timed calls: the GET and the connect */
+static const char *const timed_names[] = { "http", "binding" };
+#define N_TIMED 2
 
 typedef struct RemediationCount {
         char step[48];
@@ -22,6 +32,8 @@ struct Metrics {
         uint64_t reloads_ok, reloads_failed;
         RemediationCount remediations[REMEDIATION_KINDS_MAX];
         size_t n_remediations;
+        uint64_t checks[N_CHECKS][N_RESULTS];
+        LatStats check_duration[N_TIMED];
 };
 
 int metrics_new(Metrics **ret) {
@@ -79,6 +91,24 @@ void metrics_reload(Metrics *m, bool ok) {
         }
 }
 
+static void count_check(Metrics *m, size_t check, const char *result) {
+        for (size_t r = 0; result && r < N_RESULTS; r++)
+                if (streq(result, check_results[r]))
+                        m->checks[check][r]++;
+}
+
+void metrics_checks(Metrics *m, const char *content, const char *status, const char *binding, double http_seconds,
+                    double binding_seconds) {
+        if (!m)
+                return;
+        count_check(m, 0, content);
+        count_check(m, 1, status);
+        count_check(m, 2, binding);
+        /* NAN (not measured) is refused by latstats_add: nothing counted */
+        (void) latstats_add(&m->check_duration[0], http_seconds);
+        (void) latstats_add(&m->check_duration[1], binding_seconds);
+}
+
 /* A label value: backslash, double quote and newline escaped, as the
  * text format wants. */
 static void put_label_value(FILE *f, const char *v) {
@@ -105,6 +135,25 @@ static void put_value(FILE *f, double v) {
                 fprintf(f, "%.0f", v);
         else
                 fprintf(f, "%.17g", v);
+}
+
+/* The shared layout's buckets, cumulative as "le" wants, then +Inf,
+ * _sum and _count. */
+static void put_histogram(FILE *f, const char *name, const char *label, const char *value, const LatStats *s) {
+        uint64_t cumulative = 0;
+
+        for (size_t i = 0; i <= LATSTATS_BUCKETS; i++) {
+                cumulative += s->bucket[i];
+                fprintf(f, "%s_bucket{%s=\"%s\",le=\"", name, label, value);
+                if (i == LATSTATS_BUCKETS)
+                        fputs("+Inf", f);
+                else /* 0.0001 … 52.4288: six digits say each exactly */
+                        fprintf(f, "%.6g", latstats_bound(i));
+                fprintf(f, "\"} %llu\n", (unsigned long long) cumulative);
+        }
+        fprintf(f, "%s_sum{%s=\"%s\"} ", name, label, value);
+        put_value(f, s->sum);
+        fprintf(f, "\n%s_count{%s=\"%s\"} %llu\n", name, label, value, (unsigned long long) s->count);
 }
 
 int metrics_render(const Metrics *m, const MetricsFacts *fa, char **ret, size_t *ret_len) {
@@ -172,6 +221,16 @@ int metrics_render(const Metrics *m, const MetricsFacts *fa, char **ret, size_t 
                         fputc('\n', f);
                 }
         }
+        head(f, "monkeyd_checks_total", "counter", "Check verdicts, by check and result.");
+        for (size_t c = 0; c < N_CHECKS; c++)
+                for (size_t r = 0; r < N_RESULTS; r++)
+                        fprintf(f, "monkeyd_checks_total{check=\"%s\",result=\"%s\"} %llu\n", check_names[c],
+                                check_results[r], (unsigned long long) m->checks[c][r]);
+        head(f, "monkeyd_check_duration_seconds", "histogram",
+             "How long the checks' GET (content, status) and connect (binding) took.");
+        for (size_t t = 0; t < N_TIMED; t++)
+                put_histogram(f, "monkeyd_check_duration_seconds", "check", timed_names[t], &m->check_duration[t]);
+
         if (!isnan(fa->cpu_window)) {
                 head(f, "monkeyd_cpu_window_ratio", "gauge", "Busy CPU over the detector's window (0-1).");
                 fputs("monkeyd_cpu_window_ratio ", f);

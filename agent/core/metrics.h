@@ -44,6 +44,11 @@ void metrics_breach(Metrics *m);
  * ("reboot-instance", "restart-unit", ...), result "ok" or "failed". */
 void metrics_remediation(Metrics *m, const char *step, const char *result);
 void metrics_reload(Metrics *m, bool ok);
+/* One check run: its verdicts ("pass", "fail", "skipped" per check) and
+ * the durations (seconds; NAN: not measured) of the GET that content and
+ * status judge and of the binding's connect. */
+void metrics_checks(Metrics *m, const char *content, const char *status, const char *binding, double http_seconds,
+                    double binding_seconds);
 
 /* The exposition, "text/plain; version=0.0.4". */
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"

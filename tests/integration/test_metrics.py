@@ -12,10 +12,12 @@ state, a breach, the transitions, a remediation, reloads failed and ok.
     m3  [metrics] with nowhere to serve is refused, naming the section
 """
 
+import http.server
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -53,10 +55,43 @@ def series(text):
     return out
 
 
+class App(http.server.ThreadingHTTPServer):
+    """The app the checks ask: 200 "ok"."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.wfile.write(b"ok\n")
+
+        def log_message(self, *args):
+            pass
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), App.Handler)
+        self.daemon_threads = True
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.shutdown()
+        self.server_close()
+
+
 def m1_on_the_health_listener():
     port = free_port()
+    app = App()
+    app_addr = "127.0.0.1:%d" % app.server_address[1]
     extra = ("[proxy]\nhealth_port = %d\nhealth_address = 127.0.0.1\n\n[metrics]\n\n"
-             "[remedy]\nladder = none\nbudget = none\nmax_per_window = 3\n" % port)
+             "[remedy]\nladder = none\nbudget = none\nmax_per_window = 3\n\n"
+             "[checks]\nurl = http://%s/\nexpect_content = ok\npublic_address = %s\n" % (port, app_addr, app_addr))
+    try:
+        m1_cycle(port, extra)
+    finally:
+        app.close()
+
+
+def m1_cycle(port, extra):
     with Agent("metrics", extra=extra, window="1s", interval="100ms") as a:
         a.start()
         url = "http://127.0.0.1:%d/metrics" % port
@@ -87,6 +122,14 @@ def m1_on_the_health_listener():
               "transitions: %r" % {k: v for k, v in s.items() if "transitions" in k})
         rem = {k: v for k, v in s.items() if k.startswith("monkeyd_remediations_total")}
         check(sum(rem.values()) == 1 and any('step="none"' in k for k in rem), "remediations: %r" % rem)
+        # the checks at start and after the rehearsal: counted and timed
+        check(s.get('monkeyd_checks_total{check="content",result="pass"}', 0) >= 2,
+              "checks: %r" % {k: v for k, v in s.items() if "checks_total" in k})
+        for c in ("http", "binding"):
+            n = s.get('monkeyd_check_duration_seconds_count{check="%s"}' % c, 0)
+            inf = s.get('monkeyd_check_duration_seconds_bucket{check="%s",le="+Inf"}' % c)
+            check(n >= 2 and inf == n, "%s duration: count %r, +Inf bucket %r" % (c, n, inf))
+            check(s.get('monkeyd_check_duration_seconds_sum{check="%s"}' % c, 0) > 0, "%s: no time summed" % c)
         # the health endpoint is still what it was
         with urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=3) as r:
             check(r.status == 200, "health endpoint %d" % r.status)
