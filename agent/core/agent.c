@@ -717,7 +717,7 @@ static void runner_report(void *userdata, const CheckReport *r) {
 
         metrics_checks(a->metrics, check_verdict_to_string(r->content.verdict),
                        check_verdict_to_string(r->status.verdict), check_verdict_to_string(r->binding.verdict),
-                       r->http_seconds, r->binding_seconds);
+                       r->http_seconds, r->binding_seconds, clock_loop_now(a->event, CLOCK_MONOTONIC));
         json_object_put(a->last_checks);
         a->last_checks = check_report_json(r);
         if (!a->last_checks)
@@ -1709,6 +1709,12 @@ static int control_check(void *userdata, uint64_t ticket, const char *text, char
         return checkrun_manual(a->checkrun, ticket, ret_message);
 }
 
+static json_object *control_stats(void *userdata) {
+        Agent *a = userdata;
+
+        return metrics_stats_json(a->metrics, clock_loop_now(a->event, CLOCK_MONOTONIC));
+}
+
 static json_object *control_incidents(void *userdata, char **ret_message) {
         Agent *a = userdata;
 
@@ -1828,6 +1834,7 @@ static const ControlHandlers control_handlers = {
         .resume = control_resume,
         .reload = control_reload,
         .pool_budget = control_pool_budget,
+        .stats = control_stats,
 };
 
 /* ---- signals and reload ---- */

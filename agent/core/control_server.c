@@ -429,6 +429,14 @@ static char *serve_incidents(ControlClient *c, const ControlCommandInfo *info, c
         return reply_answer(info, o, message, "incidents unavailable");
 }
 
+static char *serve_stats(ControlClient *c, const ControlCommandInfo *info, const ControlRequest *req) {
+        const ControlHandlers *h = &c->server->handlers;
+
+        if (!h->stats)
+                return not_supported("stats");
+        return reply_answer(info, h->stats(c->server->userdata), NULL, "statistics unavailable");
+}
+
 static char *serve_watch(ControlClient *c, const ControlCommandInfo *info, const ControlRequest *req) {
         json_object *o;
 
@@ -527,6 +535,7 @@ static const ServeFn serve_table[_CONTROL_COMMAND_MAX] = {
         [CONTROL_CHECK] = serve_deferred,
         [CONTROL_INCIDENTS] = serve_incidents,
         [CONTROL_INCIDENT] = serve_incidents,
+        [CONTROL_STATS] = serve_stats,
         [CONTROL_RELOAD] = serve_reload,
         [CONTROL_POOL_BUDGET] = serve_pool_budget,
         [CONTROL_POOL_BUDGET_SET] = serve_pool_budget,

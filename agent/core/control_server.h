@@ -56,6 +56,8 @@ typedef struct ControlHandlers {
          * answered later, like test_alert; the peer is for the audit. */
         int (*pool_budget)(void *userdata, uint64_t ticket, const ControlRequest *req, const ControlPeer *peer,
                            char **ret_message);
+        /* monkeyctl stats: the latency statistics (metrics_stats_json). */
+        json_object *(*stats)(void *userdata);
 } ControlHandlers;
 
 typedef struct ControlServer ControlServer;

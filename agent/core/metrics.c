@@ -19,6 +19,14 @@ static const char *const check_results[] = { "pass", "fail", "skipped" };
 /* the two timed calls: the GET and the connect */
 static const char *const timed_names[] = { "http", "binding" };
 #define N_TIMED 2
+/* the last hour, a minute at a time: merged when asked */
+#define WINDOW_MINUTES 60
+
+typedef struct TimedSeries {
+        LatStats total;
+        LatStats minute[WINDOW_MINUTES];
+        uint64_t minute_of[WINDOW_MINUTES]; /* which minute (CLOCK_MONOTONIC / 60 s, + 1) each slot holds */
+} TimedSeries;
 
 typedef struct RemediationCount {
         char step[48];
@@ -33,7 +41,7 @@ struct Metrics {
         RemediationCount remediations[REMEDIATION_KINDS_MAX];
         size_t n_remediations;
         uint64_t checks[N_CHECKS][N_RESULTS];
-        LatStats check_duration[N_TIMED];
+        TimedSeries check_duration[N_TIMED];
 };
 
 int metrics_new(Metrics **ret) {
@@ -97,16 +105,75 @@ static void count_check(Metrics *m, size_t check, const char *result) {
                         m->checks[check][r]++;
 }
 
+static void observe(TimedSeries *t, double seconds, usec_t now) {
+        uint64_t minute = now / USEC_PER_MINUTE + 1;
+        size_t slot = minute % WINDOW_MINUTES;
+
+        /* NAN (not measured) is refused by latstats_add: nothing counted */
+        if (latstats_add(&t->total, seconds) < 0)
+                return;
+        if (t->minute_of[slot] != minute) {
+                t->minute[slot] = (LatStats) {};
+                t->minute_of[slot] = minute;
+        }
+        (void) latstats_add(&t->minute[slot], seconds);
+}
+
 void metrics_checks(Metrics *m, const char *content, const char *status, const char *binding, double http_seconds,
-                    double binding_seconds) {
+                    double binding_seconds, usec_t now) {
         if (!m)
                 return;
         count_check(m, 0, content);
         count_check(m, 1, status);
         count_check(m, 2, binding);
-        /* NAN (not measured) is refused by latstats_add: nothing counted */
-        (void) latstats_add(&m->check_duration[0], http_seconds);
-        (void) latstats_add(&m->check_duration[1], binding_seconds);
+        observe(&m->check_duration[0], http_seconds, now);
+        observe(&m->check_duration[1], binding_seconds, now);
+}
+
+static json_object *stats_json(const LatStats *s) {
+        json_object *o = latstats_to_json(s);
+        const struct {
+                const char *key;
+                double v;
+        } derived[] = {
+                { "mean", latstats_mean(s) },
+                { "stddev", latstats_stddev(s) },
+                { "p50", latstats_quantile(s, 0.5) },
+                { "p90", latstats_quantile(s, 0.9) },
+                { "p99", latstats_quantile(s, 0.99) },
+        };
+
+        for (size_t i = 0; o && i < sizeof derived / sizeof derived[0]; i++)
+                json_object_object_add(o, derived[i].key,
+                                       isnan(derived[i].v) ? NULL : json_object_new_double(derived[i].v));
+        return o;
+}
+
+json_object *metrics_stats_json(const Metrics *m, usec_t now) {
+        json_object *o = json_object_new_object(), *checks = json_object_new_object();
+        uint64_t minute = now / USEC_PER_MINUTE + 1;
+
+        if (!o || !checks) {
+                json_object_put(o);
+                json_object_put(checks);
+                return NULL;
+        }
+        json_object_object_add(o, "checks", checks);
+        for (size_t t = 0; t < N_TIMED; t++) {
+                const TimedSeries *ts = &m->check_duration[t];
+                json_object *series = json_object_new_object();
+                LatStats hour = {};
+
+                if (!series)
+                        break;
+                for (size_t i = 0; i < WINDOW_MINUTES; i++)
+                        if (ts->minute_of[i] != 0 && ts->minute_of[i] + WINDOW_MINUTES > minute)
+                                latstats_merge(&hour, &ts->minute[i]);
+                json_object_object_add(series, "since_start", stats_json(&ts->total));
+                json_object_object_add(series, "last_hour", stats_json(&hour));
+                json_object_object_add(checks, timed_names[t], series);
+        }
+        return o;
 }
 
 /* A label value: backslash, double quote and newline escaped, as the
@@ -229,7 +296,7 @@ int metrics_render(const Metrics *m, const MetricsFacts *fa, char **ret, size_t 
         head(f, "monkeyd_check_duration_seconds", "histogram",
              "How long the checks' GET (content, status) and connect (binding) took.");
         for (size_t t = 0; t < N_TIMED; t++)
-                put_histogram(f, "monkeyd_check_duration_seconds", "check", timed_names[t], &m->check_duration[t]);
+                put_histogram(f, "monkeyd_check_duration_seconds", "check", timed_names[t], &m->check_duration[t].total);
 
         if (!isnan(fa->cpu_window)) {
                 head(f, "monkeyd_cpu_window_ratio", "gauge", "Busy CPU over the detector's window (0-1).");

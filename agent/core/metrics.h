@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <json-c/json.h>
+
 #include "machine.h"
 #include "macro.h"
 
@@ -48,7 +50,12 @@ void metrics_reload(Metrics *m, bool ok);
  * the durations (seconds; NAN: not measured) of the GET that content and
  * status judge and of the binding's connect. */
 void metrics_checks(Metrics *m, const char *content, const char *status, const char *binding, double http_seconds,
-                    double binding_seconds);
+                    double binding_seconds, usec_t now);
+
+/* monkeyctl stats: per timed series, since start and over the last hour
+ * (`now`: CLOCK_MONOTONIC), count, min, max, mean, standard deviation,
+ * p50/p90/p99 and the distribution (latstats_to_json's). */
+json_object *metrics_stats_json(const Metrics *m, usec_t now);
 
 /* The exposition, "text/plain; version=0.0.4". */
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"

@@ -152,6 +152,11 @@ static const Verb verbs[] = {
         { "test-reboot", "test-reboot", "ask EC2 whether this host may reboot itself (DryRun), print\n"
           "                            the verdict (exit 1 if denied or unknown)",
           VERB_ARGS_NONE, .command = CONTROL_TEST_REBOOT, .timeout_sec = TIMEOUT_AWS_SEC, .run = verb_mutate },
+        { "stats", "stats [--json]", "latency statistics of the checks (the GET, the binding's\n"
+          "                            connect): count, min, mean, sd, p50/p90/p99, max, since\n"
+          "                            start and over the last hour",
+          VERB_ARGS_NONE, .command = CONTROL_STATS, .format = status_text_format_stats, .json_key = "stats",
+          .what = "the statistics", .run = verb_show },
         { "incidents", "incidents [--json]", "the incidents whose evidence is kept, newest first",
           VERB_ARGS_NONE, .command = CONTROL_INCIDENTS, .format = status_text_format_incidents, .json_key = "result",
           .what = "the incidents", .run = verb_show },

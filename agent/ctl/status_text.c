@@ -1227,3 +1227,58 @@ int status_text_format_incident(json_object *o, char **ret) {
         }
         return memstream_finish(f, &buf, ret);
 }
+
+/* "1.2ms", "340µs" would need UTF-8 columns: plain ms below a second, s above */
+static void put_seconds_cell(FILE *f, json_object *o, const char *key) {
+        double v;
+        char cell[32];
+
+        if (!num_field(o, key, &v))
+                snprintf(cell, sizeof cell, "-");
+        else if (v < 1.0)
+                snprintf(cell, sizeof cell, "%.2fms", v * 1000.0);
+        else
+                snprintf(cell, sizeof cell, "%.3fs", v);
+        fprintf(f, " %9s", cell);
+}
+
+int status_text_format_stats(json_object *o, char **ret) {
+        json_object *checks = field(o, "checks");
+        char *buf = NULL;
+        size_t size = 0;
+        FILE *f;
+
+        if (!ret)
+                return -EINVAL;
+        f = open_memstream(&buf, &size);
+        if (!f)
+                return -ENOMEM;
+        fprintf(f, "%-17s%-12s%8s %9s %9s %9s %9s %9s %9s %9s\n", "SERIES", "WINDOW", "COUNT", "MIN", "MEAN", "SD",
+                "P50", "P90", "P99", "MAX");
+        if (checks && json_object_is_type(checks, json_type_object)) {
+                json_object_object_foreach(checks, name, series) {
+                        static const char *const windows[] = { "since_start", "last_hour" };
+
+                        for (size_t w = 0; w < 2; w++) {
+                                json_object *s = field(series, windows[w]);
+                                double n = 0;
+                                char label[40];
+
+                                snprintf(label, sizeof label, "check %s", name);
+                                put_cell(f, label, 15);
+                                fprintf(f, "%-12s", w == 0 ? "since start" : "last hour");
+                                (void) num_field(s, "count", &n);
+                                fprintf(f, "%8.0f", n);
+                                put_seconds_cell(f, s, "min");
+                                put_seconds_cell(f, s, "mean");
+                                put_seconds_cell(f, s, "stddev");
+                                put_seconds_cell(f, s, "p50");
+                                put_seconds_cell(f, s, "p90");
+                                put_seconds_cell(f, s, "p99");
+                                put_seconds_cell(f, s, "max");
+                                fputc('\n', f);
+                        }
+                }
+        }
+        return memstream_finish(f, &buf, ret);
+}

@@ -41,6 +41,8 @@ const char *status_text_time(const char *iso, char *buf, size_t size);
 /* `monkeyctl incidents`: one line per incident kept, newest first, then
  * how many and how much. Same tolerance as above. */
 int status_text_format_incidents(json_object *incidents, char **ret);
+/* monkeyctl stats: one line per series and window. */
+int status_text_format_stats(json_object *stats, char **ret);
 
 /* `monkeyctl incident ID`: the summary (CPU split, load, pressure, top
  * processes) and the profile's result with its hottest stacks. */

@@ -43,6 +43,7 @@ static const ControlCommandInfo command_table[_CONTROL_COMMAND_MAX] = {
         ROW(CONTROL_POOL_BUDGET_SET, "pool-budget-set", .mutating = true, .deferred = true,
             .args = CONTROL_ARG_MIN_SERVING | CONTROL_ARG_MAX_UNAVAILABLE, .reply = CONTROL_REPLY_RESULT,
             .reply_key = "result"),
+        ROW(CONTROL_STATS, "stats", .reply = CONTROL_REPLY_OBJECT, .reply_key = "stats"),
 #undef ROW
 };
 

@@ -78,6 +78,7 @@ typedef enum ControlCommand {
         CONTROL_RELOAD,
         CONTROL_POOL_BUDGET,     /* the pool's budget as Redis holds it */
         CONTROL_POOL_BUDGET_SET, /* set it for the whole pool: privileged, audited */
+        CONTROL_STATS,           /* latency statistics: checks (Redis, Slack, AWS to come) */
         _CONTROL_COMMAND_MAX,
         _CONTROL_COMMAND_INVALID = -EINVAL,
 } ControlCommand;

@@ -13,6 +13,7 @@ state, a breach, the transitions, a remediation, reloads failed and ok.
 """
 
 import http.server
+import json
 import os
 import shutil
 import subprocess
@@ -130,6 +131,19 @@ def m1_cycle(port, extra):
             inf = s.get('monkeyd_check_duration_seconds_bucket{check="%s",le="+Inf"}' % c)
             check(n >= 2 and inf == n, "%s duration: count %r, +Inf bucket %r" % (c, n, inf))
             check(s.get('monkeyd_check_duration_seconds_sum{check="%s"}' % c, 0) > 0, "%s: no time summed" % c)
+        # monkeyctl stats: the same observations, with their statistics
+        cp = a.ctl("stats", "--json")
+        check(cp.returncode == 0, "monkeyctl stats: %s" % describe(cp))
+        st = json.loads(cp.stdout)["checks"]["http"]
+        since, hour = st["since_start"], st["last_hour"]
+        check(since["count"] == s['monkeyd_check_duration_seconds_count{check="http"}'] and hour["count"] >= 2,
+              "stats counts: since start %r, last hour %r" % (since["count"], hour["count"]))
+        check(since["min"] <= since["p50"] <= since["p99"] <= since["max"] and since["mean"] > 0,
+              "stats: %r" % {k: since[k] for k in ("min", "p50", "p99", "max", "mean")})
+        cp = a.ctl("stats")
+        check(cp.returncode == 0 and "check http" in cp.stdout and "last hour" in cp.stdout,
+              "monkeyctl stats text: %s" % describe(cp))
+        print("   " + "\n   ".join(cp.stdout.splitlines()))
         # the health endpoint is still what it was
         with urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=3) as r:
             check(r.status == 200, "health endpoint %d" % r.status)

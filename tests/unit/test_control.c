@@ -83,6 +83,7 @@ static void test_command_rows(void **state) {
                 /* the whole pool's budget: privileged like drain, not root-only */
                 { CONTROL_POOL_BUDGET_SET, true, false, true, CONTROL_ARG_MIN_SERVING | CONTROL_ARG_MAX_UNAVAILABLE, 0,
                   CONTROL_REPLY_RESULT, "result" },
+                { CONTROL_STATS, false, false, false, 0, 0, CONTROL_REPLY_OBJECT, "stats" },
         };
 
         assert_int_equal(ELEMENTSOF(want), _CONTROL_COMMAND_MAX);
@@ -889,6 +890,10 @@ static json_object *fake_incidents(void *userdata, char **ret_message) {
         return json_tokener_parse("{\"dir\":\"/x\",\"incidents\":[]}");
 }
 
+static json_object *fake_stats(void *userdata) {
+        return json_tokener_parse("{\"checks\":{}}");
+}
+
 static json_object *fake_incident(void *userdata, const char *id, char **ret_message) {
         return json_tokener_parse("{\"id\":\"x\",\"dir\":\"/x/x\"}");
 }
@@ -920,6 +925,7 @@ static void test_server_every_command(void **state) {
                 .incidents = fake_incidents,
                 .incident = fake_incident,
                 .reload = fake_reload,
+                .stats = fake_stats,
         };
         Env *env = *state;
 

@@ -61,9 +61,9 @@ static void test_histogram(void **state) {
         int buckets = 0;
 
         assert_int_equal(metrics_new(&m), 0);
-        metrics_checks(m, "pass", "pass", "pass", 0.00005, 0.003);
-        metrics_checks(m, "fail", "pass", "skipped", 0.3, NAN);
-        metrics_checks(m, "pass", "pass", "pass", 100.0, 0.0001);
+        metrics_checks(m, "pass", "pass", "pass", 0.00005, 0.003, 0);
+        metrics_checks(m, "fail", "pass", "skipped", 0.3, NAN, 0);
+        metrics_checks(m, "pass", "pass", "pass", 100.0, 0.0001, 0);
         t = render(m, STATE_SERVING);
         assert_non_null(strstr(t, "# TYPE monkeyd_check_duration_seconds histogram\n"));
         assert_non_null(strstr(t, "monkeyd_checks_total{check=\"content\",result=\"fail\"} 1\n"));
@@ -87,10 +87,36 @@ static void test_histogram(void **state) {
         metrics_free(m);
 }
 
+/* since start keeps everything; the last hour forgets what is older */
+static void test_stats_window(void **state) {
+        (void) state;
+        Metrics *m = NULL;
+        json_object *o, *v;
+
+        assert_int_equal(metrics_new(&m), 0);
+        metrics_checks(m, "pass", "pass", "pass", 0.002, 0.001, 10 * USEC_PER_SEC);
+        metrics_checks(m, "pass", "pass", "pass", 0.004, 0.001, 40 * USEC_PER_MINUTE);
+
+        o = metrics_stats_json(m, 50 * USEC_PER_MINUTE);
+        assert_true(json_object_object_get_ex(o, "checks", &v) && json_object_object_get_ex(v, "http", &v));
+        assert_int_equal(json_object_get_int(json_object_object_get(json_object_object_get(v, "since_start"), "count")), 2);
+        assert_int_equal(json_object_get_int(json_object_object_get(json_object_object_get(v, "last_hour"), "count")), 2);
+        json_object_put(o);
+
+        o = metrics_stats_json(m, 90 * USEC_PER_MINUTE);
+        v = json_object_object_get(json_object_object_get(o, "checks"), "http");
+        assert_int_equal(json_object_get_int(json_object_object_get(json_object_object_get(v, "since_start"), "count")), 2);
+        /* the one at minute 40 is still within the hour, the one at 0 is not */
+        assert_int_equal(json_object_get_int(json_object_object_get(json_object_object_get(v, "last_hour"), "count")), 1);
+        json_object_put(o);
+        metrics_free(m);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_basics),
                 cmocka_unit_test(test_histogram),
+                cmocka_unit_test(test_stats_window),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
