@@ -1943,6 +1943,22 @@ static void metrics_facts(Agent *a, MetricsFacts *f) {
                 f->cpu_iowait = (double) a->cpu_last.iowait / t;
                 f->cpu_steal = (double) a->cpu_last.steal / t;
         }
+        f->budget_min_serving = f->budget_max_unavailable = f->budget_serving = f->budget_unavailable = NAN;
+        if (a->pool) {
+                _cleanup_(json_object_putp) json_object *ps = pool_status_json(a->pool);
+                json_object *b = NULL;
+
+                if (ps && json_object_object_get_ex(ps, "budget", &b) && b) {
+                        if (json_object_object_get_ex(b, "min_serving", &v) && json_object_is_type(v, json_type_int))
+                                f->budget_min_serving = (double) json_object_get_int64(v);
+                        if (json_object_object_get_ex(b, "max_unavailable", &v) && json_object_is_type(v, json_type_int))
+                                f->budget_max_unavailable = (double) json_object_get_int64(v);
+                        if (json_object_object_get_ex(b, "serving_alive", &v) && json_object_is_type(v, json_type_int))
+                                f->budget_serving = (double) json_object_get_int64(v);
+                        if (json_object_object_get_ex(b, "out", &v) && json_object_is_type(v, json_type_array))
+                                f->budget_unavailable = (double) json_object_array_length(v);
+                }
+        }
         if (sl && json_object_object_get_ex(sl, "outbox", &ob) && ob &&
             json_object_object_get_ex(ob, "pending", &v) && json_object_is_type(v, json_type_int)) {
                 f->outbox_known = true;

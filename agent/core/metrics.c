@@ -308,6 +308,31 @@ int metrics_render(const Metrics *m, const MetricsFacts *fa, char **ret, size_t 
                 head(f, "monkeyd_redis_up", "gauge", "1 while the pool's Redis link is up.");
                 fprintf(f, "monkeyd_redis_up %d\n", fa->redis_up > 0);
         }
+        {
+                const struct {
+                        const char *kind;
+                        double v;
+                } budget[] = {
+                        { "min_serving", fa->budget_min_serving },
+                        { "max_unavailable", fa->budget_max_unavailable },
+                        { "serving", fa->budget_serving },
+                        { "unavailable", fa->budget_unavailable },
+                };
+                bool any = false;
+
+                for (size_t i = 0; i < sizeof budget / sizeof budget[0]; i++) {
+                        if (isnan(budget[i].v))
+                                continue;
+                        if (!any)
+                                head(f, "monkeyd_pool_budget", "gauge",
+                                     "The pool's disruption budget as this agent last saw it: the rules "
+                                     "(min_serving, max_unavailable) and the hosts serving and out.");
+                        any = true;
+                        fprintf(f, "monkeyd_pool_budget{kind=\"%s\"} ", budget[i].kind);
+                        put_value(f, budget[i].v);
+                        fputc('\n', f);
+                }
+        }
         if (fa->outbox_known) {
                 head(f, "monkeyd_slack_outbox_messages", "gauge", "Alerts waiting in the Slack outbox.");
                 fprintf(f, "monkeyd_slack_outbox_messages %llu\n", (unsigned long long) fa->outbox_messages);

@@ -29,6 +29,9 @@ typedef struct MetricsFacts {
         double cpu_busy, cpu_user, cpu_system, cpu_iowait, cpu_steal; /* 0-1 */
         double cpu_window;       /* the detector's window average, 0-1; NAN = not yet */
         int redis_up;            /* 1, 0, or -1 without [pool] (no series) */
+        /* the pool's budget as this agent last saw it (NAN: not known):
+         * its rules, and the hosts serving (alive) and out */
+        double budget_min_serving, budget_max_unavailable, budget_serving, budget_unavailable;
         bool outbox_known;
         uint64_t outbox_messages;
         uint64_t slack_dropped;

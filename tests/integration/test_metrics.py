@@ -10,6 +10,8 @@ state, a breach, the transitions, a remediation, reloads failed and ok.
     m2  [metrics] listen and textfile: its own listener, the textfile
         replaced atomically every interval; a failed and a good reload
     m3  [metrics] with nowhere to serve is refused, naming the section
+    m4  with a real redis-server pool: monkeyd_redis_up follows the link
+        and monkeyd_pool_budget shows the pool's rules and who is out
 """
 
 import http.server
@@ -191,5 +193,35 @@ def m3_nowhere_to_serve():
         a.close()
 
 
+def m4_pool_series():
+    from proxyfleet import Redis
+    from test_pool import pool_extra
+
+    r = Redis().start()
+    port = free_port()
+    try:
+        extra = pool_extra(r.url(), "127.0.0.2:8080", min_serving=1, max_unavailable=1) + \
+            "\n[metrics]\nlisten = 127.0.0.1:%d\n" % port
+        with Agent("metrics-pool", extra=extra) as a:
+            a.start()
+            url = "http://127.0.0.1:%d/metrics" % port
+
+            def budget():
+                s = series(scrape(url))
+                return s if s.get('monkeyd_pool_budget{kind="serving"}') == 1 else None
+            s = wait_until(budget, 10, 0.1, "the pool's view in the metrics")
+            promtool_ok(scrape(url), "a pool member's scrape")
+            check(s.get("monkeyd_redis_up") == 1, "redis_up %r" % s.get("monkeyd_redis_up"))
+            check(s.get('monkeyd_pool_budget{kind="min_serving"}') == 1 and
+                  s.get('monkeyd_pool_budget{kind="max_unavailable"}') == 1 and
+                  s.get('monkeyd_pool_budget{kind="unavailable"}') == 0,
+                  "budget: %r" % {k: v for k, v in s.items() if "budget" in k})
+            r.stop()
+            wait_until(lambda: series(scrape(url)).get("monkeyd_redis_up") == 0, 10, 0.1, "redis_up 0")
+    finally:
+        if r.proc is not None:
+            r.stop()
+
+
 if __name__ == "__main__":
-    main([m1_on_the_health_listener, m2_own_listener_and_textfile, m3_nowhere_to_serve])
+    main([m1_on_the_health_listener, m2_own_listener_and_textfile, m3_nowhere_to_serve, m4_pool_series])

@@ -15,7 +15,8 @@
 
 static char *render(Metrics *m, State s) {
         MetricsFacts f = { .version = "1.2.3", .state = s, .state_since = 1700000000 * USEC_PER_SEC,
-                           .cpu_window = NAN, .redis_up = -1 };
+                           .cpu_window = NAN, .redis_up = -1, .budget_min_serving = 2, .budget_max_unavailable = 1,
+                           .budget_serving = NAN, .budget_unavailable = 0 };
         char *text = NULL;
         size_t len = 0;
 
@@ -38,6 +39,10 @@ static void test_basics(void **state) {
         assert_non_null(strstr(t, "monkeyd_reloads_total{result=\"failed\"} 0\n"));
         assert_null(strstr(t, "monkeyd_redis_up")); /* no pool: no series */
         assert_null(strstr(t, "monkeyd_cpu_window_ratio"));
+        /* the budget's known parts only */
+        assert_non_null(strstr(t, "monkeyd_pool_budget{kind=\"min_serving\"} 2\n"));
+        assert_non_null(strstr(t, "monkeyd_pool_budget{kind=\"unavailable\"} 0\n"));
+        assert_null(strstr(t, "monkeyd_pool_budget{kind=\"serving\"}"));
         free(t);
 
         metrics_transition(m, STATE_SERVING, STATE_OVERLOADED, EVENT_BREACH);
