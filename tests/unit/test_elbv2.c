@@ -93,7 +93,7 @@ static void test_body(void **state) {
         assert_int_equal(elbv2_targets_body(NULL, ARN, ID, 0, &b), -EINVAL);
         assert_int_equal(elbv2_targets_body("RegisterTargets", ARN, ID, 65536, &b), -EINVAL);
         assert_int_equal(elbv2_targets_body("RegisterTargets", ARN, "i-0123456789ABCDEF0", 0, &b), -EINVAL);
-        assert_int_equal(elbv2_targets_body("RegisterTargets", ARN, "10.0.0.1", 0, &b), -EINVAL);
+        assert_int_equal(elbv2_targets_body("RegisterTargets", ARN, "127.0.0.3", 0, &b), -EINVAL);
         assert_int_equal(elbv2_targets_body("RegisterTargets", ARN, NULL, 0, &b), -EINVAL);
         {
                 static const char *const bad_arns[] = {
